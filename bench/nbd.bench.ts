@@ -1,0 +1,152 @@
+/**
+ * NBD export speed: the same client (fio's nbd engine, one connection) against headstart's
+ * export of a real Volume (write log on) and against `nbdkit file` on a file of the same
+ * size, side by side in one run. Reports headstart / nbdkit for 4 KiB random write IOPS
+ * (iodepth 32) and 1 MiB sequential write and read throughput (iodepth 8).
+ * Args: --size MiB (default 1024, quick 256), --runtime s (default 10, quick 4),
+ * --profile DIR (write a CPU profile of the headstart side; the server then runs in-process
+ * under the inspector, so figures drop).
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm, open } from 'node:fs/promises';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createVolume } from '@headstart/volume';
+import { startNbdServer } from '@headstart/nbd';
+import { defineSuite, round } from './lib';
+
+interface FioJob {
+  write: { iops: number; bw_bytes: number };
+  read: { iops: number; bw_bytes: number };
+  error: number;
+}
+
+function argValue(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+function fio(uri: string, rw: string, bs: string, iodepth: number, sizeMiB: number, runtime: number): Promise<FioJob> {
+  const args = [
+    '--name=bench',
+    '--ioengine=nbd',
+    `--uri=${uri}`,
+    `--rw=${rw}`,
+    `--bs=${bs}`,
+    `--iodepth=${iodepth}`,
+    `--size=${sizeMiB}M`,
+    '--time_based',
+    `--runtime=${runtime}`,
+    '--ramp_time=1',
+    '--randrepeat=1',
+    '--output-format=json',
+  ];
+  return new Promise((resolve, reject) => {
+    execFile('fio', args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      if (err) return reject(new Error(`fio ${rw} ${bs} failed: ${stderr || err.message}`));
+      const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: FioJob[] }).jobs[0];
+      if (job.error !== 0) return reject(new Error(`fio ${rw} ${bs}: error ${job.error}`));
+      resolve(job);
+    });
+  });
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function waitForPort(port: number, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (child.exitCode !== null) throw new Error(`nbdkit exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('nbdkit did not start listening');
+}
+
+export default defineSuite({
+  name: 'nbd',
+  description: 'fio (nbd engine) against headstart export of a Volume vs nbdkit file plugin',
+  async run({ quick, args, log }) {
+    const sizeMiB = Number(argValue(args, '--size') ?? (quick ? 256 : 1024));
+    const runtime = Number(argValue(args, '--runtime') ?? (quick ? 4 : 10));
+    const profileDir = argValue(args, '--profile');
+    const dir = await mkdtemp(join(tmpdir(), 'headstart-nbd-bench-'));
+    const size = sizeMiB * 1024 * 1024;
+    let nbdkit: ChildProcess | undefined;
+    const volume = await createVolume(join(dir, 'vol'), { size });
+    const server = await startNbdServer({ exports: { vol: volume } });
+    try {
+      const file = join(dir, 'nbdkit.img');
+      const f = await open(file, 'w');
+      await f.truncate(size);
+      await f.close();
+      const port = await freePort();
+      nbdkit = spawn('nbdkit', ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'file', file], { stdio: 'ignore' });
+      await waitForPort(port, nbdkit);
+      const ours = `nbd://127.0.0.1:${server.port}/vol`;
+      const theirs = `nbd://127.0.0.1:${port}/`;
+      let session: import('node:inspector').Session | undefined;
+      if (profileDir) {
+        const inspector = await import('node:inspector');
+        session = new inspector.Session();
+        session.connect();
+        await new Promise<void>((r, j) => session!.post('Profiler.enable', (e) => (e ? j(e) : session!.post('Profiler.start', (e2) => (e2 ? j(e2) : r())))));
+      }
+
+      const cases = [
+        { key: 'randwrite_4k_iops_ratio', label: '4 KiB random write (IOPS, iodepth 32)', rw: 'randwrite', bs: '4k', depth: 32, unit: 'iops' as const },
+        { key: 'seqwrite_1m_ratio', label: '1 MiB sequential write (MB/s, iodepth 8)', rw: 'write', bs: '1m', depth: 8, unit: 'mbps' as const },
+        { key: 'seqread_1m_ratio', label: '1 MiB sequential read (MB/s, iodepth 8)', rw: 'read', bs: '1m', depth: 8, unit: 'mbps' as const },
+      ];
+      const table: (string | number)[][] = [['case', 'headstart', 'nbdkit', 'ratio']];
+      const json: Record<string, unknown> = { size_mib: sizeMiB, runtime_s: runtime };
+      for (const c of cases) {
+        const figure = (j: FioJob) => {
+          const side = c.rw.includes('read') ? j.read : j.write;
+          return c.unit === 'iops' ? side.iops : side.bw_bytes / 1e6;
+        };
+        log(`${c.label}: headstart...`);
+        const h = figure(await fio(ours, c.rw, c.bs, c.depth, sizeMiB, runtime));
+        log(`${c.label}: nbdkit...`);
+        const k = figure(await fio(theirs, c.rw, c.bs, c.depth, sizeMiB, runtime));
+        const ratio = round(h / k, 3);
+        log(`  headstart ${h.toFixed(0)}  nbdkit ${k.toFixed(0)}  ratio ${ratio}`);
+        table.push([c.label, round(h, 0), round(k, 0), ratio]);
+        json[c.key] = ratio;
+        json[c.key.replace('_ratio', '_headstart')] = round(h, 1);
+        json[c.key.replace('_ratio', '_nbdkit')] = round(k, 1);
+      }
+      if (session) {
+        const { writeFile } = await import('node:fs/promises');
+        const profile = await new Promise<unknown>((r, j) => session!.post('Profiler.stop', (e, p) => (e ? j(e) : r(p.profile))));
+        const path = join(profileDir!, `nbd-${Date.now()}.cpuprofile`);
+        await writeFile(path, JSON.stringify(profile));
+        log(`cpu profile: ${path}`);
+        session.disconnect();
+      }
+      return {
+        table,
+        json,
+        notes: [`${sizeMiB} MiB volume vs ${sizeMiB} MiB sparse file, fio nbd engine, ${runtime} s per case, one connection each`],
+      };
+    } finally {
+      nbdkit?.kill('SIGTERM');
+      await server.stop();
+      await volume.shutdown();
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+});

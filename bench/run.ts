@@ -1,0 +1,39 @@
+/** Runs benchmark suites: `tsx bench/run.ts [suite] [--quick] [--json] [suite args...]`. See bench/lib.ts. */
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { formatTable, type BenchSuite } from './lib';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const argv = process.argv.slice(2);
+const quick = argv.includes('--quick');
+const json = argv.includes('--json');
+const positional = argv.filter((a) => !a.startsWith('--'));
+const available = readdirSync(here).filter((f) => f.endsWith('.bench.ts')).map((f) => f.slice(0, -'.bench.ts'.length)).sort();
+if (positional[0] !== undefined && !available.includes(positional[0])) {
+  process.stderr.write(`no benchmark suite ${JSON.stringify(positional[0])}; suites: ${available.join(', ')}\n`);
+  process.exit(2);
+}
+const wanted = positional[0] !== undefined ? [positional[0]] : available;
+const suiteArgs = wanted.length === 1 && positional[0] === wanted[0] ? argv.filter((a) => a !== wanted[0]) : argv;
+
+const log = (line: string) => process.stderr.write(line + '\n');
+const results: Record<string, Record<string, unknown>> = {};
+let failed = false;
+for (const name of wanted) {
+  const mod = (await import(pathToFileURL(join(here, `${name}.bench.ts`)).href)) as { default: BenchSuite };
+  const suite = mod.default;
+  log(`# ${suite.name}: ${suite.description}${quick ? ' (quick)' : ''}`);
+  try {
+    const result = await suite.run({ quick, args: suiteArgs, log });
+    results[name] = result.json;
+    const text = [`## ${suite.name}`, formatTable(result.table), ...(result.notes ?? []).map((n) => `  ${n}`), ''].join('\n');
+    (json ? process.stderr : process.stdout).write(text + '\n');
+  } catch (err) {
+    failed = true;
+    log(`suite ${name} failed: ${(err as Error).stack ?? String(err)}`);
+    results[name] = { error: String((err as Error)?.message ?? err) };
+  }
+}
+if (json) process.stdout.write('\n' + JSON.stringify(wanted.length === 1 ? results[wanted[0]] : results) + '\n');
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,207 @@
+/**
+ * Retention: which archived points to keep (pure: `planRetention`) and the deletion that
+ * follows (`prune`).
+ *
+ * Kept, whatever else happens: the newest point (the base of the next delta — losing it
+ * would force a full copy, DESIGN.md pain 2) and every protected point. Then grandfather-
+ * father-son: the newest point of each of the last `daily` UTC days, `weekly` ISO weeks and
+ * `monthly` months that have points, plus the `keepLast` newest points. A byte cap then
+ * drops kept points, least valuable first (kept only as a daily before a weekly before a
+ * monthly; oldest first within a tier), until the objects the kept points need fit.
+ *
+ * Deletion never removes an object a kept point needs: an object goes only if no kept
+ * manifest names it. Manifests go first, then their objects, so a crash mid-prune leaves
+ * at worst unreferenced objects, which the next prune sweeps (with stale markers).
+ */
+import PQueue from 'p-queue';
+import { HeadstartError } from '@headstart/errors';
+import { manifestPoints, protectedPoints, readManifest } from './catalog';
+import { loadHasher } from './format/hash';
+import type { Manifest } from './format/manifest';
+import { checkVolumeId, manifestKey, objectKey, objectsPrefix, parseObjectKey, pendingPrefix, pointOfKey, protectedKey, protectedPrefix } from './layout';
+import { withRetry, type RetryOptions } from './retry';
+import type { ObjectStore } from './store/types';
+
+export interface RetentionPolicy {
+  /** Newest point of each of the last N UTC days that have points. */
+  readonly daily?: number;
+  /** ... of the last N ISO weeks (Monday to Sunday, UTC). */
+  readonly weekly?: number;
+  /** ... of the last N calendar months (UTC). */
+  readonly monthly?: number;
+  /** The N newest points (default 1: the newest is always kept anyway). */
+  readonly keepLast?: number;
+  /** Cap on the bytes of all objects the kept points need. */
+  readonly maxBytes?: number;
+}
+
+export interface RetentionInput {
+  readonly n: number;
+  /** When the point was scheduled (epoch ms): the GFS calendar looks at this. */
+  readonly time: number;
+  readonly protected: boolean;
+  /** Keys and sizes of every object the point needs. */
+  readonly objects: ReadonlyMap<string, number>;
+}
+
+export type KeepReason = 'newest' | 'protected' | 'last' | 'daily' | 'weekly' | 'monthly';
+
+export interface RetentionPlan {
+  /** Kept points, ascending, with why. */
+  readonly keep: ReadonlyMap<number, readonly KeepReason[]>;
+  /** Points to delete, ascending. */
+  readonly drop: readonly number[];
+  /** Bytes the kept points' objects take. */
+  readonly keptBytes: number;
+  /** The cap could not be met without dropping the newest or a protected point. */
+  readonly capExceeded: boolean;
+}
+
+const DAY = 86_400_000;
+
+function checkCount(v: number | undefined, name: string): number {
+  if (v === undefined) return 0;
+  if (!Number.isSafeInteger(v) || v < 0) throw new HeadstartError('ARCHIVE_CONFIG', `retention.${name} must be a non-negative integer`);
+  return v;
+}
+
+export function planRetention(points: readonly RetentionInput[], policy: RetentionPolicy): RetentionPlan {
+  const daily = checkCount(policy.daily, 'daily');
+  const weekly = checkCount(policy.weekly, 'weekly');
+  const monthly = checkCount(policy.monthly, 'monthly');
+  const keepLast = Math.max(1, checkCount(policy.keepLast ?? 1, 'keepLast'));
+  if (policy.maxBytes !== undefined && (!Number.isSafeInteger(policy.maxBytes) || policy.maxBytes < 0)) throw new HeadstartError('ARCHIVE_CONFIG', 'retention.maxBytes must be a non-negative integer');
+  const sorted = [...points].sort((a, b) => a.n - b.n);
+  const keep = new Map<number, KeepReason[]>();
+  const tag = (n: number, r: KeepReason) => {
+    const list = keep.get(n) ?? [];
+    if (!list.includes(r)) list.push(r);
+    keep.set(n, list);
+  };
+  if (sorted.length === 0) return { keep, drop: [], keptBytes: 0, capExceeded: false };
+  tag(sorted[sorted.length - 1].n, 'newest');
+  for (const p of sorted) if (p.protected) tag(p.n, 'protected');
+  for (const p of sorted.slice(-keepLast)) tag(p.n, 'last');
+  // Newest point per calendar bucket, newest buckets first.
+  const gfs = (count: number, reason: KeepReason, bucket: (t: number) => number) => {
+    const seen = new Set<number>();
+    for (let i = sorted.length - 1; i >= 0 && seen.size < count; i--) {
+      const b = bucket(sorted[i].time);
+      if (seen.has(b)) continue;
+      seen.add(b);
+      tag(sorted[i].n, reason);
+    }
+  };
+  gfs(daily, 'daily', (t) => Math.floor(t / DAY));
+  // ISO weeks start on Monday; 1970-01-01 was a Thursday, so shift by 3 days.
+  gfs(weekly, 'weekly', (t) => Math.floor((Math.floor(t / DAY) + 3) / 7));
+  gfs(monthly, 'monthly', (t) => {
+    const d = new Date(t);
+    return d.getUTCFullYear() * 12 + d.getUTCMonth();
+  });
+
+  const byN = new Map(sorted.map((p) => [p.n, p]));
+  const bytesOf = (kept: Iterable<number>) => {
+    const objects = new Map<string, number>();
+    for (const n of kept) for (const [k, s] of byN.get(n)!.objects) objects.set(k, s);
+    let sum = 0;
+    for (const s of objects.values()) sum += s;
+    return sum;
+  };
+  let keptBytes = bytesOf(keep.keys());
+  let capExceeded = false;
+  if (policy.maxBytes !== undefined) {
+    const tier = (reasons: readonly KeepReason[]) => Math.max(...reasons.map((r) => ({ newest: 9, protected: 9, monthly: 3, weekly: 2, daily: 1, last: 0 })[r]));
+    while (keptBytes > policy.maxBytes) {
+      const candidates = [...keep].filter(([, r]) => !r.includes('newest') && !r.includes('protected'));
+      if (candidates.length === 0) {
+        capExceeded = true;
+        break;
+      }
+      candidates.sort((a, b) => tier(a[1]) - tier(b[1]) || a[0] - b[0]);
+      keep.delete(candidates[0][0]);
+      keptBytes = bytesOf(keep.keys());
+    }
+  }
+  const drop = sorted.filter((p) => !keep.has(p.n)).map((p) => p.n);
+  return { keep: new Map([...keep].sort((a, b) => a[0] - b[0])), drop, keptBytes, capExceeded };
+}
+
+export interface PruneOptions {
+  readonly store: ObjectStore;
+  readonly volumeId: string;
+  readonly policy: RetentionPolicy;
+  /** Report what would go, delete nothing. */
+  readonly dryRun?: boolean;
+  readonly concurrency?: number;
+  readonly retry?: Omit<RetryOptions, 'signal' | 'onRetry'>;
+}
+
+export interface PruneReport {
+  readonly dryRun: boolean;
+  readonly kept: readonly { readonly n: number; readonly reasons: readonly KeepReason[] }[];
+  readonly deletedPoints: readonly number[];
+  /** Object keys deleted (or that would be): those of dropped points no kept point needs, and unreferenced leftovers. */
+  readonly deletedObjects: readonly string[];
+  readonly freedBytes: number;
+  readonly bytesBefore: number;
+  readonly bytesAfter: number;
+  readonly capExceeded: boolean;
+}
+
+export async function prune(options: PruneOptions): Promise<PruneReport> {
+  const { store, policy } = options;
+  const vol = checkVolumeId(options.volumeId);
+  const hasher = await loadHasher();
+  const retry = options.retry;
+  const points = await manifestPoints(store, vol, retry);
+  const prot = await protectedPoints(store, vol, retry);
+  const manifests = new Map<number, Manifest>();
+  for (const n of points) manifests.set(n, await readManifest(store, hasher, vol, n, retry));
+  const inputs: RetentionInput[] = points.map((n) => {
+    const m = manifests.get(n)!;
+    const objects = new Map<string, number>();
+    for (const [c, chain] of m.chunks) for (const e of chain) objects.set(objectKey(vol, c, e), e.size);
+    return { n, time: m.point.scheduledAt, protected: prot.has(n), objects };
+  });
+  const plan = planRetention(inputs, policy);
+  const needed = new Set<string>();
+  for (const p of inputs) if (plan.keep.has(p.n)) for (const k of p.objects.keys()) needed.add(k);
+
+  // Everything stored for the volume, to find what no kept point needs. Objects of a point
+  // newer than the newest manifest belong to an upload in flight: never touch them.
+  const newest = points.length > 0 ? points[points.length - 1] : -1;
+  const stored = await withRetry(() => store.list(objectsPrefix(vol)), retry);
+  const sizes = new Map(stored.map((o) => [o.key, o.size]));
+  const bytesBefore = stored.reduce((s, o) => s + o.size, 0);
+  const deleteObjects: string[] = [];
+  for (const o of stored) {
+    const parsed = parseObjectKey(vol, o.key);
+    if (parsed === null || needed.has(o.key) || parsed.point > newest) continue;
+    deleteObjects.push(o.key);
+  }
+  const markers: string[] = [];
+  for (const o of await withRetry(() => store.list(pendingPrefix(vol)), retry)) {
+    const n = pointOfKey(o.key, pendingPrefix(vol));
+    if (n !== null && n <= newest) markers.push(o.key); // that upload finished or was abandoned
+  }
+  for (const n of prot) if (!manifests.has(n)) markers.push(protectedKey(vol, n));
+  const freedBytes = deleteObjects.reduce((s, k) => s + (sizes.get(k) ?? 0), 0);
+
+  if (options.dryRun !== true) {
+    const q = new PQueue({ concurrency: options.concurrency ?? 8 });
+    // Manifests first: once a point is gone from the listing, its objects can go.
+    await Promise.all(plan.drop.map((n) => q.add(() => withRetry(() => store.delete(manifestKey(vol, n)), retry))));
+    await Promise.all([...deleteObjects, ...markers].map((k) => q.add(() => withRetry(() => store.delete(k), retry))));
+  }
+  return {
+    dryRun: options.dryRun === true,
+    kept: [...plan.keep].map(([n, reasons]) => ({ n, reasons })),
+    deletedPoints: plan.drop,
+    deletedObjects: deleteObjects,
+    freedBytes,
+    bytesBefore,
+    bytesAfter: bytesBefore - freedBytes,
+    capExceeded: plan.capExceeded,
+  };
+}

@@ -1,0 +1,481 @@
+/**
+ * DEV DOCS — one client connection.
+ *
+ * Roles: the parser (parser.ts) turns bytes into client flags, options and requests; this
+ * class answers them, talks to the export's BlockDevice and writes replies (wire.ts).
+ *
+ * Flow: greeting -> client flags -> options (LIST, INFO, STRUCTURED_REPLY, ... until GO or
+ * EXPORT_NAME) -> transmission. In transmission every request is started at once (the
+ * client pipelines; replies go back in completion order, matched by handle) and answered
+ * only when the device call resolves, so a WRITE is acknowledged only once the volume has
+ * it and its write-log entry. FUA is passed down; FLUSH calls device.flush().
+ *
+ * Backpressure: write payloads and pending read lengths count as bytes in flight; above
+ * `maxInflightBytes` or `maxInflightRequests`, or while the socket holds more than
+ * SOCKET_HIGH_WATER of unsent replies, the socket is paused, so a fast writer (or a client
+ * that stops reading replies) cannot grow our memory without bound.
+ *
+ * Failure: a protocol violation, a timeout or a client vanishing ends this connection only
+ * (logged with the reason); requests already handed to the device complete normally, so
+ * the device never sees a half-done request from us.
+ */
+import type { Socket } from 'node:net';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
+import {
+  KNOWN_CLIENT_FLAGS,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
+  NBD_EINVAL,
+  NBD_EIO,
+  NBD_EPERM,
+  NBD_ESHUTDOWN,
+  NBD_FLAG_C_NO_ZEROES,
+  NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_HAS_FLAGS,
+  NBD_FLAG_READ_ONLY,
+  NBD_FLAG_SEND_FLUSH,
+  NBD_FLAG_SEND_FUA,
+  NBD_FLAG_SEND_TRIM,
+  NBD_FLAG_SEND_WRITE_ZEROES,
+  NBD_INFO_BLOCK_SIZE,
+  NBD_INFO_DESCRIPTION,
+  NBD_INFO_NAME,
+  NBD_OPT_ABORT,
+  NBD_OPT_EXPORT_NAME,
+  NBD_OPT_GO,
+  NBD_OPT_INFO,
+  NBD_OPT_LIST,
+  NBD_OPT_STRUCTURED_REPLY,
+  NBD_REP_ACK,
+  NBD_REP_ERR_INVALID,
+  NBD_REP_ERR_SHUTDOWN,
+  NBD_REP_ERR_TOO_BIG,
+  NBD_REP_ERR_UNKNOWN,
+  NBD_REP_ERR_UNSUP,
+  NBD_REP_INFO,
+  NBD_REP_SERVER,
+  SOCKET_HIGH_WATER,
+} from './constants';
+import { isReadOnly, type ExportEntry, type ExportRegistry } from './exports';
+import { NbdParser, type NbdRequest, type ParserSink } from './parser';
+import type { NbdLogger } from './types';
+import {
+  encodeErrorChunk,
+  encodeExportNameReply,
+  encodeGreeting,
+  encodeInfoBlockSize,
+  encodeInfoExport,
+  encodeInfoText,
+  encodeOptionReply,
+  encodeReadChunkHeader,
+  encodeServerEntry,
+  encodeSimpleReply,
+} from './wire';
+
+export interface ConnectionContext {
+  readonly registry: ExportRegistry;
+  readonly logger: NbdLogger;
+  readonly defaultExport: string | undefined;
+  readonly maxRequest: number;
+  readonly maxInflightBytes: number;
+  readonly maxInflightRequests: number;
+  readonly handshakeTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+  readonly now: () => number;
+  /** True once the server is stopping: options get NBD_REP_ERR_SHUTDOWN. */
+  stopping(): boolean;
+}
+
+const enum Phase {
+  Handshake,
+  Transmission,
+  /** No new requests (DISC, removeExport, stop); ending once in-flight requests are answered. */
+  Draining,
+  Closed,
+}
+
+const FUA = { fua: true } as const;
+/** Flags a request may carry: FUA on anything (harmless on reads), NO_HOLE on WRITE_ZEROES. */
+const ALLOWED_FLAGS = NBD_CMD_FLAG_FUA;
+const ALLOWED_ZERO_FLAGS = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE;
+
+let nextId = 1;
+
+function uncork(conn: NbdConnection): void {
+  conn.flushReplies();
+}
+
+export class NbdConnection implements ParserSink {
+  readonly id = nextId++;
+  readonly closed: Promise<void>;
+  private phase = Phase.Handshake;
+  private readonly parser: NbdParser;
+  private entry: ExportEntry | null = null;
+  private structured = false;
+  private noZeroes = false;
+  private inflightRequests = 0;
+  private inflightBytes = 0;
+  private paused = false;
+  private corked = false;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly remote: string;
+  private resolveClosed!: () => void;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly ctx: ConnectionContext,
+  ) {
+    this.remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    this.closed = new Promise((resolve) => (this.resolveClosed = resolve));
+    this.parser = new NbdParser(this, { maxRequest: ctx.maxRequest });
+    socket.setNoDelay(true);
+    socket.on('data', (chunk: Buffer) => this.parser.push(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('drain', () => this.updateFlow());
+    socket.on('error', (err: NodeJS.ErrnoException) => this.log('info', { err: err.code ?? err.message }, 'socket error'));
+    socket.on('close', () => this.onClose());
+    this.timer = setTimeout(() => this.drop('handshake not finished in time'), ctx.handshakeTimeoutMs);
+    this.timer.unref();
+    socket.write(encodeGreeting());
+  }
+
+  /** Stop taking requests, answer those in flight, then disconnect (bounded by the drain timeout). */
+  shutdown(reason: string): Promise<void> {
+    if (this.phase === Phase.Handshake) {
+      this.drop(reason, 'info');
+    } else if (this.phase === Phase.Transmission) {
+      this.log('info', { reason }, 'disconnecting client');
+      this.phase = Phase.Draining;
+      const t = setTimeout(() => this.drop('in-flight requests did not finish in time', 'warn'), this.ctx.drainTimeoutMs);
+      t.unref();
+      void this.closed.then(() => clearTimeout(t));
+      this.endWhenIdle();
+    }
+    return this.closed;
+  }
+
+  // --- parser events: handshake ---
+
+  clientFlags(flags: number): void {
+    if ((flags & ~KNOWN_CLIENT_FLAGS) !== 0) {
+      return this.protocolError(new HeadstartError('NBD_BAD_HANDSHAKE', `unknown client flags 0x${flags.toString(16)}`));
+    }
+    this.noZeroes = (flags & NBD_FLAG_C_NO_ZEROES) !== 0;
+  }
+
+  option(option: number, data: Buffer): void {
+    if (this.ctx.stopping() && option !== NBD_OPT_ABORT) {
+      if (option === NBD_OPT_EXPORT_NAME) return this.drop('server is shutting down', 'info');
+      return this.optionReply(option, NBD_REP_ERR_SHUTDOWN, 'server is shutting down');
+    }
+    switch (option) {
+      case NBD_OPT_EXPORT_NAME:
+        return this.optExportName(data);
+      case NBD_OPT_ABORT:
+        this.parser.stop();
+        this.optionReply(option, NBD_REP_ACK);
+        this.phase = Phase.Draining;
+        this.endWhenIdle();
+        return;
+      case NBD_OPT_LIST:
+        if (data.length !== 0) return this.optionReply(option, NBD_REP_ERR_INVALID, 'NBD_OPT_LIST takes no data');
+        for (const e of this.ctx.registry.all()) this.send(encodeOptionReply(option, NBD_REP_SERVER, encodeServerEntry(e.name, e.description)));
+        return this.optionReply(option, NBD_REP_ACK);
+      case NBD_OPT_STRUCTURED_REPLY:
+        if (data.length !== 0) return this.optionReply(option, NBD_REP_ERR_INVALID, 'NBD_OPT_STRUCTURED_REPLY takes no data');
+        this.structured = true;
+        return this.optionReply(option, NBD_REP_ACK);
+      case NBD_OPT_INFO:
+      case NBD_OPT_GO:
+        return this.optInfoGo(option, data);
+      default:
+        // STARTTLS, meta contexts and anything newer: not offered (spec: NBD_REP_ERR_UNSUP).
+        return this.optionReply(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported`);
+    }
+  }
+
+  optionTooBig(option: number, length: number): void {
+    if (option === NBD_OPT_EXPORT_NAME) return this.protocolError(new HeadstartError('NBD_BAD_HANDSHAKE', `NBD_OPT_EXPORT_NAME with ${length} bytes of data`));
+    this.optionReply(option, NBD_REP_ERR_TOO_BIG, `option data of ${length} bytes is too long`);
+  }
+
+  protocolError(error: HeadstartError): void {
+    this.drop(`${error.code}: ${error.message}`, 'warn');
+  }
+
+  private optExportName(data: Buffer): void {
+    const entry = this.lookup(data.toString('utf8'));
+    // The spec gives EXPORT_NAME no way to say no: an unknown name ends the session.
+    if (!entry) return this.drop(`NBD_EXPORT_UNKNOWN: no export "${data.toString('utf8')}"`, 'warn');
+    this.send(encodeExportNameReply(entry.device.size, this.transmissionFlags(entry), this.noZeroes));
+    this.enterTransmission(entry);
+  }
+
+  private optInfoGo(option: number, data: Buffer): void {
+    // Data: u32 name length, name, u16 count of info requests, u16 each.
+    if (data.length < 6) return this.optionReply(option, NBD_REP_ERR_INVALID, 'option data too short');
+    const nameLength = data.readUInt32BE(0);
+    if (nameLength > data.length - 6) return this.optionReply(option, NBD_REP_ERR_INVALID, 'export name length exceeds option data');
+    const count = data.readUInt16BE(4 + nameLength);
+    if (data.length !== 6 + nameLength + 2 * count) return this.optionReply(option, NBD_REP_ERR_INVALID, 'info request count does not match option length');
+    const name = data.toString('utf8', 4, 4 + nameLength);
+    const entry = this.lookup(name);
+    if (!entry) return this.optionReply(option, NBD_REP_ERR_UNKNOWN, `no export named "${name}"`);
+    const wanted = new Set<number>();
+    for (let i = 0; i < count; i++) wanted.add(data.readUInt16BE(6 + nameLength + 2 * i));
+    this.send(encodeOptionReply(option, NBD_REP_INFO, encodeInfoExport(entry.device.size, this.transmissionFlags(entry))));
+    if (wanted.has(NBD_INFO_NAME)) this.send(encodeOptionReply(option, NBD_REP_INFO, encodeInfoText(NBD_INFO_NAME, entry.name)));
+    if (wanted.has(NBD_INFO_DESCRIPTION) && entry.description) this.send(encodeOptionReply(option, NBD_REP_INFO, encodeInfoText(NBD_INFO_DESCRIPTION, entry.description)));
+    if (wanted.has(NBD_INFO_BLOCK_SIZE)) {
+      // Any byte offset and length works (the device does read-modify-write); the block
+      // size is what avoids that work.
+      const preferred = Math.min(entry.device.blockSize, this.ctx.maxRequest);
+      this.send(encodeOptionReply(option, NBD_REP_INFO, encodeInfoBlockSize(1, preferred, this.ctx.maxRequest)));
+    }
+    this.optionReply(option, NBD_REP_ACK);
+    if (option === NBD_OPT_GO) this.enterTransmission(entry);
+  }
+
+  private lookup(name: string): ExportEntry | undefined {
+    const wanted = name === '' && this.ctx.defaultExport !== undefined ? this.ctx.defaultExport : name;
+    const entry = this.ctx.registry.get(wanted);
+    return entry && !entry.removed ? entry : undefined;
+  }
+
+  private transmissionFlags(entry: ExportEntry): number {
+    let flags = NBD_FLAG_HAS_FLAGS | NBD_FLAG_SEND_FLUSH;
+    if (isReadOnly(entry)) flags |= NBD_FLAG_READ_ONLY;
+    else flags |= NBD_FLAG_SEND_FUA | NBD_FLAG_SEND_TRIM | NBD_FLAG_SEND_WRITE_ZEROES;
+    if (entry.multiConn) flags |= NBD_FLAG_CAN_MULTI_CONN;
+    return flags;
+  }
+
+  private enterTransmission(entry: ExportEntry): void {
+    this.entry = entry;
+    entry.connections.add(this);
+    this.phase = Phase.Transmission;
+    this.parser.startTransmission();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.log('info', { export: entry.name, structured: this.structured }, 'client attached');
+  }
+
+  private optionReply(option: number, type: number, message?: string): void {
+    this.send(encodeOptionReply(option, type, message === undefined ? undefined : Buffer.from(message, 'utf8')));
+  }
+
+  // --- parser events: transmission ---
+
+  request(req: NbdRequest): void {
+    if (this.phase !== Phase.Transmission) {
+      // Draining after removeExport/stop: the spec asks for ESHUTDOWN on further requests.
+      if (this.phase === Phase.Draining && req.type !== NBD_CMD_DISC) this.replyError(req, NBD_ESHUTDOWN, 'export is shutting down');
+      return;
+    }
+    const entry = this.entry!;
+    const device = entry.device;
+    switch (req.type) {
+      case NBD_CMD_READ: {
+        if ((req.flags & ~ALLOWED_FLAGS) !== 0) return this.replyError(req, NBD_EINVAL, 'unsupported command flags');
+        if (req.length > this.ctx.maxRequest) return this.replyError(req, NBD_EINVAL, `read of ${req.length} bytes exceeds the maximum block size`);
+        if (req.offset + req.length > device.size) return this.replyError(req, NBD_EINVAL, 'read beyond the end of the export');
+        if (req.length === 0) return this.replyRead(req, Buffer.alloc(0));
+        this.begin(req.length);
+        let p: Promise<Buffer>;
+        try {
+          p = device.read(req.offset, req.length);
+        } catch (err) {
+          p = Promise.reject(err);
+        }
+        p.then(
+          (data) => {
+            this.end(req.length);
+            if (data.length !== req.length) return this.replyDeviceError(req, new Error(`device returned ${data.length} of ${req.length} bytes`));
+            this.replyRead(req, data);
+          },
+          (err) => {
+            this.end(req.length);
+            this.replyDeviceError(req, err);
+          },
+        );
+        return;
+      }
+      case NBD_CMD_WRITE:
+      case NBD_CMD_WRITE_ZEROES:
+      case NBD_CMD_TRIM: {
+        const allowed = req.type === NBD_CMD_WRITE_ZEROES ? ALLOWED_ZERO_FLAGS : ALLOWED_FLAGS;
+        if ((req.flags & ~allowed) !== 0) return this.replyError(req, NBD_EINVAL, 'unsupported command flags');
+        if (isReadOnly(entry)) return this.replyError(req, NBD_EPERM, 'export is read-only');
+        if (req.offset + req.length > device.size) return this.replyError(req, NBD_EINVAL, 'write beyond the end of the export');
+        if (req.length === 0) return this.replyOk(req);
+        const op = req.type === NBD_CMD_WRITE ? 'write' : req.type === NBD_CMD_TRIM ? 'trim' : 'zero';
+        if (entry.recorder) entry.recorder.record(op, req.offset, req.length, this.ctx.now());
+        const options = (req.flags & NBD_CMD_FLAG_FUA) !== 0 ? FUA : undefined;
+        // Only a WRITE holds payload memory while it is in flight.
+        const bytes = req.type === NBD_CMD_WRITE ? req.length : 0;
+        this.begin(bytes);
+        let p: Promise<void>;
+        try {
+          p = op === 'write' ? device.write(req.offset, req.data!, options) : op === 'trim' ? device.trim(req.offset, req.length, options) : device.writeZeroes(req.offset, req.length, options);
+        } catch (err) {
+          p = Promise.reject(err);
+        }
+        this.settle(req, p, bytes);
+        return;
+      }
+      case NBD_CMD_FLUSH: {
+        this.begin(0);
+        let p: Promise<void>;
+        try {
+          p = device.flush();
+        } catch (err) {
+          p = Promise.reject(err);
+        }
+        this.settle(req, p, 0);
+        return;
+      }
+      case NBD_CMD_DISC:
+        // Soft disconnect: answer what is in flight, then close.
+        this.parser.stop();
+        this.phase = Phase.Draining;
+        this.log('info', {}, 'client disconnected (NBD_CMD_DISC)');
+        this.endWhenIdle();
+        return;
+      default:
+        return this.replyError(req, NBD_EINVAL, `unknown command ${req.type}`);
+    }
+  }
+
+  private settle(req: NbdRequest, p: Promise<void>, bytes: number): void {
+    p.then(
+      () => {
+        this.end(bytes);
+        this.replyOk(req);
+      },
+      (err) => {
+        this.end(bytes);
+        this.replyDeviceError(req, err);
+      },
+    );
+  }
+
+  private begin(bytes: number): void {
+    this.inflightRequests++;
+    this.inflightBytes += bytes;
+    if (!this.paused && (this.inflightBytes > this.ctx.maxInflightBytes || this.inflightRequests >= this.ctx.maxInflightRequests)) this.updateFlow();
+  }
+
+  private end(bytes: number): void {
+    this.inflightRequests--;
+    this.inflightBytes -= bytes;
+    if (this.paused) this.updateFlow();
+    if (this.phase === Phase.Draining) this.endWhenIdle();
+  }
+
+  /** Pause reading while too much is in flight or unsent; resume once it has gone down. */
+  private updateFlow(): void {
+    if (this.phase === Phase.Closed) return;
+    const busy =
+      this.inflightBytes > this.ctx.maxInflightBytes || this.inflightRequests >= this.ctx.maxInflightRequests || this.socket.writableLength > SOCKET_HIGH_WATER;
+    if (busy && !this.paused) {
+      this.paused = true;
+      this.socket.pause();
+    } else if (!busy && this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+  }
+
+  // --- replies ---
+
+  private replyOk(req: NbdRequest): void {
+    this.send(encodeSimpleReply(0, req.handleHi, req.handleLo));
+  }
+
+  private replyRead(req: NbdRequest, data: Buffer): void {
+    if (this.structured) this.send(encodeReadChunkHeader(req.handleHi, req.handleLo, req.offset, data.length));
+    else this.send(encodeSimpleReply(0, req.handleHi, req.handleLo));
+    if (data.length > 0) this.send(data);
+  }
+
+  private replyError(req: NbdRequest, errno: number, message: string): void {
+    // With structured replies a READ must not get a simple reply; an error chunk also
+    // carries the message for the human at the client.
+    if (this.structured) this.send(encodeErrorChunk(req.handleHi, req.handleLo, errno, message));
+    else this.send(encodeSimpleReply(errno, req.handleHi, req.handleLo));
+  }
+
+  private replyDeviceError(req: NbdRequest, err: unknown): void {
+    if (isHeadstartError(err)) {
+      if (err.nbdErrno === NBD_EIO) this.log('error', { code: err.code, type: req.type, offset: req.offset, length: req.length }, err.message);
+      return this.replyError(req, err.nbdErrno, err.describe());
+    }
+    this.log('error', { err: String((err as Error)?.stack ?? err), type: req.type, offset: req.offset, length: req.length }, 'device request failed');
+    this.replyError(req, NBD_EIO, 'I/O error');
+  }
+
+  /** Queue bytes for the client; replies of one tick leave in one writev (cork/uncork). */
+  private send(buf: Buffer): void {
+    if (this.phase === Phase.Closed || this.socket.destroyed || this.socket.writableEnded) return;
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(uncork, this);
+    }
+    this.socket.write(buf);
+    if (!this.paused && this.socket.writableLength > SOCKET_HIGH_WATER) this.updateFlow();
+  }
+
+  flushReplies(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    this.socket.uncork();
+  }
+
+  // --- ending ---
+
+  private endWhenIdle(): void {
+    if (this.inflightRequests > 0 || this.phase === Phase.Closed || this.socket.writableEnded) return;
+    this.flushReplies();
+    this.socket.end(() => this.socket.destroy());
+  }
+
+  private onEnd(): void {
+    if (this.phase === Phase.Handshake) return this.drop('client hung up during the handshake', 'info');
+    if (this.phase === Phase.Transmission) {
+      if (this.parser.midMessage) this.log('warn', { inflight: this.inflightRequests }, 'client disconnected in the middle of a request');
+      else this.log('info', { inflight: this.inflightRequests }, 'client closed the connection without NBD_CMD_DISC');
+      this.parser.stop();
+      this.phase = Phase.Draining;
+    }
+    this.endWhenIdle();
+  }
+
+  /** Hard disconnect, with the reason in the log. */
+  private drop(reason: string, level: 'info' | 'warn' = 'warn'): void {
+    if (this.phase === Phase.Closed) return;
+    this.log(level, { reason }, 'closing connection');
+    this.parser.stop();
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.phase === Phase.Closed) return;
+    if (this.phase === Phase.Transmission && this.parser.midMessage) this.log('warn', { inflight: this.inflightRequests }, 'client vanished in the middle of a request');
+    this.phase = Phase.Closed;
+    this.parser.stop();
+    if (this.timer) clearTimeout(this.timer);
+    this.entry?.connections.delete(this);
+    this.resolveClosed();
+  }
+
+  private log(level: 'info' | 'warn' | 'error', fields: object, msg: string): void {
+    this.ctx.logger[level]({ conn: this.id, remote: this.remote, export: this.entry?.name, ...fields }, msg);
+  }
+}

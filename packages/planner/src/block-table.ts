@@ -1,0 +1,142 @@
+/**
+ * Per-block planner state in flat typed arrays (open addressing, linear probing), so the
+ * cost per tracked block is ~27 bytes instead of a JS object's hundreds. It holds the
+ * blocks dirty in the open snapshot (which must be tracked exactly) plus, while room
+ * remains, the recent history of clean blocks (their last write time and previous
+ * inter-write gap), which only sharpens the rewrite model. When the table is full, the
+ * clean blocks written longest ago are forgotten first; dirty blocks are never dropped,
+ * the table grows instead (the dirty set itself is the one thing that cannot be bounded).
+ */
+
+export const EMPTY = -1;
+
+/** Told about each clean block the table forgets, so its exposure can still be counted. */
+export type Forget = (key: number, last: number, gap: number, credited: number, count: number) => void;
+
+/** Block state in the open snapshot. */
+export const CLEAN = 0;
+/** Written in the open snapshot, current version not sent. */
+export const DIRTY = 1;
+/** Written in the open snapshot, current version already pre-sent. */
+export const SENT = 2;
+
+/** Bytes of table memory per slot (keys 8, last 8, gap 4, credited 4, count 2, state 1). */
+export const SLOT_BYTES = 27;
+
+export class BlockTable {
+  keys!: Float64Array;
+  /** Time of the block's last write. */
+  last!: Float64Array;
+  /** The gap between its last two writes (0: written once as far as we know). */
+  gap!: Float32Array;
+  /** Age (since `last`) up to which its exposure was credited to the hazard model. */
+  credited!: Float32Array;
+  count!: Uint16Array;
+  state!: Uint8Array;
+  size = 0;
+  private mask = 0;
+
+  constructor(
+    slots: number,
+    /** Slots the table may use for history before it forgets old clean blocks. */
+    readonly maxSlots: number,
+  ) {
+    this.alloc(slots);
+  }
+
+  get capacity(): number {
+    return this.keys.length;
+  }
+
+  get memoryBytes(): number {
+    return this.capacity * SLOT_BYTES;
+  }
+
+  private alloc(slots: number): void {
+    this.keys = new Float64Array(slots).fill(EMPTY);
+    this.last = new Float64Array(slots);
+    this.gap = new Float32Array(slots);
+    this.credited = new Float32Array(slots);
+    this.count = new Uint16Array(slots);
+    this.state = new Uint8Array(slots);
+    this.mask = slots - 1;
+    this.size = 0;
+  }
+
+  private hash(key: number): number {
+    // Block numbers are dense and sequential: mix them so runs do not cluster.
+    const lo = key >>> 0;
+    const hi = (key / 4294967296) >>> 0;
+    return (Math.imul(lo ^ Math.imul(hi, 0x27d4eb2d), 0x9e3779b1) >>> 0) & this.mask;
+  }
+
+  /** The slot of `key`, or -1. */
+  find(key: number): number {
+    let i = this.hash(key);
+    for (;;) {
+      const k = this.keys[i];
+      if (k === key) return i;
+      if (k === EMPTY) return -1;
+      i = (i + 1) & this.mask;
+    }
+  }
+
+  /** The slot of `key`, inserting a fresh clean entry if absent. `onForget` sees dropped slots. */
+  upsert(key: number, onForget: Forget): number {
+    let i = this.find(key);
+    if (i >= 0) return i;
+    if ((this.size + 1) * 4 > this.capacity * 3) {
+      this.makeRoom(onForget);
+    }
+    i = this.hash(key);
+    while (this.keys[i] !== EMPTY) i = (i + 1) & this.mask;
+    this.keys[i] = key;
+    this.last[i] = 0;
+    this.gap[i] = 0;
+    this.credited[i] = 0;
+    this.count[i] = 0;
+    this.state[i] = CLEAN;
+    this.size++;
+    return i;
+  }
+
+  /** Grows while under maxSlots; at the cap forgets the older half of the clean history. */
+  private makeRoom(onForget: Forget): void {
+    let dirty = 0;
+    for (let i = 0; i < this.capacity; i++) if (this.keys[i] !== EMPTY && this.state[i] !== CLEAN) dirty++;
+    if (this.capacity * 2 <= this.maxSlots || (dirty + 1) * 2 > this.capacity) {
+      this.rehash(this.capacity * 2, -Infinity, onForget);
+      return;
+    }
+    // Median last-write time of clean entries, from a strided sample.
+    const sample: number[] = [];
+    const stride = Math.max(1, Math.floor(this.capacity / 4096));
+    for (let i = 0; i < this.capacity; i += stride) if (this.keys[i] !== EMPTY && this.state[i] === CLEAN) sample.push(this.last[i]);
+    sample.sort((a, b) => a - b);
+    const cut = sample.length > 0 ? sample[Math.floor(sample.length / 2)] : -Infinity;
+    this.rehash(this.capacity, cut, onForget);
+  }
+
+  /** Rebuilds into `slots` slots, dropping clean entries last written at or before `forgetUpTo`. */
+  private rehash(slots: number, forgetUpTo: number, onForget: Forget): void {
+    const old = { keys: this.keys, last: this.last, gap: this.gap, credited: this.credited, count: this.count, state: this.state };
+    this.alloc(slots);
+    for (let j = 0; j < old.keys.length; j++) {
+      const key = old.keys[j];
+      if (key === EMPTY) continue;
+      if (old.state[j] === CLEAN && old.last[j] <= forgetUpTo) {
+        onForget(key, old.last[j], old.gap[j], old.credited[j], old.count[j]);
+        continue;
+      }
+      let i = this.hash(key);
+      while (this.keys[i] !== EMPTY) i = (i + 1) & this.mask;
+      this.keys[i] = key;
+      this.last[i] = old.last[j];
+      this.gap[i] = old.gap[j];
+      this.credited[i] = old.credited[j];
+      this.count[i] = old.count[j];
+      this.state[i] = old.state[j];
+      this.size++;
+    }
+  }
+}

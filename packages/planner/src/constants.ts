@@ -1,0 +1,39 @@
+/**
+ * Named defaults of the planner, each with its reason. K, L, PT and the redundancy budget
+ * are justified by `npm run bench:traces` (see the table in docs and the closing note);
+ * none is fitted to a single trace.
+ */
+
+/** Start rule `TS < K * D / B + L`: K = 1 starts exactly when the link can just drain D by the close. */
+export const DEFAULT_K = 1;
+/** Start rule slack (s): covers a planner tick and the replica's commit of the last blocks. */
+export const DEFAULT_L = 2;
+/**
+ * Never pre-send a block whose rewrite probability before the close is at least PT. 0.2:
+ * above that, pre-sending costs more expected resends than the lag it saves is worth under
+ * a 1 % redundancy target; the redundancy budget below usually binds well before it.
+ */
+export const DEFAULT_PT = 0.2;
+/**
+ * Expected resend bytes allowed per snapshot, as a share of its dirty bytes: the planner
+ * spends this on the least likely blocks once the start rule fires. 0.5 % keeps measured
+ * redundancy under the 1.01 target with room for the model's calibration error.
+ */
+export const DEFAULT_REDUNDANCY_BUDGET = 0.005;
+/** Blocks this unlikely to be rewritten are pre-sent whenever the link is free: nearly costless. */
+export const DEFAULT_P_FREE = 0.001;
+/** Replan (re-rank the dirty set) at most this often (s); the engine's planner tick. */
+export const DEFAULT_REPLAN_SECONDS = 10;
+/** What the rewrite model learnt halves in weight every 6 h: follows day/night shifts, keeps rhythms. */
+export const DEFAULT_MODEL_HALF_LIFE = 6 * 3600;
+/** Cell prior strength (blocks' worth of exposure) before a rhythm cell trusts its own counts. */
+export const DEFAULT_CELL_PRIOR = 8;
+/** Credit exposure of every tracked block at least this often (s), so survivors count. */
+export const CREDIT_SECONDS = 60;
+/**
+ * Per-block table slots before clean history is forgotten: 2^21 slots x 27 B = 54 MiB worst
+ * case... too close to the 64 MiB budget, so 2^20 slots (27 MiB, ~786k tracked blocks):
+ * every dirty block of a 3 GiB-per-interval workload, plus the history that fits.
+ */
+export const DEFAULT_MAX_TABLE_SLOTS = 1 << 20;
+export const DEFAULT_BLOCK_SIZE = 4096;

@@ -1,0 +1,44 @@
+/**
+ * @headstart/planner — when to send what (DESIGN "The planner").
+ *
+ * DEV DOCS
+ * Pure and deterministic: every call carries its time (seconds, any fixed origin); nothing
+ * reads a clock, a file or the network. The engine's shipper and the trace simulator
+ * (@headstart/sim) drive the same object:
+ *
+ *   const p = createPlanner({ volumeSize, blockSize, policy: 'predictive', closeAt, K?, L?, PT?, linkHint? });
+ *   p.onWrite({ time, offset, length })   // every write/zero/trim, in time order
+ *   p.onClose(n, time, nextCloseAt)       // snapshot n closed; the next one is scheduled
+ *   p.schedule(closeAt)                   // move the open snapshot's close
+ *   p.next(now, budgetBytes) -> SendItem[] // blocks to put on the link now, in order; counted as sent
+ *   p.requeue(items)                      // the link could not take them after all: due again
+ *   p.onAcked(bytes, time)                // acknowledged payload: measures B
+ *   p.status(now) -> { D, B, TS, predictedStartAt, started, presentBytes, collidedBytes, ... }
+ *
+ * Rules (claims of the seed patent in brackets): closed snapshots are sent first, oldest
+ * first, at full rate. For the open one, `predictive` ranks unsent dirty blocks by `P`, the
+ * probability of a rewrite before the close, ascending [5, 25], never sending `P >= PT`.
+ * Blocks with P <= 0.001 go whenever the link is free; the rest wait (queue delay [11])
+ * until the start rule `TS < K * D / B + L` [1, 26] fires, where D counts the bytes still to
+ * send plus the bytes the snapshot is forecast to gain before its close (so K = 1 means
+ * "just in time" even while writes continue). Once fired, blocks go in P order while their
+ * expected resend cost fits the snapshot's redundancy budget (0.5 % of its bytes). A
+ * pre-sent block that is written again is a collision: it is queued again and only its
+ * latest version is ever sent [1, 10]. `P` comes from hazard.ts (empirical rewrite hazard
+ * by age and rhythm, learnt online); per-block state lives in block-table.ts (bounded: a
+ * 1 TiB volume's planner stays well under 64 MiB). `LinkScheduler` shares one link among
+ * many volumes' planners by deadline.
+ */
+import { VolumePlanner } from './volume-planner';
+import type { PlannerOptions } from './types';
+
+export { VolumePlanner } from './volume-planner';
+export { LinkScheduler, type VolumeShare } from './link-scheduler';
+export { HazardModel, ageBucket, contextOf } from './hazard';
+export { ThroughputEstimator } from './throughput';
+export * as defaults from './constants';
+export { POLICIES, type Policy, type PlannerOptions, type PlannerWrite, type PlannerStatus, type SendItem, type OracleFuture } from './types';
+
+export function createPlanner(options: PlannerOptions): VolumePlanner {
+  return new VolumePlanner(options);
+}

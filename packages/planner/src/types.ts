@@ -1,0 +1,85 @@
+/** The public shapes of the planner (see index.ts for the door and the DEV DOCS). */
+
+/**
+ * `continuous`: send every write as soon as the link allows (journal mirroring).
+ * `at-snapshot`: send a snapshot's dirty set only after it closes (incremental send).
+ * `predictive`: pre-send by the start rule and the rewrite model (headstart).
+ * `oracle`: knows the future; sends each block right after its last write before the close.
+ */
+export type Policy = 'continuous' | 'at-snapshot' | 'predictive' | 'oracle';
+export const POLICIES: readonly Policy[] = ['continuous', 'at-snapshot', 'predictive', 'oracle'];
+
+/** What the oracle policy is told about the future (only a simulator can know it). */
+export interface OracleFuture {
+  /** Time of the first write to `block` strictly after `time`, or Infinity. */
+  nextWriteAfter(block: number, time: number): number;
+}
+
+export interface PlannerOptions {
+  /** Volume size in bytes (writes beyond it are refused). */
+  readonly volumeSize: number;
+  /** Bytes per block; a power of two, 512 B to 1 MiB. Default 4096. */
+  readonly blockSize?: number;
+  readonly policy?: Policy;
+  /** Start rule `TS < K * D / B + L`. */
+  readonly K?: number;
+  /** Start rule slack, seconds. */
+  readonly L?: number;
+  /** Never pre-send a block with P >= PT. */
+  readonly PT?: number;
+  /** Expected resend bytes allowed per snapshot, as a share of its dirty bytes. */
+  readonly redundancyBudget?: number;
+  /** Link throughput (bytes/s) to assume until acknowledgements measure it (e.g. the configured cap). */
+  readonly linkHint?: number;
+  /** Replan at most this often (s). */
+  readonly replanSeconds?: number;
+  /** The open snapshot's number (default 1) and its scheduled close time (s). */
+  readonly openSnapshot?: number;
+  readonly closeAt?: number;
+  /** Upper bound of per-block table slots (memory); see DEFAULT_MAX_TABLE_SLOTS. */
+  readonly maxTableSlots?: number;
+  /** Required by the oracle policy. */
+  readonly future?: OracleFuture;
+  /** Half-life (s) of what the rewrite model learnt. */
+  readonly modelHalfLife?: number;
+}
+
+/** A write (or zero/trim: anything that changes blocks), times in seconds on any fixed origin. */
+export interface PlannerWrite {
+  readonly time: number;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** One block to put on the link now, for snapshot `n` (its current content, or preserved if n is closed). */
+export interface SendItem {
+  readonly n: number;
+  readonly block: number;
+}
+
+export interface PlannerStatus {
+  readonly policy: Policy;
+  /** The open snapshot. */
+  readonly open: number;
+  /** Bytes still to send: closed snapshots' remainder plus the open snapshot's unsent dirty blocks. */
+  readonly D: number;
+  /** Measured link throughput (bytes/s), or null before any measurement or hint. */
+  readonly B: number | null;
+  /** Seconds to the open snapshot's scheduled close (Infinity if none is scheduled). */
+  readonly TS: number;
+  /** When the start rule fires (or fired) for the open snapshot, by the current figures. */
+  readonly predictedStartAt: number;
+  /** Whether pre-sending beyond near-certain blocks is on now. */
+  readonly started: boolean;
+  /** Bytes of the open snapshot pre-sent and still current. */
+  readonly presentBytes: number;
+  /** Bytes of the open snapshot pre-sent and then rewritten (to be sent again). */
+  readonly collidedBytes: number;
+  /** Dirty bytes of the open snapshot so far. */
+  readonly dirtyBytes: number;
+  /** Bytes of closed snapshots not yet handed to the link. */
+  readonly closedBytes: number;
+  /** Forecast rate (bytes/s) at which the open snapshot gains bytes to send. */
+  readonly newDirtyRate: number;
+  readonly memoryBytes: number;
+}

@@ -1,0 +1,448 @@
+/**
+ * One volume's planner: the open snapshot's dirty set with each block's state, the closed
+ * snapshots' remainders, the rewrite model and the link estimate; it decides which blocks
+ * go on the link now. Pure: every input carries its time, nothing reads a clock.
+ */
+import { HeadstartError } from '@headstart/errors';
+import { BlockTable, CLEAN, DIRTY, SENT, type Forget } from './block-table';
+import { HazardModel, contextOf } from './hazard';
+import { KeyList } from './key-list';
+import { ThroughputEstimator } from './throughput';
+import * as C from './constants';
+import type { OracleFuture, PlannerOptions, PlannerStatus, PlannerWrite, Policy, SendItem } from './types';
+
+interface ClosedRemainder {
+  readonly n: number;
+  /** When it closed: its deadline, for sharing a link among volumes. */
+  readonly closedAt: number;
+  readonly keys: Float64Array;
+  pos: number;
+}
+
+const PACK = 2 ** 26;
+
+function bad(message: string): never {
+  throw new HeadstartError('PLANNER_BAD_INPUT', message);
+}
+
+function option(name: string, value: number | undefined, fallback: number, ok: (v: number) => boolean): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !ok(value)) throw new HeadstartError('PLANNER_BAD_OPTION', `planner option ${name} = ${String(value)} is out of range`);
+  return value;
+}
+
+export class VolumePlanner {
+  readonly policy: Policy;
+  readonly blockSize: number;
+  readonly volumeSize: number;
+  readonly K: number;
+  readonly L: number;
+  readonly PT: number;
+  readonly redundancyBudget: number;
+  private readonly replanSeconds: number;
+  private readonly future: OracleFuture | undefined;
+
+  private readonly table: BlockTable;
+  private readonly model: HazardModel;
+  private readonly link: ThroughputEstimator;
+  private readonly forget: Forget;
+
+  /** Last write time of each region (the "heat map"): a region's quiet time is a context of P. */
+  private readonly regionLast: Float64Array;
+  private readonly regionShift: number;
+  /** Calibration of P: resend bytes observed vs expected over recent snapshots. */
+  private calExpected = 0;
+  private calActual = 0;
+
+  private now = -Infinity;
+  private open: number;
+  private closeAt: number;
+  private openedAt: number | null = null;
+
+  /** Blocks that became dirty in the open snapshot (each once). */
+  private readonly openDirty = new KeyList();
+  private unsent = 0;
+  private present = 0;
+  private collided = 0;
+  /** Expected resend bytes spent so far on this snapshot's pre-sends. */
+  private spent = 0;
+
+  /** continuous / oracle: blocks in the order they became sendable. */
+  private readonly fifo = new KeyList();
+  private fifoPos = 0;
+
+  /** predictive: the current plan, ascending P. */
+  private planKeys = new Float64Array(0);
+  private planP = new Float64Array(0);
+  private planLen = 0;
+  private planPos = 0;
+  private planAt = -Infinity;
+
+  private readonly closed: ClosedRemainder[] = [];
+  private closedBlocks = 0;
+
+  private newDirtyBytes = 0;
+  private newDirtyAt: number | null = null;
+  private newDirtyRate = 0;
+  private creditedAt = -Infinity;
+  private inflight = 0;
+  /** Run totals, for the evaluator's calibration check: expected vs actual resend bytes. */
+  readonly totals = { presentBytes: 0, expectedResendBytes: 0, collidedBytes: 0 };
+
+  constructor(options: PlannerOptions) {
+    this.blockSize = option('blockSize', options.blockSize, C.DEFAULT_BLOCK_SIZE, (v) => Number.isInteger(v) && v >= 512 && v <= 1 << 20 && (v & (v - 1)) === 0);
+    this.volumeSize = option('volumeSize', options.volumeSize, NaN, (v) => Number.isSafeInteger(v) && v > 0 && v % this.blockSize === 0);
+    this.policy = options.policy ?? 'predictive';
+    if (!['continuous', 'at-snapshot', 'predictive', 'oracle'].includes(this.policy)) throw new HeadstartError('PLANNER_BAD_OPTION', `unknown planner policy ${String(this.policy)}`);
+    this.K = option('K', options.K, C.DEFAULT_K, (v) => v > 0 && Number.isFinite(v));
+    this.L = option('L', options.L, C.DEFAULT_L, Number.isFinite);
+    this.PT = option('PT', options.PT, C.DEFAULT_PT, (v) => v > 0 && v <= 1);
+    this.redundancyBudget = option('redundancyBudget', options.redundancyBudget, C.DEFAULT_REDUNDANCY_BUDGET, (v) => v >= 0 && v <= 1);
+    this.replanSeconds = option('replanSeconds', options.replanSeconds, C.DEFAULT_REPLAN_SECONDS, (v) => v > 0 && Number.isFinite(v));
+    const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
+    this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
+    this.closeAt = options.closeAt ?? Infinity;
+    if (this.policy === 'oracle' && options.future === undefined) throw new HeadstartError('PLANNER_BAD_OPTION', 'the oracle policy needs the future writes (options.future)');
+    this.future = options.future;
+    this.table = new BlockTable(Math.min(4096, maxSlots), maxSlots);
+    this.model = new HazardModel({
+      halfLife: option('modelHalfLife', options.modelHalfLife, C.DEFAULT_MODEL_HALF_LIFE, (v) => v > 0),
+      cellPrior: C.DEFAULT_CELL_PRIOR,
+    });
+    this.link = new ThroughputEstimator(options.linkHint, 30);
+    // Regions: 1 MiB, or larger so that a huge volume has at most 2^20 of them (8 MiB).
+    let shift = 20;
+    while (this.volumeSize / 2 ** shift > 1 << 20) shift++;
+    this.regionShift = shift;
+    this.regionLast = new Float64Array(Math.ceil(this.volumeSize / 2 ** shift)).fill(-Infinity);
+    this.forget = (key, last, gap, credited) => this.model.expose(this.contextAt(key, gap, this.now - last, this.now), credited, this.now - last);
+  }
+
+  private regionOf(block: number): number {
+    return Math.floor((block * this.blockSize) / 2 ** this.regionShift);
+  }
+
+  private contextAt(block: number, gap: number, age: number, now: number): number {
+    return contextOf(gap, age, now - this.regionLast[this.regionOf(block)]);
+  }
+
+  /** The calibration factor applied to the model's P (observed / expected resends). */
+  get calibration(): number {
+    const prior = 16 * this.blockSize;
+    const f = (this.calActual + prior) / (this.calExpected + prior);
+    return Math.min(5, Math.max(0.3, f));
+  }
+
+  private clock(time: number): void {
+    if (!Number.isFinite(time)) bad(`planner time ${time} is not finite`);
+    if (time < this.now) bad(`planner time went backwards: ${time} after ${this.now}`);
+    this.now = time;
+  }
+
+  /** Sets (or moves) the open snapshot's scheduled close. */
+  schedule(closeAt: number): void {
+    if (Number.isNaN(closeAt)) bad('close time is not a number');
+    this.closeAt = closeAt;
+  }
+
+  onWrite(w: PlannerWrite): void {
+    if (!Number.isSafeInteger(w.offset) || !Number.isSafeInteger(w.length) || w.offset < 0 || w.length < 0) bad(`write ${w.offset}+${w.length}: offset and length must be whole non-negative bytes`);
+    if (w.offset + w.length > this.volumeSize) bad(`write ${w.offset}+${w.length} is beyond the volume (${this.volumeSize} bytes)`);
+    this.clock(w.time);
+    if (w.length === 0) return;
+    if (this.openedAt === null) this.openedAt = w.time;
+    const first = Math.floor(w.offset / this.blockSize);
+    const end = Math.ceil((w.offset + w.length) / this.blockSize);
+    for (let b = first; b < end; b++) this.writeBlock(b, w.time);
+    // Regions are stamped after the whole write, so its own blocks do not make it look hot.
+    for (let r = this.regionOf(first); r <= this.regionOf(end - 1); r++) this.regionLast[r] = w.time;
+  }
+
+  private writeBlock(b: number, t: number): void {
+    const tb = this.table;
+    const i = tb.upsert(b, this.forget);
+    if (tb.count[i] > 0) {
+      const age = t - tb.last[i];
+      const c = this.contextAt(b, tb.gap[i], age, t);
+      this.model.expose(c, tb.credited[i], age);
+      this.model.event(c, age);
+      tb.gap[i] = age;
+    }
+    tb.last[i] = t;
+    tb.credited[i] = 0;
+    if (tb.count[i] < 65535) tb.count[i]++;
+    const state = tb.state[i];
+    if (state === CLEAN) {
+      this.openDirty.push(b);
+      this.unsent++;
+      this.newDirtyBytes += this.blockSize;
+    } else if (state === SENT) {
+      // A collision: the pre-sent version is stale, the block is queued again.
+      this.present--;
+      this.unsent++;
+      this.collided += this.blockSize;
+      this.totals.collidedBytes += this.blockSize;
+      this.newDirtyBytes += this.blockSize;
+    }
+    tb.state[i] = DIRTY;
+    if (this.policy === 'continuous') {
+      if (state !== DIRTY) this.fifo.push(b);
+    } else if (this.policy === 'oracle') {
+      // Sendable right after its last write before the close.
+      if (this.future!.nextWriteAfter(b, t) > this.closeAt) this.fifo.push(b);
+    }
+  }
+
+  /** Closes the open snapshot `n` at `time`; `nextCloseAt` schedules the next one. */
+  onClose(n: number, time: number, nextCloseAt?: number): void {
+    if (n !== this.open) bad(`close of snapshot ${n}, but ${this.open} is the open one`);
+    this.clock(time);
+    const tb = this.table;
+    const keys = new KeyList(Math.max(16, this.unsent));
+    for (let j = 0; j < this.openDirty.length; j++) {
+      const b = this.openDirty.data[j];
+      const i = tb.find(b);
+      if (i < 0) continue;
+      if (tb.state[i] === DIRTY) keys.push(b);
+      tb.state[i] = CLEAN;
+    }
+    if (keys.length > 0) {
+      this.closed.push({ n, closedAt: time, keys: keys.toArray(), pos: 0 });
+      this.closedBlocks += keys.length;
+    }
+    // What this snapshot's pre-sends were expected to cost in resends, and what they did.
+    this.calExpected = this.calExpected * 0.7 + this.spent;
+    this.calActual = this.calActual * 0.7 + this.collided;
+    this.openDirty.clear();
+    this.fifo.clear();
+    this.fifoPos = 0;
+    this.planLen = this.planPos = 0;
+    this.planAt = -Infinity;
+    this.unsent = this.present = this.collided = this.spent = 0;
+    this.open = n + 1;
+    this.openedAt = time;
+    this.closeAt = nextCloseAt ?? Infinity;
+  }
+
+  /** `bytes` of payload acknowledged by the peer at `time`. */
+  onAcked(bytes: number, time: number): void {
+    if (!(bytes >= 0) || !Number.isFinite(bytes)) bad(`acked bytes ${bytes} must be a finite non-negative number`);
+    this.clock(time);
+    this.inflight = Math.max(0, this.inflight - bytes);
+    this.link.ack(bytes, time, this.inflight > 0);
+    if (this.inflight === 0) this.link.idle();
+  }
+
+  /**
+   * The blocks to put on the link now, in order, at most `budgetBytes` of payload. The
+   * planner counts them as sent (its current version); hand back with `requeue` whatever the
+   * link could not take.
+   */
+  next(now: number, budgetBytes: number): SendItem[] {
+    this.clock(now);
+    const out: SendItem[] = [];
+    const bs = this.blockSize;
+    let budget = budgetBytes;
+    // Closed snapshots first, oldest first: their deadline has passed.
+    while (budget >= bs && this.closed.length > 0) {
+      const head = this.closed[0];
+      out.push({ n: head.n, block: head.keys[head.pos++] });
+      budget -= bs;
+      this.closedBlocks--;
+      if (head.pos === head.keys.length) this.closed.shift();
+    }
+    if (budget >= bs) {
+      if (this.policy === 'continuous' || this.policy === 'oracle') this.drainFifo(budget, out);
+      else if (this.policy === 'predictive') this.predictive(now, budget, out);
+    }
+    this.inflight += out.length * bs;
+    return out;
+  }
+
+  /** Items returned by `next` that never reached the link: they are due again. */
+  requeue(items: readonly SendItem[]): void {
+    for (let j = items.length - 1; j >= 0; j--) {
+      const { n, block } = items[j];
+      this.inflight = Math.max(0, this.inflight - this.blockSize);
+      if (n === this.open) {
+        const i = this.table.find(block);
+        if (i >= 0 && this.table.state[i] === SENT) {
+          this.table.state[i] = DIRTY;
+          this.present--;
+          this.unsent++;
+          if (this.policy !== 'predictive') this.fifo.push(block);
+        }
+      } else {
+        this.closed.unshift({ n, closedAt: this.now, keys: Float64Array.of(block), pos: 0 });
+        this.closed.sort((a, b) => a.n - b.n);
+        this.closedBlocks++;
+      }
+    }
+  }
+
+  private markSent(i: number, b: number, out: SendItem[]): void {
+    this.table.state[i] = SENT;
+    this.unsent--;
+    this.present++;
+    out.push({ n: this.open, block: b });
+  }
+
+  private drainFifo(budget: number, out: SendItem[]): void {
+    const tb = this.table;
+    while (budget >= this.blockSize && this.fifoPos < this.fifo.length) {
+      const b = this.fifo.data[this.fifoPos++];
+      const i = tb.find(b);
+      if (i < 0 || tb.state[i] !== DIRTY) continue;
+      this.markSent(i, b, out);
+      budget -= this.blockSize;
+    }
+  }
+
+  /** Bytes the open snapshot is still expected to gain before its close. */
+  private futureBytes(now: number): number {
+    const ts = this.closeAt - now;
+    return ts > 0 && Number.isFinite(ts) ? this.newDirtyRate * ts : 0;
+  }
+
+  private startRule(now: number): { fired: boolean; startAt: number } {
+    const B = this.link.bytesPerSecond;
+    const D = (this.closedBlocks + this.unsent) * this.blockSize + this.futureBytes(now);
+    if (!Number.isFinite(this.closeAt)) return { fired: false, startAt: Infinity };
+    if (B === null || B <= 0) return { fired: true, startAt: now };
+    const lead = (this.K * D) / B + this.L;
+    return { fired: this.closeAt - now < lead, startAt: this.closeAt - lead };
+  }
+
+  private predictive(now: number, budget: number, out: SendItem[]): void {
+    if (now - this.planAt >= this.replanSeconds || (this.planPos >= this.planLen && now > this.planAt)) this.replan(now);
+    const { fired } = this.startRule(now);
+    const bs = this.blockSize;
+    const dirtyBytes = this.openDirty.length * bs;
+    let allowance = this.redundancyBudget * (dirtyBytes + this.futureBytes(now)) - Math.max(this.spent, this.collided);
+    const tb = this.table;
+    while (budget >= bs && this.planPos < this.planLen) {
+      const b = this.planKeys[this.planPos];
+      const p = this.planP[this.planPos];
+      const i = tb.find(b);
+      if (i < 0 || tb.state[i] !== DIRTY || tb.last[i] > this.planAt) {
+        this.planPos++;
+        continue;
+      }
+      if (p >= this.PT) break;
+      const cost = p * bs;
+      // The queue-delay rule: hold a block back unless it is near-certain, or the start rule
+      // says the link can no longer drain everything by the close and the snapshot's
+      // resend allowance still covers this block's expected cost.
+      if (!(p <= C.DEFAULT_P_FREE || (fired && cost <= allowance))) break;
+      this.planPos++;
+      this.markSent(i, b, out);
+      allowance -= cost;
+      this.spent += cost;
+      this.totals.expectedResendBytes += cost;
+      this.totals.presentBytes += bs;
+      budget -= bs;
+    }
+  }
+
+  /** Credits every tracked block's time at risk, so blocks that survive count too. */
+  private creditAll(now: number): void {
+    const tb = this.table;
+    for (let i = 0; i < tb.capacity; i++) {
+      if (tb.keys[i] < 0 || tb.count[i] === 0) continue;
+      const age = now - tb.last[i];
+      this.model.expose(this.contextAt(tb.keys[i], tb.gap[i], age, now), tb.credited[i], age);
+      tb.credited[i] = age;
+    }
+    this.model.decay(now);
+    this.creditedAt = now;
+  }
+
+  /** Re-ranks the open snapshot's unsent blocks by P (rewrite before the close), ascending. */
+  private replan(now: number): void {
+    if (now - this.creditedAt >= C.CREDIT_SECONDS) this.creditAll(now);
+    // Forecast of the bytes the snapshot still gains, for the start rule.
+    if (this.newDirtyAt !== null && now > this.newDirtyAt) {
+      const dt = now - this.newDirtyAt;
+      const span = Number.isFinite(this.closeAt) && this.openedAt !== null ? Math.max(60, this.closeAt - this.openedAt) : 600;
+      const a = 1 - Math.exp(-dt / span);
+      this.newDirtyRate += (this.newDirtyBytes / dt - this.newDirtyRate) * a;
+      this.newDirtyBytes = 0;
+      this.newDirtyAt = now;
+    } else if (this.newDirtyAt === null) {
+      this.newDirtyAt = now;
+      this.newDirtyBytes = 0;
+    }
+    const horizon = this.closeAt - now;
+    const f = this.calibration;
+    const tb = this.table;
+    const n = this.openDirty.length;
+    if (this.planKeys.length < n) {
+      this.planKeys = new Float64Array(n * 2);
+      this.planP = new Float64Array(n * 2);
+    }
+    const packed = new Float64Array(n);
+    let m = 0;
+    for (let j = 0; j < n; j++) {
+      const b = this.openDirty.data[j];
+      const i = tb.find(b);
+      if (i < 0 || tb.state[i] !== DIRTY) continue;
+      const age = now - tb.last[i];
+      const p = Math.min(1, f * this.model.probability(this.contextAt(b, tb.gap[i], age, now), age, horizon));
+      if (p >= this.PT) continue;
+      packed[m++] = Math.floor(p * PACK) * PACK + j;
+    }
+    const sorted = packed.subarray(0, m).sort();
+    for (let r = 0; r < m; r++) {
+      const j = sorted[r] % PACK;
+      this.planKeys[r] = this.openDirty.data[j];
+      this.planP[r] = Math.floor(sorted[r] / PACK) / PACK;
+    }
+    this.planLen = m;
+    this.planPos = 0;
+    this.planAt = now;
+  }
+
+  status(now: number): PlannerStatus {
+    const { fired, startAt } = this.policy === 'predictive' ? this.startRule(now) : { fired: this.policy !== 'at-snapshot', startAt: this.policy === 'at-snapshot' ? this.closeAt : now };
+    return {
+      policy: this.policy,
+      open: this.open,
+      D: (this.closedBlocks + this.unsent) * this.blockSize,
+      B: this.link.bytesPerSecond,
+      TS: this.closeAt - now,
+      predictedStartAt: startAt,
+      started: fired,
+      presentBytes: this.present * this.blockSize,
+      collidedBytes: this.collided,
+      dirtyBytes: this.openDirty.length * this.blockSize,
+      closedBytes: this.closedBlocks * this.blockSize,
+      newDirtyRate: this.newDirtyRate,
+      memoryBytes: this.memoryBytes,
+    };
+  }
+
+  /** Whether anything is left to send (for a simulator skipping idle time). */
+  get idle(): boolean {
+    return this.closedBlocks === 0 && this.unsent === 0;
+  }
+
+  /**
+   * The deadline of what this volume has to send: the close time of its oldest unfinished
+   * closed snapshot, else the open snapshot's scheduled close (Infinity when idle).
+   */
+  deadline(): number {
+    if (this.closed.length > 0) return this.closed[0].closedAt;
+    return this.unsent > 0 ? this.closeAt : Infinity;
+  }
+
+  /** The open snapshot and the scheduled close. */
+  get openSnapshot(): number {
+    return this.open;
+  }
+
+  get memoryBytes(): number {
+    let closed = 0;
+    for (const c of this.closed) closed += c.keys.byteLength;
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength * 2 + closed;
+  }
+}

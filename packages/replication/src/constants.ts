@@ -1,0 +1,21 @@
+/** Named defaults of replication, each with its reason. */
+
+/** Payload bytes sent and not yet staged by the replica. Bounds the source's memory and
+ * what a reconnect can resend; 16 MiB keeps a loopback or LAN link busy (~50 ms at 300 MB/s). */
+export const DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024;
+/** Blocks read from the volume per read call while shipping a closed point (1 MiB at 4 KiB). */
+export const READ_RUN_BYTES = 1024 * 1024;
+/** Blocks per checksum range in initial sync: 1 MiB ranges at 4 KiB blocks. */
+export const CHECKSUM_RANGE_BLOCKS = 256;
+/** Ranges per CHECKSUM_REQ (256 MiB of image at 4 KiB blocks per round trip). */
+export const CHECKSUM_RANGES_PER_REQUEST = 256;
+/** How often an idle pre-send loop asks the policy again and checks for a close. */
+export const PRESEND_TICK_MS = 20;
+/** Reconnect backoff after a link failure. */
+export const RECONNECT_MIN_MS = 100;
+export const RECONNECT_MAX_MS = 5_000;
+/** Keepalive: a PING this often; no frame for KEEPALIVE_TIMEOUT_MS ends the link (LINK_TIMEOUT). */
+export const KEEPALIVE_MS = 5_000;
+export const KEEPALIVE_TIMEOUT_MS = 20_000;
+/** Window of the throughput meter (link throughput B from acknowledged bytes). */
+export const THROUGHPUT_WINDOW_MS = 5_000;

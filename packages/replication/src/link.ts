@@ -1,0 +1,131 @@
+/**
+ * One end of a replication link over a WebSocket: frames in and out, strict ordering, and
+ * failure handling shared by source and replica. Every incoming frame is decoded and its
+ * place in the conversation checked (protocol's ReplicaInbound/SourceInbound) before the
+ * handler sees it; a bad frame makes this end send ERROR(code, message) and close with
+ * the code's WebSocket close code, so the peer learns exactly why. Handlers run one at a
+ * time in arrival order; the link ends once, with the HeadstartError that ended it.
+ */
+import { ERRORS, HeadstartError, isHeadstartError, type ErrorCode } from '@headstart/errors';
+import { decodeFrame, encodeFrame, type Message } from '@headstart/protocol';
+import type WebSocket from 'ws';
+
+export interface InboundOrder {
+  accept(m: Message): void;
+}
+
+function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERRORS, code);
+}
+
+/** The error a peer's close code stands for (ours are 4600-4699), else LINK_CLOSED. */
+export function errorFromClose(code: number, reason: string): HeadstartError {
+  for (const [name, spec] of Object.entries(ERRORS)) {
+    if (spec.wsClose === code && (name.startsWith('LINK_') || name.startsWith('REPL_')) && isErrorCode(name)) {
+      return new HeadstartError(name, `peer closed the link: ${reason || name}`);
+    }
+  }
+  return new HeadstartError('LINK_CLOSED', `link closed (WebSocket code ${code}${reason ? `: ${reason}` : ''})`);
+}
+
+export function asHeadstartError(err: unknown): HeadstartError {
+  if (isHeadstartError(err)) return err;
+  return new HeadstartError('REPL_INTERNAL', `internal failure on the link: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+}
+
+export class Link {
+  private queue: Promise<void> = Promise.resolve();
+  private endedWith: HeadstartError | null = null;
+  private resolveDone!: (err: HeadstartError) => void;
+  /** Resolves (never rejects) with the reason the link ended. */
+  readonly done: Promise<HeadstartError> = new Promise((r) => (this.resolveDone = r));
+  wireBytesOut = 0;
+  wireBytesIn = 0;
+  lastHeard = Date.now();
+
+  constructor(
+    readonly ws: WebSocket,
+    private readonly order: InboundOrder,
+    private readonly handler: (m: Message) => void | Promise<void>,
+  ) {
+    ws.binaryType = 'nodebuffer';
+    ws.on('message', (data, isBinary) => this.receive(data, isBinary));
+    ws.on('close', (code, reason) => this.end(errorFromClose(code, reason.toString())));
+    ws.on('error', (err) => this.end(new HeadstartError('LINK_CLOSED', `link error: ${err.message}`, { cause: err })));
+  }
+
+  get ended(): boolean {
+    return this.endedWith !== null;
+  }
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
+  private receive(data: WebSocket.RawData, isBinary: boolean): void {
+    if (this.endedWith) return;
+    this.lastHeard = Date.now();
+    const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+    this.wireBytesIn += buf.length;
+    let m: Message;
+    try {
+      if (!isBinary) throw new HeadstartError('LINK_MALFORMED_FRAME', 'malformed frame: text message on a binary link');
+      m = decodeFrame(buf);
+      this.order.accept(m);
+    } catch (err) {
+      this.fail(asHeadstartError(err));
+      return;
+    }
+    if (m.type === 'ERROR') {
+      const err = isErrorCode(m.code) ? new HeadstartError(m.code, `peer reported: ${m.message}`) : new HeadstartError('LINK_CLOSED', `peer reported ${m.code}: ${m.message}`);
+      this.end(err);
+      this.ws.close(1000);
+      return;
+    }
+    this.queue = this.queue
+      .then(() => (this.endedWith ? undefined : this.handler(m)))
+      .catch((err: unknown) => this.fail(asHeadstartError(err)));
+  }
+
+  /** Sends one message; returns the frame's size in bytes. Dropped silently once ended. */
+  send(m: Message): number {
+    if (this.endedWith) return 0;
+    const frame = encodeFrame(m);
+    this.wireBytesOut += frame.length;
+    this.ws.send(frame);
+    return frame.length;
+  }
+
+  /** Ends the link because of `err`: tell the peer (ERROR + close code), then close. */
+  fail(err: HeadstartError): void {
+    if (this.endedWith) return;
+    try {
+      this.send({ type: 'ERROR', code: err.code, message: err.message.slice(0, 1000) });
+    } catch {
+      // the socket may already be gone; the close below still ends our side
+    }
+    this.end(err);
+    // close reasons are limited to 123 bytes by the WebSocket spec
+    this.ws.close(err.wsClose, Buffer.from(err.code).subarray(0, 120).toString());
+    // a peer that does not answer the close handshake is cut off
+    setTimeout(() => this.ws.terminate(), 2_000).unref();
+  }
+
+  /** Closes without blaming the peer (stop, restart). */
+  close(err: HeadstartError): void {
+    if (this.endedWith) return;
+    this.end(err);
+    this.ws.close(err.wsClose, err.code);
+    setTimeout(() => this.ws.terminate(), 2_000).unref();
+  }
+
+  private end(err: HeadstartError): void {
+    if (this.endedWith) return;
+    this.endedWith = err;
+    this.resolveDone(err);
+  }
+
+  /** Resolves once the handler has finished every message received so far. */
+  idle(): Promise<void> {
+    return this.queue;
+  }
+}

@@ -1,0 +1,253 @@
+/**
+ * DEV DOCS — the replica node's side of the link.
+ *
+ * A WebSocket server (wss when a certificate and key are given). Each connection is a
+ * ReplicaSession: it runs the handshake (HELLO -> CHALLENGE -> AUTH; the source must
+ * prove the pairing secret over our fresh nonce before anything else is read), picks the
+ * replica volume by the source volume's id, fences a source whose epoch is below the
+ * replica's, then answers RESUME (what is committed and staged) and receives snapshots:
+ * BEGIN(n), BLOCKS(n)* (each block's xxhash checked, then staged; STAGED credits the
+ * source's window once the batch is in LMDB), CLOSE(n) (count and digest must match the
+ * staged set, else NACK and the staged set is dropped), then the commit (replica-target.ts)
+ * and ACK(n). One session per volume: a newer connection replaces an older one.
+ */
+import { readFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { HeadstartError } from '@headstart/errors';
+import {
+  HANDSHAKE_TIMEOUT_MS, MAX_FRAME, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, ReplicaInbound,
+  agreeVersion, blockHash, computeProof, freshNonce, loadHasher, verifyProof, zeroBlockHash,
+  type HelloMsg, type Message, type ProofInput,
+} from '@headstart/protocol';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS } from './constants';
+import { Link, asHeadstartError } from './link';
+import { ReplicaTarget, type ReplicaVolumeConfig } from './replica-target';
+
+export interface TlsFiles {
+  /** PEM certificate (or chain) file path, or its content. */
+  readonly cert: string | Buffer;
+  readonly key: string | Buffer;
+}
+
+export interface ReplicaServerOptions {
+  readonly secret: string | Uint8Array;
+  readonly volumes: readonly ReplicaVolumeConfig[];
+  readonly host?: string;
+  /** 0 (default) picks a free port. */
+  readonly port?: number;
+  readonly node?: string;
+  readonly tls?: TlsFiles;
+  readonly onEvent?: (e: ReplicaEvent) => void;
+}
+
+export type ReplicaEvent =
+  | { readonly type: 'session'; readonly volume: string; readonly peer: string }
+  | { readonly type: 'committed'; readonly volume: string; readonly n: number }
+  | { readonly type: 'nack'; readonly volume: string; readonly n: number; readonly message: string }
+  | { readonly type: 'link-error'; readonly volume: string | null; readonly code: string; readonly message: string };
+
+export interface ReplicaServer {
+  readonly port: number;
+  readonly url: string;
+  readonly targets: ReadonlyMap<string, ReplicaTarget>;
+  close(): Promise<void>;
+}
+
+async function pem(v: string | Buffer): Promise<Buffer> {
+  if (Buffer.isBuffer(v)) return v;
+  if (v.includes('-----BEGIN')) return Buffer.from(v);
+  try {
+    return await readFile(v);
+  } catch (err) {
+    throw new HeadstartError('LINK_TLS_CONFIG', `cannot read TLS file ${v}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+export async function startReplicaServer(options: ReplicaServerOptions): Promise<ReplicaServer> {
+  await loadHasher();
+  const targets = new Map<string, ReplicaTarget>();
+  for (const cfg of options.volumes) {
+    if (cfg.volume.info.role !== 'replica') throw new HeadstartError('REPL_VOLUME_MISMATCH', `volume ${cfg.volume.info.name} is a ${cfg.volume.info.role}; only a replica volume can receive a stream`);
+    targets.set(cfg.volume.info.id, await ReplicaTarget.open(cfg));
+  }
+  let https: HttpsServer | undefined;
+  if (options.tls) {
+    if (!options.tls.cert || !options.tls.key) throw new HeadstartError('LINK_TLS_CONFIG', 'TLS needs both a certificate and a key');
+    https = createHttpsServer({ cert: await pem(options.tls.cert), key: await pem(options.tls.key) });
+  }
+  const wssOptions = { maxPayload: MAX_FRAME + 1024, perMessageDeflate: false, clientTracking: true };
+  const wss = https ? new WebSocketServer({ ...wssOptions, server: https }) : new WebSocketServer({ ...wssOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
+  if (https) await new Promise<void>((resolve, reject) => https!.once('error', reject).listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve()));
+  else await new Promise<void>((resolve, reject) => wss.once('listening', resolve).once('error', reject));
+  const sessions = new Set<ReplicaSession>();
+  wss.on('connection', (ws, req) => {
+    const s = new ReplicaSession(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`, options, targets);
+    sessions.add(s);
+    void s.link.done.then(() => sessions.delete(s));
+  });
+  const addr = (https ?? wss).address() as AddressInfo; // listening on TCP: always an AddressInfo
+  const host = options.host ?? '127.0.0.1';
+  return {
+    port: addr.port,
+    url: `${https ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,
+    targets,
+    async close() {
+      for (const s of sessions) await s.close();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+      if (https) await new Promise<void>((resolve) => https!.close(() => resolve()));
+      for (const t of targets.values()) await t.close();
+    },
+  };
+}
+
+class ReplicaSession {
+  readonly link: Link;
+  private readonly nonce = freshNonce();
+  private hello: HelloMsg | null = null;
+  private version = 0;
+  private target: ReplicaTarget | null = null;
+  private current: { n: number; kind: 'full' | 'delta' } | null = null;
+  private lastStage: Promise<unknown> = Promise.resolve();
+
+  constructor(ws: WebSocket, private readonly peer: string, private readonly options: ReplicaServerOptions, private readonly targets: Map<string, ReplicaTarget>) {
+    this.link = new Link(ws, new ReplicaInbound(), (m) => this.handle(m));
+    const handshake = setTimeout(() => {
+      if (!this.target) this.link.fail(new HeadstartError('LINK_TIMEOUT', `no complete handshake within ${HANDSHAKE_TIMEOUT_MS} ms`));
+    }, HANDSHAKE_TIMEOUT_MS);
+    const keepalive = setInterval(() => {
+      if (Date.now() - this.link.lastHeard > KEEPALIVE_TIMEOUT_MS) this.link.fail(new HeadstartError('LINK_TIMEOUT', `source silent for ${KEEPALIVE_TIMEOUT_MS} ms`));
+      else if (this.target) this.link.send({ type: 'PING', t: Date.now() });
+    }, KEEPALIVE_MS);
+    void this.link.done.then((err) => {
+      clearTimeout(handshake);
+      clearInterval(keepalive);
+      if (this.target?.active === this) this.target.active = null;
+      if (err.code !== 'REPL_STOPPED' && err.code !== 'LINK_CLOSED') this.options.onEvent?.({ type: 'link-error', volume: this.target?.id ?? this.hello?.volume.id ?? null, code: err.code, message: err.message });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.link.close(new HeadstartError('REPL_STOPPED', 'replica session replaced or stopped'));
+    await this.link.idle();
+    await this.lastStage.catch(() => undefined);
+  }
+
+  private proofInput(): ProofInput {
+    return { version: this.version, sourceNonce: this.hello!.nonce, replicaNonce: this.nonce, volume: this.hello!.volume };
+  }
+
+  private async handle(m: Message): Promise<void> {
+    switch (m.type) {
+      case 'HELLO': {
+        const v = agreeVersion({ min: PROTOCOL_VERSION_MIN, max: PROTOCOL_VERSION_MAX }, { min: m.versionMin, max: m.versionMax });
+        if (v === undefined) throw new HeadstartError('LINK_VERSION_MISMATCH', `source speaks protocol ${m.versionMin}-${m.versionMax}, this replica ${PROTOCOL_VERSION_MIN}-${PROTOCOL_VERSION_MAX}`);
+        this.hello = m;
+        this.version = v;
+        this.link.send({ type: 'CHALLENGE', version: v, node: this.options.node ?? 'replica', nonce: this.nonce, proof: computeProof(this.options.secret, 'replica', this.proofInput()) });
+        return;
+      }
+      case 'AUTH':
+        return this.authenticated(m.proof);
+      case 'BEGIN':
+        return this.begin(m.n, m.kind);
+      case 'BLOCKS':
+        return this.blocks(m.n, m.batch, m.blocks);
+      case 'CLOSE':
+        return this.closeSnapshot(m);
+      case 'CHECKSUM_REQ': {
+        const hashes = await this.target!.checksums(m.first, m.count, m.rangeBlocks);
+        this.link.send({ type: 'CHECKSUM_REPLY', id: m.id, hashes });
+        return;
+      }
+      case 'PING':
+        this.link.send({ type: 'PONG', t: m.t });
+        return;
+      default:
+        return; // PONG; everything else was refused by ReplicaInbound
+    }
+  }
+
+  private async authenticated(proof: Uint8Array): Promise<void> {
+    if (!verifyProof(this.options.secret, 'source', this.proofInput(), proof)) {
+      throw new HeadstartError('LINK_AUTH_FAILED', 'the source did not prove the pairing secret (wrong secret or a replayed handshake)');
+    }
+    const vol = this.hello!.volume;
+    const target = this.targets.get(vol.id);
+    if (!target) throw new HeadstartError('REPL_UNKNOWN_VOLUME', `this replica node has no volume ${vol.id}`);
+    const info = target.volume.info;
+    if (info.size !== vol.size || info.blockSize !== vol.blockSize) {
+      throw new HeadstartError('REPL_VOLUME_MISMATCH', `source volume ${vol.id} is ${vol.size} B in ${vol.blockSize} B blocks, the replica ${info.size} B in ${info.blockSize} B blocks`);
+    }
+    if (info.role !== 'replica') throw new HeadstartError('REPL_EPOCH_FENCED', `volume ${vol.id} was promoted here (epoch ${info.epoch}); it no longer accepts a stream`);
+    if (vol.epoch < info.epoch) throw new HeadstartError('REPL_EPOCH_FENCED', `source epoch ${vol.epoch} is below the replica's epoch ${info.epoch}: refused (fencing)`);
+    // A newer connection replaces an older one (the source reconnected before we saw the old one drop).
+    const old = target.active;
+    target.active = this;
+    if (old && old !== this) await old.close();
+    if (vol.epoch > info.epoch) await target.volume.setRole('replica', vol.epoch);
+    this.target = target;
+    this.options.onEvent?.({ type: 'session', volume: vol.id, peer: this.peer });
+    this.link.send(await target.resume());
+  }
+
+  private begin(n: number, kind: 'full' | 'delta'): void {
+    const t = this.target!;
+    const c = t.volume.committed?.n ?? null;
+    const base = t.acceptedUpTo ?? c;
+    if (kind === 'delta' && (base === null || n !== base + 1)) {
+      throw new HeadstartError('LINK_OUT_OF_ORDER', `delta ${n} does not follow the replica's point ${base ?? 'none'}`);
+    }
+    if (kind === 'full' && base !== null && n <= base) {
+      throw new HeadstartError('LINK_OUT_OF_ORDER', `full copy of ${n} is not newer than the replica's point ${base}`);
+    }
+    this.current = { n, kind };
+  }
+
+  private blocks(n: number, batch: number, blocks: readonly { block: number; hash: bigint; data: Uint8Array }[]): void {
+    const t = this.target!;
+    const bs = t.volume.blockSize;
+    const count = t.volume.size / bs;
+    let bytes = 0;
+    // Check the whole batch first: a bad block stages nothing of it.
+    for (const b of blocks) {
+      if (b.block >= count) throw new HeadstartError('LINK_MALFORMED_FRAME', `block ${b.block} is outside the volume (${count} blocks)`);
+      if (b.data.length !== 0 && b.data.length !== bs) throw new HeadstartError('LINK_MALFORMED_FRAME', `block ${b.block} carries ${b.data.length} bytes; blocks are ${bs} bytes`);
+      const h = b.data.length === 0 ? zeroBlockHash(bs) : blockHash(b.data);
+      if (h !== b.hash) throw new HeadstartError('REPL_BLOCK_CORRUPT', `block ${b.block} of snapshot ${n} failed its xxhash64 check`);
+      bytes += b.data.length;
+    }
+    let last: Promise<unknown> = Promise.resolve();
+    for (const b of blocks) last = t.staging.stage(n, b.block, b.hash, b.data);
+    this.lastStage = last;
+    last.then(
+      () => this.link.send({ type: 'STAGED', batch, bytes }),
+      (err: unknown) => this.link.fail(asHeadstartError(err)),
+    );
+  }
+
+  private async closeSnapshot(m: Extract<Message, { type: 'CLOSE' }>): Promise<void> {
+    const t = this.target!;
+    const n = m.point.n;
+    await this.lastStage;
+    const set = t.staging.staged(n);
+    const count = set?.hashes.size ?? 0;
+    const digest = set?.digest.value ?? 0n;
+    this.current = null;
+    if (count !== m.count || digest !== m.digest) {
+      await t.staging.discard([n]);
+      const message = `snapshot ${n}: staged ${count} blocks (digest ${digest.toString(16)}), source says ${m.count} (digest ${m.digest.toString(16)}); dropped, to be sent again`;
+      this.options.onEvent?.({ type: 'nack', volume: t.id, n, message });
+      this.link.send({ type: 'NACK', n, code: 'REPL_DIGEST_MISMATCH', message });
+      return;
+    }
+    t.enqueueCommit(m.point).then(
+      () => {
+        this.options.onEvent?.({ type: 'committed', volume: t.id, n });
+        this.link.send({ type: 'ACK', n });
+      },
+      (err: unknown) => this.link.fail(asHeadstartError(err)),
+    );
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * One replica volume and its staging store: what a replica session writes into, and the
+ * crash-safe commit.
+ *
+ * Commit of point n (only after CLOSE(n) arrived and the staged set's count and digest
+ * equal the source's):
+ *   1. sync staging, then write the redo journal ("committing n", with the point) durably;
+ *   2. apply every staged block of n to the image (volume.applyBlocks, raw and idempotent);
+ *   3. volume.setCommitted(point): fsyncs the image, then records n durably;
+ *   4. one LMDB transaction drops the journal and the staged blocks of n.
+ * A crash before 1 leaves the volume at n-1 with n staged; after 1 and before 4, opening
+ * the target replays 2-4 from the journal (applying the same bytes again is harmless), so
+ * the image is at all times either exactly n-1 (nothing written yet) or being brought to n
+ * by a redo that cannot be skipped. Only then is ACK(n) sent.
+ */
+import { HeadstartError } from '@headstart/errors';
+import { rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
+import type { SnapshotPoint, Volume } from '@headstart/volume';
+import { Staging } from './staging';
+
+/** Bytes per applyBlocks call during a commit. */
+const APPLY_RUN_BYTES = 1024 * 1024;
+
+export type CommitPhase = 'journaled' | 'applied' | 'recorded' | 'finished';
+
+export interface ReplicaVolumeConfig {
+  readonly volume: Volume;
+  /** The staging LMDB directory; by convention next to the volume directory. */
+  readonly stagingDir: string;
+  /** The image may already hold a copy of the source (restored image): initial sync compares checksums. */
+  readonly haveCopy?: boolean;
+  /** Observability (and fault-injection in tests): awaited after each commit phase. */
+  readonly onCommitPhase?: (phase: CommitPhase, n: number) => void | Promise<void>;
+}
+
+export class ReplicaTarget {
+  private commitChain: Promise<void> = Promise.resolve();
+  /** Highest point whose CLOSE was accepted (commit queued or done), this process. */
+  acceptedUpTo: number | null = null;
+  /** Session currently feeding this target (one at a time). */
+  active: { close(): Promise<void> } | null = null;
+
+  private constructor(readonly config: ReplicaVolumeConfig, readonly staging: Staging) {}
+
+  get volume(): Volume {
+    return this.config.volume;
+  }
+  get id(): string {
+    return this.volume.info.id;
+  }
+
+  static async open(config: ReplicaVolumeConfig): Promise<ReplicaTarget> {
+    const t = new ReplicaTarget(config, await Staging.open(config.stagingDir));
+    await t.recover();
+    return t;
+  }
+
+  /** Finishes a commit interrupted by a crash, and drops staging of points already committed. */
+  async recover(): Promise<void> {
+    const j = this.staging.journal();
+    if (j) {
+      const c = this.volume.committed;
+      if (c === null || c.n < j.point.n) await this.apply(j.point);
+      await this.staging.finish(j.point.n);
+    }
+    await this.dropCommitted();
+  }
+
+  private async dropCommitted(): Promise<void> {
+    const c = this.volume.committed?.n ?? null;
+    if (c !== null) await this.staging.discard(this.staging.snapshots().filter((n) => n <= c));
+  }
+
+  /** What the replica tells a source after the handshake (waits for queued commits first). */
+  async resume(): Promise<ResumeMsg> {
+    await this.commitChain.catch(() => undefined);
+    await this.dropCommitted();
+    this.acceptedUpTo = this.volume.committed?.n ?? null;
+    const staged: StagedSet[] = [];
+    for (const n of this.staging.snapshots()) {
+      const set = this.staging.staged(n)!;
+      const entries = Buffer.allocUnsafe(set.hashes.size * 16);
+      let i = 0;
+      for (const [block, hash] of set.hashes) {
+        entries.writeBigUInt64LE(BigInt(block), i);
+        entries.writeBigUInt64LE(hash, i + 8);
+        i += 16;
+      }
+      staged.push({ n, entries });
+    }
+    const c = this.volume.committed;
+    return {
+      type: 'RESUME',
+      epoch: this.volume.info.epoch,
+      committed: c === null ? null : { n: c.n, scheduledAt: c.scheduledAt, closedAt: c.closedAt, lastSeq: c.lastSeq },
+      haveCopy: c === null && (this.config.haveCopy ?? false),
+      staged,
+    };
+  }
+
+  /** Queues the commit of `point` after the ones before it; resolves when n is committed. */
+  enqueueCommit(point: SnapshotPoint): Promise<void> {
+    this.acceptedUpTo = point.n;
+    const run = this.commitChain.then(() => this.commit(point));
+    this.commitChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async commit(point: SnapshotPoint): Promise<void> {
+    const c = this.volume.committed;
+    if (c !== null && c.n >= point.n) return;
+    await this.staging.writeJournal(point);
+    await this.config.onCommitPhase?.('journaled', point.n);
+    await this.apply(point);
+    await this.staging.finish(point.n);
+    await this.config.onCommitPhase?.('finished', point.n);
+  }
+
+  private async apply(point: SnapshotPoint): Promise<void> {
+    const bs = this.volume.blockSize;
+    let batch: { block: number; data: Buffer }[] = [];
+    for (const run of this.staging.runs(point.n, bs, APPLY_RUN_BYTES)) {
+      batch.push(run);
+      if (batch.length >= 8) {
+        await this.volume.applyBlocks(batch);
+        batch = [];
+      }
+    }
+    await this.volume.applyBlocks(batch);
+    await this.config.onCommitPhase?.('applied', point.n);
+    await this.volume.setCommitted(point);
+    await this.config.onCommitPhase?.('recorded', point.n);
+  }
+
+  /** Hashes of the image over ranges of `rangeBlocks` blocks (initial sync against a held copy). */
+  async checksums(first: number, count: number, rangeBlocks: number): Promise<Buffer> {
+    const bs = this.volume.blockSize;
+    const total = this.volume.size / bs;
+    if (first + count > total) throw new HeadstartError('VOLUME_OUT_OF_RANGE', `checksum range ${first}+${count} is outside the replica volume (${total} blocks)`);
+    const ranges = Math.ceil(count / rangeBlocks);
+    const out = Buffer.allocUnsafe(ranges * 8);
+    for (let r = 0; r < ranges; r++) {
+      const b = first + r * rangeBlocks;
+      const n = Math.min(rangeBlocks, first + count - b);
+      out.writeBigUInt64LE(rangeHash(await this.volume.read(b * bs, n * bs)), r * 8);
+    }
+    return out;
+  }
+
+  async close(): Promise<void> {
+    await this.active?.close();
+    await this.commitChain.catch(() => undefined);
+    await this.staging.close();
+  }
+}

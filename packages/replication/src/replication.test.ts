@@ -1,0 +1,148 @@
+import { HeadstartError } from '@headstart/errors';
+import { afterEach, describe, expect, it } from 'vitest';
+import { atSnapshotPolicy } from './policy';
+import { imageHash, makePair, randomBlock, sourceHashAt, type Pair } from './testing.test-helpers';
+
+let pair: Pair | undefined;
+afterEach(async () => {
+  await pair?.cleanup();
+  pair = undefined;
+});
+
+describe('replication in process over a real WebSocket', () => {
+  it('sends the baseline then deltas; the replica equals each acknowledged point', async () => {
+    pair = await makePair();
+    const { source, replica, link } = pair;
+    const bs = source.blockSize;
+    await source.write(0, randomBlock(bs * 3, 1));
+    await source.write(100 * bs, randomBlock(bs, 2));
+    const p1 = await source.closeSnapshot();
+    await link.waitAcked(p1.n, 20_000);
+    expect(replica.committed?.n).toBe(p1.n);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, p1.n));
+
+    await source.write(bs, randomBlock(bs, 3)); // overwrite
+    await source.trim(100 * bs, bs); // trimmed block travels as zero
+    await source.write(500 * bs, randomBlock(bs * 8, 4));
+    const p2 = await source.closeSnapshot();
+    await link.waitAcked(p2.n, 20_000);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, p2.n));
+    expect(link.status().state).toBe('connected');
+  });
+
+  it('a point closed while later writes overwrite it still arrives exactly (preserved blocks)', async () => {
+    pair = await makePair({ source: { policy: atSnapshotPolicy(), rateLimit: 64 * 1024 } });
+    const { source, replica, link } = pair;
+    const bs = source.blockSize;
+    const pBase = source.latestClosed!.n;
+    await link.waitAcked(pBase, 20_000);
+    for (let i = 0; i < 40; i++) await source.write(i * bs, randomBlock(bs, 10 + i));
+    const p1 = await source.closeSnapshot();
+    const expected = await sourceHashAt(source, p1.n);
+    // overwrite everything of p1 right away, while it is still being shipped (slow link)
+    for (let i = 0; i < 40; i++) await source.write(i * bs, randomBlock(bs, 100 + i));
+    link.setRateLimit(null);
+    await link.waitAcked(p1.n, 20_000);
+    expect(replica.committed!.n).toBeGreaterThanOrEqual(p1.n);
+    if (replica.committed!.n === p1.n) expect(await imageHash(replica)).toBe(expected);
+    const p2 = await source.closeSnapshot();
+    await link.waitAcked(p2.n, 20_000);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, p2.n));
+  });
+
+  it('continuous policy pre-sends the open snapshot and resends collided blocks', async () => {
+    const acked: { n: number; sentBytes: number | null; minimalBytes: number | null }[] = [];
+    pair = await makePair({ source: { onEvent: (e) => e.type === 'acked' && acked.push(e) } });
+    const { source, replica, link } = pair;
+    const bs = source.blockSize;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    for (let i = 0; i < 20; i++) await source.write(i * bs, randomBlock(bs, 200 + i));
+    // wait until pre-sent: the replica has it staged before the close
+    const deadline = Date.now() + 10_000;
+    while (link.status().throughput === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 5; i++) await source.write(i * bs, randomBlock(bs, 300 + i)); // collisions
+    const p = await source.closeSnapshot();
+    await link.waitAcked(p.n, 20_000);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, p.n));
+    const last = acked.find((a) => a.n === p.n)!;
+    expect(last.minimalBytes).toBe(20 * bs);
+    expect(last.sentBytes).toBe(25 * bs); // 20 pre-sent + 5 collided resends
+  });
+
+  it('resumes after a disconnect mid-transfer without resending staged blocks', async () => {
+    pair = await makePair({ size: 16 * 1024 * 1024, source: { policy: atSnapshotPolicy(), rateLimit: 2 * 1024 * 1024 } });
+    const { source, replica, link } = pair;
+    const bs = source.blockSize;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    for (let i = 0; i < 1024; i++) await source.write(i * bs, randomBlock(bs, 1000 + i));
+    const p = await source.closeSnapshot();
+    await new Promise((r) => setTimeout(r, 700)); // ~1.4 MiB of 4 MiB shipped
+    const before = link.status();
+    link.reconnect();
+    link.setRateLimit(null);
+    await link.waitAcked(p.n, 20_000);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, p.n));
+    expect(before.inFlightBytes).toBeLessThanOrEqual(16 * 1024 * 1024);
+  });
+
+  it('refuses a wrong secret with LINK_AUTH_FAILED and never touches the replica', async () => {
+    const events: { type: string; code?: string }[] = [];
+    pair = await makePair({ source: { secret: 'wrong', onEvent: (e) => events.push(e) } });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(events.some((e) => e.type === 'disconnected' && e.code === 'LINK_AUTH_FAILED')).toBe(true);
+    expect(pair.replica.committed).toBeNull();
+    expect(pair.link.status().lastError).toMatch(/LINK_AUTH_FAILED/);
+  });
+
+  it('fences a source whose epoch is below the replica', async () => {
+    pair = await makePair({ startLink: false });
+    await pair.replica.setRole('replica', 5);
+    const { startSource } = await import('./source');
+    const events: { type: string; code?: string }[] = [];
+    pair.link = await startSource({ volume: pair.source, sink: 'r1', url: pair.server.url, secret: 'pairing-secret-for-tests', onEvent: (e) => events.push(e) });
+    await new Promise((r) => setTimeout(r, 500));
+    expect(events.find((e) => e.type === 'disconnected')?.code).toBe('REPL_EPOCH_FENCED');
+    expect(pair.link.status().state).toBe('fenced');
+    expect(pair.replica.committed).toBeNull();
+  });
+
+  it('initial sync against a replica holding a copy moves only differing ranges', async () => {
+    pair = await makePair({ size: 8 * 1024 * 1024, startLink: false, replica: { haveCopy: true } });
+    const { source, replica } = pair;
+    const bs = source.blockSize;
+    const content = randomBlock(8 * 1024 * 1024, 77);
+    await source.write(0, content);
+    // the replica image was restored from an older copy: equal except for a few blocks
+    const old = Buffer.from(content);
+    old.fill(9, 3 * 1024 * 1024, 3 * 1024 * 1024 + bs);
+    await replica.applyBlocks([{ block: 0, data: old }]);
+    const { startSource } = await import('./source');
+    const acked: { n: number; sentBytes: number | null }[] = [];
+    pair.link = await startSource({ volume: source, sink: 'r1', url: pair.server.url, secret: 'pairing-secret-for-tests', onEvent: (e) => e.type === 'acked' && acked.push(e) });
+    const base = source.sink('r1').baseline;
+    await pair.link.waitAcked(base, 20_000);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, base));
+    expect(acked[0].sentBytes).toBe(1024 * 1024); // one 1 MiB range differed
+  });
+
+  it('changes the rate limit at runtime and measures throughput from acknowledged bytes', async () => {
+    pair = await makePair({ size: 8 * 1024 * 1024, source: { rateLimit: 1024 * 1024 } });
+    const { source, link } = pair;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    await source.write(0, randomBlock(2 * 1024 * 1024, 5));
+    const t0 = Date.now();
+    await source.closeSnapshot();
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    const slow = Date.now() - t0;
+    expect(slow).toBeGreaterThan(800); // 2 MiB at 1 MiB/s, less the burst
+    expect(link.throughput).toBeGreaterThan(0);
+    expect(() => link.setRateLimit(-1)).toThrow(HeadstartError);
+    link.setRateLimit(null);
+    await source.write(0, randomBlock(2 * 1024 * 1024, 6));
+    const t1 = Date.now();
+    await source.closeSnapshot();
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    expect(Date.now() - t1).toBeLessThan(slow);
+  });
+});

@@ -1,0 +1,415 @@
+/**
+ * DEV DOCS — the source's side of one link (one volume -> one sink), for one connection.
+ *
+ * After the handshake the replica says what it has (RESUME: committed point, staged
+ * blocks with their hashes). The session reconciles that with the volume's record of the
+ * sink, then ships snapshot points strictly in order, never waiting for an ACK to start
+ * the next one:
+ *   - a point n that is already closed: BEGIN(n), then every block of its dirty set read
+ *     exactly as of n (volume.readBlocksAt: preserved copy-on-write data where it has been
+ *     overwritten since), then CLOSE(n) with the count and digest of the whole set;
+ *   - the open point: the policy picks which written blocks to pre-send and when; a block
+ *     written again after it was sent becomes pending again (collision).
+ * A block whose hash equals what the replica already staged for n (RESUME, or sent on this
+ * connection) is never sent again, so after a reconnect only what was in flight moves
+ * twice, and at the close every block's exact content as of n is re-read and compared, so
+ * a pre-sent block that changed (even during its read) is always resent. The replica
+ * commits n only if its staged set matches the digest; ACK(n) then advances the sink's
+ * acknowledged point on the volume (volume.acknowledge), which frees what no sink needs.
+ *
+ * Flow control: at most `windowBytes` of block payload sent and not yet STAGED by the
+ * replica, and a token bucket for the rate limit; so memory is bounded whatever the link.
+ */
+import { HeadstartError } from '@headstart/errors';
+import {
+  MAX_BLOCKS_PAYLOAD, MAX_BLOCKS_PER_FRAME, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SnapshotDigest, SourceInbound,
+  blockHash, bytesToU64, computeProof, freshNonce, isZero, rangeHash, verifyProof, zeroBlockHash,
+  type Message, type ProofInput, type ResumeMsg, type WireBlock, type WireVolume,
+} from '@headstart/protocol';
+import type { Volume } from '@headstart/volume';
+import type WebSocket from 'ws';
+import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_RUN_BYTES } from './constants';
+import { Link } from './link';
+import type { PresendPolicy, PresendView } from './policy';
+import type { ThroughputMeter, TokenBucket } from './rate';
+
+export interface ShippedSnapshot {
+  readonly n: number;
+  /** Payload bytes sent for n on this connection, resends included: S(n). */
+  readonly sentBytes: number;
+  /** Block size x blocks of n: M(n). */
+  readonly minimalBytes: number;
+}
+
+export interface SessionContext {
+  readonly volume: Volume;
+  readonly sink: string;
+  readonly secret: string | Uint8Array;
+  readonly node: string;
+  readonly policy: PresendPolicy;
+  readonly windowBytes: number;
+  readonly bucket: TokenBucket;
+  readonly meter: ThroughputMeter;
+  readonly onAcked: (n: number, shipped: ShippedSnapshot | undefined) => void;
+  readonly onReady: () => void;
+}
+
+const EMPTY = new Uint8Array(0);
+
+export class SourceSession {
+  readonly link: Link;
+  private readonly nonce = freshNonce();
+  private readonly wire: WireVolume;
+  private resume: ResumeMsg | null = null;
+  private resumed!: () => void;
+  private readonly resumedP = new Promise<void>((r) => (this.resumed = r));
+  /** What the replica holds staged, per snapshot: block -> hash (from RESUME and our own sends). */
+  private readonly known = new Map<number, Map<number, bigint>>();
+  private readonly inFlight = new Map<number, number>();
+  private inFlightBytes = 0;
+  private batchSeq = 0;
+  private readonly shipped = new Map<number, { sentBytes: number; minimalBytes: number }>();
+  private wake: (() => void) | null = null;
+  private readonly checksumWaiters = new Map<number, (hashes: Uint8Array) => void>();
+  private checksumSeq = 0;
+  private acking: Promise<void> = Promise.resolve();
+
+  constructor(ws: WebSocket, private readonly ctx: SessionContext) {
+    const info = ctx.volume.info;
+    this.wire = { id: info.id, epoch: info.epoch, size: info.size, blockSize: info.blockSize };
+    this.link = new Link(ws, new SourceInbound(), (m) => this.handle(m));
+    ws.on('open', () => this.link.send({ type: 'HELLO', versionMin: PROTOCOL_VERSION_MIN, versionMax: PROTOCOL_VERSION_MAX, node: ctx.node, nonce: this.nonce, volume: this.wire }));
+    const keepalive = setInterval(() => {
+      if (Date.now() - this.link.lastHeard > KEEPALIVE_TIMEOUT_MS) this.link.fail(new HeadstartError('LINK_TIMEOUT', `replica silent for ${KEEPALIVE_TIMEOUT_MS} ms`));
+      else if (this.resume) this.link.send({ type: 'PING', t: Date.now() });
+    }, KEEPALIVE_MS);
+    void this.link.done.then(() => {
+      clearInterval(keepalive);
+      this.poke();
+    });
+  }
+
+  get inFlightPayload(): number {
+    return this.inFlightBytes;
+  }
+  /** Block payload bytes sent on this connection (resends included). */
+  payloadSent = 0;
+
+  private poke(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  /** Waits for a poke (credit, write, ack, end) or `ms`. */
+  private nap(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        if (this.wake === done) this.wake = null;
+        resolve();
+      }, ms);
+      const done = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.wake = done;
+    });
+  }
+
+  private check(): void {
+    if (this.link.ended) throw new HeadstartError('LINK_CLOSED', 'link ended');
+  }
+
+  private proofInput(version: number, replicaNonce: Uint8Array): ProofInput {
+    return { version, sourceNonce: this.nonce, replicaNonce, volume: this.wire };
+  }
+
+  private handle(m: Message): void | Promise<void> {
+    switch (m.type) {
+      case 'CHALLENGE': {
+        if (m.version < PROTOCOL_VERSION_MIN || m.version > PROTOCOL_VERSION_MAX) throw new HeadstartError('LINK_VERSION_MISMATCH', `replica chose protocol ${m.version}, this source speaks ${PROTOCOL_VERSION_MIN}-${PROTOCOL_VERSION_MAX}`);
+        const input = this.proofInput(m.version, m.nonce);
+        if (!verifyProof(this.ctx.secret, 'replica', input, m.proof)) throw new HeadstartError('LINK_AUTH_FAILED', 'the replica did not prove the pairing secret (wrong secret or a replayed handshake)');
+        this.link.send({ type: 'AUTH', proof: computeProof(this.ctx.secret, 'source', input) });
+        return;
+      }
+      case 'RESUME':
+        this.resume = m;
+        this.resumed();
+        return;
+      case 'STAGED': {
+        const bytes = this.inFlight.get(m.batch);
+        if (bytes === undefined) throw new HeadstartError('LINK_OUT_OF_ORDER', `STAGED for batch ${m.batch}, which is not in flight`);
+        this.inFlight.delete(m.batch);
+        this.inFlightBytes -= bytes;
+        this.ctx.meter.add(bytes);
+        this.poke();
+        return;
+      }
+      case 'ACK': {
+        // Acks are applied in order, one at a time, without holding up the frames behind them.
+        const n = m.n;
+        this.acking = this.acking.then(async () => {
+          await this.ctx.volume.acknowledge(this.ctx.sink, n);
+          const s = this.shipped.get(n);
+          this.shipped.delete(n);
+          this.ctx.onAcked(n, s === undefined ? undefined : { n, ...s });
+        }).catch((err: unknown) => this.link.fail(err instanceof HeadstartError ? err : new HeadstartError('REPL_INTERNAL', String(err))));
+        return;
+      }
+      case 'NACK':
+        // The replica dropped its staged copy of n: restart the link; RESUME tells what is left.
+        this.link.close(new HeadstartError('REPL_DIGEST_MISMATCH', `replica refused snapshot ${m.n}: ${m.message}`));
+        return;
+      case 'CHECKSUM_REPLY': {
+        const w = this.checksumWaiters.get(m.id);
+        if (!w) throw new HeadstartError('LINK_OUT_OF_ORDER', `CHECKSUM_REPLY ${m.id} answers no request`);
+        this.checksumWaiters.delete(m.id);
+        w(m.hashes);
+        return;
+      }
+      case 'PING':
+        this.link.send({ type: 'PONG', t: m.t });
+        return;
+      default:
+        return;
+    }
+  }
+
+  /** Runs until the link ends; resolves with the reason. */
+  async run(): Promise<HeadstartError> {
+    await Promise.race([this.resumedP, this.link.done]);
+    if (!this.resume) return this.link.done;
+    this.ctx.onReady();
+    try {
+      await this.ship(this.resume);
+    } catch (err) {
+      if (!this.link.ended) this.link.fail(err instanceof HeadstartError ? err : new HeadstartError('REPL_INTERNAL', `shipping failed: ${(err as Error).message}`, { cause: err }));
+    }
+    return this.link.done;
+  }
+
+  /** Brings the volume's sink record in line with what the replica reports; returns where to start. */
+  private async reconcile(r: ResumeMsg): Promise<{ n: number; kind: 'full' | 'delta'; haveCopy: boolean }> {
+    const v = this.ctx.volume;
+    const name = this.ctx.sink;
+    const s = v.sink(name);
+    const c = r.committed?.n ?? null;
+    const closed = (n: number) => v.snapshots().some((p) => p.n === n);
+    let haveCopy = r.haveCopy;
+    if (s.acked === null) {
+      if (c !== null) {
+        if (c >= s.baseline && closed(c)) await v.acknowledge(name, c); // it committed, our record of the ACK was lost
+        else haveCopy = true; // it holds some older copy: compare checksums instead of trusting it
+      }
+    } else if (c === null || c < s.acked) {
+      throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c ?? 'none'} but acknowledged ${s.acked} before`);
+    } else if (c > s.acked) {
+      if (!closed(c)) throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c}, which this volume does not hold`);
+      await v.acknowledge(name, c);
+    }
+    for (const set of r.staged) {
+      const map = new Map<number, bigint>();
+      for (let i = 0; i < set.entries.length; i += 16) map.set(Number(bytesToU64(set.entries, i)), bytesToU64(set.entries, i + 8));
+      this.known.set(set.n, map);
+    }
+    const after = v.sink(name);
+    return after.acked === null ? { n: after.baseline, kind: 'full', haveCopy } : { n: after.acked + 1, kind: 'delta', haveCopy: false };
+  }
+
+  private async ship(r: ResumeMsg): Promise<void> {
+    let { n, kind, haveCopy } = await this.reconcile(r);
+    let begun = -1;
+    for (;;) {
+      this.check();
+      const latest = this.ctx.volume.latestClosed?.n ?? -1;
+      if (n > latest) {
+        if (begun !== n) {
+          this.link.send({ type: 'BEGIN', n, kind });
+          begun = n;
+        }
+        await this.presend(n);
+        continue;
+      }
+      if (begun !== n) this.link.send({ type: 'BEGIN', n, kind });
+      await this.shipClosed(n, kind, haveCopy);
+      n++;
+      kind = 'delta';
+      haveCopy = false;
+    }
+  }
+
+  private knownOf(n: number): Map<number, bigint> {
+    let k = this.known.get(n);
+    if (!k) {
+      k = new Map();
+      this.known.set(n, k);
+    }
+    return k;
+  }
+
+  /** Sends one BLOCKS frame, waiting for window credit and rate tokens first. */
+  private async sendBlocks(n: number, blocks: WireBlock[]): Promise<void> {
+    let bytes = 0;
+    for (const b of blocks) bytes += b.data.length;
+    while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.ctx.windowBytes) {
+      this.check();
+      await this.nap(1000);
+    }
+    this.check();
+    const wait = this.ctx.bucket.take(bytes);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    this.check();
+    const batch = ++this.batchSeq;
+    this.inFlight.set(batch, bytes);
+    this.inFlightBytes += bytes;
+    this.payloadSent += bytes;
+    const s = this.shipped.get(n) ?? { sentBytes: 0, minimalBytes: 0 };
+    s.sentBytes += bytes;
+    this.shipped.set(n, s);
+    const known = this.knownOf(n);
+    for (const b of blocks) known.set(b.block, b.hash);
+    this.link.send({ type: 'BLOCKS', n, batch, blocks });
+  }
+
+  /** Pre-sends blocks of the open snapshot n as the policy decides, until n closes. */
+  private async presend(n: number): Promise<void> {
+    const v = this.ctx.volume;
+    const bs = v.blockSize;
+    const pending = new Set<number>(v.dirtyBlocks(n));
+    let touched: Set<number> | null = null;
+    const off = v.onWrite((e) => {
+      if (e.snapshot === n) {
+        for (let b = e.firstBlock; b < e.firstBlock + e.blockCount; b++) {
+          pending.delete(b); // re-insert: pending keeps oldest-write-first order
+          pending.add(b);
+          touched?.add(b);
+        }
+      }
+      this.poke();
+    });
+    const meter = this.ctx.meter;
+    const view: PresendView = {
+      snapshot: n,
+      blockSize: bs,
+      pending,
+      get throughput() {
+        return meter.bytesPerSecond;
+      },
+    };
+    try {
+      while (v.openSnapshot === n) {
+        this.check();
+        const credit = this.ctx.windowBytes - this.inFlightBytes;
+        const budget = Math.min(credit, this.ctx.bucket.available(), MAX_BLOCKS_PAYLOAD);
+        const picks = pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
+        if (picks.length === 0) {
+          await this.nap(PRESEND_TICK_MS);
+          continue;
+        }
+        const known = this.knownOf(n);
+        const batch: WireBlock[] = [];
+        touched = new Set();
+        const reads: { block: number; data: Buffer }[] = [];
+        for (const b of [...picks].sort((x, y) => x - y)) {
+          if (!pending.delete(b)) continue;
+          reads.push({ block: b, data: await v.read(b * bs, bs) });
+        }
+        const changed = touched;
+        touched = null;
+        // Closed while we read: what we read may belong to n+1; the close path re-reads exactly.
+        if (v.openSnapshot !== n) break;
+        for (const { block, data } of reads) {
+          if (changed.has(block)) continue; // written during the read: it is pending again
+          const zero = isZero(data);
+          const hash = zero ? zeroBlockHash(bs) : blockHash(data);
+          if (known.get(block) === hash) continue;
+          batch.push({ block, hash, data: zero ? EMPTY : data });
+        }
+        if (batch.length > 0) await this.sendBlocks(n, batch);
+      }
+    } finally {
+      off();
+    }
+  }
+
+  private async checksumsOf(first: number, count: number): Promise<Uint8Array> {
+    const id = ++this.checksumSeq;
+    const reply = new Promise<Uint8Array>((resolve, reject) => {
+      this.checksumWaiters.set(id, resolve);
+      void this.link.done.then(reject);
+    });
+    this.link.send({ type: 'CHECKSUM_REQ', id, first, count, rangeBlocks: CHECKSUM_RANGE_BLOCKS });
+    return reply;
+  }
+
+  /** Ships closed point n: every block of it, exactly as of n, then CLOSE(n). */
+  private async shipClosed(n: number, kind: 'full' | 'delta', haveCopy: boolean): Promise<void> {
+    const v = this.ctx.volume;
+    const bs = v.blockSize;
+    const point = v.snapshots().find((p) => p.n === n);
+    if (!point) throw new HeadstartError('SNAPSHOT_UNKNOWN', `point ${n} is not kept on the source any more`);
+    const known = this.knownOf(n);
+    const digest = new SnapshotDigest();
+    const zeroHash = zeroBlockHash(bs);
+    let batch: WireBlock[] = [];
+    let batchBytes = 0;
+    const flush = async () => {
+      if (batch.length === 0) return;
+      const out = batch;
+      batch = [];
+      batchBytes = 0;
+      await this.sendBlocks(n, out);
+    };
+    /** Adds blocks [first, first+count) with their content as of n; `sparse`: zero blocks are not part of n's set. */
+    const take = async (first: number, data: Buffer, sparse: boolean) => {
+      for (let i = 0; i * bs < data.length; i++) {
+        const block = first + i;
+        const d = data.subarray(i * bs, (i + 1) * bs);
+        const zero = isZero(d);
+        if (zero && sparse) continue;
+        const hash = zero ? zeroHash : blockHash(d);
+        digest.add(block, hash);
+        if (known.get(block) === hash) continue;
+        batch.push({ block, hash, data: zero ? EMPTY : d });
+        batchBytes += zero ? 0 : bs;
+        if (batchBytes + bs > MAX_BLOCKS_PAYLOAD || batch.length >= MAX_BLOCKS_PER_FRAME) await flush();
+      }
+    };
+    const runBlocks = Math.max(1, Math.floor(READ_RUN_BYTES / bs));
+    if (kind === 'delta') {
+      for (const [first, count] of v.dirtyBlocks(n).runs(runBlocks)) {
+        this.check();
+        await take(first, await v.readBlocksAt(n, first, count), false);
+      }
+    } else if (!haveCopy) {
+      // Initial sync to an empty replica: only non-zero blocks move.
+      const total = v.size / bs;
+      for (let first = 0; first < total; first += runBlocks) {
+        this.check();
+        await take(first, await v.readBlocksAt(n, first, Math.min(runBlocks, total - first)), true);
+      }
+    } else {
+      // The replica holds a copy: compare range hashes, move only ranges that differ.
+      const total = v.size / bs;
+      const span = CHECKSUM_RANGE_BLOCKS * CHECKSUM_RANGES_PER_REQUEST;
+      for (let first = 0; first < total; first += span) {
+        const count = Math.min(span, total - first);
+        const theirs = await this.checksumsOf(first, count);
+        for (let r = 0; r * CHECKSUM_RANGE_BLOCKS < count; r++) {
+          this.check();
+          const b = first + r * CHECKSUM_RANGE_BLOCKS;
+          const data = await v.readBlocksAt(n, b, Math.min(CHECKSUM_RANGE_BLOCKS, first + count - b));
+          if (r * 8 + 8 <= theirs.length && bytesToU64(theirs, r * 8) === rangeHash(data)) continue;
+          await take(b, data, false);
+        }
+      }
+    }
+    await flush();
+    const s = this.shipped.get(n) ?? { sentBytes: 0, minimalBytes: 0 };
+    s.minimalBytes = digest.count * bs;
+    this.shipped.set(n, s);
+    this.link.send({ type: 'CLOSE', point: { n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, lastSeq: point.lastSeq }, count: digest.count, digest: digest.value });
+    this.known.delete(n);
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * The source's link to one sink of one volume: dials the replica, runs a SourceSession
+ * per connection, and reconnects with backoff when the link drops (resume is always
+ * safe: the replica tells what it has). Owns what outlives a connection: the rate limit,
+ * the throughput meter, and the status the node and the dashboard show.
+ */
+import { HeadstartError } from '@headstart/errors';
+import { MAX_BLOCKS_FRAME, MAX_FRAME, loadHasher, type SinkStatus } from '@headstart/protocol';
+import type { Volume } from '@headstart/volume';
+import WebSocket from 'ws';
+import { DEFAULT_WINDOW_BYTES, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants';
+import { continuousPolicy, type PresendPolicy } from './policy';
+import { ThroughputMeter, TokenBucket } from './rate';
+import { SourceSession, type ShippedSnapshot } from './source-session';
+
+export interface SourceOptions {
+  readonly volume: Volume;
+  /** The sink's name on the volume (created with a full-copy baseline if missing). */
+  readonly sink: string;
+  /** ws://host:port or wss://host:port of the replica node. */
+  readonly url: string;
+  readonly secret: string | Uint8Array;
+  readonly node?: string;
+  /** Default: continuous. */
+  readonly policy?: PresendPolicy;
+  /** Bytes/s, or null/undefined for no limit. */
+  readonly rateLimit?: number | null;
+  readonly windowBytes?: number;
+  /** For wss: the CA (PEM) that signed the replica's certificate. */
+  readonly ca?: string | Buffer;
+  readonly rejectUnauthorized?: boolean;
+  readonly onEvent?: (e: SourceEvent) => void;
+}
+
+export type SourceEvent =
+  | { readonly type: 'connected'; readonly sink: string }
+  | { readonly type: 'disconnected'; readonly sink: string; readonly code: string; readonly message: string }
+  | { readonly type: 'acked'; readonly sink: string; readonly n: number; readonly lagMs: number; readonly sentBytes: number | null; readonly minimalBytes: number | null };
+
+export interface SourceLink {
+  status(): SinkStatus;
+  /** Changes the rate limit at once (bytes/s, null = none). */
+  setRateLimit(bytesPerSecond: number | null): void;
+  /** Link throughput from acknowledged (staged) bytes, bytes/s. */
+  readonly throughput: number;
+  /** Resolves once the sink acknowledged point n or later. */
+  waitAcked(n: number, timeoutMs?: number): Promise<void>;
+  /** Byte counters over every connection so far: frames on the wire vs block payload. */
+  stats(): { wireBytesOut: number; wireBytesIn: number; payloadBytesSent: number };
+  /** Closes the link; replication stops until started again. */
+  stop(): Promise<void>;
+  /** Drops the current connection (it reconnects and resumes): for tests and operators. */
+  reconnect(): void;
+}
+
+export async function startSource(options: SourceOptions): Promise<SourceLink> {
+  await loadHasher();
+  const v = options.volume;
+  if (v.readOnly) throw new HeadstartError('VOLUME_READ_ONLY', `volume ${v.info.name} is a replica; only a primary ships snapshots`);
+  if (!v.sinks().some((s) => s.name === options.sink)) await v.addSink(options.sink);
+  const link = new Source(options);
+  link.start();
+  return link;
+}
+
+class Source implements SourceLink {
+  private readonly bucket: TokenBucket;
+  private readonly meter = new ThroughputMeter();
+  private session: SourceSession | null = null;
+  private state: SinkStatus['state'] = 'connecting';
+  private lastError: string | null = null;
+  private stopped = false;
+  private loop: Promise<void> = Promise.resolve();
+  private readonly ackWaiters = new Set<() => void>();
+  private sleeper: (() => void) | null = null;
+  private readonly totals = { wireBytesOut: 0, wireBytesIn: 0, payloadBytesSent: 0 };
+
+  constructor(private readonly options: SourceOptions) {
+    this.bucket = new TokenBucket(options.rateLimit ?? null, MAX_BLOCKS_FRAME);
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  private async run(): Promise<void> {
+    let backoff = RECONNECT_MIN_MS;
+    while (!this.stopped) {
+      const ws = new WebSocket(this.options.url, {
+        maxPayload: MAX_FRAME + 1024,
+        perMessageDeflate: false,
+        ca: this.options.ca,
+        rejectUnauthorized: this.options.rejectUnauthorized ?? true,
+      });
+      const o = this.options;
+      const session = new SourceSession(ws, {
+        volume: o.volume,
+        sink: o.sink,
+        secret: o.secret,
+        node: o.node ?? 'source',
+        policy: o.policy ?? continuousPolicy(),
+        windowBytes: o.windowBytes ?? DEFAULT_WINDOW_BYTES,
+        bucket: this.bucket,
+        meter: this.meter,
+        onReady: () => {
+          this.state = 'connected';
+          this.lastError = null;
+          backoff = RECONNECT_MIN_MS;
+          o.onEvent?.({ type: 'connected', sink: o.sink });
+        },
+        onAcked: (n, shipped) => this.acked(n, shipped),
+      });
+      this.session = session;
+      const err = await session.run();
+      this.session = null;
+      this.totals.wireBytesOut += session.link.wireBytesOut;
+      this.totals.wireBytesIn += session.link.wireBytesIn;
+      this.totals.payloadBytesSent += session.payloadSent;
+      if (this.stopped) break;
+      this.state = err.code === 'REPL_EPOCH_FENCED' ? 'fenced' : err.retryable ? 'disconnected' : 'error';
+      this.lastError = err.describe();
+      o.onEvent?.({ type: 'disconnected', sink: o.sink, code: err.code, message: err.message });
+      // A digest mismatch is resolved by resending at once; anything else backs off.
+      const wait = err.code === 'REPL_DIGEST_MISMATCH' ? 0 : err.retryable ? backoff : RECONNECT_MAX_MS;
+      backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, wait);
+        this.sleeper = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.sleeper = null;
+    }
+  }
+
+  private acked(n: number, shipped: ShippedSnapshot | undefined): void {
+    const point = this.options.volume.snapshots().find((p) => p.n === n);
+    this.options.onEvent?.({
+      type: 'acked',
+      sink: this.options.sink,
+      n,
+      lagMs: point ? Math.max(0, Date.now() - point.scheduledAt) : 0,
+      sentBytes: shipped?.sentBytes ?? null,
+      minimalBytes: shipped?.minimalBytes ?? null,
+    });
+    for (const w of [...this.ackWaiters]) w();
+  }
+
+  status(): SinkStatus {
+    const s = this.options.volume.sink(this.options.sink);
+    const p = s.acked === null ? undefined : this.options.volume.snapshots().find((x) => x.n === s.acked);
+    return {
+      name: this.options.sink,
+      state: this.state,
+      acked: s.acked,
+      ackedScheduledAt: p?.scheduledAt ?? null,
+      throughput: this.meter.bytesPerSecond,
+      inFlightBytes: this.session?.inFlightPayload ?? 0,
+      rateLimit: this.bucket.limit,
+      lastError: this.lastError,
+    };
+  }
+
+  stats(): { wireBytesOut: number; wireBytesIn: number; payloadBytesSent: number } {
+    const s = this.session;
+    return {
+      wireBytesOut: this.totals.wireBytesOut + (s?.link.wireBytesOut ?? 0),
+      wireBytesIn: this.totals.wireBytesIn + (s?.link.wireBytesIn ?? 0),
+      payloadBytesSent: this.totals.payloadBytesSent + (s?.payloadSent ?? 0),
+    };
+  }
+
+  setRateLimit(bytesPerSecond: number | null): void {
+    if (bytesPerSecond !== null && !(bytesPerSecond > 0)) throw new HeadstartError('CONFIG_INVALID', `rate limit must be a positive number of bytes/s or null, not ${bytesPerSecond}`);
+    this.bucket.setRate(bytesPerSecond);
+  }
+
+  get throughput(): number {
+    return this.meter.bytesPerSecond;
+  }
+
+  waitAcked(n: number, timeoutMs = 60_000): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const a = this.options.volume.sink(this.options.sink).acked;
+        if (a !== null && a >= n) {
+          this.ackWaiters.delete(check);
+          clearTimeout(t);
+          resolve();
+        }
+      };
+      const t = setTimeout(() => {
+        this.ackWaiters.delete(check);
+        reject(new HeadstartError('LINK_TIMEOUT', `sink ${this.options.sink} did not acknowledge point ${n} within ${timeoutMs} ms (${this.lastError ?? this.state})`));
+      }, timeoutMs);
+      this.ackWaiters.add(check);
+      check();
+    });
+  }
+
+  reconnect(): void {
+    this.session?.link.close(new HeadstartError('LINK_CLOSED', 'reconnect requested'));
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.session?.link.close(new HeadstartError('REPL_STOPPED', 'replication stopped'));
+    this.sleeper?.();
+    await this.loop;
+    this.state = 'disconnected';
+  }
+}

@@ -1,0 +1,37 @@
+/** One run of the evaluator: the four policies over the same workload, interval and link. */
+import { POLICIES, type PlannerOptions, type Policy } from '@headstart/planner';
+import { summarise, type PolicyFigures } from './figures';
+import { constantLink, type LinkModel } from './link';
+import { historyFor, simulate } from './simulate';
+import type { Workload } from './workload';
+
+export interface Evaluation {
+  readonly trace: string;
+  readonly interval_s: number;
+  readonly link_x: number;
+  readonly link: string;
+  readonly snapshots: number;
+  readonly policies: Record<Policy, PolicyFigures>;
+  /** Peak planner memory (predictive), bytes. */
+  readonly plannerMemoryBytes: number;
+}
+
+/** The trace's mean write rate: request bytes written / trace duration. */
+export function meanWriteRate(w: Workload): number {
+  return w.writtenBytes / Math.max(1, w.duration);
+}
+
+export function evaluate(w: Workload, interval: number, linkX: number, options: { link?: (bytesPerSecond: number) => LinkModel; planner?: Partial<PlannerOptions>; policies?: readonly Policy[] } = {}): Evaluation {
+  const link = (options.link ?? constantLink)(meanWriteRate(w) * linkX);
+  const history = historyFor(w, interval);
+  const policies = {} as Record<Policy, PolicyFigures>;
+  let memory = 0;
+  let snapshots = 0;
+  for (const policy of options.policies ?? POLICIES) {
+    const r = simulate(w, { interval, link, policy, history, planner: options.planner });
+    policies[policy] = summarise(r.snapshots);
+    snapshots = r.snapshots.length;
+    if (policy === 'predictive') memory = r.plannerMemoryBytes;
+  }
+  return { trace: w.name, interval_s: interval, link_x: linkX, link: link.name, snapshots, policies, plannerMemoryBytes: memory };
+}

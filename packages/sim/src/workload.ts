@@ -1,0 +1,80 @@
+/**
+ * A trace's writes in compact arrays, one workload per volume (a multi-disk trace gives
+ * one per disk), sorted by time. Reads are dropped: only writes change what a replica needs.
+ */
+import { readTrace, type TraceReadOptions } from '@headstart/traces';
+
+export interface Workload {
+  /** Trace name plus `#disk` for one disk of a multi-disk trace. */
+  readonly name: string;
+  readonly count: number;
+  readonly time: Float64Array;
+  readonly offset: Float64Array;
+  readonly length: Float64Array;
+  /** Seconds from the trace's first record to its last (all operations, all disks). */
+  readonly duration: number;
+  /** Request bytes written. */
+  readonly writtenBytes: number;
+  /** Smallest volume size (bytes, whole blocks of 1 MiB) that holds every write. */
+  readonly volumeSize: number;
+}
+
+class Builder {
+  time: number[] = [];
+  offset: number[] = [];
+  length: number[] = [];
+  written = 0;
+  end = 0;
+}
+
+/** Loads a trace file's writes, split by volume. */
+export async function loadWorkloads(path: string, name: string, options: TraceReadOptions = {}): Promise<Workload[]> {
+  const stream = await readTrace(path, options);
+  const byVolume = new Map<string, Builder>();
+  let last = 0;
+  for await (const r of stream) {
+    if (r.time > last) last = r.time;
+    if (r.op !== 'write' && r.op !== 'trim') continue;
+    if (r.length === 0) continue;
+    const key = r.volume ?? '';
+    let b = byVolume.get(key);
+    if (b === undefined) byVolume.set(key, (b = new Builder()));
+    b.time.push(Math.max(0, r.time));
+    b.offset.push(r.offset);
+    b.length.push(r.length);
+    b.written += r.length;
+    b.end = Math.max(b.end, r.offset + r.length);
+  }
+  const out: Workload[] = [];
+  const keys = [...byVolume.keys()].sort();
+  for (const key of keys) out.push(build(keys.length > 1 ? `${name}#${key}` : name, byVolume.get(key)!, last));
+  return out;
+}
+
+function build(name: string, b: Builder, duration: number): Workload {
+  const n = b.time.length;
+  const order = Array.from({ length: n }, (_, i) => i);
+  // Traces recorded from several processes are not always in time order: a stable sort.
+  let sorted = true;
+  for (let i = 1; i < n && sorted; i++) if (b.time[i] < b.time[i - 1]) sorted = false;
+  if (!sorted) order.sort((x, y) => b.time[x] - b.time[y] || x - y);
+  const time = new Float64Array(n);
+  const offset = new Float64Array(n);
+  const length = new Float64Array(n);
+  order.forEach((src, i) => {
+    time[i] = b.time[src];
+    offset[i] = b.offset[src];
+    length[i] = b.length[src];
+  });
+  const MiB = 1 << 20;
+  return { name, count: n, time, offset, length, duration, writtenBytes: b.written, volumeSize: Math.max(MiB, Math.ceil(b.end / MiB) * MiB) };
+}
+
+/** Writes of `w` before `until` seconds (a short slice for quick runs and tests). */
+export function sliceWorkload(w: Workload, until: number): Workload {
+  let n = 0;
+  while (n < w.count && w.time[n] < until) n++;
+  let written = 0;
+  for (let i = 0; i < n; i++) written += w.length[i];
+  return { ...w, name: `${w.name}[0,${until}s)`, count: n, time: w.time.slice(0, n), offset: w.offset.slice(0, n), length: w.length.slice(0, n), duration: Math.min(w.duration, until), writtenBytes: written };
+}

@@ -1,0 +1,214 @@
+import { join } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { describe, expect, it } from 'vitest';
+import { isHeadstartError } from '@headstart/errors';
+import { tempDir } from '../../../test/helpers/tmp';
+import { createVolume, openVolume } from './index';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+async function expectCode(p: Promise<unknown>, code: string): Promise<void> {
+  const err = await p.then(
+    () => null,
+    (e: unknown) => e,
+  );
+  expect(isHeadstartError(err), `expected ${code}, got ${String(err)}`).toBe(true);
+  expect((err as { code: string }).code).toBe(code);
+}
+
+describe('volume', () => {
+  it('creates a sparse image, writes and reads at any offset', async () => {
+    const dir = tempDir();
+    const v = await createVolume(dir, { size: 8 * MiB, name: 'vol1' });
+    expect(v.info).toMatchObject({ name: 'vol1', size: 8 * MiB, blockSize: 4096, role: 'primary', epoch: 1 });
+    // unaligned write spanning three blocks
+    const data = Buffer.alloc(9000, 0x5a);
+    await v.write(4000, data);
+    expect((await v.read(4000, 9000)).equals(data)).toBe(true);
+    expect((await v.read(0, 4000)).every((x) => x === 0)).toBe(true);
+    expect((await v.read(13000, 1000)).every((x) => x === 0)).toBe(true);
+    expect(v.dirtyBlocks(v.openSnapshot).size).toBe(4); // bytes 4000..12999 touch blocks 0-3
+    await v.writeZeroes(4096, 4096);
+    expect((await v.read(4096, 4096)).every((x) => x === 0)).toBe(true);
+    expect((await v.read(4000, 96)).every((x) => x === 0x5a)).toBe(true);
+    await v.trim(0, 8 * MiB);
+    expect((await v.read(0, 16 * KiB)).every((x) => x === 0)).toBe(true);
+    await v.flush();
+    await v.shutdown();
+    const s = await stat(join(dir, 'image.raw'));
+    expect(s.size).toBe(8 * MiB);
+  });
+
+  it('rejects bad requests with stable codes and leaves the volume untouched', async () => {
+    const v = await createVolume(tempDir(), { size: 1 * MiB });
+    await v.write(0, Buffer.alloc(4096, 7));
+    await expectCode(v.write(1 * MiB - 10, Buffer.alloc(11)), 'VOLUME_OUT_OF_RANGE');
+    await expectCode(v.read(-1, 10), 'VOLUME_BAD_REQUEST');
+    await expectCode(v.read(0.5, 10), 'VOLUME_BAD_REQUEST');
+    await expectCode(v.writeZeroes(0, 2 * MiB), 'VOLUME_OUT_OF_RANGE');
+    await expectCode(v.readBlocksAt(99, 0, 1), 'SNAPSHOT_UNKNOWN');
+    expect((await v.read(0, 4096)).every((x) => x === 7)).toBe(true);
+    expect(v.stats().seq).toBe(1);
+    await v.shutdown();
+    await expectCode(v.read(0, 1), 'VOLUME_CLOSED');
+  });
+
+  it('validates geometry and refuses a second open of the same directory', async () => {
+    await expectCode(createVolume(tempDir(), { size: 4096, blockSize: 3000 }), 'VOLUME_BAD_GEOMETRY');
+    await expectCode(createVolume(tempDir(), { size: 5000 }), 'VOLUME_BAD_GEOMETRY');
+    await expectCode(createVolume(tempDir(), { size: 4 * MiB, blockSize: 2 * MiB }), 'VOLUME_BAD_GEOMETRY');
+    const dir = tempDir();
+    const v = await createVolume(dir, { size: MiB });
+    await expectCode(openVolume(dir), 'VOLUME_LOCKED');
+    await expectCode(createVolume(dir, { size: MiB }), 'VOLUME_EXISTS');
+    await v.shutdown();
+    await expectCode(openVolume(tempDir()), 'VOLUME_NOT_FOUND');
+  });
+
+  it('a replica refuses writes but applies blocks at commit', async () => {
+    const v = await createVolume(tempDir(), { size: MiB, role: 'replica' });
+    expect(v.readOnly).toBe(true);
+    await expectCode(v.write(0, Buffer.alloc(512)), 'VOLUME_READ_ONLY');
+    await expectCode(v.trim(0, 512), 'VOLUME_READ_ONLY');
+    await v.applyBlocks([{ block: 3, data: Buffer.alloc(4096, 9) }]);
+    await v.setCommitted({ n: 4, scheduledAt: 1, closedAt: 2, lastSeq: 10 });
+    expect(v.committed?.n).toBe(4);
+    expect((await v.read(3 * 4096, 4096)).every((x) => x === 9)).toBe(true);
+    await expectCode(v.applyBlocks([{ block: 256, data: Buffer.alloc(4096) }]), 'VOLUME_OUT_OF_RANGE');
+    // promotion: writable, numbering continues after the committed point
+    await v.setRole('primary', 2);
+    expect(v.info).toMatchObject({ role: 'primary', epoch: 2 });
+    expect(v.openSnapshot).toBe(5);
+    await v.write(0, Buffer.alloc(512, 1));
+    await expectCode(v.setRole('replica', 1), 'VOLUME_BAD_REQUEST');
+    await v.shutdown();
+  });
+
+  it('reads closed points exactly while newer writes overwrite them (copy-on-write)', async () => {
+    const dir = tempDir();
+    const v = await createVolume(dir, { size: MiB });
+    await v.addSink('replica');
+    await v.write(0, Buffer.alloc(8192, 1));
+    const p1 = await v.closeSnapshot({ scheduledAt: 1000 });
+    expect(p1).toMatchObject({ n: 1, scheduledAt: 1000, lastSeq: 1 });
+    await v.write(4096, Buffer.alloc(4096, 2));
+    const p2 = await v.closeSnapshot();
+    await v.write(0, Buffer.alloc(8192, 3));
+    expect([...v.dirtyBlocks(1)]).toEqual([0, 1]);
+    expect([...v.dirtyBlocks(2)]).toEqual([1]);
+    expect([...v.changedSince(1)]).toEqual([0, 1]);
+    const at1 = await v.readBlocksAt(1, 0, 2);
+    const at2 = await v.readBlocksAt(2, 0, 2);
+    expect(at1.subarray(0, 8192).every((x) => x === 1)).toBe(true);
+    expect(at2.subarray(0, 4096).every((x) => x === 1)).toBe(true);
+    expect(at2.subarray(4096).every((x) => x === 2)).toBe(true);
+    await v.shutdown();
+    // the same after a reopen
+    const w = await openVolume(dir);
+    expect((await w.readBlocksAt(1, 0, 2)).equals(at1)).toBe(true);
+    expect((await w.readBlocksAt(2, 0, 2)).equals(at2)).toBe(true);
+    expect([...w.dirtyBlocks(2)]).toEqual([1]);
+    expect([...w.dirtyBlocks(w.openSnapshot)]).toEqual([0, 1]);
+    // acknowledging frees what no sink needs
+    await w.acknowledge('replica', p1.n);
+    await expectCode(w.readBlocksAt(1, 0, 1), 'SNAPSHOT_RELEASED');
+    expect((await w.readBlocksAt(2, 0, 2)).equals(at2)).toBe(true);
+    await w.acknowledge('replica', p2.n);
+    await w.acknowledge('replica', p2.n); // idempotent
+    await expectCode(w.acknowledge('replica', 7), 'SINK_BAD_ACK');
+    await expectCode(w.acknowledge('nobody', 1), 'SINK_UNKNOWN');
+    expect(w.snapshots().map((p) => p.n)).toEqual([2]);
+    await w.shutdown();
+  });
+
+  it('keeps what the slowest of several sinks needs', async () => {
+    const v = await createVolume(tempDir(), { size: MiB });
+    await v.addSink('fast');
+    await v.addSink('slow');
+    await v.write(0, Buffer.alloc(4096, 1));
+    await v.closeSnapshot();
+    await v.write(0, Buffer.alloc(4096, 2));
+    await v.closeSnapshot();
+    await v.acknowledge('fast', 2);
+    expect((await v.readBlocksAt(1, 0, 1))[0]).toBe(1);
+    await v.acknowledge('slow', 1);
+    expect((await v.readBlocksAt(2, 0, 1))[0]).toBe(2);
+    await v.removeSink('slow');
+    expect(v.floor).toBe(2);
+    await v.shutdown();
+  });
+
+  it('gives a new sink an intact baseline, closing a point if needed', async () => {
+    const v = await createVolume(tempDir(), { size: MiB });
+    await v.write(0, Buffer.alloc(4096, 1));
+    await v.closeSnapshot(); // point 1, no sink: nothing preserved
+    const intact = await v.addSink('a');
+    expect(intact).toMatchObject({ acked: null, baseline: 1 });
+    await v.write(0, Buffer.alloc(4096, 2)); // point 1 still readable: preserved
+    expect((await v.readBlocksAt(1, 0, 1))[0]).toBe(1);
+    await v.removeSink('a');
+    const b = await v.addSink('b'); // open point has writes: a new point is closed for b
+    expect(b.baseline).toBe(2);
+    await v.write(0, Buffer.alloc(4096, 3));
+    expect((await v.readBlocksAt(2, 0, 1))[0]).toBe(2);
+    await expectCode(v.addSink("c", { acked: 0 }), "SINK_BAD_ACK"); // point 0 is below the floor
+    expect((await v.addSink("d", { acked: 1 })).acked).toBe(1); // point 1 is the floor: deltas from it are kept
+    await v.shutdown();
+  });
+
+  it('orders concurrent overlapping writes around a close', async () => {
+    const v = await createVolume(tempDir(), { size: MiB });
+    await v.addSink('r');
+    const writes: Promise<void>[] = [];
+    for (let i = 0; i < 50; i++) writes.push(v.write((i % 5) * 1000, Buffer.alloc(3000, i)));
+    const closing = v.closeSnapshot();
+    for (let i = 50; i < 100; i++) writes.push(v.write((i % 5) * 1000, Buffer.alloc(3000, i)));
+    const p = await closing;
+    await Promise.all(writes);
+    // point p holds exactly the result of the first 50 writes, in order
+    const model = Buffer.alloc(8192);
+    for (let i = 0; i < 50; i++) model.fill(i, (i % 5) * 1000, (i % 5) * 1000 + 3000);
+    expect((await v.readBlocksAt(p.n, 0, 2)).equals(model)).toBe(true);
+    const now = Buffer.alloc(8192);
+    for (let i = 0; i < 100; i++) now.fill(i, (i % 5) * 1000, (i % 5) * 1000 + 3000);
+    expect((await v.read(0, 8192)).equals(now)).toBe(true);
+    await v.shutdown();
+  });
+
+  it('opens a 1 TiB sparse volume quickly', async () => {
+    const dir = tempDir();
+    const TiB = 2 ** 40;
+    const v = await createVolume(dir, { size: TiB });
+    await v.write(TiB - 4096, Buffer.alloc(4096, 1));
+    await v.shutdown();
+    const t0 = performance.now();
+    const w = await openVolume(dir);
+    const openMs = performance.now() - t0;
+    expect((await w.read(TiB - 4096, 1))[0]).toBe(1);
+    await w.shutdown();
+    // Generous bound: this guards against an O(size) open, not against a slow machine.
+    expect(openMs).toBeLessThan(5000);
+    expect((await stat(join(dir, 'image.raw'))).blocks * 512).toBeLessThan(64 * MiB);
+  });
+});
+
+describe('volume sessions', () => {
+  it('tells an OS crash (boot id changed while open) from a process crash', async () => {
+    const { open: openLmdb } = await import('lmdb');
+    const dir = tempDir();
+    const v = await createVolume(dir, { size: MiB });
+    expect(v.uncleanOsShutdown).toBe(false);
+    await v.shutdown();
+    // Simulate a machine crash: the session was left open under another boot.
+    const db = openLmdb({ path: join(dir, 'meta.lmdb') });
+    await db.openDB({ name: 'meta' }).put('session', { bootId: 'another-boot', clean: false });
+    await db.close();
+    const w = await openVolume(dir);
+    expect(w.uncleanOsShutdown).toBe(true);
+    await w.shutdown();
+    const x = await openVolume(dir);
+    expect(x.uncleanOsShutdown).toBe(false);
+    await x.shutdown();
+  });
+});
