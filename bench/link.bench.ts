@@ -5,7 +5,8 @@
  * The shipped point is one snapshot whose dirty set is the whole volume of random data,
  * sent with the at-snapshot policy (nothing before the close), so the time covers reading
  * the point, hashing, framing, the WebSocket, verifying, staging in LMDB, and the commit
- * (apply + fsync). Args: --size MiB (default 512, quick 128).
+ * (apply + fsync). Args: --size MiB (default 512, quick 128). HS_PROFILE_DIR=dir writes a CPU
+ * profile of the replica process there.
  */
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -42,7 +43,7 @@ export default defineSuite({
     const sizeMiB = Number(argValue(args, '--size') ?? (quick ? 128 : 512));
     const size = sizeMiB * 1024 * 1024;
     const dir = await mkdtemp(join(tmpdir(), 'hs-bench-link-'));
-    const child = spawn(process.execPath, ['--import', 'tsx', RUNNER, JSON.stringify({ dir: join(dir, 'rep'), size, id: 'bench-vol', secret: SECRET, noHash: true })], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [...(process.env.HS_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HS_PROFILE_DIR}`] : []), '--import', 'tsx', RUNNER, JSON.stringify({ dir: join(dir, 'rep'), size, id: 'bench-vol', secret: SECRET, noHash: true })], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const lines = createInterface({ input: child.stdout! });
       const url = await new Promise<string>((resolve, reject) => {

@@ -6,12 +6,10 @@
  * image is written under a temporary name and renamed only once complete and fsynced.
  */
 import { open, rename, rm, stat } from 'node:fs/promises';
-import PQueue from 'p-queue';
 import { HeadstartError } from '@headstart/errors';
 import { createVolume, type BlockDevice, type Volume } from '@headstart/volume';
-import { chunkBlocksOf, chunkCountOf, readChunk, readManifest } from './catalog';
+import { chunkBlocksOf, chunkCountOf, readChunk, readManifest, type ChunkData } from './catalog';
 import { DEFAULT_CONCURRENCY } from './constants';
-import { isZero } from './format/chunk';
 import { loadHasher } from './format/hash';
 import type { Manifest } from './format/manifest';
 import { checkVolumeId } from './layout';
@@ -53,7 +51,6 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
   const bs = m.volume.blockSize;
   const total = chunkCountOf(m);
   const retry = { ...options.retry, signal: options.signal };
-  const queue = new PQueue({ concurrency: options.concurrency ?? DEFAULT_CONCURRENCY });
   let chunksDone = 0;
   let bytesDone = 0;
   let bytesWritten = 0;
@@ -64,35 +61,42 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
   };
   // Absent chunks are zero: nothing to write, only progress to report.
   for (let c = 0; c < total; c++) if (!m.chunks.has(c)) report(chunkBlocksOf(m, c) * bs);
-  let failed = false;
-  const tasks = [...m.chunks.keys()].map((c) =>
-    queue.add(async () => {
-      if (failed) return;
+  // Reads run ahead (up to `concurrency` chunks fetched and verified at once) while writes
+  // go out one at a time in chunk order: the target sees one sequential writer, as a file
+  // copy does, and the store's latency hides behind the writes.
+  const ahead = options.concurrency ?? DEFAULT_CONCURRENCY;
+  const order = [...m.chunks.keys()].sort((a, b) => a - b);
+  const reads: Promise<ChunkData | null>[] = [];
+  const fetch = (i: number) => {
+    const p = readChunk(options.store, hasher, m, order[i], retry);
+    p.catch(() => undefined); // observed below, in order; never an unhandled rejection
+    reads[i] = p;
+  };
+  try {
+    for (let i = 0; i < order.length; i++) {
+      for (let j = reads.length; j < Math.min(order.length, i + ahead); j++) fetch(j);
       if (options.signal?.aborted) throw new HeadstartError('ARCHIVE_ABORTED', `restore of point ${m.point.n}: cancelled`);
+      const chunk = await reads[i];
+      delete reads[i];
+      const c = order[i];
       const cb = chunkBlocksOf(m, c);
-      const buf = Buffer.allocUnsafe(cb * bs);
-      await readChunk(options.store, hasher, m, c, buf, retry);
-      // Write runs of non-zero blocks; holes stay holes.
-      for (let i = 0; i < cb; ) {
-        if (isZero(buf.subarray(i * bs, (i + 1) * bs))) {
-          i++;
+      // Write runs of blocks that hold data; zero blocks stay holes.
+      for (let b = 0; chunk !== null && b < cb; ) {
+        if (chunk.nonZero[b] === 0) {
+          b++;
           continue;
         }
-        let j = i + 1;
-        while (j < cb && !isZero(buf.subarray(j * bs, (j + 1) * bs))) j++;
-        await write((c * m.chunkBlocks + i) * bs, buf.subarray(i * bs, j * bs));
-        bytesWritten += (j - i) * bs;
-        i = j;
+        let e = b + 1;
+        while (e < cb && chunk.nonZero[e] === 1) e++;
+        await write((c * m.chunkBlocks + b) * bs, chunk.data.subarray(b * bs, e * bs));
+        bytesWritten += (e - b) * bs;
+        b = e;
       }
       report(cb * bs);
-    }),
-  );
-  try {
-    await Promise.all(tasks);
-  } catch (err) {
-    failed = true; // queued tasks return at once
-    await Promise.allSettled(tasks);
-    throw err;
+    }
+  } finally {
+    // Let reads still in flight settle before the caller closes or removes anything.
+    await Promise.allSettled(reads.filter((r) => r !== undefined));
   }
   return { n: m.point.n, size: m.volume.size, blockSize: bs, bytesWritten, chunks: total, point: m.point };
 }

@@ -81,7 +81,18 @@ export const ERRORS = {
   PLANNER_BAD_INPUT: { hint: 'Planner events need finite, non-negative times, offsets and lengths, in time order, inside the volume.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   PLANNER_BAD_OPTION: { hint: 'Fix the named planner option (K > 0, L finite, 0 < PT <= 1, block size a power of two).', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   // --- config / cli / node ---
+  NBD_CLIENT_PROTOCOL: { hint: 'The NBD server broke the protocol or went away; check its address, export name and log.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
+  NBD_CLIENT_REQUEST_FAILED: { hint: 'The NBD server refused the request; the errno says why.', retryable: false, nbdErrno: EIO, wsClose: 4500 },
+  NODE_NO_SUCH_VOLUME: { hint: 'Check the volume name against `headstart status`.', retryable: false, nbdErrno: EINVAL, wsClose: 4404 },
+  NODE_ALREADY_PRIMARY: { hint: 'Nothing to do: this volume is already writable here.', retryable: false, nbdErrno: EINVAL, wsClose: 4409 },
+  NODE_ALREADY_REPLICA: { hint: 'Nothing to do: this volume is already a replica here.', retryable: false, nbdErrno: EINVAL, wsClose: 4409 },
+  NODE_PRIMARY_REACHABLE: { hint: 'Demote the old primary first (headstart demote on its site), or pass --force if that site is lost.', retryable: true, nbdErrno: EPERM, wsClose: 4409 },
+  NODE_UNREACHABLE: { hint: 'Start the node (headstart serve) or check --config and listen.admin.', retryable: true, nbdErrno: EIO, wsClose: 4503 },
+  NODE_ADMIN_DENIED: { hint: 'The admin token (in the node\'s data directory) did not match.', retryable: false, nbdErrno: EPERM, wsClose: 4401 },
   CONFIG_INVALID: { hint: 'Fix the named key in the configuration file.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
+  // --- dashboard ---
+  DASHBOARD_UNPROTECTED: { hint: 'Give the dashboard a token (dashboard.token / --dashboard-token), or bind it to 127.0.0.1 or ::1 only.', retryable: false, nbdErrno: EPERM, wsClose: 4403 },
+  DASHBOARD_BAD_OPTION: { hint: 'Fix the named dashboard option (host, port 0-65535, a non-empty token).', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -7,3 +7,4 @@ export { startNbdServer } from './server';
 export { NbdParser, type NbdRequest, type ParserSink, type ParserLimits } from './parser';
 export type { ExportOptions, ExportSummary, NbdLogger, NbdServer, NbdServerOptions, WriteRecorder } from './types';
 export { DEFAULT_MAX_REQUEST } from './constants';
+export { connectNbd, type NbdClient } from './client';

@@ -11,7 +11,7 @@
 export const EMPTY = -1;
 
 /** Told about each clean block the table forgets, so its exposure can still be counted. */
-export type Forget = (key: number, last: number, gap: number, credited: number, count: number) => void;
+export type Forget = (key: number, last: number, ctx: number, credited: number, count: number) => void;
 
 /** Block state in the open snapshot. */
 export const CLEAN = 0;
@@ -20,8 +20,8 @@ export const DIRTY = 1;
 /** Written in the open snapshot, current version already pre-sent. */
 export const SENT = 2;
 
-/** Bytes of table memory per slot (keys 8, last 8, gap 4, credited 4, count 2, state 1). */
-export const SLOT_BYTES = 27;
+/** Bytes of table memory per slot (keys 8, last 8, gap 4, credited 4, count 2, state 1, ctx 1). */
+export const SLOT_BYTES = 28;
 
 export class BlockTable {
   keys!: Float64Array;
@@ -33,6 +33,8 @@ export class BlockTable {
   credited!: Float32Array;
   count!: Uint16Array;
   state!: Uint8Array;
+  /** The block's rewrite-model context when its exposure was last credited (see hazard.ts). */
+  ctx!: Uint8Array;
   size = 0;
   private mask = 0;
 
@@ -59,6 +61,7 @@ export class BlockTable {
     this.credited = new Float32Array(slots);
     this.count = new Uint16Array(slots);
     this.state = new Uint8Array(slots);
+    this.ctx = new Uint8Array(slots);
     this.mask = slots - 1;
     this.size = 0;
   }
@@ -96,6 +99,7 @@ export class BlockTable {
     this.credited[i] = 0;
     this.count[i] = 0;
     this.state[i] = CLEAN;
+    this.ctx[i] = 0;
     this.size++;
     return i;
   }
@@ -119,13 +123,13 @@ export class BlockTable {
 
   /** Rebuilds into `slots` slots, dropping clean entries last written at or before `forgetUpTo`. */
   private rehash(slots: number, forgetUpTo: number, onForget: Forget): void {
-    const old = { keys: this.keys, last: this.last, gap: this.gap, credited: this.credited, count: this.count, state: this.state };
+    const old = { keys: this.keys, last: this.last, gap: this.gap, credited: this.credited, count: this.count, state: this.state, ctx: this.ctx };
     this.alloc(slots);
     for (let j = 0; j < old.keys.length; j++) {
       const key = old.keys[j];
       if (key === EMPTY) continue;
       if (old.state[j] === CLEAN && old.last[j] <= forgetUpTo) {
-        onForget(key, old.last[j], old.gap[j], old.credited[j], old.count[j]);
+        onForget(key, old.last[j], old.ctx[j], old.credited[j], old.count[j]);
         continue;
       }
       let i = this.hash(key);
@@ -136,6 +140,7 @@ export class BlockTable {
       this.credited[i] = old.credited[j];
       this.count[i] = old.count[j];
       this.state[i] = old.state[j];
+      this.ctx[i] = old.ctx[j];
       this.size++;
     }
   }

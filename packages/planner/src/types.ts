@@ -29,6 +29,8 @@ export interface PlannerOptions {
   readonly PT?: number;
   /** Expected resend bytes allowed per snapshot, as a share of its dirty bytes. */
   readonly redundancyBudget?: number;
+  /** Blocks at most this likely to be rewritten are pre-sent whenever the link is free. */
+  readonly pFree?: number;
   /** Link throughput (bytes/s) to assume until acknowledgements measure it (e.g. the configured cap). */
   readonly linkHint?: number;
   /** Replan at most this often (s). */
@@ -75,6 +77,10 @@ export interface PlannerStatus {
   readonly presentBytes: number;
   /** Bytes of the open snapshot pre-sent and then rewritten (to be sent again). */
   readonly collidedBytes: number;
+  /** Resend bytes the open snapshot's pre-sends were expected to cost (sum of P x size). */
+  readonly expectedResendBytes: number;
+  /** Factor applied to the model's P after comparing expected and observed resends. */
+  readonly calibration: number;
   /** Dirty bytes of the open snapshot so far. */
   readonly dirtyBytes: number;
   /** Bytes of closed snapshots not yet handed to the link. */

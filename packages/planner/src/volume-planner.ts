@@ -40,6 +40,7 @@ export class VolumePlanner {
   readonly PT: number;
   readonly redundancyBudget: number;
   private readonly replanSeconds: number;
+  private readonly pFree: number;
   private readonly future: OracleFuture | undefined;
 
   private readonly table: BlockTable;
@@ -99,6 +100,7 @@ export class VolumePlanner {
     this.PT = option('PT', options.PT, C.DEFAULT_PT, (v) => v > 0 && v <= 1);
     this.redundancyBudget = option('redundancyBudget', options.redundancyBudget, C.DEFAULT_REDUNDANCY_BUDGET, (v) => v >= 0 && v <= 1);
     this.replanSeconds = option('replanSeconds', options.replanSeconds, C.DEFAULT_REPLAN_SECONDS, (v) => v > 0 && Number.isFinite(v));
+    this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
     const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
     this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
     this.closeAt = options.closeAt ?? Infinity;
@@ -115,7 +117,7 @@ export class VolumePlanner {
     while (this.volumeSize / 2 ** shift > 1 << 20) shift++;
     this.regionShift = shift;
     this.regionLast = new Float64Array(Math.ceil(this.volumeSize / 2 ** shift)).fill(-Infinity);
-    this.forget = (key, last, gap, credited) => this.model.expose(this.contextAt(key, gap, this.now - last, this.now), credited, this.now - last);
+    this.forget = (_key, last, ctx, credited) => this.model.expose(ctx, credited, this.now - last);
   }
 
   private regionOf(block: number): number {
@@ -130,7 +132,7 @@ export class VolumePlanner {
   get calibration(): number {
     const prior = 16 * this.blockSize;
     const f = (this.calActual + prior) / (this.calExpected + prior);
-    return Math.min(5, Math.max(0.3, f));
+    return Math.min(Number(process.env.CAL_HI ?? 5), Math.max(Number(process.env.CAL_LO ?? 0.3), f));
   }
 
   private clock(time: number): void {
@@ -163,11 +165,15 @@ export class VolumePlanner {
     const i = tb.upsert(b, this.forget);
     if (tb.count[i] > 0) {
       const age = t - tb.last[i];
-      const c = this.contextAt(b, tb.gap[i], age, t);
+      // The context the block was last seen in (at its write or the last credit): a rewrite
+      // is attributed where its exposure was, so contexts that change as neighbours get
+      // written (a sequential pass) do not bias the hazard.
+      const c = tb.ctx[i];
       this.model.expose(c, tb.credited[i], age);
       this.model.event(c, age);
       tb.gap[i] = age;
     }
+    tb.ctx[i] = contextOf(tb.count[i] > 0 ? tb.gap[i] : 0, 0, t - this.regionLast[this.regionOf(b)]);
     tb.last[i] = t;
     tb.credited[i] = 0;
     if (tb.count[i] < 65535) tb.count[i]++;
@@ -333,7 +339,7 @@ export class VolumePlanner {
       // The queue-delay rule: hold a block back unless it is near-certain, or the start rule
       // says the link can no longer drain everything by the close and the snapshot's
       // resend allowance still covers this block's expected cost.
-      if (!(p <= C.DEFAULT_P_FREE || (fired && cost <= allowance))) break;
+      if (!((p <= this.pFree && cost <= allowance) || (fired && cost <= allowance))) break;
       this.planPos++;
       this.markSent(i, b, out);
       allowance -= cost;
@@ -350,8 +356,9 @@ export class VolumePlanner {
     for (let i = 0; i < tb.capacity; i++) {
       if (tb.keys[i] < 0 || tb.count[i] === 0) continue;
       const age = now - tb.last[i];
-      this.model.expose(this.contextAt(tb.keys[i], tb.gap[i], age, now), tb.credited[i], age);
+      this.model.expose(tb.ctx[i], tb.credited[i], age);
       tb.credited[i] = age;
+      tb.ctx[i] = this.contextAt(tb.keys[i], tb.gap[i], age, now);
     }
     this.model.decay(now);
     this.creditedAt = now;
@@ -387,7 +394,8 @@ export class VolumePlanner {
       const i = tb.find(b);
       if (i < 0 || tb.state[i] !== DIRTY) continue;
       const age = now - tb.last[i];
-      const p = Math.min(1, f * this.model.probability(this.contextAt(b, tb.gap[i], age, now), age, horizon));
+      // The stored context (as of the last credit), the same view the model learnt from.
+      const p = Math.min(1, f * this.model.probability(tb.ctx[i], age, horizon));
       if (p >= this.PT) continue;
       packed[m++] = Math.floor(p * PACK) * PACK + j;
     }
@@ -414,6 +422,8 @@ export class VolumePlanner {
       started: fired,
       presentBytes: this.present * this.blockSize,
       collidedBytes: this.collided,
+      expectedResendBytes: this.spent,
+      calibration: this.calibration,
       dirtyBytes: this.openDirty.length * this.blockSize,
       closedBytes: this.closedBlocks * this.blockSize,
       newDirtyRate: this.newDirtyRate,

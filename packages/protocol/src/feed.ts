@@ -35,9 +35,120 @@ export interface VolumeStatus {
   readonly sinks: readonly SinkStatus[];
 }
 
+/** Where a volume's sink stands: the link state of SinkStatus, named for reuse. */
+export type LinkState = SinkStatus['state'];
+
+/** A snapshot point as the dashboard shows it; times are epoch ms, null while not reached. */
+export interface FeedPoint {
+  readonly n: number;
+  /** When the point was scheduled: lag and RPO age are measured from here. */
+  readonly scheduledAt: number;
+  readonly closedAt: number | null;
+  /** When the sink committed it (replica side) and acknowledged it. */
+  readonly committedAt: number | null;
+}
+
+/** Staging on the replica of the point in flight (received blocks, not yet committed). */
+export interface FeedStaging {
+  readonly n: number;
+  readonly stagedBlocks: number;
+  /** Blocks the point has (its dirty set so far while it is open); null when not known. */
+  readonly totalBlocks: number | null;
+}
+
+/**
+ * One sink of one volume, everything the dashboard shows for it. Extends the link's own
+ * SinkStatus (state, acked, throughput B, lastError). Figures the node does not know are
+ * null, never a made-up zero.
+ */
+export interface FeedSink extends SinkStatus {
+  /** Pre-send policy of this link: 'continuous', 'at-snapshot', 'predictive'. */
+  readonly policy: string;
+  /** Newest point the sink committed and acknowledged. */
+  readonly committedPoint: FeedPoint | null;
+  /**
+   * Current completion lag, ms: while a closed point waits for the sink, now minus its
+   * scheduled time (it is still growing); else the newest committed point's commit time
+   * minus its scheduled time.
+   */
+  readonly lagMs: number | null;
+  /** Recovery-point age, ms: now minus the scheduled time of the newest committed point. */
+  readonly rpoAgeMs: number | null;
+  /** The operator's RPO target for this volume and sink, ms. */
+  readonly rpoTargetMs: number | null;
+  /** D: bytes still to send to this sink (closed points' remainder plus the open point's unsent dirty blocks). */
+  readonly dirtyBytes: number | null;
+  /** TS: seconds to the next scheduled close. */
+  readonly secondsToClose: number | null;
+  /** When pre-sending of the open point starts (or started) by the planner's start rule, epoch ms. */
+  readonly presendStartAt: number | null;
+  /** Bytes of the open point pre-sent and still current. */
+  readonly presentBytes: number | null;
+  /** Bytes of the open point pre-sent and then written again (to be sent again). */
+  readonly collidedBytes: number | null;
+  readonly staging: FeedStaging | null;
+}
+
+/** One volume on the node with its sinks (replica side: committedPoint, no sinks). */
+export interface FeedVolume extends VolumeStatus {
+  readonly latestClosedPoint: FeedPoint | null;
+  readonly committedPoint: FeedPoint | null;
+  /** Scheduled time of the next close, epoch ms, or null when none is scheduled. */
+  readonly nextCloseAt: number | null;
+  readonly sinks: readonly FeedSink[];
+}
+
+/** What the node reports at one instant. */
+export interface FeedStatus {
+  /** The node's clock (epoch ms) when it took this status: the page ages figures from here. */
+  readonly time: number;
+  readonly node: string;
+  readonly volumes: readonly FeedVolume[];
+}
+
+/** One snapshot point as one sink saw it: the rows of the lag chart and the timeline. */
+export interface SnapshotRecord {
+  readonly volume: string;
+  readonly sink: string;
+  readonly n: number;
+  readonly scheduledAt: number;
+  /** When pre-sending of n began, or null (none before the close). */
+  readonly presendStartAt: number | null;
+  readonly closedAt: number | null;
+  readonly committedAt: number | null;
+  /** committedAt - scheduledAt, ms. */
+  readonly lagMs: number | null;
+  /** S(n): payload bytes sent for n, resends included. */
+  readonly sentBytes: number | null;
+  /** M(n): block size x dirty blocks of n. */
+  readonly minimalBytes: number | null;
+}
+
 export type FeedEvent =
+  /** A source says its status changed; the dashboard server answers by pushing status() soon. Never forwarded to browsers. */
   | { readonly type: 'status'; readonly time: number; readonly volumes: readonly VolumeStatus[] }
   | { readonly type: 'snapshot-closed'; readonly time: number; readonly volume: string; readonly n: number }
   | { readonly type: 'snapshot-acked'; readonly time: number; readonly volume: string; readonly sink: string; readonly n: number; readonly lagMs: number; readonly sentBytes: number; readonly minimalBytes: number }
   | { readonly type: 'snapshot-committed'; readonly time: number; readonly volume: string; readonly n: number }
-  | { readonly type: 'link-error'; readonly time: number; readonly volume: string; readonly sink: string; readonly code: string; readonly message: string };
+  | { readonly type: 'link-error'; readonly time: number; readonly volume: string; readonly sink: string; readonly code: string; readonly message: string }
+  /** Insert or replace the record of (volume, sink, n): sent as a point closes and commits. */
+  | { readonly type: 'snapshot'; readonly time: number; readonly record: SnapshotRecord }
+  | { readonly type: 'link-connected'; readonly time: number; readonly volume: string; readonly sink: string }
+  | { readonly type: 'link-disconnected'; readonly time: number; readonly volume: string; readonly sink: string; readonly code: string; readonly message: string }
+  | { readonly type: 'promoted'; readonly time: number; readonly volume: string; readonly epoch: number; readonly n: number | null }
+  | { readonly type: 'error'; readonly time: number; readonly volume: string | null; readonly code: string; readonly message: string };
+
+/** Version of the messages below (a type, so the browser bundle imports no code); a page refuses a hello of another version. */
+export type FeedVersion = 1;
+
+/**
+ * Messages on the dashboard's WebSocket, server -> browser, one JSON text frame each:
+ * `hello` once on connect (full status plus recent history), then `update` (only the
+ * volumes that changed since this browser's last update; `removed` lists volume ids gone)
+ * and `events` (in order; `dropped` counts events this browser missed because it read too
+ * slowly). The browser never sends anything.
+ */
+export type FeedMessage =
+  | { readonly type: 'hello'; readonly version: FeedVersion; readonly status: FeedStatus; readonly snapshots: readonly SnapshotRecord[]; readonly events: readonly FeedEvent[] }
+  | { readonly type: 'update'; readonly time: number; readonly node: string; readonly volumes: readonly FeedVolume[]; readonly removed: readonly string[] }
+  | { readonly type: 'events'; readonly events: readonly FeedEvent[]; readonly dropped: number };

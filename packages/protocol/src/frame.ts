@@ -42,8 +42,6 @@ export function bytesToU64(b: Uint8Array, offset = 0): bigint {
 
 function bodyOf(m: Message): unknown {
   switch (m.type) {
-    case 'BLOCKS':
-      return { n: m.n, batch: m.batch, blocks: m.blocks.map((b) => [b.block, u64ToBytes(b.hash), b.data]) };
     case 'CLOSE':
       return { point: m.point, count: m.count, digest: u64ToBytes(m.digest) };
     default: {
@@ -53,12 +51,106 @@ function bodyOf(m: Message): unknown {
   }
 }
 
+/**
+ * BLOCKS carries nearly all bytes, so its body is written straight into one exact-size
+ * buffer (plain msgpack: map {n, batch, blocks: [[block, bin8 hash, bin data]...]}),
+ * instead of msgpackr's growing buffer plus a copy: measured 127 MB/s with msgpackr versus
+ * memcpy speed here. decodeFrame reads it back with msgpackr like any other frame.
+ */
+function uintSize(v: number): number {
+  return v < 0x80 ? 1 : v <= 0xff ? 2 : v <= 0xffff ? 3 : v <= 0xffffffff ? 5 : 9;
+}
+function writeUint(buf: Buffer, at: number, v: number): number {
+  if (v < 0x80) {
+    buf[at] = v;
+    return at + 1;
+  }
+  if (v <= 0xff) {
+    buf[at] = 0xcc;
+    buf[at + 1] = v;
+    return at + 2;
+  }
+  if (v <= 0xffff) {
+    buf[at] = 0xcd;
+    buf.writeUInt16BE(v, at + 1);
+    return at + 3;
+  }
+  if (v <= 0xffffffff) {
+    buf[at] = 0xce;
+    buf.writeUInt32BE(v, at + 1);
+    return at + 5;
+  }
+  buf[at] = 0xcf;
+  buf.writeBigUInt64BE(BigInt(v), at + 1);
+  return at + 9;
+}
+function binHeaderSize(len: number): number {
+  return len <= 0xff ? 2 : len <= 0xffff ? 3 : 5;
+}
+function writeBinHeader(buf: Buffer, at: number, len: number): number {
+  if (len <= 0xff) {
+    buf[at] = 0xc4;
+    buf[at + 1] = len;
+    return at + 2;
+  }
+  if (len <= 0xffff) {
+    buf[at] = 0xc5;
+    buf.writeUInt16BE(len, at + 1);
+    return at + 3;
+  }
+  buf[at] = 0xc6;
+  buf.writeUInt32BE(len, at + 1);
+  return at + 5;
+}
+function writeKey(buf: Buffer, at: number, key: string): number {
+  buf[at] = 0xa0 | key.length;
+  buf.write(key, at + 1, 'latin1');
+  return at + 1 + key.length;
+}
+
+function encodeBlocksFrame(m: Extract<Message, { type: 'BLOCKS' }>): Buffer {
+  const count = m.blocks.length;
+  let size = 1 + 1 + (2 + uintSize(m.n)) + (6 + uintSize(m.batch)) + 7 + (count <= 15 ? 1 : count <= 0xffff ? 3 : 5);
+  for (const b of m.blocks) size += 1 + uintSize(b.block) + 10 + binHeaderSize(b.data.length) + b.data.length;
+  const buf = Buffer.allocUnsafe(size);
+  buf[0] = TAGS.BLOCKS;
+  buf[1] = 0x83; // map of 3
+  let at = writeUint(buf, writeKey(buf, 2, 'n'), m.n);
+  at = writeUint(buf, writeKey(buf, at, 'batch'), m.batch);
+  at = writeKey(buf, at, 'blocks');
+  if (count <= 15) buf[at++] = 0x90 | count;
+  else if (count <= 0xffff) {
+    buf[at] = 0xdc;
+    buf.writeUInt16BE(count, at + 1);
+    at += 3;
+  } else {
+    buf[at] = 0xdd;
+    buf.writeUInt32BE(count, at + 1);
+    at += 5;
+  }
+  for (const b of m.blocks) {
+    buf[at++] = 0x93; // [block, hash, data]
+    at = writeUint(buf, at, b.block);
+    buf[at] = 0xc4;
+    buf[at + 1] = 8;
+    buf.writeBigUInt64LE(BigInt.asUintN(64, b.hash), at + 2);
+    at = writeBinHeader(buf, at + 10, b.data.length);
+    buf.set(b.data, at);
+    at += b.data.length;
+  }
+  return buf;
+}
+
 /** Encodes one message as a frame. Throws if the result exceeds the type's limit (a bug on our side). */
 export function encodeFrame(m: Message): Buffer {
-  const body = packr.pack(bodyOf(m));
-  const frame = Buffer.allocUnsafe(body.length + 1);
-  frame[0] = TAGS[m.type];
-  body.copy(frame, 1);
+  let frame: Buffer;
+  if (m.type === 'BLOCKS') frame = encodeBlocksFrame(m);
+  else {
+    const body = packr.pack(bodyOf(m));
+    frame = Buffer.allocUnsafe(body.length + 1);
+    frame[0] = TAGS[m.type];
+    body.copy(frame, 1);
+  }
   if (frame.length > maxFrameBytes(m.type)) throw new HeadstartError('LINK_FRAME_TOO_LARGE', `refusing to send a ${m.type} frame of ${frame.length} bytes (limit ${maxFrameBytes(m.type)})`);
   return frame;
 }

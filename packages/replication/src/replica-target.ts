@@ -50,7 +50,7 @@ export class ReplicaTarget {
   }
 
   static async open(config: ReplicaVolumeConfig): Promise<ReplicaTarget> {
-    const t = new ReplicaTarget(config, await Staging.open(config.stagingDir));
+    const t = new ReplicaTarget(config, await Staging.open(config.stagingDir, config.volume.blockSize));
     await t.recover();
     return t;
   }

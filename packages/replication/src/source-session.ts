@@ -377,18 +377,29 @@ export class SourceSession {
       }
     };
     const runBlocks = Math.max(1, Math.floor(READ_RUN_BYTES / bs));
-    if (kind === 'delta') {
-      for (const [first, count] of v.dirtyBlocks(n).runs(runBlocks)) {
+    /** Reads runs one ahead of the one being hashed and framed, so disk and CPU overlap. */
+    const pipeline = async (runs: Iterable<[number, number]>, sparse: boolean) => {
+      const it = runs[Symbol.iterator]();
+      const readNext = () => {
+        const r = it.next();
+        return r.done ? null : v.readBlocksAt(n, r.value[0], r.value[1]).then((data) => ({ first: r.value[0], data }));
+      };
+      let ahead = readNext();
+      while (ahead) {
+        const { first, data } = await ahead;
         this.check();
-        await take(first, await v.readBlocksAt(n, first, count), false);
+        ahead = readNext();
+        await take(first, data, sparse);
       }
+    };
+    if (kind === 'delta') {
+      await pipeline(v.dirtyBlocks(n).runs(runBlocks), false);
     } else if (!haveCopy) {
       // Initial sync to an empty replica: only non-zero blocks move.
       const total = v.size / bs;
-      for (let first = 0; first < total; first += runBlocks) {
-        this.check();
-        await take(first, await v.readBlocksAt(n, first, Math.min(runBlocks, total - first)), true);
-      }
+      await pipeline((function* () {
+        for (let first = 0; first < total; first += runBlocks) yield [first, Math.min(runBlocks, total - first)] as [number, number];
+      })(), true);
     } else {
       // The replica holds a copy: compare range hashes, move only ranges that differ.
       const total = v.size / bs;

@@ -1,19 +1,49 @@
 /**
  * The replica's staging store: an LMDB environment of its own next to the replica volume.
- * Received blocks of snapshots not yet committed live here, keyed [n, block], value =
- * xxhash64 (8 bytes LE) + content (empty for a block of zeroes). A resent block (a
+ * Received blocks of snapshots not yet committed live here, keyed [n, block], value = the
+ * content (empty for a block of zeroes); the hashes are recomputed when the store is
+ * opened (xxhash runs at GB/s), so no copy is made to prepend them. A resent block (a
  * collision on the source) simply overwrites its record. The replica volume does not
  * change while blocks stage.
  *
  * It also holds the commit's redo journal ('journal' = the point being committed): see
- * replica-target.ts for the commit protocol. The environment runs with noMetaSync (a
- * system crash may lose the last staging transactions, never corrupt the store; staging
- * then simply reports less on resume) and is synced explicitly before a commit relies on it.
+ * replica-target.ts for the commit protocol.
+ *
+ * Durability: staging is only a cache of what the source can send again, so LMDB runs with
+ * noSync (an fsync per staging transaction stalled the link for hundreds of ms on a busy
+ * disk). What must survive is the journal with the staged set it points to, so:
+ *   - before the first unsynced write, a marker file `unsynced` (holding the kernel's boot
+ *     id) is made durable; every explicit sync (env sync) removes it durably;
+ *   - the journal is written and synced under the marker, and no staging write happens
+ *     from then until the commit's final transaction is synced (writes wait on a gate);
+ *   - on open, a marker from ANOTHER boot means the machine went down with unsynced LMDB
+ *     pages, which may be torn: the store is wiped (nothing in it was needed: either no
+ *     journal was live, or its point is already recorded on the volume). A marker from this
+ *     boot means only our process died; the kernel kept every page, the store is intact.
  */
 import { HeadstartError } from '@headstart/errors';
-import { SnapshotDigest, bytesToU64, u64ToBytes } from '@headstart/protocol';
+import { SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
 import type { SnapshotPoint } from '@headstart/volume';
+import { closeSync, existsSync, fsyncSync, openSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+
+function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return 'unknown'; // no boot id: treat every leftover marker as a reboot (wipe: safe, just slower)
+  }
+}
+
+function fsyncPath(path: string): void {
+  const fd = openSync(path, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
 
 export interface StagedSetInfo {
   readonly hashes: Map<number, bigint>;
@@ -49,23 +79,54 @@ function envSync(root: RootDatabase): Promise<void> {
 export class Staging {
   private readonly sets = new Map<number, StagedSetInfo>();
   private lastWrite: Promise<unknown> = Promise.resolve();
+  private marked = false;
+  /** Set while a commit is live: staging writes wait for it (see the header). */
+  private gate: Promise<void> | null = null;
+  private openGate: (() => void) | null = null;
 
   private constructor(
+    private readonly dir: string,
     private readonly root: RootDatabase,
     private readonly blocks: Database<Buffer, [number, number]>,
     private readonly meta: Database<unknown, string>,
   ) {}
 
-  static async open(dir: string): Promise<Staging> {
-    const root = open({ path: dir, noMetaSync: true });
-    const s = new Staging(root, root.openDB({ name: 'blocks', encoding: 'binary' }), root.openDB({ name: 'meta' }));
+  static async open(dir: string, blockSize: number): Promise<Staging> {
+    const marker = join(dir, 'unsynced');
+    if (existsSync(marker)) {
+      const boot = readFileSync(marker, 'utf8').trim();
+      if (boot !== bootId() || boot === 'unknown') rmSync(dir, { recursive: true, force: true });
+    }
+    const root = open({ path: dir, noSync: true });
+    const s = new Staging(dir, root, root.openDB({ name: 'blocks', encoding: 'binary' }), root.openDB({ name: 'meta' }));
+    s.marked = existsSync(marker);
     for (const { key, value } of s.blocks.getRange()) {
-      if (!Array.isArray(key) || value.length < 8) throw new HeadstartError('VOLUME_CORRUPT', 'a staged block record is damaged');
+      if (!Array.isArray(key) || (value.length !== 0 && value.length !== blockSize)) throw new HeadstartError('VOLUME_CORRUPT', 'a staged block record is damaged');
       const [n, block] = key;
-      s.setOf(n).hashes.set(block, bytesToU64(value));
+      s.setOf(n).hashes.set(block, value.length === 0 ? zeroBlockHash(blockSize) : blockHash(value));
     }
     for (const set of s.sets.values()) for (const [b, h] of set.hashes) set.digest.add(b, h);
     return s;
+  }
+
+  /** Makes the "unsynced writes may exist" marker durable before the first such write. */
+  private mark(): void {
+    if (this.marked) return;
+    writeFileSync(join(this.dir, 'unsynced'), bootId());
+    fsyncPath(join(this.dir, 'unsynced'));
+    fsyncPath(this.dir);
+    this.marked = true;
+  }
+
+  /** Forces every LMDB write so far to disk, then drops the marker durably. */
+  private async syncAll(): Promise<void> {
+    await this.lastWrite;
+    await envSync(this.root);
+    if (this.marked) {
+      unlinkSync(join(this.dir, 'unsynced'));
+      fsyncPath(this.dir);
+      this.marked = false;
+    }
   }
 
   private setOf(n: number): StagedSetInfo {
@@ -93,17 +154,18 @@ export class Staging {
     if (old !== undefined) set.digest.remove(block, old);
     set.hashes.set(block, hash);
     set.digest.add(block, hash);
-    const value = Buffer.allocUnsafe(8 + data.length);
-    value.writeBigUInt64LE(hash, 0);
-    value.set(data, 8);
-    this.lastWrite = this.blocks.put([n, block], value);
+    const value = Buffer.from(data.buffer, data.byteOffset, data.length);
+    const put = () => {
+      this.mark();
+      return this.blocks.put([n, block], value);
+    };
+    this.lastWrite = this.gate ? this.gate.then(put) : put();
     return this.lastWrite;
   }
 
-  /** Every stage() so far is in LMDB and synced to disk. */
-  async sync(): Promise<void> {
+  /** Every stage() so far is in LMDB. */
+  async settled(): Promise<void> {
     await this.lastWrite;
-    await envSync(this.root);
   }
 
   journal(): Journal | null {
@@ -111,11 +173,14 @@ export class Staging {
     return raw === undefined ? null : decodeJournal(raw);
   }
 
-  /** Marks "committing point": durable before it returns, with every staged block. */
+  /** Marks "committing point": durable, with every staged block, before it returns. From here
+   * until finish(), staging writes wait. */
   async writeJournal(point: SnapshotPoint): Promise<void> {
-    await this.sync();
+    if (!this.gate) this.gate = new Promise((r) => (this.openGate = r));
+    await this.syncAll();
+    this.mark();
     await this.meta.put('journal', { point: { n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, lastSeq: point.lastSeq } });
-    await envSync(this.root);
+    await this.syncAll();
   }
 
   /** The staged blocks of n in block order, coalesced into contiguous runs of at most maxBytes. */
@@ -131,8 +196,8 @@ export class Staging {
     };
     for (const { key, value } of this.blocks.getRange({ start: [n, 0], end: [n + 1, 0] })) {
       const block = key[1];
-      if (value.length !== 8 && value.length !== 8 + blockSize) throw new HeadstartError('VOLUME_CORRUPT', `staged block ${block} of snapshot ${n} has a bad length`);
-      const data = value.length === 8 ? Buffer.alloc(blockSize) : value.subarray(8);
+      if (value.length !== 0 && value.length !== blockSize) throw new HeadstartError('VOLUME_CORRUPT', `staged block ${block} of snapshot ${n} has a bad length`);
+      const data = value.length === 0 ? Buffer.alloc(blockSize) : value;
       if (parts.length > 0 && (block !== first + parts.length || bytes + blockSize > maxBytes)) yield flush();
       if (parts.length === 0) first = block;
       parts.push(data);
@@ -141,20 +206,31 @@ export class Staging {
     if (parts.length > 0) yield flush();
   }
 
-  /** Drops the journal and the staged blocks of n in one transaction (the end of a commit). */
+  /** Drops the journal and the staged blocks of n in one transaction (the end of a commit),
+   * syncs, and lets staging writes go on. */
   async finish(n: number): Promise<void> {
-    await this.lastWrite;
-    await this.root.transaction(() => {
-      this.meta.remove('journal');
-      for (const key of this.blocks.getKeys({ start: [n, 0], end: [n + 1, 0] })) this.blocks.remove(key);
-    });
-    this.sets.delete(n);
+    try {
+      await this.lastWrite;
+      this.mark();
+      await this.root.transaction(() => {
+        this.meta.remove('journal');
+        for (const key of this.blocks.getKeys({ start: [n, 0], end: [n + 1, 0] })) this.blocks.remove(key);
+      });
+      this.sets.delete(n);
+      await this.syncAll();
+    } finally {
+      this.gate = null;
+      this.openGate?.();
+      this.openGate = null;
+    }
   }
 
   /** Forgets the staged blocks of every snapshot in `ns` (digest mismatch, or already committed). */
   async discard(ns: readonly number[]): Promise<void> {
     if (ns.length === 0) return;
+    await this.gate;
     await this.lastWrite;
+    this.mark();
     await this.root.transaction(() => {
       for (const n of ns) for (const key of this.blocks.getKeys({ start: [n, 0], end: [n + 1, 0] })) this.blocks.remove(key);
     });
@@ -163,6 +239,7 @@ export class Staging {
 
   async close(): Promise<void> {
     await this.lastWrite.catch(() => undefined);
+    await this.syncAll().catch(() => undefined);
     await this.root.close();
   }
 }

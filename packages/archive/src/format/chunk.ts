@@ -56,16 +56,12 @@ export interface ChunkObject {
 export const MAX_BLOCK_SIZE = 1024 * 1024;
 export const MAX_CHUNK_BLOCKS = 1 << 20;
 
+const ZEROES = Buffer.alloc(MAX_BLOCK_SIZE);
+
+/** Whether a block (at most MAX_BLOCK_SIZE bytes) is all zero: one native memcmp. */
 export function isZero(data: Uint8Array): boolean {
-  // Word-wise scan; blocks are whole multiples of 8 bytes (block sizes are powers of two >= 512).
-  const n = data.byteLength;
-  if (data.byteOffset % 8 === 0 && n % 8 === 0) {
-    const words = new BigUint64Array(data.buffer, data.byteOffset, n / 8);
-    for (let i = 0; i < words.length; i++) if (words[i] !== 0n) return false;
-    return true;
-  }
-  for (let i = 0; i < n; i++) if (data[i] !== 0) return false;
-  return true;
+  if (data.byteLength > ZEROES.length) return data.every((b) => b === 0);
+  return ZEROES.compare(data, 0, data.byteLength, 0, data.byteLength) === 0;
 }
 
 export function encodeChunkObject(hasher: Hasher, input: ChunkObjectInput): { bytes: Buffer; hash: bigint; payloadBytes: number } {
@@ -103,8 +99,12 @@ export function encodeChunkObject(hasher: Hasher, input: ChunkObjectInput): { by
   return { bytes, hash, payloadBytes: blocks.length * input.blockSize };
 }
 
-/** Decodes and fully verifies (envelope checksum, header shape, every block's checksum). */
-export function decodeChunkObject(hasher: Hasher, bytes: Uint8Array, what: string): ChunkObject {
+/**
+ * Decodes and verifies: the envelope checksum (which covers every byte) and the header's
+ * shape always; each block's own checksum too unless `verifyBlocks` is false (restore
+ * skips that second pass over the payload: the envelope checksum already proves it).
+ */
+export function decodeChunkObject(hasher: Hasher, bytes: Uint8Array, what: string, options: { verifyBlocks?: boolean } = {}): ChunkObject {
   const env = decodeEnvelope(hasher, bytes, what);
   if (env.kind !== KIND_FULL && env.kind !== KIND_DELTA) throw new HeadstartError('ARCHIVE_CORRUPT', `${what}: a manifest where a chunk object was expected`);
   const s = Shape.of(what, env.header);
@@ -130,7 +130,7 @@ export function decodeChunkObject(hasher: Hasher, bytes: Uint8Array, what: strin
     if (zeros.length > 0) throw s.fail('a full object lists no zeros');
   }
   if (env.payload.length !== blocks.length * blockSize) throw s.fail(`payload is ${env.payload.length} bytes, ${blocks.length} blocks of ${blockSize} need ${blocks.length * blockSize}`);
-  for (let i = 0; i < blocks.length; i++) {
+  for (let i = 0; options.verifyBlocks !== false && i < blocks.length; i++) {
     if (hasher.h64(env.payload.subarray(i * blockSize, (i + 1) * blockSize)) !== hashes.readBigUInt64LE(8 * i)) {
       throw s.fail(`block ${blocks[i]} fails its checksum`);
     }
@@ -141,7 +141,8 @@ export function decodeChunkObject(hasher: Hasher, bytes: Uint8Array, what: strin
 /** Lays one object over a chunk buffer (chunkBlocks x blockSize bytes). A full object resets the chunk first. */
 export function applyChunkObject(target: Buffer, obj: ChunkObject): void {
   const bs = obj.blockSize;
-  if (obj.kind === KIND_FULL) target.fill(0);
+  // A full object resets the chunk; one that lists every block overwrites all of it anyway.
+  if (obj.kind === KIND_FULL && obj.blocks.length * bs !== target.length) target.fill(0);
   for (let i = 0; i < obj.blocks.length; i++) obj.payload.copy(target, obj.blocks[i] * bs, i * bs, (i + 1) * bs);
   for (const z of obj.zeros) target.fill(0, z * bs, (z + 1) * bs);
 }

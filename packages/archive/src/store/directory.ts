@@ -9,7 +9,7 @@
  * "a/b"). The archive's layout never does that; put rejects it with ARCHIVE_BAD_KEY.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError } from '@headstart/errors';
 import { aborted, checkKey, checkPrefix } from './keys';
@@ -85,7 +85,22 @@ class DirectoryStore implements ObjectStore {
     checkKey(key);
     aborted(options?.signal, `get ${key}`);
     try {
-      return await readFile(join(this.root, key), { signal: options?.signal });
+      // One open, one stat, one read of the known size: restores read thousands of 4 MiB
+      // objects, and readFile would split each into many 512 KiB thread-pool reads.
+      const fh = await open(join(this.root, key), 'r');
+      try {
+        const size = (await fh.stat()).size;
+        const buf = Buffer.allocUnsafe(size);
+        let off = 0;
+        while (off < size) {
+          const { bytesRead } = await fh.read(buf, off, size - off, off);
+          if (bytesRead === 0) throw new HeadstartError('ARCHIVE_STORE_IO', `get ${key}: object shrank while being read`);
+          off += bytesRead;
+        }
+        return buf;
+      } finally {
+        await fh.close();
+      }
     } catch (err) {
       throw mapFsError(err, `get ${key}`, options?.signal);
     }

@@ -1,0 +1,12 @@
+import { randomBytes } from 'node:crypto';
+import { loadHasher, blockHash, isZero, SnapshotDigest, encodeFrame } from '@headstart/protocol';
+await loadHasher();
+const size = 64 << 20;
+const b = randomBytes(size);
+const time = (name: string, fn: () => void) => { const t = performance.now(); fn(); console.log(name, (size / 1e6 / ((performance.now() - t) / 1000)).toFixed(0), 'MB/s'); };
+time('isZero', () => { for (let i = 0; i < size; i += 4096) isZero(b.subarray(i, i + 4096)); });
+const hs: bigint[] = [];
+time('blockHash', () => { for (let i = 0; i < size; i += 4096) hs.push(blockHash(b.subarray(i, i + 4096))); });
+time('digest', () => { const d = new SnapshotDigest(); for (let i = 0; i < hs.length; i++) d.add(i, hs[i]); });
+time('encode', () => { for (let off = 0; off < size; off += 1 << 20) { const blocks = []; for (let i = 0; i < 256; i++) blocks.push({ block: i, hash: hs[i], data: b.subarray(off + i * 4096, off + (i + 1) * 4096) }); encodeFrame({ type: 'BLOCKS', n: 1, batch: 1, blocks }); } });
+process.exit(0);

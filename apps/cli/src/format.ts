@@ -1,0 +1,25 @@
+/** Human output of `headstart status`: one block per volume, one line per sink, units always shown. */
+import type { NodeStatus } from '@headstart/node';
+
+const MiB = 1 << 20;
+const seconds = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(1)} s`);
+const bytes = (b: number) => (b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
+
+export function formatStatus(s: NodeStatus): string {
+  const lines = [`node ${s.node} at ${new Date(s.time).toISOString()}`];
+  for (const v of s.volumes) {
+    const next = v.nextCloseAt === null ? '-' : `in ${Math.max(0, Math.round((v.nextCloseAt - s.time) / 1000))} s`;
+    lines.push(
+      `volume ${v.name}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
+        (v.role === 'primary'
+          ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}`
+          : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),
+    );
+    for (const k of v.sinks) {
+      const rpo = k.rpoAgeMs === null ? '-' : seconds(k.rpoAgeMs);
+      const target = v.rpoTargetMs !== null && k.rpoAgeMs !== null && k.rpoAgeMs > v.rpoTargetMs ? ' (over target!)' : '';
+      lines.push(`  sink ${k.name}: link ${k.state}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${k.lastError ? `, last error: ${k.lastError}` : ''}`);
+    }
+  }
+  return lines.join('\n');
+}

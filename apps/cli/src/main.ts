@@ -1,0 +1,263 @@
+/**
+ * The `headstart` command line. One file per group of commands would come once they grow;
+ * for now each command is a small function over @headstart/node. Every reporting command
+ * takes --json (one JSON object on stdout); exit codes are stable (see EXIT below).
+ */
+import { Command, CommanderError, Option } from 'commander';
+import { isHeadstartError } from '@headstart/errors';
+import {
+  callAdmin,
+  createLogger,
+  loadConfig,
+  parseDuration,
+  parseRate,
+  runDemo,
+  silentLogger,
+  startNode,
+  startServices,
+  type DemoResult,
+  type NodeStatus,
+} from '@headstart/node';
+import { initNode, addVolume, pairToken, pairAccept } from './setup';
+import { formatStatus } from './format';
+
+/** Exit codes, stable for scripts. */
+export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, notEqual: 4 } as const;
+
+const EXIT_HELP = `
+Exit codes: 0 success; 1 the operation failed (the message has a code and a hint);
+2 bad usage or configuration; 3 the node is not running or not reachable;
+4 a check found the replica different from its source.`;
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command('headstart')
+    .description('Asynchronous block-volume replication that predicts when to pre-send each snapshot point.')
+    .version('0.1.0')
+    .exitOverride()
+    .configureOutput({ outputError: (s, write) => write(s) })
+    .addHelpText('after', EXIT_HELP);
+
+  const configOption = () => new Option('-c, --config <file>', 'node configuration file').default('headstart.yaml');
+  let code: number = EXIT.ok;
+
+  program
+    .command('demo')
+    .description('Run a source and a replica node on loopback with one volume, a workload through NBD, predictive snapshot shipping and the dashboard')
+    .option('--for <duration>', 'stop after this long (e.g. 30s, 5m), check the replica, print figures')
+    .option('--json', 'print one JSON object with the figures (with --for)')
+    .option('--interval <duration>', 'snapshot interval (default 60s; shorter for short --for runs)')
+    .option('--rate <rate>', 'mean workload write rate', '1MiB/s')
+    .option('--link <rate>', 'replication link rate limit', '4MiB/s')
+    .option('--size <size>', 'volume size', '256MiB')
+    .option('--trace <file>', 'replay a block trace (any supported format) instead of the built-in workload')
+    .option('--speedup <factor>', 'replay the trace this many times faster than recorded', '60')
+    .option('--no-dashboard', 'do not serve the dashboard')
+    .action(async (o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; dashboard: boolean }) => {
+      code = await demo(o);
+    });
+
+  program
+    .command('serve')
+    .description('Run this site\'s node in the foreground (volumes, NBD, replication, dashboard, metrics)')
+    .addOption(configOption())
+    .action(async (o: { config: string }) => {
+      code = await serve(o.config);
+    });
+
+  program
+    .command('status')
+    .description('Per volume and sink: role, epoch, last committed point, lag, RPO age, link state, D, B, next close')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .action(async (o: { config: string; json?: boolean }) => {
+      const status = (await callAdmin(await loadConfig(o.config), 'GET', '/v1/status')) as NodeStatus;
+      print(o.json, status, () => formatStatus(status));
+    });
+
+  program
+    .command('snapshot <volume>')
+    .description('Take a snapshot point of a primary volume now')
+    .addOption(configOption())
+    .option('--wait', 'wait until every sink committed it')
+    .option('--json', 'print JSON')
+    .action(async (volume: string, o: { config: string; wait?: boolean; json?: boolean }) => {
+      const p = (await callAdmin(await loadConfig(o.config), 'POST', `/v1/volumes/${encodeURIComponent(volume)}/snapshot${o.wait ? '?wait=1' : ''}`)) as { n: number };
+      print(o.json, p, () => `point ${p.n} of ${volume} closed${o.wait ? ' and committed on every sink' : ''}`);
+    });
+
+  program
+    .command('promote <volume>')
+    .description('Make a replica the writable primary at its last committed point (raises its epoch)')
+    .addOption(configOption())
+    .option('--force', 'promote even though the old primary still seems alive (its site is gone)')
+    .option('--json', 'print JSON')
+    .action(async (volume: string, o: { config: string; force?: boolean; json?: boolean }) => {
+      const r = (await callAdmin(await loadConfig(o.config), 'POST', `/v1/volumes/${encodeURIComponent(volume)}/promote${o.force ? '?force=1' : ''}`)) as { epoch: number; point: number | null; tookMs: number };
+      print(o.json, r, () => `${volume} is primary at point ${r.point} with epoch ${r.epoch} (promotion took ${r.tookMs.toFixed(0)} ms)`);
+    });
+
+  program
+    .command('demote <volume>')
+    .description('Make a primary a replica of its peer again (failback: only differing blocks come back)')
+    .addOption(configOption())
+    .option('--json', 'print JSON')
+    .action(async (volume: string, o: { config: string; json?: boolean }) => {
+      const r = (await callAdmin(await loadConfig(o.config), 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number };
+      print(o.json, r, () => `${volume} is a replica (epoch ${r.epoch}); the primary will resynchronise it by checksum`);
+    });
+
+  const init = program.command('init').description('Create a node configuration, or add a volume to one');
+  init
+    .command('node <name>')
+    .description('Write a new node configuration (and a data directory) for this site')
+    .addOption(configOption())
+    .option('--data <dir>', 'data directory', './data')
+    .option('--nbd <addr>', 'NBD listen address', '127.0.0.1:10809')
+    .option('--peers <addr>', 'replication listen address', '127.0.0.1:7800')
+    .option('--dashboard <addr>', 'dashboard listen address', '127.0.0.1:7900')
+    .option('--metrics <addr>', 'metrics listen address', '127.0.0.1:9400')
+    .option('--admin <addr>', 'admin API listen address (loopback)', '127.0.0.1:7901')
+    .action(async (name: string, o: { config: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string }) => {
+      await initNode(o.config, { name, ...o });
+      process.stdout.write(`wrote ${o.config}; next: headstart init volume NAME --size 10GiB, then headstart pair\n`);
+    });
+  init
+    .command('volume <name>')
+    .description('Add a volume to the configuration (created on the next serve)')
+    .addOption(configOption())
+    .requiredOption('--size <size>', 'volume size, e.g. 10GiB')
+    .option('--block-size <bytes>', 'block size', '4096')
+    .option('--role <role>', 'primary or replica', 'primary')
+    .option('--every <duration>', 'snapshot interval', '5m')
+    .option('--sink <peer...>', 'peers to ship to while primary')
+    .action(async (name: string, o: { config: string; size: string; blockSize: string; role: string; every: string; sink?: string[] }) => {
+      await addVolume(o.config, { name, size: o.size, blockSize: Number(o.blockSize), role: o.role, every: o.every, sinks: o.sink ?? [] });
+      process.stdout.write(`added volume ${name} to ${o.config}\n`);
+    });
+
+  const pair = program.command('pair').description('Pair two sites: one prints a token, the other accepts it');
+  pair
+    .command('token')
+    .description('Print this site\'s pairing token (contains the shared secret: pass it privately)')
+    .addOption(configOption())
+    .option('--url <url>', 'the address peers reach this node at (ws://host:port)')
+    .action(async (o: { config: string; url?: string }) => {
+      process.stdout.write((await pairToken(o.config, o.url)) + '\n');
+    });
+  pair
+    .command('accept <token>')
+    .description('Accept a peer\'s token: stores the shared secret and the peer; prints the token to accept on the other site')
+    .addOption(configOption())
+    .option('--url <url>', 'the address the peer reaches this node at (ws://host:port)')
+    .action(async (token: string, o: { config: string; url?: string }) => {
+      const reply = await pairAccept(o.config, token, o.url);
+      process.stdout.write(reply === null ? 'paired\n' : `paired; now run on the other site:\n  headstart pair accept ${reply}\n`);
+    });
+
+  try {
+    await program.parseAsync(argv);
+    return code;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    if (isHeadstartError(err)) {
+      process.stderr.write(`headstart: ${err.describe()}\n`);
+      if (err.code === 'CONFIG_INVALID') return EXIT.usage;
+      if (err.code === 'NODE_UNREACHABLE') return EXIT.unreachable;
+      return EXIT.failed;
+    }
+    process.stderr.write(`headstart: ${(err as Error)?.stack ?? String(err)}\n`);
+    return EXIT.failed;
+  }
+}
+
+function print(json: boolean | undefined, value: unknown, human: () => string): void {
+  process.stdout.write(json ? JSON.stringify(value) + '\n' : human() + '\n');
+}
+
+async function serve(configPath: string): Promise<number> {
+  const config = await loadConfig(configPath);
+  const log = createLogger({ name: config.node.name });
+  const node = await startNode(config, log);
+  const services = await startServices(node, config, log);
+  log.info({ nbd: node.nbdPort, peers: node.peersPort, dashboard: services.dashboardUrl, metrics: services.metricsUrl, admin: services.adminPort }, 'node running');
+  if (services.dashboardUrl) process.stderr.write(`dashboard: ${services.dashboardUrl}\n`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
+  log.info('stopping');
+  await services.stop();
+  await node.stop();
+  return EXIT.ok;
+}
+
+async function demo(o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; dashboard: boolean }): Promise<number> {
+  const forMs = o.for === undefined ? undefined : parseDuration(o.for);
+  const abort = new AbortController();
+  const onSignal = () => abort.abort();
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  const quiet = o.json === true;
+  const tty = process.stderr.isTTY === true;
+  const logger = quiet || tty ? silentLogger() : createLogger({ level: 'warn' });
+  let trace: { writes: AsyncIterable<{ time: number; offset: number; length: number }>; speedup: number } | undefined;
+  if (o.trace !== undefined) {
+    const { readTraceWrites } = await import('./trace');
+    trace = { writes: readTraceWrites(o.trace), speedup: Number(o.speedup) };
+  }
+  const { parseSize } = await import('@headstart/node');
+  let result: DemoResult;
+  try {
+    result = await runDemo({
+      forMs,
+      intervalMs: o.interval === undefined ? undefined : parseDuration(o.interval),
+      writeRate: parseRate(o.rate),
+      linkRate: parseRate(o.link),
+      volumeSize: parseSize(o.size),
+      trace,
+      dashboard: o.dashboard,
+      signal: abort.signal,
+      logger,
+      onReady: (info) => {
+        if (quiet) return;
+        process.stderr.write(
+          [
+            `headstart demo: site-a (source) -> site-b (replica), one ${o.size} volume, a point every ${info.intervalMs / 1000}s, predictive policy`,
+            `  NBD export:  ${info.nbd}`,
+            `  dashboard:   ${info.dashboard ?? '(off)'}`,
+            `  metrics:     ${info.metrics ?? '(off)'}`,
+            `  data:        ${info.dir} (removed at exit)`,
+            forMs === undefined ? '  Ctrl-C stops everything.' : `  running for ${o.for}...`,
+            '',
+          ].join('\n'),
+        );
+      },
+      onStatus: (line) => {
+        if (quiet) return;
+        if (tty) process.stderr.write(`\r\x1b[K${line}`);
+        else process.stderr.write(line + '\n');
+      },
+    });
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+  if (tty && !quiet) process.stderr.write('\n');
+  if (o.json) process.stdout.write(JSON.stringify(result) + '\n');
+  else {
+    process.stdout.write(
+      [
+        `snapshot points committed on the replica: ${result.snapshots_committed}`,
+        `completion lag: mean ${fmt(result.lag_mean_s)} s, max ${fmt(result.lag_max_s)} s`,
+        `redundancy (bytes sent / minimal bytes): ${fmt(result.redundancy)}`,
+        result.replica_equal === null ? 'replica not compared (stopped by a signal)' : `replica equals point ${result.last_point} of the source: ${result.replica_equal ? 'yes' : 'NO'}`,
+        '',
+      ].join('\n'),
+    );
+  }
+  return result.replica_equal === false ? EXIT.notEqual : EXIT.ok;
+}
+
+function fmt(x: number | null): string {
+  return x === null ? '-' : x.toFixed(3);
+}

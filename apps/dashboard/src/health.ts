@@ -1,0 +1,58 @@
+/**
+ * The health rule, one place for the page, the node's metrics and the tests:
+ *   broken  = the link is not connected (disconnected, connecting, error, fenced), or the
+ *             recovery point is older than twice its target;
+ *   behind  = the recovery point is older than its target, the completion lag is growing
+ *             point after point, or the sink has no committed point yet;
+ *   healthy = otherwise.
+ * RPO age (now minus the scheduled time of the newest committed point) is the honest
+ * recovery-point signal: it keeps growing on a silent stall, where throughput looks fine.
+ */
+import type { FeedSink } from '@headstart/protocol';
+import { LAG_TREND_MIN_SHARE, LAG_TREND_POINTS } from './constants';
+
+export type Health = 'healthy' | 'behind' | 'broken';
+
+export interface HealthVerdict {
+  readonly health: Health;
+  /** Why, in a few words for the operator ("link disconnected", "RPO 3.1 min > 1 min target"). */
+  readonly reason: string;
+}
+
+export type HealthInput = Pick<FeedSink, 'state' | 'rpoAgeMs' | 'rpoTargetMs'>;
+
+/** Whether the newest LAG_TREND_POINTS lags (oldest first) rise each time, by a share of the target in all. */
+export function lagGrowing(lagsOldestFirst: readonly number[], targetMs: number | null): boolean {
+  if (lagsOldestFirst.length < LAG_TREND_POINTS) return false;
+  const tail = lagsOldestFirst.slice(-LAG_TREND_POINTS);
+  for (let i = 1; i < tail.length; i++) if (!(tail[i] > tail[i - 1])) return false;
+  const rise = tail[tail.length - 1] - tail[0];
+  // Without a target, a rise of a tenth of the first lag (at least 1 s) is noise-proof enough.
+  const floor = targetMs !== null ? targetMs * LAG_TREND_MIN_SHARE : Math.max(1000, tail[0] * LAG_TREND_MIN_SHARE);
+  return rise >= floor;
+}
+
+/**
+ * `rpoAgeMs` is taken as given; a caller that shows an older status adds the time since
+ * (the page ages it by its own clock between updates).
+ */
+export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = []): HealthVerdict {
+  if (s.state !== 'connected') return { health: 'broken', reason: `link ${s.state}` };
+  const age = s.rpoAgeMs;
+  const target = s.rpoTargetMs;
+  if (age === null) return { health: 'behind', reason: 'no committed point yet' };
+  if (target !== null && age > 2 * target) return { health: 'broken', reason: 'RPO age over 2x target' };
+  if (target !== null && age > target) return { health: 'behind', reason: 'RPO age over target' };
+  if (lagGrowing(lagsOldestFirst, target)) return { health: 'behind', reason: 'lag growing' };
+  return { health: 'healthy', reason: 'within target' };
+}
+
+/** Worst of several verdicts (a volume is as healthy as its worst sink). */
+export function worst(healths: Iterable<Health>): Health | null {
+  let w: Health | null = null;
+  for (const h of healths) {
+    if (h === 'broken') return 'broken';
+    if (h === 'behind' || w === null) w = h;
+  }
+  return w;
+}

@@ -1,0 +1,2 @@
+/** esbuild bundles style sheets imported from the page's script into app.css. */
+declare module '*.css';

@@ -1,0 +1,231 @@
+/**
+ * The node's configuration: one YAML file. Validated with zod so every mistake is reported
+ * with the path of the bad key ("volumes[1].schedule.every: ..."), before anything starts.
+ * Sizes ("1GiB"), durations ("90s", "5m") and rates ("20MB/s") are written the way an
+ * operator says them. docs/configuration.md is the reference for every key.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { CronExpressionParser } from 'cron-parser';
+import { HeadstartError } from '@headstart/errors';
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/** "4GiB", "512 MiB", "1e6", 4096 -> bytes. */
+export function parseSize(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const m = /^\s*(\d+(?:\.\d+)?(?:e\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
+  if (!m || unit === undefined) return NaN;
+  return Math.round(Number(m[1]) * unit);
+}
+
+/** "90s", "5m", "1h", "250ms", 60 (seconds) -> milliseconds. */
+export function parseDuration(value: string | number): number {
+  if (typeof value === 'number') return value * 1000;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$/i.exec(value);
+  if (!m) return NaN;
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's').toLowerCase() as 'ms'];
+  return Math.round(Number(m[1]) * factor);
+}
+
+/** "20MB/s", "160Mbit/s", 1000000 (bytes/s) -> bytes/s. */
+export function parseRate(value: string | number): number {
+  if (typeof value === 'number') return value;
+  const bits = /^\s*(.*?)\s*(k|m|g)?bit\/s\s*$/i.exec(value);
+  if (bits) return (parseSize(bits[1] + (bits[2] ?? '')) / 8);
+  return parseSize(value.replace(/\/s\s*$/i, ''));
+}
+
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = parseSize(v);
+  if (!Number.isSafeInteger(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a size: ${JSON.stringify(v)} (write e.g. 4GiB, 512MiB, 1048576)` });
+  return n;
+});
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = parseDuration(v);
+  if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a duration: ${JSON.stringify(v)} (write e.g. 90s, 5m, 1h)` });
+  return n;
+});
+const rate = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const n = parseRate(v);
+  if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a rate: ${JSON.stringify(v)} (write e.g. 20MB/s, 100Mbit/s)` });
+  return n;
+});
+const address = z.string().transform((v, ctx) => {
+  const m = /^(\[[0-9a-f:]+\]|[^:\s]+):(\d{1,5})$/i.exec(v);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a host:port address: ${JSON.stringify(v)}` });
+    return { host: '', port: 0 };
+  }
+  return { host: m[1].replace(/^\[|\]$/g, ''), port };
+});
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'names use letters, digits, ".", "_" and "-" (at most 64)');
+
+const schedule = z
+  .object({
+    every: duration.optional(),
+    cron: z.string().optional(),
+  })
+  .strict()
+  .superRefine((s, ctx) => {
+    if ((s.every === undefined) === (s.cron === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give exactly one of "every" or "cron"' });
+    if (s.every !== undefined && s.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
+    if (s.cron !== undefined) {
+      try {
+        CronExpressionParser.parse(s.cron);
+      } catch (err) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['cron'], message: `bad cron expression: ${(err as Error).message}` });
+      }
+    }
+  });
+
+const policy = z
+  .object({
+    name: z.enum(['predictive', 'continuous', 'at-snapshot']).default('predictive'),
+    /** Start rule factor: pre-send when TS < K * D / B + L. */
+    K: z.number().positive().optional(),
+    /** Start rule shift, seconds. */
+    L: z.number().optional(),
+    /** Skip blocks whose rewrite probability is at least PT. */
+    PT: z.number().min(0).max(1).optional(),
+  })
+  .strict()
+  .default({ name: 'predictive' });
+
+const volume = z
+  .object({
+    name,
+    size,
+    blockSize: z.number().int().default(4096),
+    role: z.enum(['primary', 'replica']).default('primary'),
+    schedule: schedule.optional(),
+    policy,
+    /** Recovery-point target: the newest committed point should never be older than this. */
+    rpoTarget: duration.optional(),
+    /** Peers (by name) this volume ships to, when it is primary. */
+    sinks: z.array(name).default([]),
+  })
+  .strict();
+
+const peer = z
+  .object({
+    name,
+    /** ws://host:port or wss://host:port of the peer's replication listener. */
+    url: z.string().regex(/^wss?:\/\/[^\s/]+(:\d+)?\/?$/, 'a ws:// or wss:// URL'),
+    rateLimit: rate.optional(),
+    /** PEM file of the CA that signed the peer's certificate (wss). */
+    ca: z.string().optional(),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    node: z
+      .object({
+        name,
+        /** Where volumes, staging and state live; relative to the config file. */
+        dataDir: z.string().default('./data'),
+        /** The pairing secret, inline or from a file (one of them). */
+        secret: z.string().min(16, 'a secret of at least 16 characters').optional(),
+        secretFile: z.string().optional(),
+      })
+      .strict(),
+    listen: z
+      .object({
+        nbd: address.optional(),
+        peers: address.optional(),
+        dashboard: address.optional(),
+        metrics: address.optional(),
+        admin: address.default('127.0.0.1:7901'),
+      })
+      .strict()
+      .default({}),
+    dashboard: z.object({ token: z.string().min(8).optional() }).strict().default({}),
+    tls: z.object({ cert: z.string(), key: z.string() }).strict().optional(),
+    /** Link load cap shared by every volume of this node (bytes/s). */
+    linkCap: rate.optional(),
+    peers: z.array(peer).default([]),
+    volumes: z.array(volume).default([]),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.volumes.forEach((v, i) => {
+      if (seen.has(v.name)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'name'], message: `volume ${v.name} is listed twice` });
+      seen.add(v.name);
+      const bs = v.blockSize;
+      if (bs < 512 || bs > 1 << 20 || (bs & (bs - 1)) !== 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'blockSize'], message: 'a power of two from 512 to 1048576' });
+      else if (v.size % bs !== 0) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'size'], message: `must be a multiple of the block size ${bs}` });
+      v.sinks.forEach((s, j) => {
+        if (!c.peers.some((p) => p.name === s)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'sinks', j], message: `no peer named ${s} in "peers"` });
+      });
+      if (v.role === 'primary' && v.sinks.length > 0 && v.schedule === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: 'a primary volume with sinks needs a snapshot schedule' });
+      }
+    });
+    if (c.volumes.some((v) => v.role === 'replica') && c.listen.peers === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['listen', 'peers'], message: 'a node with replica volumes must listen for peers' });
+    }
+    if ((c.peers.length > 0 || c.volumes.some((v) => v.role === 'replica')) && c.node.secret === undefined && c.node.secretFile === undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['node', 'secret'], message: 'peers need a pairing secret (node.secret or node.secretFile; `headstart pair` sets it up)' });
+    }
+  });
+
+export type NodeConfig = z.output<typeof configSchema>;
+export type VolumeConfig = NodeConfig['volumes'][number];
+export type PeerConfig = NodeConfig['peers'][number];
+
+/** Validates an already-parsed object; `source` names it in errors. Paths become absolute against `baseDir`. */
+export function validateConfig(raw: unknown, source = 'configuration', baseDir = process.cwd()): NodeConfig {
+  const result = configSchema.safeParse(raw ?? {});
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${formatPath(i.path)}: ${i.message}`);
+    throw new HeadstartError('CONFIG_INVALID', `${source} is invalid:\n${lines.join('\n')}`, { details: { issues: result.error.issues } });
+  }
+  const c = result.data;
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  return {
+    ...c,
+    node: { ...c.node, dataDir: abs(c.node.dataDir), secretFile: c.node.secretFile === undefined ? undefined : abs(c.node.secretFile) },
+    tls: c.tls === undefined ? undefined : { cert: abs(c.tls.cert), key: abs(c.tls.key) },
+    peers: c.peers.map((p) => ({ ...p, ca: p.ca === undefined ? undefined : abs(p.ca) })),
+  };
+}
+
+export async function loadConfig(path: string): Promise<NodeConfig> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new HeadstartError('CONFIG_INVALID', `cannot read configuration ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new HeadstartError('CONFIG_INVALID', `${path} is not valid YAML: ${(err as Error).message}`, { cause: err });
+  }
+  return validateConfig(raw, path, dirname(resolve(path)));
+}
+
+/** The secret, from the inline value or the secret file. */
+export async function readSecret(config: NodeConfig): Promise<string | null> {
+  if (config.node.secret !== undefined) return config.node.secret;
+  if (config.node.secretFile === undefined) return null;
+  try {
+    const s = (await readFile(config.node.secretFile, 'utf8')).trim();
+    if (s.length < 16) throw new Error('shorter than 16 characters');
+    return s;
+  } catch (err) {
+    throw new HeadstartError('CONFIG_INVALID', `node.secretFile ${config.node.secretFile}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function formatPath(path: readonly PropertyKey[]): string {
+  if (path.length === 0) return '(top level)';
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : (i === 0 ? '' : '.') + String(p))).join('');
+}

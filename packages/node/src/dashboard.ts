@@ -1,0 +1,115 @@
+/**
+ * The node as the dashboard's FeedSource: its status in the feed's shape, and its events
+ * (closes, acknowledgements, link changes, promotions) as feed events and snapshot records.
+ */
+import { startDashboard, type FeedSource } from '@headstart/dashboard';
+import type { FeedEvent, FeedPoint, FeedSink, FeedStatus, FeedVolume, SnapshotRecord } from '@headstart/protocol';
+import type { NodeConfig } from './config';
+import type { HeadstartNode, NodeStatus, SnapshotRecord as NodeRecord, VolumeView } from './node';
+import type { Logger } from './logger';
+
+export async function startNodeDashboard(node: HeadstartNode, config: NodeConfig, log: Logger): Promise<{ url: string; stop(): Promise<void> }> {
+  const listen = config.listen.dashboard!;
+  const dashboard = await startDashboard({ host: listen.host, port: listen.port, token: config.dashboard.token, source: feedSource(node), logger: log.child({ component: 'dashboard' }) });
+  const tokenPart = config.dashboard.token ? `?token=${encodeURIComponent(config.dashboard.token)}` : '';
+  return { url: dashboard.url + tokenPart, stop: () => dashboard.stop() };
+}
+
+export function feedSource(node: HeadstartNode): FeedSource {
+  return {
+    status: () => toFeedStatus(node.status()),
+    subscribe(listener) {
+      return node.subscribe((e) => {
+        if (e.type === 'demoted') return;
+        if (e.type === 'promoted') {
+          listener({ type: 'promoted', time: e.time, volume: e.volume, epoch: e.epoch, n: node.volume(e.volume).latestClosed?.n ?? null });
+          return;
+        }
+        if (e.type === 'link-error') {
+          listener({ type: 'link-disconnected', time: e.time, volume: e.volume, sink: e.sink, code: e.code, message: e.message });
+          return;
+        }
+        listener(e);
+        if (e.type === 'snapshot-acked' || e.type === 'snapshot-closed') {
+          const v = node.status().volumes.find((x) => x.name === e.volume);
+          const rec = v?.history.find((h) => h.n === e.n);
+          if (v && rec) for (const sink of v.sinks) listener({ type: 'snapshot', time: e.time, record: toRecord(v.name, sink.name, rec) });
+        }
+      });
+    },
+    history() {
+      const snapshots: SnapshotRecord[] = [];
+      for (const v of node.status().volumes) for (const h of v.history) for (const s of v.sinks) snapshots.push(toRecord(v.name, s.name, h));
+      return { snapshots, events: [] as FeedEvent[] };
+    },
+  };
+}
+
+function toRecord(volume: string, sink: string, h: NodeRecord): SnapshotRecord {
+  const a = h.acks[sink];
+  return {
+    volume,
+    sink,
+    n: h.n,
+    scheduledAt: h.scheduledAt,
+    presendStartAt: null,
+    closedAt: h.closedAt,
+    committedAt: a?.ackedAt ?? null,
+    lagMs: a?.lagMs ?? null,
+    sentBytes: a?.sentBytes ?? null,
+    minimalBytes: a?.minimalBytes ?? null,
+  };
+}
+
+export function toFeedStatus(s: NodeStatus): FeedStatus {
+  return { time: s.time, node: s.node, volumes: s.volumes.map((v) => toFeedVolume(v, s.time)) };
+}
+
+function toFeedVolume(v: VolumeView, now: number): FeedVolume {
+  const point = (n: number | null): FeedPoint | null => {
+    if (n === null) return null;
+    const h = v.history.find((x) => x.n === n);
+    return { n, scheduledAt: h?.scheduledAt ?? now, closedAt: h?.closedAt ?? null, committedAt: null };
+  };
+  const planner = v.planner;
+  const sinks: FeedSink[] = v.sinks.map((s) => {
+    const acked = s.acked === null ? null : v.history.find((h) => h.n === s.acked);
+    const waiting = v.history.find((h) => s.acked === null || h.n > s.acked);
+    return {
+      name: s.name,
+      state: s.state as FeedSink['state'],
+      acked: s.acked,
+      ackedScheduledAt: s.ackedScheduledAt,
+      throughput: s.throughput,
+      inFlightBytes: s.inFlightBytes,
+      rateLimit: s.rateLimit,
+      lastError: s.lastError,
+      policy: v.policy,
+      committedPoint: s.acked === null ? null : { n: s.acked, scheduledAt: s.ackedScheduledAt ?? acked?.scheduledAt ?? now, closedAt: acked?.closedAt ?? null, committedAt: acked?.acks[s.name]?.ackedAt ?? null },
+      lagMs: waiting !== undefined ? Math.max(0, now - waiting.scheduledAt) : s.lastLagMs,
+      rpoAgeMs: s.rpoAgeMs,
+      rpoTargetMs: v.rpoTargetMs,
+      dirtyBytes: planner?.D ?? v.dirtyBytes,
+      secondsToClose: v.nextCloseAt === null ? null : Math.max(0, (v.nextCloseAt - now) / 1000),
+      presendStartAt: planner && Number.isFinite(planner.predictedStartAt) ? Math.round(planner.predictedStartAt * 1000) : null,
+      presentBytes: planner?.presentBytes ?? null,
+      collidedBytes: planner?.collidedBytes ?? null,
+      staging: null,
+    };
+  });
+  return {
+    id: v.name,
+    name: v.name,
+    role: v.role,
+    epoch: v.epoch,
+    size: v.size,
+    blockSize: v.blockSize,
+    openSnapshot: v.openSnapshot ?? 0,
+    latestClosed: v.latestClosed,
+    committed: v.committed?.n ?? null,
+    latestClosedPoint: point(v.latestClosed),
+    committedPoint: v.committed === null ? null : { n: v.committed.n, scheduledAt: v.committed.scheduledAt, closedAt: null, committedAt: null },
+    nextCloseAt: v.nextCloseAt,
+    sinks,
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * Prometheus metrics, computed from the node's status at scrape time (no second source of
+ * truth). The recovery-point age is the signal operators alert on: it keeps growing when
+ * replication silently stalls, whatever the link says.
+ */
+import { createServer, type Server } from 'node:http';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { HeadstartNode } from './node';
+
+export function metricsRegistry(node: HeadstartNode): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'headstart_process_' });
+  const gauge = (name: string, help: string, labelNames: string[], collect: (g: Gauge) => void) =>
+    new Gauge({ name, help, labelNames, registers: [registry], collect() { this.reset(); collect(this); } });
+  const volumes = () => node.status().volumes;
+  gauge('headstart_volume_epoch', 'Volume generation number (promotion raises it).', ['volume', 'role'], (g) => volumes().forEach((v) => g.set({ volume: v.name, role: v.role }, v.epoch)));
+  gauge('headstart_dirty_bytes', 'Bytes written to the open snapshot point so far.', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.dirtyBytes)));
+  gauge('headstart_rpo_age_seconds', 'Age of the newest point the sink committed (now minus its scheduled time).', ['volume', 'sink'], (g) =>
+    volumes().forEach((v) => v.sinks.forEach((s) => s.rpoAgeMs !== null && g.set({ volume: v.name, sink: s.name }, s.rpoAgeMs / 1000))),
+  );
+  gauge('headstart_replica_rpo_age_seconds', 'Replica side: age of the committed point.', ['volume'], (g) =>
+    volumes().forEach((v) => v.committed !== null && v.role === 'replica' && g.set({ volume: v.name }, (Date.now() - v.committed.scheduledAt) / 1000)),
+  );
+  gauge('headstart_completion_lag_seconds', 'Completion lag of the last committed point (commit time minus scheduled time).', ['volume', 'sink'], (g) =>
+    volumes().forEach((v) => v.sinks.forEach((s) => s.lastLagMs !== null && g.set({ volume: v.name, sink: s.name }, s.lastLagMs / 1000))),
+  );
+  gauge('headstart_link_throughput_bytes', 'Link throughput measured from acknowledged bytes, bytes/s.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.throughput))));
+  gauge('headstart_link_up', '1 while the link to the sink is connected.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.state === 'connected' ? 1 : 0))));
+  gauge('headstart_inflight_bytes', 'Payload bytes sent and not yet staged by the sink.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.inFlightBytes))));
+  gauge('headstart_presend_bytes', 'Bytes of the open point pre-sent and still current.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.presentBytes)));
+  gauge('headstart_collided_bytes', 'Bytes of the open point pre-sent and then written again.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.collidedBytes)));
+  gauge('headstart_last_committed_point', 'Number of the newest point committed (replica) or acknowledged (per sink).', ['volume', 'sink'], (g) =>
+    volumes().forEach((v) => {
+      if (v.committed !== null) g.set({ volume: v.name, sink: '' }, v.committed.n);
+      v.sinks.forEach((s) => s.acked !== null && g.set({ volume: v.name, sink: s.name }, s.acked));
+    }),
+  );
+  return registry;
+}
+
+export async function startMetricsServer(node: HeadstartNode, host: string, port: number): Promise<{ server: Server; port: number }> {
+  const registry = metricsRegistry(node);
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404).end('try /metrics\n');
+      return;
+    }
+    registry.metrics().then(
+      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+      (err: Error) => res.writeHead(500).end(err.message),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
+  const addr = server.address();
+  return { server, port: typeof addr === 'object' && addr !== null ? addr.port : port };
+}

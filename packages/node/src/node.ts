@@ -1,0 +1,433 @@
+/**
+ * DEV DOCS — the headstart node: everything one site runs, wired from one configuration.
+ *
+ *   volumes      one Volume per configured volume, in <dataDir>/volumes/<name>; its id is
+ *                its name, which is how a source and its replica find each other
+ *   NBD server   exports every volume (replicas read-only)
+ *   scheduler    closes each primary volume's snapshot points on its schedule
+ *   sources      one replication link per (primary volume, sink peer)
+ *   replica srv  accepts links from peers for the volumes this node replicates
+ *   status       one picture (per volume and sink) for the CLI, the dashboard and metrics
+ *
+ * A volume's role and epoch live in the volume itself (the configuration only says what a
+ * new volume starts as); promotion and demotion change them there, so they survive restarts.
+ * The same `sinks` list serves both directions: while a volume is primary it ships to those
+ * peers; while it is a replica it accepts their links.
+ */
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
+import { startNbdServer, type NbdServer } from '@headstart/nbd';
+import type { FeedEvent } from '@headstart/protocol';
+import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
+import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
+import { readSecret, type NodeConfig, type VolumeConfig } from './config';
+import { scheduleFrom, type Schedule } from './schedule';
+import { predictivePolicy, type PredictivePolicy } from './predictive';
+import type { Logger } from './logger';
+
+export interface SnapshotRecord {
+  readonly n: number;
+  readonly scheduledAt: number;
+  readonly closedAt: number;
+  /** Per sink: when it acknowledged, the lag, bytes sent and minimal bytes. */
+  readonly acks: Record<string, { ackedAt: number; lagMs: number; sentBytes: number | null; minimalBytes: number | null }>;
+}
+
+export interface SinkView {
+  readonly name: string;
+  readonly state: string;
+  readonly acked: number | null;
+  readonly ackedScheduledAt: number | null;
+  readonly rpoAgeMs: number | null;
+  readonly lastLagMs: number | null;
+  readonly throughput: number;
+  readonly inFlightBytes: number;
+  readonly rateLimit: number | null;
+  readonly lastError: string | null;
+}
+
+export interface VolumeView {
+  readonly name: string;
+  readonly role: 'primary' | 'replica';
+  readonly epoch: number;
+  readonly size: number;
+  readonly blockSize: number;
+  readonly openSnapshot: number | null;
+  readonly latestClosed: number | null;
+  readonly nextCloseAt: number | null;
+  readonly committed: { n: number; scheduledAt: number } | null;
+  readonly rpoTargetMs: number | null;
+  readonly dirtyBytes: number;
+  readonly policy: string;
+  readonly planner: ReturnType<PredictivePolicy['status']> | null;
+  readonly sinks: readonly SinkView[];
+  readonly history: readonly SnapshotRecord[];
+}
+
+export interface NodeStatus {
+  readonly node: string;
+  readonly time: number;
+  readonly listen: { nbd: string | null; peers: string | null };
+  readonly volumes: readonly VolumeView[];
+}
+
+interface Managed {
+  readonly config: VolumeConfig;
+  volume: Volume;
+  schedule: Schedule | null;
+  timer: NodeJS.Timeout | null;
+  nextCloseAt: number | null;
+  sources: Map<string, SourceLink>;
+  policy: PresendPolicy & Partial<PredictivePolicy>;
+  history: SnapshotRecord[];
+  /** Replica side: the last time a source's session for this volume was seen alive. */
+  lastSessionAt: number;
+}
+
+const HISTORY_LIMIT = 500;
+
+export interface HeadstartNode {
+  readonly config: NodeConfig;
+  readonly nbdPort: number | null;
+  readonly peersPort: number | null;
+  status(): NodeStatus;
+  volume(name: string): Volume;
+  /** Closes a snapshot point of a primary volume now (outside its schedule). */
+  snapshotNow(name: string): Promise<SnapshotPoint>;
+  /** Waits until every sink of `name` acknowledged point n. */
+  waitAcked(name: string, n: number, timeoutMs?: number): Promise<void>;
+  promote(name: string, options?: { force?: boolean }): Promise<{ epoch: number; point: number | null; tookMs: number }>;
+  demote(name: string): Promise<{ epoch: number }>;
+  subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void;
+  stop(): Promise<void>;
+}
+
+export type NodeEvent =
+  | { readonly type: 'promoted'; readonly time: number; readonly volume: string; readonly epoch: number }
+  | { readonly type: 'demoted'; readonly time: number; readonly volume: string; readonly epoch: number };
+
+export async function startNode(config: NodeConfig, logger: Logger): Promise<HeadstartNode> {
+  const node = new Node(config, logger);
+  try {
+    await node.start();
+  } catch (err) {
+    await node.stop().catch(() => {});
+    throw err;
+  }
+  return node;
+}
+
+class Node implements HeadstartNode {
+  private readonly managed = new Map<string, Managed>();
+  private nbd: NbdServer | null = null;
+  private replicaServer: ReplicaServer | null = null;
+  private secret: string | null = null;
+  private readonly listeners = new Set<(e: FeedEvent | NodeEvent) => void>();
+  private stopping = false;
+
+  constructor(
+    readonly config: NodeConfig,
+    private readonly log: Logger,
+  ) {}
+
+  get nbdPort(): number | null {
+    return this.nbd?.port ?? null;
+  }
+  get peersPort(): number | null {
+    return this.replicaServer?.port ?? null;
+  }
+
+  async start(): Promise<void> {
+    this.secret = await readSecret(this.config);
+    const volumesDir = join(this.config.node.dataDir, 'volumes');
+    await mkdir(volumesDir, { recursive: true });
+    for (const vc of this.config.volumes) {
+      const dir = join(volumesDir, vc.name);
+      let volume: Volume;
+      try {
+        volume = await openVolume(dir);
+      } catch (err) {
+        if (!isHeadstartError(err, 'VOLUME_NOT_FOUND')) throw err;
+        volume = await createVolume(dir, { id: vc.name, name: vc.name, size: vc.size, blockSize: vc.blockSize, role: vc.role });
+        this.log.info({ volume: vc.name, size: vc.size, role: vc.role }, 'created volume');
+      }
+      if (volume.size !== vc.size || volume.blockSize !== vc.blockSize) {
+        throw new HeadstartError('CONFIG_INVALID', `volume ${vc.name} on disk is ${volume.size} bytes in ${volume.blockSize}-byte blocks; the configuration says ${vc.size} in ${vc.blockSize}`);
+      }
+      if (volume.uncleanOsShutdown) this.log.warn({ volume: vc.name }, 'the machine went down while this volume was open: sinks will be re-verified by checksum');
+      this.managed.set(vc.name, {
+        config: vc,
+        volume,
+        schedule: vc.schedule === undefined ? null : scheduleFrom(vc.schedule),
+        timer: null,
+        nextCloseAt: null,
+        sources: new Map(),
+        policy: this.makePolicy(vc, volume),
+        history: [],
+        lastSessionAt: 0,
+      });
+    }
+
+    const nbdListen = this.config.listen.nbd;
+    if (nbdListen !== undefined) {
+      this.nbd = await startNbdServer({ host: nbdListen.host, port: nbdListen.port, logger: this.log });
+      for (const m of this.managed.values()) this.nbd.addExport(m.config.name, m.volume, { readOnly: m.volume.readOnly, description: `headstart volume ${m.config.name}` });
+      this.log.info({ port: this.nbd.port }, 'NBD server listening');
+    }
+    await this.startReplicaServer();
+    for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
+  }
+
+  // ------------------------------------------------------------------ primary side
+
+  private makePolicy(vc: VolumeConfig, volume: Volume): PresendPolicy & Partial<PredictivePolicy> {
+    if (vc.policy.name !== 'predictive') return policyByName(vc.policy.name);
+    const m = () => this.managed.get(vc.name);
+    return predictivePolicy({
+      volume,
+      K: vc.policy.K,
+      L: vc.policy.L,
+      PT: vc.policy.PT,
+      nextCloseAt: () => m()?.nextCloseAt ?? null,
+      linkHint: this.peerRate(vc),
+    });
+  }
+
+  private peerRate(vc: VolumeConfig): number | undefined {
+    const rates = vc.sinks.map((s) => this.config.peers.find((p) => p.name === s)?.rateLimit).filter((r): r is number => r !== undefined);
+    return rates.length > 0 ? Math.min(...rates) : this.config.linkCap;
+  }
+
+  private async startPrimary(m: Managed): Promise<void> {
+    this.scheduleNext(m);
+    if (m.config.sinks.length === 0) return;
+    if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: peers need a pairing secret');
+    for (const sinkName of m.config.sinks) {
+      const peer = this.config.peers.find((p) => p.name === sinkName)!;
+      const link = await startSource({
+        volume: m.volume,
+        sink: peer.name,
+        url: peer.url,
+        secret: this.secret,
+        node: this.config.node.name,
+        policy: m.policy,
+        rateLimit: peer.rateLimit ?? this.config.linkCap ?? null,
+        ca: peer.ca,
+        onEvent: (e) => this.onSourceEvent(m, e),
+      });
+      m.sources.set(peer.name, link);
+    }
+  }
+
+  private scheduleNext(m: Managed): void {
+    if (m.timer) clearTimeout(m.timer);
+    m.timer = null;
+    if (m.schedule === null || this.stopping || m.volume.readOnly) {
+      m.nextCloseAt = null;
+      return;
+    }
+    const at = m.schedule.nextAfter(Date.now());
+    m.nextCloseAt = at;
+    m.policy.schedule?.(at);
+    m.timer = setTimeout(() => {
+      void this.closePoint(m, at).catch((err) => this.log.error({ err, volume: m.config.name }, 'closing a scheduled snapshot point failed'));
+    }, Math.max(0, at - Date.now()));
+  }
+
+  private async closePoint(m: Managed, scheduledAt: number): Promise<SnapshotPoint> {
+    const point = await m.volume.closeSnapshot({ scheduledAt });
+    m.history.push({ n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, acks: {} });
+    if (m.history.length > HISTORY_LIMIT) m.history.shift();
+    this.scheduleNext(m);
+    m.policy.onClose?.(point.n, point.closedAt, m.nextCloseAt);
+    this.emit({ type: 'snapshot-closed', time: Date.now(), volume: m.config.name, n: point.n });
+    this.log.info({ volume: m.config.name, n: point.n, dirtyBlocks: m.volume.dirtyBlocks(point.n).size }, 'snapshot point closed');
+    return point;
+  }
+
+  private onSourceEvent(m: Managed, e: SourceEvent): void {
+    const volume = m.config.name;
+    if (e.type === 'acked') {
+      const rec = m.history.find((h) => h.n === e.n);
+      if (rec) rec.acks[e.sink] = { ackedAt: Date.now(), lagMs: e.lagMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes };
+      this.emit({ type: 'snapshot-acked', time: Date.now(), volume, sink: e.sink, n: e.n, lagMs: e.lagMs, sentBytes: e.sentBytes ?? 0, minimalBytes: e.minimalBytes ?? 0 });
+      this.log.info({ volume, sink: e.sink, n: e.n, lagMs: e.lagMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes }, 'snapshot point committed on sink');
+    } else if (e.type === 'disconnected') {
+      this.emit({ type: 'link-error', time: Date.now(), volume, sink: e.sink, code: e.code, message: e.message });
+      this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message }, 'link to sink down');
+    } else {
+      this.log.info({ volume, sink: e.sink }, 'link to sink up');
+    }
+  }
+
+  // ------------------------------------------------------------------ replica side
+
+  private async startReplicaServer(): Promise<void> {
+    const replicas = [...this.managed.values()].filter((m) => m.volume.readOnly);
+    const listen = this.config.listen.peers;
+    if (listen === undefined) return;
+    if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: a node that accepts peers needs a pairing secret');
+    this.replicaServer = await startReplicaServer({
+      secret: this.secret,
+      host: listen.host,
+      port: listen.port,
+      node: this.config.node.name,
+      tls: this.config.tls,
+      volumes: replicas.map((m) => ({ volume: m.volume, stagingDir: join(this.config.node.dataDir, 'staging', m.config.name) })),
+      onEvent: (e) => this.onReplicaEvent(e),
+    });
+    this.log.info({ port: this.replicaServer.port, volumes: replicas.map((m) => m.config.name) }, 'accepting replication links');
+  }
+
+  private onReplicaEvent(e: ReplicaEvent): void {
+    const m = e.volume === null ? undefined : this.managed.get(e.volume);
+    if (m) m.lastSessionAt = e.type === 'link-error' ? 0 : Date.now();
+    if (e.type === 'committed') {
+      this.emit({ type: 'snapshot-committed', time: Date.now(), volume: e.volume, n: e.n });
+      this.log.info({ volume: e.volume, n: e.n }, 'snapshot point committed');
+    } else if (e.type === 'link-error') {
+      this.log.warn({ volume: e.volume, code: e.code, message: e.message }, 'replication link error');
+    } else if (e.type === 'nack') {
+      this.log.error({ volume: e.volume, n: e.n, message: e.message }, 'snapshot point refused');
+    }
+  }
+
+  private async restartReplicaServer(): Promise<void> {
+    await this.replicaServer?.close();
+    this.replicaServer = null;
+    await this.startReplicaServer();
+  }
+
+  // ------------------------------------------------------------------ operator actions
+
+  volume(name: string): Volume {
+    return this.get(name).volume;
+  }
+
+  private get(name: string): Managed {
+    const m = this.managed.get(name);
+    if (m === undefined) throw new HeadstartError('NODE_NO_SUCH_VOLUME', `node ${this.config.node.name} has no volume ${JSON.stringify(name)}`);
+    return m;
+  }
+
+  async snapshotNow(name: string): Promise<SnapshotPoint> {
+    const m = this.get(name);
+    if (m.volume.readOnly) throw new HeadstartError('VOLUME_READ_ONLY', `volume ${name} is a replica here; take points on its primary`);
+    return this.closePoint(m, Date.now());
+  }
+
+  async waitAcked(name: string, n: number, timeoutMs = 60_000): Promise<void> {
+    const m = this.get(name);
+    await Promise.all([...m.sources.values()].map((s) => s.waitAcked(n, timeoutMs)));
+  }
+
+  async promote(name: string, options: { force?: boolean } = {}): Promise<{ epoch: number; point: number | null; tookMs: number }> {
+    const started = performance.now();
+    const m = this.get(name);
+    if (!m.volume.readOnly) throw new HeadstartError('NODE_ALREADY_PRIMARY', `volume ${name} is already primary here (epoch ${m.volume.info.epoch})`);
+    const aliveMs = Date.now() - m.lastSessionAt;
+    if (!options.force && m.lastSessionAt > 0 && aliveMs < 15_000) {
+      throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${name} is still shipping to this node (last seen ${Math.round(aliveMs / 1000)} s ago); demote it first, or use --force if its site is gone`);
+    }
+    // Stop accepting links for it first: staged, uncommitted blocks are discarded with the session.
+    const epoch = m.volume.info.epoch + 1;
+    this.nbd && (await this.nbd.removeExport(name));
+    await m.volume.setRole('primary', epoch);
+    await this.restartReplicaServer();
+    this.nbd?.addExport(name, m.volume, { readOnly: false, description: `headstart volume ${name}` });
+    m.policy = this.makePolicy(m.config, m.volume);
+    await this.startPrimary(m);
+    const tookMs = performance.now() - started;
+    this.log.warn({ volume: name, epoch, point: m.volume.latestClosed?.n, tookMs }, 'volume promoted to primary');
+    this.emit({ type: 'promoted', time: Date.now(), volume: name, epoch });
+    return { epoch, point: m.volume.latestClosed?.n ?? null, tookMs };
+  }
+
+  async demote(name: string): Promise<{ epoch: number }> {
+    const m = this.get(name);
+    if (m.volume.readOnly) throw new HeadstartError('NODE_ALREADY_REPLICA', `volume ${name} is already a replica here`);
+    if (m.timer) clearTimeout(m.timer);
+    m.timer = null;
+    m.nextCloseAt = null;
+    await Promise.all([...m.sources.values()].map((s) => s.stop()));
+    m.sources.clear();
+    this.nbd && (await this.nbd.removeExport(name));
+    // The epoch stays: the new primary's is higher, and its links are accepted; ours never
+    // ship again until promoted. Our writes since the last common point are rolled back by
+    // the checksum comparison the new primary starts with.
+    const epoch = m.volume.info.epoch;
+    await m.volume.setRole('replica', epoch);
+    this.nbd?.addExport(name, m.volume, { readOnly: true, description: `headstart volume ${name}` });
+    await this.restartReplicaServer();
+    this.log.warn({ volume: name, epoch }, 'volume demoted to replica');
+    this.emit({ type: 'demoted', time: Date.now(), volume: name, epoch });
+    return { epoch };
+  }
+
+  // ------------------------------------------------------------------ status
+
+  status(): NodeStatus {
+    const now = Date.now();
+    const volumes: VolumeView[] = [...this.managed.values()].map((m) => {
+      const v = m.volume;
+      const open = v.readOnly ? null : v.openSnapshot;
+      const sinks: SinkView[] = [...m.sources.values()].map((link) => {
+        const s = link.status();
+        const lastAck = [...m.history].reverse().find((h) => h.acks[s.name] !== undefined);
+        return {
+          ...s,
+          rpoAgeMs: s.ackedScheduledAt === null ? null : now - s.ackedScheduledAt,
+          lastLagMs: lastAck?.acks[s.name]?.lagMs ?? null,
+        };
+      });
+      return {
+        name: m.config.name,
+        role: v.info.role,
+        epoch: v.info.epoch,
+        size: v.size,
+        blockSize: v.blockSize,
+        openSnapshot: open,
+        latestClosed: v.readOnly ? null : (v.latestClosed?.n ?? null),
+        nextCloseAt: m.nextCloseAt,
+        committed: v.committed === null ? null : { n: v.committed.n, scheduledAt: v.committed.scheduledAt },
+        rpoTargetMs: m.config.rpoTarget ?? null,
+        dirtyBytes: open === null ? 0 : v.dirtyBlocks(open).size * v.blockSize,
+        policy: m.policy.name,
+        planner: m.policy.status?.(now) ?? null,
+        sinks,
+        history: m.history.slice(-50),
+      };
+    });
+    const addr = (host: string | undefined, port: number | null) => (port === null || host === undefined ? null : `${host}:${port}`);
+    return { node: this.config.node.name, time: now, listen: { nbd: addr(this.config.listen.nbd?.host, this.nbdPort), peers: addr(this.config.listen.peers?.host, this.peersPort) }, volumes };
+  }
+
+  subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private emit(e: FeedEvent | NodeEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(e);
+      } catch (err) {
+        this.log.error({ err }, 'status listener failed');
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true;
+    for (const m of this.managed.values()) if (m.timer) clearTimeout(m.timer);
+    await Promise.allSettled([...this.managed.values()].flatMap((m) => [...m.sources.values()].map((s) => s.stop())));
+    await this.nbd?.stop().catch((err) => this.log.error({ err }, 'stopping NBD server'));
+    await this.replicaServer?.close().catch((err) => this.log.error({ err }, 'stopping replica server'));
+    for (const m of this.managed.values()) {
+      m.policy.dispose?.();
+      await m.volume.shutdown().catch((err) => this.log.error({ err, volume: m.config.name }, 'shutting volume down'));
+    }
+    this.listeners.clear();
+  }
+}
