@@ -43,14 +43,17 @@ export default defineSuite({
     const sizeMiB = Number(argValue(args, '--size') ?? (quick ? 128 : 512));
     const size = sizeMiB * 1024 * 1024;
     const dir = await mkdtemp(join(tmpdir(), 'hs-bench-link-'));
+    const phases: string[] = [];
+    let wallStart = Date.now();
     const child = spawn(process.execPath, [...(process.env.HS_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HS_PROFILE_DIR}`] : []), '--import', 'tsx', RUNNER, JSON.stringify({ dir: join(dir, 'rep'), size, id: 'bench-vol', secret: SECRET, noHash: true })], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
       const lines = createInterface({ input: child.stdout! });
       const url = await new Promise<string>((resolve, reject) => {
         child.once('exit', (code) => reject(new Error(`replica runner exited (${code})`)));
         lines.on('line', (l) => {
-          const e = JSON.parse(l) as { event: string; url?: string };
+          const e = JSON.parse(l) as { event: string; url?: string; phase?: string; n?: number; t?: number };
           if (e.event === 'listening' && e.url) resolve(e.url);
+          if (e.event === 'phase' && e.t !== undefined) phases.push(`${e.phase} ${e.n} at +${e.t - wallStart} ms`);
         });
       });
       const volume = await createVolume(join(dir, 'src'), { size, id: 'bench-vol' });
@@ -67,9 +70,20 @@ export default defineSuite({
       await volume.flush();
       const before = link.stats();
       const t0 = performance.now();
+      wallStart = Date.now();
+      phases.length = 0;
+      const shipped = setInterval(() => {
+        const st = link.stats();
+        if (st.payloadBytesSent - before.payloadBytesSent >= size) {
+          phases.push(`all payload sent at +${Date.now() - wallStart} ms`);
+          clearInterval(shipped);
+        }
+      }, 5);
       const p = await volume.closeSnapshot();
       await link.waitAcked(p.n, 600_000);
       const seconds = (performance.now() - t0) / 1000;
+      clearInterval(shipped);
+      for (const line of phases) log(`    ${line}`);
       const after = link.stats();
       const wire = after.wireBytesOut - before.wireBytesOut;
       const payload = after.payloadBytesSent - before.payloadBytesSent;

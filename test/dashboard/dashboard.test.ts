@@ -89,8 +89,8 @@ function startWorkload(): { stop(): Promise<void> } {
   };
 }
 
-const row = (volume: string) => `#sinks tr[data-volume="${volume}"][data-sink="dr-site"]`;
-const cell = (volume: string, col: string) => page.locator(`${row(volume)} td[data-col="${col}"]`).textContent();
+const row = (volume: string) => `#sink-rows .row[data-volume="${volume}"][data-sink="dr-site"]`;
+const cell = (volume: string, col: string) => page.locator(`${row(volume)} [data-col="${col}"]`).textContent();
 const committedN = async (volume: string) => Number(/#(\d+)/.exec((await cell(volume, 'committed')) ?? '')?.[1] ?? -1);
 
 beforeAll(async () => {
@@ -147,7 +147,7 @@ describe('dashboard in chromium over real replication', () => {
     const before = await Promise.all(VOLS.map((v) => committedN(v.name)));
     await page.waitForFunction(
       ([names, base]) => names.every((n, i) => {
-        const t = document.querySelector(`#sinks tr[data-volume="${n}"] td[data-col="committed"]`)?.textContent ?? '';
+        const t = document.querySelector(`#sink-rows .row[data-volume="${n}"] [data-col="committed"]`)?.textContent ?? '';
         return Number(/#(\d+)/.exec(t)?.[1] ?? -1) >= base[i] + 2;
       }),
       [VOLS.map((v) => v.name), before] as const,
@@ -162,7 +162,7 @@ describe('dashboard in chromium over real replication', () => {
     expect(await cell('orders-db', 'policy')).toBe('continuous');
     expect(await cell('build-cache', 'policy')).toBe('at-snapshot');
     // Throughput B was measured at some point, and the events and the charts filled in.
-    await page.waitForFunction(() => [...document.querySelectorAll('#sinks td[data-col="throughput"]')].some((td) => /^[1-9]|^0\.[0-9]*[1-9]/.test(td.textContent ?? '')), null, { timeout: 10_000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('#sinks [data-col="throughput"]')].some((td) => /^[1-9]|^0\.[0-9]*[1-9]/.test(td.textContent ?? '')), null, { timeout: 10_000 });
     await expect.poll(() => page.locator('#event-list li[data-type="snapshot-acked"]').count(), { timeout: 5000 }).toBeGreaterThan(2);
     await expect.poll(() => page.locator('#timeline svg rect').count(), { timeout: 5000 }).toBeGreaterThan(2);
     expect(await page.locator('#chart-lag canvas').count()).toBeGreaterThan(0);
@@ -175,7 +175,7 @@ describe('dashboard in chromium over real replication', () => {
     const closing = server!.close();
     server = null;
     await page.waitForFunction(
-      (names) => names.every((n) => document.querySelector(`#sinks tr[data-volume="${n}"]`)?.getAttribute('data-health') === 'broken'),
+      (names) => names.every((n) => document.querySelector(`#sink-rows .row[data-volume="${n}"]`)?.getAttribute('data-health') === 'broken'),
       VOLS.map((v) => v.name),
       { timeout: 2000, polling: 50 },
     );

@@ -16,6 +16,8 @@ interface Config {
   port?: number;
   pausePhase?: CommitPhase;
   pauseMs?: number;
+  /** Pause only commits of points >= this (default 0). */
+  pauseFrom?: number;
   /** Skip hashing the image after each commit (benchmarks). */
   noHash?: boolean;
 }
@@ -29,9 +31,9 @@ const server = await startReplicaServer({
     volume,
     stagingDir: `${cfg.dir}-staging`,
     onCommitPhase: async (phase, n) => {
-      emit({ event: 'phase', phase, n });
+      emit({ event: 'phase', phase, n, t: Date.now() });
       if (phase === 'finished') emit({ event: 'committed', n, hash: cfg.noHash ? null : await imageHash(volume), t: Date.now() });
-      if (cfg.pausePhase === phase) await new Promise((r) => setTimeout(r, cfg.pauseMs ?? 5_000));
+      if (cfg.pausePhase === phase && n >= (cfg.pauseFrom ?? 0)) await new Promise((r) => setTimeout(r, cfg.pauseMs ?? 5_000));
     },
   }],
   onEvent: (e) => emit({ event: 'replica', ...e }),

@@ -40,10 +40,10 @@ export async function readManifest(store: ObjectStore, hasher: Hasher, volume: s
 }
 
 /** Fetches one chain entry's object and checks it is exactly the object the manifest pinned. */
-export async function readChainObject(store: ObjectStore, hasher: Hasher, m: Manifest, chunk: number, chain: readonly ChainEntry[], i: number, retry?: RetryOptions, verifyBlocks = true) {
+export async function readChainObject(store: ObjectStore, hasher: Hasher, m: Manifest, chunk: number, chain: readonly ChainEntry[], i: number, retry?: RetryOptions, verifyBlocks = true, alloc?: (size: number) => Buffer) {
   const e = chain[i];
   const key = objectKey(m.volume.id, chunk, e);
-  const bytes = await withRetry(() => store.get(key), retry);
+  const bytes = await withRetry(() => store.get(key, { sizeHint: e.size, alloc }), retry);
   const fail = (why: string) => new HeadstartError('ARCHIVE_CORRUPT', `${key} (needed by point ${m.point.n}): ${why}`);
   if (bytes.length !== e.size) throw fail(`is ${bytes.length} bytes, the manifest recorded ${e.size}`);
   const obj = decodeChunkObject(hasher, bytes, key, { verifyBlocks });
@@ -67,11 +67,11 @@ export interface ChunkData {
  * link) and laid in order. Where the chain's full object holds every block, its payload
  * becomes the chunk buffer and deltas patch it in place: no extra copy of 4 MiB per chunk.
  */
-export async function readChunk(store: ObjectStore, hasher: Hasher, m: Manifest, chunk: number, retry?: RetryOptions): Promise<ChunkData | null> {
+export async function readChunk(store: ObjectStore, hasher: Hasher, m: Manifest, chunk: number, retry?: RetryOptions, alloc?: (size: number) => Buffer): Promise<ChunkData | null> {
   const chain = m.chunks.get(chunk);
   if (chain === undefined) return null;
   // The envelope checksum covers every byte, so the per-block pass is skipped here (verify does it).
-  const objects = await Promise.all(chain.map((_, i) => readChainObject(store, hasher, m, chunk, chain, i, retry, false)));
+  const objects = await Promise.all(chain.map((_, i) => readChainObject(store, hasher, m, chunk, chain, i, retry, false, alloc)));
   const cb = chunkBlocksOf(m, chunk);
   const bs = m.volume.blockSize;
   const nonZero = new Uint8Array(cb);

@@ -28,6 +28,7 @@ export interface RestoreOptions {
   readonly volumeId: string;
   /** The archived point to restore. */
   readonly n: number;
+  /** Chunks fetched ahead of the writer (default 2 for a local store, 8 for a remote one). */
   readonly concurrency?: number;
   readonly onProgress?: (p: RestoreProgress) => void;
   readonly retry?: Omit<RetryOptions, 'signal' | 'onRetry'>;
@@ -64,11 +65,18 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
   // Reads run ahead (up to `concurrency` chunks fetched and verified at once) while writes
   // go out one at a time in chunk order: the target sees one sequential writer, as a file
   // copy does, and the store's latency hides behind the writes.
-  const ahead = options.concurrency ?? DEFAULT_CONCURRENCY;
+  // A local store needs little read-ahead (more only queues reads in front of the writes in
+  // Node's small thread pool); a remote one needs enough to cover its round trips.
+  const ahead = options.concurrency ?? (options.store.localReads ? 2 : DEFAULT_CONCURRENCY);
   const order = [...m.chunks.keys()].sort((a, b) => a - b);
+  // Chunk-sized object buffers are recycled once their chunk is written: fresh 4 MiB
+  // allocations cost page faults, kernel zeroing and GC pressure on every chunk.
+  const slab = m.chunkBlocks * bs + 64 * 1024;
+  const free: ArrayBuffer[] = [];
+  const alloc = (size: number) => (size >= slab / 2 && size <= slab ? Buffer.from(free.pop() ?? new ArrayBuffer(slab), 0, size) : Buffer.allocUnsafe(size));
   const reads: Promise<ChunkData | null>[] = [];
   const fetch = (i: number) => {
-    const p = readChunk(options.store, hasher, m, order[i], retry);
+    const p = readChunk(options.store, hasher, m, order[i], retry, alloc);
     p.catch(() => undefined); // observed below, in order; never an unhandled rejection
     reads[i] = p;
   };
@@ -76,7 +84,10 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
     for (let i = 0; i < order.length; i++) {
       for (let j = reads.length; j < Math.min(order.length, i + ahead); j++) fetch(j);
       if (options.signal?.aborted) throw new HeadstartError('ARCHIVE_ABORTED', `restore of point ${m.point.n}: cancelled`);
+      let tw = performance.now();
       const chunk = await reads[i];
+      (globalThis as any).TW = ((globalThis as any).TW ?? 0) + performance.now() - tw;
+      tw = performance.now();
       delete reads[i];
       const c = order[i];
       const cb = chunkBlocksOf(m, c);
@@ -92,6 +103,8 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
         bytesWritten += (e - b) * bs;
         b = e;
       }
+      (globalThis as any).TWR = ((globalThis as any).TWR ?? 0) + performance.now() - tw;
+      if (chunk !== null && chunk.data.buffer.byteLength === slab && free.length < ahead + 1) free.push(chunk.data.buffer as ArrayBuffer);
       report(cb * bs);
     }
   } finally {
@@ -111,6 +124,7 @@ async function manifestFor(options: RestoreOptions): Promise<Manifest> {
  * The image is sparse: zero blocks are holes.
  */
 export async function restorePoint(options: RestoreOptions & { readonly path: string }): Promise<RestoreResult> {
+  const t0 = performance.now();
   const m = await manifestFor(options);
   if (await stat(options.path).then(() => true, () => false)) {
     throw new HeadstartError('ARCHIVE_CONFIG', `restore target ${options.path} exists; restore never overwrites, choose a new path`);
@@ -123,9 +137,12 @@ export async function restorePoint(options: RestoreOptions & { readonly path: st
       let off = 0;
       while (off < data.length) off += (await fh.write(data, off, data.length - off, offset + off)).bytesWritten;
     });
+    const t1 = performance.now();
     await fh.sync();
     await fh.close();
     await rename(tmp, options.path);
+    if (process.env.HS_PROF) console.error('restore total', (performance.now() - t0).toFixed(0), 'sync', (performance.now() - t1).toFixed(0), 'wait-read', ((globalThis as any).TW).toFixed(0), 'write', ((globalThis as any).TWR).toFixed(0));
+    (globalThis as any).TW = 0; (globalThis as any).TWR = 0;
     return result;
   } catch (err) {
     await fh.close().catch(() => undefined);

@@ -41,6 +41,8 @@ export interface NbdRequest {
   readonly length: number;
   /** The payload of NBD_CMD_WRITE, else null. */
   readonly data: Buffer | null;
+  /** True if `data` came from `limits.allocate` (assembled across chunks), not a view of one. */
+  readonly ownsData: boolean;
 }
 
 export interface ParserSink {
@@ -56,6 +58,8 @@ export interface ParserSink {
 export interface ParserLimits {
   readonly maxRequest?: number;
   readonly maxOptionData?: number;
+  /** Where payloads split across chunks are assembled (default: a new buffer each). */
+  readonly allocate?: (length: number) => Buffer;
 }
 
 const enum State {
@@ -85,6 +89,7 @@ export class NbdParser {
   private pending: { -readonly [K in keyof NbdRequest]: NbdRequest[K] } | null = null;
   private readonly maxRequest: number;
   private readonly maxOptionData: number;
+  private readonly allocate: (length: number) => Buffer;
 
   constructor(
     private readonly sink: ParserSink,
@@ -92,6 +97,7 @@ export class NbdParser {
   ) {
     this.maxRequest = limits.maxRequest ?? DEFAULT_MAX_REQUEST;
     this.maxOptionData = limits.maxOptionData ?? MAX_OPTION_DATA;
+    this.allocate = limits.allocate ?? Buffer.allocUnsafe;
   }
 
   /** True between a header and the end of its payload (a disconnect now is "mid-request"). */
@@ -147,9 +153,9 @@ export class NbdParser {
           if (this.dataFill === 0 && avail >= this.dataLength) {
             const payload = chunk.subarray(pos, pos + this.dataLength);
             pos += this.dataLength;
-            this.onPayload(payload);
+            this.onPayload(payload, false);
           } else {
-            if (this.data === null) this.data = Buffer.allocUnsafe(this.dataLength);
+            if (this.data === null) this.data = this.state === State.RequestData ? this.allocate(this.dataLength) : Buffer.allocUnsafe(this.dataLength);
             const n = Math.min(this.dataLength - this.dataFill, avail);
             chunk.copy(this.data, this.dataFill, pos, pos + n);
             this.dataFill += n;
@@ -158,7 +164,7 @@ export class NbdParser {
               const payload = this.data;
               this.data = null;
               this.dataFill = 0;
-              this.onPayload(payload);
+              this.onPayload(payload, true);
             }
           }
           break;
@@ -211,6 +217,7 @@ export class NbdParser {
           offset: buf.readUInt32BE(at + 16) * TWO_32 + buf.readUInt32BE(at + 20),
           length: buf.readUInt32BE(at + 24),
           data: null,
+          ownsData: false,
         };
         if (request.type !== NBD_CMD_WRITE) {
           this.sink.request(request);
@@ -234,7 +241,7 @@ export class NbdParser {
     }
   }
 
-  private onPayload(payload: Buffer): void {
+  private onPayload(payload: Buffer, owned: boolean): void {
     if (this.state === State.OptionData) {
       this.state = State.OptionHeader;
       this.sink.option(this.option, payload);
@@ -244,6 +251,7 @@ export class NbdParser {
     this.pending = null;
     this.state = State.RequestHeader;
     request.data = payload;
+    request.ownsData = owned;
     this.sink.request(request);
   }
 

@@ -15,7 +15,11 @@ import {
 } from './constants';
 import { NbdConnection, type ConnectionContext } from './connection';
 import { ExportRegistry } from './exports';
+import { PayloadPool } from './payload-pool';
 import type { ExportOptions, ExportSummary, NbdLogger, NbdServer, NbdServerOptions } from './types';
+
+/** Payload buffers kept for reuse across all connections (payload-pool.ts). */
+const POOLED_PAYLOAD_BYTES = 64 * 1024 * 1024;
 
 const silent: NbdLogger = { info() {}, warn() {}, error() {} };
 
@@ -40,6 +44,7 @@ export async function startNbdServer(options: NbdServerOptions = {}): Promise<Nb
     handshakeTimeoutMs: options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS,
     drainTimeoutMs: options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
     now: () => clock.now(),
+    payloads: new PayloadPool(POOLED_PAYLOAD_BYTES),
     stopping: () => stopping,
   };
 

@@ -95,40 +95,45 @@ export function encodeExportNameReply(size: number, transmissionFlags: number, n
   return buf;
 }
 
+/** A simple reply (16 bytes) written at `at` of `buf` (the connection's reply slab). */
+export function writeSimpleReply(buf: Buffer, at: number, error: number, handleHi: number, handleLo: number): void {
+  buf.writeUInt32BE(SIMPLE_REPLY_MAGIC, at);
+  buf.writeUInt32BE(error, at + 4);
+  buf.writeUInt32BE(handleHi, at + 8);
+  buf.writeUInt32BE(handleLo, at + 12);
+}
+
 export function encodeSimpleReply(error: number, handleHi: number, handleLo: number): Buffer {
   const buf = Buffer.allocUnsafe(SIMPLE_REPLY_SIZE);
-  buf.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
-  buf.writeUInt32BE(error, 4);
-  buf.writeUInt32BE(handleHi, 8);
-  buf.writeUInt32BE(handleLo, 12);
+  writeSimpleReply(buf, 0, error, handleHi, handleLo);
   return buf;
 }
 
-function writeStructuredHeader(buf: Buffer, flags: number, type: number, handleHi: number, handleLo: number, length: number): void {
-  buf.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
-  buf.writeUInt16BE(flags, 4);
-  buf.writeUInt16BE(type, 6);
-  buf.writeUInt32BE(handleHi, 8);
-  buf.writeUInt32BE(handleLo, 12);
-  buf.writeUInt32BE(length, 16);
+function writeStructuredHeader(buf: Buffer, at: number, flags: number, type: number, handleHi: number, handleLo: number, length: number): void {
+  buf.writeUInt32BE(STRUCTURED_REPLY_MAGIC, at);
+  buf.writeUInt16BE(flags, at + 4);
+  buf.writeUInt16BE(type, at + 6);
+  buf.writeUInt32BE(handleHi, at + 8);
+  buf.writeUInt32BE(handleLo, at + 12);
+  buf.writeUInt32BE(length, at + 16);
 }
 
 /**
  * Header of the one chunk that answers a successful READ when structured replies are on:
- * NBD_REPLY_TYPE_OFFSET_DATA with the DONE flag; the data follows as a separate buffer.
+ * NBD_REPLY_TYPE_OFFSET_DATA with the DONE flag (28 bytes at `at`); the data follows.
  */
-export function encodeReadChunkHeader(handleHi: number, handleLo: number, offset: number, dataLength: number): Buffer {
-  const buf = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 8);
-  writeStructuredHeader(buf, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handleHi, handleLo, 8 + dataLength);
-  writeU64(buf, offset, STRUCTURED_HEADER_SIZE);
-  return buf;
+export function writeReadChunkHeader(buf: Buffer, at: number, handleHi: number, handleLo: number, offset: number, dataLength: number): void {
+  writeStructuredHeader(buf, at, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_OFFSET_DATA, handleHi, handleLo, 8 + dataLength);
+  writeU64(buf, offset, at + STRUCTURED_HEADER_SIZE);
 }
+
+export const READ_CHUNK_HEADER_SIZE = STRUCTURED_HEADER_SIZE + 8;
 
 /** A final NBD_REPLY_TYPE_ERROR chunk: errno plus a message for a human. */
 export function encodeErrorChunk(handleHi: number, handleLo: number, error: number, message: string): Buffer {
   const text = Buffer.from(message.slice(0, 1024), 'utf8');
   const buf = Buffer.allocUnsafe(STRUCTURED_HEADER_SIZE + 6 + text.length);
-  writeStructuredHeader(buf, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handleHi, handleLo, 6 + text.length);
+  writeStructuredHeader(buf, 0, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_ERROR, handleHi, handleLo, 6 + text.length);
   buf.writeUInt32BE(error, STRUCTURED_HEADER_SIZE);
   buf.writeUInt16BE(text.length, STRUCTURED_HEADER_SIZE + 4);
   text.copy(buf, STRUCTURED_HEADER_SIZE + 6);

@@ -14,7 +14,7 @@
  * The same `sinks` list serves both directions: while a volume is primary it ships to those
  * peers; while it is a replica it accepts their links.
  */
-import { mkdir } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type NbdServer } from '@headstart/nbd';
@@ -45,6 +45,10 @@ export interface SinkView {
   readonly inFlightBytes: number;
   readonly rateLimit: number | null;
   readonly lastError: string | null;
+  /** Block payload bytes sent to this sink since the link started (resends included). */
+  readonly payloadBytesSent: number;
+  /** Bytes on the wire to this sink (frames, headers, checksums included). */
+  readonly wireBytesOut: number;
 }
 
 export interface VolumeView {
@@ -263,8 +267,13 @@ class Node implements HeadstartNode {
 
   // ------------------------------------------------------------------ replica side
 
+  /**
+   * Every volume is a target, whatever its role: the handshake checks the role and the
+   * epoch, so a stream into a volume that is primary here is refused as fenced (never
+   * "unknown"), and a volume demoted at run time is ready for its new primary.
+   */
   private async startReplicaServer(): Promise<void> {
-    const replicas = [...this.managed.values()].filter((m) => m.volume.readOnly);
+    const replicas = [...this.managed.values()];
     const listen = this.config.listen.peers;
     if (listen === undefined) return;
     if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: a node that accepts peers needs a pairing secret');
@@ -274,10 +283,16 @@ class Node implements HeadstartNode {
       port: listen.port,
       node: this.config.node.name,
       tls: this.config.tls,
-      volumes: replicas.map((m) => ({ volume: m.volume, stagingDir: join(this.config.node.dataDir, 'staging', m.config.name) })),
+      // A volume that has been primary holds data: its first sync compares checksums so only
+      // differing blocks move (failback).
+      volumes: replicas.map((m) => ({ volume: m.volume, stagingDir: this.stagingDir(m.config.name), haveCopy: m.volume.latestClosed !== null })),
       onEvent: (e) => this.onReplicaEvent(e),
     });
-    this.log.info({ port: this.replicaServer.port, volumes: replicas.map((m) => m.config.name) }, 'accepting replication links');
+    this.log.info({ port: this.replicaServer.port, replicas: replicas.filter((m) => m.volume.readOnly).map((m) => m.config.name) }, 'accepting replication links');
+  }
+
+  private stagingDir(volume: string): string {
+    return join(this.config.node.dataDir, 'staging', volume);
   }
 
   private onReplicaEvent(e: ReplicaEvent): void {
@@ -330,11 +345,15 @@ class Node implements HeadstartNode {
     if (!options.force && m.lastSessionAt > 0 && aliveMs < 15_000) {
       throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${name} is still shipping to this node (last seen ${Math.round(aliveMs / 1000)} s ago); demote it first, or use --force if its site is gone`);
     }
-    // Stop accepting links for it first: staged, uncommitted blocks are discarded with the session.
+    // End the sessions (a commit under way finishes or is replayed from its journal when the
+    // server starts again), then drop what was staged but never committed.
     const epoch = m.volume.info.epoch + 1;
     this.nbd && (await this.nbd.removeExport(name));
+    await this.replicaServer?.close();
+    this.replicaServer = null;
     await m.volume.setRole('primary', epoch);
-    await this.restartReplicaServer();
+    await rm(this.stagingDir(name), { recursive: true, force: true });
+    await this.startReplicaServer();
     this.nbd?.addExport(name, m.volume, { readOnly: false, description: `headstart volume ${name}` });
     m.policy = this.makePolicy(m.config, m.volume);
     await this.startPrimary(m);
@@ -375,8 +394,11 @@ class Node implements HeadstartNode {
       const sinks: SinkView[] = [...m.sources.values()].map((link) => {
         const s = link.status();
         const lastAck = [...m.history].reverse().find((h) => h.acks[s.name] !== undefined);
+        const counters = link.stats();
         return {
           ...s,
+          payloadBytesSent: counters.payloadBytesSent,
+          wireBytesOut: counters.wireBytesOut,
           rpoAgeMs: s.ackedScheduledAt === null ? null : now - s.ackedScheduledAt,
           lastLagMs: lastAck?.acks[s.name]?.lagMs ?? null,
         };

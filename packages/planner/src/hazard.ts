@@ -30,7 +30,6 @@ export const RHYTHMS = 28;
  */
 export const NEIGHBOURHOODS = 3;
 export const CONTEXTS = RHYTHMS * NEIGHBOURHOODS;
-const NO_NB = process.env.NO_NB === '1';
 const MIN_AGE = 1 / 16;
 
 const EDGE = new Float64Array(AGE_BUCKETS + 1);
@@ -58,7 +57,6 @@ export function contextOf(gap: number, age: number, regionIdle: number): number 
     g = 1 + Math.floor(Math.log2(gap) + 4);
     if (g >= RHYTHMS) g = RHYTHMS - 1;
   }
-  if (NO_NB) return g * NEIGHBOURHOODS + 2;
   const q = (regionIdle + 1) / (age + 1);
   return g * NEIGHBOURHOODS + (q < 0.05 ? 0 : q < 0.5 ? 1 : 2);
 }

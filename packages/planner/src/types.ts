@@ -42,6 +42,13 @@ export interface PlannerOptions {
   readonly maxTableSlots?: number;
   /** Required by the oracle policy. */
   readonly future?: OracleFuture;
+  /**
+   * Use the region heat map (how long the block's region has been quiet) as a context of P.
+   * Off by default: on the shared traces it made P worse calibrated (see the bench notes).
+   */
+  readonly regionContext?: boolean;
+  /** Scale P by observed / expected resends of recent snapshots. Off by default (measured worse). */
+  readonly calibrate?: boolean;
   /** Half-life (s) of what the rewrite model learnt. */
   readonly modelHalfLife?: number;
 }

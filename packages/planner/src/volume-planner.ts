@@ -41,6 +41,8 @@ export class VolumePlanner {
   readonly redundancyBudget: number;
   private readonly replanSeconds: number;
   private readonly pFree: number;
+  private readonly regionContext: boolean;
+  private readonly calibrate: boolean;
   private readonly future: OracleFuture | undefined;
 
   private readonly table: BlockTable;
@@ -74,7 +76,7 @@ export class VolumePlanner {
 
   /** predictive: the current plan, ascending P. */
   private planKeys = new Float64Array(0);
-  private planP = new Float64Array(0);
+  private planP = new Float32Array(0);
   private planLen = 0;
   private planPos = 0;
   private planAt = -Infinity;
@@ -100,6 +102,8 @@ export class VolumePlanner {
     this.PT = option('PT', options.PT, C.DEFAULT_PT, (v) => v > 0 && v <= 1);
     this.redundancyBudget = option('redundancyBudget', options.redundancyBudget, C.DEFAULT_REDUNDANCY_BUDGET, (v) => v >= 0 && v <= 1);
     this.replanSeconds = option('replanSeconds', options.replanSeconds, C.DEFAULT_REPLAN_SECONDS, (v) => v > 0 && Number.isFinite(v));
+    this.regionContext = options.regionContext ?? false;
+    this.calibrate = options.calibrate ?? false;
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
     const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
     this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
@@ -125,14 +129,14 @@ export class VolumePlanner {
   }
 
   private contextAt(block: number, gap: number, age: number, now: number): number {
-    return contextOf(gap, age, now - this.regionLast[this.regionOf(block)]);
+    return contextOf(gap, age, this.regionContext ? now - this.regionLast[this.regionOf(block)] : Infinity);
   }
 
   /** The calibration factor applied to the model's P (observed / expected resends). */
   get calibration(): number {
     const prior = 16 * this.blockSize;
     const f = (this.calActual + prior) / (this.calExpected + prior);
-    return Math.min(Number(process.env.CAL_HI ?? 5), Math.max(Number(process.env.CAL_LO ?? 0.3), f));
+    return this.calibrate ? Math.min(5, Math.max(0.3, f)) : 1;
   }
 
   private clock(time: number): void {
@@ -173,7 +177,7 @@ export class VolumePlanner {
       this.model.event(c, age);
       tb.gap[i] = age;
     }
-    tb.ctx[i] = contextOf(tb.count[i] > 0 ? tb.gap[i] : 0, 0, t - this.regionLast[this.regionOf(b)]);
+    tb.ctx[i] = this.contextAt(b, tb.count[i] > 0 ? tb.gap[i] : 0, 0, t);
     tb.last[i] = t;
     tb.credited[i] = 0;
     if (tb.count[i] < 65535) tb.count[i]++;
@@ -339,7 +343,7 @@ export class VolumePlanner {
       // The queue-delay rule: hold a block back unless it is near-certain, or the start rule
       // says the link can no longer drain everything by the close and the snapshot's
       // resend allowance still covers this block's expected cost.
-      if (!((p <= this.pFree && cost <= allowance) || (fired && cost <= allowance))) break;
+      if (!(p <= this.pFree || (fired && cost <= allowance))) break;
       this.planPos++;
       this.markSent(i, b, out);
       allowance -= cost;
@@ -383,9 +387,10 @@ export class VolumePlanner {
     const f = this.calibration;
     const tb = this.table;
     const n = this.openDirty.length;
-    if (this.planKeys.length < n) {
-      this.planKeys = new Float64Array(n * 2);
-      this.planP = new Float64Array(n * 2);
+    if (this.planKeys.length < n || this.planKeys.length > 4 * n + 4096) {
+      const size = Math.ceil(n * 1.25) + 1024;
+      this.planKeys = new Float64Array(size);
+      this.planP = new Float32Array(size);
     }
     const packed = new Float64Array(n);
     let m = 0;
@@ -453,6 +458,6 @@ export class VolumePlanner {
   get memoryBytes(): number {
     let closed = 0;
     for (const c of this.closed) closed += c.keys.byteLength;
-    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength * 2 + closed;
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength + closed;
   }
 }

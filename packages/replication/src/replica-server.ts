@@ -69,7 +69,8 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
   await loadHasher();
   const targets = new Map<string, ReplicaTarget>();
   for (const cfg of options.volumes) {
-    if (cfg.volume.info.role !== 'replica') throw new HeadstartError('REPL_VOLUME_MISMATCH', `volume ${cfg.volume.info.name} is a ${cfg.volume.info.role}; only a replica volume can receive a stream`);
+    // A primary volume may be a target too (a node lists all its volumes, whose roles change
+    // at run time): the handshake refuses a stream into it as fenced while it is primary.
     targets.set(cfg.volume.info.id, await ReplicaTarget.open(cfg));
   }
   let https: HttpsServer | undefined;
@@ -139,6 +140,10 @@ class ReplicaSession {
   }
 
   private async handle(m: Message): Promise<void> {
+    const th = performance.now();
+    try { return await this.handle2(m); } finally { (globalThis as any).__h = ((globalThis as any).__h ?? 0) + performance.now() - th; }
+  }
+  private async handle2(m: Message): Promise<void> {
     switch (m.type) {
       case 'HELLO': {
         const v = agreeVersion({ min: PROTOCOL_VERSION_MIN, max: PROTOCOL_VERSION_MAX }, { min: m.versionMin, max: m.versionMax });
@@ -219,10 +224,12 @@ class ReplicaSession {
       bytes += b.data.length;
     }
     let last: Promise<unknown> = Promise.resolve();
+    const t0 = performance.now();
     for (const b of blocks) last = t.staging.stage(n, b.block, b.hash, b.data);
+    (globalThis as any).__cpu = ((globalThis as any).__cpu ?? 0) + performance.now() - t0;
     this.lastStage = last;
     last.then(
-      () => this.link.send({ type: 'STAGED', batch, bytes }),
+      () => { (globalThis as any).__lat = ((globalThis as any).__lat ?? 0) + performance.now() - t0; (globalThis as any).__n = ((globalThis as any).__n ?? 0) + 1; this.link.send({ type: 'STAGED', batch, bytes }); },
       (err: unknown) => this.link.fail(asHeadstartError(err)),
     );
   }
@@ -231,6 +238,7 @@ class ReplicaSession {
     const t = this.target!;
     const n = m.point.n;
     await this.lastStage;
+    const g = globalThis as any; process.stderr.write(`TRACE stage-call ms ${g.__cpu?.toFixed(0)} put-latency total ms ${g.__lat?.toFixed(0)} batches ${g.__n} handler-total ${g.__h?.toFixed(0)}\n`);
     const set = t.staging.staged(n);
     const count = set?.hashes.size ?? 0;
     const digest = set?.digest.value ?? 0n;

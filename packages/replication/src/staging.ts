@@ -79,6 +79,7 @@ function envSync(root: RootDatabase): Promise<void> {
 export class Staging {
   private readonly sets = new Map<number, StagedSetInfo>();
   private lastWrite: Promise<unknown> = Promise.resolve();
+  private lastStaged: Promise<unknown> = Promise.resolve();
   private marked = false;
   /** Set while a commit is live: staging writes wait for it (see the header). */
   private gate: Promise<void> | null = null;
@@ -155,17 +156,20 @@ export class Staging {
     set.hashes.set(block, hash);
     set.digest.add(block, hash);
     const value = Buffer.from(data.buffer, data.byteOffset, data.length);
+    // lastWrite is the last put actually issued (what a sync waits for); a put held by the
+    // commit gate is issued when the gate opens.
     const put = () => {
       this.mark();
-      return this.blocks.put([n, block], value);
+      this.lastWrite = this.blocks.put([n, block], value);
+      return this.lastWrite;
     };
-    this.lastWrite = this.gate ? this.gate.then(put) : put();
-    return this.lastWrite;
+    this.lastStaged = this.gate ? this.gate.then(put) : put();
+    return this.lastStaged;
   }
 
   /** Every stage() so far is in LMDB. */
   async settled(): Promise<void> {
-    await this.lastWrite;
+    await this.lastStaged;
   }
 
   journal(): Journal | null {
@@ -238,7 +242,7 @@ export class Staging {
   }
 
   async close(): Promise<void> {
-    await this.lastWrite.catch(() => undefined);
+    await this.lastStaged.catch(() => undefined);
     await this.syncAll().catch(() => undefined);
     await this.root.close();
   }

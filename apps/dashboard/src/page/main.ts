@@ -15,8 +15,10 @@ import './style.css';
 interface PerfHandle {
   /** Messages applied. */
   messages: number;
-  /** ms to apply a message and render what it changed, newest last (bounded). */
+  /** ms to apply a message to the model, newest last (bounded). */
   applyMs: number[];
+  /** ms of each render (table, detail, events), newest last (bounded). */
+  renderMs: number[];
   /** Long tasks (> 50 ms) seen by the browser since load, ms each (bounded). */
   longTasks: number[];
   /** true once the first status is shown. */
@@ -25,7 +27,7 @@ interface PerfHandle {
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const perf: PerfHandle = { messages: 0, applyMs: [], longTasks: [], ready: false, feed: 'connecting' };
+const perf: PerfHandle = { messages: 0, applyMs: [], renderMs: [], longTasks: [], ready: false, feed: 'connecting' };
 (window as unknown as { headstartDashboard: PerfHandle }).headstartDashboard = perf;
 const keep = (a: number[], v: number) => {
   a.push(v);
@@ -40,7 +42,7 @@ try {
 }
 
 const model = new Model();
-const table = new SinkTable($<HTMLTableSectionElement>('sinks').querySelector('tbody')!, (key) => select(key));
+const table = new SinkTable($('sink-rows'), (key) => select(key));
 const detail = new Detail($('detail-title'), $('chart-lag'), $('chart-b'), $('chart-d'), $('timeline'));
 const events = new EventList($<HTMLOListElement>('event-list'));
 $('tz').textContent = `times in ${viewerTimeZone()}`;
@@ -52,6 +54,9 @@ function select(key: string | null): void {
 }
 
 let scheduled = false;
+let lastCounts = '';
+let eventsPaintedAt = -Infinity;
+let detailPaintedAt = -Infinity;
 function schedule(): void {
   if (scheduled) return;
   scheduled = true;
@@ -62,6 +67,12 @@ function schedule(): void {
 }
 
 function render(full: boolean): void {
+  const t0 = performance.now();
+  paint(full);
+  keep(perf.renderMs, performance.now() - t0);
+}
+
+function paint(full: boolean): void {
   const now = model.serverNow();
   if (model.layoutChanged) {
     table.layout(model);
@@ -75,6 +86,29 @@ function render(full: boolean): void {
   }
   const live = perf.feed === 'live';
   const c = table.render(model, now, live);
+  const countsKey = `${c.healthy}|${c.behind}|${c.broken}`;
+  if (countsKey !== lastCounts) {
+    lastCounts = countsKey;
+    paintSummary(c);
+  }
+  const node = model.node ? `node ${model.node}` : '';
+  if ($('node').textContent !== node) $('node').textContent = node;
+  const sel = detail.selected;
+  // Charts of the selected row: at once on a new selection, else once a second at most.
+  if (full || (sel !== null && model.seriesChanged.has(sel) && performance.now() - detailPaintedAt >= 1000)) {
+    detailPaintedAt = performance.now();
+    detail.render(model, now);
+    model.seriesChanged.clear();
+  }
+  // The event list is for reading, not for alarms (the table is): once a second is enough.
+  if (full || performance.now() - eventsPaintedAt >= 1000) {
+    eventsPaintedAt = performance.now();
+    events.render(model);
+  }
+}
+
+
+function paintSummary(c: { healthy: number; behind: number; broken: number }): void {
   const sum = $('summary');
   sum.replaceChildren(
     ...([['healthy', c.healthy], ['behind', c.behind], ['broken', c.broken]] as const).map(([k, n]) => {
@@ -86,11 +120,6 @@ function render(full: boolean): void {
     }),
   );
   document.title = `${c.broken > 0 ? `(${c.broken} broken) ` : ''}headstart · replica health`;
-  $('node').textContent = model.node ? `node ${model.node}` : '';
-  const sel = detail.selected;
-  if (full || (sel !== null && model.seriesChanged.has(sel))) detail.render(model, now);
-  model.seriesChanged.clear();
-  events.render(model);
 }
 
 function setFeed(state: PerfHandle['feed'], text: string): void {
@@ -128,9 +157,10 @@ function connect(): void {
       ws.close();
       return;
     }
-    render(false);
     perf.messages++;
     keep(perf.applyMs, performance.now() - t0);
+    // Rendering waits for the next frame: several messages in one frame cost one render.
+    schedule();
   };
   ws.onclose = () => {
     if (perf.feed !== 'lost') setFeed('lost', 'feed lost · reconnecting');

@@ -9,8 +9,8 @@ import type { FeedEvent, FeedMessage, FeedSink, FeedVolume, SnapshotRecord } fro
 const MAX_SAMPLES = 600;
 /** Snapshot records kept per row. */
 const MAX_RECORDS = 120;
-/** Events kept for the list. */
-export const MAX_EVENTS = 200;
+/** Events kept for the list (a fleet can log hundreds a second; the newest are what matter). */
+export const MAX_EVENTS = 100;
 
 export interface Row {
   readonly key: string;
@@ -58,6 +58,7 @@ export class Model {
         for (const key of this.rows.keys()) this.removeRow(key);
         this.volumes.clear();
         this.records.clear();
+        this.lagCache.clear();
         this.samples.clear();
         this.events.length = 0;
         this.clock(m.status.time);
@@ -122,6 +123,7 @@ export class Model {
     this.rows.delete(key);
     this.samples.delete(key);
     this.records.delete(key);
+    this.lagCache.delete(key);
     this.layoutChanged = true;
   }
 
@@ -165,6 +167,7 @@ export class Model {
       for (const n of ns.slice(0, m.size - MAX_RECORDS)) m.delete(n);
     }
     this.seriesChanged.add(key);
+    this.lagCache.delete(key);
     const row = this.rows.get(key);
     if (row) row.dirty = true; // the lag trend feeds the health verdict
   }
@@ -183,11 +186,17 @@ export class Model {
     if (this.newEvents.length > MAX_EVENTS) this.newEvents.splice(0, this.newEvents.length - MAX_EVENTS);
   }
 
-  /** Lags (ms) of the row's committed points, oldest first. */
+  private readonly lagCache = new Map<string, number[]>();
+
+  /** Lags (ms) of the row's committed points, oldest first (cached until a record of the row changes). */
   lags(key: string): number[] {
-    const m = this.records.get(key);
-    if (!m) return [];
-    return [...m.values()].filter((r) => r.lagMs !== null).sort((a, b) => a.n - b.n).map((r) => r.lagMs!);
+    let l = this.lagCache.get(key);
+    if (!l) {
+      const m = this.records.get(key);
+      l = m ? [...m.values()].filter((r) => r.lagMs !== null).sort((a, b) => a.n - b.n).map((r) => r.lagMs!) : [];
+      this.lagCache.set(key, l);
+    }
+    return l;
   }
 
   sortedRecords(key: string): SnapshotRecord[] {

@@ -14,6 +14,16 @@
 
 export interface StoreCallOptions {
   readonly signal?: AbortSignal;
+  /**
+   * get only: the size the caller expects (a manifest records every object's size). A
+   * backend may use it to save a round trip; the result is the object's real bytes either way.
+   */
+  readonly sizeHint?: number;
+  /**
+   * get only: where the backend may take the result's memory from (restore recycles its
+   * chunk buffers instead of making the kernel zero fresh 4 MiB pages for every object).
+   */
+  readonly alloc?: (size: number) => Buffer;
 }
 
 export interface ObjectInfo {

@@ -1,0 +1,127 @@
+/**
+ * The trace evaluator (issue 10): replays real block traces through the planner (the same
+ * VolumePlanner the engine runs) over a link model, for the four policies side by side.
+ * Default sweep: every trace in ../shared/traces x intervals 60/300/900/3600 s x link
+ * 1.2x/2x/5x the trace's mean write rate. Flags (after `--`): --quick, --json,
+ * --trace FILE (repeatable), --interval 60,300, --link-x 1.2,2, --varying (square-wave link).
+ * Target per run: predictive redundancy_mean <= 1.01 and lag_mean <= 1.05 x oracle + 1 s.
+ */
+import { existsSync, readdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { detectFileFormat } from '@headstart/traces';
+import { POLICIES } from '@headstart/planner';
+import { evaluate, loadWorkloads, snapshotCount, varyingLink, constantLink, type Evaluation } from '@headstart/sim';
+import { defineSuite, round } from './lib';
+
+const SHARED = new URL('../../shared/traces/', import.meta.url).pathname;
+const QUICK_TRACE = 'cloudphysics-vm.vscsi';
+
+function flag(args: readonly string[], name: string): string[] {
+  const out: string[] = [];
+  args.forEach((a, i) => {
+    if (a === name && args[i + 1] !== undefined) out.push(args[i + 1]);
+    else if (a.startsWith(name + '=')) out.push(a.slice(name.length + 1));
+  });
+  return out;
+}
+
+const list = (s: string[] | undefined) => (s === undefined || s.length === 0 ? undefined : s.flatMap((x) => x.split(',')).map(Number).filter((n) => n > 0));
+
+async function traceFiles(args: readonly string[], quick: boolean): Promise<string[]> {
+  const given = flag(args, '--trace');
+  if (given.length > 0) return given;
+  if (!existsSync(SHARED)) throw new Error(`no traces: ${SHARED} is missing (pass --trace FILE)`);
+  if (quick) return [join(SHARED, QUICK_TRACE)];
+  const files: string[] = [];
+  for (const f of readdirSync(SHARED).sort()) {
+    try {
+      await detectFileFormat(join(SHARED, f));
+      files.push(join(SHARED, f));
+    } catch {
+      // README, scripts: not traces.
+    }
+  }
+  return files;
+}
+
+function meets(e: Evaluation): { redundancy: boolean; lag: boolean } {
+  const p = e.policies.predictive;
+  return { redundancy: p.redundancy_mean <= 1.01, lag: p.lag_mean_s <= 1.05 * e.policies.oracle.lag_mean_s + 1 };
+}
+
+export default defineSuite({
+  name: 'traces',
+  description: 'planner policies replayed over real block traces: redundancy and completion lag',
+  async run({ quick, args, log }) {
+    // Quick: one trace, the intervals and link where a CI machine finishes in seconds.
+    const intervals = list(flag(args, '--interval')) ?? (quick ? [60, 300] : [60, 300, 900, 3600]);
+    const linkXs = list(flag(args, '--link-x')) ?? (quick ? [2] : [1.2, 2, 5]);
+    const varying = args.includes('--varying');
+    const runs: Evaluation[] = [];
+    const notes: string[] = [];
+    for (const file of await traceFiles(args, quick)) {
+      const t0 = Date.now();
+      const workloads = await loadWorkloads(file, basename(file));
+      log(`loaded ${basename(file)}: ${workloads.map((w) => `${w.name} ${w.count} writes over ${w.duration.toFixed(0)} s`).join('; ')} (${Date.now() - t0} ms)`);
+      for (const w of workloads) {
+        for (const interval of intervals) {
+          if (snapshotCount(w, interval) < 1) {
+            notes.push(`${w.name}: skipped ${interval} s interval (trace is ${w.duration.toFixed(0)} s long, no snapshot closes inside it)`);
+            continue;
+          }
+          for (const x of linkXs) {
+            const t1 = Date.now();
+            const e = evaluate(w, interval, x, varying ? { link: (b) => varyingLink(b) } : { link: constantLink });
+            runs.push(e);
+            const m = meets(e);
+            log(`  ${w.name} ${interval}s x${x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${Date.now() - t1} ms)`);
+          }
+        }
+      }
+    }
+    const table: (string | number)[][] = [['trace', 'interval s', 'link x', 'policy', 'red mean', 'red p99', 'lag mean s', 'lag p50 s', 'lag p99 s', 'lag/oracle', 'lag/at-snap', 'target']];
+    for (const e of runs) {
+      const m = meets(e);
+      for (const policy of POLICIES) {
+        const p = e.policies[policy];
+        const pred = policy === 'predictive';
+        table.push([
+          e.trace,
+          e.interval_s,
+          e.link_x,
+          policy,
+          p.redundancy_mean,
+          p.redundancy_p99,
+          p.lag_mean_s,
+          p.lag_p50_s,
+          p.lag_p99_s,
+          pred ? (p.lag_mean_s + 1) / (e.policies.oracle.lag_mean_s + 1) : '',
+          pred ? (p.lag_mean_s + 1) / (e.policies['at-snapshot'].lag_mean_s + 1) : '',
+          pred ? (m.redundancy && m.lag ? 'ok' : `MISS${m.redundancy ? '' : ' redundancy'}${m.lag ? '' : ' lag'}`) : '',
+        ]);
+      }
+      if (!m.redundancy || !m.lag) notes.push(`MISS ${e.trace} ${e.interval_s}s x${e.link_x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} redundancy, ${e.policies.predictive.lag_mean_s.toFixed(1)} s lag vs oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s`);
+      const p = e.policies.predictive;
+      if (!(p.lag_mean_s <= e.policies['at-snapshot'].lag_mean_s)) notes.push(`${e.trace} ${e.interval_s}s x${e.link_x}: predictive lag not below at-snapshot`);
+      if (!(p.redundancy_mean <= e.policies.continuous.redundancy_mean)) notes.push(`${e.trace} ${e.interval_s}s x${e.link_x}: predictive redundancy not below continuous`);
+    }
+    const ok = runs.filter((e) => meets(e).redundancy && meets(e).lag).length;
+    notes.unshift(`${ok} of ${runs.length} runs meet the target (predictive redundancy <= 1.01, lag <= 1.05 x oracle + 1 s); lag ratios are (lag + 1 s) / (other + 1 s); link ${varying ? 'varying ±50 % every 300 s' : 'constant'}`);
+    const fig = (f: Evaluation['policies']['predictive']) => ({
+      redundancy_mean: round(f.redundancy_mean, 5),
+      redundancy_p99: round(f.redundancy_p99, 5),
+      lag_mean_s: round(f.lag_mean_s, 3),
+      lag_p50_s: round(f.lag_p50_s, 3),
+      lag_p99_s: round(f.lag_p99_s, 3),
+    });
+    const json = {
+      runs: runs.map((e) => ({
+        trace: e.trace,
+        interval_s: e.interval_s,
+        link_x: e.link_x,
+        policies: Object.fromEntries(POLICIES.map((p) => [p, fig(e.policies[p])])),
+      })),
+    };
+    return { table, json, notes };
+  },
+});

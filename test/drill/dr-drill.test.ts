@@ -1,0 +1,126 @@
+/**
+ * The disaster-recovery drill, end to end with real processes and the real CLI:
+ * pair two sites, replicate under load, kill -9 the source site, promote the replica
+ * (refused at first while the old primary may still be alive, then forced), write to it
+ * through NBD, bring the old source back (it is fenced: its lower epoch cannot ship),
+ * demote it, fail back with only the differing blocks sent, and check both sides equal.
+ */
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { connectNbd, type NbdClient } from '@headstart/nbd';
+import type { NodeStatus } from '@headstart/node';
+import { freePort, killHard, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { tempDir } from '../helpers/tmp';
+
+const MiB = 1 << 20;
+const SIZE = 64 * MiB;
+
+async function status(config: string): Promise<NodeStatus | null> {
+  const r = await runCli(['status', '--json', '-c', config]);
+  return r.code === 0 ? (JSON.parse(r.stdout) as NodeStatus) : null;
+}
+
+async function writeSome(client: NbdClient, seed: number, count: number, region: [number, number]): Promise<number> {
+  let bytes = 0;
+  for (let i = 0; i < count; i++) {
+    const offset = region[0] + (((seed * 7919 + i * 104729) % ((region[1] - region[0]) / 4096)) >>> 0) * 4096;
+    const length = 4096 * (1 + (i % 4));
+    const data = Buffer.alloc(Math.min(length, region[1] - offset), (seed + i) & 0xff);
+    await client.write(offset, data);
+    bytes += data.length;
+  }
+  await client.flush();
+  return bytes;
+}
+
+async function hashExport(port: number): Promise<string> {
+  const c = await connectNbd({ host: '127.0.0.1', port, exportName: 'vol' });
+  const h = createHash('sha256');
+  for (let at = 0; at < c.size; at += 4 * MiB) h.update(await c.read(at, Math.min(4 * MiB, c.size - at)));
+  await c.close();
+  return h.digest('hex');
+}
+
+describe('DR drill: failover and failback between two sites', () => {
+  it('promotes, fences the old primary, and fails back with the delta only', async () => {
+    const dir = tempDir('headstart-drill-');
+    const ports = { aNbd: await freePort(), aPeers: await freePort(), aAdmin: await freePort(), bNbd: await freePort(), bPeers: await freePort(), bAdmin: await freePort() };
+    const a = join(dir, 'a', 'headstart.yaml');
+    const b = join(dir, 'b', 'headstart.yaml');
+    const ok = async (args: string[]) => {
+      const r = await runCli(args);
+      expect(r.code, `headstart ${args.join(' ')}\n${r.stderr}`).toBe(0);
+      return r.stdout.trim();
+    };
+    // --- set up and pair the two sites
+    await ok(['init', 'node', 'site-a', '-c', a, '--nbd', `127.0.0.1:${ports.aNbd}`, '--peers', `127.0.0.1:${ports.aPeers}`, '--admin', `127.0.0.1:${ports.aAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
+    await ok(['init', 'node', 'site-b', '-c', b, '--nbd', `127.0.0.1:${ports.bNbd}`, '--peers', `127.0.0.1:${ports.bPeers}`, '--admin', `127.0.0.1:${ports.bAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
+    const token = await ok(['pair', 'token', '-c', a]);
+    const acceptB = await ok(['pair', 'accept', token, '-c', b]);
+    const reply = /pair accept (\S+)/.exec(acceptB)?.[1];
+    expect(reply).toBeDefined();
+    await ok(['pair', 'accept', reply!, '-c', a]);
+    await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'primary', '--every', '2s', '--sink', 'site-b', '-c', a]);
+    await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'replica', '--every', '2s', '--sink', 'site-a', '-c', b]);
+    const bad = await runCli(['pair', 'accept', 'hs1.garbage', '-c', a]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('CONFIG_INVALID');
+
+    // --- replicate under load
+    const siteB = startServe(b);
+    let siteA = startServe(a);
+    await waitFor('both nodes up', async () => (await status(a)) && (await status(b)), 30_000);
+    const clientA = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
+    await writeSome(clientA, 1, 300, [0, SIZE / 2]);
+    const committed = await waitFor('site-b commits a point after the load', async () => {
+      const s = await status(b);
+      const n = s?.volumes[0].committed?.n ?? -1;
+      return n >= 3 ? n : null;
+    });
+    await writeSome(clientA, 2, 100, [0, SIZE / 2]); // writes after the last common point: rolled back at failback
+    await clientA.close().catch(() => {});
+
+    // --- the source site dies
+    await killHard(siteA.process);
+    const refused = await runCli(['promote', 'vol', '-c', b]);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('NODE_PRIMARY_REACHABLE');
+    const promoted = JSON.parse(await ok(['promote', 'vol', '--force', '--json', '-c', b])) as { epoch: number; point: number; tookMs: number };
+    expect(promoted.epoch).toBe(2);
+    expect(promoted.point).toBeGreaterThanOrEqual(committed);
+
+    // --- the promoted replica serves writes through NBD at once
+    const clientB = await connectNbd({ host: '127.0.0.1', port: ports.bNbd, exportName: 'vol' });
+    expect(clientB.readOnly).toBe(false);
+    const writtenOnB = await writeSome(clientB, 3, 200, [SIZE / 2, SIZE]);
+    await clientB.close();
+
+    // --- the old primary comes back: its epoch is lower, it must not ship into site-b
+    siteA = startServe(a);
+    await waitFor('site-a up again', () => status(a), 30_000);
+    await waitFor('site-a fenced', async () => {
+      const s = await status(a);
+      return s?.volumes[0].sinks[0]?.state === 'fenced' || /fenc|EPOCH/i.test(s?.volumes[0].sinks[0]?.lastError ?? '') ? true : null;
+    }, 30_000);
+    expect((await status(b))?.volumes[0]).toMatchObject({ role: 'primary', epoch: 2 });
+
+    // --- failback: demote the old primary; only differing blocks come back
+    await ok(['demote', 'vol', '-c', a]);
+    const target = (await ok(['snapshot', 'vol', '--json', '-c', b])) && (await status(b))!.volumes[0].latestClosed!;
+    await waitFor('site-a commits site-b\'s point', async () => ((await status(a))?.volumes[0].committed?.n ?? -1) >= target, 60_000);
+    const sB = (await status(b))!;
+    const sent = sB.volumes[0].sinks.find((s) => s.name === 'site-a')!.payloadBytesSent;
+    // Everything B wrote since promotion must come back, plus A's own writes after the common
+    // point; far less than the whole volume.
+    expect(sent).toBeGreaterThanOrEqual(writtenOnB * 0.5);
+    expect(sent).toBeLessThan(SIZE / 4);
+
+    // --- verify both sides equal
+    expect(await hashExport(ports.aNbd)).toBe(await hashExport(ports.bNbd));
+    expect((await status(a))?.volumes[0]).toMatchObject({ role: 'replica', epoch: 2 });
+
+    expect(await stopGracefully(siteA.process)).toBe(0);
+    expect(await stopGracefully(siteB.process)).toBe(0);
+  }, 240_000);
+});

@@ -1,0 +1,124 @@
+/**
+ * A replica process faced with hostile or broken peers: garbage frames, frames before the
+ * handshake, a wrong secret and a replayed handshake are refused with an ERROR frame naming
+ * the code and the code's WebSocket close code; the replica stays up, its volume untouched,
+ * and a proper source still replicates afterwards.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ERRORS } from '@headstart/errors';
+import { computeProof, decodeFrame, encodeFrame, freshNonce, type Message, type WireVolume } from '@headstart/protocol';
+import WebSocket from 'ws';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Proc } from './procs';
+
+const SECRET = 'hostile-test-secret';
+const SIZE = 1024 * 1024;
+const volume: WireVolume = { id: 'hostile-vol', epoch: 1, size: SIZE, blockSize: 4096 };
+
+let dir: string;
+let replica: Proc;
+let url: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'hs-e2e-hostile-'));
+  replica = new Proc('replica-runner.ts', { dir: join(dir, 'rep'), size: SIZE, id: volume.id, secret: SECRET });
+  url = (await replica.waitFor((e) => e.event === 'listening', 30_000, 'listening')).url as string;
+});
+afterAll(async () => {
+  await replica.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+interface Outcome {
+  received: Message[];
+  closeCode: number;
+}
+
+/** Opens a raw connection, runs `script` (send frames, react to replies), resolves when it closes. */
+function session(script: (ws: WebSocket, received: Message[], next: () => Promise<Message>) => Promise<void>): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url);
+    const received: Message[] = [];
+    const waiters: ((m: Message) => void)[] = [];
+    ws.on('message', (d: Buffer) => {
+      const m = decodeFrame(d);
+      received.push(m);
+      waiters.shift()?.(m);
+    });
+    const next = () => new Promise<Message>((r) => waiters.push(r));
+    ws.on('open', () => void script(ws, received, next).catch(reject));
+    ws.on('close', (code) => resolve({ received, closeCode: code }));
+    ws.on('error', reject);
+  });
+}
+
+const hello = (nonce: Buffer): Message => ({ type: 'HELLO', versionMin: 1, versionMax: 1, node: 'test', nonce, volume });
+
+function expectRefused(o: Outcome, code: keyof typeof ERRORS): void {
+  const err = o.received.find((m) => m.type === 'ERROR');
+  expect(err && err.type === 'ERROR' ? err.code : undefined).toBe(code);
+  expect(o.closeCode).toBe(ERRORS[code].wsClose);
+}
+
+describe('a replica process refuses hostile peers', () => {
+  it('garbage: unknown tag, malformed body, text frame, oversize control frame', async () => {
+    expectRefused(await session(async (ws) => ws.send(Buffer.from([0xff, 1, 2, 3]))), 'LINK_UNKNOWN_MESSAGE');
+    expectRefused(await session(async (ws) => ws.send(Buffer.from([1, 0xc1, 0xc1]))), 'LINK_MALFORMED_FRAME');
+    expectRefused(await session(async (ws) => ws.send('hello')), 'LINK_MALFORMED_FRAME');
+    expectRefused(await session(async (ws) => ws.send(Buffer.concat([Buffer.from([9]), Buffer.alloc(100_000)]))), 'LINK_FRAME_TOO_LARGE');
+  });
+
+  it('frames before the handshake is complete', async () => {
+    expectRefused(await session(async (ws) => ws.send(encodeFrame({ type: 'BEGIN', n: 1, kind: 'full' }))), 'LINK_OUT_OF_ORDER');
+    expectRefused(await session(async (ws, _r, next) => {
+      ws.send(encodeFrame(hello(freshNonce())));
+      await next();
+      ws.send(encodeFrame({ type: 'BLOCKS', n: 1, batch: 1, blocks: [] }));
+    }), 'LINK_OUT_OF_ORDER');
+  });
+
+  it('a wrong secret', async () => {
+    const o = await session(async (ws, _r, next) => {
+      const nonce = freshNonce();
+      ws.send(encodeFrame(hello(nonce)));
+      const c = await next();
+      if (c.type !== 'CHALLENGE') throw new Error(`expected CHALLENGE, got ${c.type}`);
+      ws.send(encodeFrame({ type: 'AUTH', proof: computeProof('not-the-secret', 'source', { version: c.version, sourceNonce: nonce, replicaNonce: c.nonce, volume }) }));
+    });
+    expectRefused(o, 'LINK_AUTH_FAILED');
+  });
+
+  it('a replayed handshake (recorded from a successful one)', async () => {
+    const recorded: Buffer[] = [];
+    const ok = await session(async (ws, _r, next) => {
+      const nonce = freshNonce();
+      const h = encodeFrame(hello(nonce));
+      recorded.push(h);
+      ws.send(h);
+      const c = await next();
+      if (c.type !== 'CHALLENGE') throw new Error(`expected CHALLENGE, got ${c.type}`);
+      const auth = encodeFrame({ type: 'AUTH', proof: computeProof(SECRET, 'source', { version: c.version, sourceNonce: nonce, replicaNonce: c.nonce, volume }) });
+      recorded.push(auth);
+      ws.send(auth);
+      const r = await next();
+      expect(r.type).toBe('RESUME');
+      ws.close(1000);
+    });
+    expect(ok.received.map((m) => m.type)).toEqual(['CHALLENGE', 'RESUME']);
+    const replay = await session(async (ws, _r, next) => {
+      ws.send(recorded[0]);
+      await next(); // a fresh CHALLENGE the recording cannot answer
+      ws.send(recorded[1]);
+    });
+    expectRefused(replay, 'LINK_AUTH_FAILED');
+  });
+
+  it('stays up and untouched: nothing was committed', async () => {
+    expect(replica.exited).toBe(false);
+    expect(replica.events.some((e) => e.event === 'committed')).toBe(false);
+    const errors = replica.events.filter((e) => e.event === 'replica' && e.type === 'link-error').map((e) => e.code);
+    expect(errors).toEqual(expect.arrayContaining(['LINK_UNKNOWN_MESSAGE', 'LINK_MALFORMED_FRAME', 'LINK_OUT_OF_ORDER', 'LINK_AUTH_FAILED', 'LINK_FRAME_TOO_LARGE']));
+  });
+});
