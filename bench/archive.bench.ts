@@ -99,7 +99,6 @@ export default defineSuite({
         rmSync(out);
         const copy = join(dir, `copy-${i}.raw`);
         copyS.push(await secondsOf(() => copyFile(image, copy)));
-        if (process.env.HS_PROF) log(`copy ${(copyS.at(-1)! * 1000).toFixed(0)}`);
         rmSync(copy);
       }
       const restoreMBs = size / MiB / Math.min(...restoreS);

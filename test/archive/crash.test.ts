@@ -24,7 +24,8 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 
 const BS = 4096;
 const CHUNK = 4 * BS;
-const SIZE = 256 * CHUNK; // 4 MiB: 256 chunk objects, so a kill lands mid-upload
+const CHUNKS = 128;
+const SIZE = CHUNKS * CHUNK; // 2 MiB in 128 chunk objects, so a kill lands mid-upload
 let child = '';
 let s3: TestS3;
 
@@ -113,7 +114,7 @@ describe.each(backends)('archive crash safety on %s (kill -9 mid-upload, then re
       const r = results.find((x) => x.n === n)!;
       // What landed before the kill is not uploaded again.
       expect(r.objectsSkipped).toBeGreaterThanOrEqual(9);
-      expect(r.objectsSkipped + r.objectsUploaded).toBeGreaterThan(150);
+      expect(r.objectsSkipped + r.objectsUploaded).toBeGreaterThan(CHUNKS * 0.7);
       expect((await verifyArchive({ store, volumeId })).ok).toBe(true);
     }
     for (const [n, image] of images) {
@@ -125,5 +126,5 @@ describe.each(backends)('archive crash safety on %s (kill -9 mid-upload, then re
     expect(w.sinks().find((s) => s.name === 'archive')?.acked).toBe(Math.max(...images.keys()));
     await w.shutdown();
     await store.close();
-  });
+  }, 180_000);
 });

@@ -5,21 +5,17 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { isHeadstartError } from '@headstart/errors';
-import {
-  callAdmin,
-  createLogger,
-  loadConfig,
-  parseDuration,
-  parseRate,
-  runDemo,
-  silentLogger,
-  startNode,
-  startServices,
-  type DemoResult,
-  type NodeStatus,
-} from '@headstart/node';
-import { initNode, addVolume, pairToken, pairAccept } from './setup';
-import { formatStatus } from './format';
+import type { DemoResult, NodeConfig, NodeStatus } from '@headstart/node';
+
+/** The node package (LMDB, WebSockets, the planner...) loads only for commands that need it, so --help stays instant. */
+const nodeLib = () => import('@headstart/node');
+const setup = () => import('./setup');
+
+async function admin(configPath: string, method: 'GET' | 'POST', path: string): Promise<unknown> {
+  const { loadConfig, callAdmin } = await nodeLib();
+  const config: NodeConfig = await loadConfig(configPath);
+  return callAdmin(config, method, path);
+}
 
 /** Exit codes, stable for scripts. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, notEqual: 4 } as const;
@@ -70,7 +66,8 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(configOption())
     .option('--json', 'print JSON')
     .action(async (o: { config: string; json?: boolean }) => {
-      const status = (await callAdmin(await loadConfig(o.config), 'GET', '/v1/status')) as NodeStatus;
+      const status = (await admin(o.config, 'GET', '/v1/status')) as NodeStatus;
+      const { formatStatus } = await import('./format');
       print(o.json, status, () => formatStatus(status));
     });
 
@@ -81,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--wait', 'wait until every sink committed it')
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; wait?: boolean; json?: boolean }) => {
-      const p = (await callAdmin(await loadConfig(o.config), 'POST', `/v1/volumes/${encodeURIComponent(volume)}/snapshot${o.wait ? '?wait=1' : ''}`)) as { n: number };
+      const p = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/snapshot${o.wait ? '?wait=1' : ''}`)) as { n: number };
       print(o.json, p, () => `point ${p.n} of ${volume} closed${o.wait ? ' and committed on every sink' : ''}`);
     });
 
@@ -92,7 +89,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--force', 'promote even though the old primary still seems alive (its site is gone)')
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; force?: boolean; json?: boolean }) => {
-      const r = (await callAdmin(await loadConfig(o.config), 'POST', `/v1/volumes/${encodeURIComponent(volume)}/promote${o.force ? '?force=1' : ''}`)) as { epoch: number; point: number | null; tookMs: number };
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/promote${o.force ? '?force=1' : ''}`)) as { epoch: number; point: number | null; tookMs: number };
       print(o.json, r, () => `${volume} is primary at point ${r.point} with epoch ${r.epoch} (promotion took ${r.tookMs.toFixed(0)} ms)`);
     });
 
@@ -102,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(configOption())
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; json?: boolean }) => {
-      const r = (await callAdmin(await loadConfig(o.config), 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number };
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number };
       print(o.json, r, () => `${volume} is a replica (epoch ${r.epoch}); the primary will resynchronise it by checksum`);
     });
 
@@ -118,7 +115,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--metrics <addr>', 'metrics listen address', '127.0.0.1:9400')
     .option('--admin <addr>', 'admin API listen address (loopback)', '127.0.0.1:7901')
     .action(async (name: string, o: { config: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string }) => {
-      await initNode(o.config, { name, ...o });
+      await (await setup()).initNode(o.config, { name, ...o });
       process.stdout.write(`wrote ${o.config}; next: headstart init volume NAME --size 10GiB, then headstart pair\n`);
     });
   init
@@ -131,7 +128,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--every <duration>', 'snapshot interval', '5m')
     .option('--sink <peer...>', 'peers to ship to while primary')
     .action(async (name: string, o: { config: string; size: string; blockSize: string; role: string; every: string; sink?: string[] }) => {
-      await addVolume(o.config, { name, size: o.size, blockSize: Number(o.blockSize), role: o.role, every: o.every, sinks: o.sink ?? [] });
+      await (await setup()).addVolume(o.config, { name, size: o.size, blockSize: Number(o.blockSize), role: o.role, every: o.every, sinks: o.sink ?? [] });
       process.stdout.write(`added volume ${name} to ${o.config}\n`);
     });
 
@@ -142,7 +139,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(configOption())
     .option('--url <url>', 'the address peers reach this node at (ws://host:port)')
     .action(async (o: { config: string; url?: string }) => {
-      process.stdout.write((await pairToken(o.config, o.url)) + '\n');
+      process.stdout.write((await (await setup()).pairToken(o.config, o.url)) + '\n');
     });
   pair
     .command('accept <token>')
@@ -150,7 +147,7 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(configOption())
     .option('--url <url>', 'the address the peer reaches this node at (ws://host:port)')
     .action(async (token: string, o: { config: string; url?: string }) => {
-      const reply = await pairAccept(o.config, token, o.url);
+      const reply = await (await setup()).pairAccept(o.config, token, o.url);
       process.stdout.write(reply === null ? 'paired\n' : `paired; now run on the other site:\n  headstart pair accept ${reply}\n`);
     });
 
@@ -175,6 +172,7 @@ function print(json: boolean | undefined, value: unknown, human: () => string): 
 }
 
 async function serve(configPath: string): Promise<number> {
+  const { loadConfig, createLogger, startNode, startServices } = await nodeLib();
   const config = await loadConfig(configPath);
   const log = createLogger({ name: config.node.name });
   const node = await startNode(config, log);
@@ -192,11 +190,13 @@ async function serve(configPath: string): Promise<number> {
 }
 
 async function demo(o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; dashboard: boolean }): Promise<number> {
+  const { parseDuration } = await nodeLib();
   const forMs = o.for === undefined ? undefined : parseDuration(o.for);
   const abort = new AbortController();
   const onSignal = () => abort.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
+  const { createLogger, silentLogger, parseRate, parseSize, runDemo } = await nodeLib();
   const quiet = o.json === true;
   const tty = process.stderr.isTTY === true;
   const logger = quiet || tty ? silentLogger() : createLogger({ level: 'warn' });
@@ -205,7 +205,6 @@ async function demo(o: { for?: string; json?: boolean; interval?: string; rate: 
     const { readTraceWrites } = await import('./trace');
     trace = { writes: readTraceWrites(o.trace), speedup: Number(o.speedup) };
   }
-  const { parseSize } = await import('@headstart/node');
   let result: DemoResult;
   try {
     result = await runDemo({

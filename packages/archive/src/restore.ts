@@ -84,10 +84,7 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
     for (let i = 0; i < order.length; i++) {
       for (let j = reads.length; j < Math.min(order.length, i + ahead); j++) fetch(j);
       if (options.signal?.aborted) throw new HeadstartError('ARCHIVE_ABORTED', `restore of point ${m.point.n}: cancelled`);
-      let tw = performance.now();
       const chunk = await reads[i];
-      (globalThis as any).TW = ((globalThis as any).TW ?? 0) + performance.now() - tw;
-      tw = performance.now();
       delete reads[i];
       const c = order[i];
       const cb = chunkBlocksOf(m, c);
@@ -103,7 +100,6 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
         bytesWritten += (e - b) * bs;
         b = e;
       }
-      (globalThis as any).TWR = ((globalThis as any).TWR ?? 0) + performance.now() - tw;
       if (chunk !== null && chunk.data.buffer.byteLength === slab && free.length < ahead + 1) free.push(chunk.data.buffer as ArrayBuffer);
       report(cb * bs);
     }
@@ -124,7 +120,6 @@ async function manifestFor(options: RestoreOptions): Promise<Manifest> {
  * The image is sparse: zero blocks are holes.
  */
 export async function restorePoint(options: RestoreOptions & { readonly path: string }): Promise<RestoreResult> {
-  const t0 = performance.now();
   const m = await manifestFor(options);
   if (await stat(options.path).then(() => true, () => false)) {
     throw new HeadstartError('ARCHIVE_CONFIG', `restore target ${options.path} exists; restore never overwrites, choose a new path`);
@@ -137,12 +132,9 @@ export async function restorePoint(options: RestoreOptions & { readonly path: st
       let off = 0;
       while (off < data.length) off += (await fh.write(data, off, data.length - off, offset + off)).bytesWritten;
     });
-    const t1 = performance.now();
     await fh.sync();
     await fh.close();
     await rename(tmp, options.path);
-    if (process.env.HS_PROF) console.error('restore total', (performance.now() - t0).toFixed(0), 'sync', (performance.now() - t1).toFixed(0), 'wait-read', ((globalThis as any).TW).toFixed(0), 'write', ((globalThis as any).TWR).toFixed(0));
-    (globalThis as any).TW = 0; (globalThis as any).TWR = 0;
     return result;
   } catch (err) {
     await fh.close().catch(() => undefined);

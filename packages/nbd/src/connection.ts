@@ -74,6 +74,7 @@ import {
   encodeInfoText,
   encodeOptionReply,
   encodeServerEntry,
+  encodeSimpleReply,
   READ_CHUNK_HEADER_SIZE,
   writeReadChunkHeader,
   writeSimpleReply,

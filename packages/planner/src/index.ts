@@ -18,7 +18,7 @@
  * Rules (claims of the seed patent in brackets): closed snapshots are sent first, oldest
  * first, at full rate. For the open one, `predictive` ranks unsent dirty blocks by `P`, the
  * probability of a rewrite before the close, ascending [5, 25], never sending `P >= PT`.
- * Blocks with P <= 0.001 go whenever the link is free; the rest wait (queue delay [11])
+ * Blocks with P < 0.001 go whenever the link is free; the rest wait (queue delay [11])
  * until the start rule `TS < K * D / B + L` [1, 26] fires, where D counts the bytes still to
  * send plus the bytes the snapshot is forecast to gain before its close (so K = 1 means
  * "just in time" even while writes continue). Once fired, blocks go in P order while their

@@ -40,6 +40,7 @@ export class LinkScheduler {
     if (waiting.length > 0) {
       const floor = (budgetBytes * this.reserve) / waiting.length;
       for (const [id, p] of waiting) {
+        if (this.reserve <= 0) break;
         const share = Math.max(floor, p.blockSize);
         if (budget < p.blockSize) break;
         const items = p.next(now, Math.min(share, budget));
@@ -50,7 +51,9 @@ export class LinkScheduler {
         if (budget < p.blockSize) continue;
         const items = p.next(now, budget);
         budget -= items.length * p.blockSize;
-        byId.get(id)!.push(...items);
+        const mine = byId.get(id);
+        if (mine === undefined) byId.set(id, items);
+        else mine.push(...items);
       }
     }
     return waiting.map(([id]) => ({ id, items: byId.get(id) ?? [] })).filter((s) => s.items.length > 0);

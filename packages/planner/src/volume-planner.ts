@@ -343,7 +343,7 @@ export class VolumePlanner {
       // The queue-delay rule: hold a block back unless it is near-certain, or the start rule
       // says the link can no longer drain everything by the close and the snapshot's
       // resend allowance still covers this block's expected cost.
-      if (!(p <= this.pFree || (fired && cost <= allowance))) break;
+      if (!(p < this.pFree || (fired && cost <= allowance))) break;
       this.planPos++;
       this.markSent(i, b, out);
       allowance -= cost;

@@ -140,10 +140,6 @@ class ReplicaSession {
   }
 
   private async handle(m: Message): Promise<void> {
-    const th = performance.now();
-    try { return await this.handle2(m); } finally { (globalThis as any).__h = ((globalThis as any).__h ?? 0) + performance.now() - th; }
-  }
-  private async handle2(m: Message): Promise<void> {
     switch (m.type) {
       case 'HELLO': {
         const v = agreeVersion({ min: PROTOCOL_VERSION_MIN, max: PROTOCOL_VERSION_MAX }, { min: m.versionMin, max: m.versionMax });
@@ -223,13 +219,10 @@ class ReplicaSession {
       if (h !== b.hash) throw new HeadstartError('REPL_BLOCK_CORRUPT', `block ${b.block} of snapshot ${n} failed its xxhash64 check`);
       bytes += b.data.length;
     }
-    let last: Promise<unknown> = Promise.resolve();
-    const t0 = performance.now();
-    for (const b of blocks) last = t.staging.stage(n, b.block, b.hash, b.data);
-    (globalThis as any).__cpu = ((globalThis as any).__cpu ?? 0) + performance.now() - t0;
+    const last = t.staging.stage(n, blocks);
     this.lastStage = last;
     last.then(
-      () => { (globalThis as any).__lat = ((globalThis as any).__lat ?? 0) + performance.now() - t0; (globalThis as any).__n = ((globalThis as any).__n ?? 0) + 1; this.link.send({ type: 'STAGED', batch, bytes }); },
+      () => this.link.send({ type: 'STAGED', batch, bytes }),
       (err: unknown) => this.link.fail(asHeadstartError(err)),
     );
   }
@@ -238,7 +231,6 @@ class ReplicaSession {
     const t = this.target!;
     const n = m.point.n;
     await this.lastStage;
-    const g = globalThis as any; process.stderr.write(`TRACE stage-call ms ${g.__cpu?.toFixed(0)} put-latency total ms ${g.__lat?.toFixed(0)} batches ${g.__n} handler-total ${g.__h?.toFixed(0)}\n`);
     const set = t.staging.staged(n);
     const count = set?.hashes.size ?? 0;
     const digest = set?.digest.value ?? 0n;

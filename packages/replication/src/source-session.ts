@@ -311,9 +311,14 @@ export class SourceSession {
         const batch: WireBlock[] = [];
         touched = new Set();
         const reads: { block: number; data: Buffer }[] = [];
-        for (const b of [...picks].sort((x, y) => x - y)) {
-          if (!pending.delete(b)) continue;
-          reads.push({ block: b, data: await v.read(b * bs, bs) });
+        const chosen = [...picks].sort((x, y) => x - y).filter((b) => pending.delete(b));
+        // one read per run of adjacent blocks
+        for (let i = 0; i < chosen.length; ) {
+          let j = i + 1;
+          while (j < chosen.length && chosen[j] === chosen[j - 1] + 1) j++;
+          const run = await v.read(chosen[i] * bs, (j - i) * bs);
+          for (let k = i; k < j; k++) reads.push({ block: chosen[k], data: run.subarray((k - i) * bs, (k - i + 1) * bs) });
+          i = j;
         }
         const changed = touched;
         touched = null;

@@ -120,8 +120,9 @@ class Source implements SourceLink {
       this.state = err.code === 'REPL_EPOCH_FENCED' ? 'fenced' : err.retryable ? 'disconnected' : 'error';
       this.lastError = err.describe();
       o.onEvent?.({ type: 'disconnected', sink: o.sink, code: err.code, message: err.message });
-      // A digest mismatch is resolved by resending at once; anything else backs off.
-      const wait = err.code === 'REPL_DIGEST_MISMATCH' ? 0 : err.retryable ? backoff : RECONNECT_MAX_MS;
+      // Retryable failures (including a digest mismatch: the point is sent again) back off
+      // exponentially from RECONNECT_MIN_MS; the others retry slowly, since an operator must act.
+      const wait = err.retryable ? backoff : RECONNECT_MAX_MS;
       backoff = Math.min(backoff * 2, RECONNECT_MAX_MS);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, wait);

@@ -78,7 +78,6 @@ function envSync(root: RootDatabase): Promise<void> {
 
 export class Staging {
   private readonly sets = new Map<number, StagedSetInfo>();
-  private lastWrite: Promise<unknown> = Promise.resolve();
   private lastStaged: Promise<unknown> = Promise.resolve();
   private marked = false;
   /** Set while a commit is live: staging writes wait for it (see the header). */
@@ -121,7 +120,6 @@ export class Staging {
 
   /** Forces every LMDB write so far to disk, then drops the marker durably. */
   private async syncAll(): Promise<void> {
-    await this.lastWrite;
     await envSync(this.root);
     if (this.marked) {
       unlinkSync(join(this.dir, 'unsynced'));
@@ -148,22 +146,31 @@ export class Staging {
     return this.sets.get(n);
   }
 
-  /** Stages one block (replacing an earlier version); resolves once it is in LMDB. */
-  stage(n: number, block: number, hash: bigint, data: Uint8Array): Promise<unknown> {
+  /**
+   * Stages a batch of blocks of snapshot n (replacing earlier versions) in one synchronous
+   * LMDB transaction: with noSync it costs ~3 ms per 1 MiB and has no queueing latency
+   * (async puts measured ~0.5 s of latency under load, which starved the link window).
+   * Resolves at once, or when the commit gate opens.
+   */
+  stage(n: number, blocks: readonly { block: number; hash: bigint; data: Uint8Array }[]): Promise<unknown> {
     const set = this.setOf(n);
-    const old = set.hashes.get(block);
-    if (old !== undefined) set.digest.remove(block, old);
-    set.hashes.set(block, hash);
-    set.digest.add(block, hash);
-    const value = Buffer.from(data.buffer, data.byteOffset, data.length);
-    // lastWrite is the last put actually issued (what a sync waits for); a put held by the
-    // commit gate is issued when the gate opens.
-    const put = () => {
+    for (const { block, hash } of blocks) {
+      const old = set.hashes.get(block);
+      if (old !== undefined) set.digest.remove(block, old);
+      set.hashes.set(block, hash);
+      set.digest.add(block, hash);
+    }
+    const write = () => {
       this.mark();
-      this.lastWrite = this.blocks.put([n, block], value);
-      return this.lastWrite;
+      this.root.transactionSync(() => {
+        for (const { block, data } of blocks) this.blocks.putSync([n, block], Buffer.from(data.buffer, data.byteOffset, data.length));
+      });
     };
-    this.lastStaged = this.gate ? this.gate.then(put) : put();
+    if (this.gate) this.lastStaged = this.gate.then(write);
+    else {
+      write();
+      this.lastStaged = Promise.resolve();
+    }
     return this.lastStaged;
   }
 
@@ -214,7 +221,6 @@ export class Staging {
    * syncs, and lets staging writes go on. */
   async finish(n: number): Promise<void> {
     try {
-      await this.lastWrite;
       this.mark();
       await this.root.transaction(() => {
         this.meta.remove('journal');
@@ -233,7 +239,6 @@ export class Staging {
   async discard(ns: readonly number[]): Promise<void> {
     if (ns.length === 0) return;
     await this.gate;
-    await this.lastWrite;
     this.mark();
     await this.root.transaction(() => {
       for (const n of ns) for (const key of this.blocks.getKeys({ start: [n, 0], end: [n + 1, 0] })) this.blocks.remove(key);

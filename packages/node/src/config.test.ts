@@ -1,0 +1,79 @@
+import { describe, expect, it } from 'vitest';
+import { isHeadstartError } from '@headstart/errors';
+import { parseDuration, parseRate, parseSize, validateConfig } from './config';
+import { cronSchedule, intervalSchedule } from './schedule';
+
+function problem(raw: unknown): string {
+  try {
+    validateConfig(raw, 'test.yaml', '/base');
+  } catch (err) {
+    expect(isHeadstartError(err, 'CONFIG_INVALID')).toBe(true);
+    return (err as Error).message;
+  }
+  throw new Error('expected CONFIG_INVALID');
+}
+
+const base = { node: { name: 'site-a', secret: 'x'.repeat(20) } };
+
+describe('configuration', () => {
+  it('parses sizes, durations and rates the way operators write them', () => {
+    expect(parseSize('4GiB')).toBe(4 * 2 ** 30);
+    expect(parseSize('512 MiB')).toBe(512 * 2 ** 20);
+    expect(parseSize('1e6')).toBe(1e6);
+    expect(parseSize('ten')).toBeNaN();
+    expect(parseDuration('90s')).toBe(90_000);
+    expect(parseDuration('5m')).toBe(300_000);
+    expect(parseDuration(2)).toBe(2000);
+    expect(parseDuration('soon')).toBeNaN();
+    expect(parseRate('20MB/s')).toBe(20e6);
+    expect(parseRate('100Mbit/s')).toBe(12.5e6);
+  });
+
+  it('accepts a full configuration and resolves paths against its directory', () => {
+    const c = validateConfig(
+      {
+        ...base,
+        listen: { nbd: '127.0.0.1:10809', peers: '[::1]:7800' },
+        peers: [{ name: 'site-b', url: 'ws://127.0.0.1:7801', rateLimit: '10MB/s' }],
+        volumes: [{ name: 'db', size: '1GiB', schedule: { every: '5m' }, sinks: ['site-b'], policy: { name: 'predictive', K: 1.2 } }],
+      },
+      'x.yaml',
+      '/etc/headstart',
+    );
+    expect(c.node.dataDir).toBe('/etc/headstart/data');
+    expect(c.listen.peers).toEqual({ host: '::1', port: 7800 });
+    expect(c.listen.admin).toEqual({ host: '127.0.0.1', port: 7901 });
+    expect(c.volumes[0]).toMatchObject({ size: 2 ** 30, blockSize: 4096, role: 'primary', schedule: { every: 300_000 } });
+    expect(c.peers[0].rateLimit).toBe(10e6);
+  });
+
+  it('names the bad key in every error', () => {
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 'lots' }] })).toContain('volumes[0].size: not a size');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 5000 }] })).toContain('volumes[0].size: must be a multiple of the block size 4096');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, blockSize: 3000 }] })).toContain('volumes[0].blockSize');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, sinks: ['nobody'] }] })).toContain('volumes[0].sinks[0]: no peer named nobody');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '5 minutes' } }] })).toContain('volumes[0].schedule.every: not a duration');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { cron: 'not cron' } }] })).toContain('volumes[0].schedule.cron: bad cron expression');
+    expect(problem({ ...base, listen: { nbd: 'localhost' } })).toContain('listen.nbd: not a host:port address');
+    expect(problem({ ...base, colour: 'blue' })).toContain("Unrecognized key(s) in object: 'colour'");
+    expect(problem({ node: { name: 'a b' } })).toContain('node.name');
+    expect(problem({ node: { name: 'a' }, peers: [{ name: 'b', url: 'ws://x:1' }] })).toContain('node.secret: peers need a pairing secret');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096 }, { name: 'v', size: 4096 }] })).toContain('volumes[1].name: volume v is listed twice');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, role: 'replica' }] })).toContain('listen.peers: a node with replica volumes must listen for peers');
+    expect(problem('just a string')).toContain('(top level)');
+  });
+});
+
+describe('schedules', () => {
+  it('aligns intervals to the clock', () => {
+    const s = intervalSchedule(300_000);
+    expect(s.nextAfter(Date.UTC(2026, 0, 1, 10, 2, 0))).toBe(Date.UTC(2026, 0, 1, 10, 5, 0));
+    expect(s.nextAfter(Date.UTC(2026, 0, 1, 10, 5, 0))).toBe(Date.UTC(2026, 0, 1, 10, 10, 0));
+  });
+  it('follows cron windows', () => {
+    const s = cronSchedule('0 9-17 * * 1-5');
+    const friday6pm = new Date(2026, 10, 27, 18, 0, 0).getTime(); // a Friday
+    expect(new Date(s.nextAfter(friday6pm)).getDay()).toBe(1); // next Monday 09:00
+    expect(new Date(s.nextAfter(friday6pm)).getHours()).toBe(9);
+  });
+});

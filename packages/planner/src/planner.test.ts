@@ -1,0 +1,243 @@
+import { describe, expect, it } from 'vitest';
+import { isHeadstartError } from '@headstart/errors';
+import { createPlanner, LinkScheduler, VolumePlanner, type OracleFuture, type SendItem } from './index';
+
+const BS = 4096;
+const MiB = 1 << 20;
+const blocksOf = (items: SendItem[]) => items.map((i) => i.block);
+
+function writeBlocks(p: VolumePlanner, time: number, blocks: number[]): void {
+  for (const b of blocks) p.onWrite({ time, offset: b * BS, length: BS });
+}
+
+const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
+
+describe('start rule TS < K * D / B + L', () => {
+  it('fires when the time left to the close no longer covers draining D at B', () => {
+    // 100 blocks = 409,600 B at 4,096 B/s: D / B = 100 s, so with K = 1, L = 0 the rule
+    // fires 100 s before the close at 1,000 s.
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 1000, K: 1, L: 0, linkHint: BS, pFree: 0 });
+    writeBlocks(p, 0, range(0, 100));
+    const early = p.status(10);
+    expect(early.D).toBe(100 * BS);
+    expect(early.predictedStartAt).toBeCloseTo(900, 6);
+    expect(p.status(899).started).toBe(false);
+    expect(p.next(899, 100 * BS)).toEqual([]);
+    expect(p.status(901).started).toBe(true);
+    const sent = p.next(901, 10 * BS);
+    expect(sent).toHaveLength(10);
+    expect(p.status(901).presentBytes).toBe(10 * BS);
+  });
+
+  it('K > 1 starts earlier and L shifts the start', () => {
+    const base = { volumeSize: 64 * MiB, policy: 'predictive' as const, closeAt: 1000, linkHint: BS, pFree: 0 };
+    const k2 = createPlanner({ ...base, K: 2, L: 0 });
+    const l50 = createPlanner({ ...base, K: 1, L: 50 });
+    writeBlocks(k2, 0, range(0, 100));
+    writeBlocks(l50, 0, range(0, 100));
+    expect(k2.status(1).predictedStartAt).toBeCloseTo(800, 6);
+    expect(l50.status(1).predictedStartAt).toBeCloseTo(850, 6);
+  });
+
+  it('after the close everything left goes at full rate, whatever P', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 100, PT: 1e-9, pFree: 0, linkHint: BS });
+    writeBlocks(p, 99, range(0, 20));
+    expect(p.next(99.5, 1e9)).toEqual([]); // P >= PT: skipped, even though the rule fired
+    p.onClose(1, 100, 200);
+    const after = p.next(100, 1e9);
+    expect(after.map((i) => i.n)).toEqual(Array(20).fill(1));
+    expect(blocksOf(after).sort((a, b) => a - b)).toEqual(range(0, 20));
+    expect(p.status(100).D).toBe(0);
+  });
+});
+
+describe('ordering by P and PT', () => {
+  it('sends the blocks least likely to be rewritten first', () => {
+    // Old blocks (written at 0) have lived longer without a rewrite than young ones
+    // (written at 800): a lower hazard, so a lower P of a rewrite before the close.
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 1000, K: 1, L: 0, linkHint: BS, pFree: 0, PT: 1 });
+    writeBlocks(p, 0, range(0, 50));
+    writeBlocks(p, 800, range(1000, 50));
+    const sent = p.next(950, 50 * BS);
+    expect(sent).toHaveLength(50);
+    expect(blocksOf(sent).every((b) => b < 50)).toBe(true);
+  });
+
+  it('a block rewritten every few seconds is held back while quiet ones go', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 600, linkHint: 100 * BS, K: 1, L: 0 });
+    for (let t = 0; t <= 480; t += 2) {
+      writeBlocks(p, t, [7]);
+      if (t === 10) writeBlocks(p, t, range(100, 20));
+    }
+    const sent = blocksOf(p.next(481, 1e9));
+    expect(sent).toEqual(expect.arrayContaining(range(100, 20)));
+    expect(sent).not.toContain(7);
+  });
+});
+
+describe('collisions', () => {
+  it('queues a pre-sent block again when it is rewritten, and only its latest version', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'continuous', closeAt: 100 });
+    writeBlocks(p, 1, [5]);
+    expect(p.next(1, 10 * BS)).toEqual([{ n: 1, block: 5 }]);
+    writeBlocks(p, 2, [5]);
+    writeBlocks(p, 3, [5]); // twice before the link takes it: one send
+    expect(p.status(3).collidedBytes).toBe(BS);
+    expect(p.status(3).presentBytes).toBe(0);
+    expect(p.next(4, 10 * BS)).toEqual([{ n: 1, block: 5 }]);
+    expect(p.next(5, 10 * BS)).toEqual([]);
+    p.onClose(1, 100, 200);
+    expect(p.next(100, 10 * BS)).toEqual([]); // its final version is already there
+  });
+
+  it('a block rewritten after its snapshot closed is sent for both snapshots', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'at-snapshot', closeAt: 10 });
+    writeBlocks(p, 1, [3]);
+    expect(p.next(5, 1e9)).toEqual([]);
+    p.onClose(1, 10, 20);
+    writeBlocks(p, 11, [3]);
+    p.onClose(2, 20, 30);
+    expect(p.next(20, 1e9)).toEqual([
+      { n: 1, block: 3 },
+      { n: 2, block: 3 },
+    ]);
+  });
+
+  it('requeue gives back what the link could not take', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'continuous', closeAt: 100 });
+    writeBlocks(p, 1, [1, 2]);
+    const items = p.next(1, 2 * BS);
+    p.requeue(items.slice(1));
+    expect(p.next(2, 10 * BS)).toEqual([{ n: 1, block: 2 }]);
+  });
+});
+
+describe('oracle', () => {
+  it('sends each block right after its last write before the close', () => {
+    const writes = new Map<number, number[]>([
+      [1, [1, 5]],
+      [2, [2]],
+    ]);
+    const future: OracleFuture = {
+      nextWriteAfter: (b, t) => (writes.get(b) ?? []).find((x) => x > t) ?? Infinity,
+    };
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'oracle', closeAt: 10, future });
+    writeBlocks(p, 1, [1]);
+    expect(p.next(1, 1e9)).toEqual([]);
+    writeBlocks(p, 2, [2]);
+    expect(p.next(2, 1e9)).toEqual([{ n: 1, block: 2 }]);
+    writeBlocks(p, 5, [1]);
+    expect(p.next(5, 1e9)).toEqual([{ n: 1, block: 1 }]);
+    expect(() => createPlanner({ volumeSize: MiB, policy: 'oracle' })).toThrow(expect.objectContaining({ code: 'PLANNER_BAD_OPTION' }));
+  });
+});
+
+describe('link sharing among volumes', () => {
+  it('gives the link to the soonest deadline first without starving the others', () => {
+    const late = createPlanner({ volumeSize: 64 * MiB, policy: 'continuous', closeAt: 10_000 });
+    const due = createPlanner({ volumeSize: 64 * MiB, policy: 'at-snapshot', closeAt: 10 });
+    writeBlocks(late, 1, range(0, 100));
+    writeBlocks(due, 1, range(0, 100));
+    due.onClose(1, 10, 20); // its deadline has passed
+    const link = new LinkScheduler(0.1);
+    link.add('late', late);
+    link.add('due', due);
+    const shares = link.next(11, 50 * BS);
+    expect(shares[0].id).toBe('due');
+    const got = Object.fromEntries(shares.map((s) => [s.id, s.items.length]));
+    expect(got.due).toBeGreaterThanOrEqual(45);
+    expect(got.late).toBeGreaterThanOrEqual(1); // the reserve: never starved
+    expect(got.due + got.late).toBe(50);
+    // Once the due volume is done, the other gets everything.
+    for (let t = 12; !due.idle; t++) link.next(t, 50 * BS);
+    const rest = link.next(100, 1e9);
+    expect(rest.map((s) => s.id)).toEqual(['late']);
+    expect(late.idle).toBe(true);
+  });
+
+  it('orders open snapshots by their scheduled close', () => {
+    const a = createPlanner({ volumeSize: 64 * MiB, policy: 'continuous', closeAt: 500 });
+    const b = createPlanner({ volumeSize: 64 * MiB, policy: 'continuous', closeAt: 100 });
+    writeBlocks(a, 1, range(0, 10));
+    writeBlocks(b, 1, range(0, 10));
+    const link = new LinkScheduler(0);
+    link.add('a', a);
+    link.add('b', b);
+    const shares = link.next(2, 10 * BS);
+    expect(shares).toEqual([{ id: 'b', items: expect.any(Array) }]);
+    expect(shares[0].items).toHaveLength(10);
+  });
+});
+
+describe('bounds and bad input', () => {
+  it("keeps a 1 TiB volume's planner state under 64 MiB", () => {
+    const TiB = 2 ** 40;
+    const p = createPlanner({ volumeSize: TiB, policy: 'predictive', closeAt: 600, linkHint: 100 * MiB });
+    // 600,000 distinct dirty blocks (2.3 GiB) scattered over the whole TiB, then history
+    // of more than the table holds: old clean blocks are forgotten, dirty ones never.
+    let x = 12345;
+    const rnd = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0);
+    const blocks = TiB / BS;
+    for (let i = 0; i < 600_000; i++) p.onWrite({ time: i / 1000, offset: (rnd() % (blocks / 4096)) * 4096 * BS + (i % 4096) * BS, length: BS });
+    p.next(599.9995, 1e12);
+    p.onClose(1, 600, 1200);
+    for (let i = 0; i < 600_000; i++) p.onWrite({ time: 600 + i / 1000, offset: ((rnd() % blocks) >>> 0) * BS, length: BS });
+    p.next(1199.9995, 1);
+    const s = p.status(1199.9995);
+    expect(s.dirtyBytes).toBeGreaterThan(590_000 * BS);
+    expect(s.memoryBytes).toBeLessThan(64 * MiB);
+  });
+
+  it('rejects bad events and options with stable codes', () => {
+    const p = createPlanner({ volumeSize: MiB, closeAt: 10 });
+    p.onWrite({ time: 5, offset: 0, length: BS });
+    const code = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return isHeadstartError(e) ? e.code : 'other';
+      }
+      return 'none';
+    };
+    expect(code(() => p.onWrite({ time: 4, offset: 0, length: BS }))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => p.onWrite({ time: 6, offset: MiB, length: BS }))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => p.onWrite({ time: 6, offset: -1, length: BS }))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => p.onWrite({ time: NaN, offset: 0, length: BS }))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => p.onClose(2, 10))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => p.onAcked(-5, 10))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => createPlanner({ volumeSize: MiB, K: 0 }))).toBe('PLANNER_BAD_OPTION');
+    expect(code(() => createPlanner({ volumeSize: MiB, PT: 2 }))).toBe('PLANNER_BAD_OPTION');
+    expect(code(() => createPlanner({ volumeSize: MiB, blockSize: 3000 }))).toBe('PLANNER_BAD_OPTION');
+    expect(code(() => createPlanner({ volumeSize: 1000 }))).toBe('PLANNER_BAD_OPTION');
+    expect(code(() => createPlanner({ volumeSize: MiB, policy: 'eager' as never }))).toBe('PLANNER_BAD_OPTION');
+  });
+
+  it('is deterministic: the same inputs give the same decisions', () => {
+    const run = () => {
+      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 300, linkHint: 20 * BS });
+      const out: SendItem[][] = [];
+      let x = 7;
+      for (let t = 0; t < 900; t += 0.5) {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        p.onWrite({ time: t, offset: (x % 2000) * BS, length: BS * (1 + (x % 3)) });
+        if (t === 300 || t === 600) p.onClose(t / 300, t, t + 300);
+        out.push(p.next(t, 10 * BS));
+        p.onAcked(5 * BS, t);
+      }
+      return JSON.stringify(out);
+    };
+    expect(run()).toBe(run());
+  });
+
+  it('measures the link from acknowledged bytes', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'continuous', closeAt: 1000 });
+    expect(p.status(0).B).toBeNull();
+    writeBlocks(p, 0, range(0, 1000));
+    // The link always holds the previous tick's blocks while the next ones are queued.
+    for (let t = 1; t <= 100; t++) {
+      p.next(t, 10 * BS);
+      if (t > 1) p.onAcked(10 * BS, t);
+    }
+    expect(p.status(100).B).toBeCloseTo(10 * BS, -2);
+  });
+});
