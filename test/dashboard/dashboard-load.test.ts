@@ -1,18 +1,17 @@
 /**
  * 50 volumes x 3 sinks updating every second: the page must stay responsive (no long task
- * over 200 ms in Chromium's performance timeline, applying an update stays small, the main
+ * over 200 ms on the renderer's main thread, applying an update stays small, the main
  * thread mostly idle) and a link cut must still show within 2 s under that load.
  *
- * Long tasks are wall-clock durations: on a shared 2-core machine running other tests they
- * stretch by however long the renderer waited for a core (3-10x seen at load 12). So each
- * is also scaled by the window's ratio of main-thread CPU time (CDP ThreadTime) to task
- * wall time (TaskDuration): the estimated CPU time of the task, which is what the page
- * controls. Both figures are printed; the bound applies to the estimate.
+ * Long tasks are measured twice: wall time (PerformanceObserver 'longtask', and the trace),
+ * and CPU time from Chromium's trace. On a shared 2-core machine running other tests, wall
+ * times stretch by however long the renderer waited for a core (3-10x seen at load 12), so
+ * the bound applies to a task's CPU time, which is what the page controls; both are printed.
  */
 import { startDashboard, type Dashboard } from '@headstart/dashboard';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openBrowser, screenshot, type TestBrowser } from './browser';
+import { openBrowser, screenshot, traceRendererTasks, type TestBrowser } from './browser';
 import { SyntheticFleet } from './synthetic-fleet';
 
 let fleet: SyntheticFleet;
@@ -47,16 +46,11 @@ describe('dashboard at 50 volumes x 3 sinks', () => {
   it('stays responsive and still shows a cut link within 2 s', async () => {
     await page.goto(dashboard.url);
     await page.waitForFunction(() => document.querySelectorAll('#sink-rows .row').length === 150, null, { timeout: 15_000 });
-    const cdp = await page.context().newCDPSession(page);
-    await cdp.send('Performance.enable');
-    const metrics = async () => Object.fromEntries((await cdp.send('Performance.getMetrics')).metrics.map((m) => [m.name, m.value]));
-    const m0 = await metrics();
-    const w0 = Date.now();
     const startLong = (await perf()).longTasks.length;
     const startMsgs = (await perf()).messages;
     const startApply = (await perf()).applyMs.length;
-    await new Promise((r) => setTimeout(r, 8000));
-    const m1 = await metrics();
+    const w0 = Date.now();
+    const tasks = await traceRendererTasks(page, () => new Promise((r) => setTimeout(r, 8000)));
     const wallMs = Date.now() - w0;
     const t0 = Date.now();
     fleet.forced.set('vol-37/site-2', 'disconnected');
@@ -65,15 +59,14 @@ describe('dashboard at 50 volumes x 3 sinks', () => {
     const p = await perf();
     const longTasks = p.longTasks.slice(startLong);
     const apply = p.applyMs.slice(startApply);
-    const cpuMs = (m1.ThreadTime - m0.ThreadTime) * 1000;
-    const taskMs = (m1.TaskDuration - m0.TaskDuration) * 1000;
-    const cpuPerWall = taskMs > 0 ? Math.min(1, cpuMs / taskMs) : 1;
     const round = (x: number) => Math.round(x * 10) / 10;
     const figures = {
       messages: p.messages - startMsgs,
       applyP50: round(pct(apply, 0.5)), applyP95: round(pct(apply, 0.95)), applyMax: round(Math.max(...apply)),
-      mainThreadCpuShare: round(cpuMs / wallMs), taskCpuPerWall: round(cpuPerWall),
-      longTasks: longTasks.length, longestTaskWallMs: Math.max(0, ...longTasks), longestTaskCpuMs: round(Math.max(0, ...longTasks) * cpuPerWall),
+      mainThreadCpuShare: round(tasks.reduce((a, t) => a + t.cpuMs, 0) / wallMs),
+      longTasksObserved: longTasks.length, longestObservedWallMs: Math.max(0, ...longTasks),
+      longestTaskWallMs: round(Math.max(0, ...tasks.map((t) => t.wallMs))), longestTaskCpuMs: round(Math.max(0, ...tasks.map((t) => t.cpuMs))),
+      tasksOver50msCpu: tasks.filter((t) => t.cpuMs > 50).length,
       brokenShownMs: shownMs,
     };
     console.log(`dashboard load 50x3: ${JSON.stringify(figures)}`);

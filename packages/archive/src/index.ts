@@ -7,6 +7,7 @@
 export type { ObjectStore, ObjectInfo, StoreCallOptions } from './store/types';
 export { openDirectoryStore, type DirectoryStoreOptions } from './store/directory';
 export { openS3Store, type S3StoreOptions } from './store/s3';
+export { openStore, parseStoreUrl, type StoreSpec } from './store/open';
 export { withRetry, type RetryOptions } from './retry';
 export { ArchiveSink, createArchiveSink, type ArchiveSinkOptions, type ArchiveResult } from './sink';
 export type { ArchiveSource, ArchiveSinkSource } from './source';

@@ -183,5 +183,5 @@ function statusLine(source: HeadstartNode, replica: HeadstartNode): string {
   const lag = s?.lastLagMs == null ? '-' : `${(s.lastLagMs / 1000).toFixed(1)}s`;
   const rpo = s?.rpoAgeMs == null ? '-' : `${Math.round(s.rpoAgeMs / 1000)}s`;
   const started = v.planner ? (v.planner.started ? 'pre-sending' : 'holding') : '';
-  return `point ${v.openSnapshot} open (next close in ${nextIn}), replica at ${r.committed?.n ?? '-'}, lag ${lag}, RPO age ${rpo}, D ${mb(v.planner?.D ?? v.dirtyBytes)} MiB, B ${mb(s?.throughput ?? 0)} MB/s, link ${s?.state ?? '-'} ${started}`;
+  return `point ${v.openSnapshot} open (next close in ${nextIn}), replica at ${r.committed?.n ?? '-'}, lag ${lag}, RPO age ${rpo}, D ${mb(v.planner?.D ?? v.dirtyBytes)} MiB, B ${mb(v.planner?.B ?? s?.throughput ?? 0)} MB/s, link ${s?.state ?? '-'} ${started}`;
 }

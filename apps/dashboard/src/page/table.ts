@@ -116,10 +116,11 @@ export class SinkTable {
       const h: Health | 'unknown' = verdict?.health ?? 'unknown';
       if (h === 'unknown') counts.other++;
       else counts[h]++;
-      this.paintHealth(v, h, verdict?.reason ?? (feedLive ? (row.volume.role === 'replica' ? 'replica volume' : 'no sink') : 'feed lost'));
+      const healthChanged = this.paintHealth(v, h, verdict?.reason ?? (feedLive ? (row.volume.role === 'replica' ? 'replica volume' : 'no sink') : 'feed lost'));
       const staleChanged = v.tr.classList.contains('stale') === feedLive;
       if (staleChanged) v.tr.classList.toggle('stale', !feedLive);
-      if (staleChanged || performance.now() - v.paintedAt >= FIGURES_EVERY_MS) {
+      // A verdict that changed repaints the figures with it, so the badge and the link cell never disagree.
+      if (healthChanged || staleChanged || performance.now() - v.paintedAt >= FIGURES_EVERY_MS) {
         v.paintedAt = performance.now();
         this.paintRow(v, row, now);
         row.dirty = false;
@@ -128,9 +129,10 @@ export class SinkTable {
     return counts;
   }
 
-  private paintHealth(v: RowView, h: string, reason: string): void {
+  /** Returns whether the verdict changed. */
+  private paintHealth(v: RowView, h: string, reason: string): boolean {
     const key = `${h}|${reason}`;
-    if (v.health === key) return;
+    if (v.health === key) return false;
     v.health = key;
     v.tr.dataset.health = h;
     const badge = document.createElement('span');
@@ -140,6 +142,7 @@ export class SinkTable {
     why.className = 'why';
     why.textContent = reason;
     v.cells.health.replaceChildren(badge, why);
+    return true;
   }
 
   private paintRow(v: RowView, row: Row, now: number): void {
