@@ -17,8 +17,8 @@ import { startNbdServer } from '@headstart/nbd';
 import { defineSuite, round } from './lib';
 
 interface FioJob {
-  write: { iops: number; bw_bytes: number };
-  read: { iops: number; bw_bytes: number };
+  write: { iops: number; bw_bytes: number; total_ios: number };
+  read: { iops: number; bw_bytes: number; total_ios: number };
   error: number;
 }
 
@@ -76,6 +76,14 @@ async function waitForPort(port: number, child: ChildProcess): Promise<void> {
   throw new Error('nbdkit did not start listening');
 }
 
+/** utime + stime of a process, in µs (from /proc; clock ticks are 10 ms here). */
+async function processCpuMicros(pid: number): Promise<number> {
+  const { readFile } = await import('node:fs/promises');
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1].split(' ');
+  // After "pid (comm) ", utime and stime are fields 12 and 13 (0-based).
+  return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+}
+
 function mean(xs: number[]): number {
   return xs.reduce((a, b) => a + b, 0) / xs.length;
 }
@@ -85,16 +93,20 @@ function mean(xs: number[]): number {
  * reach. Returns IOPS for 4 KiB random writes (32 in flight) and MB/s for 1 MiB sequential
  * writes and reads (8 in flight).
  */
-async function volumeDirect(dir: string, size: number, seconds: number): Promise<{ randwrite: number; seqwrite: number; seqread: number }> {
+async function volumeDirect(dir: string, size: number, seconds: number): Promise<{ randwrite: number; seqwrite: number; seqread: number; cpu: { randwrite: number; seqwrite: number; seqread: number } }> {
   const v = await createVolume(dir, { size });
+  const cpuPerOp: number[] = [];
   const run = async (depth: number, op: (i: number) => Promise<unknown>) => {
     let ops = 0;
+    const cpu0 = process.cpuUsage();
     const start = performance.now();
     const end = start + seconds * 1000;
     const worker = async () => {
       while (performance.now() < end) await op(ops++);
     };
     await Promise.all(Array.from({ length: depth }, worker));
+    const used = process.cpuUsage(cpu0);
+    cpuPerOp.push((used.user + used.system) / ops);
     return ops / ((performance.now() - start) / 1000);
   };
   try {
@@ -111,7 +123,7 @@ async function volumeDirect(dir: string, size: number, seconds: number): Promise
     });
     const seqwrite = (await run(8, (i) => v.write((i % mibs) * (1 << 20), big))) * 1.048576;
     const seqread = (await run(8, (i) => v.read((i % mibs) * (1 << 20), 1 << 20))) * 1.048576;
-    return { randwrite, seqwrite, seqread };
+    return { randwrite, seqwrite, seqread, cpu: { randwrite: cpuPerOp[0], seqwrite: cpuPerOp[1], seqread: cpuPerOp[2] } };
   } finally {
     await v.shutdown();
   }
@@ -138,6 +150,7 @@ export default defineSuite({
       const port = await freePort();
       nbdkit = spawn('nbdkit', ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(port), 'file', file], { stdio: 'ignore' });
       await waitForPort(port, nbdkit);
+      const kitPid = nbdkit.pid!;
       const ours = `nbd://127.0.0.1:${server.port}/vol`;
       const theirs = `nbd://127.0.0.1:${port}/`;
       let session: import('node:inspector').Session | undefined;
@@ -153,7 +166,7 @@ export default defineSuite({
         { key: 'seqwrite_1m_ratio', label: '1 MiB sequential write (MB/s, iodepth 8)', rw: 'write', bs: '1m', depth: 8, unit: 'mbps' as const },
         { key: 'seqread_1m_ratio', label: '1 MiB sequential read (MB/s, iodepth 8)', rw: 'read', bs: '1m', depth: 8, unit: 'mbps' as const },
       ];
-      const table: (string | number)[][] = [['case', 'headstart', 'nbdkit', 'ratio']];
+      const table: (string | number)[][] = [['case', 'headstart', 'nbdkit', 'ratio', 'CPU µs/op headstart', 'CPU µs/op nbdkit']];
       const json: Record<string, unknown> = { size_mib: sizeMiB, runtime_s: runtime };
       // The machine is shared and noisy: alternate the two servers over several short
       // rounds (A B, B A, ...) and compare the mean figures, so drift hits both alike.
@@ -164,18 +177,39 @@ export default defineSuite({
         };
         const hs: number[] = [];
         const ks: number[] = [];
+        // CPU time per request of each server (ours: this process, i.e. NBD layer + Volume
+        // with its LMDB and libuv threads; nbdkit: its process). Less sensitive to the
+        // machine's load than throughput, and it says where the time goes.
+        const cpu = { h: 0, k: 0, hOps: 0, kOps: 0 };
+        const ops = (j: FioJob) => (c.rw.includes('read') ? j.read : j.write).total_ios;
         for (let r = 0; r < rounds; r++) {
           const order = r % 2 === 0 ? ['h', 'k'] : ['k', 'h'];
           for (const who of order) {
-            if (who === 'h') hs.push(figure(await fio(ours, c.rw, c.bs, c.depth, sizeMiB, runtime)));
-            else ks.push(figure(await fio(theirs, c.rw, c.bs, c.depth, sizeMiB, runtime)));
+            if (who === 'h') {
+              const before = process.cpuUsage();
+              const j = await fio(ours, c.rw, c.bs, c.depth, sizeMiB, runtime);
+              const used = process.cpuUsage(before);
+              cpu.h += used.user + used.system;
+              cpu.hOps += ops(j);
+              hs.push(figure(j));
+            } else {
+              const before = await processCpuMicros(kitPid);
+              const j = await fio(theirs, c.rw, c.bs, c.depth, sizeMiB, runtime);
+              cpu.k += (await processCpuMicros(kitPid)) - before;
+              cpu.kOps += ops(j);
+              ks.push(figure(j));
+            }
           }
           log(`  ${c.label} round ${r + 1}: headstart ${hs.at(-1)!.toFixed(0)}  nbdkit ${ks.at(-1)!.toFixed(0)}`);
         }
         const h = mean(hs);
         const k = mean(ks);
         const ratio = round(h / k, 3);
-        table.push([c.label, round(h, 0), round(k, 0), ratio]);
+        const hCpu = cpu.h / cpu.hOps;
+        const kCpu = cpu.k / cpu.kOps;
+        table.push([c.label, round(h, 0), round(k, 0), ratio, round(hCpu, 1), round(kCpu, 1)]);
+        json[c.key.replace('_ratio', '_cpu_us_per_op_headstart')] = round(hCpu, 1);
+        json[c.key.replace('_ratio', '_cpu_us_per_op_nbdkit')] = round(kCpu, 1);
         json[c.key] = ratio;
         json[c.key.replace('_ratio', '_headstart')] = round(h, 1);
         json[c.key.replace('_ratio', '_nbdkit')] = round(k, 1);
@@ -183,10 +217,11 @@ export default defineSuite({
       // Where the time goes: the same loads on the Volume in-process, without NBD.
       const direct = await volumeDirect(join(dir, 'direct'), size, Math.min(runtime, 1.5));
       const vs = (key: string) => Number(json[key.replace('_ratio', '_nbdkit')]);
-      table.push(['Volume alone, in-process (no NBD), same loads:', '', '', '']);
-      table.push(['  4 KiB random write (IOPS)', round(direct.randwrite, 0), round(vs('randwrite_4k_iops_ratio'), 0), round(direct.randwrite / vs('randwrite_4k_iops_ratio'), 3)]);
-      table.push(['  1 MiB sequential write (MB/s)', round(direct.seqwrite, 0), round(vs('seqwrite_1m_ratio'), 0), round(direct.seqwrite / vs('seqwrite_1m_ratio'), 3)]);
-      table.push(['  1 MiB sequential read (MB/s)', round(direct.seqread, 0), round(vs('seqread_1m_ratio'), 0), round(direct.seqread / vs('seqread_1m_ratio'), 3)]);
+      table.push(['Volume alone, in-process (no NBD), same loads:', '', '', '', '', '']);
+      table.push(['  4 KiB random write (IOPS)', round(direct.randwrite, 0), round(vs('randwrite_4k_iops_ratio'), 0), round(direct.randwrite / vs('randwrite_4k_iops_ratio'), 3), round(direct.cpu.randwrite, 1), '']);
+      table.push(['  1 MiB sequential write (MB/s)', round(direct.seqwrite, 0), round(vs('seqwrite_1m_ratio'), 0), round(direct.seqwrite / vs('seqwrite_1m_ratio'), 3), round(direct.cpu.seqwrite, 1), '']);
+      table.push(['  1 MiB sequential read (MB/s)', round(direct.seqread, 0), round(vs('seqread_1m_ratio'), 0), round(direct.seqread / vs('seqread_1m_ratio'), 3), round(direct.cpu.seqread, 1), '']);
+      json.volume_direct_cpu_us_per_op = { randwrite_4k: round(direct.cpu.randwrite, 1), seqwrite_1m: round(direct.cpu.seqwrite, 1), seqread_1m: round(direct.cpu.seqread, 1) };
       json.volume_direct_randwrite_4k_iops = round(direct.randwrite, 1);
       json.volume_direct_seqwrite_1m_mbps = round(direct.seqwrite, 1);
       json.volume_direct_seqread_1m_mbps = round(direct.seqread, 1);
@@ -204,6 +239,7 @@ export default defineSuite({
         notes: [
           `${sizeMiB} MiB volume vs ${sizeMiB} MiB sparse file, fio nbd engine, one connection each, ${rounds} alternating rounds of ${runtime} s per case`,
           'Volume alone rows: the Volume API driven in-process with the same depth, the ceiling for the export',
+          'CPU µs/op: headstart = this process (NBD layer + Volume incl. its LMDB and libuv threads); nbdkit = its process',
         ],
       };
     } finally {

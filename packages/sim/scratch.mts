@@ -4,9 +4,8 @@ const ws = await loadWorkloads(path, path.split('/').pop()!);
 for (const w of ws) for (const I of ivs) for (const x of xs) {
   if (w.duration < I) continue;
   const t0 = Date.now();
-  const e = evaluate(w, I, x, { planner: JSON.parse(process.env.PL ?? "{}") });
+  const e = evaluate(w, I, x, { planner: JSON.parse(process.env.PL ?? '{}'), policies: ['predictive', 'oracle'] });
   const p = e.policies;
-  const f = (k: string) => `${(p as any)[k].redundancy_mean.toFixed(4)}/${(p as any)[k].lag_mean_s.toFixed(1)}`;
-  const tot=(e as any).totals; const ok = p.predictive.redundancy_mean <= 1.01 && p.predictive.lag_mean_s <= 1.05*p.oracle.lag_mean_s + 1;
-  console.log(`${w.name} I=${I} x=${x} n=${e.snapshots} cont=${f('continuous')} atsnap=${f('at-snapshot')} pred=${f('predictive')} oracle=${f('oracle')} ${ok?'OK':'MISS'} ${Date.now()-t0}ms mem=${(e.plannerMemoryBytes/1048576).toFixed(1)}MiB`);
+  const ok = p.predictive.redundancy_mean <= 1.01 && p.predictive.lag_mean_s <= 1.05*p.oracle.lag_mean_s + 1;
+  console.log(`${process.env.PL} ${w.name} I=${I} x=${x} pred=${p.predictive.redundancy_mean.toFixed(4)}/${p.predictive.lag_mean_s.toFixed(1)} oracle=${p.oracle.lag_mean_s.toFixed(1)} ${ok?'OK':'MISS'} ${Date.now()-t0}ms`);
 }

@@ -63,7 +63,8 @@ describe('dashboard at 50 volumes x 3 sinks', () => {
     const figures = {
       messages: p.messages - startMsgs,
       applyP50: round(pct(apply, 0.5)), applyP95: round(pct(apply, 0.95)), applyMax: round(Math.max(...apply)),
-      mainThreadCpuShare: round(tasks.reduce((a, t) => a + t.cpuMs, 0) / wallMs),
+      tasks: tasks.length,
+      mainThreadCpuShare: Math.round((100 * tasks.reduce((a, t) => a + t.cpuMs, 0)) / wallMs) / 100,
       longTasksObserved: longTasks.length, longestObservedWallMs: Math.max(0, ...longTasks),
       longestTaskWallMs: round(Math.max(0, ...tasks.map((t) => t.wallMs))), longestTaskCpuMs: round(Math.max(0, ...tasks.map((t) => t.cpuMs))),
       tasksOver50msCpu: tasks.filter((t) => t.cpuMs > 50).length,
@@ -72,10 +73,34 @@ describe('dashboard at 50 volumes x 3 sinks', () => {
     console.log(`dashboard load 50x3: ${JSON.stringify(figures)}`);
     await screenshot(page, 'fleet-50x3');
     expect(figures.messages).toBeGreaterThan(10); // updates and events did flow
+    expect(figures.tasks).toBeGreaterThan(20); // the trace saw the page at work (8 s of updates)
     expect(figures.longestTaskCpuMs).toBeLessThanOrEqual(200);
     expect(figures.mainThreadCpuShare).toBeLessThan(0.5); // the main thread is idle most of the time
     expect(figures.applyMax).toBeLessThan(200);
     expect(shownMs).toBeLessThanOrEqual(2000);
     expect(await page.locator('#summary [data-health="broken"]').textContent()).toBe('1 broken');
+
+    // RPO age against its 1 min target: over it is behind, over twice it is broken, in words too.
+    fleet.forcedRpo.set('vol-12/site-0', 90_000);
+    const stale = page.locator('#sink-rows .row[data-volume="vol-12"][data-sink="site-0"]');
+    await page.locator('#sink-rows .row[data-volume="vol-12"][data-sink="site-0"][data-health="behind"]').waitFor({ state: 'attached', timeout: 2000 });
+    expect(await stale.locator('[data-col="health"]').textContent()).toBe('behindRPO age over target');
+    fleet.forcedRpo.set('vol-12/site-0', 130_000);
+    await page.locator('#sink-rows .row[data-volume="vol-12"][data-sink="site-0"][data-health="broken"]').waitFor({ state: 'attached', timeout: 2000 });
+    expect(await stale.locator('[data-col="rpo"]').getAttribute('class')).toBe('over');
+    expect(await page.locator('#summary [data-health="broken"]').textContent()).toBe('2 broken');
+    // Problems come first.
+    expect(await page.locator('#sink-rows .row').nth(0).getAttribute('data-health')).toBe('broken');
+    expect(await page.locator('#sink-rows .row').nth(1).getAttribute('data-health')).toBe('broken');
+  });
+
+  it('a dead feed never looks healthy: every row says so within 2 s', async () => {
+    const t0 = Date.now();
+    await dashboard.stop();
+    await page.waitForFunction(() => document.querySelectorAll('#sink-rows .row[data-health="unknown"]').length === 150, null, { timeout: 2000, polling: 50 });
+    expect(Date.now() - t0).toBeLessThanOrEqual(2000);
+    expect(await page.locator('#feed-state').textContent()).toContain('feed lost');
+    expect(await page.locator('#summary [data-health="healthy"]').textContent()).toBe('0 healthy');
+    await screenshot(page, 'feed-lost');
   });
 });

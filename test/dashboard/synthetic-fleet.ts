@@ -14,6 +14,8 @@ export class SyntheticFleet implements FeedSource {
   private readonly start = Date.now();
   /** Sinks forced to a link state (to time how fast a change shows under load). */
   readonly forced = new Map<string, FeedSink['state']>();
+  /** Sinks forced to an RPO age (ms), to see behind and broken by age. */
+  readonly forcedRpo = new Map<string, number>();
 
   constructor(readonly volumes: number, readonly sinksPer: number, periodMs = 1000) {
     this.timer = setInterval(() => this.step(), periodMs);
@@ -57,7 +59,7 @@ export class SyntheticFleet implements FeedSource {
         const phase = (now - this.start) / 1000 + v + s;
         sinks.push({
           name, state: this.forced.get(`${id}/${name}`) ?? 'connected', acked: this.n - 1, ackedScheduledAt: now - 1300, throughput: 50e6 + 20e6 * Math.sin(phase), inFlightBytes: 0, rateLimit: null, lastError: null,
-          policy: 'predictive', committedPoint: { n: this.n - 1, scheduledAt: now - 1300, closedAt: now - 1300, committedAt: now - 800 }, lagMs: 500, rpoAgeMs: 1300, rpoTargetMs: 60_000,
+          policy: 'predictive', committedPoint: { n: this.n - 1, scheduledAt: now - 1300, closedAt: now - 1300, committedAt: now - 800 }, lagMs: 500, rpoAgeMs: this.forcedRpo.get(`${id}/${name}`) ?? 1300, rpoTargetMs: 60_000,
           dirtyBytes: Math.floor((1 + Math.sin(phase / 3)) * 64 * 1048576), secondsToClose: 0.7, presendStartAt: now - 200, presentBytes: 12 * 1048576, collidedBytes: 4096 * (v % 7),
           staging: { n: this.n, stagedBlocks: (this.n * 37) % 400, totalBlocks: 400 },
         });

@@ -73,8 +73,9 @@ const CLIENT_ENV = { ...process.env, PATH: `/usr/bin:/bin:${process.env.PATH ?? 
 export function run(cmd: string, args: string[], options: { timeoutMs?: number; input?: string } = {}): Promise<RunResult> {
   return new Promise((resolve) => {
     const child = execFile(cmd, args, { env: CLIENT_ENV, timeout: options.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      const code = err ? ((err as NodeJS.ErrnoException & { code?: unknown }).code as number | null) ?? 1 : 0;
-      resolve({ code: typeof code === 'number' ? code : 1, stdout: String(stdout), stderr: String(stderr) });
+      // execFile's error carries the exit status as a number in `code` (a string for spawn errors).
+      const status: unknown = err ? (err as { code?: unknown }).code : 0;
+      resolve({ code: typeof status === 'number' ? status : 1, stdout: String(stdout), stderr: String(stderr) });
     });
     if (options.input !== undefined) child.stdin!.end(options.input);
   });

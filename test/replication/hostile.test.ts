@@ -115,6 +115,39 @@ describe('a replica process refuses hostile peers', () => {
     expectRefused(replay, 'LINK_AUTH_FAILED');
   });
 
+  it('after authentication: a corrupt block, a block outside the volume, a wrong digest', async () => {
+    /** Runs the real handshake, then `then` with the link ready. */
+    const authed = (then: (ws: WebSocket, next: () => Promise<Message>) => void) =>
+      session(async (ws, _r, next) => {
+        const nonce = freshNonce();
+        ws.send(encodeFrame(hello(nonce)));
+        const c = await next();
+        if (c.type !== 'CHALLENGE') throw new Error(`expected CHALLENGE, got ${c.type}`);
+        ws.send(encodeFrame({ type: 'AUTH', proof: computeProof(SECRET, 'source', { version: c.version, sourceNonce: nonce, replicaNonce: c.nonce, volume }) }));
+        const r = await next();
+        if (r.type !== 'RESUME') throw new Error(`expected RESUME, got ${r.type}`);
+        then(ws, next);
+      });
+    const data = Buffer.alloc(4096, 1);
+    const { blockHash, loadHasher } = await import('@headstart/protocol');
+    await loadHasher();
+    expectRefused(await authed((ws) => {
+      ws.send(encodeFrame({ type: 'BEGIN', n: 1, kind: 'full' }));
+      ws.send(encodeFrame({ type: 'BLOCKS', n: 1, batch: 1, blocks: [{ block: 3, hash: blockHash(data) ^ 1n, data }] }));
+    }), 'REPL_BLOCK_CORRUPT');
+    expectRefused(await authed((ws) => {
+      ws.send(encodeFrame({ type: 'BEGIN', n: 1, kind: 'full' }));
+      ws.send(encodeFrame({ type: 'BLOCKS', n: 1, batch: 1, blocks: [{ block: SIZE / 4096, hash: blockHash(data), data }] }));
+    }), 'LINK_MALFORMED_FRAME');
+    const wrongDigest = await authed((ws) => {
+      ws.send(encodeFrame({ type: 'BEGIN', n: 1, kind: 'full' }));
+      ws.send(encodeFrame({ type: 'BLOCKS', n: 1, batch: 1, blocks: [{ block: 3, hash: blockHash(data), data }] }));
+      ws.send(encodeFrame({ type: 'CLOSE', point: { n: 1, scheduledAt: 1, closedAt: 1, lastSeq: 1 }, count: 1, digest: 12345n }));
+    });
+    expect(wrongDigest.received.some((m) => m.type === 'NACK')).toBe(true);
+    expectRefused(wrongDigest, 'REPL_DIGEST_MISMATCH');
+  });
+
   it('stays up and untouched: nothing was committed', async () => {
     expect(replica.exited).toBe(false);
     expect(replica.events.some((e) => e.event === 'committed')).toBe(false);

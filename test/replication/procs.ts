@@ -50,7 +50,7 @@ export class Proc {
       };
       const t = setTimeout(() => {
         this.waiters.delete(check);
-        reject(new Error(`timed out waiting for ${what}; stderr:\n${this.stderr.slice(-3000)}`));
+        reject(new Error(`timed out waiting for ${what}; last events:\n${this.events.slice(-8).map((e) => JSON.stringify(e)).join('\n')}\nstderr:\n${this.stderr.slice(-3000)}`));
       }, timeoutMs);
       this.waiters.add(check);
       check();

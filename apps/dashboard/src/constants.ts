@@ -18,7 +18,10 @@ export const HISTORY_MAX_SINKS = 2000;
 export const CLIENT_PING_MS = 15_000;
 /** Cookie that carries the token after the page was opened with ?token=. */
 export const TOKEN_COOKIE = 'hs_dashboard';
-/** A lag that rose over the newest LAG_TREND_POINTS committed points, by at least
- * LAG_TREND_MIN_SHARE of the RPO target in all, counts as growing (the link is not keeping up). */
-export const LAG_TREND_POINTS = 3;
+/** A lag that rose at each of the newest LAG_TREND_POINTS committed points, by at least
+ * LAG_TREND_MIN_SHARE of the RPO target in all, and now stands at LAG_TREND_NEAR_SHARE of
+ * the target or more, counts as growing: the link is not keeping up and the target is near.
+ * (Lags well inside the target wander up and down; flagging every short rise would cry wolf.) */
+export const LAG_TREND_POINTS = 4;
 export const LAG_TREND_MIN_SHARE = 0.1;
+export const LAG_TREND_NEAR_SHARE = 0.5;

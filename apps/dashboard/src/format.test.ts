@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatDuration, formatRate } from './format';
+import { formatBytes, formatDuration, formatRate, formatTarget } from './format';
 
 describe('units', () => {
   it('bytes in binary units', () => {
@@ -19,5 +19,12 @@ describe('units', () => {
     expect(formatDuration(125_000)).toBe('2 min 05 s');
     expect(formatDuration(3_723_000)).toBe('1 h 02 min');
     expect(formatDuration(Infinity)).toBe('—');
+  });
+  it('targets without false precision', () => {
+    expect(formatTarget(5000)).toBe('5 s');
+    expect(formatTarget(60_000)).toBe('1 min');
+    expect(formatTarget(90_000)).toBe('1 min 30 s');
+    expect(formatTarget(7_200_000)).toBe('2 h');
+    expect(formatTarget(1500)).toBe('1.50 s');
   });
 });

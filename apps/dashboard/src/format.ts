@@ -45,6 +45,17 @@ export function formatDuration(ms: number | null | undefined): string {
 let clockFmt: Intl.DateTimeFormat | null = null;
 let dateFmt: Intl.DateTimeFormat | null = null;
 
+/** A configured target, as people write it: "5 s", "1 min", "1 h 30 min" (no false precision). */
+export function formatTarget(ms: number | null | undefined): string {
+  if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000} h`;
+  if (ms >= 3_600_000) return `${Math.floor(ms / 3_600_000)} h ${Math.round((ms % 3_600_000) / 60_000)} min`;
+  if (ms % 60_000 === 0) return `${ms / 60_000} min`;
+  if (ms >= 60_000) return `${Math.floor(ms / 60_000)} min ${Math.round((ms % 60_000) / 1000)} s`;
+  if (ms % 1000 === 0) return `${ms / 1000} s`;
+  return formatDuration(ms);
+}
+
 /** A clock time in the viewer's zone (the browser's Intl settings), seconds included. */
 export function formatClock(epochMs: number | null | undefined): string {
   if (epochMs === null || epochMs === undefined || !Number.isFinite(epochMs)) return '—';

@@ -17,18 +17,20 @@ describe('sinkHealth', () => {
   });
   it('behind while nothing is committed yet, or when lag keeps growing', () => {
     expect(sinkHealth({ state: 'connected', rpoAgeMs: null, rpoTargetMs: T }).health).toBe('behind');
-    expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T }, [1000, 5000, 9000]).health).toBe('behind');
-    expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T }, [9000, 5000, 9000]).health).toBe('healthy');
+    expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T }, [20_000, 24_000, 28_000, 32_000]).health).toBe('behind');
+    expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T }, [20_000, 34_000, 28_000, 32_000]).health).toBe('healthy');
   });
 });
 
 describe('lagGrowing', () => {
-  it('needs a steady rise worth a tenth of the target', () => {
-    expect(lagGrowing([100, 200, 300], T)).toBe(false); // rising, but by noise
-    expect(lagGrowing([0, 3000, 6001], T)).toBe(true);
-    expect(lagGrowing([0, 7000], T)).toBe(false); // two points are no trend
-    expect(lagGrowing([0, 3000, 3000, 7000], T)).toBe(false); // the newest three are not strictly rising
-    expect(lagGrowing([1000, 2000, 3000], null)).toBe(true);
+  it('needs a steady rise worth a tenth of the target, up to half the target', () => {
+    expect(lagGrowing([25_000, 25_100, 25_200, 31_000], T)).toBe(true);
+    expect(lagGrowing([25_000, 25_100, 25_200, 25_300], T)).toBe(false); // rising, but by noise
+    expect(lagGrowing([200, 500, 900, 1200], 5000)).toBe(false); // rising, but far inside the target
+    expect(lagGrowing([200, 900, 1800, 2600], 5000)).toBe(true);
+    expect(lagGrowing([25_000, 40_000, 50_000], T)).toBe(false); // three points are no trend yet
+    expect(lagGrowing([25_000, 30_000, 30_000, 40_000], T)).toBe(false); // not strictly rising
+    expect(lagGrowing([1000, 2000, 3000, 4000], null)).toBe(true);
   });
 });
 

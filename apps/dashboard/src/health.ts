@@ -3,13 +3,13 @@
  *   broken  = the link is not connected (disconnected, connecting, error, fenced), or the
  *             recovery point is older than twice its target;
  *   behind  = the recovery point is older than its target, the completion lag is growing
- *             point after point, or the sink has no committed point yet;
+ *             point after point towards the target, or the sink has no committed point yet;
  *   healthy = otherwise.
  * RPO age (now minus the scheduled time of the newest committed point) is the honest
  * recovery-point signal: it keeps growing on a silent stall, where throughput looks fine.
  */
 import type { FeedSink } from '@headstart/protocol';
-import { LAG_TREND_MIN_SHARE, LAG_TREND_POINTS } from './constants';
+import { LAG_TREND_MIN_SHARE, LAG_TREND_NEAR_SHARE, LAG_TREND_POINTS } from './constants';
 
 export type Health = 'healthy' | 'behind' | 'broken';
 
@@ -21,15 +21,18 @@ export interface HealthVerdict {
 
 export type HealthInput = Pick<FeedSink, 'state' | 'rpoAgeMs' | 'rpoTargetMs'>;
 
-/** Whether the newest LAG_TREND_POINTS lags (oldest first) rise each time, by a share of the target in all. */
+/**
+ * Whether the newest LAG_TREND_POINTS lags (oldest first) rise each time, by a share of the
+ * target in all, up to at least half the target (constants.ts says why).
+ */
 export function lagGrowing(lagsOldestFirst: readonly number[], targetMs: number | null): boolean {
   if (lagsOldestFirst.length < LAG_TREND_POINTS) return false;
   const tail = lagsOldestFirst.slice(-LAG_TREND_POINTS);
   for (let i = 1; i < tail.length; i++) if (!(tail[i] > tail[i - 1])) return false;
-  const rise = tail[tail.length - 1] - tail[0];
-  // Without a target, a rise of a tenth of the first lag (at least 1 s) is noise-proof enough.
-  const floor = targetMs !== null ? targetMs * LAG_TREND_MIN_SHARE : Math.max(1000, tail[0] * LAG_TREND_MIN_SHARE);
-  return rise >= floor;
+  const last = tail[tail.length - 1];
+  const rise = last - tail[0];
+  if (targetMs === null) return rise >= Math.max(1000, tail[0] * LAG_TREND_MIN_SHARE); // no target: a clear rise of 1 s or a tenth
+  return rise >= targetMs * LAG_TREND_MIN_SHARE && last >= targetMs * LAG_TREND_NEAR_SHARE;
 }
 
 /**

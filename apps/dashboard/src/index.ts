@@ -7,5 +7,5 @@
 export { startDashboard, type Dashboard, type DashboardOptions } from './server';
 export type { FeedSource, DashboardLogger } from './source';
 export { sinkHealth, lagGrowing, worst, type Health, type HealthVerdict, type HealthInput } from './health';
-export { formatBytes, formatRate, formatDuration, formatClock } from './format';
+export { formatBytes, formatRate, formatDuration, formatClock, formatTarget } from './format';
 export { isLoopbackAddress } from './auth';

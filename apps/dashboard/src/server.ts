@@ -195,6 +195,7 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
   }
   const bound = (http.address() as AddressInfo).port; // a TCP listener always has an AddressInfo
   const url = `http://${host.includes(':') ? `[${host}]` : host}:${bound}/`;
+  let stopped = false;
   logger?.info({ url, token: token !== undefined }, 'dashboard listening');
 
   return {
@@ -202,6 +203,8 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     port: bound,
     clients: () => [...clients].map((c) => c.backlog),
     async stop() {
+      if (stopped) return;
+      stopped = true;
       clearInterval(tick);
       clearInterval(ping);
       off();

@@ -5,11 +5,14 @@
  * stays cheap. DESIGN.md "The archive". */
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 
-/** Fold a chunk's delta chain into one full object once it would pass this many links:
- * a restore reads every link of a chain, so chains must stay short, while each fold
- * re-uploads the whole chunk once. 8 keeps restores within a few objects per chunk and the
- * fold cost at most one chunk per 8 changes to it. */
-export const DEFAULT_MAX_CHAIN = 8;
+/** Fold a chunk's delta chain into one full object once it would pass this many objects.
+ * A restore reads every link of a chain (in parallel), so chains must stay bounded, while
+ * each fold re-uploads the whole chunk once: with sparse writes (1% of blocks per point) a
+ * fold every 16 points costs about 6 MiB of deltas' worth per 4 MiB chunk, every 8 points
+ * about 12. A chain is also folded as soon as its deltas add up to a whole chunk (see
+ * sink.ts), which bounds a restore's read amplification at 2x and makes each fold cost no
+ * more than the deltas it replaces. */
+export const DEFAULT_MAX_CHAIN = 16;
 
 /** Parallel uploads / reads: enough to hide S3 round trips (~tens of ms) behind each
  * other, few enough that chunk buffers (2 x 4 MiB each) stay small in memory. */

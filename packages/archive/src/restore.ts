@@ -80,28 +80,34 @@ async function restoreInto(options: RestoreOptions, m: Manifest, write: Sink): P
     p.catch(() => undefined); // observed below, in order; never an unhandled rejection
     reads[i] = p;
   };
+  const writeChunk = async (c: number, chunk: ChunkData | null) => {
+    const cb = chunkBlocksOf(m, c);
+    // Write runs of blocks that hold data; zero blocks stay holes.
+    for (let b = 0; chunk !== null && b < cb; ) {
+      if (chunk.nonZero[b] === 0) {
+        b++;
+        continue;
+      }
+      let e = b + 1;
+      while (e < cb && chunk.nonZero[e] === 1) e++;
+      await write((c * m.chunkBlocks + b) * bs, chunk.data.subarray(b * bs, e * bs));
+      bytesWritten += (e - b) * bs;
+      b = e;
+    }
+    if (chunk !== null && chunk.data.buffer.byteLength === slab && free.length < ahead + 1) free.push(chunk.data.buffer as ArrayBuffer);
+    report(cb * bs);
+  };
   try {
     for (let i = 0; i < order.length; i++) {
-      for (let j = reads.length; j < Math.min(order.length, i + ahead); j++) fetch(j);
       if (options.signal?.aborted) throw new HeadstartError('ARCHIVE_ABORTED', `restore of point ${m.point.n}: cancelled`);
+      if (reads[i] === undefined) fetch(i);
       const chunk = await reads[i];
       delete reads[i];
-      const c = order[i];
-      const cb = chunkBlocksOf(m, c);
-      // Write runs of blocks that hold data; zero blocks stay holes.
-      for (let b = 0; chunk !== null && b < cb; ) {
-        if (chunk.nonZero[b] === 0) {
-          b++;
-          continue;
-        }
-        let e = b + 1;
-        while (e < cb && chunk.nonZero[e] === 1) e++;
-        await write((c * m.chunkBlocks + b) * bs, chunk.data.subarray(b * bs, e * bs));
-        bytesWritten += (e - b) * bs;
-        b = e;
-      }
-      if (chunk !== null && chunk.data.buffer.byteLength === slab && free.length < ahead + 1) free.push(chunk.data.buffer as ArrayBuffer);
-      report(cb * bs);
+      // Start this chunk's write before queueing the next reads: Node's thread pool is
+      // first come first served, and the writer must not wait behind read-ahead.
+      const writing = writeChunk(order[i], chunk);
+      for (let j = i + 1; j < Math.min(order.length, i + 1 + ahead); j++) if (reads[j] === undefined) fetch(j);
+      await writing;
     }
   } finally {
     // Let reads still in flight settle before the caller closes or removes anything.

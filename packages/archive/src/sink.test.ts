@@ -143,6 +143,24 @@ describe('archive sink (directory)', () => {
     await v.shutdown();
   });
 
+  it('compaction also folds a chain as soon as its deltas outweigh the chunk', async () => {
+    const v = await newVolume(dirs, 2 * CHUNK, BS);
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    const sink = await createArchiveSink({ store, source: v, chunkBytes: CHUNK }); // default maxChain
+    await sink.catchUp(v);
+    const lengths: number[] = [];
+    for (let i = 1; i <= 4; i++) {
+      await v.write(BS * ((i * 6) % 16), Buffer.alloc(6 * BS, i)); // 6 of the chunk's 16 blocks
+      const p = await v.closeSnapshot();
+      await sink.catchUp(v);
+      lengths.push((await readManifest(store, await loadHasher(), v.info.id, p.n)).chunks.get(0)!.length);
+    }
+    // 6 + 6 blocks of deltas fit in a 16-block chunk; a third 6 would not: fold.
+    expect(lengths).toEqual([1, 2, 3, 1]);
+    await expectRestores(store, v.info.id, new Map([[4, await v.read(0, v.size)]]));
+    await v.shutdown();
+  });
+
   it('a fully zeroed chunk leaves the manifest; zero blocks stay holes in the restored image', async () => {
     const v = await newVolume(dirs, 4 * CHUNK, BS);
     const store = await openDirectoryStore({ path: await dirs.make() });

@@ -12,9 +12,9 @@
  *      - a delta over the chunk's latest object (only the changed blocks: the cheap path
  *        for an immutable store), or
  *      - a full object, read whole as of n from the volume, when the chain would pass
- *        `maxChain` (compaction), when `mutate` is on (the store's objects are local, so
- *        rewriting the whole chunk is cheap and keeps every chain one object long), or
- *        when the chunk was all zero before.
+ *        `maxChain` or its deltas would outweigh the chunk (compaction), when `mutate`
+ *        is on (the store's objects are local, so rewriting the whole chunk is cheap and
+ *        keeps every chain one object long), or when the chunk was all zero before.
  *      Objects go up through a bounded queue (p-queue) with retries and back-off.
  *   5. The manifest goes up last; the marker is removed. Only then may the caller
  *      acknowledge n on the volume (catchUp does).
@@ -42,7 +42,7 @@ export interface ArchiveSinkOptions {
   readonly volumeId?: string;
   /** Chunk size in bytes, a multiple of the block size (default 4 MiB). An archive that already holds the volume keeps its own. */
   readonly chunkBytes?: number;
-  /** Fold a chain into a full object once it would pass this many objects (default 8). */
+  /** Fold a chain into a full object once it would pass this many objects (default 16), or once its deltas outweigh the chunk. */
   readonly maxChain?: number;
   /** Write every changed chunk as a whole new object instead of a delta (cheap where the store is local). */
   readonly mutate?: boolean;
@@ -216,7 +216,10 @@ export class ArchiveSink {
     const first = c * chunkBlocks;
     // Every block of the chunk changed: a full object costs the same as a delta and ends the chain.
     const whole = rel === 'all' || rel.length === cb;
-    const fold = whole || (chain !== undefined && (this.#o.mutate === true || chain.length >= (this.#o.maxChain ?? DEFAULT_MAX_CHAIN)));
+    // Compaction: the chain would pass maxChain objects, or its deltas would outweigh the chunk.
+    const deltaBytes = chain === undefined ? 0 : chain.reduce((s, e) => s + (e.kind === KIND_DELTA ? e.size : 0), 0) + rel.length * bs;
+    const compact = chain !== undefined && (chain.length >= (this.#o.maxChain ?? DEFAULT_MAX_CHAIN) || deltaBytes >= cb * bs);
+    const fold = whole || compact || (chain !== undefined && this.#o.mutate === true);
     let kind: ChunkKind;
     const blocks: { index: number; data: Uint8Array }[] = [];
     if (fold) {

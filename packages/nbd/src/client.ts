@@ -1,13 +1,20 @@
 /**
- * A small NBD client: fixed-newstyle handshake with NBD_OPT_GO, then pipelined simple-reply
- * requests matched by handle. headstart's workload generator and tests use it to write
- * through the NBD export like any other client would, without needing Debian's tools.
+ * A small NBD client for headstart's own tools and tests (the workload generator, the DR
+ * drill): fixed-newstyle handshake with NBD_OPT_GO, simple replies, requests pipelined and
+ * matched by handle. Real clients (qemu, libnbd, the kernel) remain the reference; this one
+ * is tested against both our server and nbdkit.
  */
 import { connect, type Socket } from 'node:net';
 import { HeadstartError } from '@headstart/errors';
 import {
   IHAVEOPT,
-  NBDMAGIC,
+  NBD_CMD_DISC,
+  NBD_CMD_FLAG_FUA,
+  NBD_CMD_FLUSH,
+  NBD_CMD_READ,
+  NBD_CMD_TRIM,
+  NBD_CMD_WRITE,
+  NBD_CMD_WRITE_ZEROES,
   NBD_FLAG_C_FIXED_NEWSTYLE,
   NBD_FLAG_C_NO_ZEROES,
   NBD_FLAG_FIXED_NEWSTYLE,
@@ -16,230 +23,285 @@ import {
   NBD_INFO_EXPORT,
   NBD_OPT_GO,
   NBD_REP_ACK,
+  NBD_REP_ERR_UNKNOWN,
   NBD_REP_INFO,
+  NBDMAGIC,
   OPTION_REPLY_MAGIC,
+  REQUEST_HEADER_SIZE,
   REQUEST_MAGIC,
   SIMPLE_REPLY_MAGIC,
 } from './constants';
 
-const CMD_READ = 0;
-const CMD_WRITE = 1;
-const CMD_DISC = 2;
-const CMD_FLUSH = 3;
-const CMD_TRIM = 4;
-const CMD_WRITE_ZEROES = 6;
-const CMD_FLAG_FUA = 1;
-
 export interface NbdClient {
+  readonly exportName: string;
   readonly size: number;
   readonly readOnly: boolean;
+  /** The transmission flags the server sent. */
+  readonly flags: number;
   read(offset: number, length: number): Promise<Buffer>;
   write(offset: number, data: Uint8Array, options?: { fua?: boolean }): Promise<void>;
-  writeZeroes(offset: number, length: number): Promise<void>;
-  trim(offset: number, length: number): Promise<void>;
+  writeZeroes(offset: number, length: number, options?: { fua?: boolean }): Promise<void>;
+  trim(offset: number, length: number, options?: { fua?: boolean }): Promise<void>;
   flush(): Promise<void>;
-  /** Sends NBD_CMD_DISC after outstanding requests and closes the socket. */
+  /** Sends NBD_CMD_DISC after the requests in flight and closes the connection. */
   close(): Promise<void>;
 }
 
-interface Pending {
-  readonly readLength: number;
-  resolve(data: Buffer | null): void;
-  reject(err: Error): void;
+export interface ConnectNbdOptions {
+  readonly host?: string;
+  readonly port: number;
+  /** Default: the empty name (the server's default export). */
+  readonly exportName?: string;
+  /** For the connection and handshake. Default 10 s. */
+  readonly timeoutMs?: number;
 }
 
-/** Buffers socket data and hands out exact byte counts. */
-class ByteReader {
+/** Bytes received and not yet consumed; take() waits for enough of them. */
+class Inbox {
   private chunks: Buffer[] = [];
-  private buffered = 0;
+  private length = 0;
   private waiter: { n: number; resolve: (b: Buffer) => void; reject: (e: Error) => void } | null = null;
   private failed: Error | null = null;
 
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
-    this.buffered += chunk.length;
+    this.length += chunk.length;
     this.wake();
   }
 
   fail(err: Error): void {
     this.failed = err;
-    if (this.waiter) {
-      this.waiter.reject(err);
-      this.waiter = null;
-    }
+    this.waiter?.reject(err);
+    this.waiter = null;
   }
 
   take(n: number): Promise<Buffer> {
+    if (this.length >= n) return Promise.resolve(this.pop(n));
     if (this.failed) return Promise.reject(this.failed);
-    return new Promise((resolve, reject) => {
-      this.waiter = { n, resolve, reject };
-      this.wake();
-    });
+    return new Promise((resolve, reject) => (this.waiter = { n, resolve, reject }));
+  }
+
+  /** Synchronous variant for the reply loop: null if not enough bytes yet. */
+  tryTake(n: number): Buffer | null {
+    return this.length >= n ? this.pop(n) : null;
   }
 
   private wake(): void {
-    if (!this.waiter || this.buffered < this.waiter.n) return;
-    const { n, resolve } = this.waiter;
-    this.waiter = null;
-    const all = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.chunks = rest.length > 0 ? [rest] : [];
-    this.buffered = rest.length;
-    resolve(out);
+    if (this.waiter && this.length >= this.waiter.n) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve(this.pop(w.n));
+    }
+  }
+
+  private pop(n: number): Buffer {
+    this.length -= n;
+    if (this.chunks[0].length === n) return this.chunks.shift()!;
+    if (this.chunks[0].length > n) {
+      const out = this.chunks[0].subarray(0, n);
+      this.chunks[0] = this.chunks[0].subarray(n);
+      return out;
+    }
+    const out = Buffer.allocUnsafe(n);
+    let filled = 0;
+    while (filled < n) {
+      const c = this.chunks[0];
+      const k = Math.min(c.length, n - filled);
+      c.copy(out, filled, 0, k);
+      filled += k;
+      if (k === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(k);
+    }
+    return out;
   }
 }
 
-function protocolError(message: string): HeadstartError {
-  return new HeadstartError('NBD_CLIENT_PROTOCOL', message);
+interface Pending {
+  readonly isRead: boolean;
+  readonly readLength: number;
+  resolve(data: Buffer | undefined): void;
+  reject(err: Error): void;
 }
 
-export async function connectNbd(options: { host: string; port: number; exportName: string }): Promise<NbdClient> {
-  const socket: Socket = connect({ host: options.host, port: options.port });
+export async function connectNbd(options: ConnectNbdOptions): Promise<NbdClient> {
+  const exportName = options.exportName ?? '';
+  const socket = connect(options.port, options.host ?? '127.0.0.1');
   socket.setNoDelay(true);
-  const reader = new ByteReader();
-  socket.on('data', (d: Buffer) => reader.push(d));
-  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-  socket.on('error', (err) => reader.fail(err));
-  socket.on('close', () => reader.fail(new HeadstartError('NBD_CLIENT_PROTOCOL', 'connection closed by the NBD server')));
-  await new Promise<void>((resolve, reject) => {
-    socket.once('connect', resolve);
-    socket.once('error', reject);
+  const inbox = new Inbox();
+  let closedError: Error | null = null;
+  socket.on('data', (c: Buffer) => inbox.push(c));
+  socket.on('error', (err) => (closedError ??= err));
+  socket.on('close', () => {
+    closedError ??= new HeadstartError('NBD_CLIENT_PROTOCOL', 'NBD connection closed');
+    inbox.fail(closedError);
   });
-
+  const timer = setTimeout(() => socket.destroy(new HeadstartError('NBD_CLIENT_PROTOCOL', `no NBD handshake from ${options.host ?? '127.0.0.1'}:${options.port} in time`)), options.timeoutMs ?? 10_000);
   try {
-    const greeting = await reader.take(18);
-    if (greeting.readBigUInt64BE(0) !== NBDMAGIC || greeting.readBigUInt64BE(8) !== IHAVEOPT) throw protocolError('not an NBD newstyle server');
-    const serverFlags = greeting.readUInt16BE(16);
-    if ((serverFlags & NBD_FLAG_FIXED_NEWSTYLE) === 0) throw protocolError('server does not speak fixed newstyle');
-    const clientFlags = Buffer.alloc(4);
-    clientFlags.writeUInt32BE(NBD_FLAG_C_FIXED_NEWSTYLE | (serverFlags & NBD_FLAG_NO_ZEROES ? NBD_FLAG_C_NO_ZEROES : 0));
-    const name = Buffer.from(options.exportName, 'utf8');
-    const go = Buffer.alloc(16 + 4 + name.length + 2);
-    go.writeBigUInt64BE(IHAVEOPT, 0);
-    go.writeUInt32BE(NBD_OPT_GO, 8);
-    go.writeUInt32BE(4 + name.length + 2, 12);
-    go.writeUInt32BE(name.length, 16);
-    name.copy(go, 20);
-    go.writeUInt16BE(0, 20 + name.length);
-    socket.write(Buffer.concat([clientFlags, go]));
-
-    let size = -1;
-    let transmissionFlags = 0;
-    for (;;) {
-      const head = await reader.take(20);
-      if (head.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC) throw protocolError('bad option reply magic');
-      const type = head.readUInt32BE(12);
-      const length = head.readUInt32BE(16);
-      const data = length > 0 ? await reader.take(length) : Buffer.alloc(0);
-      if (type === NBD_REP_ACK) break;
-      if (type === NBD_REP_INFO && data.length >= 12 && data.readUInt16BE(0) === NBD_INFO_EXPORT) {
-        size = Number(data.readBigUInt64BE(2));
-        transmissionFlags = data.readUInt16BE(10);
-      } else if (type >= 0x80000000) {
-        throw protocolError(`server refused export ${JSON.stringify(options.exportName)} (reply ${type - 0x80000000}): ${data.toString('utf8')}`);
-      }
-    }
-    if (size < 0) throw protocolError('server sent no export information');
-    return new Client(socket, reader, size, (transmissionFlags & NBD_FLAG_READ_ONLY) !== 0, closed);
+    const { size, flags } = await handshake(socket, inbox, exportName);
+    clearTimeout(timer);
+    return new Client(socket, inbox, exportName, size, flags);
   } catch (err) {
+    clearTimeout(timer);
     socket.destroy();
     throw err;
   }
 }
 
-class Client implements NbdClient {
-  private readonly pending = new Map<number, Pending>();
-  private nextHandle = 1;
-  private failure: Error | null = null;
-
-  constructor(
-    private readonly socket: Socket,
-    private readonly reader: ByteReader,
-    readonly size: number,
-    readonly readOnly: boolean,
-    private readonly closed: Promise<void>,
-  ) {
-    void this.readReplies();
-  }
-
-  read(offset: number, length: number): Promise<Buffer> {
-    return this.request(CMD_READ, 0, offset, length, null) as Promise<Buffer>;
-  }
-  async write(offset: number, data: Uint8Array, options?: { fua?: boolean }): Promise<void> {
-    await this.request(CMD_WRITE, options?.fua ? CMD_FLAG_FUA : 0, offset, data.length, data);
-  }
-  async writeZeroes(offset: number, length: number): Promise<void> {
-    await this.request(CMD_WRITE_ZEROES, 0, offset, length, null);
-  }
-  async trim(offset: number, length: number): Promise<void> {
-    await this.request(CMD_TRIM, 0, offset, length, null);
-  }
-  async flush(): Promise<void> {
-    await this.request(CMD_FLUSH, 0, 0, 0, null);
-  }
-
-  async close(): Promise<void> {
-    await Promise.allSettled([...this.pending.values()].map((p) => new Promise<void>((resolve) => {
-      const { resolve: r, reject: j } = p;
-      p.resolve = (d) => (r(d), resolve());
-      p.reject = (e) => (j(e), resolve());
-    })));
-    if (!this.socket.destroyed) {
-      this.socket.end(this.header(CMD_DISC, 0, 0, 0, 0));
-      await Promise.race([this.closed, new Promise((r) => setTimeout(r, 2000))]);
-      this.socket.destroy();
-    }
-  }
-
-  private header(type: number, flags: number, handle: number, offset: number, length: number): Buffer {
-    const h = Buffer.allocUnsafe(28);
-    h.writeUInt32BE(REQUEST_MAGIC, 0);
-    h.writeUInt16BE(flags, 4);
-    h.writeUInt16BE(type, 6);
-    h.writeBigUInt64BE(BigInt(handle), 8);
-    h.writeBigUInt64BE(BigInt(offset), 16);
-    h.writeUInt32BE(length, 24);
-    return h;
-  }
-
-  private request(type: number, flags: number, offset: number, length: number, data: Uint8Array | null): Promise<Buffer | null> {
-    if (this.failure) return Promise.reject(this.failure);
-    const handle = this.nextHandle++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(handle, { readLength: type === CMD_READ ? length : 0, resolve, reject });
-      this.socket.cork();
-      this.socket.write(this.header(type, flags, handle, offset, length));
-      if (data !== null) this.socket.write(data);
-      this.socket.uncork();
-    });
-  }
-
-  private async readReplies(): Promise<void> {
-    try {
-      for (;;) {
-        const head = await this.reader.take(16);
-        if (head.readUInt32BE(0) !== SIMPLE_REPLY_MAGIC) throw protocolError('bad reply magic');
-        const error = head.readUInt32BE(4);
-        const handle = Number(head.readBigUInt64BE(8));
-        const p = this.pending.get(handle);
-        if (p === undefined) throw protocolError(`reply for unknown handle ${handle}`);
-        this.pending.delete(handle);
-        if (error !== 0) {
-          const err = new HeadstartError('NBD_CLIENT_REQUEST_FAILED', `NBD server answered error ${error} (${errnoName(error)})`, { details: { errno: error } });
-          p.reject(err);
-          continue;
-        }
-        p.resolve(p.readLength > 0 ? Buffer.from(await this.reader.take(p.readLength)) : null);
-      }
-    } catch (err) {
-      this.failure = err as Error;
-      for (const p of this.pending.values()) p.reject(err as Error);
-      this.pending.clear();
+async function handshake(socket: Socket, inbox: Inbox, exportName: string): Promise<{ size: number; flags: number }> {
+  const greeting = await inbox.take(18);
+  if (greeting.readBigUInt64BE(0) !== NBDMAGIC || greeting.readBigUInt64BE(8) !== IHAVEOPT) throw new HeadstartError('NBD_CLIENT_PROTOCOL', 'the server is not a newstyle NBD server');
+  const serverFlags = greeting.readUInt16BE(16);
+  if ((serverFlags & NBD_FLAG_FIXED_NEWSTYLE) === 0) throw new HeadstartError('NBD_CLIENT_PROTOCOL', 'the server does not speak fixed newstyle NBD');
+  const clientFlags = NBD_FLAG_C_FIXED_NEWSTYLE | (serverFlags & NBD_FLAG_NO_ZEROES ? NBD_FLAG_C_NO_ZEROES : 0);
+  const name = Buffer.from(exportName, 'utf8');
+  const opt = Buffer.alloc(4 + 16 + 4 + name.length + 2);
+  opt.writeUInt32BE(clientFlags, 0);
+  opt.writeBigUInt64BE(IHAVEOPT, 4);
+  opt.writeUInt32BE(NBD_OPT_GO, 12);
+  opt.writeUInt32BE(4 + name.length + 2, 16);
+  opt.writeUInt32BE(name.length, 20);
+  name.copy(opt, 24); // then u16 0: no info requests beyond the mandatory NBD_INFO_EXPORT
+  socket.write(opt);
+  let size = -1;
+  let flags = 0;
+  for (;;) {
+    const head = await inbox.take(20);
+    if (head.readBigUInt64BE(0) !== OPTION_REPLY_MAGIC) throw new HeadstartError('NBD_CLIENT_PROTOCOL', 'bad option reply magic');
+    const type = head.readUInt32BE(12);
+    const length = head.readUInt32BE(16);
+    if (length > 65536) throw new HeadstartError('NBD_CLIENT_PROTOCOL', 'option reply too long');
+    const data = length > 0 ? await inbox.take(length) : Buffer.alloc(0);
+    if (type === NBD_REP_INFO && data.length >= 12 && data.readUInt16BE(0) === NBD_INFO_EXPORT) {
+      size = Number(data.readBigUInt64BE(2));
+      flags = data.readUInt16BE(10);
+    } else if (type === NBD_REP_ACK) {
+      if (size < 0) throw new HeadstartError('NBD_CLIENT_PROTOCOL', 'server accepted NBD_OPT_GO without NBD_INFO_EXPORT');
+      return { size, flags };
+    } else if (type >= 0x80000000) {
+      const message = data.toString('utf8');
+      if (type === NBD_REP_ERR_UNKNOWN) throw new HeadstartError('NBD_EXPORT_UNKNOWN', `no export "${exportName}": ${message}`);
+      throw new HeadstartError('NBD_CLIENT_PROTOCOL', `server refused export "${exportName}" (0x${type.toString(16)}): ${message}`);
     }
   }
 }
 
-function errnoName(errno: number): string {
-  return ({ 1: 'EPERM', 5: 'EIO', 12: 'ENOMEM', 22: 'EINVAL', 28: 'ENOSPC', 75: 'EOVERFLOW', 95: 'ENOTSUP', 108: 'ESHUTDOWN' } as Record<number, string>)[errno] ?? 'unknown';
+class Client implements NbdClient {
+  private readonly pending = new Map<number, Pending>();
+  private readonly inflight = new Set<Promise<unknown>>();
+  private nextHandle = 1;
+  private closing: Promise<void> | null = null;
+  readonly readOnly: boolean;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly inbox: Inbox,
+    readonly exportName: string,
+    readonly size: number,
+    readonly flags: number,
+  ) {
+    this.readOnly = (flags & NBD_FLAG_READ_ONLY) !== 0;
+    socket.removeAllListeners('data');
+    socket.on('data', (c: Buffer) => {
+      this.inbox.push(c);
+      this.drainReplies();
+    });
+    socket.on('close', () => {
+      const err = new HeadstartError('NBD_CLIENT_PROTOCOL', 'NBD connection closed with requests in flight');
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    });
+    this.drainReplies();
+  }
+
+  read(offset: number, length: number): Promise<Buffer> {
+    return this.request(NBD_CMD_READ, 0, offset, length, null) as Promise<Buffer>;
+  }
+
+  async write(offset: number, data: Uint8Array, options?: { fua?: boolean }): Promise<void> {
+    await this.request(NBD_CMD_WRITE, options?.fua ? NBD_CMD_FLAG_FUA : 0, offset, data.length, data);
+  }
+
+  async writeZeroes(offset: number, length: number, options?: { fua?: boolean }): Promise<void> {
+    await this.request(NBD_CMD_WRITE_ZEROES, options?.fua ? NBD_CMD_FLAG_FUA : 0, offset, length, null);
+  }
+
+  async trim(offset: number, length: number, options?: { fua?: boolean }): Promise<void> {
+    await this.request(NBD_CMD_TRIM, options?.fua ? NBD_CMD_FLAG_FUA : 0, offset, length, null);
+  }
+
+  async flush(): Promise<void> {
+    await this.request(NBD_CMD_FLUSH, 0, 0, 0, null);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await Promise.allSettled([...this.inflight]);
+      if (!this.socket.destroyed) {
+        this.socket.write(header(NBD_CMD_DISC, 0, 0, 0, 0));
+        this.socket.end();
+        await new Promise<void>((r) => (this.socket.closed ? r() : this.socket.once('close', () => r())));
+      }
+    })();
+    return this.closing;
+  }
+
+  private request(type: number, flags: number, offset: number, length: number, data: Uint8Array | null): Promise<Buffer | undefined> {
+    if (this.closing || this.socket.destroyed) return Promise.reject(new HeadstartError('NBD_CLIENT_PROTOCOL', 'NBD client is closed'));
+    const handle = this.nextHandle;
+    this.nextHandle = (this.nextHandle % 0xffffffff) + 1;
+    const p = new Promise<Buffer | undefined>((resolve, reject) => {
+      this.pending.set(handle, { isRead: type === NBD_CMD_READ, readLength: type === NBD_CMD_READ ? length : 0, resolve, reject });
+      this.socket.write(header(type, flags, handle, offset, length));
+      if (data && data.length > 0) this.socket.write(data);
+    });
+    this.inflight.add(p);
+    const forget = () => void this.inflight.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  /** Reply loop: 16-byte simple reply, then the data of a successful READ. */
+  private partial: { handle: number; pending: Pending } | null = null;
+  private drainReplies(): void {
+    for (;;) {
+      if (this.partial) {
+        const data = this.inbox.tryTake(this.partial.pending.readLength);
+        if (!data) return;
+        const { pending } = this.partial;
+        this.partial = null;
+        pending.resolve(Buffer.from(data)); // own copy: the inbox may hand out views
+        continue;
+      }
+      const head = this.inbox.tryTake(16);
+      if (!head) return;
+      if (head.readUInt32BE(0) !== SIMPLE_REPLY_MAGIC) {
+        this.socket.destroy(new HeadstartError('NBD_CLIENT_PROTOCOL', 'bad reply magic from the NBD server'));
+        return;
+      }
+      const error = head.readUInt32BE(4);
+      const handle = head.readUInt32BE(12);
+      const pending = this.pending.get(handle);
+      if (!pending) {
+        this.socket.destroy(new HeadstartError('NBD_CLIENT_PROTOCOL', `reply for unknown handle ${handle}`));
+        return;
+      }
+      this.pending.delete(handle);
+      if (error !== 0) pending.reject(new HeadstartError('NBD_CLIENT_REQUEST_FAILED', `NBD server answered errno ${error}`, { details: { errno: error } }));
+      else if (pending.readLength > 0) this.partial = { handle, pending };
+      else pending.resolve(pending.isRead ? Buffer.alloc(0) : undefined);
+    }
+  }
+}
+
+function header(type: number, flags: number, handle: number, offset: number, length: number): Buffer {
+  const b = Buffer.allocUnsafe(REQUEST_HEADER_SIZE);
+  b.writeUInt32BE(REQUEST_MAGIC, 0);
+  b.writeUInt16BE(flags, 4);
+  b.writeUInt16BE(type, 6);
+  b.writeUInt32BE(0, 8);
+  b.writeUInt32BE(handle, 12);
+  b.writeUInt32BE(Math.floor(offset / 4294967296), 16);
+  b.writeUInt32BE(offset >>> 0, 20);
+  b.writeUInt32BE(length, 24);
+  return b;
 }

@@ -9,6 +9,7 @@ type Event = [string, ...unknown[]];
 /** A sink that logs every event and, like the connection, starts transmission on GO. */
 function recordingParser(limits?: { maxRequest?: number; maxOptionData?: number }) {
   const events: Event[] = [];
+  const requests: NbdRequest[] = [];
   const parser: NbdParser = new NbdParser(
     {
       clientFlags: (f) => events.push(['flags', f]),
@@ -17,12 +18,15 @@ function recordingParser(limits?: { maxRequest?: number; maxOptionData?: number 
         if (o === NBD_OPT_GO) parser.startTransmission();
       },
       optionTooBig: (o, len) => events.push(['tooBig', o, len]),
-      request: (r: NbdRequest) => events.push(['request', r.type, r.flags, r.handleHi, r.handleLo, r.offset, r.length, r.data?.toString('hex') ?? null]),
+      request: (r: NbdRequest) => {
+        requests.push(r);
+        events.push(['request', r.type, r.flags, r.handleHi, r.handleLo, r.offset, r.length, r.data?.toString('hex') ?? null]);
+      },
       protocolError: (e: HeadstartError) => events.push(['error', e.code]),
     },
     limits,
   );
-  return { parser, events };
+  return { parser, events, requests };
 }
 
 function option(code: number, data: Buffer = Buffer.alloc(0)): Buffer {
@@ -118,6 +122,45 @@ describe('NbdParser', () => {
     const chunk = request(NBD_CMD_WRITE, 1n, 0n, payload.length, 0, payload);
     p.push(chunk);
     expect(seen!.buffer).toBe(chunk.buffer);
+  });
+
+  it('copies payloads out of a transient (reused) receive buffer, split or whole', () => {
+    for (let cut = 1; cut < session.length; cut += 7) {
+      const { parser, events, requests: seen } = recordingParser();
+      // One reused buffer, refilled for each piece like a socket's receive buffer.
+      const recv = Buffer.alloc(session.length);
+      for (const piece of [session.subarray(0, cut), session.subarray(cut)]) {
+        piece.copy(recv);
+        parser.push(recv.subarray(0, piece.length), true);
+        recv.fill(0xee);
+      }
+      expect(events).toEqual(whole);
+      expect(seen[0].data!.toString('hex')).toBe(payload.toString('hex')); // survived the refill
+      expect(seen[0].ownsData).toBe(true);
+    }
+  });
+
+  it('lets the socket read a large payload straight into its buffer (payloadTarget)', () => {
+    const { parser, requests } = recordingParser();
+    parser.startTransmission();
+    const big = Buffer.alloc(300_000);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+    const input = request(NBD_CMD_WRITE, 42n, 8192n, big.length, 0, big);
+    expect(parser.payloadTarget(1)).toBeNull(); // no payload under way yet
+    parser.push(input.subarray(0, 28 + 1000), true); // header and the first bytes
+    let at = 28 + 1000;
+    while (at < input.length) {
+      const target = parser.payloadTarget(1)!;
+      const n = Math.min(target.length, 65_536);
+      input.copy(target, 0, at, at + n); // what the kernel would do
+      parser.payloadReceived(n);
+      at += n;
+    }
+    expect(requests).toHaveLength(1);
+    expect(requests[0].data!.equals(big)).toBe(true);
+    expect(parser.payloadTarget(1)).toBeNull();
+    parser.push(request(NBD_CMD_FLUSH, 43n, 0n, 0), true); // and parsing goes on
+    expect(requests[1].type).toBe(NBD_CMD_FLUSH);
   });
 
   it('rejects a bad option magic and ignores everything after', () => {

@@ -45,6 +45,7 @@ export async function startNbdServer(options: NbdServerOptions = {}): Promise<Nb
     drainTimeoutMs: options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS,
     now: () => clock.now(),
     payloads: new PayloadPool(POOLED_PAYLOAD_BYTES),
+    reuseReceiveBuffer: options.reuseReceiveBuffer !== false,
     stopping: () => stopping,
   };
 

@@ -50,6 +50,11 @@ export interface NbdServerOptions {
   readonly handshakeTimeoutMs?: number;
   /** How long stop()/removeExport() let in-flight requests finish before dropping clients. */
   readonly drainTimeoutMs?: number;
+  /**
+   * Read each socket into one reused 256 KiB buffer (recv-buffer.ts) instead of Node's
+   * default 64 KiB chunks. Default true; false only to compare the two.
+   */
+  readonly reuseReceiveBuffer?: boolean;
   /** Time source for the recorder (epoch ms). */
   readonly clock?: { now(): number };
 }

@@ -69,6 +69,15 @@ const schedule = z
   .object({
     every: duration.optional(),
     cron: z.string().optional(),
+    /** With `every`: points fall at origin + k * every (epoch ms or an ISO time); default: aligned to the clock. */
+    origin: z
+      .union([z.number(), z.string()])
+      .transform((v, ctx) => {
+        const t = typeof v === 'number' ? v : Date.parse(v);
+        if (!Number.isFinite(t)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a time: ${JSON.stringify(v)}` });
+        return t;
+      })
+      .optional(),
   })
   .strict()
   .superRefine((s, ctx) => {

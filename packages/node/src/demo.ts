@@ -29,6 +29,14 @@ export interface DemoOptions {
   readonly trace?: { writes: AsyncIterable<TraceWrite> | Iterable<TraceWrite>; speedup: number };
   readonly dir?: string;
   readonly dashboard?: boolean;
+  /** Pre-send policy of the source (default predictive). */
+  readonly policy?: 'predictive' | 'continuous' | 'at-snapshot';
+  /**
+   * Points fall at workload start + k * interval (instead of on the clock), and the
+   * workload starts at that instant: a trace replay then closes exactly where the trace
+   * evaluator closes, so the two can be compared.
+   */
+  readonly alignToWorkload?: boolean;
   readonly signal: AbortSignal;
   readonly logger: Logger;
   /** Called about once a second with a one-line status. */
@@ -47,6 +55,10 @@ export interface DemoResult {
   readonly last_point: number | null;
   readonly policy: string;
   readonly workload: WorkloadStats;
+  /** Epoch ms the workload started (and, aligned, the origin of the schedule). */
+  readonly started_at: number;
+  /** Every point the replica committed, as the engine measured it. */
+  readonly points: readonly { n: number; scheduled_at: number; lag_s: number; sent_bytes: number; minimal_bytes: number }[];
 }
 
 const MiB = 1 << 20;
@@ -71,6 +83,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   let sourceNode: HeadstartNode | null = null;
   let services: Services | null = null;
   const acks: { n: number; lagMs: number; sent: number; minimal: number }[] = [];
+  const policy = o.policy ?? 'predictive';
+  // Aligned: the schedule's origin, a moment after both nodes are up, when the workload starts.
+  const origin = o.alignToWorkload ? Date.now() + 3000 : undefined;
   try {
     const replicaConfig: NodeConfig = validateConfig(
       {
@@ -86,18 +101,22 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         node: { name: 'site-a', dataDir: join(dir, 'site-a'), secret },
         listen: { nbd: '127.0.0.1:0', admin: '127.0.0.1:0', dashboard: o.dashboard === false ? undefined : '127.0.0.1:0', metrics: '127.0.0.1:0' },
         peers: [{ name: 'site-b', url: `ws://127.0.0.1:${replicaNode.peersPort}`, rateLimit: linkRate }],
-        volumes: [{ name: 'demo', size, role: 'primary', schedule: { every: `${intervalMs}ms` }, policy: { name: 'predictive' }, rpoTarget: `${intervalMs * 2}ms`, sinks: ['site-b'] }],
+        volumes: [{ name: 'demo', size, role: 'primary', schedule: { every: `${intervalMs}ms`, origin }, policy: { name: policy }, rpoTarget: `${intervalMs * 2}ms`, sinks: ['site-b'] }],
       },
       'demo site-a configuration',
     );
     sourceNode = await startNode(sourceConfig, o.logger.child({ node: 'site-a' }));
     services = await startServices(sourceNode, sourceConfig, o.logger, { admin: false });
+    const scheduled = new Map<number, number>();
     sourceNode.subscribe((e) => {
       if (e.type === 'snapshot-acked') acks.push({ n: e.n, lagMs: e.lagMs, sent: e.sentBytes, minimal: e.minimalBytes });
+      if (e.type === 'snapshot-closed') scheduled.set(e.n, sourceNode!.volume('demo').snapshots().find((p) => p.n === e.n)?.scheduledAt ?? e.time);
     });
     const nbd = `nbd://127.0.0.1:${sourceNode.nbdPort}/demo`;
     o.onReady?.({ dir, nbd, dashboard: services.dashboardUrl, metrics: services.metricsUrl, intervalMs });
 
+    if (origin !== undefined) await new Promise((r) => setTimeout(r, Math.max(0, origin - Date.now())));
+    const workloadStartedAt = Date.now();
     // The workload, through NBD like any client.
     const client = await connectNbd({ host: '127.0.0.1', port: sourceNode.nbdPort!, exportName: 'demo' });
     const stopWorkload = new AbortController();
@@ -141,8 +160,10 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       redundancy: measured.length ? round(measured.reduce((a, b) => a + b.sent, 0) / measured.reduce((a, b) => a + b.minimal, 0)) : null,
       replica_equal: equal,
       last_point: lastPoint,
-      policy: 'predictive',
+      policy,
       workload: stats,
+      started_at: workloadStartedAt,
+      points: acks.map((a) => ({ n: a.n, scheduled_at: scheduled.get(a.n) ?? 0, lag_s: a.lagMs / 1000, sent_bytes: a.sent, minimal_bytes: a.minimal })),
     };
   } finally {
     await services?.stop().catch(() => {});

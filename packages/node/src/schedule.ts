@@ -11,10 +11,11 @@ export interface Schedule {
   readonly description: string;
 }
 
-export function intervalSchedule(everyMs: number): Schedule {
+/** Points at origin + k * every (origin defaults to the epoch, i.e. aligned to the clock). */
+export function intervalSchedule(everyMs: number, originMs = 0): Schedule {
   return {
     description: `every ${everyMs / 1000}s`,
-    nextAfter: (now) => (Math.floor(now / everyMs) + 1) * everyMs,
+    nextAfter: (now) => originMs + (Math.floor((now - originMs) / everyMs) + 1) * everyMs,
   };
 }
 
@@ -25,8 +26,8 @@ export function cronSchedule(expression: string): Schedule {
   };
 }
 
-export function scheduleFrom(spec: { every?: number; cron?: string }): Schedule {
-  if (spec.every !== undefined) return intervalSchedule(spec.every);
+export function scheduleFrom(spec: { every?: number; cron?: string; origin?: number }): Schedule {
+  if (spec.every !== undefined) return intervalSchedule(spec.every, spec.origin);
   if (spec.cron !== undefined) return cronSchedule(spec.cron);
   throw new Error('schedule needs every or cron');
 }

@@ -23,12 +23,12 @@ export const AGE_BUCKETS = 51;
 /** Rhythm classes: 0 = no previous gap, 1.. = octave of the previous gap from 1/16 s. */
 export const RHYTHMS = 28;
 /**
- * Neighbourhood classes: how long the block's region has been quiet, relative to the
- * block's own age. 0: the region is being written right now (the block sits in a hot
- * spot); 1: in between; 2: the region went quiet about when the block was written (a burst
- * or a sequential pass that has moved on: such blocks are rarely written again soon).
+ * Region classes, from the region's decayed share of writes that were rewrites of a block
+ * it had already written: 0 (< 2 %: a log or a one-pass copy moving through), 1 (< 20 %),
+ * 2 (< 60 %), 3 (a hot spot). A block written for the first time has no rhythm of its own;
+ * its region's history is the best evidence of whether it will be written again.
  */
-export const NEIGHBOURHOODS = 3;
+export const NEIGHBOURHOODS = 4;
 export const CONTEXTS = RHYTHMS * NEIGHBOURHOODS;
 const MIN_AGE = 1 / 16;
 
@@ -48,8 +48,8 @@ export function ageBucket(age: number): number {
   return k >= AGE_BUCKETS ? AGE_BUCKETS - 1 : k;
 }
 
-/** The context of a block: its rhythm (previous gap) and its region's quiet time vs its age. */
-export function contextOf(gap: number, age: number, regionIdle: number): number {
+/** The context of a block: its rhythm (previous gap) and its region's rewrite share. */
+export function contextOf(gap: number, regionRewriteShare: number): number {
   let g: number;
   if (gap <= 0) g = 0;
   else if (gap < MIN_AGE) g = 1;
@@ -57,8 +57,8 @@ export function contextOf(gap: number, age: number, regionIdle: number): number 
     g = 1 + Math.floor(Math.log2(gap) + 4);
     if (g >= RHYTHMS) g = RHYTHMS - 1;
   }
-  const q = (regionIdle + 1) / (age + 1);
-  return g * NEIGHBOURHOODS + (q < 0.05 ? 0 : q < 0.5 ? 1 : 2);
+  const q = regionRewriteShare;
+  return g * NEIGHBOURHOODS + (q < 0.02 ? 0 : q < 0.2 ? 1 : q < 0.6 ? 2 : 3);
 }
 
 export interface HazardOptions {

@@ -43,8 +43,8 @@ export interface PlannerOptions {
   /** Required by the oracle policy. */
   readonly future?: OracleFuture;
   /**
-   * Use the region heat map (how long the block's region has been quiet) as a context of P.
-   * Off by default: on the shared traces it made P worse calibrated (see the bench notes).
+   * Use the region heat map (the region's share of rewrites) as a context of P. On by
+   * default: it separates logs and one-pass copies from hot spots (measured better).
    */
   readonly regionContext?: boolean;
   /** Scale P by observed / expected resends of recent snapshots. Off by default (measured worse). */

@@ -50,8 +50,13 @@ export class VolumePlanner {
   private readonly link: ThroughputEstimator;
   private readonly forget: Forget;
 
-  /** Last write time of each region (the "heat map"): a region's quiet time is a context of P. */
+  /**
+   * The heat map: per region, the last write time and decayed counts of block writes and of
+   * rewrites (writes to a block it had written before); their ratio is a context of P.
+   */
   private readonly regionLast: Float64Array;
+  private readonly regionWrites: Float32Array;
+  private readonly regionRewrites: Float32Array;
   private readonly regionShift: number;
   /** Calibration of P: resend bytes observed vs expected over recent snapshots. */
   private calExpected = 0;
@@ -102,7 +107,7 @@ export class VolumePlanner {
     this.PT = option('PT', options.PT, C.DEFAULT_PT, (v) => v > 0 && v <= 1);
     this.redundancyBudget = option('redundancyBudget', options.redundancyBudget, C.DEFAULT_REDUNDANCY_BUDGET, (v) => v >= 0 && v <= 1);
     this.replanSeconds = option('replanSeconds', options.replanSeconds, C.DEFAULT_REPLAN_SECONDS, (v) => v > 0 && Number.isFinite(v));
-    this.regionContext = options.regionContext ?? false;
+    this.regionContext = options.regionContext ?? true;
     this.calibrate = options.calibrate ?? false;
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
     const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
@@ -120,7 +125,10 @@ export class VolumePlanner {
     let shift = 20;
     while (this.volumeSize / 2 ** shift > 1 << 20) shift++;
     this.regionShift = shift;
-    this.regionLast = new Float64Array(Math.ceil(this.volumeSize / 2 ** shift)).fill(-Infinity);
+    const regions = Math.ceil(this.volumeSize / 2 ** shift);
+    this.regionLast = new Float64Array(regions).fill(-Infinity);
+    this.regionWrites = new Float32Array(regions);
+    this.regionRewrites = new Float32Array(regions);
     this.forget = (_key, last, ctx, credited) => this.model.expose(ctx, credited, this.now - last);
   }
 
@@ -128,8 +136,25 @@ export class VolumePlanner {
     return Math.floor((block * this.blockSize) / 2 ** this.regionShift);
   }
 
-  private contextAt(block: number, gap: number, age: number, now: number): number {
-    return contextOf(gap, age, this.regionContext ? now - this.regionLast[this.regionOf(block)] : Infinity);
+  private contextAt(block: number, gap: number): number {
+    if (!this.regionContext) return contextOf(gap, 1);
+    const r = this.regionOf(block);
+    // A small prior: an unknown region counts as "medium" until a few writes say otherwise.
+    return contextOf(gap, (this.regionRewrites[r] + 0.1) / (this.regionWrites[r] + 0.2));
+  }
+
+  /** Counts a block write in its region's heat map (decayed with a 1 h half-life). */
+  private heat(block: number, rewrite: boolean, t: number): void {
+    const r = this.regionOf(block);
+    const last = this.regionLast[r];
+    if (last > -Infinity && t > last) {
+      const f = Math.exp(((last - t) * Math.LN2) / 3600);
+      this.regionWrites[r] *= f;
+      this.regionRewrites[r] *= f;
+    }
+    this.regionLast[r] = t;
+    this.regionWrites[r] += 1;
+    if (rewrite) this.regionRewrites[r] += 1;
   }
 
   /** The calibration factor applied to the model's P (observed / expected resends). */
@@ -160,8 +185,6 @@ export class VolumePlanner {
     const first = Math.floor(w.offset / this.blockSize);
     const end = Math.ceil((w.offset + w.length) / this.blockSize);
     for (let b = first; b < end; b++) this.writeBlock(b, w.time);
-    // Regions are stamped after the whole write, so its own blocks do not make it look hot.
-    for (let r = this.regionOf(first); r <= this.regionOf(end - 1); r++) this.regionLast[r] = w.time;
   }
 
   private writeBlock(b: number, t: number): void {
@@ -177,7 +200,8 @@ export class VolumePlanner {
       this.model.event(c, age);
       tb.gap[i] = age;
     }
-    tb.ctx[i] = this.contextAt(b, tb.count[i] > 0 ? tb.gap[i] : 0, 0, t);
+    this.heat(b, tb.count[i] > 0, t);
+    tb.ctx[i] = this.contextAt(b, tb.count[i] > 0 ? tb.gap[i] : 0);
     tb.last[i] = t;
     tb.credited[i] = 0;
     if (tb.count[i] < 65535) tb.count[i]++;
@@ -362,7 +386,7 @@ export class VolumePlanner {
       const age = now - tb.last[i];
       this.model.expose(tb.ctx[i], tb.credited[i], age);
       tb.credited[i] = age;
-      tb.ctx[i] = this.contextAt(tb.keys[i], tb.gap[i], age, now);
+      tb.ctx[i] = this.contextAt(tb.keys[i], tb.count[i] > 1 ? tb.gap[i] : 0);
     }
     this.model.decay(now);
     this.creditedAt = now;
@@ -458,6 +482,6 @@ export class VolumePlanner {
   get memoryBytes(): number {
     let closed = 0;
     for (const c of this.closed) closed += c.keys.byteLength;
-    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength + closed;
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + closed;
   }
 }

@@ -1,10 +1,14 @@
 /** Named defaults of replication, each with its reason. */
 
+/** What a replica holds for a source beyond its window before cutting it off (memory bound). */
+export const MAX_UNSTAGED_BYTES = 4 * 16 * 1024 * 1024;
 /** Payload bytes sent and not yet staged by the replica. Bounds the source's memory and
  * what a reconnect can resend; 16 MiB keeps a loopback or LAN link busy (~50 ms at 300 MB/s). */
 export const DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024;
 /** Blocks read from the volume per read call while shipping a closed point (1 MiB at 4 KiB). */
 export const READ_RUN_BYTES = 1024 * 1024;
+/** Runs read ahead of the one being framed (memory: READ_AHEAD x READ_RUN_BYTES). */
+export const READ_AHEAD = 4;
 /** Blocks per checksum range in initial sync: 1 MiB ranges at 4 KiB blocks. */
 export const CHECKSUM_RANGE_BLOCKS = 256;
 /** Ranges per CHECKSUM_REQ (256 MiB of image at 4 KiB blocks per round trip). */

@@ -11,3 +11,4 @@ export { ReplicaTarget, type ReplicaVolumeConfig, type CommitPhase } from './rep
 export { continuousPolicy, atSnapshotPolicy, policyByName, type PresendPolicy, type PresendView } from './policy';
 export { TokenBucket, ThroughputMeter } from './rate';
 export { errorFromClose } from './link';
+export { scanImageInto, type ScanResult } from './image-scan';

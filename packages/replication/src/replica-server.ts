@@ -21,7 +21,7 @@ import {
   type HelloMsg, type Message, type ProofInput,
 } from '@headstart/protocol';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS } from './constants';
+import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, MAX_UNSTAGED_BYTES } from './constants';
 import { Link, asHeadstartError } from './link';
 import { ReplicaTarget, type ReplicaVolumeConfig } from './replica-target';
 
@@ -111,6 +111,7 @@ class ReplicaSession {
   private target: ReplicaTarget | null = null;
   private current: { n: number; kind: 'full' | 'delta' } | null = null;
   private lastStage: Promise<unknown> = Promise.resolve();
+  private unstagedBytes = 0;
 
   constructor(ws: WebSocket, private readonly peer: string, private readonly options: ReplicaServerOptions, private readonly targets: Map<string, ReplicaTarget>) {
     this.link = new Link(ws, new ReplicaInbound(), (m) => this.handle(m));
@@ -219,10 +220,17 @@ class ReplicaSession {
       if (h !== b.hash) throw new HeadstartError('REPL_BLOCK_CORRUPT', `block ${b.block} of snapshot ${n} failed its xxhash64 check`);
       bytes += b.data.length;
     }
+    // A source keeps at most its window unstaged; one that ignores STAGED would make us hold
+    // its frames (a commit holds staging back), so it is cut off instead.
+    this.unstagedBytes += bytes;
+    if (this.unstagedBytes > MAX_UNSTAGED_BYTES) throw new HeadstartError('LINK_OUT_OF_ORDER', `source has ${this.unstagedBytes} bytes unstaged, above the limit of ${MAX_UNSTAGED_BYTES}`);
     const last = t.staging.stage(n, blocks);
     this.lastStage = last;
     last.then(
-      () => this.link.send({ type: 'STAGED', batch, bytes }),
+      () => {
+        this.unstagedBytes -= bytes;
+        this.link.send({ type: 'STAGED', batch, bytes });
+      },
       (err: unknown) => this.link.fail(asHeadstartError(err)),
     );
   }
@@ -240,6 +248,8 @@ class ReplicaSession {
       const message = `snapshot ${n}: staged ${count} blocks (digest ${digest.toString(16)}), source says ${m.count} (digest ${m.digest.toString(16)}); dropped, to be sent again`;
       this.options.onEvent?.({ type: 'nack', volume: t.id, n, message });
       this.link.send({ type: 'NACK', n, code: 'REPL_DIGEST_MISMATCH', message });
+      // The source has already moved on to n+1; end the link so it resumes from n cleanly.
+      this.link.fail(new HeadstartError('REPL_DIGEST_MISMATCH', message));
       return;
     }
     t.enqueueCommit(m.point).then(

@@ -151,4 +151,23 @@ describe('replication in process over a real WebSocket', () => {
     await link.waitAcked(source.latestClosed!.n, 20_000);
     expect(Date.now() - t1).toBeLessThan(slow);
   });
+
+  it('a staged set that does not match the digest is dropped (NACK) and the point is sent again', async () => {
+    pair = await makePair({ startLink: false });
+    const { source, replica, server } = pair;
+    const bs = source.blockSize;
+    await source.write(3 * bs, randomBlock(bs, 42));
+    // the replica holds a stale staged block for point 1 that the source will not send
+    const { loadHasher, blockHash } = await import('@headstart/protocol');
+    await loadHasher();
+    const junk = randomBlock(bs, 43);
+    await server.targets.get('vol-1')!.staging.stage(1, [{ block: 7, hash: blockHash(junk), data: junk }]);
+    const { startSource } = await import('./source');
+    const events: { type: string; code?: string }[] = [];
+    pair.link = await startSource({ volume: source, sink: 'r1', url: server.url, secret: 'pairing-secret-for-tests', onEvent: (e) => events.push(e) });
+    const p = source.sink('r1').baseline;
+    await pair.link.waitAcked(p, 20_000);
+    expect(events.some((e) => e.type === 'disconnected' && e.code === 'REPL_DIGEST_MISMATCH'), JSON.stringify(events) + p).toBe(true);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, p));
+  });
 });

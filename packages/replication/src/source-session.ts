@@ -28,7 +28,7 @@ import {
 } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
-import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_RUN_BYTES } from './constants';
+import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES } from './constants';
 import { Link } from './link';
 import type { PresendPolicy, PresendView } from './policy';
 import type { ThroughputMeter, TokenBucket } from './rate';
@@ -200,6 +200,7 @@ export class SourceSession {
     if (s.acked === null) {
       if (c !== null) {
         if (c >= s.baseline && closed(c)) await v.acknowledge(name, c); // it committed, our record of the ACK was lost
+        else if (c >= s.baseline) throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c}, which this volume does not hold`);
         else haveCopy = true; // it holds some older copy: compare checksums instead of trusting it
       }
     } else if (c === null || c < s.acked) {
@@ -311,7 +312,14 @@ export class SourceSession {
         const batch: WireBlock[] = [];
         touched = new Set();
         const reads: { block: number; data: Buffer }[] = [];
-        const chosen = [...picks].sort((x, y) => x - y).filter((b) => pending.delete(b));
+        // never more than the budget, whatever the policy returned
+        const chosen = picks.slice(0, Math.floor(budget / bs)).sort((x, y) => x - y).filter((b) => pending.delete(b));
+        if (chosen.length === 0) {
+          // the policy named no pending block: do not spin on it
+          touched = null;
+          await this.nap(PRESEND_TICK_MS);
+          continue;
+        }
         // one read per run of adjacent blocks
         for (let i = 0; i < chosen.length; ) {
           let j = i + 1;
@@ -382,23 +390,32 @@ export class SourceSession {
       }
     };
     const runBlocks = Math.max(1, Math.floor(READ_RUN_BYTES / bs));
-    /** Reads runs one ahead of the one being hashed and framed, so disk and CPU overlap. */
+    /** Keeps READ_AHEAD runs being read while one is hashed and framed, so disk and CPU
+     * overlap (reads go through libuv's thread pool, whose latency grows on a busy machine). */
     const pipeline = async (runs: Iterable<[number, number]>, sparse: boolean) => {
       const it = runs[Symbol.iterator]();
-      const readNext = () => {
-        const r = it.next();
-        return r.done ? null : v.readBlocksAt(n, r.value[0], r.value[1]).then((data) => ({ first: r.value[0], data }));
+      const queue: Promise<{ first: number; data: Buffer }>[] = [];
+      const fill = () => {
+        while (queue.length < READ_AHEAD) {
+          const r = it.next();
+          if (r.done) return;
+          const read = v.readBlocksAt(n, r.value[0], r.value[1]).then((data) => ({ first: r.value[0], data }));
+          read.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection
+          queue.push(read);
+        }
       };
-      let ahead = readNext();
-      while (ahead) {
-        const { first, data } = await ahead;
+      fill();
+      while (queue.length > 0) {
+        const { first, data } = await queue.shift()!;
         this.check();
-        ahead = readNext();
+        fill();
         await take(first, data, sparse);
       }
     };
     if (kind === 'delta') {
       await pipeline(v.dirtyBlocks(n).runs(runBlocks), false);
+    } else if (!haveCopy && v.isZeroPoint(n)) {
+      // The point is the empty image the volume was created as: nothing to read or send.
     } else if (!haveCopy) {
       // Initial sync to an empty replica: only non-zero blocks move.
       const total = v.size / bs;

@@ -5,10 +5,10 @@
  * the throughput meter, and the status the node and the dashboard show.
  */
 import { HeadstartError } from '@headstart/errors';
-import { MAX_BLOCKS_FRAME, MAX_FRAME, loadHasher, type SinkStatus } from '@headstart/protocol';
+import { MAX_BLOCKS_FRAME, MAX_BLOCKS_PAYLOAD, MAX_FRAME, loadHasher, type SinkStatus } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import WebSocket from 'ws';
-import { DEFAULT_WINDOW_BYTES, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants';
+import { DEFAULT_WINDOW_BYTES, MAX_UNSTAGED_BYTES, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants';
 import { continuousPolicy, type PresendPolicy } from './policy';
 import { ThroughputMeter, TokenBucket } from './rate';
 import { SourceSession, type ShippedSnapshot } from './source-session';
@@ -57,6 +57,13 @@ export async function startSource(options: SourceOptions): Promise<SourceLink> {
   await loadHasher();
   const v = options.volume;
   if (v.readOnly) throw new HeadstartError('VOLUME_READ_ONLY', `volume ${v.info.name} is a replica; only a primary ships snapshots`);
+  const w = options.windowBytes;
+  if (w !== undefined && !(Number.isSafeInteger(w) && w >= MAX_BLOCKS_PAYLOAD && w <= MAX_UNSTAGED_BYTES)) {
+    throw new HeadstartError('CONFIG_INVALID', `windowBytes must be an integer from ${MAX_BLOCKS_PAYLOAD} to ${MAX_UNSTAGED_BYTES} (what a replica holds unstaged), not ${w}`);
+  }
+  if (options.rateLimit !== undefined && options.rateLimit !== null && !(options.rateLimit > 0)) {
+    throw new HeadstartError('CONFIG_INVALID', `rate limit must be a positive number of bytes/s or null, not ${options.rateLimit}`);
+  }
   if (!v.sinks().some((s) => s.name === options.sink)) await v.addSink(options.sink);
   const link = new Source(options);
   link.start();

@@ -1,10 +1,13 @@
 /**
  * The replica's staging store: an LMDB environment of its own next to the replica volume.
- * Received blocks of snapshots not yet committed live here, keyed [n, block], value = the
- * content (empty for a block of zeroes); the hashes are recomputed when the store is
- * opened (xxhash runs at GB/s), so no copy is made to prepend them. A resent block (a
- * collision on the source) simply overwrites its record. The replica volume does not
- * change while blocks stage.
+ * Received blocks of snapshots not yet committed live here as RUN records: key
+ * [n, firstBlock, gen], value = the content of contiguous blocks (or, for a run of zero
+ * blocks, its block count as u32 LE: 4 bytes, shorter than any block). One record per run
+ * instead of one per block made staging ~3x cheaper, and commit's read-back and cleanup
+ * far cheaper. `gen` grows with every record written; a block resent later (a collision
+ * on the source) lands in a newer record, and the copy in the record with the highest gen
+ * is the live one (tracked in memory, rebuilt on open). Hashes are recomputed on open
+ * (xxhash runs at GB/s). The replica volume does not change while blocks stage.
  *
  * It also holds the commit's redo journal ('journal' = the point being committed): see
  * replica-target.ts for the commit protocol.
@@ -48,6 +51,8 @@ function fsyncPath(path: string): void {
 export interface StagedSetInfo {
   readonly hashes: Map<number, bigint>;
   readonly digest: SnapshotDigest;
+  /** block -> gen of the record holding its live copy. */
+  readonly owner: Map<number, number>;
 }
 
 export interface Journal {
@@ -83,11 +88,13 @@ export class Staging {
   /** Set while a commit is live: staging writes wait for it (see the header). */
   private gate: Promise<void> | null = null;
   private openGate: (() => void) | null = null;
+  private gen = 0;
 
   private constructor(
     private readonly dir: string,
     private readonly root: RootDatabase,
-    private readonly blocks: Database<Buffer, [number, number]>,
+    private readonly blockSize: number,
+    private readonly blocks: Database<Buffer, [number, number, number]>,
     private readonly meta: Database<unknown, string>,
   ) {}
 
@@ -97,16 +104,42 @@ export class Staging {
       const boot = readFileSync(marker, 'utf8').trim();
       if (boot !== bootId() || boot === 'unknown') rmSync(dir, { recursive: true, force: true });
     }
-    const root = open({ path: dir, noSync: true });
-    const s = new Staging(dir, root, root.openDB({ name: 'blocks', encoding: 'binary' }), root.openDB({ name: 'meta' }));
+    // A large map from the start: growing it while a big snapshot stages remaps the whole
+    // store again and again (measured: 512 MiB staged in half the time). It is address
+    // space only; the file grows with what is stored.
+    const root = open({ path: dir, noSync: true, mapSize: 2 ** 40 });
+    const s = new Staging(dir, root, blockSize, root.openDB({ name: 'runs', encoding: 'binary' }), root.openDB({ name: 'meta' }));
     s.marked = existsSync(marker);
     for (const { key, value } of s.blocks.getRange()) {
-      if (!Array.isArray(key) || (value.length !== 0 && value.length !== blockSize)) throw new HeadstartError('VOLUME_CORRUPT', 'a staged block record is damaged');
-      const [n, block] = key;
-      s.setOf(n).hashes.set(block, value.length === 0 ? zeroBlockHash(blockSize) : blockHash(value));
+      const [n, first, gen] = s.checkRecord(key, value);
+      s.gen = Math.max(s.gen, gen);
+      const set = s.setOf(n);
+      s.forEachBlock(first, value, (block, data) => {
+        if ((set.owner.get(block) ?? -1) > gen) return;
+        set.owner.set(block, gen);
+        set.hashes.set(block, data === null ? zeroBlockHash(blockSize) : blockHash(data));
+      });
     }
     for (const set of s.sets.values()) for (const [b, h] of set.hashes) set.digest.add(b, h);
     return s;
+  }
+
+  private checkRecord(key: unknown, value: Buffer): [number, number, number] {
+    const bad = () => new HeadstartError('VOLUME_CORRUPT', 'a staged run record is damaged');
+    if (!Array.isArray(key) || key.length !== 3 || !key.every((k) => Number.isSafeInteger(k) && k >= 0)) throw bad();
+    if (value.length === 4 ? value.readUInt32LE(0) === 0 : value.length === 0 || value.length % this.blockSize !== 0) throw bad();
+    return [key[0], key[1], key[2]];
+  }
+
+  /** Calls fn for each block of a run record (data null: a zero block). */
+  private forEachBlock(first: number, value: Buffer, fn: (block: number, data: Buffer | null) => void): void {
+    const bs = this.blockSize;
+    if (value.length === 4) {
+      const count = value.readUInt32LE(0);
+      for (let i = 0; i < count; i++) fn(first + i, null);
+      return;
+    }
+    for (let i = 0; i * bs < value.length; i++) fn(first + i, value.subarray(i * bs, (i + 1) * bs));
   }
 
   /** Makes the "unsynced writes may exist" marker durable before the first such write. */
@@ -131,7 +164,7 @@ export class Staging {
   private setOf(n: number): StagedSetInfo {
     let set = this.sets.get(n);
     if (!set) {
-      set = { hashes: new Map(), digest: new SnapshotDigest() };
+      set = { hashes: new Map(), digest: new SnapshotDigest(), owner: new Map() };
       this.sets.set(n, set);
     }
     return set;
@@ -160,10 +193,33 @@ export class Staging {
       set.hashes.set(block, hash);
       set.digest.add(block, hash);
     }
+    // Cut the batch into runs of adjacent blocks of one kind (data or zero); one record each.
+    const records: { first: number; gen: number; value: Buffer }[] = [];
+    const bs = this.blockSize;
+    for (let i = 0; i < blocks.length; ) {
+      const zero = blocks[i].data.length === 0;
+      let j = i + 1;
+      while (j < blocks.length && blocks[j].block === blocks[j - 1].block + 1 && (blocks[j].data.length === 0) === zero) j++;
+      const gen = ++this.gen;
+      let value: Buffer;
+      if (zero) {
+        value = Buffer.alloc(4);
+        value.writeUInt32LE(j - i);
+      } else if (j - i === 1) {
+        const d = blocks[i].data;
+        value = Buffer.from(d.buffer, d.byteOffset, d.length);
+      } else {
+        value = Buffer.allocUnsafe((j - i) * bs);
+        for (let k = i; k < j; k++) value.set(blocks[k].data, (k - i) * bs);
+      }
+      for (let k = i; k < j; k++) set.owner.set(blocks[k].block, gen);
+      records.push({ first: blocks[i].block, gen, value });
+      i = j;
+    }
     const write = () => {
       this.mark();
       this.root.transactionSync(() => {
-        for (const { block, data } of blocks) this.blocks.putSync([n, block], Buffer.from(data.buffer, data.byteOffset, data.length));
+        for (const r of records) this.blocks.putSync([n, r.first, r.gen], r.value);
       });
     };
     if (this.gate) this.lastStaged = this.gate.then(write);
@@ -194,27 +250,27 @@ export class Staging {
     await this.syncAll();
   }
 
-  /** The staged blocks of n in block order, coalesced into contiguous runs of at most maxBytes. */
-  *runs(n: number, blockSize: number, maxBytes: number): Generator<{ block: number; data: Buffer }> {
-    let first = -1;
-    let parts: Buffer[] = [];
-    let bytes = 0;
-    const flush = () => {
-      const out = { block: first, data: parts.length === 1 ? parts[0] : Buffer.concat(parts, bytes) };
-      parts = [];
-      bytes = 0;
-      return out;
-    };
-    for (const { key, value } of this.blocks.getRange({ start: [n, 0], end: [n + 1, 0] })) {
-      const block = key[1];
-      if (value.length !== 0 && value.length !== blockSize) throw new HeadstartError('VOLUME_CORRUPT', `staged block ${block} of snapshot ${n} has a bad length`);
-      const data = value.length === 0 ? Buffer.alloc(blockSize) : value;
-      if (parts.length > 0 && (block !== first + parts.length || bytes + blockSize > maxBytes)) yield flush();
-      if (parts.length === 0) first = block;
-      parts.push(data);
-      bytes += blockSize;
+  /** The live staged blocks of n as runs of at most maxBytes, in record order (runs are
+   * disjoint, so the order they are written in does not matter). */
+  *runs(n: number, maxBytes: number): Generator<{ block: number; data: Buffer }> {
+    const set = this.sets.get(n);
+    if (!set) return;
+    const bs = this.blockSize;
+    const maxBlocks = Math.max(1, Math.floor(maxBytes / bs));
+    for (const { key, value } of this.blocks.getRange({ start: [n], end: [n + 1] })) {
+      const [, first, gen] = this.checkRecord(key, value);
+      const count = value.length === 4 ? value.readUInt32LE(0) : value.length / bs;
+      for (let i = 0; i < count; ) {
+        if (set.owner.get(first + i) !== gen) {
+          i++;
+          continue;
+        }
+        let j = i + 1;
+        while (j < count && j - i < maxBlocks && set.owner.get(first + j) === gen) j++;
+        yield { block: first + i, data: value.length === 4 ? Buffer.alloc((j - i) * bs) : value.subarray(i * bs, j * bs) };
+        i = j;
+      }
     }
-    if (parts.length > 0) yield flush();
   }
 
   /** Drops the journal and the staged blocks of n in one transaction (the end of a commit),
@@ -224,7 +280,7 @@ export class Staging {
       this.mark();
       await this.root.transaction(() => {
         this.meta.remove('journal');
-        for (const key of this.blocks.getKeys({ start: [n, 0], end: [n + 1, 0] })) this.blocks.remove(key);
+        for (const key of this.blocks.getKeys({ start: [n], end: [n + 1] })) this.blocks.remove(key);
       });
       this.sets.delete(n);
       await this.syncAll();
@@ -241,7 +297,7 @@ export class Staging {
     await this.gate;
     this.mark();
     await this.root.transaction(() => {
-      for (const n of ns) for (const key of this.blocks.getKeys({ start: [n, 0], end: [n + 1, 0] })) this.blocks.remove(key);
+      for (const n of ns) for (const key of this.blocks.getKeys({ start: [n], end: [n + 1] })) this.blocks.remove(key);
     });
     for (const n of ns) this.sets.delete(n);
   }

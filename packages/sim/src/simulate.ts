@@ -84,7 +84,8 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     policy: options.policy,
     openSnapshot: 1,
     closeAt: T(1),
-    replanSeconds: Math.min(10, Math.max(1, I / 60)),
+    // The planner re-ranks on every tick, as the engine's planner tick would.
+    replanSeconds: Math.min(5, Math.max(0.25, I / 120)),
     future: history,
     ...(options.hintLink === false ? {} : { linkHint: options.link.mean }),
     ...options.planner,
@@ -142,7 +143,9 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     }
     const rate = options.link.rateAt(now);
     const start = Math.max(now, linkFree);
-    const budget = rate * (now + dt - start);
+    // Keep the link busy until the next tick; an idle link always takes at least one block
+    // (on a slow link one block can outlast a tick).
+    const budget = Math.max(rate * (now + dt - start), linkFree <= now ? bs : 0);
     const items = budget >= bs ? planner.next(now, budget) : [];
     for (const { n, block } of items) {
       const finish = Math.max(linkFree, now) + bs / rate;

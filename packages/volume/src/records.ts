@@ -19,6 +19,8 @@ export const VOLUME_FORMAT_VERSION = 1;
 export interface VolumeRecord extends VolumeInfo {
   readonly version: number;
   readonly createdAt: number;
+  /** Point 0 is the empty image createVolume made (so a first full copy has nothing to send). Absent in older records: false. */
+  readonly pristine?: boolean;
 }
 
 export type WriteKind = 'write' | 'zero' | 'trim';
@@ -46,7 +48,7 @@ export function encodeVolumeRecord(r: VolumeRecord): Record<string, unknown> {
 export function decodeVolumeRecord(value: unknown): VolumeRecord {
   const v = value as Record<string, unknown> | null;
   if (v === null || typeof v !== 'object') throw corrupt('volume', value);
-  const { version, id, name, size, blockSize, role, epoch, createdAt } = v;
+  const { version, id, name, size, blockSize, role, epoch, createdAt, pristine } = v;
   if (version !== VOLUME_FORMAT_VERSION) {
     throw new HeadstartError('VOLUME_CORRUPT', `volume format version ${safeJson(version)} is not supported (this build reads ${VOLUME_FORMAT_VERSION})`);
   }
@@ -54,7 +56,8 @@ export function decodeVolumeRecord(value: unknown): VolumeRecord {
     throw corrupt('volume', value);
   }
   if (role !== 'primary' && role !== 'replica') throw corrupt('volume.role', role);
-  return { version, id, name, size, blockSize, role: role as VolumeRole, epoch, createdAt };
+  if (pristine !== undefined && typeof pristine !== 'boolean') throw corrupt('volume.pristine', pristine);
+  return { version, id, name, size, blockSize, role: role as VolumeRole, epoch, createdAt, pristine: pristine === true };
 }
 
 export function encodeLogEntry(e: WriteEntry, kind: WriteKind): unknown[] {

@@ -212,3 +212,19 @@ describe('volume sessions', () => {
     await x.shutdown();
   });
 });
+
+describe('pristine point 0', () => {
+  it('knows that point 0 of a new primary is all zeroes, until a role change', async () => {
+    const v = await createVolume(tempDir(), { size: MiB });
+    expect(v.isZeroPoint(0)).toBe(true);
+    expect(v.isZeroPoint(1)).toBe(false);
+    await v.write(0, Buffer.alloc(512, 1));
+    expect(v.isZeroPoint(0)).toBe(true); // point 0 itself did not change
+    await v.setRole('replica', 2);
+    expect(v.isZeroPoint(0)).toBe(false);
+    await v.shutdown();
+    const r = await createVolume(tempDir(), { size: MiB, role: 'replica' });
+    expect(r.isZeroPoint(0)).toBe(false);
+    await r.shutdown();
+  });
+});

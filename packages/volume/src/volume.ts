@@ -100,6 +100,7 @@ export async function createVolume(dir: string, options: CreateVolumeOptions): P
     role: options.role ?? 'primary',
     epoch: options.epoch ?? 1,
     createdAt: Math.round(clock.now()),
+    pristine: (options.role ?? 'primary') === 'primary',
   };
   // The image first, the metadata last: a crash in between leaves no half-made volume
   // that opens (openVolume needs the 'volume' record).
@@ -427,6 +428,14 @@ export class Volume implements BlockDevice {
   }
 
   /**
+   * Whether closed point n is known to be all zeroes without reading it: point 0 of a volume
+   * that createVolume made empty. A first full copy of it sends nothing and need not scan.
+   */
+  isZeroPoint(n: number): boolean {
+    return n === 0 && this.record.pristine === true;
+  }
+
+  /**
    * The blocks written in snapshot n (closed and above the floor, or the open one). The
    * returned set is live for the open snapshot; do not modify it.
    */
@@ -647,7 +656,8 @@ export class Volume implements BlockDevice {
     if (!Number.isSafeInteger(epoch) || epoch < this.record.epoch) {
       throw new HeadstartError('VOLUME_BAD_REQUEST', `epoch ${epoch} is lower than the volume's epoch ${this.record.epoch}`);
     }
-    const next: VolumeRecord = { ...this.record, role, epoch };
+    // A role change ends the "point 0 is the empty image" guarantee (numbering continues from a copy).
+    const next: VolumeRecord = { ...this.record, role, epoch, pristine: false };
     const wasReplica = this.record.role === 'replica';
     await this.locks.drain();
     await this.root.transaction(() => {

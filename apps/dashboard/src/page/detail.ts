@@ -10,11 +10,13 @@ import { formatClock, formatDuration } from '../format';
 import type { Model } from './model';
 
 const TIMELINE_POINTS = 12;
+/** Tick steps of the time axes, seconds. */
+const TIME_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
 const SVG_NS = 'http://www.w3.org/2000/svg';
 
 function chart(el: HTMLElement, label: string, color: string, extra: uPlot.Series[] = []): uPlot {
   const width = Math.max(200, el.clientWidth || 300);
-  return new uPlot(
+  const u = new uPlot(
     {
       width,
       height: 150,
@@ -23,11 +25,18 @@ function chart(el: HTMLElement, label: string, color: string, extra: uPlot.Serie
       scales: { x: { time: true } },
       series: [{}, { label, stroke: color, width: 2, points: { show: true, size: 4 } }, ...extra],
       // Clock times in the viewer's zone, 24 h, like the rest of the page.
-      axes: [{ values: (_u, splits) => splits.map((t) => formatClock(t * 1000)) }, { size: 44 }],
+      // Whole seconds at least between ticks: labels are clock times to the second.
+      axes: [{ values: (_u, splits) => splits.map((t) => formatClock(t * 1000)), incrs: TIME_STEPS, space: 70 }, { size: 52 }],
     },
     [[], [], ...extra.map(() => [])],
     el,
   );
+  // Follow the panel's width (window resized, sidebar wrapped).
+  new ResizeObserver(() => {
+    const w = Math.max(200, el.clientWidth);
+    if (w !== u.width) u.setSize({ width: w, height: 150 });
+  }).observe(el);
+  return u;
 }
 
 export class Detail {

@@ -6,7 +6,7 @@
  * the browser's layout. Ages (RPO age, a growing lag, TS) advance by the page's clock.
  */
 import type { FeedSink, FeedVolume } from '@headstart/protocol';
-import { formatBytes, formatClock, formatDateTime, formatDuration, formatRate } from '../format';
+import { formatBytes, formatClock, formatDateTime, formatDuration, formatRate, formatTarget } from '../format';
 import { sinkHealth, type Health, type HealthVerdict } from '../health';
 import type { Model, Row } from './model';
 
@@ -15,6 +15,9 @@ const FIGURES_EVERY_MS = 1000;
 
 const COLUMNS = ['health', 'volume', 'sink', 'role', 'link', 'committed', 'lag', 'rpo', 'dirty', 'throughput', 'ts', 'presend', 'presented', 'collided', 'staging', 'policy'] as const;
 type Col = (typeof COLUMNS)[number];
+
+/** Sort order of verdicts: what needs the operator comes first. */
+const RANK: Record<string, number> = { broken: 0, behind: 1, healthy: 2, unknown: 3 };
 
 interface RowView {
   tr: HTMLDivElement;
@@ -70,7 +73,7 @@ export class SinkTable {
     return { tr, cells, paintedAt: -Infinity, text: {}, cls: {}, health: '', committedKey: null };
   }
 
-  /** Re-sorts rows (volume name, then sink) after rows came or went. */
+  /** Re-sorts rows, problems first (broken, behind, then the rest), then by volume and sink name; after rows came or went or a verdict changed. */
   layout(model: Model): void {
     for (const [key, v] of this.views) {
       if (!model.rows.has(key)) {
@@ -78,7 +81,8 @@ export class SinkTable {
         this.views.delete(key);
       }
     }
-    const rows = [...model.rows.values()].sort((a, b) => a.volume.name.localeCompare(b.volume.name) || (a.sink?.name ?? '').localeCompare(b.sink?.name ?? ''));
+    const rank = (key: string) => RANK[this.views.get(key)?.tr.dataset.health ?? 'unknown'] ?? 3;
+    const rows = [...model.rows.values()].sort((a, b) => rank(a.key) - rank(b.key) || a.volume.name.localeCompare(b.volume.name) || (a.sink?.name ?? '').localeCompare(b.sink?.name ?? ''));
     const frag = document.createDocumentFragment();
     for (const r of rows) {
       let v = this.views.get(r.key);
@@ -109,6 +113,7 @@ export class SinkTable {
   /** Refreshes every row (ages move every second); cheap when nothing changed. */
   render(model: Model, now: number, feedLive: boolean): Counts {
     const counts: Counts = { healthy: 0, behind: 0, broken: 0, other: 0 };
+    let reorder = false;
     for (const row of model.rows.values()) {
       const v = this.views.get(row.key);
       if (!v) continue;
@@ -119,6 +124,7 @@ export class SinkTable {
       const healthChanged = this.paintHealth(v, h, verdict?.reason ?? (feedLive ? (row.volume.role === 'replica' ? 'replica volume' : 'no sink') : 'feed lost'));
       const staleChanged = v.tr.classList.contains('stale') === feedLive;
       if (staleChanged) v.tr.classList.toggle('stale', !feedLive);
+      if (healthChanged) reorder = true;
       // A verdict that changed repaints the figures with it, so the badge and the link cell never disagree.
       if (healthChanged || staleChanged || performance.now() - v.paintedAt >= FIGURES_EVERY_MS) {
         v.paintedAt = performance.now();
@@ -126,6 +132,7 @@ export class SinkTable {
         row.dirty = false;
       }
     }
+    if (reorder) this.layout(model);
     return counts;
   }
 
@@ -166,12 +173,13 @@ export class SinkTable {
       for (const c of ['link', 'lag', 'rpo', 'dirty', 'throughput', 'ts', 'presend', 'presented', 'collided', 'staging', 'policy'] as const) this.set(v, c, '—');
       return;
     }
-    this.set(v, 'link', s.state + (s.lastError && s.state !== 'connected' ? ` (${s.lastError.split(':')[0]})` : ''), `link-${s.state}`);
+    this.set(v, 'link', s.state, `link-${s.state}`);
+    v.cells.link.title = s.lastError ?? '';
     const lag = s.lagMs === null ? null : s.lagMs + (lagIsGrowing(vol, s) ? since : 0);
     this.set(v, 'lag', formatDuration(lag));
     const age = s.rpoAgeMs === null ? null : s.rpoAgeMs + since;
     const over = age !== null && s.rpoTargetMs !== null && age > s.rpoTargetMs;
-    this.set(v, 'rpo', `${formatDuration(age)} / ${formatDuration(s.rpoTargetMs)}`, over ? 'over' : '');
+    this.set(v, 'rpo', `${formatDuration(age)} / ${formatTarget(s.rpoTargetMs)}`, over ? 'over' : '');
     this.set(v, 'dirty', formatBytes(s.dirtyBytes));
     this.set(v, 'throughput', formatRate(s.throughput));
     const ts = vol.nextCloseAt !== null ? vol.nextCloseAt - now : s.secondsToClose === null ? null : s.secondsToClose * 1000 - since;
@@ -180,7 +188,8 @@ export class SinkTable {
     this.set(v, 'presented', formatBytes(s.presentBytes));
     this.set(v, 'collided', formatBytes(s.collidedBytes));
     const st = s.staging;
-    this.set(v, 'staging', st ? `#${st.n} ${st.stagedBlocks}${st.totalBlocks !== null ? ` / ${st.totalBlocks} blocks${st.totalBlocks > 0 ? ` (${Math.floor((100 * Math.min(st.stagedBlocks, st.totalBlocks)) / st.totalBlocks)} %)` : ''}` : ' blocks'}` : '—');
+    this.set(v, 'staging', st ? `#${st.n} ${st.stagedBlocks}${st.totalBlocks !== null ? `/${st.totalBlocks}${st.totalBlocks > 0 ? ` (${Math.floor((100 * Math.min(st.stagedBlocks, st.totalBlocks)) / st.totalBlocks)}%)` : ''}` : ''}` : '—');
+    v.cells.staging.title = st ? `point #${st.n}: ${st.stagedBlocks} blocks staged on the replica${st.totalBlocks !== null ? ` of ${st.totalBlocks}` : ''}` : '';
     this.set(v, 'policy', s.policy);
   }
 }
