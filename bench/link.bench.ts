@@ -44,6 +44,8 @@ export default defineSuite({
     const size = sizeMiB * 1024 * 1024;
     const dir = await mkdtemp(join(tmpdir(), 'hs-bench-link-'));
     const phases: string[] = [];
+    /** Replica process CPU (user + system, µs) when each point's commit finished. */
+    const replicaCpuAtFinish = new Map<number, number>();
     let wallStart = Date.now();
     const child = spawn(process.execPath, [...(process.env.HS_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.HS_PROFILE_DIR}`] : []), '--import', 'tsx', RUNNER, JSON.stringify({ dir: join(dir, 'rep'), size, id: 'bench-vol', secret: SECRET, noHash: true })], { stdio: ['ignore', 'pipe', 'inherit'] });
     try {
@@ -51,9 +53,10 @@ export default defineSuite({
       const url = await new Promise<string>((resolve, reject) => {
         child.once('exit', (code) => reject(new Error(`replica runner exited (${code})`)));
         lines.on('line', (l) => {
-          const e = JSON.parse(l) as { event: string; url?: string; phase?: string; n?: number; t?: number };
+          const e = JSON.parse(l) as { event: string; url?: string; phase?: string; n?: number; t?: number; cpuUs?: number };
           if (e.event === 'listening' && e.url) resolve(e.url);
           if (e.event === 'phase' && e.t !== undefined) phases.push(`${e.phase} ${e.n} at +${e.t - wallStart} ms`);
+          if (e.event === 'phase' && e.phase === 'finished' && e.cpuUs !== undefined) replicaCpuAtFinish.set(e.n ?? -1, e.cpuUs);
         });
       });
       const volume = await createVolume(join(dir, 'src'), { size, id: 'bench-vol' });
@@ -69,6 +72,8 @@ export default defineSuite({
       }
       await volume.flush();
       const before = link.stats();
+      const baselineN = volume.sink('bench').baseline;
+      const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       wallStart = Date.now();
       phases.length = 0;
@@ -82,7 +87,17 @@ export default defineSuite({
       const p = await volume.closeSnapshot();
       await link.waitAcked(p.n, 600_000);
       const seconds = (performance.now() - t0) / 1000;
+      const cpu1 = process.cpuUsage(cpu0);
       clearInterval(shipped);
+      // CPU per MiB: a steadier figure than wall time on a shared, loaded machine. The
+      // replica's is measured between the commit of the baseline and that of the point (its
+      // work while we wrote the data is only keepalives).
+      await new Promise((r) => setTimeout(r, 50)); // the phase line may trail the ACK
+      const sourceCpuMsPerMiB = (cpu1.user + cpu1.system) / 1000 / sizeMiB;
+      const rc0 = replicaCpuAtFinish.get(baselineN);
+      const rc1 = replicaCpuAtFinish.get(p.n);
+      const replicaCpuMsPerMiB = rc0 !== undefined && rc1 !== undefined ? (rc1 - rc0) / 1000 / sizeMiB : null;
+      log(`  CPU per MiB: source ${sourceCpuMsPerMiB.toFixed(2)} ms, replica ${replicaCpuMsPerMiB?.toFixed(2) ?? '?'} ms`);
       for (const line of phases) log(`    ${line}`);
       const after = link.stats();
       const wire = after.wireBytesOut - before.wireBytesOut;
@@ -106,6 +121,8 @@ export default defineSuite({
           throughput_ratio: round(ratio, 3),
           wire_bytes_per_block_byte: round(wire / size, 4),
           replication_mb_s: round(replMBs, 1),
+          source_cpu_ms_per_mib: round(sourceCpuMsPerMiB, 2),
+          replica_cpu_ms_per_mib: replicaCpuMsPerMiB === null ? null : round(replicaCpuMsPerMiB, 2),
           file_copy_mb_s: round(copyMBs, 1),
           size_mib: sizeMiB,
           payload_bytes: payload,

@@ -31,7 +31,8 @@ const server = await startReplicaServer({
     volume,
     stagingDir: `${cfg.dir}-staging`,
     onCommitPhase: async (phase, n) => {
-      emit({ event: 'phase', phase, n, t: Date.now() });
+      const cpu = process.cpuUsage();
+      emit({ event: 'phase', phase, n, t: Date.now(), cpuUs: cpu.user + cpu.system });
       if (phase === 'finished') emit({ event: 'committed', n, hash: cfg.noHash ? null : await imageHash(volume), t: Date.now() });
       if (cfg.pausePhase === phase && n >= (cfg.pauseFrom ?? 0)) await new Promise((r) => setTimeout(r, cfg.pauseMs ?? 5_000));
     },

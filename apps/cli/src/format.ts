@@ -18,7 +18,8 @@ export function formatStatus(s: NodeStatus): string {
     for (const k of v.sinks) {
       const rpo = k.rpoAgeMs === null ? '-' : seconds(k.rpoAgeMs);
       const target = v.rpoTargetMs !== null && k.rpoAgeMs !== null && k.rpoAgeMs > v.rpoTargetMs ? ' (over target!)' : '';
-      lines.push(`  sink ${k.name}: link ${k.state}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${k.lastError ? `, last error: ${k.lastError}` : ''}`);
+      const link = k.name === 'archive' ? `archive store ${k.state === 'connected' ? 'ok' : k.state === 'error' ? 'failing (retrying)' : k.state}` : `link ${k.state}`;
+      lines.push(`  sink ${k.name}: ${link}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${k.lastError ? `, last error: ${k.lastError}` : ''}`);
     }
   }
   return lines.join('\n');

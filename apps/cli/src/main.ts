@@ -6,6 +6,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { isHeadstartError } from '@headstart/errors';
 import type { DemoResult, NodeConfig, NodeStatus } from '@headstart/node';
+import { archiveCommands } from './archive';
+
+// The AWS SDK (under the archive's S3 store) warns on every start about Node versions it
+// will drop; the warning says nothing an operator can act on here. Set before it loads.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 
 /** The node package (LMDB, WebSockets, the planner...) loads only for commands that need it, so --help stays instant. */
 const nodeLib = () => import('@headstart/node');
@@ -23,7 +28,7 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3, notEqual: 4 } 
 const EXIT_HELP = `
 Exit codes: 0 success; 1 the operation failed (the message has a code and a hint);
 2 bad usage or configuration; 3 the node is not running or not reachable;
-4 a check found the replica different from its source.`;
+4 a check found the replica different from its source, or the archive damaged.`;
 
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('headstart')
@@ -151,6 +156,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(reply === null ? 'paired\n' : `paired; now run on the other site:\n  headstart pair accept ${reply}\n`);
     });
 
+  archiveCommands(program.command('archive'), (c) => (code = c), EXIT).addHelpText('after', EXIT_HELP);
+
   try {
     await program.parseAsync(argv);
     return code;
@@ -158,7 +165,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     if (isHeadstartError(err)) {
       process.stderr.write(`headstart: ${err.describe()}\n`);
-      if (err.code === 'CONFIG_INVALID') return EXIT.usage;
+      if (err.code === 'CONFIG_INVALID' || err.code === 'ARCHIVE_CONFIG') return EXIT.usage;
       if (err.code === 'NODE_UNREACHABLE') return EXIT.unreachable;
       return EXIT.failed;
     }

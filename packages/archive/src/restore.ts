@@ -161,12 +161,13 @@ export async function restoreToDevice(options: RestoreOptions & { readonly devic
 /**
  * Restores point n into a new Volume at `dir` (same size and block size). With role
  * 'replica' the volume records the point as committed, so replication can seed a DR
- * replica from the archive and then ship only what the source wrote after n.
+ * replica from the archive and then ship only what the source wrote after n. A node finds
+ * a replica's source by volume id (its configured name): pass `id` for that.
  */
-export async function restoreToNewVolume(options: RestoreOptions & { readonly dir: string; readonly role?: 'primary' | 'replica'; readonly name?: string }): Promise<{ result: RestoreResult; volume: Volume }> {
+export async function restoreToNewVolume(options: RestoreOptions & { readonly dir: string; readonly role?: 'primary' | 'replica'; readonly name?: string; readonly id?: string }): Promise<{ result: RestoreResult; volume: Volume }> {
   const m = await manifestFor(options);
   const role = options.role ?? 'primary';
-  const volume = await createVolume(options.dir, { size: m.volume.size, blockSize: m.volume.blockSize, role, ...(options.name !== undefined ? { name: options.name } : {}) });
+  const volume = await createVolume(options.dir, { size: m.volume.size, blockSize: m.volume.blockSize, role, ...(options.name !== undefined ? { name: options.name } : {}), ...(options.id !== undefined ? { id: options.id } : {}) });
   const bs = m.volume.blockSize;
   try {
     // A replica's image changes only through applyBlocks (no write log); a primary takes plain writes.

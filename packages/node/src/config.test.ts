@@ -64,6 +64,26 @@ describe('configuration', () => {
   });
 });
 
+describe('archive configuration', () => {
+  const vol = (archive: unknown, extra: object = {}) => ({ ...base, volumes: [{ name: 'db', size: '16MiB', schedule: { every: '5m' }, archive, ...extra }] });
+  it('resolves a directory store against the config file and keeps an s3 store as parsed', () => {
+    const c = validateConfig(vol({ store: 'dir:arch', retention: { daily: 7, keepLast: 3, maxBytes: '1GiB' }, every: '1h', concurrency: 4 }), 'x.yaml', '/base');
+    expect(c.volumes[0].archive).toEqual({ store: { kind: 'dir', path: '/base/arch' }, retention: { daily: 7, keepLast: 3, maxBytes: 2 ** 30 }, every: 3_600_000, concurrency: 4 });
+    const s = validateConfig(vol({ store: 's3://bkt/pre/fix?endpoint=http://127.0.0.1:9000&pathStyle=true' }), 'x.yaml', '/base');
+    expect(s.volumes[0].archive?.store).toMatchObject({ kind: 's3', bucket: 'bkt', prefix: 'pre/fix', endpoint: 'http://127.0.0.1:9000', forcePathStyle: true });
+  });
+  it('names the bad archive key', () => {
+    expect(problem(vol({ store: 's3://key:secret@bkt/x' }))).toContain('volumes[0].archive.store: archive store: put credentials in the environment');
+    expect(problem(vol({ store: 'ftp://x/y' }))).toContain('volumes[0].archive.store');
+    expect(problem(vol({ store: '/a', retention: { daily: -1 } }))).toContain('volumes[0].archive.retention.daily');
+    expect(problem(vol({ store: '/a', retention: { hourly: 3 } }))).toContain('volumes[0].archive.retention');
+    expect(problem(vol({ store: '/a', every: 'often' }))).toContain('volumes[0].archive.every');
+    expect(problem(vol({ store: '/a', concurrency: 0 }))).toContain('volumes[0].archive.concurrency');
+    expect(problem(vol({ store: '/a', accessKey: 'AKIA' }))).toContain('volumes[0].archive');
+    expect(problem(vol({ store: '/a' }, { schedule: undefined }))).toContain('volumes[0].schedule');
+  });
+});
+
 describe('schedules', () => {
   it('aligns intervals to the clock', () => {
     const s = intervalSchedule(300_000);

@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { HeadstartError } from '@headstart/errors';
+import { parseStoreUrl, type StoreSpec } from '@headstart/archive';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
 
@@ -105,6 +106,35 @@ const policy = z
   .strict()
   .default({ name: 'predictive' });
 
+const count = z.number().int().min(0).max(100_000);
+
+/**
+ * A volume's archive (DESIGN.md "The archive"): one more sink that stores its snapshot
+ * points in an object store. S3 credentials come from the environment / AWS chain only:
+ * a URL with user:password is refused by parseStoreUrl.
+ */
+const archive = z
+  .object({
+    /** A directory (dir:PATH or a plain path, relative to the config file) or s3://bucket/prefix?endpoint=...&region=...&pathStyle=true. */
+    store: z.string().transform((v, ctx) => {
+      try {
+        return parseStoreUrl(v);
+      } catch (err) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: (err as Error).message });
+        return { kind: 'dir', path: '' } as StoreSpec;
+      }
+    }),
+    retention: z
+      .object({ daily: count.optional(), weekly: count.optional(), monthly: count.optional(), keepLast: count.optional(), maxBytes: size.optional() })
+      .strict()
+      .optional(),
+    /** Catch the archive up at most this often (all points closed meanwhile go up together); default after every close. */
+    every: duration.optional(),
+    /** Parallel chunk uploads. */
+    concurrency: z.number().int().min(1).max(256).optional(),
+  })
+  .strict();
+
 const volume = z
   .object({
     name,
@@ -117,6 +147,7 @@ const volume = z
     rpoTarget: duration.optional(),
     /** Peers (by name) this volume ships to, when it is primary. */
     sinks: z.array(name).default([]),
+    archive: archive.optional(),
   })
   .strict();
 
@@ -172,6 +203,12 @@ export const configSchema = z
       v.sinks.forEach((s, j) => {
         if (!c.peers.some((p) => p.name === s)) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'sinks', j], message: `no peer named ${s} in "peers"` });
       });
+      if (v.archive !== undefined && v.sinks.includes('archive')) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'sinks'], message: 'the sink name "archive" is the archive\'s own; rename that peer' });
+      }
+      if (v.archive !== undefined && v.schedule === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: 'an archived volume needs a snapshot schedule (the archive stores its points)' });
+      }
       if (v.role === 'primary' && v.sinks.length > 0 && v.schedule === undefined) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: 'a primary volume with sinks needs a snapshot schedule' });
       }
@@ -202,6 +239,7 @@ export function validateConfig(raw: unknown, source = 'configuration', baseDir =
     node: { ...c.node, dataDir: abs(c.node.dataDir), secretFile: c.node.secretFile === undefined ? undefined : abs(c.node.secretFile) },
     tls: c.tls === undefined ? undefined : { cert: abs(c.tls.cert), key: abs(c.tls.key) },
     peers: c.peers.map((p) => ({ ...p, ca: p.ca === undefined ? undefined : abs(p.ca) })),
+    volumes: c.volumes.map((v) => (v.archive?.store.kind === 'dir' ? { ...v, archive: { ...v.archive, store: { ...v.archive.store, path: abs(v.archive.store.path) } } } : v)),
   };
 }
 

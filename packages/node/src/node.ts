@@ -7,6 +7,8 @@
  *   scheduler    closes each primary volume's snapshot points on its schedule
  *   sources      one replication link per (primary volume, sink peer)
  *   replica srv  accepts links from peers for the volumes this node replicates
+ *   archive      per primary volume with `archive:`, one more sink that stores its points
+ *                in an object store (archiving.ts); it shows in status as the sink `archive`
  *   status       one picture (per volume and sink) for the CLI, the dashboard and metrics
  *
  * A volume's role and epoch live in the volume itself (the configuration only says what a
@@ -24,6 +26,7 @@ import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@head
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { scheduleFrom, type Schedule } from './schedule';
 import { predictivePolicy, type PredictivePolicy } from './predictive';
+import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
 import type { Logger } from './logger';
 
 export interface SnapshotRecord {
@@ -87,6 +90,8 @@ interface Managed {
   history: SnapshotRecord[];
   /** Replica side: the last time a source's session for this volume was seen alive. */
   lastSessionAt: number;
+  /** Primary side: the archive sink, when the volume has `archive:`. */
+  archiver: Archiver | null;
 }
 
 const HISTORY_LIMIT = 500;
@@ -170,6 +175,7 @@ class Node implements HeadstartNode {
         policy: this.makePolicy(vc, volume),
         history: [],
         lastSessionAt: 0,
+        archiver: null,
       });
     }
 
@@ -205,6 +211,7 @@ class Node implements HeadstartNode {
 
   private async startPrimary(m: Managed): Promise<void> {
     this.scheduleNext(m);
+    await this.startArchive(m);
     if (m.config.sinks.length === 0) return;
     if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: peers need a pairing secret');
     for (const sinkName of m.config.sinks) {
@@ -222,6 +229,25 @@ class Node implements HeadstartNode {
       });
       m.sources.set(peer.name, link);
     }
+  }
+
+  private async startArchive(m: Managed): Promise<void> {
+    const ac = m.config.archive;
+    if (ac === undefined) {
+      // Archive removed from the configuration: drop its sink, or the volume would keep every point for it forever.
+      if (m.volume.sinks().some((s) => s.name === ARCHIVE_SINK)) {
+        await m.volume.removeSink(ARCHIVE_SINK);
+        this.log.warn({ volume: m.config.name }, 'archive no longer configured: removed its sink');
+      }
+      return;
+    }
+    m.archiver = startArchiver(m.volume, ac, this.log, (e) => {
+      const rec = m.history.find((h) => h.n === e.n);
+      const lagMs = Date.now() - e.scheduledAt;
+      if (rec) rec.acks[ARCHIVE_SINK] = { ackedAt: Date.now(), lagMs, sentBytes: e.uploadedBytes, minimalBytes: e.changedBytes };
+      this.emit({ type: 'snapshot-acked', time: Date.now(), volume: m.config.name, sink: ARCHIVE_SINK, n: e.n, lagMs, sentBytes: e.uploadedBytes, minimalBytes: e.changedBytes });
+      this.log.info({ volume: m.config.name, n: e.n, uploadedBytes: e.uploadedBytes, changedBytes: e.changedBytes }, 'snapshot point archived');
+    });
   }
 
   private scheduleNext(m: Managed): void {
@@ -247,6 +273,7 @@ class Node implements HeadstartNode {
     m.policy.onClose?.(point.n, point.closedAt, m.nextCloseAt);
     this.emit({ type: 'snapshot-closed', time: Date.now(), volume: m.config.name, n: point.n });
     this.log.info({ volume: m.config.name, n: point.n, dirtyBlocks: m.volume.dirtyBlocks(point.n).size }, 'snapshot point closed');
+    m.archiver?.kick();
     return point;
   }
 
@@ -371,6 +398,8 @@ class Node implements HeadstartNode {
     m.nextCloseAt = null;
     await Promise.all([...m.sources.values()].map((s) => s.stop()));
     m.sources.clear();
+    await m.archiver?.stop();
+    m.archiver = null;
     this.nbd && (await this.nbd.removeExport(name));
     // The epoch stays: the new primary's is higher, and its links are accepted; ours never
     // ship again until promoted. Our writes since the last common point are rolled back by
@@ -403,6 +432,12 @@ class Node implements HeadstartNode {
           lastLagMs: lastAck?.acks[s.name]?.lagMs ?? null,
         };
       });
+      if (m.archiver !== null) {
+        // The archive is one more sink in status: the CLI, the dashboard feed and metrics show it as such.
+        const { busy: _busy, ...view } = m.archiver.view();
+        const lastAck = [...m.history].reverse().find((h) => h.acks[ARCHIVE_SINK] !== undefined);
+        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null });
+      }
       return {
         name: m.config.name,
         role: v.info.role,
@@ -444,6 +479,7 @@ class Node implements HeadstartNode {
     this.stopping = true;
     for (const m of this.managed.values()) if (m.timer) clearTimeout(m.timer);
     await Promise.allSettled([...this.managed.values()].flatMap((m) => [...m.sources.values()].map((s) => s.stop())));
+    await Promise.allSettled([...this.managed.values()].map((m) => m.archiver?.stop()));
     await this.nbd?.stop().catch((err) => this.log.error({ err }, 'stopping NBD server'));
     await this.replicaServer?.close().catch((err) => this.log.error({ err }, 'stopping replica server'));
     for (const m of this.managed.values()) {

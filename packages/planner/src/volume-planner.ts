@@ -64,6 +64,7 @@ export class VolumePlanner {
 
   private now = -Infinity;
   private open: number;
+  private readonly firstSnapshot: number;
   private closeAt: number;
   private openedAt: number | null = null;
 
@@ -112,6 +113,7 @@ export class VolumePlanner {
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
     const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
     this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
+    this.firstSnapshot = this.open;
     this.closeAt = options.closeAt ?? Infinity;
     if (this.policy === 'oracle' && options.future === undefined) throw new HeadstartError('PLANNER_BAD_OPTION', 'the oracle policy needs the future writes (options.future)');
     this.future = options.future;
@@ -245,8 +247,12 @@ export class VolumePlanner {
       this.closedBlocks += keys.length;
     }
     // What this snapshot's pre-sends were expected to cost in resends, and what they did.
-    this.calExpected = this.calExpected * 0.7 + this.spent;
-    this.calActual = this.calActual * 0.7 + this.collided;
+    // The first snapshot's model is cold (its P is mostly prior): it says little about
+    // how well the learnt model is calibrated, so it is left out.
+    if (n > this.firstSnapshot) {
+      this.calExpected = this.calExpected * 0.7 + this.spent;
+      this.calActual = this.calActual * 0.7 + this.collided;
+    }
     this.openDirty.clear();
     this.fifo.clear();
     this.fifoPos = 0;

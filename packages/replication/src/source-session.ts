@@ -199,7 +199,7 @@ export class SourceSession {
     let haveCopy = r.haveCopy;
     if (s.acked === null) {
       if (c !== null) {
-        if (c >= s.baseline && closed(c)) await v.acknowledge(name, c); // it committed, our record of the ACK was lost
+        if (c >= s.baseline && closed(c)) await this.ackLost(c); // it committed, our record of the ACK was lost
         else if (c >= s.baseline) throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c}, which this volume does not hold`);
         else haveCopy = true; // it holds some older copy: compare checksums instead of trusting it
       }
@@ -207,7 +207,7 @@ export class SourceSession {
       throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c ?? 'none'} but acknowledged ${s.acked} before`);
     } else if (c > s.acked) {
       if (!closed(c)) throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c}, which this volume does not hold`);
-      await v.acknowledge(name, c);
+      await this.ackLost(c);
     }
     for (const set of r.staged) {
       const map = new Map<number, bigint>();
@@ -218,13 +218,28 @@ export class SourceSession {
     return after.acked === null ? { n: after.baseline, kind: 'full', haveCopy } : { n: after.acked + 1, kind: 'delta', haveCopy: false };
   }
 
+  /** Point c was committed but its ACK was lost in a cut: acknowledge it now and tell the
+   * node, exactly as an ACK would (the node learns the point is safe at the replica). */
+  private async ackLost(c: number): Promise<void> {
+    await this.ctx.volume.acknowledge(this.ctx.sink, c);
+    const s = this.shipped.get(c);
+    this.shipped.delete(c);
+    this.ctx.onAcked(c, s === undefined ? undefined : { n: c, ...s });
+  }
+
   private async ship(r: ResumeMsg): Promise<void> {
     let { n, kind, haveCopy } = await this.reconcile(r);
     let begun = -1;
+    const v = this.ctx.volume;
     for (;;) {
       this.check();
-      const latest = this.ctx.volume.latestClosed?.n ?? -1;
+      const latest = v.latestClosed?.n ?? -1;
       if (n > latest) {
+        if (v.openSnapshot !== n) {
+          // n is closing: its last writes are still landing; the volume publishes it once they have.
+          await this.nap(PRESEND_TICK_MS);
+          continue;
+        }
         if (begun !== n) {
           this.link.send({ type: 'BEGIN', n, kind });
           begun = n;

@@ -15,9 +15,9 @@ afterEach(async () => {
 
 const blocks = (first: number, datas: Buffer[]) => datas.map((data, i) => ({ block: first + i, hash: data.length === 0 ? zeroBlockHash(BS) : blockHash(data), data }));
 
-function content(s: Staging, n: number): Map<number, string> {
+async function content(s: Staging, n: number): Promise<Map<number, string>> {
   const out = new Map<number, string>();
-  for (const r of s.runs(n, 1 << 20)) for (let i = 0; i * BS < r.data.length; i++) out.set(r.block + i, r.data.subarray(i * BS, (i + 1) * BS).toString('hex').slice(0, 16));
+  for await (const r of s.runs(n, 1 << 20)) for (let i = 0; i * BS < r.data.length; i++) out.set(r.block + i, r.data.subarray(i * BS, (i + 1) * BS).toString('hex').slice(0, 16));
   return out;
 }
 
@@ -34,12 +34,12 @@ describe('staging run records', () => {
     const expected = new Map<number, string>([
       [0, a[0]], [1, a[1]], [2, b], [3, a[3]], [4, a[4]], [10, Buffer.alloc(BS)], [11, Buffer.alloc(BS)],
     ].map(([k, v]) => [k as number, (v as Buffer).toString('hex').slice(0, 16)]));
-    expect(content(s, 1)).toEqual(expected);
+    expect(await content(s, 1)).toEqual(expected);
     const digest = s.staged(1)!.digest.value;
     expect(s.staged(1)!.hashes.size).toBe(7);
     await s.close();
     s = await Staging.open(join(dir, 'st'), BS);
-    expect(content(s, 1)).toEqual(expected);
+    expect(await content(s, 1)).toEqual(expected);
     expect(s.staged(1)!.digest.value).toBe(digest);
     expect(s.snapshots()).toEqual([1, 2]);
     await s.discard([1]);

@@ -27,13 +27,14 @@
  * fsyncs the image, then waits for LMDB's flush, which is what a power loss needs.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, open as openFile, readFile, rm, stat, writeFile, type FileHandle } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import { HeadstartError, fromSystemError } from '@headstart/errors';
 import { BlockLocks } from './block-locks';
 import { BlockSet } from './block-set';
+import { ImageFile } from './image-file';
 import {
   VOLUME_FORMAT_VERSION,
   decodeLogEntry,
@@ -104,7 +105,7 @@ export async function createVolume(dir: string, options: CreateVolumeOptions): P
   };
   // The image first, the metadata last: a crash in between leaves no half-made volume
   // that opens (openVolume needs the 'volume' record).
-  const image = await openFile(join(dir, IMAGE_FILE), 'w+');
+  const image = await ImageFile.open(join(dir, IMAGE_FILE), 'w+');
   try {
     await image.truncate(options.size);
     await image.datasync();
@@ -129,7 +130,7 @@ export async function openVolume(dir: string, options: OpenVolumeOptions = {}): 
   if (!(await exists(join(dir, META_DIR)))) throw new HeadstartError('VOLUME_NOT_FOUND', `no volume in ${dir}`);
   await takeDirLock(dir);
   let root: RootDatabase | undefined;
-  let image: FileHandle | undefined;
+  let image: ImageFile | undefined;
   try {
     root = openLmdb({ path: join(dir, META_DIR), ...LMDB_OPTIONS });
     const meta = root.openDB<unknown, string>({ name: 'meta' });
@@ -137,8 +138,8 @@ export async function openVolume(dir: string, options: OpenVolumeOptions = {}): 
     if (rawRecord === undefined) throw new HeadstartError('VOLUME_CORRUPT', `volume in ${dir} has no identity record`);
     const record = decodeVolumeRecord(rawRecord);
     checkGeometry(record.size, record.blockSize);
-    image = await openFile(join(dir, IMAGE_FILE), 'r+');
-    const { size } = await image.stat();
+    image = await ImageFile.open(join(dir, IMAGE_FILE), 'r+');
+    const size = await image.size();
     if (size !== record.size) throw new HeadstartError('VOLUME_CORRUPT', `image file is ${size} bytes, volume says ${record.size}`);
     const volume = new Volume(dir, root, image, record, options.clock ?? systemClock);
     volume.load();
@@ -180,7 +181,7 @@ export class Volume implements BlockDevice {
   constructor(
     readonly dir: string,
     private readonly root: RootDatabase,
-    private readonly image: FileHandle,
+    private readonly image: ImageFile,
     record: VolumeRecord,
     private readonly clock: Clock,
   ) {
@@ -274,7 +275,7 @@ export class Volume implements BlockDevice {
     this.checkOpen();
     this.checkRange(offset, length);
     const buf = Buffer.allocUnsafe(length);
-    await this.preadFully(buf, offset);
+    await this.image.pread(buf, offset);
     return buf;
   }
 
@@ -297,11 +298,7 @@ export class Volume implements BlockDevice {
 
   async flush(): Promise<void> {
     this.checkOpen();
-    try {
-      await this.image.datasync();
-    } catch (err) {
-      throw fromSystemError(err, 'flushing the volume image');
-    }
+    await this.image.datasync('flushing the volume image');
     await this.syncMeta();
   }
 
@@ -326,11 +323,13 @@ export class Volume implements BlockDevice {
     const bs = this.blockSize;
     const first = Math.floor(offset / bs);
     const count = Math.floor((offset + length - 1) / bs) - first + 1;
-    // Synchronous until acquire's first await: seq order == lock order.
+    // seq, the open point and the lock registration are taken in one synchronous step:
+    // seq order == lock order.
     const seq = ++this.seq;
     const k = this.openN;
-    const release = await this.locks.acquire(first, count);
+    const hold = this.locks.enter(first, count);
     try {
+      if (hold.waitingOn > 0) await this.locks.ready(hold);
       this.checkOpen();
       const dirtyK = this.dirty.get(k)!;
       // Point k-1 is closed; if some sink still needs it, keep what this write overwrites.
@@ -344,7 +343,7 @@ export class Volume implements BlockDevice {
       let old: Buffer | null = null;
       if (cow !== null || !aligned) {
         old = Buffer.allocUnsafe(count * bs);
-        await this.preadFully(old, first * bs);
+        await this.image.pread(old, first * bs);
       }
       const time = Math.round(this.clock.now());
       const entry = encodeLogEntry({ seq, offset, length, time }, kind);
@@ -380,14 +379,14 @@ export class Volume implements BlockDevice {
         out = merged;
         at = first * bs;
       }
-      await this.pwriteFully(out, at);
+      await this.image.pwrite(out, at);
       dirtyK.addRange(first, count);
       if (this.listeners.size > 0) {
         const event: WriteEvent = { seq, offset, length, time, snapshot: k, firstBlock: first, blockCount: count, kind };
         for (const l of this.listeners) l(event);
       }
     } finally {
-      release();
+      this.locks.leave(hold);
     }
   }
 
@@ -420,8 +419,10 @@ export class Volume implements BlockDevice {
     const drained = this.locks.drain();
     const closedAt = Math.round(this.clock.now());
     const point: SnapshotPoint = { n, scheduledAt: Math.round(options.scheduledAt ?? closedAt), closedAt, lastSeq };
-    this.closed.push(point);
     await drained;
+    // Published only now: writes of n that were still in flight at the call have landed in
+    // its dirty set, so whoever sees n closed (the shipper iterates that set) sees it final.
+    this.closed.push(point);
     await this.snapshotDb.put(n, encodeSnapshot(point));
     if (this.sinkStates.size === 0) this.trimBelow(this.floor);
     return point;
@@ -467,7 +468,7 @@ export class Volume implements BlockDevice {
     const release = await this.locks.acquire(firstBlock, count);
     try {
       if (!this.isReadable(n)) throw this.unknownPoint(n);
-      await this.preadFully(out, firstBlock * bs);
+      await this.image.pread(out, firstBlock * bs);
       for (let i = 0; i < count; i++) {
         const b = firstBlock + i;
         for (let k = n; k < this.openN; k++) {
@@ -630,18 +631,14 @@ export class Volume implements BlockDevice {
       if (data.length % bs !== 0 || data.length === 0 || block + data.length / bs > this.blockCount) {
         throw new HeadstartError('VOLUME_BAD_REQUEST', `applyBlocks needs whole blocks inside the volume (block ${block}, ${data.length} bytes)`);
       }
-      await this.pwriteFully(data, block * bs);
+      await this.image.pwrite(data, block * bs);
     }
   }
 
   /** Durably records the replica's committed point (after its blocks are applied and synced). */
   async setCommitted(point: SnapshotPoint): Promise<void> {
     this.checkOpen();
-    try {
-      await this.image.datasync();
-    } catch (err) {
-      throw fromSystemError(err, 'syncing the replica image before recording its point');
-    }
+    await this.image.datasync('syncing the replica image before recording its point');
     await this.meta.put('replica', encodeReplicaPoint(point));
     await this.syncMeta();
     this.replicaPoint = point;
@@ -731,34 +728,6 @@ export class Volume implements BlockDevice {
     }
     if (offset + length > this.record.size) {
       throw new HeadstartError('VOLUME_OUT_OF_RANGE', `request ${offset}+${length} ends beyond the volume size ${this.record.size}`);
-    }
-  }
-
-  private async preadFully(buf: Buffer, position: number): Promise<void> {
-    let done = 0;
-    try {
-      while (done < buf.length) {
-        const { bytesRead } = await this.image.read(buf, done, buf.length - done, position + done);
-        if (bytesRead === 0) {
-          buf.fill(0, done);
-          return;
-        }
-        done += bytesRead;
-      }
-    } catch (err) {
-      throw fromSystemError(err, 'reading the volume image');
-    }
-  }
-
-  private async pwriteFully(data: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    try {
-      while (done < data.length) {
-        const { bytesWritten } = await this.image.write(data, done, data.length - done, position + done);
-        done += bytesWritten;
-      }
-    } catch (err) {
-      throw fromSystemError(err, 'writing the volume image');
     }
   }
 }

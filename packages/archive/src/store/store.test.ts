@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 /**
  * The ObjectStore compliance suite: one set of tests, run against every backend (the
  * directory, and S3 against a real s3rver on loopback). Each test asserts the contract
@@ -137,7 +138,7 @@ describe('S3 backend specifics', () => {
   it("Debian's aws cli sees the objects the store wrote", async () => {
     const store = openS3Store({ bucket: s3.bucket, prefix: 'cli-check', endpoint: s3.endpoint, credentials: TEST_CREDENTIALS });
     await store.put('vol1/manifests/0000000000000001', Buffer.alloc(123, 1));
-    const { stdout } = await promisify(execFile)('aws', ['s3', 'ls', '--recursive', '--endpoint-url', s3.endpoint, `s3://${s3.bucket}/cli-check/`], {
+    const { stdout } = await promisify(execFile)(existsSync('/usr/bin/aws') ? '/usr/bin/aws' : 'aws', ['s3', 'ls', '--recursive', '--endpoint-url', s3.endpoint, `s3://${s3.bucket}/cli-check/`], {
       env: { ...process.env, AWS_ACCESS_KEY_ID: TEST_CREDENTIALS.accessKeyId, AWS_SECRET_ACCESS_KEY: TEST_CREDENTIALS.secretAccessKey, AWS_DEFAULT_REGION: 'us-east-1', AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' },
     });
     expect(stdout).toMatch(/\s123 cli-check\/vol1\/manifests\/0000000000000001\n/);

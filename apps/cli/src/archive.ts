@@ -1,0 +1,256 @@
+/**
+ * `headstart archive list|restore|prune|verify`: the operator's side of the archive
+ * (packages/archive). Each maps one to one onto listPoints, restorePoint /
+ * restoreToNewVolume, prune and verifyArchive.
+ *
+ * Where the archive is: `--store URL` (a directory, dir:PATH or s3://bucket/prefix?endpoint=...),
+ * or else the `archive.store` of each volume in the node configuration (`-c`). S3
+ * credentials come from the environment or ~/.aws, as for the node.
+ *
+ * The archive package (and the AWS SDK under it) loads only when one of these commands
+ * runs, so `headstart --help` stays instant.
+ */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { HeadstartError } from '@headstart/errors';
+import type { ObjectStore, PointInfo, RetentionPolicy, StoreSpec } from '@headstart/archive';
+
+const archiveLib = () => import('@headstart/archive');
+const nodeLib = () => import('@headstart/node');
+
+/** Exit codes shared with main.ts (EXIT there); 4: a check found the data different from what it should be. */
+export interface ArchiveExit {
+  readonly ok: number;
+  readonly notEqual: number;
+}
+
+interface Where {
+  store?: string;
+  config: string;
+  volume?: string;
+}
+
+interface Target {
+  readonly volumeId: string;
+  readonly store: ObjectStore;
+  readonly retention: RetentionPolicy | undefined;
+}
+
+const MiB = 1 << 20;
+const mib = (b: number) => `${(b / MiB).toFixed(1)} MiB`;
+
+function pointArg(v: string): number {
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw new InvalidArgumentError('a snapshot point number (0, 1, 2, ...)');
+  return Number(v);
+}
+function countArg(v: string): number {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError('a whole number');
+  return Number(v);
+}
+
+/**
+ * The stores and volumes a command works on. With --store: that store, the named volume or
+ * every volume it holds. Else every configured volume with an archive (or the named one).
+ * Stores are opened once each and closed by the returned `close`.
+ */
+async function targets(o: Where): Promise<{ list: Target[]; close: () => Promise<void> }> {
+  const { openStore, listVolumes } = await archiveLib();
+  const opened: ObjectStore[] = [];
+  const open = async (spec: string | StoreSpec) => {
+    const s = await openStore(spec);
+    opened.push(s);
+    return s;
+  };
+  const close = async () => {
+    await Promise.allSettled(opened.map((s) => s.close()));
+  };
+  try {
+    if (o.store !== undefined) {
+      const store = await open(o.store);
+      const ids = o.volume !== undefined ? [o.volume] : await listVolumes({ store });
+      return { list: ids.map((volumeId) => ({ volumeId, store, retention: undefined })), close };
+    }
+    const { loadConfig } = await nodeLib();
+    const config = await loadConfig(o.config);
+    const archived = config.volumes.filter((v) => v.archive !== undefined && (o.volume === undefined || v.name === o.volume));
+    if (o.volume !== undefined && archived.length === 0) {
+      const known = config.volumes.some((v) => v.name === o.volume);
+      throw new HeadstartError('ARCHIVE_CONFIG', known ? `volume ${o.volume} in ${o.config} has no archive: block (or give --store)` : `${o.config} has no volume ${JSON.stringify(o.volume)}`);
+    }
+    if (archived.length === 0) throw new HeadstartError('ARCHIVE_CONFIG', `no volume in ${o.config} has an archive: block; give --store URL`);
+    const list: Target[] = [];
+    for (const v of archived) list.push({ volumeId: v.name, store: await open(v.archive!.store), retention: v.archive!.retention });
+    return { list, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+async function withTargets<T>(o: Where, fn: (list: Target[]) => Promise<T>): Promise<T> {
+  const { list, close } = await targets(o);
+  try {
+    return await fn(list);
+  } finally {
+    await close();
+  }
+}
+
+/** A progress bar on stderr, only on a terminal and never with --json. */
+async function progressBar(enabled: boolean, format: string): Promise<{ update(value: number, total?: number): void; stop(): void }> {
+  if (!enabled || process.stderr.isTTY !== true) return { update() {}, stop() {} };
+  const { default: progress } = await import('cli-progress');
+  const bar = new progress.SingleBar({ stream: process.stderr, format, hideCursor: true, clearOnComplete: true, fps: 10 }, progress.Presets.shades_classic);
+  let started = false;
+  return {
+    update(value, total) {
+      if (!started) {
+        bar.start(total ?? 0, value);
+        started = true;
+      } else {
+        if (total !== undefined) bar.setTotal(total);
+        bar.update(value);
+      }
+    },
+    stop: () => started && bar.stop(),
+  };
+}
+
+function out(json: boolean | undefined, value: unknown, human: () => string): void {
+  process.stdout.write(json ? JSON.stringify(value) + '\n' : human() + '\n');
+}
+
+function pointLine(p: PointInfo): string {
+  const flags = [p.protected ? 'protected' : '', p.fullCopy ? 'full copy' : ''].filter(Boolean).join(', ');
+  return `  ${String(p.n).padStart(6)}  ${new Date(p.scheduledAt).toISOString()}  ${mib(p.bytes).padStart(11)}  ${mib(p.uniqueBytes).padStart(11)}${flags ? `  (${flags})` : ''}`;
+}
+
+/** Adds the archive subcommands to `cmd` (made with program.command('archive'), so they inherit its error handling). */
+export function archiveCommands(cmd: Command, setCode: (code: number) => void, exit: ArchiveExit): Command {
+  cmd.description('List, restore, prune and verify snapshot points kept in an object-store archive');
+  const where = (c: Command, volumeRequired = false) => {
+    c.addOption(new Option('--store <url>', 'the archive: a directory, dir:PATH or s3://bucket/prefix?endpoint=...&region=...&pathStyle=true (default: each volume\'s archive.store in the configuration)'));
+    c.addOption(new Option('-c, --config <file>', 'node configuration file (used without --store)').default('headstart.yaml'));
+    if (!volumeRequired) c.option('--volume <name>', 'only this volume');
+    c.option('--json', 'print one JSON object');
+    return c;
+  };
+
+  where(cmd.command('list').description('Every archived point per volume: number, scheduled time, bytes it needs, bytes only it needs'))
+    .action(async (o: Where & { json?: boolean }) => {
+      const { listPoints } = await archiveLib();
+      const volumes = await withTargets(o, async (list) => {
+        const res: { volume: string; store: string; points: PointInfo[] }[] = [];
+        for (const t of list) res.push({ volume: t.volumeId, store: t.store.description, points: await listPoints({ store: t.store, volumeId: t.volumeId }) });
+        return res;
+      });
+      out(o.json, { volumes }, () =>
+        volumes.length === 0
+          ? 'the archive holds no volume'
+          : volumes
+              .map((v) => [`volume ${v.volume} in ${v.store}: ${v.points.length} point(s)`, `   point  scheduled                       needs MiB    only MiB`, ...v.points.map(pointLine)].join('\n'))
+              .join('\n'),
+      );
+    });
+
+  where(cmd.command('restore').argument('<volume>', 'the archived volume').argument('<point>', 'the point number (see archive list)', pointArg).description('Rebuild an archived point into a new raw image (--out) or a new replica volume (--to-volume) that its source can catch up'), true)
+    .option('--out <file>', 'write a sparse raw image here (never overwrites)')
+    .option('--to-volume <dir>', 'create a replica volume here holding the point as committed (then add it to a node as a replica of its source)')
+    .action(async (volume: string, n: number, o: Where & { json?: boolean; out?: string; toVolume?: string }) => {
+      if ((o.out === undefined) === (o.toVolume === undefined)) throw new HeadstartError('ARCHIVE_CONFIG', 'archive restore: give exactly one of --out FILE or --to-volume DIR');
+      const bar = await progressBar(!o.json, `restoring ${volume} point ${n} [{bar}] {percentage}% | {value}/{total} MiB | ETA {eta}s`);
+      const onProgress = (p: { bytesDone: number; bytesTotal: number }) => bar.update(Math.round(p.bytesDone / MiB), Math.round(p.bytesTotal / MiB));
+      const started = performance.now();
+      const result = await withTargets({ ...o, volume }, async ([t]) => {
+        try {
+          if (o.out !== undefined) {
+            const { restorePoint } = await archiveLib();
+            return await restorePoint({ store: t.store, volumeId: volume, n, path: o.out, onProgress });
+          }
+          // A node pairs a replica with its source by volume id, which is the configured name: the archive's volume id.
+          const { restoreToNewVolume } = await archiveLib();
+          const seeded = await restoreToNewVolume({ store: t.store, volumeId: volume, n, dir: o.toVolume!, role: 'replica', id: volume, name: volume, onProgress });
+          await seeded.volume.shutdown();
+          return seeded.result;
+        } finally {
+          bar.stop();
+        }
+      });
+      const seconds = (performance.now() - started) / 1000;
+      const target = o.out ?? o.toVolume!;
+      out(o.json, { volume, n: result.n, target, size: result.size, bytesWritten: result.bytesWritten, seconds, scheduledAt: result.point.scheduledAt }, () =>
+        `restored point ${result.n} of ${volume} (scheduled ${new Date(result.point.scheduledAt).toISOString()}) to ${target}: ${mib(result.size)}, ${mib(result.bytesWritten)} of data, ${seconds.toFixed(1)} s` +
+          (o.toVolume !== undefined ? `\nthe volume is a replica that committed point ${result.n}; add it as <dataDir>/volumes/${volume} of a node listing it as a replica, and its source sends only what differs` : ''),
+      );
+    });
+
+  where(cmd.command('prune').description('Apply retention: delete points the policy does not keep, and objects no kept point needs'))
+    .option('--dry-run', 'only show what would be deleted')
+    .option('--daily <n>', 'keep the newest point of each of the last N days', countArg)
+    .option('--weekly <n>', 'keep the newest point of each of the last N weeks', countArg)
+    .option('--monthly <n>', 'keep the newest point of each of the last N months', countArg)
+    .option('--keep-last <n>', 'keep the N newest points', countArg)
+    .option('--max-bytes <size>', 'cap on stored bytes (least valuable points go first)')
+    .action(async (o: Where & { json?: boolean; dryRun?: boolean; daily?: number; weekly?: number; monthly?: number; keepLast?: number; maxBytes?: string }) => {
+      const { prune } = await archiveLib();
+      let maxBytes: number | undefined;
+      if (o.maxBytes !== undefined) {
+        const { parseSize } = await nodeLib();
+        maxBytes = parseSize(o.maxBytes);
+        if (!Number.isSafeInteger(maxBytes) || maxBytes <= 0) throw new HeadstartError('ARCHIVE_CONFIG', `--max-bytes: not a size: ${JSON.stringify(o.maxBytes)}`);
+      }
+      const flags: RetentionPolicy = Object.fromEntries(
+        Object.entries({ daily: o.daily, weekly: o.weekly, monthly: o.monthly, keepLast: o.keepLast, maxBytes }).filter(([, v]) => v !== undefined),
+      );
+      const volumes = await withTargets(o, async (list) => {
+        const res = [];
+        for (const t of list) {
+          // Flags override the configured retention key by key.
+          const policy = { ...t.retention, ...flags };
+          if (Object.keys(policy).length === 0) throw new HeadstartError('ARCHIVE_CONFIG', `archive prune: no retention for ${t.volumeId}; give --daily/--weekly/--monthly/--keep-last/--max-bytes or configure archive.retention`);
+          res.push({ volume: t.volumeId, policy, ...(await prune({ store: t.store, volumeId: t.volumeId, policy, dryRun: o.dryRun === true })) });
+        }
+        return res;
+      });
+      out(o.json, { dryRun: o.dryRun === true, volumes }, () =>
+        volumes
+          .map((v) =>
+            [
+              `volume ${v.volume}: ${v.dryRun ? 'would delete' : 'deleted'} ${v.deletedPoints.length} point(s)${v.deletedPoints.length > 0 ? ` (${v.deletedPoints.join(', ')})` : ''}, ${v.deletedObjects.length} object(s), ${mib(v.freedBytes)}; ${mib(v.bytesBefore)} -> ${mib(v.bytesAfter)}${v.capExceeded ? ' (over the byte cap: protected or newest points alone exceed it)' : ''}`,
+              `  kept: ${v.kept.map((k) => `${k.n} (${k.reasons.join('+')})`).join(', ') || '-'}`,
+            ].join('\n'),
+          )
+          .join('\n'),
+      );
+    });
+
+  where(cmd.command('verify').description('Check that every manifest decodes and every object it names exists (--deep: and passes its checksums)'))
+    .option('--deep', 'read every object and check its checksums and pinned hash')
+    .option('--point <n...>', 'only these points', (v: string, prev: number[] | undefined) => [...(prev ?? []), pointArg(v)])
+    .action(async (o: Where & { json?: boolean; deep?: boolean; point?: number[] }) => {
+      const { verifyArchive } = await archiveLib();
+      const bar = await progressBar(!o.json, `verifying: {value} objects checked`);
+      const volumes = await withTargets(o, async (list) => {
+        const res = [];
+        try {
+          for (const t of list) res.push({ volume: t.volumeId, ...(await verifyArchive({ store: t.store, volumeId: t.volumeId, deep: o.deep === true, points: o.point, onProgress: (p) => bar.update(p.objectsDone) })) });
+        } finally {
+          bar.stop();
+        }
+        return res;
+      });
+      const ok = volumes.every((v) => v.ok);
+      out(o.json, { ok, deep: o.deep === true, volumes }, () =>
+        volumes
+          .map((v) =>
+            [
+              `volume ${v.volume}: ${v.ok ? 'OK' : 'DAMAGED'}, ${v.points} point(s), ${v.objects} object(s), ${mib(v.bytes)} ${o.deep ? 'read and checked' : 'present'}`,
+              ...v.problems.map((p) => `  point ${p.n}: ${p.code} ${p.key}: ${p.message}`),
+            ].join('\n'),
+          )
+          .join('\n'),
+      );
+      setCode(ok ? exit.ok : exit.notEqual);
+    });
+
+  return cmd;
+}

@@ -1,0 +1,196 @@
+/**
+ * The archive wired into the product, end to end with real processes: a `headstart serve`
+ * node whose volume has an `archive:` block archives points as they close (a directory
+ * store, and once an S3 store on a real s3rver on loopback that refuses the first requests);
+ * `headstart archive list|restore|prune|verify` read them back; a restored image hashes
+ * like the source's point; the failing store shows in `status` as the archive sink's last
+ * error and the node catches up once the store answers.
+ */
+import { createHash } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { connectNbd, type NbdClient } from '@headstart/nbd';
+import { callAdmin, loadConfig, type NodeStatus, type SinkView } from '@headstart/node';
+import { freePort, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { tempDir } from '../helpers/tmp';
+import { startTestS3, TEST_CREDENTIALS, type TestS3 } from '../../packages/archive/src/testing/s3-server';
+
+const MiB = 1 << 20;
+const SIZE = 8 * MiB;
+
+let s3: TestS3 | null = null;
+afterAll(async () => {
+  await s3?.stop();
+});
+
+async function writeConfig(dir: string, store: string, ports: { nbd: number; admin: number }): Promise<string> {
+  const path = join(dir, 'headstart.yaml');
+  await writeFile(
+    path,
+    [
+      'node: { name: site-a, dataDir: ./data }',
+      `listen: { nbd: "127.0.0.1:${ports.nbd}", admin: "127.0.0.1:${ports.admin}" }`,
+      'volumes:',
+      `  - name: vol`,
+      `    size: ${SIZE}`,
+      // Points are taken by hand (`headstart snapshot`) in these tests.
+      '    schedule: { every: 1h }',
+      '    archive:',
+      `      store: "${store}"`,
+      '      concurrency: 4',
+      '',
+    ].join('\n'),
+  );
+  return path;
+}
+
+async function archiveSink(config: string): Promise<SinkView | undefined> {
+  const status = (await callAdmin(await loadConfig(config), 'GET', '/v1/status')) as NodeStatus;
+  return status.volumes[0].sinks.find((s) => s.name === 'archive');
+}
+
+async function write(client: NbdClient, seed: number, blocks: number): Promise<void> {
+  for (let i = 0; i < blocks; i++) {
+    const block = (seed * 7919 + i * 104729) % (SIZE / 4096);
+    await client.write(block * 4096, Buffer.alloc(4096 * (1 + (i % 3)), (seed * 31 + i) & 0xff).subarray(0, Math.min(4096 * (1 + (i % 3)), SIZE - block * 4096)));
+  }
+  await client.flush();
+}
+
+async function hashExport(client: NbdClient): Promise<string> {
+  const h = createHash('sha256');
+  for (let at = 0; at < SIZE; at += MiB) h.update(await client.read(at, MiB));
+  return h.digest('hex');
+}
+
+const sha = async (file: string) => createHash('sha256').update(await readFile(file)).digest('hex');
+
+async function ok(args: string[]): Promise<string> {
+  const r = await runCli(args);
+  expect(r.code, `headstart ${args.join(' ')}\n${r.stderr}`).toBe(0);
+  return r.stdout.trim();
+}
+
+/** Writes, closes a point, and returns its number and the volume's hash as of that point (nothing writes in between). */
+async function point(config: string, client: NbdClient, seed: number): Promise<{ n: number; hash: string }> {
+  await write(client, seed, 40);
+  const hash = await hashExport(client);
+  const { n } = JSON.parse(await ok(['snapshot', 'vol', '--json', '-c', config])) as { n: number };
+  return { n, hash };
+}
+
+describe('headstart archive: a node archives its points; the CLI lists, restores, prunes and verifies', () => {
+  it('on a directory store', async () => {
+    const dir = tempDir('headstart-archive-cli-');
+    const ports = { nbd: await freePort(), admin: await freePort() };
+    const config = await writeConfig(dir, 'dir:./archive', ports);
+    const serve = startServe(config);
+    try {
+      await waitFor('the node', () => archiveSink(config), 30_000);
+      const client = await waitFor('NBD', () => connectNbd({ host: '127.0.0.1', port: ports.nbd, exportName: 'vol' }));
+      const p1 = await point(config, client, 1);
+      const p2 = await point(config, client, 2);
+      const p3 = await point(config, client, 3);
+      await client.close();
+      const sink = await waitFor('the archive to hold the last point', async () => {
+        const s = await archiveSink(config);
+        return s !== undefined && s.acked !== null && s.acked >= p3.n ? s : null;
+      });
+      expect(sink.lastError).toBeNull();
+      expect(sink.state).toBe('connected');
+      expect(sink.rpoAgeMs).not.toBeNull();
+      expect(sink.payloadBytesSent).toBeGreaterThan(0);
+      // The human status shows the archive as a sink.
+      expect(await ok(['status', '-c', config])).toMatch(/sink archive: archive store ok, last committed \d+/);
+
+      // list: every point as it closed (the config names the store: dir:./archive relative to it).
+      const list = JSON.parse(await ok(['archive', 'list', '--json', '-c', config])) as { volumes: { volume: string; points: { n: number; fullCopy: boolean }[] }[] };
+      expect(list.volumes).toHaveLength(1);
+      expect(list.volumes[0].volume).toBe('vol');
+      // The sink's baseline (the point closed when the volume was created, archived as the node started) comes first.
+      const all = list.volumes[0].points.map((p) => p.n);
+      expect(all.slice(-3)).toEqual([p1.n, p2.n, p3.n]);
+      expect(list.volumes[0].points[0].fullCopy).toBe(true);
+      expect(list.volumes[0].points.at(-1)!.fullCopy).toBe(false);
+      // The same through --store, and the human table.
+      expect(await ok(['archive', 'list', '--store', join(dir, 'archive')])).toContain(`volume vol in dir:${join(dir, 'archive')}: ${all.length} point(s)`);
+
+      // restore: images hash like the source at those points (a delta point and the oldest).
+      for (const p of [p3, p1]) {
+        const image = join(dir, `restored-${p.n}.raw`);
+        const r = JSON.parse(await ok(['archive', 'restore', 'vol', String(p.n), '--out', image, '--json', '-c', config])) as { n: number; size: number };
+        expect(r).toMatchObject({ n: p.n, size: SIZE });
+        expect(await sha(image)).toBe(p.hash);
+      }
+      // restore never overwrites; a point the archive lacks is a clear error.
+      const again = await runCli(['archive', 'restore', 'vol', String(p3.n), '--out', join(dir, `restored-${p3.n}.raw`), '-c', config]);
+      expect(again.code).toBe(2);
+      expect(again.stderr).toContain('ARCHIVE_CONFIG');
+      const missing = await runCli(['archive', 'restore', 'vol', '999', '--out', join(dir, 'x.raw'), '-c', config]);
+      expect(missing.code).toBe(1);
+      expect(missing.stderr).toContain('ARCHIVE_NOT_FOUND');
+
+      // prune --dry-run: says what would go, deletes nothing.
+      const dry = JSON.parse(await ok(['archive', 'prune', '--dry-run', '--keep-last', '1', '--json', '-c', config])) as { dryRun: boolean; volumes: { deletedPoints: number[]; kept: { n: number }[] }[] };
+      expect(dry.dryRun).toBe(true);
+      expect(dry.volumes[0].deletedPoints).toEqual(all.slice(0, -1));
+      expect(dry.volumes[0].kept.map((k) => k.n)).toEqual([p3.n]);
+      const after = JSON.parse(await ok(['archive', 'list', '--json', '-c', config])) as typeof list;
+      expect(after.volumes[0].points.map((p) => p.n)).toEqual(all);
+      const noPolicy = await runCli(['archive', 'prune', '--dry-run', '-c', config]);
+      expect(noPolicy.code).toBe(2);
+      expect(noPolicy.stderr).toContain('no retention for vol');
+
+      // verify --deep: every object read and checked.
+      const verified = JSON.parse(await ok(['archive', 'verify', '--deep', '--json', '-c', config])) as { ok: boolean; volumes: { objects: number }[] };
+      expect(verified.ok).toBe(true);
+      expect(verified.volumes[0].objects).toBeGreaterThan(0);
+    } finally {
+      expect(await stopGracefully(serve.process)).toBe(0);
+    }
+  }, 120_000);
+
+  it('on a real S3 server that refuses the first requests: status shows the error, the node catches up', async () => {
+    s3 = await startTestS3('hs-archive');
+    process.env.AWS_ACCESS_KEY_ID = TEST_CREDENTIALS.accessKeyId;
+    process.env.AWS_SECRET_ACCESS_KEY = TEST_CREDENTIALS.secretAccessKey;
+    const dir = tempDir('headstart-archive-s3-');
+    const ports = { nbd: await freePort(), admin: await freePort() };
+    // Through the fault proxy: the first requests are answered 403 (denied, not retried inside a run).
+    const url = `s3://${s3.bucket}/site-a?endpoint=${s3.proxyEndpoint}&region=us-east-1&pathStyle=true`;
+    const config = await writeConfig(dir, url, ports);
+    const serve = startServe(config);
+    try {
+      await waitFor('the node', () => archiveSink(config), 30_000);
+      const client = await waitFor('NBD', () => connectNbd({ host: '127.0.0.1', port: ports.nbd, exportName: 'vol' }));
+      s3.failNext(3, 403);
+      const p1 = await point(config, client, 5);
+      const failing = await waitFor('the archive sink to report the failing store', async () => {
+        const s = await archiveSink(config);
+        return s?.lastError ? s : null;
+      }, 20_000, 100);
+      expect(failing.state).toBe('error');
+      expect(failing.lastError).toContain('ARCHIVE_STORE_DENIED');
+      expect(failing.acked ?? -1).toBeLessThan(p1.n);
+      const p2 = await point(config, client, 6);
+      await client.close();
+      const sink = await waitFor('the archive to catch up after backoff', async () => {
+        const s = await archiveSink(config);
+        return s !== undefined && s.acked !== null && s.acked >= p2.n ? s : null;
+      }, 30_000);
+      expect(sink.lastError).toBeNull();
+      expect(serve.log()).toContain('archiving failed');
+
+      const list = JSON.parse(await ok(['archive', 'list', '--store', url, '--json'])) as { volumes: { volume: string; points: { n: number }[] }[] };
+      expect(list.volumes.map((v) => v.volume)).toEqual(['vol']);
+      expect(list.volumes[0].points.map((p) => p.n).slice(-2)).toEqual([p1.n, p2.n]);
+      const image = join(dir, 'restored.raw');
+      await ok(['archive', 'restore', 'vol', String(p2.n), '--out', image, '--store', url]);
+      expect(await sha(image)).toBe(p2.hash);
+      expect(JSON.parse(await ok(['archive', 'verify', '--store', url, '--json'])).ok).toBe(true);
+    } finally {
+      expect(await stopGracefully(serve.process)).toBe(0);
+    }
+  }, 120_000);
+});
