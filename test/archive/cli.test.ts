@@ -7,9 +7,10 @@
  * error and the node catches up once the store answers.
  */
 import { createHash } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { main } from '../../apps/cli/src/main';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import { callAdmin, loadConfig, type NodeStatus, type SinkView } from '@headstart/node';
 import { freePort, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
@@ -76,9 +77,27 @@ async function ok(args: string[]): Promise<string> {
 async function point(config: string, client: NbdClient, seed: number): Promise<{ n: number; hash: string }> {
   await write(client, seed, 40);
   const hash = await hashExport(client);
-  const { n } = JSON.parse(await ok(['snapshot', 'vol', '--json', '-c', config])) as { n: number };
+  // Through the admin API in-process (what `headstart snapshot` calls): a CLI process per point would only add start-up time.
+  const { n } = (await callAdmin(await loadConfig(config), 'POST', '/v1/volumes/vol/snapshot')) as { n: number };
   return { n, hash };
 }
+
+describe('headstart archive --help', () => {
+  it('has --help on every archive command, with the exit codes', async () => {
+    // In-process (main() is what bin/headstart.js runs): a process per help page would only add start-up time.
+    for (const cmd of [['archive'], ['archive', 'list'], ['archive', 'restore'], ['archive', 'prune'], ['archive', 'verify']]) {
+      let text = '';
+      const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((text += String(chunk)), true));
+      try {
+        expect(await main(['node', 'headstart', ...cmd, '--help']), cmd.join(' ')).toBe(0);
+      } finally {
+        spy.mockRestore();
+      }
+      expect(text).toContain(`Usage: headstart ${cmd.join(' ')}`);
+      if (cmd.length > 1) expect(text).toContain('--json');
+    }
+  });
+});
 
 describe('headstart archive: a node archives its points; the CLI lists, restores, prunes and verifies', () => {
   it('on a directory store', async () => {
@@ -146,6 +165,15 @@ describe('headstart archive: a node archives its points; the CLI lists, restores
       const verified = JSON.parse(await ok(['archive', 'verify', '--deep', '--json', '-c', config])) as { ok: boolean; volumes: { objects: number }[] };
       expect(verified.ok).toBe(true);
       expect(verified.volumes[0].objects).toBeGreaterThan(0);
+      // A damaged object: verify --deep names it and exits 4 (a check found the data different).
+      const objects = join(dir, 'archive', 'vol', 'objects');
+      const victim = join(objects, (await readdir(objects, { recursive: true })).find((f) => f.endsWith('.f'))!);
+      const bytes = await readFile(victim);
+      bytes[bytes.length >> 1] ^= 0xff;
+      await writeFile(victim, bytes);
+      const damaged = await runCli(['archive', 'verify', '--deep', '-c', config]);
+      expect(damaged.code, damaged.stderr).toBe(4);
+      expect(damaged.stdout).toContain('ARCHIVE_CORRUPT');
     } finally {
       expect(await stopGracefully(serve.process)).toBe(0);
     }
@@ -191,6 +219,70 @@ describe('headstart archive: a node archives its points; the CLI lists, restores
       expect(JSON.parse(await ok(['archive', 'verify', '--store', url, '--json'])).ok).toBe(true);
     } finally {
       expect(await stopGracefully(serve.process)).toBe(0);
+    }
+  }, 120_000);
+});
+
+describe('DR from the archive', () => {
+  it('seeds a new replica from the archive, then the source sends only what changed after that point', async () => {
+    const dir = tempDir('headstart-archive-dr-');
+    const ports = { aNbd: await freePort(), aAdmin: await freePort(), bNbd: await freePort(), bAdmin: await freePort(), bPeers: await freePort() };
+    const secret = 'archive-dr-test-secret-0123456789';
+    const a = join(dir, 'a', 'headstart.yaml');
+    const b = join(dir, 'b', 'headstart.yaml');
+    await mkdir(join(dir, 'a'), { recursive: true });
+    await mkdir(join(dir, 'b'), { recursive: true });
+    await writeFile(
+      a,
+      [
+        `node: { name: site-a, dataDir: ./data, secret: ${secret} }`,
+        `listen: { nbd: "127.0.0.1:${ports.aNbd}", admin: "127.0.0.1:${ports.aAdmin}" }`,
+        `peers: [{ name: site-b, url: "ws://127.0.0.1:${ports.bPeers}" }]`,
+        'volumes:',
+        `  - { name: vol, size: ${SIZE}, schedule: { every: 1h }, sinks: [site-b], archive: { store: ./archive } }`,
+        '',
+      ].join('\n'),
+    );
+    await writeFile(
+      b,
+      [
+        `node: { name: site-b, dataDir: ./data, secret: ${secret} }`,
+        `listen: { nbd: "127.0.0.1:${ports.bNbd}", admin: "127.0.0.1:${ports.bAdmin}", peers: "127.0.0.1:${ports.bPeers}" }`,
+        'volumes:',
+        `  - { name: vol, size: ${SIZE}, role: replica }`,
+        '',
+      ].join('\n'),
+    );
+    // Site A runs alone: site-b does not exist yet, its sink waits (and keeps A's points).
+    const siteA = startServe(a);
+    let siteB: ReturnType<typeof startServe> | null = null;
+    try {
+      await waitFor('site-a', () => archiveSink(a), 30_000);
+      const client = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
+      // The whole volume written: a full sync to site-b would move all of it.
+      for (let at = 0; at < SIZE; at += MiB) await client.write(at, Buffer.alloc(MiB, (at / MiB + 1) & 0xff));
+      const seed = await point(a, client, 11);
+      await waitFor('the archive to hold the seed point', async () => ((await archiveSink(a))?.acked ?? -1) >= seed.n || null);
+
+      // The new site is seeded from the archive, not from site-a.
+      const restored = JSON.parse(await ok(['archive', 'restore', 'vol', String(seed.n), '--to-volume', join(dir, 'b', 'data', 'volumes', 'vol'), '--json', '-c', a])) as { n: number };
+      expect(restored.n).toBe(seed.n);
+      const later = await point(a, client, 12); // written after the seed point: the difference
+      await client.close();
+
+      siteB = startServe(b);
+      const status = async (config: string) => (await callAdmin(await loadConfig(config), 'GET', '/v1/status')) as NodeStatus;
+      await waitFor('site-b to commit the later point', async () => ((await status(b).catch(() => null))?.volumes[0].committed?.n ?? -1) >= later.n || null, 60_000);
+      const toB = (await status(a)).volumes[0].sinks.find((s) => s.name === 'site-b')!;
+      // Only what changed after the seed point went over the link (40 writes of at most 3 blocks), never the 8 MiB.
+      expect(toB.payloadBytesSent).toBeGreaterThan(0);
+      expect(toB.payloadBytesSent).toBeLessThanOrEqual(40 * 3 * 4096);
+      const replica = await waitFor('NBD on site-b', () => connectNbd({ host: '127.0.0.1', port: ports.bNbd, exportName: 'vol' }));
+      expect(await hashExport(replica)).toBe(later.hash);
+      await replica.close();
+    } finally {
+      if (siteB) expect(await stopGracefully(siteB.process)).toBe(0);
+      expect(await stopGracefully(siteA.process)).toBe(0);
     }
   }, 120_000);
 });

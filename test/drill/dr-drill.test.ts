@@ -4,8 +4,11 @@
  * (refused at first while the old primary may still be alive, then forced), write to it
  * through NBD, bring the old source back (it is fenced: its lower epoch cannot ship),
  * demote it, fail back with only the differing blocks sent, and check both sides equal.
+ * `headstart verify` must find a replica equal while healthy and report the one range a
+ * damaged replica block lies in.
  */
 import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
@@ -68,7 +71,7 @@ describe('DR drill: failover and failback between two sites', () => {
     expect(bad.stderr).toContain('CONFIG_INVALID');
 
     // --- replicate under load
-    const siteB = startServe(b);
+    let siteB = startServe(b);
     let siteA = startServe(a);
     await waitFor('both nodes up', async () => (await status(a)) && (await status(b)), 30_000);
     const clientA = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
@@ -78,6 +81,26 @@ describe('DR drill: failover and failback between two sites', () => {
       const n = s?.volumes[0].committed?.n ?? -1;
       return n >= 3 ? n : null;
     });
+
+    // --- verification: equal while healthy, and a damaged replica block is found
+    const verifyB = async () => {
+      const r = await runCli(['verify', 'vol', '--json', '-c', a, '--replica', `nbd://127.0.0.1:${ports.bNbd}/vol`], { timeoutMs: 120_000 });
+      return { code: r.code, report: r.code === 0 || r.code === 4 ? (JSON.parse(r.stdout) as { equal: boolean; point: number; differing: { offset: number; length: number }[] }) : null, stderr: r.stderr };
+    };
+    const healthy = await verifyB();
+    expect(healthy.code, healthy.stderr).toBe(0);
+    expect(healthy.report!.equal).toBe(true);
+    expect(await stopGracefully(siteB.process)).toBe(0);
+    const image = join(dir, 'b', 'data', 'volumes', 'vol', 'image.raw');
+    const fh = await open(image, 'r+');
+    await fh.write(Buffer.alloc(512, 0xee), 0, 512, 40 * MiB + 4096); // bit rot on the replica
+    await fh.close();
+    siteB = startServe(b);
+    await waitFor('site-b up again', () => status(b), 30_000);
+    const damaged = await verifyB();
+    expect(damaged.code, damaged.stderr).toBe(4);
+    expect(damaged.report!.differing).toEqual([{ offset: 40 * MiB, length: MiB }]);
+
     await writeSome(clientA, 2, 100, [0, SIZE / 2]); // writes after the last common point: rolled back at failback
     await clientA.close().catch(() => {});
 
@@ -116,8 +139,11 @@ describe('DR drill: failover and failback between two sites', () => {
     expect(sent).toBeGreaterThanOrEqual(writtenOnB * 0.5);
     expect(sent).toBeLessThan(SIZE / 4);
 
-    // --- verify both sides equal
+    // --- verify both sides equal (byte for byte, and by the verify command from the new primary)
     expect(await hashExport(ports.aNbd)).toBe(await hashExport(ports.bNbd));
+    const back = await runCli(['verify', 'vol', '--json', '-c', b, '--replica', `nbd://127.0.0.1:${ports.aNbd}/vol`], { timeoutMs: 120_000 });
+    expect(back.code, back.stderr).toBe(0);
+    expect(JSON.parse(back.stdout)).toMatchObject({ equal: true });
     expect((await status(a))?.volumes[0]).toMatchObject({ role: 'replica', epoch: 2 });
 
     expect(await stopGracefully(siteA.process)).toBe(0);

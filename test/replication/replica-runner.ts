@@ -32,7 +32,7 @@ const server = await startReplicaServer({
     stagingDir: `${cfg.dir}-staging`,
     onCommitPhase: async (phase, n) => {
       const cpu = process.cpuUsage();
-      emit({ event: 'phase', phase, n, t: Date.now(), cpuUs: cpu.user + cpu.system });
+      emit({ event: 'phase', phase, n, t: Date.now(), cpuUs: cpu.user + cpu.system, userUs: cpu.user, sysUs: cpu.system });
       if (phase === 'finished') emit({ event: 'committed', n, hash: cfg.noHash ? null : await imageHash(volume), t: Date.now() });
       if (cfg.pausePhase === phase && n >= (cfg.pauseFrom ?? 0)) await new Promise((r) => setTimeout(r, cfg.pauseMs ?? 5_000));
     },

@@ -108,6 +108,23 @@ export async function main(argv: string[]): Promise<number> {
       print(o.json, r, () => `${volume} is a replica (epoch ${r.epoch}); the primary will resynchronise it by checksum`);
     });
 
+  program
+    .command('verify <volume>')
+    .description('Compare a replica with its source at a fresh point, by range checksums; report differing ranges')
+    .addOption(configOption())
+    .requiredOption('--replica <url>', "the replica's read-only NBD export, nbd://host:port/name")
+    .option('--json', 'print JSON')
+    .action(async (volume: string, o: { config: string; replica: string; json?: boolean }) => {
+      const { verify } = await import('./verify');
+      const r = await verify(o.config, volume, o.replica, !o.json && process.stderr.isTTY === true);
+      print(o.json, r, () =>
+        r.equal
+          ? `${volume}: the replica equals point ${r.point} of its source (${r.ranges_compared} ranges compared in ${r.seconds.toFixed(1)} s)`
+          : `${volume}: the replica DIFFERS from point ${r.point} in ${r.differing.length} range(s):\n` + r.differing.map((d) => `  bytes ${d.offset}..${d.offset + d.length - 1}`).join('\n'),
+      );
+      if (!r.equal) code = EXIT.notEqual;
+    });
+
   const init = program.command('init').description('Create a node configuration, or add a volume to one');
   init
     .command('node <name>')

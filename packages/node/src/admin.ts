@@ -44,7 +44,7 @@ export async function startAdminServer(node: HeadstartNode, config: NodeConfig):
 
 async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknown> {
   const url = new URL(req.url ?? '/', 'http://admin');
-  const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote)$/.exec(url.pathname);
+  const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-end)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/v1/status') return node.status();
   if (req.method === 'POST' && m) {
     const name = decodeURIComponent(m[1]);
@@ -54,6 +54,8 @@ async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknow
       return point;
     }
     if (m[2] === 'promote') return node.promote(name, { force: url.searchParams.get('force') === '1' });
+    if (m[2] === 'verify-begin') return node.beginVerify(name);
+    if (m[2] === 'verify-end') return node.endVerify(name).then(() => ({ ended: true }));
     return node.demote(name);
   }
   throw new HeadstartError('NODE_NO_SUCH_VOLUME', `no admin endpoint ${req.method} ${url.pathname}`);

@@ -28,6 +28,7 @@ import { scheduleFrom, type Schedule } from './schedule';
 import { predictivePolicy, type PredictivePolicy } from './predictive';
 import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
 import type { Logger } from './logger';
+import { VERIFY_HOLD_MS, VERIFY_RANGE_BYTES, VERIFY_SINK, hashPoint, type VerifyPlan } from './verify';
 
 export interface SnapshotRecord {
   readonly n: number;
@@ -90,6 +91,8 @@ interface Managed {
   history: SnapshotRecord[];
   /** Replica side: the last time a source's session for this volume was seen alive. */
   lastSessionAt: number;
+  /** A verification in progress: the schedule is held until it ends. */
+  verifyHold: NodeJS.Timeout | null;
   /** Primary side: the archive sink, when the volume has `archive:`. */
   archiver: Archiver | null;
 }
@@ -107,6 +110,9 @@ export interface HeadstartNode {
   /** Waits until every sink of `name` acknowledged point n. */
   waitAcked(name: string, n: number, timeoutMs?: number): Promise<void>;
   promote(name: string, options?: { force?: boolean }): Promise<{ epoch: number; point: number | null; tookMs: number }>;
+  /** Holds point n of a primary volume for comparison with its sinks (see verify.ts). */
+  beginVerify(name: string, options?: { timeoutMs?: number }): Promise<VerifyPlan>;
+  endVerify(name: string): Promise<void>;
   demote(name: string): Promise<{ epoch: number }>;
   subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void;
   stop(): Promise<void>;
@@ -175,6 +181,7 @@ class Node implements HeadstartNode {
         policy: this.makePolicy(vc, volume),
         history: [],
         lastSessionAt: 0,
+        verifyHold: null,
         archiver: null,
       });
     }
@@ -253,7 +260,7 @@ class Node implements HeadstartNode {
   private scheduleNext(m: Managed): void {
     if (m.timer) clearTimeout(m.timer);
     m.timer = null;
-    if (m.schedule === null || this.stopping || m.volume.readOnly) {
+    if (m.schedule === null || this.stopping || m.volume.readOnly || m.verifyHold !== null) {
       m.nextCloseAt = null;
       return;
     }
@@ -364,6 +371,35 @@ class Node implements HeadstartNode {
     await Promise.all([...m.sources.values()].map((s) => s.waitAcked(n, timeoutMs)));
   }
 
+  async beginVerify(name: string, options: { timeoutMs?: number } = {}): Promise<VerifyPlan> {
+    const m = this.get(name);
+    if (m.volume.readOnly) throw new HeadstartError('VOLUME_READ_ONLY', `volume ${name} is a replica here; verify from its primary`);
+    if (m.verifyHold !== null) throw new HeadstartError('VERIFY_BUSY', `volume ${name} is being verified already`);
+    // Hold the schedule (no later point may close on the replica) and keep the point readable.
+    m.verifyHold = setTimeout(() => void this.endVerify(name).catch(() => {}), VERIFY_HOLD_MS);
+    if (m.timer) clearTimeout(m.timer);
+    m.timer = null;
+    m.nextCloseAt = null;
+    try {
+      await m.volume.addSink(VERIFY_SINK, { acked: m.volume.floor });
+      const point = await this.closePoint(m, Date.now());
+      await Promise.all([...m.sources.values()].map((s) => s.waitAcked(point.n, options.timeoutMs ?? 300_000)));
+      const hashes = await hashPoint(m.volume, point.n);
+      return { volume: name, n: point.n, size: m.volume.size, rangeBytes: VERIFY_RANGE_BYTES, hashes };
+    } catch (err) {
+      await this.endVerify(name);
+      throw err;
+    }
+  }
+
+  async endVerify(name: string): Promise<void> {
+    const m = this.get(name);
+    if (m.verifyHold !== null) clearTimeout(m.verifyHold);
+    m.verifyHold = null;
+    if (m.volume.sinks().some((s) => s.name === VERIFY_SINK)) await m.volume.removeSink(VERIFY_SINK);
+    this.scheduleNext(m);
+  }
+
   async promote(name: string, options: { force?: boolean } = {}): Promise<{ epoch: number; point: number | null; tookMs: number }> {
     const started = performance.now();
     const m = this.get(name);
@@ -396,6 +432,7 @@ class Node implements HeadstartNode {
     if (m.timer) clearTimeout(m.timer);
     m.timer = null;
     m.nextCloseAt = null;
+    if (m.verifyHold !== null) await this.endVerify(name);
     await Promise.all([...m.sources.values()].map((s) => s.stop()));
     m.sources.clear();
     await m.archiver?.stop();
@@ -477,7 +514,10 @@ class Node implements HeadstartNode {
 
   async stop(): Promise<void> {
     this.stopping = true;
-    for (const m of this.managed.values()) if (m.timer) clearTimeout(m.timer);
+    for (const m of this.managed.values()) {
+      if (m.timer) clearTimeout(m.timer);
+      if (m.verifyHold) clearTimeout(m.verifyHold);
+    }
     await Promise.allSettled([...this.managed.values()].flatMap((m) => [...m.sources.values()].map((s) => s.stop())));
     await Promise.allSettled([...this.managed.values()].map((m) => m.archiver?.stop()));
     await this.nbd?.stop().catch((err) => this.log.error({ err }, 'stopping NBD server'));

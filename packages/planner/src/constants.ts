@@ -4,7 +4,11 @@
  * none is fitted to a single trace.
  */
 
-/** Start rule `TS < K * D / B + L`: K = 1 starts exactly when the link can just drain D by the close. */
+/**
+ * Start rule `TS < K * D / B + L`: K = 1 starts exactly when the link can just drain D by the
+ * close (D includes the forecast of bytes still to come). Measured: K = 3 raised CloudPhysics
+ * redundancy to 1.028 (15 min, 2x) and did not shorten pgbench's lag.
+ */
 export const DEFAULT_K = 1;
 /** Start rule slack (s): covers a planner tick and the replica's commit of the last blocks. */
 export const DEFAULT_L = 2;
@@ -20,7 +24,10 @@ export const DEFAULT_PT = 0.2;
  * redundancy under the 1.01 target with room for the model's calibration error.
  */
 export const DEFAULT_REDUNDANCY_BUDGET = 0.005;
-/** Blocks this unlikely to be rewritten are pre-sent whenever the link is free: nearly costless. */
+/**
+ * Blocks this unlikely to be rewritten are pre-sent whenever the link is free: nearly
+ * costless. Measured: 0.01 pushed CloudPhysics 5 min / 2x to 1.015 redundancy.
+ */
 export const DEFAULT_P_FREE = 0.001;
 /** Replan (re-rank the dirty set) at most this often (s); the engine's planner tick. */
 export const DEFAULT_REPLAN_SECONDS = 10;
@@ -31,9 +38,10 @@ export const DEFAULT_CELL_PRIOR = 8;
 /** Credit exposure of every tracked block at least this often (s), so survivors count. */
 export const CREDIT_SECONDS = 60;
 /**
- * Per-block table slots before clean history is forgotten: 2^21 slots x 27 B = 54 MiB worst
- * case... too close to the 64 MiB budget, so 2^20 slots (27 MiB, ~786k tracked blocks):
- * every dirty block of a 3 GiB-per-interval workload, plus the history that fits.
+ * Per-block table slots before clean history is forgotten: 2^20 slots x 28 B = 28 MiB
+ * (~786k tracked blocks at 3/4 load), which with the region arrays (16 MiB for a 1 TiB
+ * volume) keeps a TiB volume's planner under the 64 MiB budget. Dirty blocks beyond that
+ * still grow the table: the dirty set must be tracked exactly.
  */
 export const DEFAULT_MAX_TABLE_SLOTS = 1 << 20;
 export const DEFAULT_BLOCK_SIZE = 4096;

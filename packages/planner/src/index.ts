@@ -22,7 +22,8 @@
  * until the start rule `TS < K * D / B + L` [1, 26] fires, where D counts the bytes still to
  * send plus the bytes the snapshot is forecast to gain before its close (so K = 1 means
  * "just in time" even while writes continue). Once fired, blocks go in P order while their
- * expected resend cost fits the snapshot's redundancy budget (0.5 % of its bytes). A
+ * expected resend cost fits the snapshot's redundancy budget (0.5 % of its bytes, released
+ * gradually from the moment the rule fires). A
  * pre-sent block that is written again is a collision: it is queued again and only its
  * latest version is ever sent [1, 10]. `P` comes from hazard.ts (empirical rewrite hazard
  * by age and rhythm, learnt online); per-block state lives in block-table.ts (bounded: a

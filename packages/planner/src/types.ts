@@ -49,6 +49,8 @@ export interface PlannerOptions {
   readonly regionContext?: boolean;
   /** Scale P by observed / expected resends of recent snapshots. Off by default (measured worse). */
   readonly calibrate?: boolean;
+  /** Release the resend allowance gradually from the moment the start rule fires (default on). */
+  readonly pace?: boolean;
   /** Half-life (s) of what the rewrite model learnt. */
   readonly modelHalfLife?: number;
 }

@@ -43,6 +43,9 @@ export class VolumePlanner {
   private readonly pFree: number;
   private readonly regionContext: boolean;
   private readonly calibrate: boolean;
+  private readonly pace: boolean;
+  /** TS when the start rule first fired for the open snapshot (pacing), or null. */
+  private firedTS: number | null = null;
   private readonly future: OracleFuture | undefined;
 
   private readonly table: BlockTable;
@@ -110,6 +113,7 @@ export class VolumePlanner {
     this.replanSeconds = option('replanSeconds', options.replanSeconds, C.DEFAULT_REPLAN_SECONDS, (v) => v > 0 && Number.isFinite(v));
     this.regionContext = options.regionContext ?? true;
     this.calibrate = options.calibrate ?? false;
+    this.pace = options.pace ?? true;
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
     const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
     this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
@@ -259,6 +263,7 @@ export class VolumePlanner {
     this.planLen = this.planPos = 0;
     this.planAt = -Infinity;
     this.unsent = this.present = this.collided = this.spent = 0;
+    this.firedTS = null;
     this.open = n + 1;
     this.openedAt = time;
     this.closeAt = nextCloseAt ?? Infinity;
@@ -358,7 +363,13 @@ export class VolumePlanner {
     const { fired } = this.startRule(now);
     const bs = this.blockSize;
     const dirtyBytes = this.openDirty.length * bs;
-    let allowance = this.redundancyBudget * (dirtyBytes + this.futureBytes(now)) - Math.max(this.spent, this.collided);
+    // Pacing: a block's P falls as the close nears, so the same allowance buys more blocks
+    // later. From the moment the rule fires, release the allowance in step with the time
+    // elapsed (a fifth at once), instead of spending it all on the first tick.
+    const ts = this.closeAt - now;
+    if (fired && this.firedTS === null) this.firedTS = ts;
+    const share = this.pace && this.firedTS !== null && this.firedTS > 0 ? Math.min(1, 0.2 + 0.8 * (1 - ts / this.firedTS)) : 1;
+    let allowance = share * this.redundancyBudget * (dirtyBytes + this.futureBytes(now)) - Math.max(this.spent, this.collided);
     const tb = this.table;
     while (budget >= bs && this.planPos < this.planLen) {
       const b = this.planKeys[this.planPos];

@@ -108,11 +108,12 @@ function writeKey(buf: Buffer, at: number, key: string): number {
   return at + 1 + key.length;
 }
 
-function encodeBlocksFrame(m: Extract<Message, { type: 'BLOCKS' }>): Buffer {
+function encodeBlocksFrame(m: Extract<Message, { type: 'BLOCKS' }>, alloc: (size: number) => Buffer): Buffer {
   const count = m.blocks.length;
   let size = 1 + 1 + (2 + uintSize(m.n)) + (6 + uintSize(m.batch)) + 7 + (count <= 15 ? 1 : count <= 0xffff ? 3 : 5);
   for (const b of m.blocks) size += 1 + uintSize(b.block) + 10 + binHeaderSize(b.data.length) + b.data.length;
-  const buf = Buffer.allocUnsafe(size);
+  const buf = alloc(size);
+  if (buf.length !== size) throw new Error(`frame buffer of ${buf.length} bytes for a ${size}-byte BLOCKS frame`);
   buf[0] = TAGS.BLOCKS;
   buf[1] = 0x83; // map of 3
   let at = writeUint(buf, writeKey(buf, 2, 'n'), m.n);
@@ -141,10 +142,14 @@ function encodeBlocksFrame(m: Extract<Message, { type: 'BLOCKS' }>): Buffer {
   return buf;
 }
 
-/** Encodes one message as a frame. Throws if the result exceeds the type's limit (a bug on our side). */
-export function encodeFrame(m: Message): Buffer {
+/**
+ * Encodes one message as a frame. Throws if the result exceeds the type's limit (a bug on our
+ * side). `alloc(size)` (BLOCKS only) supplies the frame's exactly-`size` buffer, so a sender
+ * can reuse frame buffers: a fresh 1 MiB buffer costs about 0.8 ms of page faults here.
+ */
+export function encodeFrame(m: Message, alloc: (size: number) => Buffer = Buffer.allocUnsafe): Buffer {
   let frame: Buffer;
-  if (m.type === 'BLOCKS') frame = encodeBlocksFrame(m);
+  if (m.type === 'BLOCKS') frame = encodeBlocksFrame(m, alloc);
   else {
     const body = packr.pack(bodyOf(m));
     frame = Buffer.allocUnsafe(body.length + 1);

@@ -7,7 +7,7 @@
  * time in arrival order; the link ends once, with the HeadstartError that ended it.
  */
 import { ERRORS, HeadstartError, isHeadstartError, type ErrorCode } from '@headstart/errors';
-import { decodeFrame, encodeFrame, type Message } from '@headstart/protocol';
+import { MAX_BLOCKS_FRAME, decodeFrame, encodeFrame, type Message } from '@headstart/protocol';
 import type WebSocket from 'ws';
 
 export interface InboundOrder {
@@ -33,8 +33,12 @@ export function asHeadstartError(err: unknown): HeadstartError {
   return new HeadstartError('REPL_INTERNAL', `internal failure on the link: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }
 
+/** Reused BLOCKS frame buffers kept per link (16 MiB window / 1 MiB frames, plus slack). */
+const FRAME_POOL_MAX = 24;
+
 export class Link {
   private queue: Promise<void> = Promise.resolve();
+  private readonly framePool: Buffer[] = [];
   private endedWith: HeadstartError | null = null;
   private resolveDone!: (err: HeadstartError) => void;
   /** Resolves (never rejects) with the reason the link ended. */
@@ -89,9 +93,27 @@ export class Link {
   /** Sends one message; returns the frame's size in bytes. Dropped silently once ended. */
   send(m: Message): number {
     if (this.endedWith) return 0;
+    if (m.type === 'BLOCKS') return this.sendBlocks(m);
     const frame = encodeFrame(m);
     this.wireBytesOut += frame.length;
     this.ws.send(frame);
+    return frame.length;
+  }
+
+  /** BLOCKS frames are encoded into reused buffers: each goes back to the pool once the
+   * socket has taken it (ws's send callback), so the pool holds at most the frames of one
+   * window. Fresh 1 MiB buffers cost page faults on every frame. */
+  private sendBlocks(m: Extract<Message, { type: 'BLOCKS' }>): number {
+    let whole: Buffer | null = null;
+    const frame = encodeFrame(m, (size) => {
+      if (size > MAX_BLOCKS_FRAME) return Buffer.allocUnsafe(size); // refused by encodeFrame's limit
+      whole = this.framePool.pop() ?? Buffer.allocUnsafe(MAX_BLOCKS_FRAME);
+      return whole.subarray(0, size);
+    });
+    this.wireBytesOut += frame.length;
+    this.ws.send(frame, () => {
+      if (whole && this.framePool.length < FRAME_POOL_MAX) this.framePool.push(whole);
+    });
     return frame.length;
   }
 

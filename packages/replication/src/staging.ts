@@ -206,10 +206,10 @@ export class Staging {
   }
 
   /** Content of blocks [first, first+count) of n from its file (a hole or a short file reads as zeroes). */
-  private async readData(n: number, first: number, count: number): Promise<Buffer> {
+  private async readData(n: number, first: number, count: number, into?: Buffer): Promise<Buffer> {
     const bs = this.blockSize;
-    const out = Buffer.alloc(count * bs);
-    if (!this.files.has(n) && !existsSync(this.fileName(n))) return out;
+    const out = into && into.length >= count * bs ? into.subarray(0, count * bs) : Buffer.allocUnsafe(count * bs);
+    if (!this.files.has(n) && !existsSync(this.fileName(n))) return out.fill(0);
     const { fh } = await this.fileOf(n);
     let done = 0;
     while (done < out.length) {
@@ -217,7 +217,7 @@ export class Staging {
       if (bytesRead === 0) break;
       done += bytesRead;
     }
-    return out;
+    return out.fill(0, done);
   }
 
   /** Makes the "unsynced writes may exist" marker durable before the first such write. */
@@ -384,9 +384,11 @@ export class Staging {
     return out;
   }
 
-  /** The content of one run of plan(n). */
-  async read(n: number, run: { block: number; count: number; zero: boolean }): Promise<Buffer> {
-    return run.zero ? Buffer.alloc(run.count * this.blockSize) : this.readData(n, run.block, run.count);
+  /** The content of one run of plan(n), in `into` if it is large enough (a reused buffer). */
+  async read(n: number, run: { block: number; count: number; zero: boolean }, into?: Buffer): Promise<Buffer> {
+    if (!run.zero) return this.readData(n, run.block, run.count, into);
+    const bytes = run.count * this.blockSize;
+    return into && into.length >= bytes ? into.subarray(0, bytes).fill(0) : Buffer.alloc(bytes);
   }
 
   /** The live staged blocks of n with their content, run by run (see plan). */

@@ -1,0 +1,59 @@
+/**
+ * Verification of a replica against its source, end to end and without false alarms.
+ *
+ * The source takes a point n while a temporary sink keeps n readable (its overwritten
+ * blocks are preserved), holds the schedule so no later point closes, and waits until the
+ * sink committed n. The replica's image then *is* point n and stays so (pre-sent blocks of
+ * the next point only stage), so comparing range hashes of the source's point n with the
+ * replica's image can only differ where the data really differs. The source releases the
+ * hold when the comparison is done (or after a timeout, so a vanished operator never stops
+ * replication for long).
+ */
+import { createHash } from 'node:crypto';
+import { HeadstartError } from '@headstart/errors';
+import type { Volume } from '@headstart/volume';
+
+export const VERIFY_SINK = 'verify-hold';
+/** Hash ranges of this many bytes (a differing range names where to look). */
+export const VERIFY_RANGE_BYTES = 1 << 20;
+/** A hold released by nobody ends on its own after this long. */
+export const VERIFY_HOLD_MS = 10 * 60_000;
+
+export interface VerifyPlan {
+  readonly volume: string;
+  readonly n: number;
+  readonly size: number;
+  readonly rangeBytes: number;
+  /** sha256 (hex, first 32 chars) of each range of point n on the source. */
+  readonly hashes: readonly string[];
+}
+
+export function rangeHash(data: Uint8Array): string {
+  return createHash('sha256').update(data).digest('hex').slice(0, 32);
+}
+
+/** Hashes every range of closed point n (which must be readable). */
+export async function hashPoint(volume: Volume, n: number, rangeBytes = VERIFY_RANGE_BYTES): Promise<string[]> {
+  const bs = volume.blockSize;
+  const per = Math.max(1, Math.floor(rangeBytes / bs));
+  const out: string[] = [];
+  for (let first = 0; first < volume.blockCount; first += per) {
+    out.push(rangeHash(await volume.readBlocksAt(n, first, Math.min(per, volume.blockCount - first))));
+  }
+  return out;
+}
+
+/** Differing ranges as [offset, length] byte pairs, adjacent ones merged. */
+export function differingRanges(source: readonly string[], replica: readonly string[], rangeBytes: number, size: number): [number, number][] {
+  if (source.length !== replica.length) throw new HeadstartError('VERIFY_SHAPE', `source has ${source.length} ranges, replica ${replica.length}`);
+  const out: [number, number][] = [];
+  source.forEach((h, i) => {
+    if (h === replica[i]) return;
+    const offset = i * rangeBytes;
+    const length = Math.min(rangeBytes, size - offset);
+    const last = out.at(-1);
+    if (last && last[0] + last[1] === offset) last[1] += length;
+    else out.push([offset, length]);
+  });
+  return out;
+}
