@@ -82,17 +82,28 @@ async function point(config: string, client: NbdClient, seed: number): Promise<{
   return { n, hash };
 }
 
+/**
+ * The CLI in-process: main() is exactly what bin/headstart.js runs. Used for the quick
+ * checks (help pages, error paths), where a process each would only add start-up time.
+ */
+async function inProcess(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const out = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((stdout += String(chunk)), true));
+  const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((stderr += String(chunk)), true));
+  try {
+    return { code: await main(['node', 'headstart', ...args]), stdout, stderr };
+  } finally {
+    out.mockRestore();
+    err.mockRestore();
+  }
+}
+
 describe('headstart archive --help', () => {
   it('has --help on every archive command, with the exit codes', async () => {
-    // In-process (main() is what bin/headstart.js runs): a process per help page would only add start-up time.
     for (const cmd of [['archive'], ['archive', 'list'], ['archive', 'restore'], ['archive', 'prune'], ['archive', 'verify']]) {
-      let text = '';
-      const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((text += String(chunk)), true));
-      try {
-        expect(await main(['node', 'headstart', ...cmd, '--help']), cmd.join(' ')).toBe(0);
-      } finally {
-        spy.mockRestore();
-      }
+      const { code, stdout: text } = await inProcess([...cmd, '--help']);
+      expect(code, cmd.join(' ')).toBe(0);
       expect(text).toContain(`Usage: headstart ${cmd.join(' ')}`);
       if (cmd.length > 1) expect(text).toContain('--json');
     }
@@ -133,7 +144,7 @@ describe('headstart archive: a node archives its points; the CLI lists, restores
       expect(list.volumes[0].points[0].fullCopy).toBe(true);
       expect(list.volumes[0].points.at(-1)!.fullCopy).toBe(false);
       // The same through --store, and the human table.
-      expect(await ok(['archive', 'list', '--store', join(dir, 'archive')])).toContain(`volume vol in dir:${join(dir, 'archive')}: ${all.length} point(s)`);
+      expect((await inProcess(['archive', 'list', '--store', join(dir, 'archive')])).stdout).toContain(`volume vol in dir:${join(dir, 'archive')}: ${all.length} point(s)`);
 
       // restore: images hash like the source at those points (a delta point and the oldest).
       for (const p of [p3, p1]) {
@@ -143,21 +154,21 @@ describe('headstart archive: a node archives its points; the CLI lists, restores
         expect(await sha(image)).toBe(p.hash);
       }
       // restore never overwrites; a point the archive lacks is a clear error.
-      const again = await runCli(['archive', 'restore', 'vol', String(p3.n), '--out', join(dir, `restored-${p3.n}.raw`), '-c', config]);
+      const again = await inProcess(['archive', 'restore', 'vol', String(p3.n), '--out', join(dir, `restored-${p3.n}.raw`), '-c', config]);
       expect(again.code).toBe(2);
       expect(again.stderr).toContain('ARCHIVE_CONFIG');
-      const missing = await runCli(['archive', 'restore', 'vol', '999', '--out', join(dir, 'x.raw'), '-c', config]);
+      const missing = await inProcess(['archive', 'restore', 'vol', '999', '--out', join(dir, 'x.raw'), '-c', config]);
       expect(missing.code).toBe(1);
       expect(missing.stderr).toContain('ARCHIVE_NOT_FOUND');
 
       // prune --dry-run: says what would go, deletes nothing.
-      const dry = JSON.parse(await ok(['archive', 'prune', '--dry-run', '--keep-last', '1', '--json', '-c', config])) as { dryRun: boolean; volumes: { deletedPoints: number[]; kept: { n: number }[] }[] };
+      const dry = JSON.parse((await inProcess(['archive', 'prune', '--dry-run', '--keep-last', '1', '--json', '-c', config])).stdout) as { dryRun: boolean; volumes: { deletedPoints: number[]; kept: { n: number }[] }[] };
       expect(dry.dryRun).toBe(true);
       expect(dry.volumes[0].deletedPoints).toEqual(all.slice(0, -1));
       expect(dry.volumes[0].kept.map((k) => k.n)).toEqual([p3.n]);
-      const after = JSON.parse(await ok(['archive', 'list', '--json', '-c', config])) as typeof list;
+      const after = JSON.parse((await inProcess(['archive', 'list', '--json', '-c', config])).stdout) as typeof list;
       expect(after.volumes[0].points.map((p) => p.n)).toEqual(all);
-      const noPolicy = await runCli(['archive', 'prune', '--dry-run', '-c', config]);
+      const noPolicy = await inProcess(['archive', 'prune', '--dry-run', '-c', config]);
       expect(noPolicy.code).toBe(2);
       expect(noPolicy.stderr).toContain('no retention for vol');
 

@@ -8,7 +8,7 @@
  * damaged replica block lies in.
  */
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
@@ -144,6 +144,19 @@ describe('DR drill: failover and failback between two sites', () => {
     const back = await runCli(['verify', 'vol', '--json', '-c', b, '--replica', `nbd://127.0.0.1:${ports.aNbd}/vol`], { timeoutMs: 120_000 });
     expect(back.code, back.stderr).toBe(0);
     expect(JSON.parse(back.stdout)).toMatchObject({ equal: true });
+
+    // --- export: the replica's committed point and a fresh point of the primary, as raw images
+    const fromReplica = join(dir, 'replica.raw');
+    const fromPrimary = join(dir, 'primary.raw');
+    expect(JSON.parse(await ok(['export', 'vol', '--json', '-c', a, '-o', fromReplica]))).toMatchObject({ bytes: SIZE });
+    expect(JSON.parse(await ok(['export', 'vol', '--json', '-c', b, '-o', fromPrimary]))).toMatchObject({ bytes: SIZE });
+    const fileHash = async (path: string) => createHash('sha256').update(await readFile(path)).digest('hex');
+    const live = await hashExport(ports.bNbd);
+    expect(await fileHash(fromReplica)).toBe(live);
+    expect(await fileHash(fromPrimary)).toBe(live);
+    const again = await runCli(['export', 'vol', '-c', a, '-o', fromReplica]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain('EXPORT_EXISTS');
     expect((await status(a))?.volumes[0]).toMatchObject({ role: 'replica', epoch: 2 });
 
     expect(await stopGracefully(siteA.process)).toBe(0);

@@ -125,6 +125,20 @@ export async function main(argv: string[]): Promise<number> {
       if (!r.equal) code = EXIT.notEqual;
     });
 
+  program
+    .command('export <volume>')
+    .description('Write a point to a raw image file: a fresh point of a primary, or the committed point of a replica (its replication pauses while it copies)')
+    .addOption(configOption())
+    .requiredOption('-o, --out <file>', 'the raw image to write (sparse)')
+    .option('--force', 'replace the file if it exists')
+    .option('--json', 'print JSON')
+    .action(async (volume: string, o: { config: string; out: string; force?: boolean; json?: boolean }) => {
+      const { resolve } = await import('node:path');
+      const out = resolve(o.out);
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/export?out=${encodeURIComponent(out)}${o.force ? '&force=1' : ''}`)) as { n: number; bytes: number; path: string };
+      print(o.json, r, () => `point ${r.n} of ${volume} written to ${r.path} (${r.bytes} bytes, sparse)`);
+    });
+
   const init = program.command('init').description('Create a node configuration, or add a volume to one');
   init
     .command('node <name>')

@@ -7,7 +7,7 @@
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
-import { join } from 'node:path';
+import { isAbsolute, join } from 'node:path';
 import { HeadstartError, isHeadstartError, type ErrorCode } from '@headstart/errors';
 import type { HeadstartNode } from './node';
 import type { NodeConfig } from './config';
@@ -44,7 +44,7 @@ export async function startAdminServer(node: HeadstartNode, config: NodeConfig):
 
 async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknown> {
   const url = new URL(req.url ?? '/', 'http://admin');
-  const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-end)$/.exec(url.pathname);
+  const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-end|export)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/v1/status') return node.status();
   if (req.method === 'POST' && m) {
     const name = decodeURIComponent(m[1]);
@@ -55,6 +55,11 @@ async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknow
     }
     if (m[2] === 'promote') return node.promote(name, { force: url.searchParams.get('force') === '1' });
     if (m[2] === 'verify-begin') return node.beginVerify(name);
+    if (m[2] === 'export') {
+      const out = url.searchParams.get('out');
+      if (out === null || !isAbsolute(out)) throw new HeadstartError('CONFIG_INVALID', 'export needs an absolute output path (out=)');
+      return node.exportImage(name, out, { overwrite: url.searchParams.get('force') === '1' });
+    }
     if (m[2] === 'verify-end') return node.endVerify(name).then(() => ({ ended: true }));
     return node.demote(name);
   }

@@ -16,7 +16,7 @@
  * The same `sinks` list serves both directions: while a volume is primary it ships to those
  * peers; while it is a replica it accepts their links.
  */
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type NbdServer } from '@headstart/nbd';
@@ -99,6 +99,33 @@ interface Managed {
 
 const HISTORY_LIMIT = 500;
 
+/** Copies a volume's content into a sparse raw image: written to a temp file, synced, renamed. */
+async function writeImage(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<void> {
+  if (!overwrite && (await stat(out).then(() => true, () => false))) {
+    throw new HeadstartError('EXPORT_EXISTS', `${out} exists; choose another path or pass --force`);
+  }
+  const tmp = `${out}.partial-${process.pid}`;
+  const fh = await open(tmp, 'w');
+  try {
+    await fh.truncate(v.size);
+    const per = Math.max(1, Math.floor((1 << 20) / v.blockSize));
+    const zero = Buffer.alloc(per * v.blockSize);
+    for (let first = 0; first < v.blockCount; first += per) {
+      const count = Math.min(per, v.blockCount - first);
+      const data = await read(first, count);
+      if (data.equals(zero.subarray(0, data.length))) continue; // stays a hole
+      await fh.write(data, 0, data.length, first * v.blockSize);
+    }
+    await fh.datasync();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  await rename(tmp, out);
+}
+
 export interface HeadstartNode {
   readonly config: NodeConfig;
   readonly nbdPort: number | null;
@@ -113,6 +140,8 @@ export interface HeadstartNode {
   /** Holds point n of a primary volume for comparison with its sinks (see verify.ts). */
   beginVerify(name: string, options?: { timeoutMs?: number }): Promise<VerifyPlan>;
   endVerify(name: string): Promise<void>;
+  /** Writes a point to a raw image file: a fresh point of a primary, the committed point of a replica. */
+  exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<{ n: number; bytes: number; path: string }>;
   demote(name: string): Promise<{ epoch: number }>;
   subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void;
   stop(): Promise<void>;
@@ -389,6 +418,35 @@ class Node implements HeadstartNode {
     } catch (err) {
       await this.endVerify(name);
       throw err;
+    }
+  }
+
+  async exportImage(name: string, out: string, options: { overwrite?: boolean } = {}): Promise<{ n: number; bytes: number; path: string }> {
+    const m = this.get(name);
+    const v = m.volume;
+    if (!v.readOnly) {
+      // A fresh point, kept readable by a temporary sink while it is copied out.
+      const hold = `export-${process.pid}-${Date.now()}`;
+      await v.addSink(hold, { acked: v.floor });
+      try {
+        const point = await this.closePoint(m, Date.now());
+        await writeImage(v, out, (first, count) => v.readBlocksAt(point.n, first, count), options.overwrite === true);
+        return { n: point.n, bytes: v.size, path: out };
+      } finally {
+        await v.removeSink(hold);
+      }
+    }
+    // A replica changes only when it commits: pause accepting streams while copying.
+    const committed = v.committed;
+    if (committed === null) throw new HeadstartError('SNAPSHOT_UNKNOWN', `replica ${name} has not committed any point yet`);
+    await this.replicaServer?.close();
+    this.replicaServer = null;
+    try {
+      const n = v.committed!.n;
+      await writeImage(v, out, (first, count) => v.read(first * v.blockSize, count * v.blockSize), options.overwrite === true);
+      return { n, bytes: v.size, path: out };
+    } finally {
+      await this.startReplicaServer();
     }
   }
 

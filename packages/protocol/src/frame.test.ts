@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { Packr } from 'msgpackr';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MAX_CONTROL_FRAME, MAX_FRAME } from './constants';
-import { decodeFrame, encodeFrame, maxFrameBytes } from './frame';
+import { decodeFrame, encodeFrame, encodeFrameWith, maxFrameBytes } from './frame';
 import { blockHash, loadHasher } from './hash';
 import type { Message } from './messages';
 
@@ -58,6 +58,17 @@ describe('frames', () => {
       expect(back.type).toBe(m.type);
       expect(norm(back)).toEqual(norm(m));
     }
+  });
+
+  it('encodeFrameWith writes the same bytes into a supplied (reused, dirty) buffer', () => {
+    const pool = Buffer.alloc(MAX_FRAME, 0xab);
+    for (const m of samples()) {
+      const frame = encodeFrameWith(m, (size) => pool.subarray(0, size));
+      expect(Buffer.compare(frame, encodeFrame(m))).toBe(0);
+      if (m.type === 'BLOCKS') expect(frame.buffer).toBe(pool.buffer);
+    }
+    const blocks = samples().find((m) => m.type === 'BLOCKS')!;
+    expect(() => encodeFrameWith(blocks, (size) => Buffer.alloc(size + 1))).toThrow();
   });
 
   it('rejects unknown tags, empty frames and oversize frames before decoding', () => {

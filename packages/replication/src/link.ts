@@ -7,7 +7,7 @@
  * time in arrival order; the link ends once, with the HeadstartError that ended it.
  */
 import { ERRORS, HeadstartError, isHeadstartError, type ErrorCode } from '@headstart/errors';
-import { MAX_BLOCKS_FRAME, decodeFrame, encodeFrame, type Message } from '@headstart/protocol';
+import { MAX_BLOCKS_FRAME, decodeFrame, encodeFrame, encodeFrameWith, type Message } from '@headstart/protocol';
 import type WebSocket from 'ws';
 
 export interface InboundOrder {
@@ -93,7 +93,6 @@ export class Link {
   /** Sends one message; returns the frame's size in bytes. Dropped silently once ended. */
   send(m: Message): number {
     if (this.endedWith) return 0;
-    if (m.type === 'BLOCKS') return this.sendBlocks(m);
     const frame = encodeFrame(m);
     this.wireBytesOut += frame.length;
     this.ws.send(frame);
@@ -105,7 +104,7 @@ export class Link {
    * window. Fresh 1 MiB buffers cost page faults on every frame. */
   private sendBlocks(m: Extract<Message, { type: 'BLOCKS' }>): number {
     let whole: Buffer | null = null;
-    const frame = encodeFrame(m, (size) => {
+    const frame = encodeFrameWith(m, (size) => {
       if (size > MAX_BLOCKS_FRAME) return Buffer.allocUnsafe(size); // refused by encodeFrame's limit
       whole = this.framePool.pop() ?? Buffer.allocUnsafe(MAX_BLOCKS_FRAME);
       return whole.subarray(0, size);
