@@ -74,8 +74,8 @@ async function ok(args: string[]): Promise<string> {
 }
 
 /** Writes, closes a point, and returns its number and the volume's hash as of that point (nothing writes in between). */
-async function point(config: string, client: NbdClient, seed: number): Promise<{ n: number; hash: string }> {
-  await write(client, seed, 40);
+async function point(config: string, client: NbdClient, seed: number, blocks = 40): Promise<{ n: number; hash: string }> {
+  await write(client, seed, blocks);
   const hash = await hashExport(client);
   // Through the admin API in-process (what `headstart snapshot` calls): a CLI process per point would only add start-up time.
   const { n } = (await callAdmin(await loadConfig(config), 'POST', '/v1/volumes/vol/snapshot')) as { n: number };
@@ -235,7 +235,13 @@ describe('headstart archive: a node archives its points; the CLI lists, restores
 });
 
 describe('DR from the archive', () => {
-  it('seeds a new replica from the archive, then the source sends only what changed after that point', async () => {
+  /**
+   * `sinkFirst`: site-a ships to site-b from the start (its sink for site-b keeps every point
+   * since, so the seed point is still there: the source records it as acknowledged and sends
+   * what came after). Otherwise site-b is added only after the seed point was archived and
+   * released: the source compares checksums and sends only the blocks that differ.
+   */
+  async function drill(sinkFirst: boolean): Promise<void> {
     const dir = tempDir('headstart-archive-dr-');
     const ports = { aNbd: await freePort(), aAdmin: await freePort(), bNbd: await freePort(), bAdmin: await freePort(), bPeers: await freePort() };
     const secret = 'archive-dr-test-secret-0123456789';
@@ -243,17 +249,19 @@ describe('DR from the archive', () => {
     const b = join(dir, 'b', 'headstart.yaml');
     await mkdir(join(dir, 'a'), { recursive: true });
     await mkdir(join(dir, 'b'), { recursive: true });
-    await writeFile(
-      a,
-      [
-        `node: { name: site-a, dataDir: ./data, secret: ${secret} }`,
-        `listen: { nbd: "127.0.0.1:${ports.aNbd}", admin: "127.0.0.1:${ports.aAdmin}" }`,
-        `peers: [{ name: site-b, url: "ws://127.0.0.1:${ports.bPeers}" }]`,
-        'volumes:',
-        `  - { name: vol, size: ${SIZE}, schedule: { every: 1h }, sinks: [site-b], archive: { store: ./archive } }`,
-        '',
-      ].join('\n'),
-    );
+    const configA = (withB: boolean) =>
+      writeFile(
+        a,
+        [
+          `node: { name: site-a, dataDir: ./data, secret: ${secret} }`,
+          `listen: { nbd: "127.0.0.1:${ports.aNbd}", admin: "127.0.0.1:${ports.aAdmin}" }`,
+          withB ? `peers: [{ name: site-b, url: "ws://127.0.0.1:${ports.bPeers}" }]` : '',
+          'volumes:',
+          `  - { name: vol, size: ${SIZE}, schedule: { every: 1h }, sinks: [${withB ? 'site-b' : ''}], archive: { store: ./archive } }`,
+          '',
+        ].join('\n'),
+      );
+    await configA(sinkFirst);
     await writeFile(
       b,
       [
@@ -264,8 +272,8 @@ describe('DR from the archive', () => {
         '',
       ].join('\n'),
     );
-    // Site A runs alone: site-b does not exist yet, its sink waits (and keeps A's points).
-    const siteA = startServe(a);
+    // Site A runs alone: site-b does not exist yet.
+    let siteA = startServe(a);
     let siteB: ReturnType<typeof startServe> | null = null;
     try {
       await waitFor('site-a', () => archiveSink(a), 30_000);
@@ -278,16 +286,27 @@ describe('DR from the archive', () => {
       // The new site is seeded from the archive, not from site-a.
       const restored = JSON.parse(await ok(['archive', 'restore', 'vol', String(seed.n), '--to-volume', join(dir, 'b', 'data', 'volumes', 'vol'), '--json', '-c', a])) as { n: number };
       expect(restored.n).toBe(seed.n);
-      const later = await point(a, client, 12); // written after the seed point: the difference
+      // Written after the seed point: the difference, 20 blocks inside the first MiB (one checksum range of the link).
+      for (let i = 0; i < 20; i++) await client.write(i * 7 * 4096, Buffer.alloc(4096, 0xa0 + i));
+      const later = await point(a, client, 12, 0);
       await client.close();
+      const status = async (config: string) => (await callAdmin(await loadConfig(config), 'GET', '/v1/status')) as NodeStatus;
+      if (!sinkFirst) {
+        await waitFor('the archive to hold the later point', async () => ((await archiveSink(a))?.acked ?? -1) >= later.n || null);
+        // site-a kept nothing for site-b: the seed point is gone from the volume by now.
+        expect(await stopGracefully(siteA.process)).toBe(0);
+        await configA(true);
+        siteA = startServe(a);
+        await waitFor('site-a again', () => archiveSink(a), 30_000);
+      }
 
       siteB = startServe(b);
-      const status = async (config: string) => (await callAdmin(await loadConfig(config), 'GET', '/v1/status')) as NodeStatus;
       await waitFor('site-b to commit the later point', async () => ((await status(b).catch(() => null))?.volumes[0].committed?.n ?? -1) >= later.n || null, 60_000);
       const toB = (await status(a)).volumes[0].sinks.find((s) => s.name === 'site-b')!;
-      // Only what changed after the seed point went over the link (40 writes of at most 3 blocks), never the 8 MiB.
+      // Only what changed after the seed point went over the link, never the 8 MiB: the 20 blocks
+      // themselves, or (checksum compare) the one 1 MiB range that holds them.
       expect(toB.payloadBytesSent).toBeGreaterThan(0);
-      expect(toB.payloadBytesSent).toBeLessThanOrEqual(40 * 3 * 4096);
+      expect(toB.payloadBytesSent).toBeLessThanOrEqual(sinkFirst ? 20 * 4096 : MiB);
       const replica = await waitFor('NBD on site-b', () => connectNbd({ host: '127.0.0.1', port: ports.bNbd, exportName: 'vol' }));
       expect(await hashExport(replica)).toBe(later.hash);
       await replica.close();
@@ -295,5 +314,8 @@ describe('DR from the archive', () => {
       if (siteB) expect(await stopGracefully(siteB.process)).toBe(0);
       expect(await stopGracefully(siteA.process)).toBe(0);
     }
-  }, 120_000);
+  }
+
+  it('seeds a new replica from the archive; the source still keeps that point and sends only what came after', () => drill(true), 120_000);
+  it('seeds a new replica from the archive; the source released that point and sends only the blocks that differ (checksums)', () => drill(false), 120_000);
 });

@@ -64,8 +64,16 @@ export interface Archiver {
   stop(): Promise<void>;
 }
 
-export function startArchiver(volume: Volume, config: ArchiveConfig, log: Logger, onArchived: (e: ArchivedEvent) => void): Archiver {
+/**
+ * Starts the archive sink of a primary volume. Call it before the volume's schedule can
+ * close a point: the sink is added here, first, so the volume keeps points for the archive
+ * even while the store is unreachable, and so adding it never races a close (a sink added
+ * while a point is closing could pick the previous point as its baseline after a write of
+ * the closing point overwrote it without a preserved copy).
+ */
+export async function startArchiver(volume: Volume, config: ArchiveConfig, log: Logger, onArchived: (e: ArchivedEvent) => void): Promise<Archiver> {
   const name = volume.info.id;
+  if (!volume.sinks().some((s) => s.name === ARCHIVE_SINK)) await volume.addSink(ARCHIVE_SINK);
   const abort = new AbortController();
   let store: ObjectStore | null = null;
   let sink: ArchiveSink | null = null;

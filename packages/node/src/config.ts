@@ -147,6 +147,8 @@ const volume = z
     rpoTarget: duration.optional(),
     /** Peers (by name) this volume ships to, when it is primary. */
     sinks: z.array(name).default([]),
+    /** Record every write the NBD export receives into this trace file (headstart format), to replay it later. */
+    record: z.string().optional(),
     archive: archive.optional(),
   })
   .strict();
@@ -239,7 +241,9 @@ export function validateConfig(raw: unknown, source = 'configuration', baseDir =
     node: { ...c.node, dataDir: abs(c.node.dataDir), secretFile: c.node.secretFile === undefined ? undefined : abs(c.node.secretFile) },
     tls: c.tls === undefined ? undefined : { cert: abs(c.tls.cert), key: abs(c.tls.key) },
     peers: c.peers.map((p) => ({ ...p, ca: p.ca === undefined ? undefined : abs(p.ca) })),
-    volumes: c.volumes.map((v) => (v.archive?.store.kind === 'dir' ? { ...v, archive: { ...v.archive, store: { ...v.archive.store, path: abs(v.archive.store.path) } } } : v)),
+    volumes: c.volumes
+      .map((v) => (v.archive?.store.kind === 'dir' ? { ...v, archive: { ...v.archive, store: { ...v.archive.store, path: abs(v.archive.store.path) } } } : v))
+      .map((v) => (v.record === undefined ? v : { ...v, record: abs(v.record) })),
   };
 }
 

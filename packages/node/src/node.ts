@@ -19,7 +19,8 @@
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
-import { startNbdServer, type NbdServer } from '@headstart/nbd';
+import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
+import { TraceRecorder } from '@headstart/traces';
 import type { FeedEvent } from '@headstart/protocol';
 import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
@@ -169,6 +170,8 @@ class Node implements HeadstartNode {
   private secret: string | null = null;
   private readonly listeners = new Set<(e: FeedEvent | NodeEvent) => void>();
   private stopping = false;
+  private readonly recorders: TraceRecorder[] = [];
+  private readonly recorderOf = new Map<string, WriteRecorder>();
 
   constructor(
     readonly config: NodeConfig,
@@ -218,11 +221,24 @@ class Node implements HeadstartNode {
     const nbdListen = this.config.listen.nbd;
     if (nbdListen !== undefined) {
       this.nbd = await startNbdServer({ host: nbdListen.host, port: nbdListen.port, logger: this.log });
-      for (const m of this.managed.values()) this.nbd.addExport(m.config.name, m.volume, { readOnly: m.volume.readOnly, description: `headstart volume ${m.config.name}` });
+      for (const m of this.managed.values()) {
+        if (m.config.record !== undefined) {
+          // Every write the export receives goes into a trace file: real software run through
+          // headstart becomes a workload for the planner's evaluator and for `demo --trace`.
+          const recorder = await TraceRecorder.open(m.config.record);
+          this.recorders.push(recorder);
+          this.recorderOf.set(m.config.name, { record: (op, offset, length, timeMs) => recorder.record({ op: op === 'zero' ? 'write' : op, offset, length, time: timeMs }) });
+        }
+        this.nbd.addExport(m.config.name, m.volume, this.exportOptions(m));
+      }
       this.log.info({ port: this.nbd.port }, 'NBD server listening');
     }
     await this.startReplicaServer();
     for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
+  }
+
+  private exportOptions(m: Managed): ExportOptions {
+    return { readOnly: m.volume.readOnly, description: `headstart volume ${m.config.name}`, recorder: this.recorderOf.get(m.config.name) };
   }
 
   // ------------------------------------------------------------------ primary side
@@ -246,8 +262,8 @@ class Node implements HeadstartNode {
   }
 
   private async startPrimary(m: Managed): Promise<void> {
+    await this.startArchive(m); // before the schedule can close a point (archiving.ts)
     this.scheduleNext(m);
-    await this.startArchive(m);
     if (m.config.sinks.length === 0) return;
     if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: peers need a pairing secret');
     for (const sinkName of m.config.sinks) {
@@ -277,7 +293,7 @@ class Node implements HeadstartNode {
       }
       return;
     }
-    m.archiver = startArchiver(m.volume, ac, this.log, (e) => {
+    m.archiver = await startArchiver(m.volume, ac, this.log, (e) => {
       const rec = m.history.find((h) => h.n === e.n);
       const lagMs = Date.now() - e.scheduledAt;
       if (rec) rec.acks[ARCHIVE_SINK] = { ackedAt: Date.now(), lagMs, sentBytes: e.uploadedBytes, minimalBytes: e.changedBytes };
@@ -475,7 +491,7 @@ class Node implements HeadstartNode {
     await m.volume.setRole('primary', epoch);
     await rm(this.stagingDir(name), { recursive: true, force: true });
     await this.startReplicaServer();
-    this.nbd?.addExport(name, m.volume, { readOnly: false, description: `headstart volume ${name}` });
+    this.nbd?.addExport(name, m.volume, this.exportOptions(m));
     m.policy = this.makePolicy(m.config, m.volume);
     await this.startPrimary(m);
     const tookMs = performance.now() - started;
@@ -501,7 +517,7 @@ class Node implements HeadstartNode {
     // the checksum comparison the new primary starts with.
     const epoch = m.volume.info.epoch;
     await m.volume.setRole('replica', epoch);
-    this.nbd?.addExport(name, m.volume, { readOnly: true, description: `headstart volume ${name}` });
+    this.nbd?.addExport(name, m.volume, this.exportOptions(m));
     await this.restartReplicaServer();
     this.log.warn({ volume: name, epoch }, 'volume demoted to replica');
     this.emit({ type: 'demoted', time: Date.now(), volume: name, epoch });
@@ -584,6 +600,7 @@ class Node implements HeadstartNode {
       m.policy.dispose?.();
       await m.volume.shutdown().catch((err) => this.log.error({ err, volume: m.config.name }, 'shutting volume down'));
     }
+    for (const r of this.recorders) await r.close().catch((err) => this.log.error({ err }, 'closing a trace recorder'));
     this.listeners.clear();
   }
 }

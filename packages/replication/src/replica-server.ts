@@ -225,7 +225,10 @@ class ReplicaSession {
     this.unstagedBytes += bytes;
     if (this.unstagedBytes > MAX_UNSTAGED_BYTES) throw new HeadstartError('LINK_OUT_OF_ORDER', `source has ${this.unstagedBytes} bytes unstaged, above the limit of ${MAX_UNSTAGED_BYTES}`);
     const last = t.staging.stage(n, blocks);
-    this.lastStage = last;
+    // Batches may finish staging out of order (non-overlapping ones are written at once):
+    // CLOSE and close() wait for all of them.
+    this.lastStage = Promise.all([this.lastStage, last]);
+    this.lastStage.catch(() => undefined); // failures are reported through `last` below
     last.then(
       () => {
         this.unstagedBytes -= bytes;
