@@ -65,12 +65,10 @@ export async function runGeneratedWorkload(o: GeneratedWorkloadOptions): Promise
   const hotUnits = Math.max(1, Math.floor(units * 0.08));
   const coldStart = hotStart + hotUnits;
   const coldUnits = Math.max(1, units - coldStart);
-  const stats: WorkloadStats = { writes: 0, bytes: 0, errors: 0 };
+  const queue = writeQueue(o.client, o.depth ?? 4);
   let logHead = 0;
   let phaseFactor = 1;
   let phaseEnds = 0;
-  const depth = o.depth ?? 4;
-  const inFlight = new Set<Promise<void>>();
   const started = Date.now();
   let budget = 0;
   let lastTick = started;
@@ -105,28 +103,9 @@ export async function runGeneratedWorkload(o: GeneratedWorkloadOptions): Promise
     length = Math.min(length, size - offset);
     if (length <= 0) continue;
     budget -= length;
-    // Content that changes with every write, so a stale replica block can never match. A
-    // fresh buffer each time: the socket holds on to it until the kernel has taken it.
-    const data = Buffer.allocUnsafe(length);
-    data.fill(stats.writes & 0xff);
-    data.writeUInt32LE(stats.writes, 0);
-    const p: Promise<void> = o.client
-      .write(offset, data)
-      .then(
-        () => {
-          stats.writes++;
-          stats.bytes += length;
-        },
-        () => {
-          stats.errors++;
-        },
-      )
-      .finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    if (inFlight.size >= depth) await Promise.race(inFlight);
+    await queue.write(offset, length);
   }
-  await Promise.all(inFlight);
-  return stats;
+  return queue.drain();
 }
 
 export interface TraceWrite {
@@ -142,10 +121,9 @@ export interface TraceWrite {
  * blocks so the replay writes what the trace's blocks are.
  */
 export async function replayTrace(o: { client: NbdClient; writes: AsyncIterable<TraceWrite> | Iterable<TraceWrite>; speedup: number; signal: AbortSignal; depth?: number }): Promise<WorkloadStats> {
-  const stats: WorkloadStats = { writes: 0, bytes: 0, errors: 0 };
+  const queue = writeQueue(o.client, o.depth ?? 8);
   const size = o.client.size;
   const started = Date.now();
-  const inFlight = new Set<Promise<void>>();
   const MAX_WRITE = 1 << 20;
   for await (const w of o.writes) {
     if (o.signal.aborted) break;
@@ -155,23 +133,42 @@ export async function replayTrace(o: { client: NbdClient; writes: AsyncIterable<
     const first = Math.floor(w.offset / 4096) * 4096;
     const offset = first % size;
     const length = Math.min(Math.ceil((w.offset + w.length - first) / 4096) * 4096, MAX_WRITE, size - offset);
-    const data = Buffer.alloc(length, stats.writes & 0xff);
-    data.writeUInt32LE(stats.writes, 0);
-    const p: Promise<void> = o.client
-      .write(offset, data)
-      .then(
-        () => {
-          stats.writes++;
-          stats.bytes += length;
-        },
-        () => {
-          stats.errors++;
-        },
-      )
-      .finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    if (inFlight.size >= (o.depth ?? 8)) await Promise.race(inFlight);
+    await queue.write(offset, length);
   }
-  await Promise.all(inFlight);
-  return stats;
+  return queue.drain();
+}
+
+/**
+ * Keeps up to `depth` writes in flight and counts them. Every write carries content that
+ * changes with each write (so a stale replica block can never match) in a fresh buffer:
+ * the socket holds on to it until the kernel has taken it.
+ */
+function writeQueue(client: NbdClient, depth: number) {
+  const stats: WorkloadStats = { writes: 0, bytes: 0, errors: 0 };
+  const inFlight = new Set<Promise<void>>();
+  let issued = 0;
+  return {
+    async write(offset: number, length: number): Promise<void> {
+      const data = Buffer.alloc(length, issued & 0xff);
+      data.writeUInt32LE(issued++, 0);
+      const p: Promise<void> = client
+        .write(offset, data)
+        .then(
+          () => {
+            stats.writes++;
+            stats.bytes += length;
+          },
+          () => {
+            stats.errors++;
+          },
+        )
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      if (inFlight.size >= depth) await Promise.race(inFlight);
+    },
+    async drain(): Promise<WorkloadStats> {
+      await Promise.all(inFlight);
+      return stats;
+    },
+  };
 }
