@@ -83,7 +83,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--wait', 'wait until every sink committed it')
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; wait?: boolean; json?: boolean }) => {
-      const p = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/snapshot${o.wait ? '?wait=1' : ''}`)) as { n: number };
+      const p = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/snapshot`)) as { n: number };
+      if (o.wait) await waitCommitted(o.config, volume, p.n, !o.json && process.stderr.isTTY === true);
       print(o.json, p, () => `point ${p.n} of ${volume} closed${o.wait ? ' and committed on every sink' : ''}`);
     });
 
@@ -202,6 +203,28 @@ export async function main(argv: string[]): Promise<number> {
     }
     process.stderr.write(`headstart: ${(err as Error)?.stack ?? String(err)}\n`);
     return EXIT.failed;
+  }
+}
+
+/**
+ * Waits until every sink of `volume` committed point n (an initial sync or a failback can
+ * take long): on a terminal, a live line per sink with the bytes sent so far and the rate.
+ */
+async function waitCommitted(configPath: string, volume: string, n: number, live: boolean): Promise<void> {
+  const started = Date.now();
+  for (;;) {
+    const status = (await admin(configPath, 'GET', '/v1/status')) as NodeStatus;
+    const v = status.volumes.find((x) => x.name === volume);
+    const sinks = v?.sinks ?? [];
+    if (sinks.every((s) => s.acked !== null && s.acked >= n)) {
+      if (live) process.stderr.write('\r\x1b[K');
+      return;
+    }
+    if (live) {
+      const parts = sinks.map((s) => `${s.name}: ${s.acked !== null && s.acked >= n ? 'committed' : `${(s.payloadBytesSent / 2 ** 20).toFixed(1)} MiB sent, ${(s.throughput / 1e6).toFixed(2)} MB/s, link ${s.state}`}`);
+      process.stderr.write(`\r\x1b[Kwaiting for point ${n} (${Math.round((Date.now() - started) / 1000)} s): ${parts.join('; ')}`);
+    }
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
 

@@ -93,6 +93,7 @@ export class Link {
   /** Sends one message; returns the frame's size in bytes. Dropped silently once ended. */
   send(m: Message): number {
     if (this.endedWith) return 0;
+    if (m.type === 'BLOCKS') return this.sendBlocks(m);
     const frame = encodeFrame(m);
     this.wireBytesOut += frame.length;
     this.ws.send(frame);

@@ -227,7 +227,8 @@ class ReplicaSession {
     const last = t.staging.stage(n, blocks);
     // Batches may finish staging out of order (non-overlapping ones are written at once):
     // CLOSE and close() wait for all of them.
-    this.lastStage = last;
+    this.lastStage = Promise.all([this.lastStage, last]);
+    this.lastStage.catch(() => undefined); // failures are reported through `last` below
     last.then(
       () => {
         this.unstagedBytes -= bytes;

@@ -19,8 +19,8 @@ import type { SnapshotPoint, Volume } from '@headstart/volume';
 import { Staging } from './staging';
 
 /** Bytes per applyBlocks call during a commit. */
-const APPLY_RUN_BYTES = 1024 * 1024;
-/** Runs being written to the image at once during a commit. */
+const APPLY_RUN_BYTES = 2 * 1024 * 1024;
+/** Runs being copied from staging to the image at once during a commit (memory: x APPLY_RUN_BYTES). */
 const APPLY_PARALLEL = 4;
 
 export type CommitPhase = 'journaled' | 'applied' | 'recorded' | 'finished';
@@ -119,16 +119,19 @@ export class ReplicaTarget {
   }
 
   private async apply(point: SnapshotPoint): Promise<void> {
-    const bs = this.volume.blockSize;
-    // Several runs written at once: the image writes go through libuv's thread pool and
-    // overlap; runs are disjoint, so their order does not matter.
-    const writing = new Set<Promise<void>>();
-    for (const run of this.staging.runs(point.n, APPLY_RUN_BYTES)) {
-      const w = this.volume.applyBlocks([run]).finally(() => writing.delete(w));
-      writing.add(w);
-      if (writing.size >= APPLY_PARALLEL) await Promise.race(writing);
-    }
-    await Promise.all(writing);
+    // Several runs read from staging and written to the image at once: both go through
+    // libuv's thread pool and overlap; runs are disjoint, so their order does not matter.
+    const plan = this.staging.plan(point.n, APPLY_RUN_BYTES);
+    let next = 0;
+    const worker = async () => {
+      const buf = Buffer.allocUnsafe(APPLY_RUN_BYTES); // one per worker, reused: no page faults per run
+      while (next < plan.length) {
+        const run = plan[next++];
+        const data = await this.staging.read(point.n, run, buf);
+        await this.volume.applyBlocks([{ block: run.block, data }]);
+      }
+    };
+    await Promise.all(Array.from({ length: APPLY_PARALLEL }, worker));
     await this.config.onCommitPhase?.('applied', point.n);
     await this.volume.setCommitted(point);
     await this.config.onCommitPhase?.('recorded', point.n);

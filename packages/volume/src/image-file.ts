@@ -30,21 +30,25 @@ import { HeadstartError, fromSystemError } from '@headstart/errors';
 /** Writes up to this size may go inline (a 4 KiB random-write load is what this is for). */
 const INLINE_WRITE_MAX = 64 * 1024;
 /**
- * Inline writes may block the event loop for at most INLINE_BUDGET_NS per INLINE_WINDOW_NS
- * (20%). Page-cache writes use a few µs each; dirty throttling pauses a writer for 10-200
- * ms. Judged over a window, not per write, because on a loaded machine a single write is
- * now and then preempted for a few ms without anything being wrong with the disk.
+ * When inline writes stop being fast. A page-cache write takes 3-10 µs here; dirty-page
+ * throttling pauses a writer for 1-200 ms at a time, a busy device makes each write wait.
+ * So: one write over INLINE_STALL_NS, or a mean over INLINE_SLOW_MEAN_NS across a window of
+ * at least INLINE_WINDOW_MIN writes. Not any single write over a few ms: on a loaded machine
+ * a write is now and then preempted that long without anything being wrong with the disk.
  */
+const INLINE_STALL_NS = 20_000_000;
+const INLINE_SLOW_MEAN_NS = 250_000;
 const INLINE_WINDOW_NS = 100_000_000;
-const INLINE_BUDGET_NS = 20_000_000;
+const INLINE_WINDOW_MIN = 16;
 /** How long to stay on the thread pool once the budget was overrun. */
 const INLINE_BACKOFF_MS = 1000;
 
 export class ImageFile {
   /** Date.now() before which small writes go to the thread pool too. */
   private inlineAfter = 0;
-  /** hrtime (ns) the current budget window started, and the time inline writes took in it. */
+  /** hrtime (ns) the current window started; inline writes in it and the time they took. */
   private windowStart = 0;
+  private windowWrites = 0;
   private windowUsed = 0;
   private inflight = 0;
   private closing: (() => void) | null = null;
@@ -106,12 +110,15 @@ export class ImageFile {
       const t1 = now();
       if (t1 - this.windowStart > INLINE_WINDOW_NS) {
         this.windowStart = t0;
+        this.windowWrites = 0;
         this.windowUsed = 0;
       }
+      this.windowWrites++;
       this.windowUsed += t1 - t0;
-      if (this.windowUsed > INLINE_BUDGET_NS) {
+      const slowMean = this.windowWrites >= INLINE_WINDOW_MIN && this.windowUsed > INLINE_SLOW_MEAN_NS * this.windowWrites;
+      if (t1 - t0 > INLINE_STALL_NS || slowMean) {
         this.inlineAfter = Date.now() + INLINE_BACKOFF_MS;
-        this.windowUsed = 0;
+        this.windowStart = 0;
       } else {
         this.inlineAfter = 0;
       }
