@@ -111,6 +111,7 @@ describe('DR drill: failover and failback between two sites', () => {
     expect(refused.stderr).toContain('NODE_PRIMARY_REACHABLE');
     const promoted = JSON.parse(await ok(['promote', 'vol', '--force', '--json', '-c', b])) as { epoch: number; point: number; tookMs: number };
     expect(promoted.epoch).toBe(2);
+    console.log(`drill: promotion took ${promoted.tookMs.toFixed(0)} ms (point ${promoted.point}, epoch ${promoted.epoch})`);
     expect(promoted.point).toBeGreaterThanOrEqual(committed);
 
     // --- the promoted replica serves writes through NBD at once
@@ -138,6 +139,7 @@ describe('DR drill: failover and failback between two sites', () => {
     // point; far less than the whole volume.
     expect(sent).toBeGreaterThanOrEqual(writtenOnB * 0.5);
     expect(sent).toBeLessThan(SIZE / 4);
+    console.log(`drill: failback sent ${sent} payload bytes (site-b wrote ${writtenOnB} after promotion; the volume is ${SIZE})`);
 
     // --- verify both sides equal (byte for byte, and by the verify command from the new primary)
     expect(await hashExport(ports.aNbd)).toBe(await hashExport(ports.bNbd));
