@@ -301,11 +301,12 @@ describe('DR from the archive', () => {
       }
 
       siteB = startServe(b);
-      await waitFor('site-b to commit the later point', async () => ((await status(b).catch(() => null))?.volumes[0].committed?.n ?? -1) >= later.n || null, 60_000);
+      await waitFor('site-b to commit the later point', async () => ((await status(b).catch(() => null))?.volumes[0].committed?.n ?? -1) >= later.n || null, 60_000).catch((err: Error) => {
+        throw new Error(`${err.message}\n--- site-a log ---\n${siteA.log().slice(-4000)}\n--- site-b log ---\n${siteB!.log().slice(-4000)}`);
+      });
       const toB = (await status(a)).volumes[0].sinks.find((s) => s.name === 'site-b')!;
       // Only what changed after the seed point went over the link, never the 8 MiB: the 20 blocks
       // themselves, or (checksum compare) the one 1 MiB range that holds them.
-      process.stderr.write(`DIAG payload ${sinkFirst} ${toB.payloadBytesSent}\n`);
       expect(toB.payloadBytesSent).toBeGreaterThan(0);
       expect(toB.payloadBytesSent).toBeLessThanOrEqual(sinkFirst ? 20 * 4096 : MiB);
       const replica = await waitFor('NBD on site-b', () => connectNbd({ host: '127.0.0.1', port: ports.bNbd, exportName: 'vol' }));

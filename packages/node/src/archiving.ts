@@ -123,10 +123,10 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
     lastRunAt = Date.now();
     const started = performance.now();
     let bytes = 0;
+    const scheduled = new Map(volume.snapshots().map((p) => [p.n, p.scheduledAt]));
     try {
       store ??= await openStore(config.store);
       sink ??= await createArchiveSink({ store, source: volume, volumeId: name, concurrency: config.concurrency, signal: abort.signal });
-      const scheduled = new Map(volume.snapshots().map((p) => [p.n, p.scheduledAt]));
       const results = await sink.catchUp(volume, ARCHIVE_SINK);
       for (const r of results) {
         bytes += r.uploadedBytes;
@@ -151,6 +151,9 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
       state = 'connected';
     } catch (err) {
       uploaded += bytes;
+      // Points this run did store before failing are acknowledged on the volume: the RPO age counts from them.
+      const a = acked();
+      if (a !== null && scheduled.has(a)) ackedScheduledAt = scheduled.get(a)!;
       if (abort.signal.aborted) return;
       failures++;
       lastError = isHeadstartError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err);

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { blockHash, loadHasher, zeroBlockHash } from '@headstart/protocol';
@@ -61,6 +61,39 @@ describe('staging run records', () => {
     await s.close();
     await writeFile(join(dir, 'st', 'unsynced'), 'some-other-boot');
     s = await Staging.open(join(dir, 'st'), BS);
+    expect(s.snapshots()).toEqual([]);
+    await s.close();
+  });
+
+  it('batches staged at once without waiting: overlapping ones land in order, the file and index agree after reopening', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-staging-'));
+    let s = await Staging.open(join(dir, 'st'), BS);
+    const last = new Map<number, Buffer>();
+    const writes: Promise<unknown>[] = [];
+    for (let round = 0; round < 6; round++) {
+      // rounds overlap: block 8..15 is in every round; 100+round*16 only in its own
+      for (const first of [8, 100 + round * 16]) {
+        const datas = Array.from({ length: 8 }, (_, i) => randomBlock(BS, round * 100 + first + i));
+        datas.forEach((d, i) => last.set(first + i, d));
+        writes.push(s.stage(3, blocks(first, datas)));
+      }
+    }
+    await Promise.all(writes);
+    const expected = new Map([...last].map(([b, d]) => [b, d.toString('hex').slice(0, 16)]));
+    expect(await content(s, 3)).toEqual(expected);
+    const digest = s.staged(3)!.digest.value;
+    await s.close();
+    s = await Staging.open(join(dir, 'st'), BS);
+    expect(await content(s, 3)).toEqual(expected);
+    expect(s.staged(3)!.digest.value).toBe(digest);
+    // discard drops the records, then the file
+    await s.discard([3]);
+    expect((await readdir(join(dir, 'st'))).filter((f) => f.startsWith('data-'))).toEqual([]);
+    // a staging file without records (a crash between the two) is removed on open
+    await s.close();
+    await writeFile(join(dir, 'st', 'data-9'), randomBlock(BS, 1));
+    s = await Staging.open(join(dir, 'st'), BS);
+    expect((await readdir(join(dir, 'st'))).filter((f) => f.startsWith('data-'))).toEqual([]);
     expect(s.snapshots()).toEqual([]);
     await s.close();
   });

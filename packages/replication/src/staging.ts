@@ -41,7 +41,7 @@
  *     record never points into a missing file (files without records are removed on open).
  */
 import { HeadstartError } from '@headstart/errors';
-import { SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
+import { MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE, SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
 import type { SnapshotPoint } from '@headstart/volume';
 import { constants as fsConstants, closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
@@ -100,6 +100,9 @@ function envSync(root: RootDatabase): Promise<void> {
 
 /** A staging file is flushed in the background after this many bytes written to it. */
 const STAGE_FLUSH_BYTES = 64 * 1024 * 1024;
+/** A BLOCKS frame's payload fits (MAX_BLOCKS_PAYLOAD, or one block of the largest size). */
+const BATCH_BUFFER_BYTES = Math.max(MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE);
+const BATCH_BUFFERS_KEPT = 16;
 const KIND_ZERO = 0;
 const KIND_DATA = 1;
 
@@ -126,6 +129,17 @@ export class Staging {
   private gen = 0;
   private readonly files = new Map<number, StageFile>();
   private readonly opening = new Map<number, Promise<StageFile>>();
+  /** Reused batch buffers (at most one per staging write in flight, which the window bounds). */
+  private readonly buffers: Buffer[] = [];
+
+  private takeBuffer(bytes: number): Buffer {
+    if (bytes > BATCH_BUFFER_BYTES) return Buffer.allocUnsafe(bytes);
+    return this.buffers.pop() ?? Buffer.allocUnsafe(BATCH_BUFFER_BYTES);
+  }
+
+  private giveBuffer(buf: Buffer): void {
+    if (buf.length === BATCH_BUFFER_BYTES && this.buffers.length < BATCH_BUFFERS_KEPT) this.buffers.push(buf);
+  }
 
   private constructor(
     private readonly dir: string,
@@ -323,22 +337,28 @@ export class Staging {
     this.mark();
     const bs = this.blockSize;
     let f: StageFile | null = null;
-    for (const r of records) {
-      if (r.data === null) continue;
-      f ??= await this.fileOf(n);
-      let at = r.first * bs;
-      let buffers = r.data;
-      // writev may write less than asked (large writes, signals): go on from where it stopped
-      while (buffers.length > 0) {
-        const { bytesWritten } = await f.fh.writev(buffers, at);
-        at += bytesWritten;
-        let skip = bytesWritten;
-        let k = 0;
-        while (k < buffers.length && skip >= buffers[k].length) skip -= buffers[k++].length;
-        buffers = buffers.slice(k);
-        if (skip > 0) buffers[0] = buffers[0].subarray(skip);
+    // The batch's data runs are gathered into one reused buffer and written one plain write
+    // per run: a writev of one iovec per 4 KiB block cost more main-thread time (1.3 ms per
+    // MiB) than the copy, and a fresh buffer per batch costs page faults.
+    let total = 0;
+    for (const r of records) if (r.data !== null) for (const d of r.data) total += d.length;
+    const buf = total > 0 ? this.takeBuffer(total) : null;
+    try {
+      let off = 0;
+      for (const r of records) {
+        if (r.data === null) continue;
+        f ??= await this.fileOf(n);
+        const start = off;
+        for (const d of r.data) {
+          buf!.set(d, off);
+          off += d.length;
+        }
+        // a write may take less than asked: go on from where it stopped
+        for (let done = start; done < off; ) done += (await f.fh.write(buf!, done, off - done, r.first * bs + (done - start))).bytesWritten;
+        f.unflushed += r.count * bs;
       }
-      f.unflushed += r.count * bs;
+    } finally {
+      if (buf) this.giveBuffer(buf);
     }
     this.root.transactionSync(() => {
       for (const r of records) {

@@ -66,6 +66,11 @@ export interface BlockDevice {
   readonly blockSize: number;
   readonly readOnly: boolean;
   read(offset: number, length: number): Promise<Buffer>;
+  /**
+   * Optional: reads `target.length` bytes at `offset` into the caller's buffer, so a front
+   * end can reuse its buffers (a fresh 1 MiB buffer per read costs page faults and GC).
+   */
+  readInto?(offset: number, target: Uint8Array): Promise<void>;
   write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void>;
   writeZeroes(offset: number, length: number, options?: WriteOptions): Promise<void>;
   trim(offset: number, length: number, options?: WriteOptions): Promise<void>;

@@ -279,6 +279,13 @@ export class Volume implements BlockDevice {
     return buf;
   }
 
+  /** Like read(), into the caller's buffer (which it may reuse once this resolves). */
+  async readInto(offset: number, target: Uint8Array): Promise<void> {
+    this.checkOpen();
+    this.checkRange(offset, target.length);
+    await this.image.pread(target, offset);
+  }
+
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
     this.checkWritable();
     this.checkRange(offset, data.length);
