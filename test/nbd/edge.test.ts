@@ -223,11 +223,14 @@ out['ok'] = h.pread(65536, base) == pat * 16
     s.write(Buffer.concat([header(1, 1n, 0n, 65536), Buffer.alloc(30000, 0xee)]));
     await new Promise((r) => setTimeout(r, 50));
     s.destroy();
-    // A real client killed while copying.
-    const child = spawnClient('qemu-io', ['-f', 'raw', rig.uri(), '-c', 'write -P 0x99 4M 8M']);
+    // A real client killed while copying (many writes, so it is still busy when killed
+    // however fast the server is; if it did finish, waiting for its exit must not hang).
+    const copy = Array.from({ length: 200 }, () => ['-c', 'write -P 0x99 4M 8M']).flat();
+    const child = spawnClient('qemu-io', ['-f', 'raw', rig.uri(), ...copy]);
+    const exited = new Promise((r) => child.once('exit', r));
     await new Promise((r) => setTimeout(r, 150));
     child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    await exited;
     // Nothing of the half-sent write landed; the volume still serves a fresh client.
     expect((await rig.volume.read(0, 65536)).includes(0xee)).toBe(false);
     const q = await run('qemu-io', ['-f', 'raw', rig.uri(), '-c', 'write -P 0x5a 15M 64k', '-c', 'read -P 0x5a 15M 64k']);

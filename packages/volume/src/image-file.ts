@@ -66,7 +66,8 @@ export class ImageFile {
    * sized at creation, so that only happens if it was truncated behind our back).
    */
   pread(buf: Uint8Array, position: number): Promise<void> {
-    this.enter();
+    if (this.closed) return closedError();
+    this.inflight++;
     return new Promise<void>((resolve, reject) => {
       let done = 0;
       const next = (err: NodeJS.ErrnoException | null, n: number): void => {
@@ -85,8 +86,9 @@ export class ImageFile {
 
   /** Writes all of `data` at `position` (repeating after a short write). */
   pwrite(data: Uint8Array, position: number): Promise<void> {
-    if (data.length <= INLINE_WRITE_MAX && !this.closed && (this.inlineAfter === 0 || Date.now() >= this.inlineAfter)) return this.pwriteInline(data, position);
-    this.enter();
+    if (this.closed) return closedError();
+    if (data.length <= INLINE_WRITE_MAX && (this.inlineAfter === 0 || Date.now() >= this.inlineAfter)) return this.pwriteInline(data, position);
+    this.inflight++;
     return new Promise<void>((resolve, reject) => {
       let done = 0;
       const next = (err: NodeJS.ErrnoException | null, n: number): void => {
@@ -136,7 +138,8 @@ export class ImageFile {
   }
 
   size(): Promise<number> {
-    this.enter();
+    if (this.closed) return closedError();
+    this.inflight++;
     return new Promise((resolve, reject) =>
       fstat(this.fd, (err, st) => (err ? this.fail(reject, err, 'inspecting the volume image') : this.finish(() => resolve(st.size)))),
     );
@@ -151,13 +154,9 @@ export class ImageFile {
   }
 
   private call(op: (cb: (err: NodeJS.ErrnoException | null) => void) => void, doing: string): Promise<void> {
-    this.enter();
-    return new Promise((resolve, reject) => op((err) => (err ? this.fail(reject, err, doing) : this.finish(resolve))));
-  }
-
-  private enter(): void {
-    if (this.closed) throw new HeadstartError('VOLUME_CLOSED', 'the volume image is closed');
+    if (this.closed) return closedError();
     this.inflight++;
+    return new Promise((resolve, reject) => op((err) => (err ? this.fail(reject, err, doing) : this.finish(resolve))));
   }
 
   private finish(resolve: () => void): void {
@@ -183,4 +182,8 @@ export class ImageFile {
 function now(): number {
   const [sec, ns] = process.hrtime();
   return sec * 1e9 + ns;
+}
+
+function closedError(): Promise<never> {
+  return Promise.reject(new HeadstartError('VOLUME_CLOSED', 'the volume image is closed'));
 }

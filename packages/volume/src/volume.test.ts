@@ -228,3 +228,22 @@ describe('pristine point 0', () => {
     await r.shutdown();
   });
 });
+
+describe('sinks added while a point closes', () => {
+  it('gets a baseline that is still readable exactly', async () => {
+    const v = await createVolume(tempDir(), { size: MiB });
+    await v.write(0, Buffer.alloc(4096, 1));
+    await v.closeSnapshot(); // point 1, no sink: nothing preserved from now on
+    const writes = [v.write(0, Buffer.alloc(4096, 2)), v.write(4096, Buffer.alloc(4096, 3))];
+    const closing = v.closeSnapshot(); // point 2 closes while its writes are in flight
+    const adding = v.addSink('late'); // must not pick point 1: block 0 was overwritten unpreserved
+    await Promise.all([...writes, closing]);
+    const sink = await adding;
+    const base = await v.readBlocksAt(sink.baseline, 0, 2);
+    expect(base[0]).toBe(2);
+    expect(base[4096]).toBe(3);
+    await v.write(0, Buffer.alloc(4096, 9)); // preserved for the sink from now on
+    expect((await v.readBlocksAt(sink.baseline, 0, 1))[0]).toBe(2);
+    await v.shutdown();
+  });
+});

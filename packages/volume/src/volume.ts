@@ -176,6 +176,8 @@ export class Volume implements BlockDevice {
   private openN = 1;
   private shut = false;
   private pendingTrim: Promise<void> = Promise.resolve();
+  /** The close in progress (resolved when none): closes publish their points in order. */
+  private closing: Promise<void> = Promise.resolve();
 
   /** @internal use createVolume / openVolume */
   constructor(
@@ -426,7 +428,16 @@ export class Volume implements BlockDevice {
     const drained = this.locks.drain();
     const closedAt = Math.round(this.clock.now());
     const point: SnapshotPoint = { n, scheduledAt: Math.round(options.scheduledAt ?? closedAt), closedAt, lastSeq };
-    await drained;
+    // Points are published in order even when closes overlap.
+    const previous = this.closing;
+    let done!: () => void;
+    this.closing = new Promise<void>((resolve) => (done = resolve));
+    try {
+      await previous;
+      await drained;
+    } finally {
+      done();
+    }
     // Published only now: writes of n that were still in flight at the call have landed in
     // its dirty set, so whoever sees n closed (the shipper iterates that set) sees it final.
     this.closed.push(point);
@@ -500,9 +511,12 @@ export class Volume implements BlockDevice {
    * are preserved), or the latest point with nothing written since (the image is it).
    */
   isReadable(n: number): boolean {
-    const latest = this.latestClosed;
-    if (latest === null || !this.closed.some((p) => p.n === n)) return false;
-    return n > this.floor || (n === latest.n && this.dirty.get(this.openN)!.size === 0);
+    if (!this.closed.some((p) => p.n === n)) return false;
+    if (n > this.floor) return true;
+    // At or below the floor nothing was preserved: the image is point n only if no block was
+    // written since, in any later point (one may still be closing) nor in the open one.
+    for (let k = n + 1; k <= this.openN; k++) if ((this.dirty.get(k)?.size ?? 0) > 0) return false;
+    return true;
   }
 
   onWrite(listener: WriteListener): () => void {
@@ -541,8 +555,10 @@ export class Volume implements BlockDevice {
   async addSink(name: string, options: { acked?: number } = {}): Promise<SinkState> {
     this.checkWritable();
     if (this.sinkStates.has(name)) return this.sinkStates.get(name)!;
-    // No write may be half-way between the image and the dirty set while we decide.
+    // No write may be half-way between the image and the dirty set while we decide, and no
+    // point half-way through its close.
     await this.locks.drain();
+    await this.closing;
     let state: SinkState;
     let closeNow = false;
     if (options.acked !== undefined) {

@@ -1,0 +1,69 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { isHeadstartError } from '@headstart/errors';
+import { ImageFile } from './image-file';
+
+describe('ImageFile', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'headstart-image-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes small (inline) and large (thread pool) pieces and reads them back', async () => {
+    const f = await ImageFile.open(join(dir, 'img'), 'w+');
+    await f.truncate(4 << 20);
+    const small = Buffer.alloc(4096, 0x11);
+    const big = Buffer.alloc(1 << 20, 0x22);
+    await f.pwrite(small, 8192);
+    await f.pwrite(big, 1 << 20);
+    const back = Buffer.alloc(4096 + (1 << 20));
+    await f.pread(back.subarray(0, 4096), 8192);
+    await f.pread(back.subarray(4096), 1 << 20);
+    expect(back.subarray(0, 4096).equals(small)).toBe(true);
+    expect(back.subarray(4096).equals(big)).toBe(true);
+    expect(await f.size()).toBe(4 << 20);
+    await f.datasync();
+    await f.close();
+    const disk = readFileSync(join(dir, 'img'));
+    expect(disk.subarray(8192, 8192 + 4096).equals(small)).toBe(true);
+    expect(disk.subarray(1 << 20, 2 << 20).equals(big)).toBe(true);
+  });
+
+  it('reads past the end of the file as zeroes', async () => {
+    const f = await ImageFile.open(join(dir, 'img'), 'w+');
+    await f.truncate(4096);
+    await f.pwrite(Buffer.alloc(4096, 0xff), 0);
+    const buf = Buffer.alloc(8192, 0x77);
+    await f.pread(buf, 0);
+    expect(buf.subarray(0, 4096).every((x) => x === 0xff)).toBe(true);
+    expect(buf.subarray(4096).every((x) => x === 0)).toBe(true);
+    await f.close();
+  });
+
+  it('close waits for reads in flight, then refuses new work with VOLUME_CLOSED', async () => {
+    const f = await ImageFile.open(join(dir, 'img'), 'w+');
+    await f.truncate(8 << 20);
+    const reads = Array.from({ length: 8 }, (_, i) => f.pread(Buffer.alloc(1 << 20), i << 20));
+    const closed = f.close();
+    await expect(Promise.all(reads)).resolves.toBeDefined();
+    await closed;
+    const err = await f.pread(Buffer.alloc(16), 0).catch((e: unknown) => e);
+    expect(isHeadstartError(err) && err.code).toBe('VOLUME_CLOSED');
+    await f.close(); // idempotent
+  });
+
+  it('an OS error surfaces as a HeadstartError naming the step', async () => {
+    const f = await ImageFile.open(join(dir, 'img'), 'w+');
+    // Beyond the largest file the file system allows: EFBIG, inline and on the thread pool.
+    for (const size of [16, 1 << 20]) {
+      const err = await f.pwrite(Buffer.alloc(size), 2 ** 52).catch((e: unknown) => e);
+      expect(isHeadstartError(err) && err.code).toBe('VOLUME_IO');
+      expect(String((err as Error).message)).toMatch(/writing the volume image/);
+    }
+    await f.close();
+    await expect(ImageFile.open(join(dir, 'missing'), 'r+')).rejects.toThrow();
+  });
+});
