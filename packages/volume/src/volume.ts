@@ -23,6 +23,10 @@
  * Sinks (replicas, the archive) each acknowledge points; `floor` is the newest point every
  * sink has; the write log, preserved blocks and dirty sets at or below it are dropped.
  *
+ * The image file is driven through image-file.ts (plain fd, callback pread/pwrite; small
+ * writes inline while the page cache absorbs them) and the block locks are allocation-free
+ * when uncontended (block-locks.ts): both sit on every request.
+ *
  * Durability: LMDB commits (overlappingSync) survive a process crash at once; `flush()`
  * fsyncs the image, then waits for LMDB's flush, which is what a power loss needs.
  */
