@@ -18,6 +18,7 @@
  */
 import { isHeadstartError } from '@headstart/errors';
 import { DEFAULT_SINK_NAME, createArchiveSink, listPoints, openStore, prune, type ArchiveSink, type ObjectStore } from '@headstart/archive';
+import type { SinkStatus } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import type { VolumeConfig } from './config';
 import type { Logger } from './logger';
@@ -36,23 +37,15 @@ export interface ArchivedEvent {
   readonly changedBytes: number;
 }
 
-/** The same shape as a replication sink's line in status (node.ts SinkView). */
-export interface ArchiveView {
-  readonly name: string;
+/** A replication link's status (SinkStatus), so status, metrics and the dashboard read it like any sink. */
+export interface ArchiveView extends SinkStatus {
   /**
-   * In the links' words, so the dashboard and metrics read it like any sink: 'connecting'
-   * before the first run, 'connected' while the store answers, 'error' while failing
-   * (retrying with backoff), 'disconnected' once stopped.
+   * 'connecting' before the first run, 'connected' while the store answers, 'error' while
+   * failing (retrying with backoff), 'disconnected' once stopped.
    */
   readonly state: 'connecting' | 'connected' | 'error' | 'disconnected';
   /** A run is under way. */
   readonly busy: boolean;
-  readonly acked: number | null;
-  readonly ackedScheduledAt: number | null;
-  readonly throughput: number;
-  readonly inFlightBytes: number;
-  readonly rateLimit: number | null;
-  readonly lastError: string | null;
   readonly payloadBytesSent: number;
   readonly wireBytesOut: number;
 }

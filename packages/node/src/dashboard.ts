@@ -77,7 +77,7 @@ function toFeedVolume(v: VolumeView, now: number): FeedVolume {
     const waiting = v.history.find((h) => s.acked === null || h.n > s.acked);
     return {
       name: s.name,
-      state: s.state as FeedSink['state'],
+      state: s.state,
       acked: s.acked,
       ackedScheduledAt: s.ackedScheduledAt,
       throughput: s.throughput,

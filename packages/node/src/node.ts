@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
-import type { FeedEvent } from '@headstart/protocol';
+import type { FeedEvent, SinkStatus } from '@headstart/protocol';
 import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
@@ -39,17 +39,10 @@ export interface SnapshotRecord {
   readonly acks: Record<string, { ackedAt: number; lagMs: number; sentBytes: number | null; minimalBytes: number | null }>;
 }
 
-export interface SinkView {
-  readonly name: string;
-  readonly state: string;
-  readonly acked: number | null;
-  readonly ackedScheduledAt: number | null;
+/** One sink of a volume in status: the link's own SinkStatus plus what the node derives. */
+export interface SinkView extends SinkStatus {
   readonly rpoAgeMs: number | null;
   readonly lastLagMs: number | null;
-  readonly throughput: number;
-  readonly inFlightBytes: number;
-  readonly rateLimit: number | null;
-  readonly lastError: string | null;
   /** Block payload bytes sent to this sink since the link started (resends included). */
   readonly payloadBytesSent: number;
   /** Bytes on the wire to this sink (frames, headers, checksums included). */
