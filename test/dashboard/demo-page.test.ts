@@ -41,6 +41,8 @@ describe('dashboard of a running demo', () => {
       const first = await committed();
       await expect.poll(committed, { timeout: 20_000 }).toBeGreaterThanOrEqual(first + 2);
       await expect.poll(() => page.locator('#event-list li[data-type="snapshot-acked"]').count(), { timeout: 5000 }).toBeGreaterThan(1);
+      // The staging cell names the point being shipped (#n, blocks staged / its blocks), never a blank.
+      await expect.poll(async () => (await row.locator('[data-col="staging"]').textContent()) ?? '', { timeout: 10_000 }).toMatch(/^#\d+ \d+\/\d+/);
       await screenshot(page, 'demo-node');
     } finally {
       demo.kill('SIGINT');

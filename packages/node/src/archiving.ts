@@ -172,6 +172,7 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
       inFlightBytes: 0,
       rateLimit: null,
       lastError,
+      staging: null, // the archive uploads whole points; there is no staged set to show
       payloadBytesSent: uploaded,
       wireBytesOut: uploaded,
     }),

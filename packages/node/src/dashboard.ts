@@ -94,7 +94,7 @@ function toFeedVolume(v: VolumeView, now: number): FeedVolume {
       presendStartAt: planner && Number.isFinite(planner.predictedStartAt) ? Math.round(planner.predictedStartAt * 1000) : null,
       presentBytes: planner?.presentBytes ?? null,
       collidedBytes: planner?.collidedBytes ?? null,
-      staging: null,
+      staging: s.staging,
     };
   });
   return {

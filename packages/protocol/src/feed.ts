@@ -19,6 +19,8 @@ export interface SinkStatus {
   /** Configured rate limit, bytes/s, or null for none. */
   readonly rateLimit: number | null;
   readonly lastError: string | null;
+  /** The point this link is shipping now and how much of it the sink has staged; null when idle or not known. */
+  readonly staging: FeedStaging | null;
 }
 
 export interface VolumeStatus {
@@ -51,8 +53,9 @@ export interface FeedPoint {
 /** Staging on the replica of the point in flight (received blocks, not yet committed). */
 export interface FeedStaging {
   readonly n: number;
+  /** Distinct blocks of n the sink has confirmed staged (STAGED), including those it held from before a reconnect. */
   readonly stagedBlocks: number;
-  /** Blocks the point has (its dirty set so far while it is open); null when not known. */
+  /** Blocks the point has (its dirty set so far while it is open); null when not known (an initial sync, which skips zero blocks). */
   readonly totalBlocks: number | null;
 }
 
@@ -86,7 +89,6 @@ export interface FeedSink extends SinkStatus {
   readonly presentBytes: number | null;
   /** Bytes of the open point pre-sent and then written again (to be sent again). */
   readonly collidedBytes: number | null;
-  readonly staging: FeedStaging | null;
 }
 
 /** One volume on the node with its sinks (replica side: committedPoint, no sinks). */

@@ -171,3 +171,46 @@ describe('replication in process over a real WebSocket', () => {
     expect(await imageHash(replica)).toBe(await sourceHashAt(source, p));
   });
 });
+
+describe('status: what the sink has staged of the point being shipped', () => {
+  async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+    const end = Date.now() + ms;
+    while (!ok()) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+
+  it('counts distinct staged blocks of the open point against its dirty set; a resend is not counted twice', async () => {
+    pair = await makePair();
+    const { source, link } = pair;
+    const bs = source.blockSize;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    const open = source.openSnapshot;
+    for (let i = 0; i < 12; i++) await source.write(i * bs, randomBlock(bs, 300 + i));
+    await until('12 blocks staged', () => link.status().staging?.stagedBlocks === 12);
+    expect(link.status().staging).toEqual({ n: open, stagedBlocks: 12, totalBlocks: 12 });
+    await source.write(3 * bs, randomBlock(bs, 999)); // a collision: block 3 is sent again
+    await until('the resend staged', () => link.status().inFlightBytes === 0 && link.stats().payloadBytesSent >= 13 * bs);
+    expect(link.status().staging).toEqual({ n: open, stagedBlocks: 12, totalBlocks: 12 });
+    const p = await source.closeSnapshot();
+    await link.waitAcked(p.n, 20_000);
+    await until('the next point', () => link.status().staging?.n === p.n + 1);
+    expect(link.status().staging).toEqual({ n: p.n + 1, stagedBlocks: 0, totalBlocks: 0 });
+  });
+
+  it('a closed point shipped at the close shows its dirty set as the total', async () => {
+    pair = await makePair({ source: { policy: atSnapshotPolicy(), rateLimit: 16 * 4096 } });
+    const { source, link } = pair;
+    const bs = source.blockSize;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    for (let i = 0; i < 32; i++) await source.write(i * bs, randomBlock(bs, 400 + i));
+    const p = await source.closeSnapshot();
+    // 64 KiB/s: the point's one 128 KiB frame waits about 2 s for rate tokens
+    await until('the point being shipped', () => link.status().staging?.n === p.n);
+    expect(link.status().staging).toEqual({ n: p.n, stagedBlocks: 0, totalBlocks: 32 });
+    link.setRateLimit(null);
+    await link.waitAcked(p.n, 20_000);
+    expect(link.status().staging?.n).toBe(p.n + 1);
+  });
+});

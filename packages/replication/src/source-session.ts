@@ -24,7 +24,7 @@ import { HeadstartError } from '@headstart/errors';
 import {
   MAX_BLOCKS_PAYLOAD, MAX_BLOCKS_PER_FRAME, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SnapshotDigest, SourceInbound,
   blockHash, bytesToU64, computeProof, freshNonce, isZero, rangeHash, verifyProof, zeroBlockHash,
-  type Message, type ProofInput, type ResumeMsg, type WireBlock, type WireVolume,
+  type FeedStaging, type Message, type ProofInput, type ResumeMsg, type WireBlock, type WireVolume,
 } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
@@ -65,7 +65,12 @@ export class SourceSession {
   private readonly resumedP = new Promise<void>((r) => (this.resumed = r));
   /** What the replica holds staged, per snapshot: block -> hash (from RESUME and our own sends). */
   private readonly known = new Map<number, Map<number, bigint>>();
-  private readonly inFlight = new Map<number, number>();
+  /** batch -> its payload bytes, its point, and how many of its blocks were new to the sink (not sent for that point before). */
+  private readonly inFlight = new Map<number, { bytes: number; n: number; fresh: number }>();
+  /** Per point: distinct blocks the replica has confirmed staged (RESUME's, then STAGED). */
+  private readonly stagedCount = new Map<number, number>();
+  /** The point being shipped now and how it counts its blocks (status only). */
+  private current: { n: number; total: () => number | null } | null = null;
   private inFlightBytes = 0;
   private batchSeq = 0;
   private readonly shipped = new Map<number, { sentBytes: number; minimalBytes: number }>();
@@ -91,6 +96,13 @@ export class SourceSession {
 
   get inFlightPayload(): number {
     return this.inFlightBytes;
+  }
+
+  /** The point being shipped and how much of it the sink has staged (status; null when idle). */
+  staging(): FeedStaging | null {
+    const c = this.current;
+    if (c === null) return null;
+    return { n: c.n, stagedBlocks: this.stagedCount.get(c.n) ?? 0, totalBlocks: c.total() };
   }
   /** Block payload bytes sent on this connection (resends included). */
   payloadSent = 0;
@@ -138,11 +150,12 @@ export class SourceSession {
         this.resumed();
         return;
       case 'STAGED': {
-        const bytes = this.inFlight.get(m.batch);
-        if (bytes === undefined) throw new HeadstartError('LINK_OUT_OF_ORDER', `STAGED for batch ${m.batch}, which is not in flight`);
+        const sent = this.inFlight.get(m.batch);
+        if (sent === undefined) throw new HeadstartError('LINK_OUT_OF_ORDER', `STAGED for batch ${m.batch}, which is not in flight`);
         this.inFlight.delete(m.batch);
-        this.inFlightBytes -= bytes;
-        this.ctx.meter.add(bytes);
+        this.inFlightBytes -= sent.bytes;
+        if (this.stagedCount.has(sent.n) || sent.n === this.current?.n) this.stagedCount.set(sent.n, (this.stagedCount.get(sent.n) ?? 0) + sent.fresh);
+        this.ctx.meter.add(sent.bytes);
         this.poke();
         return;
       }
@@ -151,6 +164,7 @@ export class SourceSession {
         const n = m.n;
         this.acking = this.acking.then(async () => {
           await this.ctx.volume.acknowledge(this.ctx.sink, n);
+          for (const k of this.stagedCount.keys()) if (k <= n) this.stagedCount.delete(k);
           const s = this.shipped.get(n);
           this.shipped.delete(n);
           this.ctx.onAcked(n, s === undefined ? undefined : { n, ...s });
@@ -213,6 +227,7 @@ export class SourceSession {
       const map = new Map<number, bigint>();
       for (let i = 0; i < set.entries.length; i += 16) map.set(Number(bytesToU64(set.entries, i)), bytesToU64(set.entries, i + 8));
       this.known.set(set.n, map);
+      this.stagedCount.set(set.n, map.size);
     }
     const after = v.sink(name);
     return after.acked === null ? { n: after.baseline, kind: 'full', haveCopy } : { n: after.acked + 1, kind: 'delta', haveCopy: false };
@@ -244,15 +259,27 @@ export class SourceSession {
           this.link.send({ type: 'BEGIN', n, kind });
           begun = n;
         }
+        this.current = { n, total: this.totalOf(n, kind, haveCopy) };
         await this.presend(n);
         continue;
       }
       if (begun !== n) this.link.send({ type: 'BEGIN', n, kind });
+      this.current = { n, total: this.totalOf(n, kind, haveCopy) };
       await this.shipClosed(n, kind, haveCopy);
       n++;
       kind = 'delta';
       haveCopy = false;
     }
+  }
+
+  /** How many blocks point n has, for status: its dirty set for a delta (growing while it is
+   * open); for a full sync, nothing when the point is the empty image, else not known (only
+   * non-zero or differing blocks move). */
+  private totalOf(n: number, kind: 'full' | 'delta', haveCopy: boolean): () => number | null {
+    const v = this.ctx.volume;
+    if (kind === 'delta') return () => v.dirtyBlocks(n).size;
+    if (!haveCopy && v.isZeroPoint(n)) return () => 0;
+    return () => null;
   }
 
   private knownOf(n: number): Map<number, bigint> {
@@ -277,14 +304,18 @@ export class SourceSession {
     if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     this.check();
     const batch = ++this.batchSeq;
-    this.inFlight.set(batch, bytes);
     this.inFlightBytes += bytes;
     this.payloadSent += bytes;
     const s = this.shipped.get(n) ?? { sentBytes: 0, minimalBytes: 0 };
     s.sentBytes += bytes;
     this.shipped.set(n, s);
     const known = this.knownOf(n);
-    for (const b of blocks) known.set(b.block, b.hash);
+    let fresh = 0;
+    for (const b of blocks) {
+      if (!known.has(b.block)) fresh++;
+      known.set(b.block, b.hash);
+    }
+    this.inFlight.set(batch, { bytes, n, fresh });
     this.link.send({ type: 'BLOCKS', n, batch, blocks });
   }
 

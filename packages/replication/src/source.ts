@@ -190,6 +190,7 @@ class Source implements SourceLink {
       inFlightBytes: this.session?.inFlightPayload ?? 0,
       rateLimit: this.bucket.limit,
       lastError: this.lastError,
+      staging: this.session?.staging() ?? null,
     };
   }
 
