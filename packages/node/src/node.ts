@@ -22,7 +22,7 @@ import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
 import type { FeedEvent, SinkStatus } from '@headstart/protocol';
-import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
+import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { scheduleFrom, type Schedule } from './schedule';
@@ -355,12 +355,16 @@ class Node implements HeadstartNode {
       port: listen.port,
       node: this.config.node.name,
       tls: this.config.tls,
-      // A volume that has been primary holds data: its first sync compares checksums so only
-      // differing blocks move (failback).
-      volumes: replicas.map((m) => ({ volume: m.volume, stagingDir: this.stagingDir(m.config.name), haveCopy: m.volume.latestClosed !== null })),
+      volumes: replicas.map((m) => this.targetConfig(m)),
       onEvent: (e) => this.onReplicaEvent(e),
     });
     this.log.info({ port: this.replicaServer.port, replicas: replicas.filter((m) => m.volume.readOnly).map((m) => m.config.name) }, 'accepting replication links');
+  }
+
+  /** A volume as a replication target. One that has been primary holds data: its first
+   * sync compares checksums so only differing blocks move (failback). */
+  private targetConfig(m: Managed): ReplicaVolumeConfig {
+    return { volume: m.volume, stagingDir: this.stagingDir(m.config.name), haveCopy: m.volume.latestClosed !== null };
   }
 
   private stagingDir(volume: string): string {
@@ -378,12 +382,6 @@ class Node implements HeadstartNode {
     } else if (e.type === 'nack') {
       this.log.error({ volume: e.volume, n: e.n, message: e.message }, 'snapshot point refused');
     }
-  }
-
-  private async restartReplicaServer(): Promise<void> {
-    await this.replicaServer?.close();
-    this.replicaServer = null;
-    await this.startReplicaServer();
   }
 
   // ------------------------------------------------------------------ operator actions
@@ -445,17 +443,17 @@ class Node implements HeadstartNode {
         await v.removeSink(hold);
       }
     }
-    // A replica changes only when it commits: pause accepting streams while copying.
+    // A replica changes only when it commits: this volume takes no stream while it is copied
+    // (its source retries); the node's other volumes go on replicating.
     const committed = v.committed;
     if (committed === null) throw new HeadstartError('SNAPSHOT_UNKNOWN', `replica ${name} has not committed any point yet`);
-    await this.replicaServer?.close();
-    this.replicaServer = null;
+    await this.replicaServer?.detach(v.info.id);
     try {
       const n = v.committed!.n;
       await writeImage(v, out, (first, count) => v.read(first * v.blockSize, count * v.blockSize), options.overwrite === true);
       return { n, bytes: v.size, path: out };
     } finally {
-      await this.startReplicaServer();
+      await this.replicaServer?.attach(this.targetConfig(m));
     }
   }
 
@@ -475,15 +473,15 @@ class Node implements HeadstartNode {
     if (!options.force && m.lastSessionAt > 0 && aliveMs < 15_000) {
       throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${name} is still shipping to this node (last seen ${Math.round(aliveMs / 1000)} s ago); demote it first, or use --force if its site is gone`);
     }
-    // End the sessions (a commit under way finishes or is replayed from its journal when the
-    // server starts again), then drop what was staged but never committed.
+    // End this volume's session (a commit under way finishes first; the node's other volumes
+    // keep theirs), then drop what was staged but never committed.
     const epoch = m.volume.info.epoch + 1;
     this.nbd && (await this.nbd.removeExport(name));
-    await this.replicaServer?.close();
-    this.replicaServer = null;
+    await this.replicaServer?.detach(m.volume.info.id);
     await m.volume.setRole('primary', epoch);
     await rm(this.stagingDir(name), { recursive: true, force: true });
-    await this.startReplicaServer();
+    // Still a target, so a stream from the old primary is refused as fenced, never "unknown".
+    await this.replicaServer?.attach(this.targetConfig(m));
     this.nbd?.addExport(name, m.volume, this.exportOptions(m));
     m.policy = this.makePolicy(m.config, m.volume);
     await this.startPrimary(m);
@@ -509,9 +507,10 @@ class Node implements HeadstartNode {
     // ship again until promoted. Our writes since the last common point are rolled back by
     // the checksum comparison the new primary starts with.
     const epoch = m.volume.info.epoch;
+    await this.replicaServer?.detach(m.volume.info.id);
     await m.volume.setRole('replica', epoch);
     this.nbd?.addExport(name, m.volume, this.exportOptions(m));
-    await this.restartReplicaServer();
+    await this.replicaServer?.attach(this.targetConfig(m));
     this.log.warn({ volume: name, epoch }, 'volume demoted to replica');
     this.emit({ type: 'demoted', time: Date.now(), volume: name, epoch });
     return { epoch };

@@ -52,6 +52,15 @@ export interface ReplicaServer {
   readonly port: number;
   readonly url: string;
   readonly targets: ReadonlyMap<string, ReplicaTarget>;
+  /**
+   * Takes one volume out of service without touching the others: ends its session (a commit
+   * under way finishes first), closes its staging store and forgets the target. Until
+   * attach(), a source of that volume is refused with REPL_TARGET_BUSY (retryable: it keeps
+   * trying). For a promotion, a demotion or an image export of that one volume.
+   */
+  detach(volumeId: string): Promise<void>;
+  /** Puts a volume (back) in service: opens its target (finishing a journaled commit) and accepts its source again. */
+  attach(config: ReplicaVolumeConfig): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -83,8 +92,10 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
   if (https) await new Promise<void>((resolve, reject) => https!.once('error', reject).listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve()));
   else await new Promise<void>((resolve, reject) => wss.once('listening', resolve).once('error', reject));
   const sessions = new Set<ReplicaSession>();
+  /** Volumes taken out of service by detach(): their sources are told to retry. */
+  const detached = new Set<string>();
   wss.on('connection', (ws, req) => {
-    const s = new ReplicaSession(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`, options, targets);
+    const s = new ReplicaSession(ws, `${req.socket.remoteAddress}:${req.socket.remotePort}`, options, targets, detached);
     sessions.add(s);
     void s.link.done.then(() => sessions.delete(s));
   });
@@ -94,6 +105,20 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     port: addr.port,
     url: `${https ? 'wss' : 'ws'}://${host.includes(':') ? `[${host}]` : host}:${addr.port}`,
     targets,
+    async detach(volumeId) {
+      detached.add(volumeId);
+      const t = targets.get(volumeId);
+      if (!t) return;
+      targets.delete(volumeId);
+      for (const s of sessions) if (s.targetOf === t) await s.close();
+      await t.close();
+    },
+    async attach(config) {
+      const id = config.volume.info.id;
+      if (targets.has(id)) throw new HeadstartError('REPL_INTERNAL', `volume ${id} is attached already`);
+      targets.set(id, await ReplicaTarget.open(config));
+      detached.delete(id);
+    },
     async close() {
       for (const s of sessions) await s.close();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
@@ -113,7 +138,13 @@ class ReplicaSession {
   private lastStage: Promise<unknown> = Promise.resolve();
   private unstagedBytes = 0;
 
-  constructor(ws: WebSocket, private readonly peer: string, private readonly options: ReplicaServerOptions, private readonly targets: Map<string, ReplicaTarget>) {
+  constructor(
+    ws: WebSocket,
+    private readonly peer: string,
+    private readonly options: ReplicaServerOptions,
+    private readonly targets: Map<string, ReplicaTarget>,
+    private readonly detached: ReadonlySet<string>,
+  ) {
     this.link = new Link(ws, new ReplicaInbound(), (m) => this.handle(m));
     const handshake = setTimeout(() => {
       if (!this.target) this.link.fail(new HeadstartError('LINK_TIMEOUT', `no complete handshake within ${HANDSHAKE_TIMEOUT_MS} ms`));
@@ -128,6 +159,11 @@ class ReplicaSession {
       if (this.target?.active === this) this.target.active = null;
       if (err.code !== 'REPL_STOPPED' && err.code !== 'LINK_CLOSED') this.options.onEvent?.({ type: 'link-error', volume: this.target?.id ?? this.hello?.volume.id ?? null, code: err.code, message: err.message });
     });
+  }
+
+  /** The target this session feeds, once authenticated. */
+  get targetOf(): ReplicaTarget | null {
+    return this.target;
   }
 
   async close(): Promise<void> {
@@ -176,6 +212,7 @@ class ReplicaSession {
       throw new HeadstartError('LINK_AUTH_FAILED', 'the source did not prove the pairing secret (wrong secret or a replayed handshake)');
     }
     const vol = this.hello!.volume;
+    if (this.detached.has(vol.id)) throw new HeadstartError('REPL_TARGET_BUSY', `volume ${vol.id} is being promoted, demoted or exported on this node; retrying`);
     const target = this.targets.get(vol.id);
     if (!target) throw new HeadstartError('REPL_UNKNOWN_VOLUME', `this replica node has no volume ${vol.id}`);
     const info = target.volume.info;
