@@ -21,5 +21,9 @@ export const RECONNECT_MAX_MS = 5_000;
 /** Keepalive: a PING this often; no frame for KEEPALIVE_TIMEOUT_MS ends the link (LINK_TIMEOUT). */
 export const KEEPALIVE_MS = 5_000;
 export const KEEPALIVE_TIMEOUT_MS = 20_000;
+/** A rate-capped link may save up this many seconds of its rate while idle (rate.ts, burstFor). */
+export const RATE_BURST_SECONDS = 0.25;
+/** ...but never less than this (a tiny cap would otherwise cut frames to a block or two). */
+export const RATE_BURST_MIN_BYTES = 64 * 1024;
 /** Window of the throughput meter (link throughput B from acknowledged bytes). */
 export const THROUGHPUT_WINDOW_MS = 5_000;

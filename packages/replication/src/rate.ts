@@ -2,15 +2,28 @@
  * Link discipline: a token bucket (rate limit in bytes/s, changeable while running) and
  * the throughput meter (B, from bytes the replica acknowledged as staged).
  */
-import { THROUGHPUT_WINDOW_MS } from './constants';
+import { RATE_BURST_MIN_BYTES, RATE_BURST_SECONDS, THROUGHPUT_WINDOW_MS } from './constants';
+
+/**
+ * What a bucket may save up while the link is idle: a quarter second at the rate, between
+ * RATE_BURST_MIN_BYTES and `maxBurst`. A fixed burst of one whole frame (1 MiB) let a link
+ * capped at 64 KiB/s run uncapped for 16 s after every pause. A frame larger than the tokens
+ * still goes: the bucket goes into debt and the next send waits it off.
+ */
+export function burstFor(rate: number | null, maxBurst: number): number {
+  if (rate === null) return maxBurst;
+  return Math.min(maxBurst, Math.max(RATE_BURST_MIN_BYTES, rate * RATE_BURST_SECONDS));
+}
 
 export class TokenBucket {
   private tokens: number;
   private last: number;
+  private burst: number;
 
-  /** `rate` bytes/s, or null for no limit. `burst` bytes may go at once (at least one frame). */
-  constructor(private rate: number | null, private readonly burst: number, private readonly now: () => number = () => performance.now()) {
-    this.tokens = burst;
+  /** `rate` bytes/s, or null for no limit; the burst follows the rate (burstFor), up to `maxBurst`. */
+  constructor(private rate: number | null, private readonly maxBurst: number, private readonly now: () => number = () => performance.now()) {
+    this.burst = burstFor(rate, maxBurst);
+    this.tokens = this.burst;
     this.last = now();
   }
 
@@ -21,6 +34,8 @@ export class TokenBucket {
   setRate(rate: number | null): void {
     this.refill();
     this.rate = rate;
+    this.burst = burstFor(rate, this.maxBurst);
+    this.tokens = Math.min(this.tokens, this.burst);
   }
 
   private refill(): void {

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { TokenBucket, burstFor } from './rate';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+describe('rate limit (token bucket)', () => {
+  it('saves up at most a quarter second of its rate while idle, so a cap holds after a pause', () => {
+    let t = 0;
+    const b = new TokenBucket(64 * KiB, MiB, () => t);
+    t = 60_000; // a minute idle
+    expect(b.available()).toBe(64 * KiB); // the floor: 0.25 s would be 16 KiB
+    // 1 MiB after the pause: 64 KiB go at once, the rest is waited off at 64 KiB/s
+    expect(b.take(MiB)).toBeCloseTo(((MiB - 64 * KiB) / (64 * KiB)) * 1000, 6);
+  });
+
+  it('sends at the rate over time, whatever the frame sizes', () => {
+    let t = 0;
+    const rate = 10 * MiB;
+    const b = new TokenBucket(rate, MiB, () => t);
+    let sent = 0;
+    while (t < 10_000) {
+      const wait = b.take(MiB);
+      sent += MiB;
+      t += wait;
+    }
+    // 10 s at 10 MiB/s, plus what was saved up at the start (0.25 s worth)
+    expect(sent / (t / 1000)).toBeLessThanOrEqual(rate * 1.03);
+  });
+
+  it('a new rate brings its own burst; no limit means no wait', () => {
+    let t = 0;
+    const b = new TokenBucket(null, MiB, () => t);
+    expect(b.take(100 * MiB)).toBe(0);
+    b.setRate(128 * KiB);
+    t += 10_000;
+    expect(b.available()).toBe(64 * KiB);
+    b.setRate(100 * MiB);
+    t += 10_000;
+    expect(b.available()).toBe(MiB); // 25 MiB by the quarter second, capped at one frame
+    expect(burstFor(null, MiB)).toBe(MiB);
+  });
+});
