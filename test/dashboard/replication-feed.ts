@@ -207,6 +207,7 @@ export class ReplicationFeed implements FeedSource {
       presendStartAt: s.presendStart.get(v.openSnapshot) ?? null,
       presentBytes: s.presentBytes.get(v.openSnapshot) ?? 0,
       collidedBytes: null, // known per point only once it is acknowledged (sent - minimal)
+      notConverging: null, // the node's rule (packages/node/src/convergence.ts); this feed does not keep close history
       staging,
     };
   }

@@ -60,7 +60,7 @@ export class SyntheticFleet implements FeedSource {
         sinks.push({
           name, state: this.forced.get(`${id}/${name}`) ?? 'connected', acked: this.n - 1, ackedScheduledAt: now - 1300, throughput: 50e6 + 20e6 * Math.sin(phase), inFlightBytes: 0, rateLimit: null, lastError: null,
           policy: 'predictive', committedPoint: { n: this.n - 1, scheduledAt: now - 1300, closedAt: now - 1300, committedAt: now - 800 }, lagMs: 500, rpoAgeMs: this.forcedRpo.get(`${id}/${name}`) ?? 1300, rpoTargetMs: 60_000,
-          dirtyBytes: Math.floor((1 + Math.sin(phase / 3)) * 64 * 1048576), secondsToClose: 0.7, presendStartAt: now - 200, presentBytes: 12 * 1048576, collidedBytes: 4096 * (v % 7),
+          dirtyBytes: Math.floor((1 + Math.sin(phase / 3)) * 64 * 1048576), secondsToClose: 0.7, presendStartAt: now - 200, presentBytes: 12 * 1048576, collidedBytes: 4096 * (v % 7), notConverging: false,
           staging: { n: this.n, stagedBlocks: (this.n * 37) % 400, totalBlocks: 400 },
         });
       }

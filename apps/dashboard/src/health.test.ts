@@ -20,6 +20,11 @@ describe('sinkHealth', () => {
     expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T }, [20_000, 24_000, 28_000, 32_000]).health).toBe('behind');
     expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T }, [20_000, 34_000, 28_000, 32_000]).health).toBe('healthy');
   });
+  it('behind when the node says the sink is not converging, even inside the RPO target', () => {
+    expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T, notConverging: true })).toEqual({ health: 'behind', reason: 'not converging: writes outrun the link' });
+    expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T, notConverging: false }).health).toBe('healthy');
+    expect(sinkHealth({ state: 'connected', rpoAgeMs: 1000, rpoTargetMs: T, notConverging: null }).health).toBe('healthy');
+  });
 });
 
 describe('lagGrowing', () => {

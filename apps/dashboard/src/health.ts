@@ -2,8 +2,10 @@
  * The health rule, one place for the page, the node's metrics and the tests:
  *   broken  = the link is not connected (disconnected, connecting, error, fenced), or the
  *             recovery point is older than twice its target;
- *   behind  = the recovery point is older than its target, the completion lag is growing
- *             point after point towards the target, or the sink has no committed point yet;
+ *   behind  = the recovery point is older than its target, the sink is not converging (the
+ *             points waiting for it grow with every close: the node says so), the completion
+ *             lag is growing point after point towards the target, or the sink has no
+ *             committed point yet;
  *   healthy = otherwise.
  * RPO age (now minus the scheduled time of the newest committed point) is the honest
  * recovery-point signal: it keeps growing on a silent stall, where throughput looks fine.
@@ -19,7 +21,7 @@ export interface HealthVerdict {
   readonly reason: string;
 }
 
-export type HealthInput = Pick<FeedSink, 'state' | 'rpoAgeMs' | 'rpoTargetMs'>;
+export type HealthInput = Pick<FeedSink, 'state' | 'rpoAgeMs' | 'rpoTargetMs'> & Partial<Pick<FeedSink, 'notConverging'>>;
 
 /**
  * Whether the newest LAG_TREND_POINTS lags (oldest first) rise each time, by a share of the
@@ -46,6 +48,7 @@ export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = 
   if (age === null) return { health: 'behind', reason: 'no committed point yet' };
   if (target !== null && age > 2 * target) return { health: 'broken', reason: 'RPO age over 2x target' };
   if (target !== null && age > target) return { health: 'behind', reason: 'RPO age over target' };
+  if (s.notConverging === true) return { health: 'behind', reason: 'not converging: writes outrun the link' };
   if (lagGrowing(lagsOldestFirst, target)) return { health: 'behind', reason: 'lag growing' };
   return { health: 'healthy', reason: 'within target' };
 }

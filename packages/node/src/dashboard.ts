@@ -95,6 +95,7 @@ function toFeedVolume(v: VolumeView, now: number): FeedVolume {
       presentBytes: planner?.presentBytes ?? null,
       collidedBytes: planner?.collidedBytes ?? null,
       staging: s.staging,
+      notConverging: s.notConverging,
     };
   });
   return {

@@ -28,6 +28,7 @@ import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { scheduleFrom, type Schedule } from './schedule';
 import { predictivePolicy, type PredictivePolicy } from './predictive';
 import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
+import { notConverging } from './convergence';
 import type { Logger } from './logger';
 import { VERIFY_HOLD_MS, VERIFY_RANGE_BYTES, VERIFY_SINK, hashPoint, type VerifyPlan } from './verify';
 
@@ -47,6 +48,8 @@ export interface SinkView extends SinkStatus {
   readonly payloadBytesSent: number;
   /** Bytes on the wire to this sink (frames, headers, checksums included). */
   readonly wireBytesOut: number;
+  /** The points waiting for this sink grow with every close: writes outrun the link (convergence.ts). */
+  readonly notConverging: boolean;
 }
 
 export interface VolumeView {
@@ -89,6 +92,8 @@ interface Managed {
   verifyHold: NodeJS.Timeout | null;
   /** Primary side: the archive sink, when the volume has `archive:`. */
   archiver: Archiver | null;
+  /** Sinks last logged as not converging (the log says so once per change). */
+  readonly notConverging: Set<string>;
 }
 
 const HISTORY_LIMIT = 500;
@@ -205,6 +210,7 @@ class Node implements HeadstartNode {
         sources: new Map(),
         policy: this.makePolicy(vc, volume),
         history: [],
+        notConverging: new Set(),
         lastSessionAt: 0,
         verifyHold: null,
         archiver: null,
@@ -319,7 +325,24 @@ class Node implements HeadstartNode {
     this.emit({ type: 'snapshot-closed', time: Date.now(), volume: m.config.name, n: point.n });
     this.log.info({ volume: m.config.name, n: point.n, dirtyBlocks: m.volume.dirtyBlocks(point.n).size }, 'snapshot point closed');
     m.archiver?.kick();
+    this.checkConvergence(m);
     return point;
+  }
+
+  /** Logs when a sink starts or stops falling further behind with every point. */
+  private checkConvergence(m: Managed): void {
+    const sinks = [...m.sources.keys(), ...(m.archiver ? [ARCHIVE_SINK] : [])];
+    for (const sink of sinks) {
+      const now = notConverging(m.history, sink);
+      if (now === m.notConverging.has(sink)) continue;
+      if (now) {
+        m.notConverging.add(sink);
+        this.log.warn({ volume: m.config.name, sink }, 'not converging: the points waiting for this sink grow with every close (writes outrun the link; raise its rate cap, slow the writers or lengthen the interval)');
+      } else {
+        m.notConverging.delete(sink);
+        this.log.info({ volume: m.config.name, sink }, 'converging again: the sink is catching up');
+      }
+    }
   }
 
   private onSourceEvent(m: Managed, e: SourceEvent): void {
@@ -533,13 +556,14 @@ class Node implements HeadstartNode {
           wireBytesOut: counters.wireBytesOut,
           rpoAgeMs: s.ackedScheduledAt === null ? null : now - s.ackedScheduledAt,
           lastLagMs: lastAck?.acks[s.name]?.lagMs ?? null,
+          notConverging: notConverging(m.history, s.name),
         };
       });
       if (m.archiver !== null) {
         // The archive is one more sink in status: the CLI, the dashboard feed and metrics show it as such.
         const { busy: _busy, ...view } = m.archiver.view();
         const lastAck = [...m.history].reverse().find((h) => h.acks[ARCHIVE_SINK] !== undefined);
-        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null });
+        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null, notConverging: notConverging(m.history, ARCHIVE_SINK) });
       }
       return {
         name: m.config.name,

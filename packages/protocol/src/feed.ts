@@ -89,6 +89,8 @@ export interface FeedSink extends SinkStatus {
   readonly presentBytes: number | null;
   /** Bytes of the open point pre-sent and then written again (to be sent again). */
   readonly collidedBytes: number | null;
+  /** The points waiting for this sink grow with every close (writes outrun the link); null when not known. */
+  readonly notConverging: boolean | null;
 }
 
 /** One volume on the node with its sinks (replica side: committedPoint, no sinks). */
