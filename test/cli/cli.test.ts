@@ -11,7 +11,7 @@ import { tempDir } from '../helpers/tmp';
 
 describe('headstart CLI', () => {
   it('has --help on every command', async () => {
-    for (const cmd of [[], ['demo'], ['serve'], ['status'], ['snapshot'], ['promote'], ['demote'], ['init', 'node'], ['init', 'volume'], ['pair', 'token'], ['pair', 'accept']]) {
+    for (const cmd of [[], ['demo'], ['serve'], ['status'], ['snapshot'], ['promote'], ['demote'], ['rate'], ['init', 'node'], ['init', 'volume'], ['pair', 'token'], ['pair', 'accept']]) {
       const r = await runCli([...cmd, '--help']);
       expect(r.code, cmd.join(' ')).toBe(0);
       expect(r.stdout).toMatch(/Usage: headstart/);

@@ -82,6 +82,14 @@ describe('DR drill: failover and failback between two sites', () => {
       return n >= 3 ? n : null;
     });
 
+    // --- the operator caps the link at run time, and lifts the cap again
+    expect(JSON.parse(await ok(['rate', '40MB/s', '--peer', 'site-b', '--json', '-c', a]))).toEqual({ peer: 'site-b', rateLimit: 40e6, links: 1 });
+    expect((await status(a))!.volumes[0].sinks.find((k) => k.name === 'site-b')!.rateLimit).toBe(40e6);
+    expect(await ok(['rate', 'none', '--peer', 'site-b', '-c', a])).toContain('is off');
+    const noPeer = await runCli(['rate', '1MB/s', '--peer', 'nobody', '-c', a]);
+    expect(noPeer.code).toBe(2);
+    expect(noPeer.stderr).toContain('no peer');
+
     // --- verification: equal while healthy, and a damaged replica block is found
     const verifyB = async () => {
       const r = await runCli(['verify', 'vol', '--json', '-c', a, '--replica', `nbd://127.0.0.1:${ports.bNbd}/vol`], { timeoutMs: 120_000 });

@@ -100,6 +100,21 @@ export async function main(argv: string[]): Promise<number> {
     });
 
   program
+    .command('rate <rate>')
+    .description('Change a link cap at run time: a peer\'s (--peer, shared by all its links) or the node-wide linkCap; "none" removes it')
+    .addOption(configOption())
+    .option('--peer <name>', 'the peer whose cap changes (default: the node-wide cap)')
+    .option('--json', 'print JSON')
+    .action(async (rate: string, o: { config: string; peer?: string; json?: boolean }) => {
+      const { parseRate } = await nodeLib();
+      const bytes = rate === 'none' ? 'none' : String(parseRate(rate));
+      const query = `rate=${bytes}${o.peer === undefined ? '' : `&peer=${encodeURIComponent(o.peer)}`}`;
+      const r = (await admin(o.config, 'POST', `/v1/rate?${query}`)) as { peer: string | null; rateLimit: number | null; links: number };
+      const what = r.peer === null ? 'the node-wide link cap' : `the cap of peer ${r.peer}`;
+      print(o.json, r, () => `${what} is ${r.rateLimit === null ? 'off' : `${(r.rateLimit / 1e6).toFixed(2)} MB/s`}, shared by ${r.links} link${r.links === 1 ? '' : 's'}`);
+    });
+
+  program
     .command('demote <volume>')
     .description('Make a primary a replica of its peer again (failback: only differing blocks come back)')
     .addOption(configOption())

@@ -46,6 +46,13 @@ async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknow
   const url = new URL(req.url ?? '/', 'http://admin');
   const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-end|export)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/v1/status') return node.status();
+  if (req.method === 'POST' && url.pathname === '/v1/rate') {
+    // rate=<bytes/s>|none; peer=<name> for a peer's cap, absent for the node-wide linkCap
+    const raw = url.searchParams.get('rate');
+    const rate = raw === 'none' ? null : Number(raw);
+    if (raw === null || (rate !== null && !(Number.isFinite(rate) && rate > 0))) throw new HeadstartError('CONFIG_INVALID', `rate= must be a positive number of bytes/s or none, not ${JSON.stringify(raw)}`);
+    return node.setRateLimit(url.searchParams.get('peer'), rate);
+  }
   if (req.method === 'POST' && m) {
     const name = decodeURIComponent(m[1]);
     if (m[2] === 'snapshot') {

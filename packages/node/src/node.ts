@@ -22,7 +22,7 @@ import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
 import type { FeedEvent, SinkStatus } from '@headstart/protocol';
-import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
+import { sharedRateLimit, startReplicaServer, startSource, policyByName, type PresendPolicy, type TokenBucket, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { scheduleFrom, type Schedule } from './schedule';
@@ -136,6 +136,11 @@ export interface HeadstartNode {
   /** Waits until every sink of `name` acknowledged point n. */
   waitAcked(name: string, n: number, timeoutMs?: number): Promise<void>;
   promote(name: string, options?: { force?: boolean }): Promise<{ epoch: number; point: number | null; tookMs: number }>;
+  /**
+   * Changes a rate cap at run time: a peer's (shared by every link to it), or with peer null
+   * the node-wide linkCap (shared by every link of the node). null bytes/s removes the cap.
+   */
+  setRateLimit(peer: string | null, bytesPerSecond: number | null): { peer: string | null; rateLimit: number | null; links: number };
   /** Holds point n of a primary volume for comparison with its sinks (see verify.ts). */
   beginVerify(name: string, options?: { timeoutMs?: number }): Promise<VerifyPlan>;
   endVerify(name: string): Promise<void>;
@@ -163,6 +168,9 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Hea
 
 class Node implements HeadstartNode {
   private readonly managed = new Map<string, Managed>();
+  /** Rate caps shared by every link to a peer (peers[].rateLimit), and by every link of the node (linkCap). */
+  private readonly peerLimits = new Map<string, TokenBucket>();
+  private readonly nodeLimit: TokenBucket;
   private nbd: NbdServer | null = null;
   private replicaServer: ReplicaServer | null = null;
   private secret: string | null = null;
@@ -174,7 +182,9 @@ class Node implements HeadstartNode {
   constructor(
     readonly config: NodeConfig,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.nodeLimit = sharedRateLimit(config.linkCap ?? null);
+  }
 
   get nbdPort(): number | null {
     return this.nbd?.port ?? null;
@@ -255,6 +265,31 @@ class Node implements HeadstartNode {
     });
   }
 
+  private peerLimit(peer: string): TokenBucket {
+    let b = this.peerLimits.get(peer);
+    if (b === undefined) {
+      b = sharedRateLimit(this.config.peers.find((p) => p.name === peer)?.rateLimit ?? null);
+      this.peerLimits.set(peer, b);
+    }
+    return b;
+  }
+
+  setRateLimit(peer: string | null, bytesPerSecond: number | null): { peer: string | null; rateLimit: number | null; links: number } {
+    if (bytesPerSecond !== null && !(Number.isFinite(bytesPerSecond) && bytesPerSecond > 0)) {
+      throw new HeadstartError('CONFIG_INVALID', `a rate limit is a positive number of bytes/s, or none; not ${bytesPerSecond}`);
+    }
+    const links = [...this.managed.values()].flatMap((m) => [...m.sources.keys()]);
+    if (peer === null) {
+      this.nodeLimit.setRate(bytesPerSecond);
+      this.log.warn({ rateLimit: bytesPerSecond }, 'node-wide link cap changed');
+      return { peer, rateLimit: bytesPerSecond, links: links.length };
+    }
+    if (!this.config.peers.some((p) => p.name === peer)) throw new HeadstartError('CONFIG_INVALID', `node ${this.config.node.name} has no peer ${JSON.stringify(peer)}`);
+    this.peerLimit(peer).setRate(bytesPerSecond);
+    this.log.warn({ peer, rateLimit: bytesPerSecond }, 'link cap of peer changed');
+    return { peer, rateLimit: bytesPerSecond, links: links.filter((l) => l === peer).length };
+  }
+
   private peerRate(vc: VolumeConfig): number | undefined {
     const rates = vc.sinks.map((s) => this.config.peers.find((p) => p.name === s)?.rateLimit).filter((r): r is number => r !== undefined);
     return rates.length > 0 ? Math.min(...rates) : this.config.linkCap;
@@ -274,7 +309,8 @@ class Node implements HeadstartNode {
         secret: this.secret,
         node: this.config.node.name,
         policy: m.policy,
-        rateLimit: peer.rateLimit ?? this.config.linkCap ?? null,
+        rateLimit: null, // the caps are shared: see peerLimits and nodeLimit
+        sharedLimits: [this.peerLimit(peer.name), this.nodeLimit],
         ca: peer.ca,
         onEvent: (e) => this.onSourceEvent(m, e),
       });

@@ -4,11 +4,11 @@
  * on the replica (replica-server.ts, replica-target.ts, staging.ts). The byte formats are
  * in @headstart/protocol.
  */
-export { startSource, type SourceLink, type SourceOptions, type SourceEvent } from './source';
+export { startSource, sharedRateLimit, type SourceLink, type SourceOptions, type SourceEvent } from './source';
 export type { ShippedSnapshot } from './source-session';
 export { startReplicaServer, type ReplicaServer, type ReplicaServerOptions, type ReplicaEvent, type TlsFiles } from './replica-server';
 export { ReplicaTarget, type ReplicaVolumeConfig, type CommitPhase } from './replica-target';
 export { continuousPolicy, atSnapshotPolicy, policyByName, type PresendPolicy, type PresendView } from './policy';
-export { TokenBucket, ThroughputMeter } from './rate';
+export { TokenBucket, ThroughputMeter, RateLimits, type RateGate } from './rate';
 export { errorFromClose } from './link';
 export { scanImageInto, type ScanResult } from './image-scan';

@@ -60,6 +60,41 @@ export class TokenBucket {
   }
 }
 
+/** What the shipper asks of a rate limit (one bucket, or several that must all agree). */
+export interface RateGate {
+  /** Takes `bytes` and returns how long to wait before sending them, ms. */
+  take(bytes: number): number;
+  /** Bytes that may go now without waiting. */
+  available(): number;
+}
+
+/**
+ * A link's own bucket together with buckets it shares with other links (a cap per peer, a
+ * cap for the whole node): a send takes from each and waits as long as the slowest says.
+ */
+export class RateLimits implements RateGate {
+  constructor(readonly own: TokenBucket, readonly shared: readonly TokenBucket[] = []) {}
+
+  take(bytes: number): number {
+    let wait = this.own.take(bytes);
+    for (const b of this.shared) wait = Math.max(wait, b.take(bytes));
+    return wait;
+  }
+
+  available(): number {
+    let a = this.own.available();
+    for (const b of this.shared) a = Math.min(a, b.available());
+    return a;
+  }
+
+  /** The tightest configured rate, bytes/s, or null when nothing limits the link. */
+  get limit(): number | null {
+    let l: number | null = this.own.limit;
+    for (const b of this.shared) if (b.limit !== null) l = l === null ? b.limit : Math.min(l, b.limit);
+    return l;
+  }
+}
+
 export class ThroughputMeter {
   private readonly samples: { t: number; bytes: number }[] = [];
   private total = 0;

@@ -31,7 +31,7 @@ import type WebSocket from 'ws';
 import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES } from './constants';
 import { Link } from './link';
 import type { PresendPolicy, PresendView } from './policy';
-import type { ThroughputMeter, TokenBucket } from './rate';
+import type { RateGate, ThroughputMeter } from './rate';
 
 export interface ShippedSnapshot {
   readonly n: number;
@@ -48,7 +48,7 @@ export interface SessionContext {
   readonly node: string;
   readonly policy: PresendPolicy;
   readonly windowBytes: number;
-  readonly bucket: TokenBucket;
+  readonly bucket: RateGate;
   readonly meter: ThroughputMeter;
   readonly onAcked: (n: number, shipped: ShippedSnapshot | undefined) => void;
   readonly onReady: () => void;

@@ -10,7 +10,7 @@ import type { Volume } from '@headstart/volume';
 import WebSocket from 'ws';
 import { DEFAULT_WINDOW_BYTES, MAX_UNSTAGED_BYTES, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants';
 import { continuousPolicy, type PresendPolicy } from './policy';
-import { ThroughputMeter, TokenBucket } from './rate';
+import { RateLimits, ThroughputMeter, TokenBucket } from './rate';
 import { SourceSession, type ShippedSnapshot } from './source-session';
 
 export interface SourceOptions {
@@ -23,8 +23,13 @@ export interface SourceOptions {
   readonly node?: string;
   /** Default: continuous. */
   readonly policy?: PresendPolicy;
-  /** Bytes/s, or null/undefined for no limit. */
+  /** This link's own limit, bytes/s, or null/undefined for none (setRateLimit changes it). */
   readonly rateLimit?: number | null;
+  /**
+   * Limits this link shares with others (a TokenBucket per peer, one for the whole node):
+   * each send takes from every one of them, so together the links stay under each cap.
+   */
+  readonly sharedLimits?: readonly TokenBucket[];
   readonly windowBytes?: number;
   /** For wss: the CA (PEM) that signed the replica's certificate. */
   readonly ca?: string | Buffer;
@@ -51,6 +56,11 @@ export interface SourceLink {
   stop(): Promise<void>;
   /** Drops the current connection (it reconnects and resumes): for tests and operators. */
   reconnect(): void;
+}
+
+/** A rate limit several links share (pass it in their `sharedLimits`); setRate changes it for all at once. */
+export function sharedRateLimit(bytesPerSecond: number | null): TokenBucket {
+  return new TokenBucket(bytesPerSecond, MAX_BLOCKS_FRAME);
 }
 
 export async function startSource(options: SourceOptions): Promise<SourceLink> {
@@ -91,6 +101,7 @@ function zeroMask(mask: Buffer): void {
 
 class Source implements SourceLink {
   private readonly bucket: TokenBucket;
+  private readonly limits: RateLimits;
   private readonly meter = new ThroughputMeter();
   private session: SourceSession | null = null;
   private state: SinkStatus['state'] = 'connecting';
@@ -103,6 +114,7 @@ class Source implements SourceLink {
 
   constructor(private readonly options: SourceOptions) {
     this.bucket = new TokenBucket(options.rateLimit ?? null, MAX_BLOCKS_FRAME);
+    this.limits = new RateLimits(this.bucket, options.sharedLimits ?? []);
   }
 
   start(): void {
@@ -127,7 +139,7 @@ class Source implements SourceLink {
         node: o.node ?? 'source',
         policy: o.policy ?? continuousPolicy(),
         windowBytes: o.windowBytes ?? DEFAULT_WINDOW_BYTES,
-        bucket: this.bucket,
+        bucket: this.limits,
         meter: this.meter,
         onReady: () => {
           this.state = 'connected';
@@ -188,7 +200,7 @@ class Source implements SourceLink {
       ackedScheduledAt: p?.scheduledAt ?? null,
       throughput: this.meter.bytesPerSecond,
       inFlightBytes: this.session?.inFlightPayload ?? 0,
-      rateLimit: this.bucket.limit,
+      rateLimit: this.limits.limit,
       lastError: this.lastError,
       staging: this.session?.staging() ?? null,
     };

@@ -1,0 +1,76 @@
+/**
+ * Rate caps are shared: a peer's cap holds for all the volumes that ship to it together, and
+ * the node-wide linkCap for every link of the node; an operator changes either at run time.
+ * Only lower bounds on time are asserted (a cap cannot be beaten by a slow machine).
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { silentLogger, startNode, validateConfig, type HeadstartNode } from '@headstart/node';
+
+const SECRET = 'shared-cap-test-secret';
+const MiB = 1 << 20;
+const VOLS = ['v1', 'v2', 'v3'];
+
+const cleanup: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+});
+
+async function pair(dir: string, caps: { rateLimit?: number; linkCap?: number }): Promise<HeadstartNode> {
+  const replica = await startNode(validateConfig({
+    node: { name: 'site-b', dataDir: join(dir, 'b'), secret: SECRET },
+    listen: { peers: '127.0.0.1:0' },
+    volumes: VOLS.map((name) => ({ name, size: 16 * MiB, role: 'replica', sinks: [] })),
+  }), silentLogger());
+  cleanup.push(() => replica.stop());
+  const primary = await startNode(validateConfig({
+    node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET },
+    ...(caps.linkCap ? { linkCap: caps.linkCap } : {}),
+    peers: [{ name: 'site-b', url: `ws://127.0.0.1:${replica.peersPort}`, ...(caps.rateLimit ? { rateLimit: caps.rateLimit } : {}) }],
+    volumes: VOLS.map((name) => ({ name, size: 16 * MiB, role: 'primary', schedule: { every: '1h' }, policy: { name: 'at-snapshot' }, sinks: ['site-b'] })),
+  }), silentLogger());
+  cleanup.push(() => primary.stop());
+  for (const name of VOLS) {
+    const v = primary.volume(name);
+    await primary.waitAcked(name, v.latestClosed!.n, 30_000);
+  }
+  return primary;
+}
+
+/** Writes `bytes` of fresh data into every volume, closes a point of each, and times until all are committed. */
+async function shipAll(node: HeadstartNode, bytes: number, seed: number): Promise<number> {
+  for (const name of VOLS) await node.volume(name).write(0, Buffer.alloc(bytes, seed));
+  const t0 = Date.now();
+  const points = await Promise.all(VOLS.map((name) => node.snapshotNow(name)));
+  await Promise.all(VOLS.map((name, i) => node.waitAcked(name, points[i].n, 60_000)));
+  return (Date.now() - t0) / 1000;
+}
+
+describe('shared rate caps', () => {
+  it("a peer's cap holds for all its volumes together, and changes at run time", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-cap-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const node = await pair(dir, { rateLimit: 2 * MiB });
+    // 3 x 2 MiB through one 2 MiB/s cap: about 3 s (each link alone would take 1 s)
+    const capped = await shipAll(node, 2 * MiB, 1);
+    expect(capped).toBeGreaterThan(2.5);
+    expect(node.status().volumes[0].sinks[0].rateLimit).toBe(2 * MiB);
+    expect(node.setRateLimit('site-b', 4 * MiB)).toEqual({ peer: 'site-b', rateLimit: 4 * MiB, links: 3 });
+    const faster = await shipAll(node, 2 * MiB, 2);
+    expect(faster).toBeGreaterThan(1.2); // 6 MiB at 4 MiB/s
+    node.setRateLimit('site-b', null);
+    expect(node.status().volumes[0].sinks[0].rateLimit).toBeNull();
+    expect(() => node.setRateLimit('nobody', MiB)).toThrow(/no peer/);
+    expect(() => node.setRateLimit('site-b', -5)).toThrow(/positive/);
+  }, 90_000);
+
+  it('the node-wide linkCap holds for every link', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-cap-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const node = await pair(dir, { linkCap: 2 * MiB });
+    expect(await shipAll(node, 2 * MiB, 3)).toBeGreaterThan(2.5);
+    expect(node.setRateLimit(null, null)).toEqual({ peer: null, rateLimit: null, links: 3 });
+  }, 90_000);
+});
