@@ -70,6 +70,17 @@ describe('a replica process refuses hostile peers', () => {
     expectRefused(await session(async (ws) => ws.send(Buffer.concat([Buffer.from([9]), Buffer.alloc(100_000)]))), 'LINK_FRAME_TOO_LARGE');
   });
 
+  it('a compressed frame that inflates past the frame limit (a zip bomb) is cut off, not inflated', async () => {
+    const outcome = await new Promise<{ code: number }>((resolve, reject) => {
+      const ws = new WebSocket(url, { perMessageDeflate: { threshold: 0 } });
+      ws.on('open', () => ws.send(Buffer.alloc(16 * 1024 * 1024))); // 16 MiB of zeroes deflate to about 16 KiB
+      ws.on('close', (code) => resolve({ code }));
+      ws.on('error', () => undefined); // the close code is the verdict
+      setTimeout(() => reject(new Error('the replica neither closed nor answered')), 20_000);
+    });
+    expect(outcome.code).toBe(1009); // "message too big" (RFC 6455): inflating stops at the limit
+  });
+
   it('frames before the handshake is complete', async () => {
     expectRefused(await session(async (ws) => ws.send(encodeFrame({ type: 'BEGIN', n: 1, kind: 'full' }))), 'LINK_OUT_OF_ORDER');
     expectRefused(await session(async (ws, _r, next) => {

@@ -48,6 +48,8 @@ export interface ArchiveView extends SinkStatus {
   readonly busy: boolean;
   readonly payloadBytesSent: number;
   readonly wireBytesOut: number;
+  /** What went to the store (the same bytes: objects are not compressed further). */
+  readonly socketBytesOut: number;
 }
 
 export interface Archiver {
@@ -175,6 +177,7 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
       staging: null, // the archive uploads whole points; there is no staged set to show
       payloadBytesSent: uploaded,
       wireBytesOut: uploaded,
+      socketBytesOut: uploaded,
     }),
     async stop() {
       abort.abort();

@@ -159,6 +159,8 @@ const peer = z
     /** ws://host:port or wss://host:port of the peer's replication listener. */
     url: z.string().regex(/^wss?:\/\/[^\s/]+(:\d+)?\/?$/, 'a ws:// or wss:// URL'),
     rateLimit: rate.optional(),
+    /** Compress frames on the wire (permessage-deflate): for slow WAN links and compressible data. */
+    compress: z.boolean().default(false),
     /** PEM file of the CA that signed the peer's certificate (wss). */
     ca: z.string().optional(),
   })

@@ -46,8 +46,10 @@ export interface SinkView extends SinkStatus {
   readonly lastLagMs: number | null;
   /** Block payload bytes sent to this sink since the link started (resends included). */
   readonly payloadBytesSent: number;
-  /** Bytes on the wire to this sink (frames, headers, checksums included). */
+  /** Bytes on the wire to this sink (frames, headers, checksums included), before compression. */
   readonly wireBytesOut: number;
+  /** Bytes the TCP socket wrote to this sink: after compression (peers[].compress). */
+  readonly socketBytesOut: number;
   /** The points waiting for this sink grow with every close: writes outrun the link (convergence.ts). */
   readonly notConverging: boolean;
 }
@@ -311,6 +313,7 @@ class Node implements HeadstartNode {
         policy: m.policy,
         rateLimit: null, // the caps are shared: see peerLimits and nodeLimit
         sharedLimits: [this.peerLimit(peer.name), this.nodeLimit],
+        compress: peer.compress,
         ca: peer.ca,
         onEvent: (e) => this.onSourceEvent(m, e),
       });
@@ -590,6 +593,7 @@ class Node implements HeadstartNode {
           ...s,
           payloadBytesSent: counters.payloadBytesSent,
           wireBytesOut: counters.wireBytesOut,
+          socketBytesOut: counters.socketBytesOut,
           rpoAgeMs: s.ackedScheduledAt === null ? null : now - s.ackedScheduledAt,
           lastLagMs: lastAck?.acks[s.name]?.lagMs ?? null,
           notConverging: notConverging(m.history, s.name),

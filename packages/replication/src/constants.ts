@@ -27,3 +27,9 @@ export const RATE_BURST_SECONDS = 0.25;
 export const RATE_BURST_MIN_BYTES = 64 * 1024;
 /** Window of the throughput meter (link throughput B from acknowledged bytes). */
 export const THROUGHPUT_WINDOW_MS = 5_000;
+/**
+ * permessage-deflate of a compressed link (SourceOptions.compress), both ends: zlib level 1
+ * (fast; block data is often already compressed or random), no context kept between
+ * messages (a few KiB per connection instead of 300+), frames under 4 KiB go as they are.
+ */
+export const LINK_DEFLATE = { threshold: 4096, zlibDeflateOptions: { level: 1 }, serverNoContextTakeover: true, clientNoContextTakeover: true } as const;

@@ -16,12 +16,12 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import { HeadstartError } from '@headstart/errors';
 import {
-  HANDSHAKE_TIMEOUT_MS, MAX_FRAME, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, ReplicaInbound,
+  HANDSHAKE_TIMEOUT_MS, MAX_BLOCKS_FRAME, MAX_CONTROL_FRAME, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, ReplicaInbound,
   agreeVersion, blockHash, computeProof, freshNonce, loadHasher, verifyProof, zeroBlockHash,
   type HelloMsg, type Message, type ProofInput,
 } from '@headstart/protocol';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, MAX_UNSTAGED_BYTES } from './constants';
+import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, LINK_DEFLATE, MAX_UNSTAGED_BYTES } from './constants';
 import { Link, asHeadstartError } from './link';
 import { ReplicaTarget, type ReplicaVolumeConfig } from './replica-target';
 
@@ -87,7 +87,12 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     if (!options.tls.cert || !options.tls.key) throw new HeadstartError('LINK_TLS_CONFIG', 'TLS needs both a certificate and a key');
     https = createHttpsServer({ cert: await pem(options.tls.cert), key: await pem(options.tls.key) });
   }
-  const wssOptions = { maxPayload: MAX_FRAME + 1024, perMessageDeflate: false, clientTracking: true };
+  // The largest frame a replica receives is BLOCKS (RESUME and CHECKSUM_REPLY, far larger,
+  // go the other way): anything bigger is cut off by ws (1009) before it is buffered whole.
+  // Compression is the source's choice (SourceOptions.compress): the server accepts an offer
+  // and never makes one; maxPayload bounds a message after inflating, so a small deflated
+  // frame from an unauthenticated peer cannot make the replica inflate more than that.
+  const wssOptions = { maxPayload: Math.max(MAX_BLOCKS_FRAME, MAX_CONTROL_FRAME) + 1024, perMessageDeflate: LINK_DEFLATE, clientTracking: true };
   const wss = https ? new WebSocketServer({ ...wssOptions, server: https }) : new WebSocketServer({ ...wssOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
   if (https) await new Promise<void>((resolve, reject) => https!.once('error', reject).listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve()));
   else await new Promise<void>((resolve, reject) => wss.once('listening', resolve).once('error', reject));

@@ -8,7 +8,8 @@ import { HeadstartError } from '@headstart/errors';
 import { MAX_BLOCKS_FRAME, MAX_BLOCKS_PAYLOAD, MAX_FRAME, loadHasher, type SinkStatus } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import WebSocket from 'ws';
-import { DEFAULT_WINDOW_BYTES, MAX_UNSTAGED_BYTES, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants';
+import type { Socket } from 'node:net';
+import { DEFAULT_WINDOW_BYTES, LINK_DEFLATE, MAX_UNSTAGED_BYTES, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants';
 import { continuousPolicy, type PresendPolicy } from './policy';
 import { RateLimits, ThroughputMeter, TokenBucket } from './rate';
 import { SourceSession, type ShippedSnapshot } from './source-session';
@@ -31,6 +32,12 @@ export interface SourceOptions {
    */
   readonly sharedLimits?: readonly TokenBucket[];
   readonly windowBytes?: number;
+  /**
+   * Compress frames on the wire (WebSocket permessage-deflate, zlib level 1, no context
+   * kept between messages): for slow WAN links and compressible data; it costs CPU on both
+   * ends. Caps and the throughput B count block bytes before compression.
+   */
+  readonly compress?: boolean;
   /** For wss: the CA (PEM) that signed the replica's certificate. */
   readonly ca?: string | Buffer;
   readonly rejectUnauthorized?: boolean;
@@ -51,11 +58,21 @@ export interface SourceLink {
   /** Resolves once the sink acknowledged point n or later. */
   waitAcked(n: number, timeoutMs?: number): Promise<void>;
   /** Byte counters over every connection so far: frames on the wire vs block payload. */
-  stats(): { wireBytesOut: number; wireBytesIn: number; payloadBytesSent: number };
+  stats(): LinkStats;
   /** Closes the link; replication stops until started again. */
   stop(): Promise<void>;
   /** Drops the current connection (it reconnects and resumes): for tests and operators. */
   reconnect(): void;
+}
+
+export interface LinkStats {
+  /** Frames handed to the WebSocket (headers and checksums included), before any compression. */
+  readonly wireBytesOut: number;
+  readonly wireBytesIn: number;
+  /** Block payload bytes sent (resends included). */
+  readonly payloadBytesSent: number;
+  /** Bytes the TCP socket wrote: after compression, with WebSocket and HTTP upgrade headers. */
+  readonly socketBytesOut: number;
 }
 
 /** A rate limit several links share (pass it in their `sharedLimits`); setRate changes it for all at once. */
@@ -110,7 +127,9 @@ class Source implements SourceLink {
   private loop: Promise<void> = Promise.resolve();
   private readonly ackWaiters = new Set<() => void>();
   private sleeper: (() => void) | null = null;
-  private readonly totals = { wireBytesOut: 0, wireBytesIn: 0, payloadBytesSent: 0 };
+  private readonly totals = { wireBytesOut: 0, wireBytesIn: 0, payloadBytesSent: 0, socketBytesOut: 0 };
+  /** The current connection's TCP socket (its byte count). */
+  private socket: Socket | null = null;
 
   constructor(private readonly options: SourceOptions) {
     this.bucket = new TokenBucket(options.rateLimit ?? null, MAX_BLOCKS_FRAME);
@@ -126,11 +145,12 @@ class Source implements SourceLink {
     while (!this.stopped) {
       const ws = new WebSocket(this.options.url, {
         maxPayload: MAX_FRAME + 1024,
-        perMessageDeflate: false,
+        perMessageDeflate: this.options.compress ? LINK_DEFLATE : false,
         ...(unmaskable(this.options.url) ? { generateMask: zeroMask } : {}),
         ca: this.options.ca,
         rejectUnauthorized: this.options.rejectUnauthorized ?? true,
       });
+      ws.once('upgrade', (res) => (this.socket = res.socket));
       const o = this.options;
       const session = new SourceSession(ws, {
         volume: o.volume,
@@ -155,6 +175,8 @@ class Source implements SourceLink {
       this.totals.wireBytesOut += session.link.wireBytesOut;
       this.totals.wireBytesIn += session.link.wireBytesIn;
       this.totals.payloadBytesSent += session.payloadSent;
+      this.totals.socketBytesOut += this.socket?.bytesWritten ?? 0;
+      this.socket = null;
       if (this.stopped) break;
       // REPL_STOPPED here came from the replica (our own stop ended the loop above): a replica
       // node shutting down or restarting. That is a lost peer, not a fault to act on.
@@ -206,12 +228,13 @@ class Source implements SourceLink {
     };
   }
 
-  stats(): { wireBytesOut: number; wireBytesIn: number; payloadBytesSent: number } {
+  stats(): LinkStats {
     const s = this.session;
     return {
       wireBytesOut: this.totals.wireBytesOut + (s?.link.wireBytesOut ?? 0),
       wireBytesIn: this.totals.wireBytesIn + (s?.link.wireBytesIn ?? 0),
       payloadBytesSent: this.totals.payloadBytesSent + (s?.payloadSent ?? 0),
+      socketBytesOut: this.totals.socketBytesOut + (this.socket?.bytesWritten ?? 0),
     };
   }
 
