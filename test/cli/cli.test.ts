@@ -3,8 +3,11 @@
  * errors for bad configuration and for a node that is not running, and the README's main
  * job (`demo --for ... --json`) ending with a replica equal to its source.
  */
+import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
@@ -32,6 +35,27 @@ describe('headstart CLI', () => {
     const y = await runCli(['status', '-c', config]);
     expect(y.code).toBe(2);
     expect(y.stderr).toContain('not valid YAML');
+  });
+
+  it('makes a TLS certificate for a new node by default (its pairing token carries it), none with --no-tls', async () => {
+    const dir = tempDir();
+    const withTls = join(dir, 'a.yaml');
+    expect((await runCli(['init', 'node', 'site-a', '-c', withTls, '--peers', '127.0.0.1:7811'])).code).toBe(0);
+    const a = parseYaml(await readFile(withTls, 'utf8')) as { tls?: { cert: string; key: string } };
+    expect(a.tls).toEqual({ cert: './site-a.crt', key: './site-a.key' });
+    const cert = new X509Certificate(await readFile(join(dir, 'site-a.crt')));
+    expect(cert.subject).toContain('CN=site-a');
+    expect(cert.subjectAltName).toContain('IP Address:127.0.0.1');
+    const token = (await runCli(['pair', 'token', '-c', withTls])).stdout.trim();
+    const payload = JSON.parse(Buffer.from(token.slice(4), 'base64url').toString()) as { url: string; cert: string };
+    expect(payload.url).toBe('wss://127.0.0.1:7811');
+    expect(payload.cert).toBe(await readFile(join(dir, 'site-a.crt'), 'utf8'));
+
+    const plain = join(dir, 'b.yaml');
+    expect((await runCli(['init', 'node', 'site-b', '-c', plain, '--peers', '127.0.0.1:7812', '--no-tls'])).code).toBe(0);
+    expect((parseYaml(await readFile(plain, 'utf8')) as { tls?: unknown }).tls).toBeUndefined();
+    const plainToken = (await runCli(['pair', 'token', '-c', plain])).stdout.trim();
+    expect(JSON.parse(Buffer.from(plainToken.slice(4), 'base64url').toString())).toMatchObject({ url: 'ws://127.0.0.1:7812' });
   });
 
   it('exits 3 when the node is not running', async () => {

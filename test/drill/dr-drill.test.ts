@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
 import { freePort, killHard, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
@@ -69,6 +70,14 @@ describe('DR drill: failover and failback between two sites', () => {
     const bad = await runCli(['pair', 'accept', 'hs1.garbage', '-c', a]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('CONFIG_INVALID');
+    // TLS by default: each site made a certificate, and pairing pinned the other's
+    const peerA = (parseYaml(await readFile(a, 'utf8')) as { peers: { name: string; url: string; ca?: string; verifyHost?: boolean }[] }).peers[0];
+    expect(peerA).toMatchObject({ name: 'site-b', url: `wss://127.0.0.1:${ports.bPeers}`, ca: './peer-site-b.crt', verifyHost: false });
+    expect(await readFile(join(dir, 'a', 'peer-site-b.crt'), 'utf8')).toBe(await readFile(join(dir, 'b', 'site-b.crt'), 'utf8'));
+    const forged = token.slice(0, 4) + Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(token.slice(4), 'base64url').toString()), cert: '-----BEGIN CERTIFICATE-----\nnot one\n-----END CERTIFICATE-----\n' })).toString('base64url');
+    const badCert = await runCli(['pair', 'accept', forged, '-c', b]);
+    expect(badCert.code).toBe(2);
+    expect(badCert.stderr).toContain('not a valid X.509 certificate');
 
     // --- replicate under load
     let siteB = startServe(b);

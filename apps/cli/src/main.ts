@@ -166,7 +166,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--dashboard <addr>', 'dashboard listen address', '127.0.0.1:7900')
     .option('--metrics <addr>', 'metrics listen address', '127.0.0.1:9400')
     .option('--admin <addr>', 'admin API listen address (loopback)', '127.0.0.1:7901')
-    .action(async (name: string, o: { config: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string }) => {
+    .option('--no-tls', 'replicate over plain ws:// (default: a self-signed certificate, pinned by pairing)')
+    .action(async (name: string, o: { config: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string; tls: boolean }) => {
       await (await setup()).initNode(o.config, { name, ...o });
       process.stdout.write(`wrote ${o.config}; next: headstart init volume NAME --size 10GiB, then headstart pair\n`);
     });

@@ -3,9 +3,11 @@
  * the YAML document model so an operator's comments and layout survive, and every result is
  * validated before it is written (a bad edit never reaches the file).
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile, rename } from 'node:fs/promises';
-import { dirname, resolve } from 'node:path';
+import { execFile } from 'node:child_process';
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { mkdir, readFile, writeFile, rename, rm } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
 import { parseDocument, stringify, type Document } from 'yaml';
 import { HeadstartError } from '@headstart/errors';
 import { validateConfig } from '@headstart/node';
@@ -30,21 +32,50 @@ async function saveDoc(path: string, doc: Document): Promise<void> {
   await rename(tmp, path);
 }
 
-export async function initNode(path: string, o: { name: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string }): Promise<void> {
+/**
+ * A self-signed certificate for the node's replication listener (ECDSA P-256, 10 years),
+ * made with the system's openssl. Pairing hands it to the peer, which pins it; no CA needed.
+ */
+async function makeCertificate(dir: string, name: string, peersAddress: string): Promise<{ cert: string; key: string }> {
+  const cert = `${name}.crt`;
+  const key = `${name}.key`;
+  const host = peersAddress.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const names = ['DNS:localhost', 'IP:127.0.0.1'];
+  if (host !== '' && host !== '0.0.0.0' && host !== '::' && host !== 'localhost' && host !== '127.0.0.1') names.push(isIP(host) ? `IP:${host}` : `DNS:${host}`);
+  const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '3650', '-subj', `/CN=${name}`, '-addext', `subjectAltName=${names.join(',')}`, '-keyout', join(dir, key), '-out', join(dir, cert)];
+  await new Promise<void>((done, fail) =>
+    execFile('openssl', args, (err, _out, stderr) => {
+      if (!err) return done();
+      const missing = (err as NodeJS.ErrnoException).code === 'ENOENT';
+      fail(new HeadstartError('CONFIG_INVALID', missing ? 'openssl is not installed: install it (Debian: apt-get install openssl) to make the node\'s TLS certificate, or pass --no-tls' : `openssl could not make a certificate: ${stderr.trim() || err.message}`, { cause: err }));
+    }),
+  );
+  return { cert: `./${cert}`, key: `./${key}` };
+}
+
+export async function initNode(path: string, o: { name: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string; tls: boolean }): Promise<void> {
   const exists = await readFile(path).then(
     () => true,
     () => false,
   );
   if (exists) throw new HeadstartError('CONFIG_INVALID', `${path} already exists; edit it or choose another --config`);
+  const dir = dirname(resolve(path));
   const config = {
     node: { name: o.name, dataDir: o.data, secret: randomBytes(24).toString('hex') },
     listen: { nbd: o.nbd, peers: o.peers, dashboard: o.dashboard, metrics: o.metrics, admin: o.admin },
     peers: [],
     volumes: [],
   };
-  validateConfig(config, path, dirname(resolve(path)));
-  await mkdir(dirname(resolve(path)), { recursive: true });
-  await writeFile(path, `# headstart node configuration (docs/configuration.md lists every key)\n${stringify(config)}`, { mode: 0o600, flag: 'wx' });
+  validateConfig(config, path, dir);
+  await mkdir(dir, { recursive: true });
+  // TLS by default: the replication link crosses sites.
+  const tls = o.tls ? await makeCertificate(dir, o.name, o.peers) : undefined;
+  try {
+    await writeFile(path, `# headstart node configuration (docs/configuration.md lists every key)\n${stringify(tls ? { ...config, tls } : config)}`, { mode: 0o600, flag: 'wx' });
+  } catch (err) {
+    if (tls) await Promise.all([rm(join(dir, tls.cert)), rm(join(dir, tls.key))]).catch(() => undefined);
+    throw err;
+  }
 }
 
 export async function addVolume(path: string, v: { name: string; size: string; blockSize: number; role: string; every: string; sinks: string[] }): Promise<void> {
@@ -60,6 +91,8 @@ interface PairPayload {
   node: string;
   url: string;
   secret: string;
+  /** The node's own TLS certificate (PEM) when it listens with TLS: the peer pins it. */
+  cert?: string;
 }
 
 function encodeToken(p: PairPayload): string {
@@ -77,14 +110,35 @@ function decodeToken(token: string): PairPayload {
   }
   const o = p as Partial<PairPayload>;
   if (o.v !== 1 || typeof o.node !== 'string' || typeof o.url !== 'string' || typeof o.secret !== 'string' || o.secret.length < 16) throw bad();
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(o.node)) throw new HeadstartError('CONFIG_INVALID', `the pairing token names a node ${JSON.stringify(o.node)}, which is not a valid node name`);
+  if (o.cert !== undefined) {
+    try {
+      if (typeof o.cert !== 'string') throw new Error('not text');
+      new X509Certificate(o.cert);
+    } catch (err) {
+      throw new HeadstartError('CONFIG_INVALID', `the pairing token's certificate is not a valid X.509 certificate (${(err as Error).message})`);
+    }
+  }
   return o as PairPayload;
 }
 
 function ownUrl(doc: Document, given?: string): string {
   if (given) return given;
   const peers = doc.getIn(['listen', 'peers']) as string | undefined;
-  if (!peers) throw new HeadstartError('CONFIG_INVALID', 'listen.peers is not set: give --url ws://host:port (the address peers reach this node at)');
-  return `ws://${peers}`;
+  if (!peers) throw new HeadstartError('CONFIG_INVALID', 'listen.peers is not set: give --url wss://host:port (the address peers reach this node at)');
+  return `${doc.has('tls') ? 'wss' : 'ws'}://${peers}`;
+}
+
+/** This node's certificate for a pairing token, when it listens with TLS. */
+async function ownCert(path: string, doc: Document): Promise<string | undefined> {
+  const cert = doc.getIn(['tls', 'cert']) as string | undefined;
+  if (cert === undefined) return undefined;
+  const file = resolve(dirname(resolve(path)), cert);
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    throw new HeadstartError('CONFIG_INVALID', `tls.cert: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+  }
 }
 
 export async function pairToken(path: string, url?: string): Promise<string> {
@@ -95,7 +149,7 @@ export async function pairToken(path: string, url?: string): Promise<string> {
     doc.setIn(['node', 'secret'], secret);
     await saveDoc(path, doc);
   }
-  return encodeToken({ v: 1, node: String(doc.getIn(['node', 'name'])), url: ownUrl(doc, url), secret });
+  return encodeToken({ v: 1, node: String(doc.getIn(['node', 'name'])), url: ownUrl(doc, url), secret, cert: await ownCert(path, doc) });
 }
 
 /** Stores the peer and the shared secret; returns the token the other site must accept, or null if it already knows us. */
@@ -107,9 +161,13 @@ export async function pairAccept(path: string, token: string, url?: string): Pro
   doc.setIn(['node', 'secret'], p.secret);
   if (!doc.has('peers')) doc.set('peers', doc.createNode([]));
   const peers = doc.get('peers') as { items: { get(k: string): unknown; set(k: string, v: unknown): void }[]; add(x: unknown): void };
+  // The peer's certificate is pinned: it is the peer's identity, whatever address reaches it.
+  const pinned = p.cert === undefined ? undefined : `./peer-${p.node}.crt`;
+  if (pinned) await writeFile(resolve(dirname(resolve(path)), pinned), p.cert!, { mode: 0o644 });
+  const entry: Record<string, unknown> = { name: p.node, url: p.url, ...(pinned ? { ca: pinned, verifyHost: false } : {}) };
   const existing = peers.items.find((i) => i.get('name') === p.node);
-  if (existing) existing.set('url', p.url);
-  else peers.add(doc.createNode({ name: p.node, url: p.url }));
+  if (existing) for (const [k, v] of Object.entries(entry)) existing.set(k, v);
+  else peers.add(doc.createNode(entry));
   await saveDoc(path, doc);
-  return hadSame ? null : encodeToken({ v: 1, node: String(doc.getIn(['node', 'name'])), url: ownUrl(doc, url), secret: p.secret });
+  return hadSame ? null : encodeToken({ v: 1, node: String(doc.getIn(['node', 'name'])), url: ownUrl(doc, url), secret: p.secret, cert: await ownCert(path, doc) });
 }

@@ -161,8 +161,14 @@ const peer = z
     rateLimit: rate.optional(),
     /** Compress frames on the wire (permessage-deflate): for slow WAN links and compressible data. */
     compress: z.boolean().default(false),
-    /** PEM file of the CA that signed the peer's certificate (wss). */
+    /** PEM file of the CA that signed the peer's certificate (wss), or the peer's own certificate (pinned by pairing). */
     ca: z.string().optional(),
+    /**
+     * Check that the peer's certificate names the host in `url` (wss). Pairing pins the peer's
+     * self-signed certificate as `ca` and sets this false: the certificate is the identity,
+     * whatever name or address reaches the peer.
+     */
+    verifyHost: z.boolean().default(true),
   })
   .strict();
 
