@@ -102,6 +102,12 @@ const policy = z
     L: z.number().optional(),
     /** Skip blocks whose rewrite probability is at least PT. */
     PT: z.number().min(0).max(1).optional(),
+    /**
+     * Planner seconds per wall-clock second: 1 for a real volume. A time-compressed replay
+     * of a trace (demo --trace, bench:replay) sets its speedup, so the planner plans in the
+     * workload's own time.
+     */
+    timeScale: z.number().positive().max(10_000).optional(),
   })
   .strict()
   .default({ name: 'predictive' });

@@ -101,7 +101,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         node: { name: 'site-a', dataDir: join(dir, 'site-a'), secret },
         listen: { nbd: '127.0.0.1:0', admin: '127.0.0.1:0', dashboard: o.dashboard === false ? undefined : '127.0.0.1:0', metrics: '127.0.0.1:0' },
         peers: [{ name: 'site-b', url: `ws://127.0.0.1:${replicaNode.peersPort}`, rateLimit: linkRate }],
-        volumes: [{ name: 'demo', size, role: 'primary', schedule: { every: `${intervalMs}ms`, origin }, policy: { name: policy }, rpoTarget: `${intervalMs * 2}ms`, sinks: ['site-b'] }],
+        volumes: [{ name: 'demo', size, role: 'primary', schedule: { every: `${intervalMs}ms`, origin }, policy: { name: policy, ...(policy === 'predictive' && o.trace ? { timeScale: o.trace.speedup } : {}) }, rpoTarget: `${intervalMs * 2}ms`, sinks: ['site-b'] }],
       },
       'demo site-a configuration',
     );
@@ -115,10 +115,11 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const nbd = `nbd://127.0.0.1:${sourceNode.nbdPort}/demo`;
     o.onReady?.({ dir, nbd, dashboard: services.dashboardUrl, metrics: services.metricsUrl, intervalMs });
 
+    // The workload, through NBD like any client; connected before the origin, so the first
+    // write of an aligned replay lands on it rather than a handshake later.
+    const client = await connectNbd({ host: '127.0.0.1', port: sourceNode.nbdPort!, exportName: 'demo' });
     if (origin !== undefined) await new Promise((r) => setTimeout(r, Math.max(0, origin - Date.now())));
     const workloadStartedAt = Date.now();
-    // The workload, through NBD like any client.
-    const client = await connectNbd({ host: '127.0.0.1', port: sourceNode.nbdPort!, exportName: 'demo' });
     const stopWorkload = new AbortController();
     const onAbort = () => stopWorkload.abort();
     o.signal.addEventListener('abort', onAbort, { once: true });

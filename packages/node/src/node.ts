@@ -271,6 +271,7 @@ class Node implements HeadstartNode {
       K: vc.policy.K,
       L: vc.policy.L,
       PT: vc.policy.PT,
+      timeScale: vc.policy.timeScale,
       nextCloseAt: () => m()?.nextCloseAt ?? null,
       linkHint: this.peerRate(vc),
     });

@@ -2,14 +2,20 @@
  * The engine's side of the predictive planner: adapts @headstart/planner (pure, times in
  * seconds) to the replication shipper's PresendPolicy (which blocks of the open snapshot to
  * send now). The planner sees every write of the volume, every close and the link
- * throughput the shipper measures; the shipper asks it what to pre-send.
+ * throughput the engine measures; the shipper asks it what to pre-send.
  *
- * The shipper sends closed snapshots itself, at full rate, from the volume's dirty sets.
- * The planner also queues them (its simulator needs that), so at each close the adapter
- * hands the planner's closed queue over at once and counts it as delivered, without
- * letting that hand-over move the throughput estimate.
+ * - Closed points: the shipper sends them itself, at full rate, from the volume's dirty
+ *   sets; the planner runs with `shipsClosed`, so it only keeps their size as a backlog
+ *   for its start rule.
+ * - Link throughput: the engine measures it (the shipper's meter over acknowledged bytes)
+ *   and states it with `setThroughput`; see LinkGauge for which measurements count.
+ * - Planner clock: `timeScale` planner seconds per wall-clock second (1 in production). A
+ *   time-compressed replay (bench:replay runs a trace 60x faster) sets its speedup, so the
+ *   planner sees the workload's own time: its time constants (replan cadence, the start
+ *   rule's slack L, the model's exposure credits and decay) then mean what they mean on the
+ *   real volume and in the trace evaluator, instead of 60 times as much workload time.
  */
-import { createPlanner, type PlannerStatus } from '@headstart/planner';
+import { createPlanner, type PlannerStatus, type SendItem } from '@headstart/planner';
 import type { PresendPolicy, PresendView } from '@headstart/replication';
 import type { Volume } from '@headstart/volume';
 
@@ -17,8 +23,50 @@ export interface PredictivePolicy extends PresendPolicy {
   /** The open snapshot's close was (re)scheduled. */
   schedule(closeAtMs: number): void;
   onClose(n: number, closedAtMs: number, nextCloseAtMs: number | null): void;
+  /** What the planner sees, in wall-clock units (seconds, epoch seconds, bytes per second). */
   status(nowMs: number): PlannerStatus;
   dispose(): void;
+}
+
+/**
+ * The shipper's throughput meter counts acknowledged bytes over a window: that is the
+ * link's capacity only while the sender kept it busy. So a reading lowers the estimate only
+ * after the planner has filled every budget the shipper offered for a whole window (the link,
+ * not the planner, was the limit); otherwise it can only raise it. Never above the
+ * configured rate limit, which is a hard cap on what the link carries.
+ */
+export class LinkGauge {
+  private estimate: number | null;
+  private busySince: number | null = null;
+  private lastCall = -Infinity;
+
+  constructor(
+    private readonly cap: number | undefined,
+    /** The meter's window (ms): a reading covers this much past time. */
+    private readonly windowMs = 5000,
+    /** A gap between the shipper's calls longer than this means the link may have idled. */
+    private readonly gapMs = 250,
+  ) {
+    this.estimate = cap !== undefined && cap > 0 ? cap : null;
+  }
+
+  /** Bytes per wall-clock second, or null while unknown. */
+  get bytesPerSecond(): number | null {
+    return this.estimate;
+  }
+
+  /** One call of the shipper at `nowMs`: `measured` is its meter, `saturated` whether the planner filled the budget. */
+  observe(nowMs: number, measured: number, saturated: boolean): void {
+    if (nowMs - this.lastCall > this.gapMs) this.busySince = null;
+    this.lastCall = nowMs;
+    if (!saturated) this.busySince = null;
+    else if (this.busySince === null) this.busySince = nowMs;
+    if (!(measured > 0) || !Number.isFinite(measured)) return;
+    const capacity = this.busySince !== null && nowMs - this.busySince >= this.windowMs;
+    let next = this.estimate === null || capacity ? measured : Math.max(this.estimate, measured);
+    if (this.cap !== undefined && this.cap > 0) next = Math.min(next, this.cap);
+    this.estimate = next;
+  }
 }
 
 export function predictivePolicy(o: {
@@ -26,11 +74,23 @@ export function predictivePolicy(o: {
   K?: number;
   L?: number;
   PT?: number;
+  /** The link's configured rate limit (bytes/s), if any. */
   linkHint?: number;
+  /** Planner seconds per wall-clock second (a time-compressed replay: its speedup). Default 1. */
+  timeScale?: number;
   nextCloseAt: () => number | null;
 }): PredictivePolicy {
   const v = o.volume;
-  const sec = (ms: number) => ms / 1000;
+  const scale = o.timeScale ?? 1;
+  if (!(scale > 0) || !Number.isFinite(scale)) throw new RangeError(`predictive policy timeScale ${scale} must be a positive number`);
+  const originMs = Date.now();
+  /** Wall-clock ms -> planner seconds (the wall clock itself when scale is 1). */
+  const sec = (ms: number) => (scale === 1 ? ms / 1000 : originMs / 1000 + ((ms - originMs) / 1000) * scale);
+  /** Planner seconds -> wall-clock ms. */
+  const wallMs = (s: number) => (scale === 1 ? s * 1000 : originMs + ((s - originMs / 1000) / scale) * 1000);
+  const firstClose = o.nextCloseAt();
+  const lastClose = v.latestClosed?.closedAt;
+  const gauge = new LinkGauge(o.linkHint);
   const planner = createPlanner({
     volumeSize: v.size,
     blockSize: v.blockSize,
@@ -38,59 +98,62 @@ export function predictivePolicy(o: {
     K: o.K,
     L: o.L,
     PT: o.PT,
-    linkHint: o.linkHint,
+    linkHint: o.linkHint === undefined ? undefined : o.linkHint / scale,
     openSnapshot: v.openSnapshot,
-    closeAt: o.nextCloseAt() === null ? Infinity : sec(o.nextCloseAt()!),
+    closeAt: firstClose === null ? Infinity : sec(firstClose),
+    // Its interval (and so its replan cadence) starts at the last close, if the volume had one.
+    openedAt: lastClose === undefined || lastClose > Date.now() ? undefined : sec(lastClose),
+    shipsClosed: true,
   });
   let lastT = sec(Date.now());
+  /** Planner time never goes back (events of one millisecond may arrive out of order). */
+  const at = (ms: number) => (lastT = Math.max(lastT, sec(ms)));
   const unsubscribe = v.onWrite((e) => {
-    lastT = Math.max(lastT, sec(e.time));
-    planner.onWrite({ time: lastT, offset: e.offset, length: e.length });
+    planner.onWrite({ time: at(e.time), offset: e.offset, length: e.length });
   });
-  let lastFeed: number | null = null;
-
-  /** Tells the planner what the shipper measured: acknowledged bytes since the last call. */
-  const feedThroughput = (t: number, view: PresendView) => {
-    if (lastFeed !== null && view.throughput > 0 && t > lastFeed) planner.onAcked(view.throughput * (t - lastFeed), t);
-    lastFeed = t;
-  };
+  let stated: number | null = null;
 
   return {
     name: 'predictive',
     next(nowMs: number, budgetBytes: number, view: PresendView): readonly number[] {
-      const t = Math.max(lastT, sec(nowMs));
-      lastT = t;
-      feedThroughput(t, view);
+      const t = at(nowMs);
+      if (view.snapshot !== planner.openSnapshot) return []; // a close is in progress: wait for onClose
       const items = planner.next(t, budgetBytes);
       const out: number[] = [];
-      const back = [];
+      const back: SendItem[] = [];
       for (const item of items) {
         if (item.n === view.snapshot && view.pending.has(item.block)) out.push(item.block);
-        else if (item.n === view.snapshot) back.push(item);
+        else back.push(item);
       }
-      // Blocks the shipper no longer holds as pending were sent already by it: nothing to do.
-      void back;
+      // Not pending at the shipper (it holds no newer write of it): nothing goes, so the
+      // planner must not count it as pre-sent.
+      if (back.length > 0) planner.requeue(back);
+      gauge.observe(nowMs, view.throughput, (out.length + 1) * view.blockSize > budgetBytes);
+      const B = gauge.bytesPerSecond;
+      if (B !== null && B !== stated) {
+        planner.setThroughput(B / scale, t);
+        stated = B;
+      }
       return out;
     },
     schedule(closeAtMs: number) {
       planner.schedule(sec(closeAtMs));
     },
     onClose(n: number, closedAtMs: number, nextCloseAtMs: number | null) {
-      const t = Math.max(lastT, sec(closedAtMs));
-      lastT = t;
-      if (n !== planner.status(t).open) return; // a point closed before the planner existed
+      const t = at(closedAtMs);
+      if (n !== planner.openSnapshot) return; // a point closed before the planner existed
       planner.onClose(n, t, nextCloseAtMs === null ? undefined : sec(nextCloseAtMs));
-      const closedBytes = planner.status(t).closedBytes;
-      if (closedBytes > 0) {
-        const handed = planner.next(t, closedBytes).length * v.blockSize;
-        // Zero-length interval: the estimator ignores it, the in-flight count drops.
-        planner.onAcked(0, t);
-        planner.onAcked(handed, t);
-        lastFeed = t;
-      }
     },
     status(nowMs: number) {
-      return planner.status(Math.max(lastT, sec(nowMs)));
+      const s = planner.status(Math.max(lastT, sec(nowMs)));
+      if (scale === 1) return s;
+      return {
+        ...s,
+        B: s.B === null ? null : s.B * scale,
+        TS: s.TS / scale,
+        predictedStartAt: wallMs(s.predictedStartAt) / 1000,
+        newDirtyRate: s.newDirtyRate * scale,
+      };
     },
     dispose() {
       unsubscribe();

@@ -29,8 +29,16 @@ export const DEFAULT_REDUNDANCY_BUDGET = 0.005;
  * costless. Measured: 0.01 pushed CloudPhysics 5 min / 2x to 1.015 redundancy.
  */
 export const DEFAULT_P_FREE = 0.001;
-/** Replan (re-rank the dirty set) at most this often (s); the engine's planner tick. */
-export const DEFAULT_REPLAN_SECONDS = 10;
+/**
+ * Replan (re-rank the dirty set) 120 times per snapshot interval, within 0.25-5 s: P falls
+ * as the close nears, so a plan older than ~1 % of the interval prices blocks too high (the
+ * allowance then buys too few); more often costs CPU (a sort of the dirty set) for nothing.
+ * Tied to the interval, not to the wall clock, so a time-compressed replay plans like the
+ * real thing.
+ */
+export const DEFAULT_REPLAN_SHARE = 1 / 120;
+export const MIN_REPLAN_SECONDS = 0.25;
+export const MAX_REPLAN_SECONDS = 5;
 /** What the rewrite model learnt halves in weight every 6 h: follows day/night shifts, keeps rhythms. */
 export const DEFAULT_MODEL_HALF_LIFE = 6 * 3600;
 /** Cell prior strength (blocks' worth of exposure) before a rhythm cell trusts its own counts. */

@@ -6,14 +6,24 @@
  * reads a clock, a file or the network. The engine's shipper and the trace simulator
  * (@headstart/sim) drive the same object:
  *
- *   const p = createPlanner({ volumeSize, blockSize, policy: 'predictive', closeAt, K?, L?, PT?, linkHint? });
+ *   const p = createPlanner({ volumeSize, blockSize, policy: 'predictive', closeAt, openedAt?, K?, L?, PT?, linkHint?, shipsClosed? });
  *   p.onWrite({ time, offset, length })   // every write/zero/trim, in time order
  *   p.onClose(n, time, nextCloseAt)       // snapshot n closed; the next one is scheduled
  *   p.schedule(closeAt)                   // move the open snapshot's close
  *   p.next(now, budgetBytes) -> SendItem[] // blocks to put on the link now, in order; counted as sent
  *   p.requeue(items)                      // the link could not take them after all: due again
- *   p.onAcked(bytes, time)                // acknowledged payload: measures B
+ *   p.onAcked(bytes, time)                // acknowledged payload: the planner measures B (the simulator)
+ *   p.setThroughput(bytesPerSecond, time) // or the engine measured B itself and says so
  *   p.status(now) -> { D, B, TS, predictedStartAt, started, presentBytes, collidedBytes, ... }
+ *
+ * Two ways to drive it. The simulator hands the planner's whole output to its link model
+ * and reports acks (`onAcked`); closed snapshots come out of `next` first. The engine's
+ * shipper sends closed snapshots itself and measures the link: it creates the planner with
+ * `shipsClosed: true` (a closed snapshot's unsent bytes then count for the start rule as a
+ * backlog draining at B, and never come out of `next`) and calls `setThroughput`. The
+ * planner re-ranks on a grid of 1/120 of the interval anchored at the snapshot's opening,
+ * however often it is asked, so a shipper asking every 20 ms and a simulator ticking every
+ * few seconds decide at the same instants.
  *
  * Rules (claims of the seed patent in brackets): closed snapshots are sent first, oldest
  * first, at full rate. For the open one, `predictive` ranks unsent dirty blocks by `P`, the

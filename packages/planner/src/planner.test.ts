@@ -241,3 +241,70 @@ describe('bounds and bad input', () => {
     expect(p.status(100).B).toBeCloseTo(10 * BS, -2);
   });
 });
+
+describe('engine interface', () => {
+  it('takes the link throughput the engine measured', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 1000, K: 1, L: 0, linkHint: BS, pFree: 0 });
+    writeBlocks(p, 0, range(0, 100));
+    expect(p.status(1).predictedStartAt).toBeCloseTo(900, 6); // 100 blocks at 1 block/s
+    p.setThroughput(10 * BS, 2);
+    expect(p.status(2).B).toBe(10 * BS);
+    expect(p.status(2).predictedStartAt).toBeCloseTo(990, 6); // 100 blocks at 10 blocks/s
+    const code = (f: () => unknown) => {
+      try {
+        f();
+      } catch (e) {
+        return isHeadstartError(e) ? e.code : 'other';
+      }
+      return 'none';
+    };
+    expect(code(() => p.setThroughput(0, 3))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => p.setThroughput(NaN, 3))).toBe('PLANNER_BAD_INPUT');
+    expect(code(() => p.setThroughput(BS, 1))).toBe('PLANNER_BAD_INPUT'); // time went back
+  });
+
+  it('shipsClosed: closed points are the engine\'s, counted as a backlog draining at B', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 100, K: 1, L: 0, linkHint: 10 * BS, pFree: 0, shipsClosed: true });
+    writeBlocks(p, 50, range(0, 100));
+    p.onClose(1, 100, 1000);
+    // Nothing of snapshot 1 comes back: the engine sends it itself.
+    expect(p.next(100, 1e9)).toEqual([]);
+    expect(p.status(100).closedBytes).toBe(100 * BS);
+    expect(p.status(100).D).toBe(100 * BS);
+    // 10 blocks/s: half of it is gone 5 s later, all of it after 10 s.
+    expect(p.status(105).closedBytes).toBe(50 * BS);
+    expect(p.status(110).closedBytes).toBe(0);
+    expect(p.deadline()).toBe(100); // the engine may still be sending snapshot 1
+    p.next(110, 1e9);
+    expect(p.deadline()).toBe(Infinity);
+    // A second close adds what it left to what is still draining.
+    const q = createPlanner({ volumeSize: 64 * MiB, policy: 'at-snapshot', closeAt: 10, linkHint: BS, shipsClosed: true });
+    writeBlocks(q, 1, range(0, 10));
+    q.onClose(1, 10, 20);
+    writeBlocks(q, 11, range(10, 10));
+    q.onClose(2, 12, 30); // 2 s later: 2 blocks of the first backlog drained
+    expect(q.status(12).closedBytes).toBe(18 * BS);
+    expect(q.deadline()).toBe(10); // the oldest unfinished close
+  });
+
+  it('replans on a grid of the interval, however often it is asked', () => {
+    // One planner asked every 0.05 s (an engine), one once per 2.5 s tick (the simulator):
+    // both re-rank at the same instants, so both send the same blocks by the close.
+    const run = (step: number) => {
+      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 300, openedAt: 0, linkHint: 50 * BS, shipsClosed: true });
+      let x = 3;
+      const sent = new Set<number>();
+      let w = 0;
+      for (let t = 0; t < 300; t = Math.round((t + step) * 1000) / 1000) {
+        while (w <= t) {
+          x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+          p.onWrite({ time: w, offset: (x % 3000) * BS, length: BS });
+          w += 0.5;
+        }
+        for (const i of p.next(t, 1e9)) sent.add(i.block);
+      }
+      return [...sent].sort((a, b) => a - b);
+    };
+    expect(run(0.05)).toEqual(run(2.5));
+  });
+});

@@ -37,6 +37,15 @@ export class ThroughputEstimator {
     this.estimate += (rate - this.estimate) * a;
   }
 
+  /**
+   * The engine measured the link itself (it sees the wire: window, rate limit, acks) and
+   * states the throughput: taken as is, and the next ack starts a fresh interval.
+   */
+  set(bytesPerSecond: number): void {
+    this.estimate = bytesPerSecond;
+    this.lastAt = null;
+  }
+
   /** A quiet spell: the next ack starts a fresh interval. */
   idle(): void {
     this.lastAt = null;

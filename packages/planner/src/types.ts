@@ -33,8 +33,21 @@ export interface PlannerOptions {
   readonly pFree?: number;
   /** Link throughput (bytes/s) to assume until acknowledgements measure it (e.g. the configured cap). */
   readonly linkHint?: number;
-  /** Replan at most this often (s). */
+  /**
+   * Re-rank the dirty set this often (s). Default: the snapshot's interval / 120, within
+   * 0.25-5 s (DEFAULT_REPLAN_SHARE), so the same trace replayed time-compressed or in real
+   * time replans at the same points of its own schedule.
+   */
   readonly replanSeconds?: number;
+  /** When the open snapshot began (its predecessor's close), s; default: the first event's time. */
+  readonly openedAt?: number;
+  /**
+   * The engine ships closed snapshots itself, from its own dirty sets (the replication
+   * shipper does). Then `next` returns only pre-sends of the open snapshot, and a closed
+   * snapshot's unsent bytes count, for the start rule's D, as a backlog that drains at B
+   * from its close on, instead of a queue the engine would have to drain with fake acks.
+   */
+  readonly shipsClosed?: boolean;
   /** The open snapshot's number (default 1) and its scheduled close time (s). */
   readonly openSnapshot?: number;
   readonly closeAt?: number;

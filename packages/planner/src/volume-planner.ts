@@ -39,7 +39,13 @@ export class VolumePlanner {
   readonly L: number;
   readonly PT: number;
   readonly redundancyBudget: number;
-  private readonly replanSeconds: number;
+  /** Explicit replan cadence (s), or null: derived from the open snapshot's interval. */
+  private readonly replanSeconds: number | null;
+  private readonly shipsClosed: boolean;
+  /** shipsClosed: bytes of closed snapshots the engine still had to send at `backlogAt`, and when the oldest closed. */
+  private backlogBytes = 0;
+  private backlogAt = 0;
+  private backlogSince = Infinity;
   private readonly pFree: number;
   private readonly regionContext: boolean;
   private readonly calibrate: boolean;
@@ -110,7 +116,8 @@ export class VolumePlanner {
     this.L = option('L', options.L, C.DEFAULT_L, Number.isFinite);
     this.PT = option('PT', options.PT, C.DEFAULT_PT, (v) => v > 0 && v <= 1);
     this.redundancyBudget = option('redundancyBudget', options.redundancyBudget, C.DEFAULT_REDUNDANCY_BUDGET, (v) => v >= 0 && v <= 1);
-    this.replanSeconds = option('replanSeconds', options.replanSeconds, C.DEFAULT_REPLAN_SECONDS, (v) => v > 0 && Number.isFinite(v));
+    this.replanSeconds = options.replanSeconds === undefined ? null : option('replanSeconds', options.replanSeconds, 0, (v) => v > 0 && Number.isFinite(v));
+    this.shipsClosed = options.shipsClosed ?? false;
     this.regionContext = options.regionContext ?? true;
     this.calibrate = options.calibrate ?? false;
     this.pace = options.pace ?? true;
@@ -119,6 +126,10 @@ export class VolumePlanner {
     this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
     this.firstSnapshot = this.open;
     this.closeAt = options.closeAt ?? Infinity;
+    if (options.openedAt !== undefined) {
+      if (!Number.isFinite(options.openedAt)) throw new HeadstartError('PLANNER_BAD_OPTION', `planner option openedAt = ${String(options.openedAt)} is not a finite time`);
+      this.openedAt = options.openedAt;
+    }
     if (this.policy === 'oracle' && options.future === undefined) throw new HeadstartError('PLANNER_BAD_OPTION', 'the oracle policy needs the future writes (options.future)');
     this.future = options.future;
     this.table = new BlockTable(Math.min(4096, maxSlots), maxSlots);
@@ -246,7 +257,13 @@ export class VolumePlanner {
       if (tb.state[i] === DIRTY) keys.push(b);
       tb.state[i] = CLEAN;
     }
-    if (keys.length > 0) {
+    if (this.shipsClosed) {
+      // The engine sends these itself, at full rate from now on.
+      const left = this.closedBacklog(time);
+      if (left === 0) this.backlogSince = time;
+      this.backlogBytes = left + keys.length * this.blockSize;
+      this.backlogAt = time;
+    } else if (keys.length > 0) {
       this.closed.push({ n, closedAt: time, keys: keys.toArray(), pos: 0 });
       this.closedBlocks += keys.length;
     }
@@ -267,6 +284,28 @@ export class VolumePlanner {
     this.open = n + 1;
     this.openedAt = time;
     this.closeAt = nextCloseAt ?? Infinity;
+  }
+
+  /**
+   * Bytes of closed snapshots not yet sent: the planner's own queue, or (shipsClosed) the
+   * engine's backlog as of its closes, drained at B since.
+   */
+  private closedBacklog(now: number): number {
+    if (!this.shipsClosed) return this.closedBlocks * this.blockSize;
+    if (this.backlogBytes <= 0) return 0;
+    const B = this.link.bytesPerSecond;
+    if (B === null || B <= 0) return this.backlogBytes;
+    return Math.max(0, this.backlogBytes - B * Math.max(0, now - this.backlogAt));
+  }
+
+  /**
+   * The engine measured the link's throughput (bytes/s) itself, at `time`: B from now on,
+   * until it says otherwise (or acknowledgements move it, for an engine that reports them).
+   */
+  setThroughput(bytesPerSecond: number, time: number): void {
+    if (!(bytesPerSecond > 0) || !Number.isFinite(bytesPerSecond)) bad(`link throughput ${bytesPerSecond} must be a finite positive number of bytes/s`);
+    this.clock(time);
+    this.link.set(bytesPerSecond);
   }
 
   /** `bytes` of payload acknowledged by the peer at `time`. */
@@ -317,7 +356,7 @@ export class VolumePlanner {
           this.unsent++;
           if (this.policy !== 'predictive') this.fifo.push(block);
         }
-      } else {
+      } else if (!this.shipsClosed) {
         this.closed.unshift({ n, closedAt: this.now, keys: Float64Array.of(block), pos: 0 });
         this.closed.sort((a, b) => a.n - b.n);
         this.closedBlocks++;
@@ -351,7 +390,7 @@ export class VolumePlanner {
 
   private startRule(now: number): { fired: boolean; startAt: number } {
     const B = this.link.bytesPerSecond;
-    const D = (this.closedBlocks + this.unsent) * this.blockSize + this.futureBytes(now);
+    const D = this.closedBacklog(now) + this.unsent * this.blockSize + this.futureBytes(now);
     if (!Number.isFinite(this.closeAt)) return { fired: false, startAt: Infinity };
     if (B === null || B <= 0) return { fired: true, startAt: now };
     const lead = (this.K * D) / B + this.L;
@@ -359,7 +398,10 @@ export class VolumePlanner {
   }
 
   private predictive(now: number, budget: number, out: SendItem[]): void {
-    if (now - this.planAt >= this.replanSeconds || (this.planPos >= this.planLen && now > this.planAt)) this.replan(now);
+    // On the cadence only (an exhausted plan waits too), on a grid anchored at the snapshot's
+    // opening: the engine asks every few ms, the simulator once a tick, and both must re-rank
+    // at the same points of the schedule (the last replan before a close decides a lot).
+    if (this.replanDue(now)) this.replan(now);
     const { fired } = this.startRule(now);
     const bs = this.blockSize;
     const dirtyBytes = this.openDirty.length * bs;
@@ -393,6 +435,21 @@ export class VolumePlanner {
       this.totals.presentBytes += bs;
       budget -= bs;
     }
+  }
+
+  private replanDue(now: number): boolean {
+    const every = this.replanEvery();
+    if (this.planAt === -Infinity) return true;
+    if (this.openedAt === null || this.planAt < this.openedAt) return now - this.planAt >= every - 1e-9;
+    const slot = (t: number) => Math.floor((t - this.openedAt!) / every + 1e-9);
+    return slot(now) > slot(this.planAt);
+  }
+
+  /** Seconds between replans: the option, else a share of the open snapshot's interval. */
+  private replanEvery(): number {
+    if (this.replanSeconds !== null) return this.replanSeconds;
+    const span = Number.isFinite(this.closeAt) && this.openedAt !== null ? this.closeAt - this.openedAt : Infinity;
+    return Math.min(C.MAX_REPLAN_SECONDS, Math.max(C.MIN_REPLAN_SECONDS, span * C.DEFAULT_REPLAN_SHARE));
   }
 
   /** Credits every tracked block's time at risk, so blocks that survive count too. */
@@ -461,7 +518,7 @@ export class VolumePlanner {
     return {
       policy: this.policy,
       open: this.open,
-      D: (this.closedBlocks + this.unsent) * this.blockSize,
+      D: this.closedBacklog(now) + this.unsent * this.blockSize,
       B: this.link.bytesPerSecond,
       TS: this.closeAt - now,
       predictedStartAt: startAt,
@@ -471,7 +528,7 @@ export class VolumePlanner {
       expectedResendBytes: this.spent,
       calibration: this.calibration,
       dirtyBytes: this.openDirty.length * this.blockSize,
-      closedBytes: this.closedBlocks * this.blockSize,
+      closedBytes: this.closedBacklog(now),
       newDirtyRate: this.newDirtyRate,
       memoryBytes: this.memoryBytes,
     };
@@ -488,6 +545,7 @@ export class VolumePlanner {
    */
   deadline(): number {
     if (this.closed.length > 0) return this.closed[0].closedAt;
+    if (this.closedBacklog(this.now) > 0) return this.backlogSince;
     return this.unsent > 0 ? this.closeAt : Infinity;
   }
 

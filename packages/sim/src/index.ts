@@ -10,7 +10,7 @@
  * redundancy mean/p99 and lag mean/p50/p99. `evaluate` runs the four policies side by side
  * on one workload, interval and link. bench/traces.bench.ts sweeps these.
  */
-export { loadWorkloads, sliceWorkload, type Workload } from './workload';
+export { loadWorkloads, sliceWorkload, compactWorkload, type Workload } from './workload';
 export { BlockHistory } from './history';
 export { constantLink, varyingLink, type LinkModel } from './link';
 export { simulate, snapshotCount, historyFor, type SimOptions, type SimResult, type SnapshotFigures } from './simulate';

@@ -3,11 +3,16 @@ export interface LinkModel {
   readonly name: string;
   /** Mean throughput, bytes/s. */
   readonly mean: number;
+  /**
+   * Bytes an idle link may take at once (a token bucket's burst): 0 for a plain link (the
+   * default). The engine's rate limiter has one; a replay against the engine models it.
+   */
+  readonly burstBytes?: number;
   rateAt(time: number): number;
 }
 
-export function constantLink(bytesPerSecond: number): LinkModel {
-  return { name: 'constant', mean: bytesPerSecond, rateAt: () => bytesPerSecond };
+export function constantLink(bytesPerSecond: number, burstBytes = 0): LinkModel {
+  return { name: burstBytes > 0 ? `constant(burst ${burstBytes} B)` : 'constant', mean: bytesPerSecond, burstBytes, rateAt: () => bytesPerSecond };
 }
 
 /**

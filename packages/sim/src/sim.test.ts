@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TraceRecorder } from '@headstart/traces';
-import { constantLink, evaluate, loadWorkloads, simulate, type Workload } from './index';
+import { compactWorkload, constantLink, evaluate, loadWorkloads, simulate, type Workload } from './index';
 
 const BS = 4096;
 
@@ -47,6 +47,15 @@ describe('simulator figures on a hand-checked workload', () => {
   it('the oracle sends each block once, right after its last write', () => {
     const r = simulate(w, { interval: 10, link, policy: 'oracle' });
     expect(r.snapshots[0]).toMatchObject({ S: 2 * BS, lag: 0 });
+  });
+
+  it('a link with a burst allowance (a token bucket) takes that much at once after idling', () => {
+    // At-snapshot: the 2 blocks go at the close, 10 s. A fluid link needs 2 s for them; a
+    // bucket holding 1 block of credit passes the first at once and the second 1 s later.
+    const r = simulate(w, { interval: 10, link: constantLink(BS, BS), policy: 'at-snapshot' });
+    expect(r.snapshots[0]).toMatchObject({ S: 2 * BS, commitAt: 11, lag: 1 });
+    const big = simulate(w, { interval: 10, link: constantLink(BS, 100 * BS), policy: 'at-snapshot' });
+    expect(big.snapshots[0].lag).toBe(0);
   });
 
   it('a backlog that outlasts the next close delays its commit too', () => {
@@ -109,6 +118,15 @@ describe('evaluator quick run on a generated recording (CI)', () => {
     expect(predictive.lag_mean_s).toBeLessThanOrEqual(1.05 * oracle.lag_mean_s + 1);
     expect(predictive.lag_mean_s).toBeLessThan(e.policies['at-snapshot'].lag_mean_s);
     expect(predictive.redundancy_mean).toBeLessThan(continuous.redundancy_mean);
+  });
+
+  it('packing the address space into the regions it touches changes no decision', () => {
+    // Spread the generated writes over a 64 GiB address space, 1 MiB regions far apart.
+    const spread: Workload = { ...w, offset: w.offset.map((o) => Math.floor(o / (1 << 20)) * 37 * (1 << 20) + (o % (1 << 20))), volumeSize: 64 * 2 ** 30 };
+    const packed = compactWorkload(spread);
+    expect(packed.volumeSize).toBeLessThan(spread.volumeSize / 16);
+    const figures = (x: Workload) => simulate(x, { interval: 300, link: constantLink(2 * (x.writtenBytes / x.duration)), policy: 'predictive' }).snapshots;
+    expect(figures(packed)).toEqual(figures(spread));
   });
 
   it('beats both baselines at 300 s intervals with a 2x link', () => {

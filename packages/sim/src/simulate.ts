@@ -10,7 +10,7 @@
  * commits (in order) once every block of its dirty set arrived in its final version.
  */
 import { HeadstartError } from '@headstart/errors';
-import { VolumePlanner, type PlannerOptions, type Policy } from '@headstart/planner';
+import { VolumePlanner, defaults, type PlannerOptions, type Policy } from '@headstart/planner';
 import { BlockHistory } from './history';
 import type { LinkModel } from './link';
 import type { Workload } from './workload';
@@ -27,6 +27,8 @@ export interface SimOptions {
   readonly history?: BlockHistory;
   /** Tell the planner the link's mean throughput up front (as an engine knows its configured cap). */
   readonly hintLink?: boolean;
+  /** Seconds between the simulator's calls of the planner (default: its replan cadence). */
+  readonly tickSeconds?: number;
   /** Called after every planner tick (diagnostics). */
   readonly onTick?: (now: number, planner: VolumePlanner) => void;
 }
@@ -84,14 +86,16 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     policy: options.policy,
     openSnapshot: 1,
     closeAt: T(1),
-    // The planner re-ranks on every tick, as the engine's planner tick would.
-    replanSeconds: Math.min(5, Math.max(0.25, I / 120)),
+    // Snapshot 1 spans [0, I): the planner's replan cadence (a share of the interval, its
+    // default, the same the engine runs with) is then the simulator's tick below.
+    openedAt: 0,
     future: history,
     ...(options.hintLink === false ? {} : { linkHint: options.link.mean }),
     ...options.planner,
   });
 
-  const dt = Math.min(5, Math.max(0.25, I / 120));
+  // One tick per planner replan (DEFAULT_REPLAN_SHARE of the interval, within its bounds).
+  const dt = options.tickSeconds ?? Math.min(defaults.MAX_REPLAN_SECONDS, Math.max(defaults.MIN_REPLAN_SECONDS, I * defaults.DEFAULT_REPLAN_SHARE));
   const sent = new Float64Array(N + 2);
   const got = new Float64Array(N + 2);
   const lastFinish = new Float64Array(N + 2);
@@ -142,14 +146,18 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
       ackHead = 0;
     }
     const rate = options.link.rateAt(now);
-    const start = Math.max(now, linkFree);
+    // A rate limiter with a burst allowance (a token bucket) lets an idle link catch up on
+    // up to `burstBytes` at once: its idle time counts as credit, at most burst / rate s.
+    const credit = (options.link.burstBytes ?? 0) / rate;
+    if (linkFree < now - credit) linkFree = now - credit;
+    const start = linkFree;
     // Keep the link busy until the next tick; an idle link always takes at least one block
     // (on a slow link one block can outlast a tick).
     const budget = Math.max(rate * (now + dt - start), linkFree <= now ? bs : 0);
     const items = budget >= bs ? planner.next(now, budget) : [];
     for (const { n, block } of items) {
-      const finish = Math.max(linkFree, now) + bs / rate;
-      linkFree = finish;
+      linkFree += bs / rate;
+      const finish = Math.max(now, linkFree);
       ackTime.push(finish);
       ackBytes.push(bs);
       if (n < 1 || n > N + 1) throw new HeadstartError('PLANNER_BAD_INPUT', `planner sent block ${block} for unknown snapshot ${n}`);

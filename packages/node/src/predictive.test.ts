@@ -1,0 +1,98 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createVolume, type Volume } from '@headstart/volume';
+import type { PresendView } from '@headstart/replication';
+import { LinkGauge, predictivePolicy } from './predictive';
+
+const BS = 4096;
+
+describe('LinkGauge: which throughput readings measure the link', () => {
+  it('starts at the configured cap and never goes above it', () => {
+    const g = new LinkGauge(1000, 5000, 250);
+    expect(g.bytesPerSecond).toBe(1000);
+    g.observe(0, 5000, true);
+    expect(g.bytesPerSecond).toBe(1000);
+  });
+
+  it('a reading taken while the planner held back can only raise the figure', () => {
+    const g = new LinkGauge(undefined, 5000, 250);
+    g.observe(0, 800, false);
+    expect(g.bytesPerSecond).toBe(800);
+    g.observe(100, 200, false); // the link idled: not its capacity
+    expect(g.bytesPerSecond).toBe(800);
+    g.observe(200, 900, false);
+    expect(g.bytesPerSecond).toBe(900);
+  });
+
+  it('a reading after a whole window of full budgets lowers it', () => {
+    const g = new LinkGauge(1000, 5000, 250);
+    for (let t = 0; t < 5000; t += 100) g.observe(t, 600, true);
+    expect(g.bytesPerSecond).toBe(1000); // not a whole window yet
+    g.observe(5000, 600, true);
+    expect(g.bytesPerSecond).toBe(600);
+    // A gap in the shipper's calls (nothing pending): the link may have idled; start over.
+    g.observe(6000, 300, true);
+    expect(g.bytesPerSecond).toBe(600);
+  });
+});
+
+describe('predictivePolicy on a real volume', () => {
+  const dirs: string[] = [];
+  const volumes: Volume[] = [];
+  afterEach(async () => {
+    for (const v of volumes.splice(0)) await v.shutdown();
+    for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
+  });
+
+  async function volume(): Promise<Volume> {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-predictive-'));
+    dirs.push(dir);
+    const v = await createVolume(join(dir, 'vol'), { id: 'vol', name: 'vol', size: 1 << 20, blockSize: BS });
+    volumes.push(v);
+    return v;
+  }
+
+  const view = (v: Volume, pending: Set<number>, throughput = 0): PresendView => ({ snapshot: v.openSnapshot, blockSize: BS, pending, throughput });
+
+  it('plans in the workload\'s time when the replay is time-compressed, and reports in wall time', async () => {
+    const v = await volume();
+    const now = Date.now();
+    // A close 10 wall seconds away at 60x is 600 s of workload time.
+    const p = predictivePolicy({ volume: v, linkHint: 60 * BS, timeScale: 60, nextCloseAt: () => now + 10_000 });
+    const s = p.status(now);
+    expect(s.TS).toBeGreaterThan(9.9);
+    expect(s.TS).toBeLessThanOrEqual(10);
+    expect(s.B).toBeCloseTo(60 * BS, 6); // bytes per wall second, as configured
+    expect(() => predictivePolicy({ volume: v, timeScale: 0, nextCloseAt: () => null })).toThrow(RangeError);
+    p.dispose();
+  });
+
+  it('pre-sends only blocks the shipper holds as pending, and leaves closed points to it', async () => {
+    const v = await volume();
+    const start = Date.now();
+    const p = predictivePolicy({ volume: v, linkHint: 1e9, nextCloseAt: () => start + 60_000 });
+    await v.write(0, Buffer.alloc(4 * BS, 1));
+    // A second before the close, nothing is likely to be rewritten in time: blocks 0-3 may
+    // all go, but the shipper holds only 1 and 2.
+    const picked = p.next(start + 59_000, 1 << 20, view(v, new Set([1, 2])));
+    expect([...picked].sort()).toEqual([1, 2]);
+    // 0 and 3 went back to the planner: offered again at its next replan (0.5 s: 1/120 of
+    // the interval), now that the shipper holds them.
+    expect(p.next(start + 59_010, 1 << 20, view(v, new Set([0, 3])))).toEqual([]);
+    const again = p.next(start + 59_999, 1 << 20, view(v, new Set([0, 3])));
+    expect([...again].sort()).toEqual([0, 3]);
+    expect(p.status(start + 59_999).presentBytes).toBe(4 * BS);
+    // The close: nothing of the closed point comes back from the policy, its backlog is 0
+    // (everything was pre-sent) and the next point starts clean.
+    const point = await v.closeSnapshot({ scheduledAt: Date.now() });
+    p.onClose(point.n, point.closedAt, start + 120_000);
+    const s = p.status(start + 60_000);
+    expect(s.open).toBe(point.n + 1);
+    expect(s.closedBytes).toBe(0);
+    expect(s.presentBytes).toBe(0);
+    expect(p.next(start + 61_000, 1 << 20, view(v, new Set()))).toEqual([]);
+    p.dispose();
+  });
+});
