@@ -54,7 +54,7 @@ function session(script: (ws: WebSocket, received: Message[], next: () => Promis
   });
 }
 
-const hello = (nonce: Buffer): Message => ({ type: 'HELLO', versionMin: 1, versionMax: 1, node: 'test', nonce, volume });
+const hello = (nonce: Buffer): Message => ({ type: 'HELLO', versionMin: 2, versionMax: 2, node: 'test', nonce, volume });
 
 function expectRefused(o: Outcome, code: keyof typeof ERRORS): void {
   const err = o.received.find((m) => m.type === 'ERROR');
@@ -99,6 +99,23 @@ describe('a replica process refuses hostile peers', () => {
       ws.send(encodeFrame({ type: 'AUTH', proof: computeProof('not-the-secret', 'source', { version: c.version, sourceNonce: nonce, replicaNonce: c.nonce, volume }) }));
     });
     expectRefused(o, 'LINK_AUTH_FAILED');
+  });
+
+  it('a stranger learns nothing to test secrets against: the replica proves itself only after the source', async () => {
+    const o = await session(async (ws, _r, next) => {
+      ws.send(encodeFrame(hello(freshNonce())));
+      const c = await next();
+      expect(c.type).toBe('CHALLENGE');
+      expect(Object.keys(c).sort()).toEqual(['node', 'nonce', 'type', 'version']); // no proof in it
+      ws.send(encodeFrame({ type: 'AUTH', proof: Buffer.alloc(32, 0xab) })); // a guess
+    });
+    expectRefused(o, 'LINK_AUTH_FAILED');
+    expect(o.received.some((m) => m.type === 'RESUME')).toBe(false); // so no replica proof either
+  });
+
+  it('an old peer (protocol 1 only) is refused with a clear version error', async () => {
+    const o = await session(async (ws) => ws.send(encodeFrame({ ...hello(freshNonce()), versionMin: 1, versionMax: 1 } as Message)));
+    expectRefused(o, 'LINK_VERSION_MISMATCH');
   });
 
   it('a replayed handshake (recorded from a successful one)', async () => {

@@ -2,12 +2,18 @@
  * Mutual challenge-response with a pairing secret; the secret never crosses the wire.
  *
  *   source  -> HELLO     { nonceC, volume }
- *   replica -> CHALLENGE { nonceS, proofS = HMAC(secret, "S" | v | nonceC | nonceS | volume) }
+ *   replica -> CHALLENGE { nonceS }
  *   source  -> AUTH      { proofC = HMAC(secret, "C" | v | nonceC | nonceS | volume) }
+ *   replica -> RESUME    { proofS = HMAC(secret, "S" | v | nonceC | nonceS | volume), ... }
  *
  * Each side checks the other's proof over a nonce IT chose fresh for this connection, so a
  * recorded handshake replayed later fails; the role letter stops reflecting a proof back;
  * the volume identity and epoch are bound in, so they cannot be swapped in flight.
+ *
+ * The replica proves only after the source has (protocol 2; in 1 CHALLENGE carried it): a
+ * stranger who connects to a replica learns nothing to test guesses of the secret against
+ * offline. The source proves first, but only to the replica it dialled, whose TLS
+ * certificate it checks (pinned by pairing), so no stranger gets its proof either.
  */
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { NONCE_BYTES } from './constants';

@@ -4,8 +4,9 @@
  */
 
 /** Protocol versions this build speaks; the handshake picks the highest both share. */
-export const PROTOCOL_VERSION_MIN = 1;
-export const PROTOCOL_VERSION_MAX = 1;
+/** 2: the replica proves the secret after the source (in RESUME, not CHALLENGE): auth.ts. */
+export const PROTOCOL_VERSION_MIN = 2;
+export const PROTOCOL_VERSION_MAX = 2;
 
 /** Bytes of block payload in one BLOCKS frame: 1 MiB keeps ws frames cheap to buffer
  * while amortising per-frame costs (measured: 1 MiB messages reach ~320 MB/s on loopback). */

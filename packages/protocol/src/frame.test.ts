@@ -13,11 +13,11 @@ const nonce = Buffer.alloc(32, 7);
 const samples = (): Message[] => {
   const data = Buffer.alloc(4096, 3);
   return [
-    { type: 'HELLO', versionMin: 1, versionMax: 1, node: 'a', nonce, volume: { id: 'v1', epoch: 2, size: 1 << 20, blockSize: 4096 } },
-    { type: 'CHALLENGE', version: 1, node: 'b', nonce, proof: Buffer.alloc(32, 1) },
+    { type: 'HELLO', versionMin: 2, versionMax: 2, node: 'a', nonce, volume: { id: 'v1', epoch: 2, size: 1 << 20, blockSize: 4096 } },
+    { type: 'CHALLENGE', version: 2, node: 'b', nonce },
     { type: 'AUTH', proof: Buffer.alloc(32, 2) },
-    { type: 'RESUME', epoch: 1, committed: { n: 3, scheduledAt: 10, closedAt: 11, lastSeq: 99 }, haveCopy: false, staged: [{ n: 4, entries: Buffer.alloc(32, 9) }] },
-    { type: 'RESUME', epoch: 1, committed: null, haveCopy: true, staged: [] },
+    { type: 'RESUME', proof: Buffer.alloc(32, 1), epoch: 1, committed: { n: 3, scheduledAt: 10, closedAt: 11, lastSeq: 99 }, haveCopy: false, staged: [{ n: 4, entries: Buffer.alloc(32, 9) }] },
+    { type: 'RESUME', proof: Buffer.alloc(32, 4), epoch: 1, committed: null, haveCopy: true, staged: [] },
     { type: 'BEGIN', n: 4, kind: 'delta' },
     { type: 'BLOCKS', n: 4, batch: 1, blocks: [{ block: 7, hash: blockHash(data), data }, { block: 9, hash: 0xffff_ffff_ffff_ffffn, data: Buffer.alloc(0) }] },
     { type: 'CLOSE', point: { n: 4, scheduledAt: 1, closedAt: 2, lastSeq: 3 }, count: 2, digest: 123456789012345678n },

@@ -207,7 +207,7 @@ function decodeBody(type: MessageType, o: Readonly<Record<string, unknown>>): Me
       return { type, versionMin, versionMax, node: text(o.node, 'HELLO.node', 256), nonce: bytes(o.nonce, 'HELLO.nonce', { len: NONCE_BYTES }), volume: volume(o.volume) };
     }
     case 'CHALLENGE':
-      return { type, version: uint(o.version, 'CHALLENGE.version', 0xffff), node: text(o.node, 'CHALLENGE.node', 256), nonce: bytes(o.nonce, 'CHALLENGE.nonce', { len: NONCE_BYTES }), proof: bytes(o.proof, 'CHALLENGE.proof', { len: PROOF_BYTES }) };
+      return { type, version: uint(o.version, 'CHALLENGE.version', 0xffff), node: text(o.node, 'CHALLENGE.node', 256), nonce: bytes(o.nonce, 'CHALLENGE.nonce', { len: NONCE_BYTES }) };
     case 'AUTH':
       return { type, proof: bytes(o.proof, 'AUTH.proof', { len: PROOF_BYTES }) };
     case 'RESUME': {
@@ -220,7 +220,7 @@ function decodeBody(type: MessageType, o: Readonly<Record<string, unknown>>): Me
         if (total > MAX_RESUME_ENTRIES) throw malformed('RESUME lists too many staged blocks');
         staged.push({ n: uint(so.n, `RESUME.staged[${i}].n`), entries });
       }
-      return { type, epoch: uint(o.epoch, 'RESUME.epoch'), committed: o.committed === null ? null : point(o.committed, 'RESUME.committed'), haveCopy: bool(o.haveCopy, 'RESUME.haveCopy'), staged };
+      return { type, proof: bytes(o.proof, 'RESUME.proof', { len: PROOF_BYTES }), epoch: uint(o.epoch, 'RESUME.epoch'), committed: o.committed === null ? null : point(o.committed, 'RESUME.committed'), haveCopy: bool(o.haveCopy, 'RESUME.haveCopy'), staged };
     }
     case 'BEGIN':
       return { type, n: uint(o.n, 'BEGIN.n'), kind: oneOf(o.kind, 'BEGIN.kind', ['full', 'delta'] as const) };

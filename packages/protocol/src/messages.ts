@@ -39,8 +39,6 @@ export interface ChallengeMsg {
   readonly version: number;
   readonly node: string;
   readonly nonce: Uint8Array;
-  /** HMAC by the replica over both nonces: proves the replica knows the secret. */
-  readonly proof: Uint8Array;
 }
 export interface AuthMsg {
   readonly type: 'AUTH';
@@ -55,6 +53,8 @@ export interface StagedSet {
 }
 export interface ResumeMsg {
   readonly type: 'RESUME';
+  /** HMAC by the replica over both nonces, sent once the source has proved itself: proves the replica knows the secret. */
+  readonly proof: Uint8Array;
   /** The replica volume's epoch (the source refuses nothing here; the replica fenced already). */
   readonly epoch: number;
   readonly committed: WirePoint | null;

@@ -70,9 +70,9 @@ describe('source inbound order', () => {
   it('requires CHALLENGE then RESUME', () => {
     const s = new SourceInbound();
     expect(rejects(s, { type: 'ACK', n: 1 })).toBe(true);
-    s.accept({ type: 'CHALLENGE', version: 1, node: 'r', nonce: Buffer.alloc(32), proof: Buffer.alloc(32) });
+    s.accept({ type: 'CHALLENGE', version: 2, node: 'r', nonce: Buffer.alloc(32) });
     expect(rejects(s, { type: 'ACK', n: 1 })).toBe(true);
-    s.accept({ type: 'RESUME', epoch: 1, committed: null, haveCopy: false, staged: [] });
+    s.accept({ type: 'RESUME', proof: Buffer.alloc(32), epoch: 1, committed: null, haveCopy: false, staged: [] });
     s.accept({ type: 'ACK', n: 1 });
     expect(rejects(s, begin(1))).toBe(true);
   });

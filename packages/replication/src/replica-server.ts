@@ -188,7 +188,8 @@ class ReplicaSession {
         if (v === undefined) throw new HeadstartError('LINK_VERSION_MISMATCH', `source speaks protocol ${m.versionMin}-${m.versionMax}, this replica ${PROTOCOL_VERSION_MIN}-${PROTOCOL_VERSION_MAX}`);
         this.hello = m;
         this.version = v;
-        this.link.send({ type: 'CHALLENGE', version: v, node: this.options.node ?? 'replica', nonce: this.nonce, proof: computeProof(this.options.secret, 'replica', this.proofInput()) });
+        // No proof of ours yet: the source proves first (auth.ts), then RESUME carries ours.
+        this.link.send({ type: 'CHALLENGE', version: v, node: this.options.node ?? 'replica', nonce: this.nonce });
         return;
       }
       case 'AUTH':
@@ -233,7 +234,7 @@ class ReplicaSession {
     if (vol.epoch > info.epoch) await target.volume.setRole('replica', vol.epoch);
     this.target = target;
     this.options.onEvent?.({ type: 'session', volume: vol.id, peer: this.peer });
-    this.link.send(await target.resume());
+    this.link.send({ ...(await target.resume()), proof: computeProof(this.options.secret, 'replica', this.proofInput()) });
   }
 
   private begin(n: number, kind: 'full' | 'delta'): void {

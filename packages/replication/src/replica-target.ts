@@ -74,7 +74,7 @@ export class ReplicaTarget {
   }
 
   /** What the replica tells a source after the handshake (waits for queued commits first). */
-  async resume(): Promise<ResumeMsg> {
+  async resume(): Promise<Omit<ResumeMsg, 'proof'>> {
     await this.commitChain.catch(() => undefined);
     await this.dropCommitted();
     this.acceptedUpTo = this.volume.committed?.n ?? null;

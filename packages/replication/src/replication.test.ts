@@ -101,6 +101,34 @@ describe('replication in process over a real WebSocket', () => {
     expect(pair.link.status().lastError).toMatch(/LINK_AUTH_FAILED/);
   });
 
+  it('a fake replica that cannot prove the secret gets nothing shipped (its RESUME is refused)', async () => {
+    const { WebSocketServer } = await import('ws');
+    const { decodeFrame, encodeFrame } = await import('@headstart/protocol');
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await new Promise((r) => wss.once('listening', r));
+    const seen: string[] = [];
+    wss.on('connection', (ws) => {
+      ws.on('message', (d: Buffer) => {
+        const m = decodeFrame(d);
+        seen.push(m.type);
+        if (m.type === 'HELLO') ws.send(encodeFrame({ type: 'CHALLENGE', version: m.versionMax, node: 'fake', nonce: Buffer.alloc(32, 1) }));
+        if (m.type === 'AUTH') ws.send(encodeFrame({ type: 'RESUME', proof: Buffer.alloc(32, 2), epoch: 1, committed: null, haveCopy: false, staged: [] }));
+      });
+    });
+    pair = await makePair({ startLink: false });
+    const { startSource } = await import('./source');
+    const events: { type: string; code?: string }[] = [];
+    await pair.source.write(0, randomBlock(4096, 7));
+    pair.link = await startSource({ volume: pair.source, sink: 'r1', url: `ws://127.0.0.1:${(wss.address() as { port: number }).port}`, secret: 'pairing-secret-for-tests', onEvent: (e) => events.push(e) });
+    await new Promise((r) => setTimeout(r, 500));
+    await pair.link.stop();
+    await new Promise<void>((r) => wss.close(() => r()));
+    expect(events.find((e) => e.type === 'disconnected')?.code).toBe('LINK_AUTH_FAILED');
+    expect(seen).not.toContain('BEGIN');
+    expect(seen).not.toContain('BLOCKS');
+    expect(pair.link.stats().payloadBytesSent).toBe(0);
+  });
+
   it('fences a source whose epoch is below the replica', async () => {
     pair = await makePair({ startLink: false });
     await pair.replica.setRole('replica', 5);

@@ -61,6 +61,8 @@ export class SourceSession {
   private readonly nonce = freshNonce();
   private readonly wire: WireVolume;
   private resume: ResumeMsg | null = null;
+  /** What both proofs cover, once CHALLENGE has come. */
+  private proofIn: ProofInput | null = null;
   private resumed!: () => void;
   private readonly resumedP = new Promise<void>((r) => (this.resumed = r));
   /** What the replica holds staged, per snapshot: block -> hash (from RESUME and our own sends). */
@@ -140,12 +142,16 @@ export class SourceSession {
     switch (m.type) {
       case 'CHALLENGE': {
         if (m.version < PROTOCOL_VERSION_MIN || m.version > PROTOCOL_VERSION_MAX) throw new HeadstartError('LINK_VERSION_MISMATCH', `replica chose protocol ${m.version}, this source speaks ${PROTOCOL_VERSION_MIN}-${PROTOCOL_VERSION_MAX}`);
-        const input = this.proofInput(m.version, m.nonce);
-        if (!verifyProof(this.ctx.secret, 'replica', input, m.proof)) throw new HeadstartError('LINK_AUTH_FAILED', 'the replica did not prove the pairing secret (wrong secret or a replayed handshake)');
-        this.link.send({ type: 'AUTH', proof: computeProof(this.ctx.secret, 'source', input) });
+        // We prove first; the replica proves in RESUME (auth.ts says why), and nothing it
+        // says is acted on before that proof checks out.
+        this.proofIn = this.proofInput(m.version, m.nonce);
+        this.link.send({ type: 'AUTH', proof: computeProof(this.ctx.secret, 'source', this.proofIn) });
         return;
       }
       case 'RESUME':
+        if (this.proofIn === null || !verifyProof(this.ctx.secret, 'replica', this.proofIn, m.proof)) {
+          throw new HeadstartError('LINK_AUTH_FAILED', 'the replica did not prove the pairing secret (wrong secret or a replayed handshake)');
+        }
         this.resume = m;
         this.resumed();
         return;
