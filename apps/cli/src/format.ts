@@ -15,6 +15,11 @@ export function formatStatus(s: NodeStatus): string {
           ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}`
           : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),
     );
+    const lv = v.lastVerify;
+    if (lv) {
+      const when = `${seconds(s.time - lv.at)} ago`;
+      lines.push(lv.error !== null ? `  verification: could not run (${when}): ${lv.error}` : lv.equal ? `  verification: replica equal at point ${lv.point} (${when})` : `  verification: REPLICA DIFFERS at point ${lv.point} (${when}): ${bytes(lv.differingBytes ?? 0)} in ${lv.ranges.length}${lv.ranges.length === 16 ? '+' : ''} range(s), first at byte ${lv.ranges[0]?.[0]}`);
+    }
     for (const k of v.sinks) {
       const rpo = k.rpoAgeMs === null ? '-' : seconds(k.rpoAgeMs);
       const target = v.rpoTargetMs !== null && k.rpoAgeMs !== null && k.rpoAgeMs > v.rpoTargetMs ? ' (over target!)' : '';

@@ -156,6 +156,12 @@ const volume = z
     /** Record every write the NBD export receives into this trace file (headstart format), to replay it later. */
     record: z.string().optional(),
     archive: archive.optional(),
+    /**
+     * Scheduled verification (primary side): every `every`, take a point, hold the schedule
+     * until the sink committed it, read the replica's read-only export at `replica`
+     * (nbd://host:port/export) and compare range hashes. Status, metrics and the log report it.
+     */
+    verify: z.object({ every: duration, replica: z.string().regex(/^nbd:\/\/[^/]+\/.*$/, 'nbd://host[:port]/export') }).strict().optional(),
   })
   .strict();
 

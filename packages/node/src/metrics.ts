@@ -27,6 +27,12 @@ export function metricsRegistry(node: HeadstartNode): Registry {
   gauge('headstart_link_throughput_bytes', 'Link throughput measured from acknowledged bytes, bytes/s.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.throughput))));
   gauge('headstart_link_up', '1 while the link to the sink is connected.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.state === 'connected' ? 1 : 0))));
   gauge('headstart_not_converging', '1 while the points waiting for the sink grow with every close (writes outrun the link).', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.notConverging ? 1 : 0))));
+  gauge('headstart_verify_equal', 'Last scheduled verification: 1 if the replica equalled the source, 0 if it differed (absent until one completes).', ['volume'], (g) =>
+    volumes().forEach((v) => v.lastVerify?.equal !== null && v.lastVerify !== null && g.set({ volume: v.name }, v.lastVerify.equal ? 1 : 0)),
+  );
+  gauge('headstart_verify_age_seconds', 'Seconds since the last scheduled verification started (whatever its outcome).', ['volume'], (g) =>
+    volumes().forEach((v) => v.lastVerify !== null && g.set({ volume: v.name }, (Date.now() - v.lastVerify.at) / 1000)),
+  );
   gauge('headstart_inflight_bytes', 'Payload bytes sent and not yet staged by the sink.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.inFlightBytes))));
   gauge('headstart_presend_bytes', 'Bytes of the open point pre-sent and still current.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.presentBytes)));
   gauge('headstart_collided_bytes', 'Bytes of the open point pre-sent and then written again.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.collidedBytes)));

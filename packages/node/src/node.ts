@@ -30,7 +30,7 @@ import { predictivePolicy, type PredictivePolicy } from './predictive';
 import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
 import { notConverging } from './convergence';
 import type { Logger } from './logger';
-import { VERIFY_HOLD_MS, VERIFY_RANGE_BYTES, VERIFY_SINK, hashPoint, type VerifyPlan } from './verify';
+import { VERIFY_HOLD_MS, VERIFY_RANGE_BYTES, VERIFY_SINK, compareWithReplica, hashPoint, type VerifyPlan } from './verify';
 
 export interface SnapshotRecord {
   readonly n: number;
@@ -54,6 +54,19 @@ export interface SinkView extends SinkStatus {
   readonly notConverging: boolean;
 }
 
+/** How a scheduled verification ended: equal or not at point n, or why it could not run. */
+export interface VerifyResult {
+  /** When it started, epoch ms. */
+  readonly at: number;
+  readonly point: number | null;
+  /** null when it could not run (see error). */
+  readonly equal: boolean | null;
+  readonly differingBytes: number | null;
+  /** The first differing ranges, [offset, length] in bytes. */
+  readonly ranges: readonly [number, number][];
+  readonly error: string | null;
+}
+
 export interface VolumeView {
   readonly name: string;
   readonly role: 'primary' | 'replica';
@@ -70,6 +83,8 @@ export interface VolumeView {
   readonly planner: ReturnType<PredictivePolicy['status']> | null;
   readonly sinks: readonly SinkView[];
   readonly history: readonly SnapshotRecord[];
+  /** The last scheduled verification against the replica (volume.verify), or null. */
+  readonly lastVerify: VerifyResult | null;
 }
 
 export interface NodeStatus {
@@ -92,6 +107,10 @@ interface Managed {
   lastSessionAt: number;
   /** A verification in progress: the schedule is held until it ends. */
   verifyHold: NodeJS.Timeout | null;
+  /** The next scheduled verification (volume.verify). */
+  verifyTimer: NodeJS.Timeout | null;
+  /** How the last scheduled verification ended. */
+  lastVerify: VerifyResult | null;
   /** Primary side: the archive sink, when the volume has `archive:`. */
   archiver: Archiver | null;
   /** Sinks last logged as not converging (the log says so once per change). */
@@ -234,6 +253,8 @@ class Node implements HeadstartNode {
         notConverging: new Set(),
         lastSessionAt: 0,
         verifyHold: null,
+        verifyTimer: null,
+        lastVerify: null,
         archiver: null,
       });
     }
@@ -307,9 +328,41 @@ class Node implements HeadstartNode {
     return rates.length > 0 ? Math.min(...rates) : this.config.linkCap;
   }
 
+  /** Arms the next scheduled verification of a primary volume (volume.verify). */
+  private scheduleVerify(m: Managed): void {
+    if (m.verifyTimer) clearTimeout(m.verifyTimer);
+    m.verifyTimer = null;
+    const v = m.config.verify;
+    if (v === undefined || this.stopping) return;
+    m.verifyTimer = setTimeout(() => void this.runScheduledVerify(m, v.replica).finally(() => this.scheduleVerify(m)), v.every);
+  }
+
+  private async runScheduledVerify(m: Managed, replica: string): Promise<void> {
+    const name = m.config.name;
+    if (m.volume.readOnly || this.stopping || m.verifyHold !== null) return; // a replica here, or an operator's verify under way
+    const at = Date.now();
+    try {
+      const plan = await this.beginVerify(name);
+      try {
+        const r = await compareWithReplica(plan, replica);
+        const differingBytes = r.differing.reduce((a, [, len]) => a + len, 0);
+        m.lastVerify = { at, point: r.point, equal: r.equal, differingBytes, ranges: r.differing.slice(0, 16), error: null };
+        if (r.equal) this.log.info({ volume: name, n: r.point, ranges: r.rangesCompared }, 'scheduled verification: the replica equals the source');
+        else this.log.error({ volume: name, n: r.point, differingBytes, ranges: r.differing.slice(0, 16) }, 'scheduled verification: the replica DIFFERS from the source at this point');
+      } finally {
+        await this.endVerify(name).catch(() => {});
+      }
+    } catch (err) {
+      const message = isHeadstartError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err);
+      m.lastVerify = { at, point: null, equal: null, differingBytes: null, ranges: [], error: message };
+      if (!this.stopping) this.log.warn({ volume: name, err: message }, 'scheduled verification could not run; it is tried again at the next slot');
+    }
+  }
+
   private async startPrimary(m: Managed): Promise<void> {
     await this.startArchive(m); // before the schedule can close a point (archiving.ts)
     this.scheduleNext(m);
+    this.scheduleVerify(m);
     if (m.config.sinks.length === 0) return;
     if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: peers need a pairing secret');
     for (const sinkName of m.config.sinks) {
@@ -632,6 +685,7 @@ class Node implements HeadstartNode {
         planner: m.policy.status?.(now) ?? null,
         sinks,
         history: m.history.slice(-50),
+        lastVerify: m.lastVerify,
       };
     });
     const addr = (host: string | undefined, port: number | null) => (port === null || host === undefined ? null : `${host}:${port}`);
@@ -658,6 +712,7 @@ class Node implements HeadstartNode {
     for (const m of this.managed.values()) {
       if (m.timer) clearTimeout(m.timer);
       if (m.verifyHold) clearTimeout(m.verifyHold);
+      if (m.verifyTimer) clearTimeout(m.verifyTimer);
     }
     await Promise.allSettled([...this.managed.values()].flatMap((m) => [...m.sources.values()].map((s) => s.stop())));
     await Promise.allSettled([...this.managed.values()].map((m) => m.archiver?.stop()));

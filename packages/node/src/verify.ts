@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { HeadstartError } from '@headstart/errors';
+import { connectNbd } from '@headstart/nbd';
 import type { Volume } from '@headstart/volume';
 
 export const VERIFY_SINK = 'verify-hold';
@@ -56,4 +57,40 @@ export function differingRanges(source: readonly string[], replica: readonly str
     else out.push([offset, length]);
   });
   return out;
+}
+
+/** Where a replica's read-only export is: nbd://host[:port]/export. */
+export function parseNbdUrl(url: string): { host: string; port: number; exportName: string } {
+  const m = /^nbd:\/\/([^/:]+|\[[^\]]+\])(?::(\d+))?\/(.*)$/.exec(url);
+  if (!m) throw new HeadstartError('CONFIG_INVALID', `a replica export is nbd://host[:port]/export, not ${JSON.stringify(url)}`);
+  return { host: m[1].replace(/^\[|\]$/g, ''), port: Number(m[2] ?? 10809), exportName: decodeURIComponent(m[3]) };
+}
+
+export interface VerifyOutcome {
+  readonly volume: string;
+  readonly point: number;
+  readonly rangesCompared: number;
+  /** Differing byte ranges, [offset, length], adjacent ones merged. */
+  readonly differing: [number, number][];
+  readonly equal: boolean;
+}
+
+/**
+ * Reads the replica's export range by range and compares it with the plan's hashes (the
+ * replica must hold the plan's point: see beginVerify). `onRange(done, total)` reports progress.
+ */
+export async function compareWithReplica(plan: VerifyPlan, replicaUrl: string, onRange?: (done: number, total: number) => void): Promise<VerifyOutcome> {
+  const client = await connectNbd(parseNbdUrl(replicaUrl));
+  try {
+    if (client.size !== plan.size) throw new HeadstartError('VERIFY_SHAPE', `replica export is ${client.size} bytes, the source volume ${plan.size}`);
+    const theirs: string[] = [];
+    for (let at = 0; at < plan.size; at += plan.rangeBytes) {
+      theirs.push(rangeHash(await client.read(at, Math.min(plan.rangeBytes, plan.size - at))));
+      onRange?.(theirs.length, plan.hashes.length);
+    }
+    const differing = differingRanges(plan.hashes, theirs, plan.rangeBytes, plan.size);
+    return { volume: plan.volume, point: plan.n, rangesCompared: theirs.length, differing, equal: differing.length === 0 };
+  } finally {
+    await client.close().catch(() => {});
+  }
 }
