@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { isHeadstartError } from '@headstart/errors';
 import { parseDuration, parseRate, parseSize, validateConfig } from './config';
 import { cronSchedule, intervalSchedule } from './schedule';
@@ -95,5 +97,16 @@ describe('schedules', () => {
     const friday6pm = new Date(2026, 10, 27, 18, 0, 0).getTime(); // a Friday
     expect(new Date(s.nextAfter(friday6pm)).getDay()).toBe(1); // next Monday 09:00
     expect(new Date(s.nextAfter(friday6pm)).getHours()).toBe(9);
+  });
+});
+
+describe('docs/configuration.md', () => {
+  it('its example configuration, with every key, is a valid configuration', () => {
+    const doc = readFileSync(new URL('../../../docs/configuration.md', import.meta.url), 'utf8');
+    const example = /```yaml\n([\s\S]*?)```/.exec(doc)?.[1];
+    expect(example).toBeDefined();
+    const c = validateConfig(parseYaml(example!), 'docs/configuration.md', '/base');
+    expect(c.volumes[0].verify?.replica).toMatch(/^nbd:\/\//);
+    expect(c.peers[0]).toMatchObject({ verifyHost: true, compress: false });
   });
 });
