@@ -5,7 +5,8 @@
  * (iodepth 32) and 1 MiB sequential write and read throughput (iodepth 8).
  * Args: --size MiB (default 1024, quick 256), --runtime s (default 10, quick 4),
  * --profile DIR (write a CPU profile of the headstart side; the server then runs in-process
- * under the inspector, so figures drop).
+ * under the inspector, so figures drop), --rounds N (alternating rounds per case, default 2),
+ * --case KEY (only the case whose JSON key starts with KEY, e.g. seqwrite; no Volume-alone rows).
  */
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm, open } from 'node:fs/promises';
@@ -166,11 +167,13 @@ export default defineSuite({
         { key: 'seqwrite_1m_ratio', label: '1 MiB sequential write (MB/s, iodepth 8)', rw: 'write', bs: '1m', depth: 8, unit: 'mbps' as const },
         { key: 'seqread_1m_ratio', label: '1 MiB sequential read (MB/s, iodepth 8)', rw: 'read', bs: '1m', depth: 8, unit: 'mbps' as const },
       ];
+      const only = argValue(args, '--case');
+      const selected = only === undefined ? cases : cases.filter((c) => c.key.startsWith(only));
       const table: (string | number)[][] = [['case', 'headstart', 'nbdkit', 'ratio', 'CPU µs/op headstart', 'CPU µs/op nbdkit']];
       const json: Record<string, unknown> = { size_mib: sizeMiB, runtime_s: runtime };
       // The machine is shared and noisy: alternate the two servers over several short
       // rounds (A B, B A, ...) and compare the mean figures, so drift hits both alike.
-      for (const c of cases) {
+      for (const c of selected) {
         const figure = (j: FioJob) => {
           const side = c.rw.includes('read') ? j.read : j.write;
           return c.unit === 'iops' ? side.iops : side.bw_bytes / 1e6;
@@ -215,16 +218,18 @@ export default defineSuite({
         json[c.key.replace('_ratio', '_nbdkit')] = round(k, 1);
       }
       // Where the time goes: the same loads on the Volume in-process, without NBD.
-      const direct = await volumeDirect(join(dir, 'direct'), size, Math.min(runtime, 1.5));
+      const direct = only === undefined ? await volumeDirect(join(dir, 'direct'), size, Math.min(runtime, 1.5)) : null;
       const vs = (key: string) => Number(json[key.replace('_ratio', '_nbdkit')]);
-      table.push(['Volume alone, in-process (no NBD), same loads:', '', '', '', '', '']);
-      table.push(['  4 KiB random write (IOPS)', round(direct.randwrite, 0), round(vs('randwrite_4k_iops_ratio'), 0), round(direct.randwrite / vs('randwrite_4k_iops_ratio'), 3), round(direct.cpu.randwrite, 1), '']);
-      table.push(['  1 MiB sequential write (MB/s)', round(direct.seqwrite, 0), round(vs('seqwrite_1m_ratio'), 0), round(direct.seqwrite / vs('seqwrite_1m_ratio'), 3), round(direct.cpu.seqwrite, 1), '']);
-      table.push(['  1 MiB sequential read (MB/s)', round(direct.seqread, 0), round(vs('seqread_1m_ratio'), 0), round(direct.seqread / vs('seqread_1m_ratio'), 3), round(direct.cpu.seqread, 1), '']);
-      json.volume_direct_cpu_us_per_op = { randwrite_4k: round(direct.cpu.randwrite, 1), seqwrite_1m: round(direct.cpu.seqwrite, 1), seqread_1m: round(direct.cpu.seqread, 1) };
-      json.volume_direct_randwrite_4k_iops = round(direct.randwrite, 1);
-      json.volume_direct_seqwrite_1m_mbps = round(direct.seqwrite, 1);
-      json.volume_direct_seqread_1m_mbps = round(direct.seqread, 1);
+      if (direct) {
+        table.push(['Volume alone, in-process (no NBD), same loads:', '', '', '', '', '']);
+        table.push(['  4 KiB random write (IOPS)', round(direct.randwrite, 0), round(vs('randwrite_4k_iops_ratio'), 0), round(direct.randwrite / vs('randwrite_4k_iops_ratio'), 3), round(direct.cpu.randwrite, 1), '']);
+        table.push(['  1 MiB sequential write (MB/s)', round(direct.seqwrite, 0), round(vs('seqwrite_1m_ratio'), 0), round(direct.seqwrite / vs('seqwrite_1m_ratio'), 3), round(direct.cpu.seqwrite, 1), '']);
+        table.push(['  1 MiB sequential read (MB/s)', round(direct.seqread, 0), round(vs('seqread_1m_ratio'), 0), round(direct.seqread / vs('seqread_1m_ratio'), 3), round(direct.cpu.seqread, 1), '']);
+        json.volume_direct_cpu_us_per_op = { randwrite_4k: round(direct.cpu.randwrite, 1), seqwrite_1m: round(direct.cpu.seqwrite, 1), seqread_1m: round(direct.cpu.seqread, 1) };
+        json.volume_direct_randwrite_4k_iops = round(direct.randwrite, 1);
+        json.volume_direct_seqwrite_1m_mbps = round(direct.seqwrite, 1);
+        json.volume_direct_seqread_1m_mbps = round(direct.seqread, 1);
+      }
       if (session) {
         const { writeFile } = await import('node:fs/promises');
         const profile = await new Promise<unknown>((r, j) => session!.post('Profiler.stop', (e, p) => (e ? j(e) : r(p.profile))));

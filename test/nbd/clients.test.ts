@@ -103,4 +103,14 @@ describe('real NBD clients against a headstart volume', () => {
     expect(job.write.io_bytes).toBe(8 * MiB);
     expect(job.read.io_bytes).toBe(8 * MiB); // the verify pass read everything back
   });
+
+  it('fio verifies 1 MiB sequential writes at depth 8 (payloads read in place, image writes combined)', async () => {
+    const r = await run('fio', ['--name=seq', '--ioengine=nbd', `--uri=${rig.uri()}`, '--rw=write', '--bs=1m', '--size=24M', '--iodepth=8', '--verify=crc32c', '--do_verify=1', '--output-format=json']);
+    expect(r.code).toBe(0);
+    const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
+    expect(job.error).toBe(0);
+    expect(job.write.io_bytes).toBe(24 * MiB);
+    expect(job.read.io_bytes).toBe(24 * MiB);
+  });
 });
+

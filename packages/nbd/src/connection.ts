@@ -60,6 +60,7 @@ import {
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
   NBD_REP_SERVER,
+  REQUEST_HEADER_SIZE,
   SOCKET_HIGH_WATER,
 } from './constants';
 import { isReadOnly, type ExportEntry, type ExportRegistry } from './exports';
@@ -146,6 +147,10 @@ export class NbdConnection implements ParserSink {
   private timer: NodeJS.Timeout | null = null;
   /** The payload view the socket reads into next, if any (see recv-buffer.ts). */
   private target: Buffer | null = null;
+  /** True while the client's requests are large WRITEs (payloads read straight into place). */
+  private largeWrites = false;
+  /** The start of the receive buffer, one request header long. */
+  private headerView: Buffer | null = null;
   private readonly remote: string;
   private resolveClosed!: () => void;
 
@@ -164,7 +169,13 @@ export class NbdConnection implements ParserSink {
         socket,
         RECV_BUFFER_SIZE,
         (n, buf) => (buf === this.target ? this.onDirect(n) : this.onData(buf.subarray(0, n), true)),
-        () => (this.target = this.parser.payloadTarget(DIRECT_READ_MIN)),
+        (recv) => {
+          this.target = this.parser.payloadTarget(DIRECT_READ_MIN);
+          if (this.target !== null || !this.largeWrites) return this.target;
+          // After a large WRITE the next one usually follows: read just its header, so its
+          // payload lands in its own buffer rather than being copied out of ours.
+          return (this.headerView ??= recv.subarray(0, REQUEST_HEADER_SIZE));
+        },
       );
     if (!reused) socket.on('data', (chunk: Buffer) => this.onData(chunk, false));
     socket.on('end', () => this.onEnd());
@@ -325,6 +336,7 @@ export class NbdConnection implements ParserSink {
   // --- parser events: transmission ---
 
   request(req: NbdRequest): void {
+    this.largeWrites = req.type === NBD_CMD_WRITE && req.length >= DIRECT_READ_MIN;
     if (this.phase !== Phase.Transmission) {
       // Draining after removeExport/stop: the spec asks for ESHUTDOWN on further requests.
       if (this.phase === Phase.Draining && req.type !== NBD_CMD_DISC) this.replyError(req, NBD_ESHUTDOWN, 'export is shutting down');

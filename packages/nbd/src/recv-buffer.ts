@@ -27,9 +27,10 @@ type ReadCallback = (nread: number, buf: Buffer) => void;
 /**
  * Where the next read should land. A connection returns a view of a large WRITE payload it
  * is assembling, so the kernel copies straight into it (no second copy through the receive
- * buffer), or null for the connection's ordinary receive buffer.
+ * buffer), a view of the start of `recv` to read less than a whole receive buffer (whose
+ * bytes it then gets as ordinary input), or null for the whole receive buffer `recv`.
  */
-export type ReadTarget = () => Buffer | null;
+export type ReadTarget = (recv: Buffer) => Buffer | null;
 
 /**
  * Returns true if `socket` now delivers its input to `onRead` (and no longer as 'data').
@@ -49,7 +50,7 @@ export function useRecvBuffer(socket: Socket, size: number, onRead: ReadCallback
   record[kBuffer] = buf;
   record[kBufferCb] = onRead;
   // Node asks this after every read for the buffer of the next one.
-  record[kBufferGen] = target ? () => target() ?? buf : () => buf;
+  record[kBufferGen] = target ? () => target(buf) ?? buf : () => buf;
   handle.useUserBuffer(buf);
   return true;
 }

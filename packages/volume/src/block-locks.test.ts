@@ -83,4 +83,45 @@ describe('BlockLocks', () => {
     (await p)();
     expect(locks.held).toBe(0);
   });
+
+  it('holds in one granule that share no block do not wait; a range spanning granules waits once per predecessor', () => {
+    const locks = new BlockLocks();
+    const a = locks.enter(0, 1);
+    const b = locks.enter(1, 1); // same granule as a, other block
+    expect(b.waitingOn).toBe(0);
+    const big = locks.enter(0, 1000); // spans many granules, overlaps a and b
+    expect(big.waitingOn).toBe(2);
+    const tail = locks.enter(999, 2); // overlaps big's last block only
+    expect(tail.waitingOn).toBe(1);
+    expect(a.successors).toEqual([big]);
+    for (const h of [a, b, big, tail]) locks.leave(h);
+    expect(locks.held).toBe(0);
+  });
+
+  it('never grants two overlapping holds at once, and grants every hold in the end (random ranges)', async () => {
+    const locks = new BlockLocks();
+    let x = 12345;
+    const rnd = (n: number) => {
+      x = (x * 1103515245 + 12345) & 0x7fffffff;
+      return x % n;
+    };
+    const granted = new Set<{ first: number; count: number }>();
+    let done = 0;
+    const run = async () => {
+      const first = rnd(300);
+      const count = 1 + (rnd(4) === 0 ? rnd(200) : rnd(3));
+      const hold = locks.enter(first, count);
+      await locks.ready(hold);
+      const me = { first, count };
+      for (const g of granted) expect(g.first >= first + count || first >= g.first + g.count).toBe(true);
+      granted.add(me);
+      await tick();
+      granted.delete(me);
+      locks.leave(hold);
+      done++;
+    };
+    await Promise.all(Array.from({ length: 400 }, run));
+    expect(done).toBe(400);
+    expect(locks.held).toBe(0);
+  });
 });

@@ -42,4 +42,27 @@ describe('BlockSet', () => {
     // 2.7 M members at 2 bytes each in array containers: ~5.4 MB plus growth slack, against 32 MiB for a bitmap.
     expect(set.byteSize()).toBeLessThan(12 * 1024 * 1024);
   });
+
+  it('addRange equals adding each block, across containers, arrays and bitmaps', () => {
+    const op = fc.record({ first: fc.oneof(fc.nat(200_000), fc.constantFrom(65_530, 131_070)), count: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 9000 })) });
+    fc.assert(
+      fc.property(fc.array(fc.oneof(op, fc.nat(200_000)), { maxLength: 40 }), (ops) => {
+        const set = new BlockSet();
+        const model = new Set<number>();
+        for (const o of ops) {
+          if (typeof o === 'number') {
+            set.add(o);
+            model.add(o);
+          } else {
+            set.addRange(o.first, o.count);
+            for (let b = o.first; b < o.first + o.count; b++) model.add(b);
+          }
+        }
+        expect(set.size).toBe(model.size);
+        expect([...set]).toEqual([...model].sort((a, b) => a - b));
+      }),
+      { numRuns: 60 },
+    );
+  });
 });
+

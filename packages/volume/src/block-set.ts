@@ -73,9 +73,67 @@ export class BlockSet implements Iterable<number> {
     return true;
   }
 
-  /** Adds `count` consecutive blocks from `first`. */
+  /**
+   * Adds `count` consecutive blocks from `first`, a container at a time (a 1 MiB write is
+   * 256 blocks: one merge or a few word ORs instead of 256 searches and shifts).
+   */
   addRange(first: number, count: number): void {
-    for (let b = first; b < first + count; b++) this.add(b);
+    const end = first + count;
+    let b = first;
+    while (b < end) {
+      const key = Math.floor(b / CONTAINER_SPAN);
+      const base = key * CONTAINER_SPAN;
+      const stop = Math.min(end, base + CONTAINER_SPAN);
+      this.addLowRange(key, b - base, stop - base);
+      b = stop;
+    }
+  }
+
+  /** Adds lows [lo, hi) to container `key`. */
+  private addLowRange(key: number, lo: number, hi: number): void {
+    let c = this.containers.get(key);
+    if (c === undefined) {
+      c = { kind: 'array', values: new Uint16Array(0), count: 0 };
+      this.containers.set(key, c);
+    }
+    if (c.kind === 'array') {
+      // Merge the run into the sorted array: members below it, the run, members above it.
+      const from = lowerBound(c.values, c.count, lo);
+      const to = lowerBound(c.values, c.count, hi);
+      const count = from + (hi - lo) + (c.count - to);
+      const added = count - c.count;
+      if (added === 0) return;
+      if (count > ARRAY_MAX) {
+        const words = new Uint32Array(CONTAINER_SPAN / 32);
+        for (let i = 0; i < c.count; i++) words[c.values[i] >>> 5] |= 1 << (c.values[i] & 31);
+        c = { kind: 'bitmap', words, count: c.count };
+        this.containers.set(key, c);
+      } else {
+        const values = c.values.length >= count ? c.values : new Uint16Array(Math.min(ARRAY_MAX, Math.max(count, c.values.length * 2, 4)));
+        // Shift the members above the run first (copyWithin handles the overlap), then fill.
+        values.set(c.values.subarray(to, c.count), from + (hi - lo));
+        if (values !== c.values) values.set(c.values.subarray(0, from), 0);
+        for (let i = 0; i < hi - lo; i++) values[from + i] = lo + i;
+        c.values = values;
+        c.count = count;
+        this.total += added;
+        return;
+      }
+    }
+    const words = c.words;
+    let at = lo;
+    while (at < hi) {
+      const word = at >>> 5;
+      const bit = at & 31;
+      const take = Math.min(32 - bit, hi - at);
+      const mask = (take === 32 ? 0xffffffff : ((1 << take) - 1) << bit) >>> 0;
+      const before = words[word];
+      const fresh = popcount(mask & ~before);
+      words[word] = before | mask;
+      c.count += fresh;
+      this.total += fresh;
+      at += take;
+    }
   }
 
   has(block: number): boolean {
@@ -152,3 +210,10 @@ function lowerBound(values: Uint16Array, count: number, x: number): number {
   }
   return lo;
 }
+
+function popcount(x: number): number {
+  x -= (x >>> 1) & 0x55555555;
+  x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
+  return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;
+}
+

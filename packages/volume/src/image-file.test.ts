@@ -16,10 +16,10 @@ describe('ImageFile', () => {
     const f = await ImageFile.open(join(dir, 'img'), 'w+');
     await f.truncate(4 << 20);
     const small = Buffer.alloc(4096, 0x11);
-    const big = Buffer.alloc(1 << 20, 0x22);
+    const big = Buffer.alloc(2 << 20, 0x22); // above INLINE_WRITE_MAX (1 MiB)
     await f.pwrite(small, 8192);
     await f.pwrite(big, 1 << 20);
-    const back = Buffer.alloc(4096 + (1 << 20));
+    const back = Buffer.alloc(4096 + (2 << 20));
     await f.pread(back.subarray(0, 4096), 8192);
     await f.pread(back.subarray(4096), 1 << 20);
     expect(back.subarray(0, 4096).equals(small)).toBe(true);
@@ -29,7 +29,24 @@ describe('ImageFile', () => {
     await f.close();
     const disk = readFileSync(join(dir, 'img'));
     expect(disk.subarray(8192, 8192 + 4096).equals(small)).toBe(true);
-    expect(disk.subarray(1 << 20, 2 << 20).equals(big)).toBe(true);
+    expect(disk.subarray(1 << 20, 3 << 20).equals(big)).toBe(true);
+  });
+
+  it('large writes in flight together (contiguous in any order, or not) all land where they belong', async () => {
+    const f = await ImageFile.open(join(dir, 'img'), 'w+');
+    const piece = (1 << 20) + 4096; // above INLINE_WRITE_MAX: thread pool, combined when contiguous
+    await f.truncate(40 * piece);
+    // Pieces 0..29 in a shuffled order (some continue each other, some do not), plus gaps.
+    const order = [3, 0, 1, 2, 7, 5, 6, 4, 9, 8, 12, 10, 11, 20, 21, 23, 22, 29, 28, 27, 26, 25, 24, 14, 13, 15, 16, 18, 17, 19];
+    const fill = (i: number) => Buffer.alloc(piece, (i * 37 + 11) & 0xff);
+    await Promise.all(order.map((i) => f.pwrite(fill(i), i * piece)));
+    const back = Buffer.alloc(40 * piece);
+    await f.pread(back, 0);
+    for (let i = 0; i < 40; i++) {
+      const want = i < 30 ? fill(i) : Buffer.alloc(piece);
+      expect(back.subarray(i * piece, (i + 1) * piece).equals(want)).toBe(true);
+    }
+    await f.close();
   });
 
   it('reads past the end of the file as zeroes', async () => {
@@ -58,7 +75,7 @@ describe('ImageFile', () => {
   it('an OS error surfaces as a HeadstartError naming the step', async () => {
     const f = await ImageFile.open(join(dir, 'img'), 'w+');
     // Beyond the largest file the file system allows: EFBIG, inline and on the thread pool.
-    for (const size of [16, 1 << 20]) {
+    for (const size of [16, 2 << 20]) {
       const err = await f.pwrite(Buffer.alloc(size), 2 ** 52).catch((e: unknown) => e);
       expect(isHeadstartError(err) && err.code).toBe('VOLUME_IO');
       expect(String((err as Error).message)).toMatch(/writing the volume image/);

@@ -5,12 +5,13 @@
  * snapshot marks `lastSeq`; later writes belong to the next one. A write is acknowledged
  * only after its write-log entry is committed in LMDB and its bytes are in the image file.
  *
- * Write path, per request (a FIFO lock per block, block-locks.ts, orders requests that share
- * blocks):
+ * Write path, per request (FIFO locks on block ranges, block-locks.ts, order requests that
+ * share blocks):
  *   1. seq and the open snapshot k are assigned synchronously when the request arrives.
  *   2. Under the block locks: if a block is written for the first time in k and closed point
  *      k-1 is still needed by some sink, its current content (= its content as of k-1) is
- *      preserved in LMDB (copy-on-write), in the same transaction as the write-log entry.
+ *      preserved in LMDB (copy-on-write), in the same transaction as the write-log entry
+ *      (the entries of one event-loop turn share one transaction: log-batch.ts).
  *   3. Only after that transaction commits are the new bytes written to the image. So after a
  *      kill -9 at any instant the log never misses a block whose image content changed, and
  *      every closed point can still be read exactly (the dirty set may hold a block whose
@@ -23,9 +24,10 @@
  * Sinks (replicas, the archive) each acknowledge points; `floor` is the newest point every
  * sink has; the write log, preserved blocks and dirty sets at or below it are dropped.
  *
- * The image file is driven through image-file.ts (plain fd, callback pread/pwrite; small
- * writes inline while the page cache absorbs them) and the block locks are allocation-free
- * when uncontended (block-locks.ts): both sit on every request.
+ * The image file is driven through image-file.ts (plain fd, callback pread/pwrite; writes
+ * up to 1 MiB inline while the page cache absorbs them, larger ones one at a time and
+ * combined when they continue each other) and the block locks are allocation-free when uncontended
+ * (block-locks.ts): both sit on every request.
  *
  * Durability: LMDB commits (overlappingSync) survive a process crash at once; `flush()`
  * fsyncs the image, then waits for LMDB's flush, which is what a power loss needs.
@@ -39,6 +41,7 @@ import { HeadstartError, fromSystemError } from '@headstart/errors';
 import { BlockLocks } from './block-locks';
 import { BlockSet } from './block-set';
 import { ImageFile } from './image-file';
+import { LogBatcher, type PreservedCopy } from './log-batch';
 import {
   VOLUME_FORMAT_VERSION,
   decodeLogEntry,
@@ -167,6 +170,7 @@ export class Volume implements BlockDevice {
   private readonly preserved: Database<Buffer, [number, number]>;
   private readonly sinkDb: Database<unknown, string>;
   private readonly locks = new BlockLocks();
+  private readonly logBatch: LogBatcher;
   private readonly listeners = new Set<WriteListener>();
 
   /** Closed points still kept, ascending by n. */
@@ -197,6 +201,7 @@ export class Volume implements BlockDevice {
     this.snapshotDb = root.openDB({ name: 'snapshots' });
     this.preserved = root.openDB({ name: 'preserved', encoding: 'binary' });
     this.sinkDb = root.openDB({ name: 'sinks' });
+    this.logBatch = new LogBatcher(root, this.log, this.preserved);
   }
 
   // ---------------------------------------------------------------- identity
@@ -251,7 +256,7 @@ export class Volume implements BlockDevice {
       if (set === undefined) continue; // at or below the floor: awaiting trim
       const first = Math.floor(e.offset / this.blockSize);
       const last = e.length === 0 ? first - 1 : Math.floor((e.offset + e.length - 1) / this.blockSize);
-      for (let b = first; b <= last; b++) set.add(b);
+      if (last >= first) set.addRange(first, last - first + 1);
     }
     this.trimBelow(floor);
   }
@@ -360,22 +365,19 @@ export class Volume implements BlockDevice {
       }
       const time = Math.round(this.clock.now());
       const entry = encodeLogEntry({ seq, offset, length, time }, kind);
-      try {
-        if (cow === null) {
-          await this.log.put(seq, entry);
-        } else {
-          const keep = cow;
-          const before = old!;
-          await this.root.transaction(() => {
-            for (const b of keep) {
-              const block = before.subarray((b - first) * bs, (b - first + 1) * bs);
-              // A never-written (zero) block is preserved as an empty value: sparse volumes
-              // would otherwise fill LMDB with zeroes.
-              this.preserved.put([k - 1, b], isZero(block) ? EMPTY : block);
-            }
-            this.log.put(seq, entry);
-          });
+      let copies: PreservedCopy[] | null = null;
+      if (cow !== null) {
+        copies = [];
+        for (const b of cow) {
+          const block = old!.subarray((b - first) * bs, (b - first + 1) * bs);
+          // A never-written (zero) block is preserved as an empty value: sparse volumes
+          // would otherwise fill LMDB with zeroes.
+          copies.push({ key: [k - 1, b], value: isZero(block) ? EMPTY : block });
         }
+      }
+      try {
+        // Committed with the other writes of this turn, in one transaction (log-batch.ts).
+        await this.logBatch.record(seq, entry, copies);
       } catch (err) {
         throw fromSystemError(err, 'recording the write in the write log');
       }
