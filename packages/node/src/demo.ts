@@ -27,6 +27,8 @@ export interface DemoOptions {
   /** Link rate limit, bytes/s (so pre-sending matters). */
   readonly linkRate?: number;
   readonly trace?: { writes: AsyncIterable<TraceWrite> | Iterable<TraceWrite>; speedup: number };
+  /** Record the writes the source's NBD export receives into this trace file (headstart format, epoch ms). */
+  readonly record?: string;
   readonly dir?: string;
   readonly dashboard?: boolean;
   /** Pre-send policy of the source (default predictive). */
@@ -101,7 +103,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
         node: { name: 'site-a', dataDir: join(dir, 'site-a'), secret },
         listen: { nbd: '127.0.0.1:0', admin: '127.0.0.1:0', dashboard: o.dashboard === false ? undefined : '127.0.0.1:0', metrics: '127.0.0.1:0' },
         peers: [{ name: 'site-b', url: `ws://127.0.0.1:${replicaNode.peersPort}`, rateLimit: linkRate }],
-        volumes: [{ name: 'demo', size, role: 'primary', schedule: { every: `${intervalMs}ms`, origin }, policy: { name: policy, ...(policy === 'predictive' && o.trace ? { timeScale: o.trace.speedup } : {}) }, rpoTarget: `${intervalMs * 2}ms`, sinks: ['site-b'] }],
+        volumes: [{ name: 'demo', size, role: 'primary', schedule: { every: `${intervalMs}ms`, origin }, policy: { name: policy, ...(policy === 'predictive' && o.trace ? { timeScale: o.trace.speedup } : {}) }, rpoTarget: `${intervalMs * 2}ms`, sinks: ['site-b'], ...(o.record ? { record: o.record } : {}) }],
       },
       'demo site-a configuration',
     );
