@@ -28,7 +28,7 @@ export function metricsRegistry(node: HeadstartNode): Registry {
   gauge('headstart_link_up', '1 while the link to the sink is connected.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.state === 'connected' ? 1 : 0))));
   gauge('headstart_not_converging', '1 while the points waiting for the sink grow with every close (writes outrun the link).', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.notConverging ? 1 : 0))));
   gauge('headstart_verify_equal', 'Last scheduled verification: 1 if the replica equalled the source, 0 if it differed (absent until one completes).', ['volume'], (g) =>
-    volumes().forEach((v) => v.lastVerify?.equal !== null && v.lastVerify !== null && g.set({ volume: v.name }, v.lastVerify.equal ? 1 : 0)),
+    volumes().forEach((v) => typeof v.lastVerify?.equal === 'boolean' && g.set({ volume: v.name }, v.lastVerify.equal ? 1 : 0)),
   );
   gauge('headstart_verify_age_seconds', 'Seconds since the last scheduled verification started (whatever its outcome).', ['volume'], (g) =>
     volumes().forEach((v) => v.lastVerify !== null && g.set({ volume: v.name }, (Date.now() - v.lastVerify.at) / 1000)),

@@ -16,7 +16,7 @@
  * The same `sinks` list serves both directions: while a volume is primary it ships to those
  * peers; while it is a replica it accepts their links.
  */
-import { mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
@@ -118,15 +118,6 @@ interface Managed {
 }
 
 const HISTORY_LIMIT = 500;
-
-/** A PEM file named by the configuration, read (tls wants its content, not its path). */
-async function readPem(path: string, what: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (err) {
-    throw new HeadstartError('CONFIG_INVALID', `${what}: cannot read ${path}: ${(err as Error).message}`, { cause: err });
-  }
-}
 
 /** Copies a volume's content into a sparse raw image: written to a temp file, synced, renamed. */
 async function writeImage(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<void> {
@@ -377,7 +368,7 @@ class Node implements HeadstartNode {
         rateLimit: null, // the caps are shared: see peerLimits and nodeLimit
         sharedLimits: [this.peerLimit(peer.name), this.nodeLimit],
         compress: peer.compress,
-        ca: peer.ca === undefined ? undefined : await readPem(peer.ca, `peers[${peer.name}].ca`),
+        ca: peer.ca,
         verifyHost: peer.verifyHost,
         onEvent: (e) => this.onSourceEvent(m, e),
       });

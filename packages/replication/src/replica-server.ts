@@ -11,7 +11,6 @@
  * staged set, else NACK and the staged set is dropped), then the commit (replica-target.ts)
  * and ACK(n). One session per volume: a newer connection replaces an older one.
  */
-import { readFile } from 'node:fs/promises';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { HeadstartError } from '@headstart/errors';
@@ -21,6 +20,7 @@ import {
   type HelloMsg, type Message, type ProofInput,
 } from '@headstart/protocol';
 import { WebSocketServer, type WebSocket } from 'ws';
+import { pem } from './pem';
 import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, LINK_DEFLATE, MAX_UNSTAGED_BYTES } from './constants';
 import { Link, asHeadstartError } from './link';
 import { ReplicaTarget, type ReplicaVolumeConfig } from './replica-target';
@@ -62,16 +62,6 @@ export interface ReplicaServer {
   /** Puts a volume (back) in service: opens its target (finishing a journaled commit) and accepts its source again. */
   attach(config: ReplicaVolumeConfig): Promise<void>;
   close(): Promise<void>;
-}
-
-async function pem(v: string | Buffer): Promise<Buffer> {
-  if (Buffer.isBuffer(v)) return v;
-  if (v.includes('-----BEGIN')) return Buffer.from(v);
-  try {
-    return await readFile(v);
-  } catch (err) {
-    throw new HeadstartError('LINK_TLS_CONFIG', `cannot read TLS file ${v}: ${(err as Error).message}`, { cause: err });
-  }
 }
 
 export async function startReplicaServer(options: ReplicaServerOptions): Promise<ReplicaServer> {

@@ -11,6 +11,7 @@ import WebSocket from 'ws';
 import type { Socket } from 'node:net';
 import { DEFAULT_WINDOW_BYTES, LINK_DEFLATE, MAX_UNSTAGED_BYTES, RECONNECT_MAX_MS, RECONNECT_MIN_MS } from './constants';
 import { continuousPolicy, type PresendPolicy } from './policy';
+import { pem } from './pem';
 import { RateLimits, ThroughputMeter, TokenBucket } from './rate';
 import { SourceSession, type ShippedSnapshot } from './source-session';
 
@@ -38,7 +39,7 @@ export interface SourceOptions {
    * ends. Caps and the throughput B count block bytes before compression.
    */
   readonly compress?: boolean;
-  /** For wss: the CA (PEM) that signed the replica's certificate, or that certificate itself (pinned). */
+  /** For wss: the CA that signed the replica's certificate, or that certificate itself (pinned): a PEM file's path or content, read once at start. */
   readonly ca?: string | Buffer;
   /** For wss: check the certificate names the URL's host (default true). With a pinned
    * certificate as `ca`, the chain check alone proves the peer. */
@@ -95,7 +96,7 @@ export async function startSource(options: SourceOptions): Promise<SourceLink> {
     throw new HeadstartError('CONFIG_INVALID', `rate limit must be a positive number of bytes/s or null, not ${options.rateLimit}`);
   }
   if (!v.sinks().some((s) => s.name === options.sink)) await v.addSink(options.sink);
-  const link = new Source(options);
+  const link = new Source(options, options.ca === undefined ? undefined : await pem(options.ca));
   link.start();
   return link;
 }
@@ -139,7 +140,11 @@ class Source implements SourceLink {
   /** The current connection's TCP socket (its byte count). */
   private socket: Socket | null = null;
 
-  constructor(private readonly options: SourceOptions) {
+  constructor(
+    private readonly options: SourceOptions,
+    /** options.ca's content. */
+    private readonly ca: Buffer | undefined,
+  ) {
     this.bucket = new TokenBucket(options.rateLimit ?? null, MAX_BLOCKS_FRAME);
     this.limits = new RateLimits(this.bucket, options.sharedLimits ?? []);
   }
@@ -155,7 +160,7 @@ class Source implements SourceLink {
         maxPayload: MAX_FRAME + 1024,
         perMessageDeflate: this.options.compress ? LINK_DEFLATE : false,
         ...(unmaskable(this.options.url) ? { generateMask: zeroMask } : {}),
-        ca: this.options.ca,
+        ca: this.ca,
         // tls.connect's checkServerIdentity returns an Error or undefined (ws's typings say boolean)
         ...(this.options.verifyHost === false ? { checkServerIdentity: acceptAnyHost as unknown as WebSocket.ClientOptions['checkServerIdentity'] } : {}),
         rejectUnauthorized: this.options.rejectUnauthorized ?? true,
