@@ -3,14 +3,18 @@
  * VolumePlanner the engine runs) over a link model, for the four policies side by side.
  * Default sweep: every trace in ../shared/traces x intervals 60/300/900/3600 s x link
  * 1.2x/2x/5x the trace's mean write rate. Flags (after `--`): --quick, --json,
- * --trace FILE (repeatable), --interval 60,300, --link-x 1.2,2, --varying (square-wave link).
+ * --trace FILE (repeatable), --interval 60,300, --link-x 1.2,2, --varying (square-wave link),
+ * --planner '{"redundancyBudget":0.02}' (planner option overrides, for the predictive policy's
+ * lag/redundancy trade-off: the oracle and the other policies are not affected by them),
+ * --gaps (also print, per volume, how a block's next gap depends on its previous one: where
+ * the rows are alike, a block's own history cannot tell which blocks will be rewritten).
  * Target per run: predictive redundancy_mean <= 1.01 and lag_mean <= 1.05 x oracle + 1 s.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { detectFileFormat } from '@headstart/traces';
-import { POLICIES } from '@headstart/planner';
-import { evaluate, loadWorkloads, snapshotCount, varyingLink, constantLink, type Evaluation } from '@headstart/sim';
+import { POLICIES, type PlannerOptions } from '@headstart/planner';
+import { BlockHistory, evaluate, loadWorkloads, snapshotCount, varyingLink, constantLink, type Evaluation, type Workload } from '@headstart/sim';
 import { defineSuite, round } from './lib';
 
 const SHARED = new URL('../../shared/traces/', import.meta.url).pathname;
@@ -44,6 +48,27 @@ async function traceFiles(args: readonly string[], quick: boolean): Promise<stri
   return files;
 }
 
+const GAP_CLASSES = [1, 32, 128, 512, Infinity];
+const GAP_NAMES = ['<1 s', '1-32 s', '32-128 s', '128-512 s', '>512 s'];
+const gapClass = (g: number) => GAP_CLASSES.findIndex((c) => g < c);
+
+/**
+ * Per previous gap between two writes of a block, the shares of its next gap: a rhythm a
+ * planner can learn shows as rows that differ; alike rows mean memoryless rewrites.
+ */
+function gapTable(w: Workload): string[] {
+  const counts = GAP_NAMES.map(() => new Array<number>(GAP_NAMES.length).fill(0));
+  for (const [, times] of new BlockHistory(w, 4096, Infinity).entries()) {
+    for (let i = 2; i < times.length; i++) counts[gapClass(times[i - 1] - times[i - 2])][gapClass(times[i] - times[i - 1])]++;
+  }
+  const lines = [`${w.name}: next gap between writes of a block, by its previous gap (shares of each row)`, `  previous \\ next  ${GAP_NAMES.map((n) => n.padStart(9)).join(' ')}      rewrites`];
+  counts.forEach((row, i) => {
+    const n = row.reduce((a, b) => a + b, 0);
+    lines.push(`  ${GAP_NAMES[i].padEnd(16)} ${row.map((c) => (n ? ((100 * c) / n).toFixed(1) + ' %' : '-').padStart(9)).join(' ')} ${String(n).padStart(13)}`);
+  });
+  return lines;
+}
+
 function meets(e: Evaluation): { redundancy: boolean; lag: boolean } {
   const p = e.policies.predictive;
   return { redundancy: p.redundancy_mean <= 1.01, lag: p.lag_mean_s <= 1.05 * e.policies.oracle.lag_mean_s + 1 };
@@ -57,12 +82,23 @@ export default defineSuite({
     const intervals = list(flag(args, '--interval')) ?? (quick ? [60, 300] : [60, 300, 900, 3600]);
     const linkXs = list(flag(args, '--link-x')) ?? (quick ? [2] : [1.2, 2, 5]);
     const varying = args.includes('--varying');
+    const plannerArg = flag(args, '--planner').at(-1);
+    let planner: Partial<PlannerOptions> | undefined;
+    if (plannerArg !== undefined) {
+      try {
+        planner = JSON.parse(plannerArg) as Partial<PlannerOptions>;
+      } catch (e) {
+        throw new Error(`--planner takes a JSON object of planner options, e.g. '{"redundancyBudget":0.02}': ${(e as Error).message}`);
+      }
+      if (planner === null || typeof planner !== 'object' || Array.isArray(planner)) throw new Error(`--planner takes a JSON object of planner options, not ${plannerArg}`);
+    }
     const runs: Evaluation[] = [];
     const notes: string[] = [];
     for (const file of await traceFiles(args, quick)) {
       const t0 = Date.now();
       const workloads = await loadWorkloads(file, basename(file));
       log(`loaded ${basename(file)}: ${workloads.map((w) => `${w.name} ${w.count} writes over ${w.duration.toFixed(0)} s`).join('; ')} (${Date.now() - t0} ms)`);
+      if (args.includes('--gaps')) for (const w of workloads) for (const line of gapTable(w)) log(line);
       for (const w of workloads) {
         for (const interval of intervals) {
           if (snapshotCount(w, interval) < 1) {
@@ -71,7 +107,7 @@ export default defineSuite({
           }
           for (const x of linkXs) {
             const t1 = Date.now();
-            const e = evaluate(w, interval, x, varying ? { link: (b) => varyingLink(b) } : { link: constantLink });
+            const e = evaluate(w, interval, x, { link: varying ? (b) => varyingLink(b) : constantLink, planner });
             runs.push(e);
             const m = meets(e);
             log(`  ${w.name} ${interval}s x${x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${Date.now() - t1} ms)`);
@@ -106,7 +142,7 @@ export default defineSuite({
       if (!(p.redundancy_mean <= e.policies.continuous.redundancy_mean)) notes.push(`${e.trace} ${e.interval_s}s x${e.link_x}: predictive redundancy not below continuous`);
     }
     const ok = runs.filter((e) => meets(e).redundancy && meets(e).lag).length;
-    notes.unshift(`${ok} of ${runs.length} runs meet the target (predictive redundancy <= 1.01, lag <= 1.05 x oracle + 1 s); lag ratios are (lag + 1 s) / (other + 1 s); link ${varying ? 'varying ±50 % every 300 s' : 'constant'}`);
+    notes.unshift(`${ok} of ${runs.length} runs meet the target (predictive redundancy <= 1.01, lag <= 1.05 x oracle + 1 s); lag ratios are (lag + 1 s) / (other + 1 s); link ${varying ? 'varying ±50 % every 300 s' : 'constant'}${planner ? `; planner overrides ${JSON.stringify(planner)}` : ''}`);
     const fig = (f: Evaluation['policies']['predictive']) => ({
       redundancy_mean: round(f.redundancy_mean, 5),
       redundancy_p99: round(f.redundancy_p99, 5),

@@ -21,19 +21,22 @@
  * shipper sends closed snapshots itself and measures the link: it creates the planner with
  * `shipsClosed: true` (a closed snapshot's unsent bytes then count for the start rule as a
  * backlog draining at B, and never come out of `next`) and calls `setThroughput`. The
- * planner re-ranks on a grid of 1/120 of the interval anchored at the snapshot's opening,
- * however often it is asked, so a shipper asking every 20 ms and a simulator ticking every
- * few seconds decide at the same instants.
+ * planner re-ranks, and decides the start rule, the free-send window and the allowance, on
+ * a grid of 1/120 of the interval anchored at the snapshot's opening, however often it is
+ * asked, so a shipper asking every 20 ms and a simulator ticking every few seconds send the
+ * same blocks.
  *
  * Rules (claims of the seed patent in brackets): closed snapshots are sent first, oldest
  * first, at full rate. For the open one, `predictive` ranks unsent dirty blocks by `P`, the
  * probability of a rewrite before the close, ascending [5, 25], never sending `P >= PT`.
- * Blocks with P < 0.001 go whenever the link is free; the rest wait (queue delay [11])
- * until the start rule `TS < K * D / B + L` [1, 26] fires, where D counts the bytes still to
- * send plus the bytes the snapshot is forecast to gain before its close (so K = 1 means
- * "just in time" even while writes continue). Once fired, blocks go in P order while their
- * expected resend cost fits the snapshot's redundancy budget (0.5 % of its bytes, released
- * gradually from the moment the rule fires). A
+ * Blocks wait (queue delay [11]) until the start rule `TS < K * D / B + L` [1, 26] fires,
+ * where D counts the bytes still to send plus the bytes the snapshot is forecast to gain
+ * before its close (so K = 1 means "just in time" even while writes continue). Once fired,
+ * blocks go in P order while their expected resend cost fits the snapshot's redundancy
+ * budget (0.5 % of its bytes, released gradually from the moment the rule fires). Blocks
+ * with P < 0.003 go outside that budget whenever the link is free, but only from
+ * 1.25 start-rule leads before the close: earlier they buy no lag and risk a correlated
+ * group of rewrites. A
  * pre-sent block that is written again is a collision: it is queued again and only its
  * latest version is ever sent [1, 10]. `P` comes from hazard.ts (empirical rewrite hazard
  * by age and rhythm, learnt online); per-block state lives in block-table.ts (bounded: a

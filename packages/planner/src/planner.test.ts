@@ -51,6 +51,29 @@ describe('start rule TS < K * D / B + L', () => {
   });
 });
 
+describe('free sends', () => {
+  it('wait until the close is within freeLead start-rule leads, then go without the allowance', () => {
+    // 10 blocks at 4,096 B/s: lead = D / B = 10 s. With freeLead 2 free sends may start
+    // 20 s before the close at 1,000 s; the start rule itself fires only at 990 s.
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 1000, K: 1, L: 0, linkHint: BS, pFree: 0.999, PT: 1, redundancyBudget: 0, freeLead: 2 });
+    writeBlocks(p, 0, range(0, 10));
+    expect(p.next(500, 100 * BS)).toEqual([]);
+    expect(p.next(979, 100 * BS)).toEqual([]);
+    expect(p.status(981).started).toBe(false);
+    expect(blocksOf(p.next(981, 100 * BS)).sort((a, b) => a - b)).toEqual(range(0, 10));
+  });
+
+  it('without a window they go whenever the link is free', () => {
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 1000, K: 1, L: 0, linkHint: BS, pFree: 0.999, PT: 1, redundancyBudget: 0, freeLead: Infinity });
+    writeBlocks(p, 0, range(0, 10));
+    expect(p.next(500, 100 * BS)).toHaveLength(10);
+  });
+
+  it('refuses a window shorter than the start rule itself', () => {
+    expect(() => createPlanner({ volumeSize: 64 * MiB, freeLead: 0.5 })).toThrow(/freeLead/);
+  });
+});
+
 describe('ordering by P and PT', () => {
   it('sends the blocks least likely to be rewritten first', () => {
     // Old blocks (written at 0) have lived longer without a rewrite than young ones
@@ -64,7 +87,8 @@ describe('ordering by P and PT', () => {
   });
 
   it('a block rewritten every few seconds is held back while quiet ones go', () => {
-    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 600, linkHint: 100 * BS, K: 1, L: 0 });
+    // freeLead Infinity: the quiet blocks go as free sends long before the close.
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', closeAt: 600, linkHint: 100 * BS, K: 1, L: 0, freeLead: Infinity });
     for (let t = 0; t <= 480; t += 2) {
       writeBlocks(p, t, [7]);
       if (t === 10) writeBlocks(p, t, range(100, 20));

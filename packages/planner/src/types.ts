@@ -31,6 +31,11 @@ export interface PlannerOptions {
   readonly redundancyBudget?: number;
   /** Blocks at most this likely to be rewritten are pre-sent whenever the link is free. */
   readonly pFree?: number;
+  /**
+   * Free sends (P < pFree) start only once the close is within this many start-rule leads,
+   * `TS < freeLead * (K * D / B + L)`; at least 1 (Infinity: whenever the link is free).
+   */
+  readonly freeLead?: number;
   /** Link throughput (bytes/s) to assume until acknowledgements measure it (e.g. the configured cap). */
   readonly linkHint?: number;
   /**

@@ -47,6 +47,11 @@ export class VolumePlanner {
   private backlogAt = 0;
   private backlogSince = Infinity;
   private readonly pFree: number;
+  private readonly freeLead: number;
+  /** The start rule and the free-send window, as decided at the last replan. */
+  private planFired = false;
+  private freeOpen = false;
+  private planAllowance = 0;
   private readonly regionContext: boolean;
   private readonly calibrate: boolean;
   private readonly pace: boolean;
@@ -84,6 +89,8 @@ export class VolumePlanner {
   private collided = 0;
   /** Expected resend bytes spent so far on this snapshot's pre-sends. */
   private spent = 0;
+  /** Allowance used: max(spent, collided), advanced by each pre-send's expected cost. */
+  private charged = 0;
 
   /** continuous / oracle: blocks in the order they became sendable. */
   private readonly fifo = new KeyList();
@@ -121,6 +128,7 @@ export class VolumePlanner {
     this.regionContext = options.regionContext ?? true;
     this.calibrate = options.calibrate ?? false;
     this.pace = options.pace ?? true;
+    this.freeLead = option('freeLead', options.freeLead, C.DEFAULT_FREE_LEAD, (v) => v >= 1);
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
     const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
     this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
@@ -279,7 +287,7 @@ export class VolumePlanner {
     this.fifoPos = 0;
     this.planLen = this.planPos = 0;
     this.planAt = -Infinity;
-    this.unsent = this.present = this.collided = this.spent = 0;
+    this.unsent = this.present = this.collided = this.spent = this.charged = 0;
     this.firedTS = null;
     this.open = n + 1;
     this.openedAt = time;
@@ -388,30 +396,44 @@ export class VolumePlanner {
     return ts > 0 && Number.isFinite(ts) ? this.newDirtyRate * ts : 0;
   }
 
-  private startRule(now: number): { fired: boolean; startAt: number } {
+  private startRule(now: number): { fired: boolean; startAt: number; lead: number } {
     const B = this.link.bytesPerSecond;
     const D = this.closedBacklog(now) + this.unsent * this.blockSize + this.futureBytes(now);
-    if (!Number.isFinite(this.closeAt)) return { fired: false, startAt: Infinity };
-    if (B === null || B <= 0) return { fired: true, startAt: now };
+    if (!Number.isFinite(this.closeAt)) return { fired: false, startAt: Infinity, lead: 0 };
+    if (B === null || B <= 0) return { fired: true, startAt: now, lead: Infinity };
     const lead = (this.K * D) / B + this.L;
-    return { fired: this.closeAt - now < lead, startAt: this.closeAt - lead };
+    return { fired: this.closeAt - now < lead, startAt: this.closeAt - lead, lead };
   }
 
   private predictive(now: number, budget: number, out: SendItem[]): void {
     // On the cadence only (an exhausted plan waits too), on a grid anchored at the snapshot's
     // opening: the engine asks every few ms, the simulator once a tick, and both must re-rank
     // at the same points of the schedule (the last replan before a close decides a lot).
-    if (this.replanDue(now)) this.replan(now);
-    const { fired } = this.startRule(now);
     const bs = this.blockSize;
-    const dirtyBytes = this.openDirty.length * bs;
-    // Pacing: a block's P falls as the close nears, so the same allowance buys more blocks
-    // later. From the moment the rule fires, release the allowance in step with the time
-    // elapsed (a fifth at once), instead of spending it all on the first tick.
-    const ts = this.closeAt - now;
-    if (fired && this.firedTS === null) this.firedTS = ts;
-    const share = this.pace && this.firedTS !== null && this.firedTS > 0 ? Math.min(1, 0.2 + 0.8 * (1 - ts / this.firedTS)) : 1;
-    let allowance = share * this.redundancyBudget * (dirtyBytes + this.futureBytes(now)) - Math.max(this.spent, this.collided);
+    if (this.replanDue(now)) {
+      this.replan(now);
+      // The start rule, the free-send window and the allowance are decided on the same grid
+      // as the plan, so that an engine asking every few ms and the simulator (once a tick)
+      // send the same blocks.
+      const rule = this.startRule(now);
+      this.planFired = rule.fired;
+      // Free sends wait until the close is near: earlier they buy no lag, only risk.
+      this.freeOpen = this.closeAt - now < this.freeLead * rule.lead;
+      // Pacing: a block's P falls as the close nears, so the same allowance buys more blocks
+      // later. From the moment the rule fires, release the allowance in step with the time
+      // elapsed (a fifth at once), instead of spending it all on the first tick.
+      const ts = this.closeAt - now;
+      if (rule.fired && this.firedTS === null) this.firedTS = ts;
+      const share = this.pace && this.firedTS !== null && this.firedTS > 0 ? Math.min(1, 0.2 + 0.8 * (1 - ts / this.firedTS)) : 1;
+      this.planAllowance = share * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
+    }
+    const fired = this.planFired;
+    const freeOpen = this.freeOpen;
+    // What this snapshot's pre-sends have cost so far: their expected resends, or the
+    // resends that actually happened where those are more. Kept as a running figure, so
+    // that a call right after a collision does not get the same allowance again.
+    if (this.collided > this.charged) this.charged = this.collided;
+    let allowance = this.planAllowance - this.charged;
     const tb = this.table;
     while (budget >= bs && this.planPos < this.planLen) {
       const b = this.planKeys[this.planPos];
@@ -426,11 +448,12 @@ export class VolumePlanner {
       // The queue-delay rule: hold a block back unless it is near-certain, or the start rule
       // says the link can no longer drain everything by the close and the snapshot's
       // resend allowance still covers this block's expected cost.
-      if (!(p < this.pFree || (fired && cost <= allowance))) break;
+      if (!((p < this.pFree && freeOpen) || (fired && cost <= allowance))) break;
       this.planPos++;
       this.markSent(i, b, out);
       allowance -= cost;
       this.spent += cost;
+      this.charged += cost;
       this.totals.expectedResendBytes += cost;
       this.totals.presentBytes += bs;
       budget -= bs;
