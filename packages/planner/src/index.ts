@@ -33,7 +33,8 @@
  * where D counts the bytes still to send plus the bytes the snapshot is forecast to gain
  * before its close (so K = 1 means "just in time" even while writes continue). Once fired,
  * blocks go in P order while their expected resend cost fits the snapshot's redundancy
- * budget (0.5 % of its bytes, released gradually from the moment the rule fires). Blocks
+ * budget (0.5 % of its bytes, released gradually from the moment the rule fires, times a
+ * gain steered by the resends that pre-sending really caused in earlier snapshots). Blocks
  * with P < 0.003 go outside that budget whenever the link is free, but only from
  * 1.25 start-rule leads before the close: earlier they buy no lag and risk a correlated
  * group of rewrites. A

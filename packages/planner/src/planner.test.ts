@@ -74,6 +74,50 @@ describe('free sends', () => {
   });
 });
 
+describe('the allowance gain', () => {
+  const options = { volumeSize: 64 * MiB, policy: 'predictive' as const, closeAt: 100, openedAt: 0, K: 1, L: 0, linkHint: BS, pFree: 0, PT: 1, redundancyBudget: 0.01, pace: false };
+  // One snapshot: 1,000 blocks written at its start and again 29 s later (so the model
+  // prices them as likely to be rewritten), pre-sent half-way (the rule has fired: 1,000 s
+  // of link for 100 s left), optionally all rewritten before the close.
+  const snapshot = (p: VolumePlanner, n: number, presend: boolean, rewrite: boolean) => {
+    const t0 = (n - 1) * 100;
+    writeBlocks(p, t0 + 1, range(0, 1000));
+    writeBlocks(p, t0 + 30, range(0, 1000));
+    const sent = presend ? p.next(t0 + 50, 1000 * BS) : [];
+    if (rewrite) writeBlocks(p, t0 + 60, blocksOf(sent));
+    p.onClose(n, t0 + 100, t0 + 200);
+    p.next(t0 + 100, 1e9); // the closed snapshot drains
+    return sent.length;
+  };
+
+  it('grows after a snapshot that used its allowance and caused no resends', () => {
+    const p = createPlanner(options);
+    expect(snapshot(p, 1, true, false)).toBeGreaterThan(0);
+    expect(p.status(100).budgetGain).toBeCloseTo(Math.exp(0.5), 6);
+    const before = snapshot(createPlanner(options), 1, true, false);
+    // The next snapshot's allowance is 1.65 times larger: it buys more blocks.
+    expect(snapshot(p, 2, true, false)).toBeGreaterThan(before);
+  });
+
+  it('falls back after resends beyond the budget, and never below 1', () => {
+    const p = createPlanner(options);
+    snapshot(p, 1, true, false);
+    snapshot(p, 2, true, false);
+    expect(p.status(200).budgetGain).toBeCloseTo(Math.exp(1), 6);
+    snapshot(p, 3, true, true); // every pre-sent block rewritten: far over the budget
+    expect(p.status(300).budgetGain).toBe(1);
+  });
+
+  it('stays where it is after a snapshot that did not use its allowance, and is off on request', () => {
+    const p = createPlanner(options);
+    snapshot(p, 1, false, false);
+    expect(p.status(100).budgetGain).toBe(1);
+    const off = createPlanner({ ...options, adaptBudget: false });
+    snapshot(off, 1, true, false);
+    expect(off.status(100).budgetGain).toBe(1);
+  });
+});
+
 describe('ordering by P and PT', () => {
   it('sends the blocks least likely to be rewritten first', () => {
     // Old blocks (written at 0) have lived longer without a rewrite than young ones

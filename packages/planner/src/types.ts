@@ -67,6 +67,8 @@ export interface PlannerOptions {
   readonly regionContext?: boolean;
   /** Scale P by observed / expected resends of recent snapshots. Off by default (measured worse). */
   readonly calibrate?: boolean;
+  /** Steer the redundancy allowance by the resends pre-sending really caused (default on). */
+  readonly adaptBudget?: boolean;
   /** Release the resend allowance gradually from the moment the start rule fires (default on). */
   readonly pace?: boolean;
   /** Half-life (s) of what the rewrite model learnt. */
@@ -108,6 +110,8 @@ export interface PlannerStatus {
   readonly expectedResendBytes: number;
   /** Factor applied to the model's P after comparing expected and observed resends. */
   readonly calibration: number;
+  /** Multiplier of the redundancy allowance, steered by the resends pre-sending really caused. */
+  readonly budgetGain: number;
   /** Dirty bytes of the open snapshot so far. */
   readonly dirtyBytes: number;
   /** Bytes of closed snapshots not yet handed to the link. */

@@ -54,6 +54,11 @@ export class VolumePlanner {
   private planAllowance = 0;
   private readonly regionContext: boolean;
   private readonly calibrate: boolean;
+  private readonly adapt: boolean;
+  /** Multiplier of the redundancy allowance, steered by realized resends (adaptBudget). */
+  private budgetGain = 1;
+  /** Whether the allowance held a block back in the open snapshot. */
+  private allowanceBound = false;
   private readonly pace: boolean;
   /** TS when the start rule first fired for the open snapshot (pacing), or null. */
   private firedTS: number | null = null;
@@ -127,6 +132,7 @@ export class VolumePlanner {
     this.shipsClosed = options.shipsClosed ?? false;
     this.regionContext = options.regionContext ?? true;
     this.calibrate = options.calibrate ?? false;
+    this.adapt = options.adaptBudget ?? true;
     this.pace = options.pace ?? true;
     this.freeLead = option('freeLead', options.freeLead, C.DEFAULT_FREE_LEAD, (v) => v >= 1);
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
@@ -180,6 +186,24 @@ export class VolumePlanner {
     this.regionLast[r] = t;
     this.regionWrites[r] += 1;
     if (rewrite) this.regionRewrites[r] += 1;
+  }
+
+  /**
+   * Steers the allowance by what pre-sending really cost: the model prices blocks by P, but
+   * where it is too cautious (on CloudPhysics, blocks priced at 0.2-0.7 were rewritten a
+   * third as often) the allowance buys too few of them and the link idles before a deadline.
+   * After a snapshot whose allowance held blocks back but whose resends stayed under the
+   * budget, the gain grows; after one whose resends exceeded it, the gain falls, faster the
+   * further over. Snapshots the allowance did not limit say nothing and leave it.
+   */
+  private adaptBudget(): void {
+    const dirtyBytes = this.openDirty.length * this.blockSize;
+    const budget = this.redundancyBudget * dirtyBytes;
+    if (!(budget > 0)) return;
+    const realized = this.collided / budget;
+    if (realized <= 1 && !this.allowanceBound) return;
+    const g = this.budgetGain * Math.exp(C.BUDGET_GAIN_STEP * (1 - realized));
+    this.budgetGain = Math.min(C.MAX_BUDGET_GAIN, Math.max(1, g));
   }
 
   /** The calibration factor applied to the model's P (observed / expected resends). */
@@ -282,12 +306,14 @@ export class VolumePlanner {
       this.calExpected = this.calExpected * 0.7 + this.spent;
       this.calActual = this.calActual * 0.7 + this.collided;
     }
+    if (this.adapt && this.policy === 'predictive' && this.openDirty.length > 0) this.adaptBudget();
     this.openDirty.clear();
     this.fifo.clear();
     this.fifoPos = 0;
     this.planLen = this.planPos = 0;
     this.planAt = -Infinity;
     this.unsent = this.present = this.collided = this.spent = this.charged = 0;
+    this.allowanceBound = false;
     this.firedTS = null;
     this.open = n + 1;
     this.openedAt = time;
@@ -425,7 +451,7 @@ export class VolumePlanner {
       const ts = this.closeAt - now;
       if (rule.fired && this.firedTS === null) this.firedTS = ts;
       const share = this.pace && this.firedTS !== null && this.firedTS > 0 ? Math.min(1, 0.2 + 0.8 * (1 - ts / this.firedTS)) : 1;
-      this.planAllowance = share * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
+      this.planAllowance = share * this.budgetGain * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
     }
     const fired = this.planFired;
     const freeOpen = this.freeOpen;
@@ -448,7 +474,10 @@ export class VolumePlanner {
       // The queue-delay rule: hold a block back unless it is near-certain, or the start rule
       // says the link can no longer drain everything by the close and the snapshot's
       // resend allowance still covers this block's expected cost.
-      if (!((p < this.pFree && freeOpen) || (fired && cost <= allowance))) break;
+      if (!((p < this.pFree && freeOpen) || (fired && cost <= allowance))) {
+        if (fired) this.allowanceBound = true;
+        break;
+      }
       this.planPos++;
       this.markSent(i, b, out);
       allowance -= cost;
@@ -550,6 +579,7 @@ export class VolumePlanner {
       collidedBytes: this.collided,
       expectedResendBytes: this.spent,
       calibration: this.calibration,
+      budgetGain: this.budgetGain,
       dirtyBytes: this.openDirty.length * this.blockSize,
       closedBytes: this.closedBacklog(now),
       newDirtyRate: this.newDirtyRate,
