@@ -9,6 +9,12 @@ const MiB = 1024 * 1024;
 
 describe('real NBD clients against a headstart volume', () => {
   let rig: Rig;
+  /** fio's nbd engine with crc32c verification against the export; its one job's result. */
+  const fioVerify = async (job: string[]) => {
+    const r = await run('fio', [...job, '--ioengine=nbd', `--uri=${rig.uri()}`, '--verify=crc32c', '--do_verify=1', '--output-format=json']);
+    expect(r.code).toBe(0);
+    return (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
+  };
   beforeAll(async () => {
     rig = await startRig(64 * MiB);
   });
@@ -96,18 +102,14 @@ describe('real NBD clients against a headstart volume', () => {
   }, 120_000);
 
   it('fio with its nbd engine writes and verifies through the export', async () => {
-    const r = await run('fio', ['--name=verify', '--ioengine=nbd', `--uri=${rig.uri()}`, '--rw=randwrite', '--bs=4k', '--size=8M', '--iodepth=16', '--verify=crc32c', '--do_verify=1', '--output-format=json']);
-    expect(r.code).toBe(0);
-    const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
+    const job = await fioVerify(['--name=verify', '--rw=randwrite', '--bs=4k', '--size=8M', '--iodepth=16']);
     expect(job.error).toBe(0);
     expect(job.write.io_bytes).toBe(8 * MiB);
     expect(job.read.io_bytes).toBe(8 * MiB); // the verify pass read everything back
   });
 
   it('fio verifies 1 MiB sequential writes at depth 8 (payloads read in place, image writes combined)', async () => {
-    const r = await run('fio', ['--name=seq', '--ioengine=nbd', `--uri=${rig.uri()}`, '--rw=write', '--bs=1m', '--size=24M', '--iodepth=8', '--verify=crc32c', '--do_verify=1', '--output-format=json']);
-    expect(r.code).toBe(0);
-    const job = (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
+    const job = await fioVerify(['--name=seq', '--rw=write', '--bs=1m', '--size=24M', '--iodepth=8']);
     expect(job.error).toBe(0);
     expect(job.write.io_bytes).toBe(24 * MiB);
     expect(job.read.io_bytes).toBe(24 * MiB);

@@ -337,9 +337,10 @@ class Node implements HeadstartNode {
       try {
         const r = await compareWithReplica(plan, replica);
         const differingBytes = r.differing.reduce((a, [, len]) => a + len, 0);
-        m.lastVerify = { at, point: r.point, equal: r.equal, differingBytes, ranges: r.differing.slice(0, 16), error: null };
+        const ranges = r.differing.slice(0, 16);
+        m.lastVerify = { at, point: r.point, equal: r.equal, differingBytes, ranges, error: null };
         if (r.equal) this.log.info({ volume: name, n: r.point, ranges: r.rangesCompared }, 'scheduled verification: the replica equals the source');
-        else this.log.error({ volume: name, n: r.point, differingBytes, ranges: r.differing.slice(0, 16) }, 'scheduled verification: the replica DIFFERS from the source at this point');
+        else this.log.error({ volume: name, n: r.point, differingBytes, ranges }, 'scheduled verification: the replica DIFFERS from the source at this point');
       } finally {
         await this.endVerify(name).catch(() => {});
       }

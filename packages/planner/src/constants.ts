@@ -55,6 +55,10 @@ export const DEFAULT_FREE_LEAD = 1.25;
 export const DEFAULT_REPLAN_SHARE = 1 / 120;
 export const MIN_REPLAN_SECONDS = 0.25;
 export const MAX_REPLAN_SECONDS = 5;
+/** Seconds between replans for a snapshot interval of `intervalSeconds` (the rule above). */
+export function replanSeconds(intervalSeconds: number): number {
+  return Math.min(MAX_REPLAN_SECONDS, Math.max(MIN_REPLAN_SECONDS, intervalSeconds * DEFAULT_REPLAN_SHARE));
+}
 /** What the rewrite model learnt halves in weight every 6 h: follows day/night shifts, keeps rhythms. */
 export const DEFAULT_MODEL_HALF_LIFE = 6 * 3600;
 /** Cell prior strength (blocks' worth of exposure) before a rhythm cell trusts its own counts. */

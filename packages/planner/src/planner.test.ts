@@ -12,6 +12,16 @@ function writeBlocks(p: VolumePlanner, time: number, blocks: number[]): void {
 
 const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => from + i);
 
+/** The HeadstartError code `f` throws ('other' for any other error, 'none' if it returns). */
+function code(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    return isHeadstartError(e) ? e.code : 'other';
+  }
+  return 'none';
+}
+
 describe('start rule TS < K * D / B + L', () => {
   it('fires when the time left to the close no longer covers draining D at B', () => {
     // 100 blocks = 409,600 B at 4,096 B/s: D / B = 100 s, so with K = 1, L = 0 the rule
@@ -259,14 +269,6 @@ describe('bounds and bad input', () => {
   it('rejects bad events and options with stable codes', () => {
     const p = createPlanner({ volumeSize: MiB, closeAt: 10 });
     p.onWrite({ time: 5, offset: 0, length: BS });
-    const code = (f: () => unknown) => {
-      try {
-        f();
-      } catch (e) {
-        return isHeadstartError(e) ? e.code : 'other';
-      }
-      return 'none';
-    };
     expect(code(() => p.onWrite({ time: 4, offset: 0, length: BS }))).toBe('PLANNER_BAD_INPUT');
     expect(code(() => p.onWrite({ time: 6, offset: MiB, length: BS }))).toBe('PLANNER_BAD_INPUT');
     expect(code(() => p.onWrite({ time: 6, offset: -1, length: BS }))).toBe('PLANNER_BAD_INPUT');
@@ -318,14 +320,6 @@ describe('engine interface', () => {
     p.setThroughput(10 * BS, 2);
     expect(p.status(2).B).toBe(10 * BS);
     expect(p.status(2).predictedStartAt).toBeCloseTo(990, 6); // 100 blocks at 10 blocks/s
-    const code = (f: () => unknown) => {
-      try {
-        f();
-      } catch (e) {
-        return isHeadstartError(e) ? e.code : 'other';
-      }
-      return 'none';
-    };
     expect(code(() => p.setThroughput(0, 3))).toBe('PLANNER_BAD_INPUT');
     expect(code(() => p.setThroughput(NaN, 3))).toBe('PLANNER_BAD_INPUT');
     expect(code(() => p.setThroughput(BS, 1))).toBe('PLANNER_BAD_INPUT'); // time went back

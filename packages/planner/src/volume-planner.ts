@@ -501,7 +501,7 @@ export class VolumePlanner {
   private replanEvery(): number {
     if (this.replanSeconds !== null) return this.replanSeconds;
     const span = Number.isFinite(this.closeAt) && this.openedAt !== null ? this.closeAt - this.openedAt : Infinity;
-    return Math.min(C.MAX_REPLAN_SECONDS, Math.max(C.MIN_REPLAN_SECONDS, span * C.DEFAULT_REPLAN_SHARE));
+    return C.replanSeconds(span);
   }
 
   /** Credits every tracked block's time at risk, so blocks that survive count too. */

@@ -95,7 +95,7 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
   });
 
   // One tick per planner replan (DEFAULT_REPLAN_SHARE of the interval, within its bounds).
-  const dt = options.tickSeconds ?? Math.min(defaults.MAX_REPLAN_SECONDS, Math.max(defaults.MIN_REPLAN_SECONDS, I * defaults.DEFAULT_REPLAN_SHARE));
+  const dt = options.tickSeconds ?? defaults.replanSeconds(I);
   const sent = new Float64Array(N + 2);
   const got = new Float64Array(N + 2);
   const lastFinish = new Float64Array(N + 2);

@@ -110,7 +110,8 @@ export class BlockSet implements Iterable<number> {
         this.containers.set(key, c);
       } else {
         const values = c.values.length >= count ? c.values : new Uint16Array(Math.min(ARRAY_MAX, Math.max(count, c.values.length * 2, 4)));
-        // Shift the members above the run first (copyWithin handles the overlap), then fill.
+        // Shift the members above the run first (set copies overlapping views of one buffer
+        // correctly), then fill.
         values.set(c.values.subarray(to, c.count), from + (hi - lo));
         if (values !== c.values) values.set(c.values.subarray(0, from), 0);
         for (let i = 0; i < hi - lo; i++) values[from + i] = lo + i;
