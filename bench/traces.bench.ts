@@ -1,7 +1,8 @@
 /**
  * The trace evaluator (issue 10): replays real block traces through the planner (the same
- * VolumePlanner the engine runs) over a link model, for the four policies side by side.
- * Default sweep: every trace in ../shared/traces x intervals 60/300/900/3600 s x link
+ * VolumePlanner the engine runs) over a link model, for the four policies side by side, with
+ * the issue's `plain` reference planner beside them (packages/sim/src/plain.ts: the yardstick
+ * headstart's planner must clearly beat). Default sweep: every trace in ../shared/traces x intervals 60/300/900/3600 s x link
  * 1.2x/2x/5x the trace's mean write rate. Flags (after `--`): --quick, --json,
  * --trace FILE (repeatable), --interval 60,300, --link-x 1.2,2, --varying (square-wave link),
  * --planner '{"redundancyBudget":0.02}' (planner option overrides, for the predictive policy's
@@ -107,19 +108,22 @@ export default defineSuite({
           }
           for (const x of linkXs) {
             const t1 = Date.now();
-            const e = evaluate(w, interval, x, { link: varying ? (b) => varyingLink(b) : constantLink, planner });
+            const e = evaluate(w, interval, x, { link: varying ? (b) => varyingLink(b) : constantLink, planner, plain: true });
             runs.push(e);
             const m = meets(e);
-            log(`  ${w.name} ${interval}s x${x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${Date.now() - t1} ms)`);
+            log(`  ${w.name} ${interval}s x${x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, plain ${e.plain!.redundancy_mean.toFixed(4)} / ${e.plain!.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${Date.now() - t1} ms)`);
           }
         }
       }
     }
-    const table: (string | number)[][] = [['trace', 'interval s', 'link x', 'policy', 'red mean', 'red p99', 'lag mean s', 'lag p50 s', 'lag p99 s', 'lag/oracle', 'lag/at-snap', 'target']];
+    const table: (string | number)[][] = [['trace', 'interval s', 'link x', 'policy', 'red mean', 'red p99', 'lag mean s', 'lag p50 s', 'lag p99 s', 'lag/oracle', 'lag/at-snap', 'lag/plain', 'target']];
+    let plainLagWorse = 0;
+    let plainRedundancyWorse = 0;
     for (const e of runs) {
       const m = meets(e);
-      for (const policy of POLICIES) {
-        const p = e.policies[policy];
+      const plain = e.plain!;
+      for (const policy of [...POLICIES, 'plain'] as const) {
+        const p = policy === 'plain' ? plain : e.policies[policy];
         const pred = policy === 'predictive';
         table.push([
           e.trace,
@@ -133,6 +137,7 @@ export default defineSuite({
           p.lag_p99_s,
           pred ? (p.lag_mean_s + 1) / (e.policies.oracle.lag_mean_s + 1) : '',
           pred ? (p.lag_mean_s + 1) / (e.policies['at-snapshot'].lag_mean_s + 1) : '',
+          pred ? (p.lag_mean_s + 1) / (plain.lag_mean_s + 1) : '',
           pred ? (m.redundancy && m.lag ? 'ok' : `MISS${m.redundancy ? '' : ' redundancy'}${m.lag ? '' : ' lag'}`) : '',
         ]);
       }
@@ -140,8 +145,21 @@ export default defineSuite({
       const p = e.policies.predictive;
       if (!(p.lag_mean_s <= e.policies['at-snapshot'].lag_mean_s)) notes.push(`${e.trace} ${e.interval_s}s x${e.link_x}: predictive lag not below at-snapshot`);
       if (!(p.redundancy_mean <= e.policies.continuous.redundancy_mean)) notes.push(`${e.trace} ${e.interval_s}s x${e.link_x}: predictive redundancy not below continuous`);
+      // Against the issue's reference planner: worse means more than rounding (0.1 s, 0.0005).
+      if (p.lag_mean_s > plain.lag_mean_s + 0.1) {
+        plainLagWorse++;
+        notes.push(`${e.trace} ${e.interval_s}s x${e.link_x}: predictive lag ${p.lag_mean_s.toFixed(1)} s above plain's ${plain.lag_mean_s.toFixed(1)} s`);
+      }
+      if (p.redundancy_mean > Math.max(1.01, plain.redundancy_mean + 0.0005)) {
+        plainRedundancyWorse++;
+        notes.push(`${e.trace} ${e.interval_s}s x${e.link_x}: predictive redundancy ${p.redundancy_mean.toFixed(4)} above plain's ${plain.redundancy_mean.toFixed(4)} and the 1.01 target`);
+      }
     }
     const ok = runs.filter((e) => meets(e).redundancy && meets(e).lag).length;
+    const plainOk = runs.filter((e) => e.plain!.redundancy_mean <= 1.01 && e.plain!.lag_mean_s <= 1.05 * e.policies.oracle.lag_mean_s + 1).length;
+    notes.unshift(
+      `plain (the issue's reference planner: K 1, L 0, Poisson rates, PT 0.3, replan 10 s) meets the target in ${plainOk} of ${runs.length}; predictive's lag is above plain's in ${plainLagWorse} runs, its redundancy above plain's and 1.01 in ${plainRedundancyWorse}`,
+    );
     notes.unshift(`${ok} of ${runs.length} runs meet the target (predictive redundancy <= 1.01, lag <= 1.05 x oracle + 1 s); lag ratios are (lag + 1 s) / (other + 1 s); link ${varying ? 'varying ±50 % every 300 s' : 'constant'}${planner ? `; planner overrides ${JSON.stringify(planner)}` : ''}`);
     const fig = (f: Evaluation['policies']['predictive']) => ({
       redundancy_mean: round(f.redundancy_mean, 5),
@@ -156,6 +174,8 @@ export default defineSuite({
         interval_s: e.interval_s,
         link_x: e.link_x,
         policies: Object.fromEntries(POLICIES.map((p) => [p, fig(e.policies[p])])),
+        // The issue's reference planner, beside the four policies (not one of them).
+        plain: fig(e.plain!),
       })),
     };
     return { table, json, notes };

@@ -1,4 +1,7 @@
-/** One run of the evaluator: the four policies over the same workload, interval and link. */
+/**
+ * One run of the evaluator: the four policies over the same workload, interval and link, and
+ * the `plain` reference planner (plain.ts) beside them.
+ */
 import { POLICIES, type PlannerOptions, type Policy } from '@headstart/planner';
 import { summarise, type PolicyFigures } from './figures';
 import { constantLink, type LinkModel } from './link';
@@ -12,6 +15,8 @@ export interface Evaluation {
   readonly link: string;
   readonly snapshots: number;
   readonly policies: Record<Policy, PolicyFigures>;
+  /** The issue's reference planner, when asked for (`plain: true`). */
+  readonly plain?: PolicyFigures;
   /** Peak planner memory (predictive), bytes. */
   readonly plannerMemoryBytes: number;
 }
@@ -21,7 +26,7 @@ export function meanWriteRate(w: Workload): number {
   return w.writtenBytes / Math.max(1, w.duration);
 }
 
-export function evaluate(w: Workload, interval: number, linkX: number, options: { link?: (bytesPerSecond: number) => LinkModel; planner?: Partial<PlannerOptions>; policies?: readonly Policy[] } = {}): Evaluation {
+export function evaluate(w: Workload, interval: number, linkX: number, options: { link?: (bytesPerSecond: number) => LinkModel; planner?: Partial<PlannerOptions>; policies?: readonly Policy[]; plain?: boolean } = {}): Evaluation {
   const link = (options.link ?? constantLink)(meanWriteRate(w) * linkX);
   const history = historyFor(w, interval);
   const policies = {} as Record<Policy, PolicyFigures>;
@@ -33,5 +38,6 @@ export function evaluate(w: Workload, interval: number, linkX: number, options: 
     snapshots = r.snapshots.length;
     if (policy === 'predictive') memory = r.plannerMemoryBytes;
   }
-  return { trace: w.name, interval_s: interval, link_x: linkX, link: link.name, snapshots, policies, plannerMemoryBytes: memory };
+  const plain = options.plain ? summarise(simulate(w, { interval, link, policy: 'plain', history }).snapshots) : undefined;
+  return { trace: w.name, interval_s: interval, link_x: linkX, link: link.name, snapshots, policies, ...(plain ? { plain } : {}), plannerMemoryBytes: memory };
 }

@@ -8,11 +8,14 @@
  * second implementation) over a link model and returns per-snapshot figures (M, S, commit,
  * lag), judged independently from the trace's block history; `summarise` reduces them to
  * redundancy mean/p99 and lag mean/p50/p99. `evaluate` runs the four policies side by side
- * on one workload, interval and link. bench/traces.bench.ts sweeps these.
+ * on one workload, interval and link, with `plain: true` also the issue's reference planner
+ * (plain.ts: a yardstick like the oracle, never run by the engine). bench/traces.bench.ts
+ * sweeps these.
  */
 export { loadWorkloads, sliceWorkload, compactWorkload, type Workload } from './workload';
 export { BlockHistory } from './history';
 export { constantLink, varyingLink, type LinkModel } from './link';
-export { simulate, snapshotCount, historyFor, type SimOptions, type SimResult, type SnapshotFigures } from './simulate';
+export { simulate, snapshotCount, historyFor, type SimOptions, type SimPolicy, type SimResult, type SnapshotFigures } from './simulate';
+export { PlainPlanner, type PlainOptions } from './plain';
 export { summarise, percentile, type PolicyFigures } from './figures';
 export { evaluate, meanWriteRate, type Evaluation } from './evaluate';

@@ -58,6 +58,17 @@ describe('simulator figures on a hand-checked workload', () => {
     expect(big.snapshots[0].lag).toBe(0);
   });
 
+  it('a link slower than a block per tick is still kept busy', () => {
+    // Interval 100 s: ticks of 0.83 s, a block takes 1 s. 22 blocks closed at 100 s must
+    // take 22 s, not a tick and a block each.
+    const many = workload(
+      Array.from({ length: 22 }, (_, i) => [50, i, 1] as [number, number, number]),
+      100,
+    );
+    const r = simulate(many, { interval: 100, link, policy: 'at-snapshot' });
+    expect(r.snapshots[0].lag).toBeCloseTo(22, 9);
+  });
+
   it('a backlog that outlasts the next close delays its commit too', () => {
     // 30 blocks at 9 s over a 1 block/s link: snapshot 1 commits at 9 + 30 = 39 s at best.
     const burst = workload(
@@ -69,6 +80,37 @@ describe('simulator figures on a hand-checked workload', () => {
       expect(r.snapshots[0].lag, policy).toBeGreaterThanOrEqual(29 - 1e-9);
       expect(r.snapshots[0].S, policy).toBe(30 * BS);
     }
+  });
+});
+
+describe('the plain reference planner (the issue\'s yardstick)', () => {
+  // Interval 100 s, link 1 block/s. Block 0 is written once at 1 s; block 1 every 2 s up to
+  // 98 s. Blocks 10-29 are written once at 50 s.
+  const writes: [number, number, number][] = [[1, 0, 1], [50, 10, 20]];
+  for (let t = 2; t <= 98; t += 2) writes.push([t, 1, 1]);
+  const w = workload(writes.sort((a, b) => a[0] - b[0]), 100);
+
+  it('pre-sends the cold blocks once the start rule fires, and holds the hot one until the close', () => {
+    const r = simulate(w, { interval: 100, link: constantLink(BS), policy: 'plain' });
+    const s = r.snapshots[0];
+    expect(s.M).toBe(22 * BS);
+    // K = 1, L = 0: D = 22 blocks at 1 block/s fires at TS < 22 s, i.e. 78 s. The 21 cold
+    // blocks (P = 1 - exp(-ln2 x TS / 100) < 0.3) go from then; block 1, written every 2 s
+    // (decayed count ~ 34, P ~ 1), waits for the close, so it alone is sent after it.
+    expect(s.S).toBe(22 * BS);
+    expect(s.lag).toBeGreaterThan(0.5);
+    expect(s.lag).toBeLessThanOrEqual(1 + 1e-9);
+    expect(r.totals.presentBytes).toBe(21 * BS);
+    expect(r.totals.collidedBytes).toBe(0);
+  });
+
+  it('a block pre-sent and then written again is a collision and is sent again', () => {
+    // Block 5 written at 1 s, then again at 95 s: by 78 s its P is low, so it is pre-sent
+    // and collides.
+    const c = workload([[1, 0, 1], [1, 5, 1], [50, 10, 20], [95, 5, 1]], 100);
+    const r = simulate(c, { interval: 100, link: constantLink(BS), policy: 'plain' });
+    expect(r.totals.collidedBytes).toBe(BS);
+    expect(r.snapshots[0].S).toBe(r.snapshots[0].M + BS);
   });
 });
 

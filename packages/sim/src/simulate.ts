@@ -13,15 +13,19 @@ import { HeadstartError } from '@headstart/errors';
 import { VolumePlanner, defaults, type PlannerOptions, type Policy } from '@headstart/planner';
 import { BlockHistory } from './history';
 import type { LinkModel } from './link';
+import { PlainPlanner } from './plain';
 import type { Workload } from './workload';
+
+/** The engine's policies, plus `plain`: the issue's reference planner (plain.ts), a yardstick. */
+export type SimPolicy = Policy | 'plain';
 
 export interface SimOptions {
   /** Snapshot interval (s): closes at interval, 2 x interval, ... while within the trace. */
   readonly interval: number;
   readonly link: LinkModel;
-  readonly policy: Policy;
+  readonly policy: SimPolicy;
   readonly blockSize?: number;
-  /** Planner overrides (K, L, PT...). */
+  /** Planner overrides (K, L, PT...); not applied to `plain`. */
   readonly planner?: Partial<PlannerOptions>;
   /** Reuse one history across the policies of a run (it is the expensive part). */
   readonly history?: BlockHistory;
@@ -29,7 +33,7 @@ export interface SimOptions {
   readonly hintLink?: boolean;
   /** Seconds between the simulator's calls of the planner (default: its replan cadence). */
   readonly tickSeconds?: number;
-  /** Called after every planner tick (diagnostics). */
+  /** Called after every planner tick (diagnostics; not for `plain`). */
   readonly onTick?: (now: number, planner: VolumePlanner) => void;
 }
 
@@ -45,10 +49,10 @@ export interface SnapshotFigures {
 }
 
 export interface SimResult {
-  readonly policy: Policy;
+  readonly policy: SimPolicy;
   readonly snapshots: SnapshotFigures[];
   readonly plannerMemoryBytes: number;
-  readonly totals: VolumePlanner['totals'];
+  readonly totals: { presentBytes: number; expectedResendBytes: number; collidedBytes: number };
 }
 
 export function snapshotCount(w: Workload, interval: number): number {
@@ -80,19 +84,22 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     }
   }
 
-  const planner = new VolumePlanner({
-    volumeSize: Math.ceil(w.volumeSize / bs) * bs,
-    blockSize: bs,
-    policy: options.policy,
-    openSnapshot: 1,
-    closeAt: T(1),
-    // Snapshot 1 spans [0, I): the planner's replan cadence (a share of the interval, its
-    // default, the same the engine runs with) is then the simulator's tick below.
-    openedAt: 0,
-    future: history,
-    ...(options.hintLink === false ? {} : { linkHint: options.link.mean }),
-    ...options.planner,
-  });
+  const planner =
+    options.policy === 'plain'
+      ? new PlainPlanner({ blockSize: bs, interval: I, closeAt: T(1), bytesPerSecond: options.link.mean })
+      : new VolumePlanner({
+          volumeSize: Math.ceil(w.volumeSize / bs) * bs,
+          blockSize: bs,
+          policy: options.policy,
+          openSnapshot: 1,
+          closeAt: T(1),
+          // Snapshot 1 spans [0, I): the planner's replan cadence (a share of the interval, its
+          // default, the same the engine runs with) is then the simulator's tick below.
+          openedAt: 0,
+          future: history,
+          ...(options.hintLink === false ? {} : { linkHint: options.link.mean }),
+          ...options.planner,
+        });
 
   // One tick per planner replan (DEFAULT_REPLAN_SHARE of the interval, within its bounds).
   const dt = options.tickSeconds ?? defaults.replanSeconds(I);
@@ -151,9 +158,13 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     const credit = (options.link.burstBytes ?? 0) / rate;
     if (linkFree < now - credit) linkFree = now - credit;
     const start = linkFree;
-    // Keep the link busy until the next tick; an idle link always takes at least one block
-    // (on a slow link one block can outlast a tick).
-    const budget = Math.max(rate * (now + dt - start), linkFree <= now ? bs : 0);
+    // Keep the link busy until the next tick: hand over every block that would start before
+    // it. A block may outlast the tick (a slow link): it still starts the moment the link
+    // frees up, as on a real link with a send queue. (Counting only blocks that also finish
+    // within the tick left a link slower than a block per tick idle for up to a tick per
+    // block: 1.67 s per block instead of 1 s at 1 block/s and 0.83 s ticks.)
+    const ahead = now + dt - start;
+    const budget = ahead > 0 ? Math.ceil((rate * ahead) / bs - 1e-9) * bs : 0;
     const items = budget >= bs ? planner.next(now, budget) : [];
     for (const { n, block } of items) {
       linkFree += bs / rate;
@@ -174,7 +185,7 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
       got[n]++;
       if (finish > lastFinish[n]) lastFinish[n] = finish;
     }
-    options.onTick?.(now, planner);
+    if (planner instanceof VolumePlanner) options.onTick?.(now, planner);
     tryCommit(k - 1);
     if (committed >= N) break;
     const nextEvent = Math.min(wi < w.count && w.time[wi] <= until ? w.time[wi] : Infinity, k <= N ? T(k) : Infinity);
