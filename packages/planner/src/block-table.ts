@@ -19,9 +19,11 @@ export const CLEAN = 0;
 export const DIRTY = 1;
 /** Written in the open snapshot, current version already pre-sent. */
 export const SENT = 2;
+/** Like SENT, but pre-sent as near-certain (P < pFree), outside the resend allowance. */
+export const FREE_SENT = 3;
 
-/** Bytes of table memory per slot (keys 8, last 8, gap 4, credited 4, count 2, state 1, ctx 1). */
-export const SLOT_BYTES = 28;
+/** Bytes of table memory per slot (keys 8, last 8, gap 4, credited 4, count 2, recent 4, state 1, ctx 2). */
+export const SLOT_BYTES = 33;
 
 export class BlockTable {
   keys!: Float64Array;
@@ -32,9 +34,11 @@ export class BlockTable {
   /** Age (since `last`) up to which its exposure was credited to the hazard model. */
   credited!: Float32Array;
   count!: Uint16Array;
+  /** Writes seen, decayed with a half-life of one snapshot interval, as of `last`. */
+  recent!: Float32Array;
   state!: Uint8Array;
   /** The block's rewrite-model context when its exposure was last credited (see hazard.ts). */
-  ctx!: Uint8Array;
+  ctx!: Uint16Array;
   size = 0;
   private mask = 0;
 
@@ -60,8 +64,9 @@ export class BlockTable {
     this.gap = new Float32Array(slots);
     this.credited = new Float32Array(slots);
     this.count = new Uint16Array(slots);
+    this.recent = new Float32Array(slots);
     this.state = new Uint8Array(slots);
-    this.ctx = new Uint8Array(slots);
+    this.ctx = new Uint16Array(slots);
     this.mask = slots - 1;
     this.size = 0;
   }
@@ -98,6 +103,7 @@ export class BlockTable {
     this.gap[i] = 0;
     this.credited[i] = 0;
     this.count[i] = 0;
+    this.recent[i] = 0;
     this.state[i] = CLEAN;
     this.ctx[i] = 0;
     this.size++;
@@ -123,7 +129,7 @@ export class BlockTable {
 
   /** Rebuilds into `slots` slots, dropping clean entries last written at or before `forgetUpTo`. */
   private rehash(slots: number, forgetUpTo: number, onForget: Forget): void {
-    const old = { keys: this.keys, last: this.last, gap: this.gap, credited: this.credited, count: this.count, state: this.state, ctx: this.ctx };
+    const old = { keys: this.keys, last: this.last, gap: this.gap, credited: this.credited, count: this.count, recent: this.recent, state: this.state, ctx: this.ctx };
     this.alloc(slots);
     for (let j = 0; j < old.keys.length; j++) {
       const key = old.keys[j];
@@ -139,6 +145,7 @@ export class BlockTable {
       this.gap[i] = old.gap[j];
       this.credited[i] = old.credited[j];
       this.count[i] = old.count[j];
+      this.recent[i] = old.recent[j];
       this.state[i] = old.state[j];
       this.ctx[i] = old.ctx[j];
       this.size++;

@@ -66,7 +66,7 @@ export const DEFAULT_CELL_PRIOR = 8;
 /** Credit exposure of every tracked block at least this often (s), so survivors count. */
 export const CREDIT_SECONDS = 60;
 /**
- * Per-block table slots before clean history is forgotten: 2^20 slots x 28 B = 28 MiB
+ * Per-block table slots before clean history is forgotten: 2^20 slots x 33 B = 33 MiB
  * (~786k tracked blocks at 3/4 load), which with the region arrays (16 MiB for a 1 TiB
  * volume) keeps a TiB volume's planner under the 64 MiB budget. Dirty blocks beyond that
  * still grow the table: the dirty set must be tracked exactly.

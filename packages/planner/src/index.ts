@@ -32,17 +32,18 @@
  * Blocks wait (queue delay [11]) until the start rule `TS < K * D / B + L` [1, 26] fires,
  * where D counts the bytes still to send plus the bytes the snapshot is forecast to gain
  * before its close (so K = 1 means "just in time" even while writes continue). Once fired,
- * blocks go in P order while their expected resend cost fits the snapshot's redundancy
- * budget (0.5 % of its bytes, released gradually from the moment the rule fires, times a
- * gain steered by the resends that pre-sending really caused in earlier snapshots). Blocks
+ * blocks go in P order while the snapshot's expected resends (those that happened, plus the
+ * risk its pre-sent blocks still carry to the close, re-priced at each replan) fit its
+ * redundancy budget (0.5 % of its bytes, released gradually from the moment the rule fires,
+ * times a gain steered by the resends that pre-sending really caused in earlier snapshots). Blocks
  * with P < 0.003 go outside that budget whenever the link is free, but only from
  * 1.25 start-rule leads before the close: earlier they buy no lag and risk a correlated
  * group of rewrites. A
  * pre-sent block that is written again is a collision: it is queued again and only its
  * latest version is ever sent [1, 10]. `P` comes from hazard.ts (empirical rewrite hazard
- * by age and rhythm, learnt online); per-block state lives in block-table.ts (bounded: a
- * 1 TiB volume's planner stays well under 64 MiB). `LinkScheduler` shares one link among
- * many volumes' planners by deadline.
+ * by age, rhythm, region and recent writes, learnt online); per-block state lives in
+ * block-table.ts (bounded: a 1 TiB volume's planner stays under 64 MiB). `LinkScheduler`
+ * shares one link among many volumes' planners by deadline.
  */
 import { VolumePlanner } from './volume-planner';
 import type { PlannerOptions } from './types';
