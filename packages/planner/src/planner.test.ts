@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isHeadstartError } from '@headstart/errors';
-import { createPlanner, LinkScheduler, VolumePlanner, type OracleFuture, type SendItem } from './index';
+import { createPlanner, defaults, LinkScheduler, VolumePlanner, type OracleFuture, type SendItem } from './index';
 
 const BS = 4096;
 const MiB = 1 << 20;
@@ -84,6 +84,31 @@ describe('free sends', () => {
   });
 });
 
+describe('the resend allowance', () => {
+  it('re-prices pre-sent blocks as they survive, so the same allowance buys more later', () => {
+    // 1,000 blocks written once at 0, and 200 more of which one is rewritten every 7 s (the
+    // model learns a small hazard from them). The link is far too slow to drain them: the
+    // rule fires at once. The allowance, 0.1 % of the snapshot's bytes in expected resends,
+    // is released all at once (no pacing, no gain). Priced once at their send, the first
+    // blocks would use it up for good; re-priced, their risk shrinks as the close nears.
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 2000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.001, pace: false, adaptBudget: false });
+    writeBlocks(p, 0, range(0, 1000));
+    writeBlocks(p, 0, range(2000, 200));
+    for (let i = 1; i <= 200; i++) writeBlocks(p, i * 7, [2000 + i - 1]);
+    const allowance = 0.001 * 1200 * BS;
+    const first = p.next(1500, 1e9).length;
+    expect(first).toBeGreaterThan(0);
+    expect(first).toBeLessThan(1200);
+    expect(p.totals.expectedResendBytes).toBeLessThanOrEqual(allowance);
+    const later = p.next(1950, 1e9).length;
+    expect(later).toBeGreaterThan(0);
+    // What the pre-sends were priced at when sent now exceeds the allowance: only the
+    // re-pricing of the survivors made room for them. Nothing was rewritten.
+    expect(p.totals.expectedResendBytes).toBeGreaterThan(allowance);
+    expect(p.status(1950).collidedBytes).toBe(0);
+  });
+});
+
 describe('the allowance gain', () => {
   const options = { volumeSize: 64 * MiB, policy: 'predictive' as const, closeAt: 100, openedAt: 0, K: 1, L: 0, linkHint: BS, pFree: 0, PT: 1, redundancyBudget: 0.01, pace: false };
   // One snapshot: 1,000 blocks written at its start and again 29 s later (so the model
@@ -109,13 +134,14 @@ describe('the allowance gain', () => {
     expect(snapshot(p, 2, true, false)).toBeGreaterThan(before);
   });
 
-  it('falls back after resends beyond the budget, and never below 1', () => {
+  it('falls back after resends beyond the budget, below 1 too, but never below its floor', () => {
     const p = createPlanner(options);
     snapshot(p, 1, true, false);
     snapshot(p, 2, true, false);
     expect(p.status(200).budgetGain).toBeCloseTo(Math.exp(1), 6);
     snapshot(p, 3, true, true); // every pre-sent block rewritten: far over the budget
-    expect(p.status(300).budgetGain).toBe(1);
+    expect(p.status(300).budgetGain).toBe(defaults.MIN_BUDGET_GAIN);
+    expect(defaults.MIN_BUDGET_GAIN).toBeLessThan(1);
   });
 
   it('stays where it is after a snapshot that did not use its allowance, and is off on request', () => {

@@ -211,7 +211,8 @@ export class VolumePlanner {
    * third as often) the allowance buys too few of them and the link idles before a deadline.
    * After a snapshot whose allowance held blocks back but whose resends stayed under the
    * budget, the gain grows; after one whose resends exceeded it, the gain falls, faster the
-   * further over. Snapshots the allowance did not limit say nothing and leave it.
+   * further over, below 1 too (where the model is optimistic, see MIN_BUDGET_GAIN).
+   * Snapshots the allowance did not limit and did not overspend say nothing and leave it.
    */
   private adaptBudget(): void {
     const dirtyBytes = this.openDirty.length * this.blockSize;
@@ -220,7 +221,7 @@ export class VolumePlanner {
     const realized = this.collided / budget;
     if (realized <= 1 && !this.allowanceBound) return;
     const g = this.budgetGain * Math.exp(C.BUDGET_GAIN_STEP * (1 - realized));
-    this.budgetGain = Math.min(C.MAX_BUDGET_GAIN, Math.max(1, g));
+    this.budgetGain = Math.min(C.MAX_BUDGET_GAIN, Math.max(C.MIN_BUDGET_GAIN, g));
   }
 
   /** The calibration factor applied to the model's P (observed / expected resends). */
