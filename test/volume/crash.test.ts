@@ -24,6 +24,22 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(child, { force: true }));
 
+/** Where two images differ, as byte ranges with the first byte of each side (for a failure message). */
+function describeDiff(live: Buffer, model: Buffer): string {
+  const ranges: string[] = [];
+  for (let i = 0; i < live.length && ranges.length < 8; ) {
+    if (live[i] === model[i]) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < live.length && live[j] !== model[j]) j++;
+    ranges.push(`[${i}, ${j}) live ${live[i]} model ${model[i]}`);
+    i = j;
+  }
+  return ranges.join(', ');
+}
+
 interface Run {
   lines: string[];
 }
@@ -90,7 +106,7 @@ describe('volume crash safety (kill -9 at random instants)', () => {
             if (live.subarray(from, to).every((x) => x === byte)) model.fill(byte, from, to);
           }
         }
-        expect(live.equals(model), `run ${run}: live content`).toBe(true);
+        expect(live.equals(model), `run ${run}: live content differs ${describeDiff(live, model)}; last lines the child reported: ${lines.slice(-6).join(' | ')}`).toBe(true);
         // A close interrupted before it reported may or may not have made its point.
         const kept = v.snapshots().map((p) => p.n);
         if (closing) {
