@@ -57,7 +57,8 @@ function runChild(args: string[], killAfter?: number): Promise<{ killed: boolean
       }
     });
     p.on('error', reject);
-    p.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' can come before the pipe has delivered the last lines.
+    p.on('close', (code, signal) => {
       if (signal === 'SIGKILL') resolve({ killed: true, lines });
       else if (code === 0) resolve({ killed: false, lines });
       else reject(new Error(`child exited ${code}: ${err}`));

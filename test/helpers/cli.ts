@@ -34,7 +34,8 @@ export function runCli(args: string[], options: { cwd?: string; timeoutMs?: numb
       p.kill('SIGKILL');
       reject(new Error(`headstart ${args.join(' ')} timed out\n${stderr}`));
     }, options.timeoutMs ?? 60_000);
-    p.on('exit', (code) => {
+    // 'close', not 'exit': 'exit' can come before stdout has been read to its end.
+    p.on('close', (code) => {
       clearTimeout(timer);
       running.delete(p);
       resolve({ code, stdout, stderr });

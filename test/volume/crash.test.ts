@@ -55,7 +55,10 @@ function runUntilKilled(dir: string, seed: number, firstId: number, killAfterMs:
       if (timer === undefined && buffered.startsWith('R\n')) timer = setTimeout(() => p.kill('SIGKILL'), killAfterMs);
     });
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    p.on('exit', (code, signal) => {
+    // 'close', not 'exit': 'exit' can come while the pipe still holds the child's last
+    // lines, and a missed `S` line leaves the model one write short (a false failure,
+    // seen once in CI under load: 'run 6: live content').
+    p.on('close', (code, signal) => {
       clearTimeout(timer);
       if (signal !== 'SIGKILL') reject(new Error(`child exited by itself (code ${code}): ${stderr}`));
       else resolve({ lines: buffered.split('\n').filter((l) => l.length > 0) });
