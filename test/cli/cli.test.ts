@@ -76,5 +76,10 @@ describe('headstart CLI', () => {
     expect(j.snapshots_committed as number).toBeGreaterThanOrEqual(3);
     expect(j.lag_mean_s as number).toBeGreaterThanOrEqual(0);
     expect((j.workload as { writes: number }).writes).toBeGreaterThan(0);
+    // The workload writes no all-zero block (sent without payload), so every point cost at
+    // least its changed blocks: a point that cost less was committed without some of them.
+    const points = j.points as { n: number; sent_bytes: number; minimal_bytes: number }[];
+    expect(points.length).toBe(j.snapshots_committed);
+    for (const p of points) expect(p.sent_bytes, `point ${p.n}`).toBeGreaterThanOrEqual(p.minimal_bytes);
   }, 150_000);
 });

@@ -138,10 +138,15 @@ export async function replayTrace(o: { client: NbdClient; writes: AsyncIterable<
   return queue.drain();
 }
 
+/** Every STAMP bytes of a write carry the write's number and their place in it. */
+const STAMP = 512;
+
 /**
- * Keeps up to `depth` writes in flight and counts them. Every write carries content that
- * changes with each write (so a stale replica block can never match) in a fresh buffer:
- * the socket holds on to it until the kernel has taken it.
+ * Keeps up to `depth` writes in flight and counts them. Every block of every write carries
+ * content no other write has (the write's number in each 512-byte sector, whatever the
+ * volume's block size), so a stale replica block can never match and no block is all
+ * zeroes (which the link would send without payload, under-counting what a point cost).
+ * A fresh buffer each time: the socket holds on to it until the kernel has taken it.
  */
 function writeQueue(client: NbdClient, depth: number) {
   const stats: WorkloadStats = { writes: 0, bytes: 0, errors: 0 };
@@ -150,7 +155,11 @@ function writeQueue(client: NbdClient, depth: number) {
   return {
     async write(offset: number, length: number): Promise<void> {
       const data = Buffer.alloc(length, issued & 0xff);
-      data.writeUInt32LE(issued++, 0);
+      for (let at = 0; at + 8 <= length; at += STAMP) {
+        data.writeUInt32LE(issued >>> 0, at);
+        data.writeUInt32LE(at / STAMP + 1, at + 4);
+      }
+      issued++;
       const p: Promise<void> = client
         .write(offset, data)
         .then(
