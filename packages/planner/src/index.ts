@@ -35,7 +35,9 @@
  * blocks go in P order while the snapshot's expected resends (those that happened, plus the
  * risk its pre-sent blocks still carry to the close, re-priced at each replan) fit its
  * redundancy budget (0.5 % of its bytes, released gradually from the moment the rule fires,
- * times a gain steered by the resends that pre-sending really caused in earlier snapshots). Blocks
+ * times a gain steered by the resends that pre-sending really caused in earlier snapshots),
+ * spread over regions: no 1 MiB region takes more than a tenth of it, or twice its share of
+ * the dirty blocks (rewrites come in groups that a per-block P cannot see). Blocks
  * with P < 0.003 go outside that budget whenever the link is free, but only from
  * 1.25 start-rule leads before the close: earlier they buy no lag and risk a correlated
  * group of rewrites. A

@@ -91,7 +91,8 @@ describe('the resend allowance', () => {
     // rule fires at once. The allowance, 0.1 % of the snapshot's bytes in expected resends,
     // is released all at once (no pacing, no gain). Priced once at their send, the first
     // blocks would use it up for good; re-priced, their risk shrinks as the close nears.
-    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 2000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.001, pace: false, adaptBudget: false });
+    // (The blocks sit in a few regions: the region cap, tested below, is lifted.)
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 2000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.001, pace: false, adaptBudget: false, regionShare: 1 });
     writeBlocks(p, 0, range(0, 1000));
     writeBlocks(p, 0, range(2000, 200));
     for (let i = 1; i <= 200; i++) writeBlocks(p, i * 7, [2000 + i - 1]);
@@ -106,6 +107,35 @@ describe('the resend allowance', () => {
     // re-pricing of the survivors made room for them. Nothing was rewritten.
     expect(p.totals.expectedResendBytes).toBeGreaterThan(allowance);
     expect(p.status(1950).collidedBytes).toBe(0);
+  });
+
+  it('spreads over regions instead of betting it all on one', () => {
+    // Ten regions of 256 dirty blocks, all alike: ranked equal, region 0's come first. The
+    // allowance buys fewer blocks than one region holds. Uncapped, it all goes on region 0
+    // (one group rewrite there would cost all of it); capped, region 0 takes at most twice
+    // its tenth of the dirty blocks, and the rest goes to other regions.
+    const REGION = MiB / BS;
+    const sentPerRegion = (regionShare?: number) => {
+      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 1000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.01, pace: false, adaptBudget: false, regionShare });
+      // First teach the model that blocks are rewritten a few hundred seconds on.
+      for (let k = 0; k < 4; k++) for (let b = 0; b < 2 * REGION; b++) p.onWrite({ time: k * 200 + b / 1000, offset: (30 * REGION + b) * BS, length: BS });
+      p.onClose(1, 1000, 3000);
+      writeBlocks(p, 1000, range(0, 10 * REGION));
+      const counts = new Array<number>(10).fill(0);
+      for (const { n, block } of p.next(1100, 1e9)) if (n === 2) counts[Math.floor(block / REGION)]++;
+      return counts;
+    };
+    const uncapped = sentPerRegion(1);
+    const total = uncapped.reduce((a, b) => a + b, 0);
+    expect(total).toBeGreaterThan(10);
+    expect(total).toBeLessThan(REGION);
+    expect(uncapped[0]).toBe(total);
+    const capped = sentPerRegion();
+    expect(capped[0]).toBeGreaterThan(0);
+    expect(capped[0]).toBeLessThanOrEqual(Math.ceil(0.2 * total));
+    expect(capped.filter((c) => c > 0).length).toBeGreaterThanOrEqual(5);
+    // Spread, not cut: about as many blocks go.
+    expect(capped.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(0.9 * total);
   });
 });
 

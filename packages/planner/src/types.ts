@@ -73,6 +73,11 @@ export interface PlannerOptions {
   readonly pace?: boolean;
   /** Half-life (s) of what the rewrite model learnt. */
   readonly modelHalfLife?: number;
+  /**
+   * Most of the resend allowance one region may take (see REGION_ALLOWANCE_SHARE); 1 lifts
+   * the cap.
+   */
+  readonly regionShare?: number;
 }
 
 /** A write (or zero/trim: anything that changes blocks), times in seconds on any fixed origin. */

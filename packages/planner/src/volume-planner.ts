@@ -48,6 +48,7 @@ export class VolumePlanner {
   private backlogSince = Infinity;
   private readonly pFree: number;
   private readonly freeLead: number;
+  private readonly regionShare: number;
   /** The start rule and the free-send window, as decided at the last replan. */
   private planFired = false;
   private freeOpen = false;
@@ -77,6 +78,16 @@ export class VolumePlanner {
   private readonly regionWrites: Float32Array;
   private readonly regionRewrites: Float32Array;
   private readonly regionShift: number;
+  /**
+   * The open snapshot's dirty blocks and the allowance its pre-sends bet, per region (see
+   * REGION_ALLOWANCE_SHARE): each pre-send counts at its price when sent, not re-priced as
+   * it survives (unlike `charged`), since a group rewrite is what the per-block price
+   * cannot see. Zeroed at each close for the regions the snapshot touched.
+   */
+  private readonly regionDirty: Uint16Array;
+  private readonly regionSpent: Float32Array;
+  /** The whole allowance of the open snapshot at the last replan (before pacing). */
+  private fullAllowance = 0;
   /** Calibration of P: resend bytes observed vs expected over recent snapshots. */
   private calExpected = 0;
   private calActual = 0;
@@ -143,6 +154,7 @@ export class VolumePlanner {
     this.pace = options.pace ?? true;
     this.freeLead = option('freeLead', options.freeLead, C.DEFAULT_FREE_LEAD, (v) => v >= 1);
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
+    this.regionShare = option('regionShare', options.regionShare, C.REGION_ALLOWANCE_SHARE, (v) => v > 0 && v <= 1);
     const maxSlots = option('maxTableSlots', options.maxTableSlots, C.DEFAULT_MAX_TABLE_SLOTS, (v) => Number.isInteger(v) && v >= 1024 && (v & (v - 1)) === 0);
     this.open = option('openSnapshot', options.openSnapshot, 1, (v) => Number.isSafeInteger(v) && v >= 0);
     this.firstSnapshot = this.open;
@@ -167,6 +179,8 @@ export class VolumePlanner {
     this.regionLast = new Float64Array(regions).fill(-Infinity);
     this.regionWrites = new Float32Array(regions);
     this.regionRewrites = new Float32Array(regions);
+    this.regionDirty = new Uint16Array(regions);
+    this.regionSpent = new Float32Array(regions);
     this.forget = (_key, last, ctx, credited) => this.model.expose(ctx, credited, this.now - last);
   }
 
@@ -276,6 +290,8 @@ export class VolumePlanner {
     const state = tb.state[i];
     if (state === CLEAN) {
       this.openDirty.push(b);
+      const r = this.regionOf(b);
+      if (this.regionDirty[r] < 65535) this.regionDirty[r]++;
       this.unsent++;
       this.newDirtyBytes += this.blockSize;
     } else if (state === SENT || state === FREE_SENT) {
@@ -314,6 +330,11 @@ export class VolumePlanner {
       if (i < 0) continue;
       if (tb.state[i] === DIRTY) keys.push(b);
       tb.state[i] = CLEAN;
+    }
+    for (let j = 0; j < this.openDirty.length; j++) {
+      const r = this.regionOf(this.openDirty.data[j]);
+      this.regionDirty[r] = 0;
+      this.regionSpent[r] = 0;
     }
     if (this.shipsClosed) {
       // The engine sends these itself, at full rate from now on.
@@ -477,7 +498,8 @@ export class VolumePlanner {
       const ts = this.closeAt - now;
       if (rule.fired && this.firedTS === null) this.firedTS = ts;
       const share = this.pace && this.firedTS !== null && this.firedTS > 0 ? Math.min(1, 0.2 + 0.8 * (1 - ts / this.firedTS)) : 1;
-      this.planAllowance = share * this.budgetGain * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
+      this.fullAllowance = this.budgetGain * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
+      this.planAllowance = share * this.fullAllowance;
     }
     const fired = this.planFired;
     const freeOpen = this.freeOpen;
@@ -500,8 +522,19 @@ export class VolumePlanner {
         if (fired) this.allowanceBound = true;
         break;
       }
-      this.planPos++;
       const free = p < this.pFree && freeOpen;
+      if (!free && this.regionShare < 1) {
+        // Its region's cap on the allowance (REGION_ALLOWANCE_SHARE): skip it, not stop,
+        // so that blocks of other regions still go.
+        const r = this.regionOf(b);
+        const dirtyShare = this.regionDirty[r] / Math.max(1, this.openDirty.length);
+        if (this.regionSpent[r] + cost > Math.max(this.regionShare, C.REGION_ALLOWANCE_SPREAD * dirtyShare) * this.fullAllowance) {
+          this.planPos++;
+          continue;
+        }
+        this.regionSpent[r] += cost;
+      }
+      this.planPos++;
       this.markSent(i, b, out, free ? FREE_SENT : SENT);
       this.spent += cost;
       if (!free) {
@@ -648,6 +681,6 @@ export class VolumePlanner {
   get memoryBytes(): number {
     let closed = 0;
     for (const c of this.closed) closed += c.keys.byteLength;
-    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + closed;
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed;
   }
 }
