@@ -1,0 +1,53 @@
+/**
+ * The trace evaluator's own command in CI (issue 10: "CI runs the evaluator in --quick mode
+ * on a small trace"): `npm run bench:traces -- --quick --json --trace FILE` on a small
+ * recording made here with the NBD recorder's format, read back by the trace reader like any
+ * trace a user brings. Checks the JSON contract the issue fixes and the baselines every run
+ * must beat; the lag target itself is the benchmark's to report, not a timed test's.
+ */
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { TraceRecorder } from '@headstart/traces';
+import { tempDir } from '../helpers/tmp';
+
+const root = join(import.meta.dirname, '..', '..');
+const BS = 4096;
+
+describe('npm run bench:traces -- --quick --json', () => {
+  it('judges a recorded trace and prints the issue JSON', async () => {
+    const dir = tempDir('hs-bench-traces-');
+    const path = join(dir, 'small.csv');
+    // Twenty minutes: a hot set rewritten all the time, a log appended and never rewritten,
+    // and cold blocks written once.
+    const rec = await TraceRecorder.open(path);
+    let x = 7;
+    const rnd = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    let head = 50_000;
+    for (let t = 0; t < 1200; t += 0.2) {
+      const at = 1_700_000_000_000 + t * 1000;
+      rec.record({ time: at, op: 'write', offset: (100 + Math.floor(rnd() * 64)) * BS, length: BS });
+      rec.record({ time: at, op: 'write', offset: head++ * BS, length: BS });
+      if (rnd() < 0.3) rec.record({ time: at, op: 'write', offset: (10_000 + Math.floor(rnd() * 30_000)) * BS, length: BS });
+    }
+    await rec.close();
+
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), 'traces', '--quick', '--json', '--trace', path], { cwd: root, maxBuffer: 1 << 24 });
+    const j = JSON.parse(stdout.trim().split('\n').at(-1)!) as { runs: { trace: string; interval_s: number; link_x: number; policies: Record<string, Record<string, number>> }[] };
+    expect(j.runs.map((r) => [r.interval_s, r.link_x])).toEqual([
+      [60, 2],
+      [300, 2],
+    ]);
+    for (const r of j.runs) {
+      expect(r.trace).toBe('small.csv');
+      expect(Object.keys(r.policies).sort()).toEqual(['at-snapshot', 'continuous', 'oracle', 'predictive']);
+      for (const f of Object.values(r.policies)) expect(Object.keys(f).sort()).toEqual(['lag_mean_s', 'lag_p50_s', 'lag_p99_s', 'redundancy_mean', 'redundancy_p99']);
+      const { predictive, oracle, continuous } = r.policies;
+      expect(oracle.redundancy_mean).toBe(1);
+      expect(predictive.redundancy_mean).toBeLessThanOrEqual(1.01);
+      expect(predictive.redundancy_mean).toBeLessThan(continuous.redundancy_mean);
+      expect(predictive.lag_mean_s).toBeLessThan(r.policies['at-snapshot'].lag_mean_s);
+    }
+  }, 120_000);
+});
