@@ -148,7 +148,8 @@ describe('DR drill: failover and failback between two sites', () => {
 
     // --- failback: demote the old primary; only differing blocks come back
     await ok(['demote', 'vol', '-c', a]);
-    const target = (await ok(['snapshot', 'vol', '--json', '-c', b])) && (await status(b))!.volumes[0].latestClosed!;
+    await ok(['snapshot', 'vol', '--json', '-c', b]);
+    const target = (await status(b))!.volumes[0].latestClosed!;
     await waitFor('site-a commits site-b\'s point', async () => ((await status(a))?.volumes[0].committed?.n ?? -1) >= target, 60_000);
     const sB = (await status(b))!;
     const sent = sB.volumes[0].sinks.find((s) => s.name === 'site-a')!.payloadBytesSent;
