@@ -8,7 +8,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { createVolume } from '@headstart/volume';
 import { defineSuite, round } from './lib';
 
@@ -121,7 +121,7 @@ export default defineSuite({
       };
       const median = (dir: string): Mem => {
         const runs = [0, 1, 2, 3, 4].map(() => child('open', dir)).sort((a, b) => a.anonGrowth - b.anonGrowth);
-        log(`  RssAnon growth opening ${dir.split('/').at(-1)}: ${runs.map((r) => (r.anonGrowth / MiB).toFixed(2)).join(', ')} MiB`);
+        log(`  RssAnon growth opening ${basename(dir)}: ${runs.map((r) => (r.anonGrowth / MiB).toFixed(2)).join(', ')} MiB`);
         return runs[2];
       };
       child('fill', join(dir, 'rss-dirty'), String(rssSize), '1');

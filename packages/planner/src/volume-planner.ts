@@ -205,8 +205,8 @@ export class VolumePlanner {
     return contextOf(gap, (this.regionRewrites[r] + 0.1) / (this.regionWrites[r] + 0.2), recent);
   }
 
-  /** Counts a block write in its region's heat map (decayed with a 1 h half-life). */
-  private heat(block: number, rewrite: boolean, t: number): void {
+  /** Counts a block write in its region's heat map (decayed with a 1 h half-life); returns the region. */
+  private heat(block: number, rewrite: boolean, t: number): number {
     const r = this.regionOf(block);
     const last = this.regionLast[r];
     if (last > -Infinity && t > last) {
@@ -217,6 +217,7 @@ export class VolumePlanner {
     this.regionLast[r] = t;
     this.regionWrites[r] += 1;
     if (rewrite) this.regionRewrites[r] += 1;
+    return r;
   }
 
   /**
@@ -281,7 +282,7 @@ export class VolumePlanner {
       this.model.event(c, age);
       tb.gap[i] = age;
     }
-    this.heat(b, tb.count[i] > 0, t);
+    const region = this.heat(b, tb.count[i] > 0, t);
     tb.recent[i] = (tb.count[i] > 0 ? this.recentWrites(tb.recent[i], t - tb.last[i]) : 0) + 1;
     tb.ctx[i] = this.contextAt(b, tb.count[i] > 0 ? tb.gap[i] : 0, tb.recent[i]);
     tb.last[i] = t;
@@ -290,8 +291,7 @@ export class VolumePlanner {
     const state = tb.state[i];
     if (state === CLEAN) {
       this.openDirty.push(b);
-      const r = this.regionOf(b);
-      if (this.regionDirty[r] < 65535) this.regionDirty[r]++;
+      if (this.regionDirty[region] < 65535) this.regionDirty[region]++;
       this.unsent++;
       this.newDirtyBytes += this.blockSize;
     } else if (state === SENT || state === FREE_SENT) {
@@ -326,15 +326,13 @@ export class VolumePlanner {
     const keys = new KeyList(Math.max(16, this.unsent));
     for (let j = 0; j < this.openDirty.length; j++) {
       const b = this.openDirty.data[j];
+      const r = this.regionOf(b);
+      this.regionDirty[r] = 0;
+      this.regionSpent[r] = 0;
       const i = tb.find(b);
       if (i < 0) continue;
       if (tb.state[i] === DIRTY) keys.push(b);
       tb.state[i] = CLEAN;
-    }
-    for (let j = 0; j < this.openDirty.length; j++) {
-      const r = this.regionOf(this.openDirty.data[j]);
-      this.regionDirty[r] = 0;
-      this.regionSpent[r] = 0;
     }
     if (this.shipsClosed) {
       // The engine sends these itself, at full rate from now on.
