@@ -80,6 +80,7 @@ export const ERRORS = {
   TRACE_MALFORMED: { hint: 'Fix or drop the named line of the trace, or read it leniently to skip bad records.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   TRACE_IO: { hint: 'Check that the trace file exists and is readable, and that its directory is writable for recording.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
   PLANNER_BAD_INPUT: { hint: 'Planner events need finite, non-negative times, offsets and lengths, in time order, inside the volume.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
+  PLANNER_BAD_STATE: { hint: 'The planner\'s saved model is damaged or from another version or volume; the planner starts cold and saves a fresh one at the next close.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   PLANNER_BAD_OPTION: { hint: 'Fix the named planner option (K > 0, L finite, 0 < PT <= 1, block size a power of two).', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   // --- config / cli / node ---
   NBD_CLIENT_PROTOCOL: { hint: 'The NBD server broke the protocol or went away; check its address, export name and log.', retryable: true, nbdErrno: EIO, wsClose: 4500 },

@@ -10,6 +10,8 @@
  *   archive      per primary volume with `archive:`, one more sink that stores its points
  *                in an object store (archiving.ts); it shows in status as the sink `archive`
  *   status       one picture (per volume and sink) for the CLI, the dashboard and metrics
+ *   planner      per primary volume, the predictive policy (predictive.ts); what its planner
+ *                learnt is saved in <dataDir>/planner/<name>.learnt (planner-state.ts)
  *
  * A volume's role and epoch live in the volume itself (the configuration only says what a
  * new volume starts as); promotion and demotion change them there, so they survive restarts.
@@ -27,6 +29,7 @@ import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@head
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { scheduleFrom, type Schedule } from './schedule';
 import { predictivePolicy, type PredictivePolicy } from './predictive';
+import { learntPath, loadLearnt, saveLearnt } from './planner-state';
 import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
 import { notConverging } from './convergence';
 import type { Logger } from './logger';
@@ -111,6 +114,8 @@ interface Managed {
   verifyTimer: NodeJS.Timeout | null;
   /** How the last scheduled verification ended. */
   lastVerify: VerifyResult | null;
+  /** The planner's model being saved (planner-state.ts), resolved when none is. */
+  learntSaving: Promise<void>;
   /** Primary side: the archive sink, when the volume has `archive:`. */
   archiver: Archiver | null;
   /** Sinks last logged as not converging (the log says so once per change). */
@@ -246,6 +251,7 @@ class Node implements HeadstartNode {
         verifyHold: null,
         verifyTimer: null,
         lastVerify: null,
+        learntSaving: Promise.resolve(),
         archiver: null,
       });
     }
@@ -278,7 +284,20 @@ class Node implements HeadstartNode {
   private makePolicy(vc: VolumeConfig, volume: Volume): PresendPolicy & Partial<PredictivePolicy> {
     if (vc.policy.name !== 'predictive') return policyByName(vc.policy.name);
     const m = () => this.managed.get(vc.name);
-    return predictivePolicy({
+    const path = learntPath(this.config.node.dataDir, vc.name);
+    let learnt: Uint8Array | undefined;
+    try {
+      learnt = loadLearnt(path);
+    } catch (err) {
+      this.log.warn({ err, volume: vc.name, path }, 'cannot read the planner\'s saved model: it starts cold');
+    }
+    let refused = false;
+    const policy = predictivePolicy({
+      learnt,
+      onLearntRefused: (err) => {
+        refused = true;
+        this.log.warn({ err, volume: vc.name, path }, 'the planner\'s saved model is unusable: it starts cold');
+      },
       volume,
       K: vc.policy.K,
       L: vc.policy.L,
@@ -287,6 +306,8 @@ class Node implements HeadstartNode {
       nextCloseAt: () => m()?.nextCloseAt ?? null,
       linkHint: this.peerRate(vc),
     });
+    if (learnt !== undefined && !refused) this.log.info({ volume: vc.name, path }, 'the planner starts from its saved model');
+    return policy;
   }
 
   private peerLimit(peer: string): TokenBucket {
@@ -396,6 +417,20 @@ class Node implements HeadstartNode {
     });
   }
 
+  /**
+   * Saves what the volume's planner has learnt (planner-state.ts), one save at a time per
+   * volume; a failure is logged and the next close tries again.
+   */
+  private saveLearnt(m: Managed): Promise<void> {
+    const policy = m.policy;
+    if (policy.exportLearnt === undefined) return m.learntSaving;
+    const path = learntPath(this.config.node.dataDir, m.config.name);
+    m.learntSaving = m.learntSaving
+      .then(() => saveLearnt(path, policy.exportLearnt!()))
+      .catch((err: unknown) => this.log.warn({ err, volume: m.config.name, path }, 'saving the planner\'s model failed; the next close tries again'));
+    return m.learntSaving;
+  }
+
   private scheduleNext(m: Managed): void {
     if (m.timer) clearTimeout(m.timer);
     m.timer = null;
@@ -417,6 +452,7 @@ class Node implements HeadstartNode {
     if (m.history.length > HISTORY_LIMIT) m.history.shift();
     this.scheduleNext(m);
     m.policy.onClose?.(point.n, point.closedAt, m.nextCloseAt);
+    void this.saveLearnt(m);
     this.emit({ type: 'snapshot-closed', time: Date.now(), volume: m.config.name, n: point.n });
     this.log.info({ volume: m.config.name, n: point.n, dirtyBlocks: m.volume.dirtyBlocks(point.n).size }, 'snapshot point closed');
     m.archiver?.kick();
@@ -620,6 +656,7 @@ class Node implements HeadstartNode {
     m.sources.clear();
     await m.archiver?.stop();
     m.archiver = null;
+    await this.saveLearnt(m);
     this.nbd && (await this.nbd.removeExport(name));
     // The epoch stays: the new primary's is higher, and its links are accepted; ours never
     // ship again until promoted. Our writes since the last common point are rolled back by
@@ -711,6 +748,7 @@ class Node implements HeadstartNode {
     await this.nbd?.stop().catch((err) => this.log.error({ err }, 'stopping NBD server'));
     await this.replicaServer?.close().catch((err) => this.log.error({ err }, 'stopping replica server'));
     for (const m of this.managed.values()) {
+      if (!m.volume.readOnly) await this.saveLearnt(m);
       m.policy.dispose?.();
       await m.volume.shutdown().catch((err) => this.log.error({ err, volume: m.config.name }, 'shutting volume down'));
     }

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createVolume, type Volume } from '@headstart/volume';
+import { createVolume, openVolume, type Volume } from '@headstart/volume';
 import type { PresendView } from '@headstart/replication';
 import { LinkGauge, predictivePolicy } from './predictive';
 
@@ -94,5 +94,43 @@ describe('predictivePolicy on a real volume', () => {
     expect(s.presentBytes).toBe(0);
     expect(p.next(start + 61_000, 1 << 20, view(v, new Set()))).toEqual([]);
     p.dispose();
+  });
+
+  it("after a restart knows the open snapshot's earlier writes and starts from the saved model", async () => {
+    const v = await volume();
+    const start = Date.now();
+    const before = predictivePolicy({ volume: v, nextCloseAt: () => start + 60_000 });
+    before.next(start, 1 << 20, view(v, new Set(), 5000)); // the shipper measured 5,000 B/s
+    await v.write(0, Buffer.alloc(4 * BS, 1));
+    const point = await v.closeSnapshot({ scheduledAt: Date.now() });
+    before.onClose(point.n, point.closedAt, start + 120_000);
+    await v.write(10 * BS, Buffer.alloc(5 * BS, 2));
+    await v.write(12 * BS, Buffer.alloc(BS, 3));
+    await v.flush();
+    const saved = before.exportLearnt();
+    before.dispose();
+    // The process ends; a new one opens the volume and its policy.
+    volumes.splice(volumes.indexOf(v), 1);
+    await v.shutdown();
+    const reopened = await openVolume(v.dir);
+    volumes.push(reopened);
+    const next = () => start + 120_000;
+    const warm = predictivePolicy({ volume: reopened, nextCloseAt: next, learnt: saved });
+    const s = warm.status(Date.now());
+    expect(s.open).toBe(point.n + 1);
+    expect(s.dirtyBytes).toBe(5 * BS); // blocks 10-14, written before the restart
+    expect(s.D).toBe(5 * BS);
+    expect(s.B).toBe(5000);
+    const cold = predictivePolicy({ volume: reopened, nextCloseAt: next });
+    expect(cold.status(Date.now()).B).toBeNull();
+    expect(cold.status(Date.now()).dirtyBytes).toBe(5 * BS);
+    // A damaged save: reported, and the planner starts cold instead of failing.
+    const refused: unknown[] = [];
+    const damaged = saved.slice();
+    damaged[damaged.length - 1] ^= 0xff;
+    const fallback = predictivePolicy({ volume: reopened, nextCloseAt: next, learnt: damaged, onLearntRefused: (e) => refused.push(e) });
+    expect(refused).toEqual([expect.objectContaining({ code: 'PLANNER_BAD_STATE' })]);
+    expect(fallback.status(Date.now()).B).toBeNull();
+    for (const p of [warm, cold, fallback]) p.dispose();
   });
 });

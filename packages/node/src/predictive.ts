@@ -15,7 +15,8 @@
  *   rule's slack L, the model's exposure credits and decay) then mean what they mean on the
  *   real volume and in the trace evaluator, instead of 60 times as much workload time.
  */
-import { createPlanner, type PlannerStatus, type SendItem } from '@headstart/planner';
+import { isHeadstartError } from '@headstart/errors';
+import { createPlanner, type PlannerOptions, type PlannerStatus, type SendItem, type VolumePlanner } from '@headstart/planner';
 import type { PresendPolicy, PresendView } from '@headstart/replication';
 import type { Volume } from '@headstart/volume';
 
@@ -25,6 +26,8 @@ export interface PredictivePolicy extends PresendPolicy {
   onClose(n: number, closedAtMs: number, nextCloseAtMs: number | null): void;
   /** What the planner sees, in wall-clock units (seconds, epoch seconds, bytes per second). */
   status(nowMs: number): PlannerStatus;
+  /** What the planner has learnt, for `learnt` of the next policy of this volume (see the node). */
+  exportLearnt(): Uint8Array;
   dispose(): void;
 }
 
@@ -48,6 +51,15 @@ export class LinkGauge {
     private readonly gapMs = 250,
   ) {
     this.estimate = cap !== undefined && cap > 0 ? cap : null;
+  }
+
+  /**
+   * Starts from a throughput measured before (a restart's saved planner state) while there
+   * is no estimate: readings then raise it, or lower it after a saturated window, as usual.
+   */
+  seed(bytesPerSecond: number): void {
+    if (this.estimate !== null || !(bytesPerSecond > 0)) return;
+    this.estimate = this.cap !== undefined && this.cap > 0 ? Math.min(this.cap, bytesPerSecond) : bytesPerSecond;
   }
 
   /** Bytes per wall-clock second, or null while unknown. */
@@ -79,6 +91,10 @@ export function predictivePolicy(o: {
   /** Planner seconds per wall-clock second (a time-compressed replay: its speedup). Default 1. */
   timeScale?: number;
   nextCloseAt: () => number | null;
+  /** What an earlier policy of this volume learnt (its exportLearnt), to start warm. */
+  learnt?: Uint8Array;
+  /** `learnt` could not be used (damaged, another version): the planner starts cold. */
+  onLearntRefused?: (err: unknown) => void;
 }): PredictivePolicy {
   const v = o.volume;
   const scale = o.timeScale ?? 1;
@@ -91,7 +107,7 @@ export function predictivePolicy(o: {
   const firstClose = o.nextCloseAt();
   const lastClose = v.latestClosed?.closedAt;
   const gauge = new LinkGauge(o.linkHint);
-  const planner = createPlanner({
+  const options: PlannerOptions = {
     volumeSize: v.size,
     blockSize: v.blockSize,
     policy: 'predictive',
@@ -104,14 +120,33 @@ export function predictivePolicy(o: {
     // Its interval (and so its replan cadence) starts at the last close, if the volume had one.
     openedAt: lastClose === undefined || lastClose > Date.now() ? undefined : sec(lastClose),
     shipsClosed: true,
-  });
-  let lastT = sec(Date.now());
+  };
+  let planner: VolumePlanner;
+  try {
+    planner = createPlanner({ ...options, learnt: o.learnt });
+  } catch (err) {
+    if (o.learnt === undefined || !isHeadstartError(err) || err.code !== 'PLANNER_BAD_STATE') throw err;
+    o.onLearntRefused?.(err);
+    planner = createPlanner(options);
+  }
+  let stated: number | null = null;
+  const restoredB = planner.status(sec(Date.now())).B;
+  if (o.learnt !== undefined && restoredB !== null) {
+    gauge.seed(restoredB * scale);
+    stated = gauge.bytesPerSecond;
+  }
+  let lastT = -Infinity;
   /** Planner time never goes back (events of one millisecond may arrive out of order). */
   const at = (ms: number) => (lastT = Math.max(lastT, sec(ms)));
+  // The open snapshot's writes before this policy existed (a restart in mid-interval): from
+  // the write log, at their own times, so the planner knows the whole dirty set (its D and
+  // what it may pre-send) and each block's age. Without them it would see only the writes
+  // after the restart, fire its start rule late and leave the rest for after the close.
+  for (const e of v.openWrites()) planner.onWrite({ time: at(e.time), offset: e.offset, length: e.length });
+  at(Date.now());
   const unsubscribe = v.onWrite((e) => {
     planner.onWrite({ time: at(e.time), offset: e.offset, length: e.length });
   });
-  let stated: number | null = null;
 
   return {
     name: 'predictive',
@@ -154,6 +189,9 @@ export function predictivePolicy(o: {
         predictedStartAt: wallMs(s.predictedStartAt) / 1000,
         newDirtyRate: s.newDirtyRate * scale,
       };
+    },
+    exportLearnt() {
+      return planner.exportLearnt();
     },
     dispose() {
       unsubscribe();

@@ -42,6 +42,8 @@ export const NEIGHBOURHOODS = 4;
  */
 export const COUNT_CLASSES = 3;
 export const CONTEXTS = RHYTHMS * NEIGHBOURHOODS * COUNT_CLASSES;
+/** Cells of the model: one per context and age bucket. */
+export const CELLS = CONTEXTS * AGE_BUCKETS;
 const MIN_AGE = 1 / 16;
 
 const EDGE = new Float64Array(AGE_BUCKETS + 1);
@@ -86,11 +88,11 @@ export interface HazardOptions {
 }
 
 export class HazardModel {
-  private readonly events = new Float64Array(CONTEXTS * AGE_BUCKETS);
-  private readonly exposure = new Float64Array(CONTEXTS * AGE_BUCKETS);
-  private readonly hazard = new Float64Array(CONTEXTS * AGE_BUCKETS);
+  private readonly events = new Float64Array(CELLS);
+  private readonly exposure = new Float64Array(CELLS);
+  private readonly hazard = new Float64Array(CELLS);
   /** Cumulative hazard at each bucket's lower edge. */
-  private readonly cumulative = new Float64Array(CONTEXTS * AGE_BUCKETS);
+  private readonly cumulative = new Float64Array(CELLS);
   private decayedAt: number | null = null;
   private stale = true;
 
@@ -129,13 +131,32 @@ export class HazardModel {
       return;
     }
     const dt = now - this.decayedAt;
-    if (dt <= 0) return;
+    if (dt < 0) {
+      // A clock behind the one the model was saved under (restored state, a replay's
+      // synthetic clock): no time has passed, count from here.
+      this.decayedAt = now;
+      return;
+    }
+    if (dt === 0) return;
     this.decayedAt = now;
     const f = Math.exp((-dt * Math.LN2) / this.options.halfLife);
     for (let i = 0; i < this.events.length; i++) {
       this.events[i] *= f;
       this.exposure[i] *= f;
     }
+    this.stale = true;
+  }
+
+  /** What it has learnt: rewrite counts and exposure per cell, and when they were last aged. */
+  counts(): { events: Float64Array; exposure: Float64Array; decayedAt: number | null } {
+    return { events: this.events.slice(), exposure: this.exposure.slice(), decayedAt: this.decayedAt };
+  }
+
+  /** Starts from what an earlier model learnt (arrays of `CELLS` entries, checked by the caller). */
+  restore(events: Float64Array, exposure: Float64Array, decayedAt: number | null): void {
+    this.events.set(events);
+    this.exposure.set(exposure);
+    this.decayedAt = decayedAt;
     this.stale = true;
   }
 

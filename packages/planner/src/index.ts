@@ -15,6 +15,7 @@
  *   p.onAcked(bytes, time)                // acknowledged payload: the planner measures B (the simulator)
  *   p.setThroughput(bytesPerSecond, time) // or the engine measured B itself and says so
  *   p.status(now) -> { D, B, TS, predictedStartAt, started, presentBytes, collidedBytes, ... }
+ *   p.exportLearnt() -> bytes             // what it learnt; createPlanner({ ..., learnt }) starts from it
  *
  * Two ways to drive it. The simulator hands the planner's whole output to its link model
  * and reports acks (`onAcked`); closed snapshots come out of `next` first. The engine's

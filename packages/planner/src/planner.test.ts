@@ -174,6 +174,45 @@ describe('the allowance gain', () => {
     expect(defaults.MIN_BUDGET_GAIN).toBeLessThan(1);
   });
 
+  it('a later planner of the volume (after a restart) starts from what this one learnt', () => {
+    const p = createPlanner(options);
+    snapshot(p, 1, true, false);
+    snapshot(p, 2, true, false);
+    const saved = p.exportLearnt();
+    const next = { ...options, openSnapshot: 3, openedAt: 200, closeAt: 300 };
+    const warm = createPlanner({ ...next, learnt: saved });
+    const cold = createPlanner(next);
+    expect(warm.exportLearnt()).toEqual(saved);
+    expect(warm.status(200).budgetGain).toBeCloseTo(Math.exp(1), 6);
+    expect(warm.status(200).B).toBe(p.status(200).B);
+    // Blocks none of them has seen, in a region none has written: the restored planner
+    // buys about as many as the trained one (which also credits its old blocks' survival at
+    // this replan: per-block history is not saved), the cold one (gain 1, no model) few.
+    const fresh = range(8000, 1000);
+    const buy = (q: VolumePlanner) => {
+      writeBlocks(q, 201, fresh);
+      writeBlocks(q, 230, fresh);
+      return blocksOf(q.next(250, 1000 * BS));
+    };
+    const trained = buy(p);
+    expect(trained.length).toBeGreaterThan(20);
+    expect(buy(warm).length).toBeGreaterThan(0.75 * trained.length);
+    expect(buy(cold).length).toBeLessThan(0.25 * trained.length);
+  });
+
+  it('refuses saved state that is damaged, or for another block size, with PLANNER_BAD_STATE', () => {
+    const p = createPlanner(options);
+    snapshot(p, 1, true, false);
+    const saved = p.exportLearnt();
+    const flipped = saved.slice();
+    flipped[100] ^= 1;
+    const foreign = createPlanner({ ...options, blockSize: 512 }).exportLearnt();
+    for (const learnt of [saved.subarray(0, saved.length - 1), flipped, foreign, new Uint8Array(3), Buffer.from('not a planner state at all')]) {
+      expect(code(() => createPlanner({ ...options, learnt }))).toBe('PLANNER_BAD_STATE');
+    }
+    expect(code(() => createPlanner({ ...options, learnt: saved }))).toBe('none');
+  });
+
   it('stays where it is after a snapshot that did not use its allowance, and is off on request', () => {
     const p = createPlanner(options);
     snapshot(p, 1, false, false);

@@ -78,6 +78,12 @@ export interface PlannerOptions {
    * the cap.
    */
   readonly regionShare?: number;
+  /**
+   * What an earlier planner of this volume learnt (its `exportLearnt()`), to start from
+   * instead of a cold model; refused with PLANNER_BAD_STATE if damaged or not for this
+   * block size or planner version.
+   */
+  readonly learnt?: Uint8Array;
 }
 
 /** A write (or zero/trim: anything that changes blocks), times in seconds on any fixed origin. */

@@ -7,6 +7,7 @@ import { HeadstartError } from '@headstart/errors';
 import { BlockTable, CLEAN, DIRTY, FREE_SENT, SENT, type Forget } from './block-table';
 import { HazardModel, contextOf } from './hazard';
 import { KeyList } from './key-list';
+import { decodeLearnt, encodeLearnt } from './learnt';
 import { ThroughputEstimator } from './throughput';
 import * as C from './constants';
 import type { OracleFuture, PlannerOptions, PlannerStatus, PlannerWrite, Policy, SendItem } from './types';
@@ -182,6 +183,41 @@ export class VolumePlanner {
     this.regionDirty = new Uint16Array(regions);
     this.regionSpent = new Float32Array(regions);
     this.forget = (_key, last, ctx, credited) => this.model.expose(ctx, credited, this.now - last);
+    if (options.learnt !== undefined) this.restore(options.learnt);
+  }
+
+  /** Starts from what an earlier planner of this volume learnt (exportLearnt). */
+  private restore(bytes: Uint8Array): void {
+    const l = decodeLearnt(bytes, this.blockSize);
+    this.model.restore(l.events, l.exposure, l.decayedAt);
+    this.budgetGain = Math.min(C.MAX_BUDGET_GAIN, Math.max(C.MIN_BUDGET_GAIN, l.budgetGain));
+    // A measured throughput beats a configured hint, but never above it (a hint is a cap).
+    const hint = this.link.bytesPerSecond;
+    if (l.bytesPerSecond !== null) this.link.set(hint === null ? l.bytesPerSecond : Math.min(hint, l.bytesPerSecond));
+    this.newDirtyRate = l.newDirtyRate;
+    this.calExpected = l.calExpected;
+    this.calActual = l.calActual;
+  }
+
+  /**
+   * What this planner has learnt of the volume's workload (the rewrite model, the allowance
+   * gain, the link throughput, the growth forecast), as bytes for `options.learnt` of a later
+   * planner of the same volume: the engine saves it at each close, so a restart does not
+   * start cold. See learnt.ts for what is and is not kept.
+   */
+  exportLearnt(): Uint8Array {
+    const { events, exposure, decayedAt } = this.model.counts();
+    return encodeLearnt({
+      blockSize: this.blockSize,
+      decayedAt,
+      budgetGain: this.budgetGain,
+      bytesPerSecond: this.link.bytesPerSecond,
+      newDirtyRate: this.newDirtyRate,
+      calExpected: this.calExpected,
+      calActual: this.calActual,
+      events,
+      exposure,
+    });
   }
 
   private regionOf(block: number): number {

@@ -176,6 +176,31 @@ describe('volume', () => {
     await v.shutdown();
   });
 
+  it("lists the open snapshot's writes from the log after a reopen, with their times", async () => {
+    const dir = tempDir();
+    let now = 1_000_000;
+    const clock = { now: () => now };
+    const v = await createVolume(dir, { size: 1 * MiB, clock });
+    await v.write(0, Buffer.alloc(4096, 1));
+    await v.closeSnapshot();
+    now += 5000;
+    await v.write(8192, Buffer.alloc(8192, 2));
+    now += 5000;
+    await v.writeZeroes(4096, 4096);
+    await v.flush();
+    const expected = [
+      { offset: 8192, length: 8192, time: 1_005_000, kind: 'write' },
+      { offset: 4096, length: 4096, time: 1_010_000, kind: 'zero' },
+    ];
+    expect([...v.openWrites()]).toMatchObject(expected);
+    await v.shutdown();
+    const again = await openVolume(dir, { clock });
+    expect([...again.openWrites()]).toMatchObject(expected);
+    await again.closeSnapshot();
+    expect([...again.openWrites()]).toEqual([]);
+    await again.shutdown();
+  });
+
   it('opens a 1 TiB sparse volume quickly', async () => {
     const dir = tempDir();
     const TiB = 2 ** 40;

@@ -56,7 +56,7 @@ import {
   type VolumeRecord,
   type WriteKind,
 } from './records';
-import type { BlockDevice, Clock, SinkState, SnapshotPoint, VolumeInfo, VolumeRole, WriteEvent, WriteOptions } from './types';
+import type { BlockDevice, Clock, SinkState, SnapshotPoint, VolumeInfo, VolumeRole, WriteEntry, WriteEvent, WriteOptions } from './types';
 
 export const DEFAULT_BLOCK_SIZE = 4096;
 const MIN_BLOCK_SIZE = 512;
@@ -419,6 +419,17 @@ export class Volume implements BlockDevice {
 
   get latestClosed(): SnapshotPoint | null {
     return this.closed.at(-1) ?? null;
+  }
+
+  /**
+   * The open snapshot's writes recorded in the write log (committed ones), oldest first:
+   * what a consumer that follows writes through onWrite missed before it subscribed, such
+   * as the planner of a node that restarted in the middle of an interval.
+   */
+  *openWrites(): Generator<WriteEntry & { kind: WriteKind }> {
+    if (this.readOnly) return;
+    const start = (this.latestClosed?.lastSeq ?? 0) + 1;
+    for (const { key, value } of this.log.getRange({ start })) yield decodeLogEntry(key, value);
   }
 
   /**
