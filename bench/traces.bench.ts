@@ -7,6 +7,8 @@
  * --trace FILE (repeatable), --interval 60,300, --link-x 1.2,2, --varying (square-wave link),
  * --planner '{"redundancyBudget":0.02}' (planner option overrides, for the predictive policy's
  * lag/redundancy trade-off: the oracle and the other policies are not affected by them),
+ * --restart-every S (the predictive planner restarts every S s, at a close, from what it had
+ * learnt, as a node does from its saved state; with --restart-cold, from nothing),
  * --gaps (also print, per volume, how a block's next gap depends on its previous one: where
  * the rows are alike, a block's own history cannot tell which blocks will be rewritten).
  * Target per run: predictive redundancy_mean <= 1.01 and lag_mean <= 1.05 x oracle + 1 s.
@@ -93,6 +95,10 @@ export default defineSuite({
       }
       if (planner === null || typeof planner !== 'object' || Array.isArray(planner)) throw new Error(`--planner takes a JSON object of planner options, not ${plannerArg}`);
     }
+    const restartArg = flag(args, '--restart-every').at(-1);
+    const restartEvery = restartArg === undefined ? undefined : Number(restartArg);
+    if (restartEvery !== undefined && !(restartEvery > 0)) throw new Error(`--restart-every takes a positive number of seconds, not ${restartArg}`);
+    const restart = restartEvery === undefined ? undefined : { every: restartEvery, warm: !args.includes('--restart-cold') };
     const runs: Evaluation[] = [];
     const notes: string[] = [];
     for (const file of await traceFiles(args, quick)) {
@@ -108,7 +114,7 @@ export default defineSuite({
           }
           for (const x of linkXs) {
             const t1 = Date.now();
-            const e = evaluate(w, interval, x, { link: varying ? (b) => varyingLink(b) : constantLink, planner, plain: true });
+            const e = evaluate(w, interval, x, { link: varying ? (b) => varyingLink(b) : constantLink, planner, plain: true, restart });
             runs.push(e);
             const m = meets(e);
             log(`  ${w.name} ${interval}s x${x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, plain ${e.plain!.redundancy_mean.toFixed(4)} / ${e.plain!.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${Date.now() - t1} ms)`);
@@ -160,7 +166,7 @@ export default defineSuite({
     notes.unshift(
       `plain (the issue's reference planner: K 1, L 0, Poisson rates, PT 0.3, replan 10 s) meets the target in ${plainOk} of ${runs.length}; predictive's lag is above plain's in ${plainLagWorse} runs, its redundancy above plain's and 1.01 in ${plainRedundancyWorse}`,
     );
-    notes.unshift(`${ok} of ${runs.length} runs meet the target (predictive redundancy <= 1.01, lag <= 1.05 x oracle + 1 s); lag ratios are (lag + 1 s) / (other + 1 s); link ${varying ? 'varying ±50 % every 300 s' : 'constant'}${planner ? `; planner overrides ${JSON.stringify(planner)}` : ''}`);
+    notes.unshift(`${ok} of ${runs.length} runs meet the target (predictive redundancy <= 1.01, lag <= 1.05 x oracle + 1 s); lag ratios are (lag + 1 s) / (other + 1 s); link ${varying ? 'varying ±50 % every 300 s' : 'constant'}${planner ? `; planner overrides ${JSON.stringify(planner)}` : ''}${restart ? `; the predictive planner restarts every ${restart.every} s, ${restart.warm ? 'from its saved state' : 'cold'}` : ''}`);
     const fig = (f: Evaluation['policies']['predictive']) => ({
       redundancy_mean: round(f.redundancy_mean, 5),
       redundancy_p99: round(f.redundancy_p99, 5),

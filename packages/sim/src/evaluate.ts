@@ -5,7 +5,7 @@
 import { POLICIES, type PlannerOptions, type Policy } from '@headstart/planner';
 import { summarise, type PolicyFigures } from './figures';
 import { constantLink, type LinkModel } from './link';
-import { historyFor, simulate } from './simulate';
+import { historyFor, simulate, type SimOptions } from './simulate';
 import type { Workload } from './workload';
 
 export interface Evaluation {
@@ -26,14 +26,26 @@ export function meanWriteRate(w: Workload): number {
   return w.writtenBytes / Math.max(1, w.duration);
 }
 
-export function evaluate(w: Workload, interval: number, linkX: number, options: { link?: (bytesPerSecond: number) => LinkModel; planner?: Partial<PlannerOptions>; policies?: readonly Policy[]; plain?: boolean } = {}): Evaluation {
+export interface EvaluateOptions {
+  readonly link?: (bytesPerSecond: number) => LinkModel;
+  /** Planner option overrides. */
+  readonly planner?: Partial<PlannerOptions>;
+  readonly policies?: readonly Policy[];
+  /** Also run the `plain` reference planner. */
+  readonly plain?: boolean;
+  /** Restart the predictive planner periodically (see SimOptions.restart). */
+  readonly restart?: SimOptions['restart'];
+}
+
+export function evaluate(w: Workload, interval: number, linkX: number, options: EvaluateOptions = {}): Evaluation {
   const link = (options.link ?? constantLink)(meanWriteRate(w) * linkX);
   const history = historyFor(w, interval);
   const policies = {} as Record<Policy, PolicyFigures>;
   let memory = 0;
   let snapshots = 0;
   for (const policy of options.policies ?? POLICIES) {
-    const r = simulate(w, { interval, link, policy, history, planner: options.planner });
+    // Restarts cost only a planner that learns: the other policies would run the same.
+    const r = simulate(w, { interval, link, policy, history, planner: options.planner, ...(policy === 'predictive' ? { restart: options.restart } : {}) });
     policies[policy] = summarise(r.snapshots);
     snapshots = r.snapshots.length;
     if (policy === 'predictive') memory = r.plannerMemoryBytes;

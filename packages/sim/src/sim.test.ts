@@ -171,6 +171,21 @@ describe('evaluator quick run on a generated recording (CI)', () => {
     expect(figures(packed)).toEqual(figures(spread));
   });
 
+  it('a planner restarted from its saved state plans like one never restarted; a cold one does not', () => {
+    const link = constantLink(5 * (w.writtenBytes / w.duration));
+    const run = (restart?: { every: number; warm: boolean }) => simulate(w, { interval: 60, link, policy: 'predictive', restart });
+    const never = run();
+    const warm = run({ every: 300, warm: true });
+    const cold = run({ every: 300, warm: false });
+    const sum = (r: ReturnType<typeof run>, f: 'S' | 'lag') => r.snapshots.reduce((a, s) => a + s[f], 0);
+    // Every 5 minutes a new planner; the warm one starts from what the last one learnt.
+    expect(warm.snapshots).not.toEqual(never.snapshots); // the restarts happened
+    expect(sum(warm, 'S')).toBeLessThanOrEqual(1.01 * sum(never, 'S'));
+    expect(sum(warm, 'lag')).toBeLessThan(1.25 * sum(never, 'lag') + 5);
+    // A cold one re-learns the workload after each restart: about 4x the lag here.
+    expect(sum(cold, 'lag')).toBeGreaterThan(2 * sum(warm, 'lag'));
+  });
+
   it('beats both baselines at 300 s intervals with a 2x link', () => {
     // Known gap (see the bench notes): here the lag target is missed (about 10 s against the
     // oracle's 1 s): the checkpoint rewrites a random 37 % of its pool every 120 s at a fixed

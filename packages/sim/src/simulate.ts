@@ -33,6 +33,14 @@ export interface SimOptions {
   readonly hintLink?: boolean;
   /** Seconds between the simulator's calls of the planner (default: its replan cadence). */
   readonly tickSeconds?: number;
+  /**
+   * The engine restarts every `every` s (at the first tick from then on with every closed
+   * snapshot sent: the simulator's planner holds their queue, the engine's shipper does): a
+   * new planner takes over, starting from what the old one learnt (`warm`, as a node does
+   * from its saved state) or cold; it hears the open snapshot's writes so far, as the
+   * engine's does from its write log, and pre-sends them anew. Not for `plain`.
+   */
+  readonly restart?: { readonly every: number; readonly warm: boolean };
   /** Called after every planner tick (diagnostics; not for `plain`). */
   readonly onTick?: (now: number, planner: VolumePlanner) => void;
 }
@@ -84,22 +92,25 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     }
   }
 
-  const planner =
-    options.policy === 'plain'
-      ? new PlainPlanner({ blockSize: bs, interval: I, closeAt: T(1), bytesPerSecond: options.link.mean })
-      : new VolumePlanner({
-          volumeSize: Math.ceil(w.volumeSize / bs) * bs,
-          blockSize: bs,
-          policy: options.policy,
-          openSnapshot: 1,
-          closeAt: T(1),
-          // Snapshot 1 spans [0, I): the planner's replan cadence (a share of the interval, its
-          // default, the same the engine runs with) is then the simulator's tick below.
-          openedAt: 0,
-          future: history,
-          ...(options.hintLink === false ? {} : { linkHint: options.link.mean }),
-          ...options.planner,
-        });
+  const plannerFrom = (n: number, learnt?: Uint8Array) =>
+    new VolumePlanner({
+      volumeSize: Math.ceil(w.volumeSize / bs) * bs,
+      blockSize: bs,
+      policy: options.policy as Policy,
+      openSnapshot: n,
+      closeAt: T(n),
+      // Snapshot n spans [T(n - 1), T(n)): the planner's replan cadence (a share of the
+      // interval, its default, the same the engine runs with) is then the simulator's tick.
+      openedAt: T(n - 1),
+      future: history,
+      ...(options.hintLink === false ? {} : { linkHint: options.link.mean }),
+      ...options.planner,
+      learnt,
+    });
+  let planner = options.policy === 'plain' ? new PlainPlanner({ blockSize: bs, interval: I, closeAt: T(1), bytesPerSecond: options.link.mean }) : plannerFrom(1);
+  const restart = options.restart;
+  if (restart !== undefined && !(restart.every > 0)) throw new HeadstartError('PLANNER_BAD_OPTION', `restart interval ${restart.every} must be a positive number of seconds`);
+  let nextRestart = restart?.every ?? Infinity;
 
   // One tick per planner replan (DEFAULT_REPLAN_SHARE of the interval, within its bounds).
   const dt = options.tickSeconds ?? defaults.replanSeconds(I);
@@ -144,6 +155,15 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
       continue;
     }
     const now = nextTick;
+    if (now >= nextRestart && planner instanceof VolumePlanner && k <= N && planner.status(now).closedBytes === 0) {
+      // The restart: a new planner for the open snapshot k, which (like the engine's, from
+      // its write log) first hears the writes k had so far, and sends all of them again.
+      planner = plannerFrom(k, restart!.warm ? planner.exportLearnt() : undefined);
+      let first = wi;
+      while (first > 0 && w.time[first - 1] > T(k - 1)) first--;
+      for (let j = first; j < wi; j++) planner.onWrite({ time: w.time[j], offset: w.offset[j], length: w.length[j] });
+      nextRestart = now + restart!.every;
+    }
     let acked = 0;
     while (ackHead < ackTime.length && ackTime[ackHead] <= now) acked += ackBytes[ackHead++];
     if (acked > 0) planner.onAcked(acked, now);
