@@ -140,6 +140,8 @@ describe('DR drill: failover and failback between two sites', () => {
     // --- the old primary comes back: its epoch is lower, it must not ship into site-b
     siteA = startServe(a);
     await waitFor('site-a up again', () => status(a), 30_000);
+    // Its planner did not lose what it had learnt (saved at a close before the kill -9).
+    expect(siteA.log()).toContain('the planner starts from its saved model');
     await waitFor('site-a fenced', async () => {
       const s = await status(a);
       return s?.volumes[0].sinks[0]?.state === 'fenced' || /fenc|EPOCH/i.test(s?.volumes[0].sinks[0]?.lastError ?? '') ? true : null;

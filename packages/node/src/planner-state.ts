@@ -1,6 +1,7 @@
 /**
- * Where a node keeps what each volume's planner has learnt (the rewrite model, the allowance
- * gain, the link throughput): <dataDir>/planner/<volume>.learnt, saved at every close, at
+ * Where a node keeps what each volume's planner has learnt (the rewrite model, the blocks'
+ * and regions' history, the allowance gain, the link throughput):
+ * <dataDir>/planner/<volume>.learnt, saved at a close (at most every 5 minutes), at
  * demotion and at shutdown, read when the volume's planner starts (a restart, a crash, a
  * promotion back to primary). It only makes the planner start warm: a file that is missing,
  * unreadable or damaged means a cold start and a warning, never a failed start, and a

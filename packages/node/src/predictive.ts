@@ -14,6 +14,9 @@
  *   planner sees the workload's own time: its time constants (replan cadence, the start
  *   rule's slack L, the model's exposure credits and decay) then mean what they mean on the
  *   real volume and in the trace evaluator, instead of 60 times as much workload time.
+ * - Restarts: the planner starts from what the volume's last planner learnt (`learnt`, saved
+ *   by the node) and first hears the open snapshot's writes from the write log, at their
+ *   own times; writes the saved state already covers only make their blocks dirty again.
  */
 import { isHeadstartError } from '@headstart/errors';
 import { createPlanner, type PlannerOptions, type PlannerStatus, type SendItem, type VolumePlanner } from '@headstart/planner';
@@ -121,17 +124,20 @@ export function predictivePolicy(o: {
     openedAt: lastClose === undefined || lastClose > Date.now() ? undefined : sec(lastClose),
     shipsClosed: true,
   };
+  // A time-compressed replay's planner clock starts at this process's start: times saved by
+  // an earlier process mean nothing on it.
+  const learnt = scale === 1 ? o.learnt : undefined;
   let planner: VolumePlanner;
   try {
-    planner = createPlanner({ ...options, learnt: o.learnt });
+    planner = createPlanner({ ...options, learnt });
   } catch (err) {
-    if (o.learnt === undefined || !isHeadstartError(err) || err.code !== 'PLANNER_BAD_STATE') throw err;
+    if (learnt === undefined || !isHeadstartError(err) || err.code !== 'PLANNER_BAD_STATE') throw err;
     o.onLearntRefused?.(err);
     planner = createPlanner(options);
   }
   let stated: number | null = null;
   const restoredB = planner.status(sec(Date.now())).B;
-  if (o.learnt !== undefined && restoredB !== null) {
+  if (learnt !== undefined && restoredB !== null) {
     gauge.seed(restoredB * scale);
     stated = gauge.bytesPerSecond;
   }

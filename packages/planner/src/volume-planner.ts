@@ -94,6 +94,8 @@ export class VolumePlanner {
   private calActual = 0;
 
   private now = -Infinity;
+  /** Restored state's save time: writes up to it are already learnt from (see onWrite). */
+  private knownUpTo = -Infinity;
   private open: number;
   private readonly firstSnapshot: number;
   private closeAt: number;
@@ -188,7 +190,7 @@ export class VolumePlanner {
 
   /** Starts from what an earlier planner of this volume learnt (exportLearnt). */
   private restore(bytes: Uint8Array): void {
-    const l = decodeLearnt(bytes, this.blockSize);
+    const l = decodeLearnt(bytes, { blockSize: this.blockSize, volumeSize: this.volumeSize, regionShift: this.regionShift });
     this.model.restore(l.events, l.exposure, l.decayedAt);
     this.budgetGain = Math.min(C.MAX_BUDGET_GAIN, Math.max(C.MIN_BUDGET_GAIN, l.budgetGain));
     // A measured throughput beats a configured hint, but never above it (a hint is a cap).
@@ -197,19 +199,71 @@ export class VolumePlanner {
     this.newDirtyRate = l.newDirtyRate;
     this.calExpected = l.calExpected;
     this.calActual = l.calActual;
+    const tb = this.table;
+    const b = l.blocks;
+    // If the table cannot hold them all, newest first: it forgets the oldest, as it would have.
+    const order = Array.from(b.keys.keys());
+    if (order.length * 4 > tb.maxSlots * 3) order.sort((x, y) => b.last[y] - b.last[x]);
+    for (const j of order) {
+      const i = tb.upsert(b.keys[j], () => {});
+      tb.last[i] = b.last[j];
+      tb.gap[i] = b.gap[j];
+      tb.credited[i] = b.credited[j];
+      tb.recent[i] = b.recent[j];
+      tb.count[i] = b.count[j];
+      tb.ctx[i] = b.ctx[j];
+    }
+    const r = l.regions;
+    for (let j = 0; j < r.index.length; j++) {
+      this.regionLast[r.index[j]] = r.last[j];
+      this.regionWrites[r.index[j]] = r.writes[j];
+      this.regionRewrites[r.index[j]] = r.rewrites[j];
+    }
+    this.creditedAt = l.creditedAt ?? -Infinity;
+    this.knownUpTo = l.savedAt;
   }
 
   /**
-   * What this planner has learnt of the volume's workload (the rewrite model, the allowance
-   * gain, the link throughput, the growth forecast), as bytes for `options.learnt` of a later
-   * planner of the same volume: the engine saves it at each close, so a restart does not
-   * start cold. See learnt.ts for what is and is not kept.
+   * What this planner has learnt of the volume's workload (the rewrite model, the blocks'
+   * and regions' history, the allowance gain, the link throughput, the growth forecast), as
+   * bytes for `options.learnt` of a later planner of the same volume: the engine saves it,
+   * so a restart does not start cold. See learnt.ts for what is and is not kept.
    */
   exportLearnt(): Uint8Array {
     const { events, exposure, decayedAt } = this.model.counts();
+    const tb = this.table;
+    let nb = 0;
+    for (let i = 0; i < tb.capacity; i++) if (tb.keys[i] >= 0 && tb.count[i] > 0) nb++;
+    const blocks = { keys: new Float64Array(nb), last: new Float64Array(nb), gap: new Float32Array(nb), credited: new Float32Array(nb), recent: new Float32Array(nb), count: new Uint16Array(nb), ctx: new Uint16Array(nb) };
+    for (let i = 0, j = 0; i < tb.capacity; i++) {
+      if (!(tb.keys[i] >= 0 && tb.count[i] > 0)) continue;
+      blocks.keys[j] = tb.keys[i];
+      blocks.last[j] = tb.last[i];
+      blocks.gap[j] = tb.gap[i];
+      blocks.credited[j] = tb.credited[i];
+      blocks.recent[j] = tb.recent[i];
+      blocks.count[j] = tb.count[i];
+      blocks.ctx[j] = tb.ctx[i];
+      j++;
+    }
+    let nr = 0;
+    for (let k = 0; k < this.regionLast.length; k++) if (this.regionLast[k] > -Infinity) nr++;
+    const regions = { index: new Float64Array(nr), last: new Float64Array(nr), writes: new Float32Array(nr), rewrites: new Float32Array(nr) };
+    for (let k = 0, j = 0; k < this.regionLast.length; k++) {
+      if (!(this.regionLast[k] > -Infinity)) continue;
+      regions.index[j] = k;
+      regions.last[j] = this.regionLast[k];
+      regions.writes[j] = this.regionWrites[k];
+      regions.rewrites[j] = this.regionRewrites[k];
+      j++;
+    }
     return encodeLearnt({
       blockSize: this.blockSize,
+      volumeSize: this.volumeSize,
+      regionShift: this.regionShift,
+      savedAt: Number.isFinite(this.now) ? this.now : 0,
       decayedAt,
+      creditedAt: Number.isFinite(this.creditedAt) ? this.creditedAt : null,
       budgetGain: this.budgetGain,
       bytesPerSecond: this.link.bytesPerSecond,
       newDirtyRate: this.newDirtyRate,
@@ -217,6 +271,8 @@ export class VolumePlanner {
       calActual: this.calActual,
       events,
       exposure,
+      blocks,
+      regions,
     });
   }
 
@@ -302,7 +358,26 @@ export class VolumePlanner {
     if (this.openedAt === null) this.openedAt = w.time;
     const first = Math.floor(w.offset / this.blockSize);
     const end = Math.ceil((w.offset + w.length) / this.blockSize);
+    if (w.time <= this.knownUpTo) {
+      // A write the restored state has learnt from already (the engine re-reads the open
+      // point's writes after a restart): it only makes its blocks dirty again.
+      for (let b = first; b < end; b++) this.markDirty(b);
+      return;
+    }
     for (let b = first; b < end; b++) this.writeBlock(b, w.time);
+  }
+
+  private markDirty(b: number): void {
+    const tb = this.table;
+    const i = tb.upsert(b, this.forget);
+    if (tb.state[i] !== CLEAN) return;
+    tb.state[i] = DIRTY;
+    this.openDirty.push(b);
+    const region = this.regionOf(b);
+    if (this.regionDirty[region] < 65535) this.regionDirty[region]++;
+    this.unsent++;
+    if (this.policy === 'continuous') this.fifo.push(b);
+    else if (this.policy === 'oracle' && this.future!.nextWriteAfter(b, this.now) > this.closeAt) this.fifo.push(b);
   }
 
   private writeBlock(b: number, t: number): void {

@@ -179,10 +179,12 @@ describe('evaluator quick run on a generated recording (CI)', () => {
     const cold = run({ every: 300, warm: false });
     const sum = (r: ReturnType<typeof run>, f: 'S' | 'lag') => r.snapshots.reduce((a, s) => a + s[f], 0);
     // Every 5 minutes a new planner; the warm one starts from what the last one learnt.
-    expect(warm.snapshots).not.toEqual(never.snapshots); // the restarts happened
+    expect(warm.restarts).toBeGreaterThanOrEqual(5);
+    expect(cold.restarts).toBeGreaterThanOrEqual(5);
     expect(sum(warm, 'S')).toBeLessThanOrEqual(1.01 * sum(never, 'S'));
     expect(sum(warm, 'lag')).toBeLessThan(1.25 * sum(never, 'lag') + 5);
-    // A cold one re-learns the workload after each restart: about 4x the lag here.
+    // A cold one re-learns the workload after each restart: about 4x the lag here. (The
+    // warm one plans exactly as if never restarted on this recording.)
     expect(sum(cold, 'lag')).toBeGreaterThan(2 * sum(warm, 'lag'));
   });
 

@@ -38,7 +38,9 @@ export interface SimOptions {
    * snapshot sent: the simulator's planner holds their queue, the engine's shipper does): a
    * new planner takes over, starting from what the old one learnt (`warm`, as a node does
    * from its saved state) or cold; it hears the open snapshot's writes so far, as the
-   * engine's does from its write log, and pre-sends them anew. Not for `plain`.
+   * engine's does from its write log, and offers them anew; those the old one had sent
+   * and nobody wrote since do not move again (the engine's replica says it has them).
+   * Not for `plain`.
    */
   readonly restart?: { readonly every: number; readonly warm: boolean };
   /** Called after every planner tick (diagnostics; not for `plain`). */
@@ -61,6 +63,8 @@ export interface SimResult {
   readonly snapshots: SnapshotFigures[];
   readonly plannerMemoryBytes: number;
   readonly totals: { presentBytes: number; expectedResendBytes: number; collidedBytes: number };
+  /** How many times the planner was restarted (SimOptions.restart). */
+  readonly restarts: number;
 }
 
 export function snapshotCount(w: Workload, interval: number): number {
@@ -111,6 +115,11 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
   const restart = options.restart;
   if (restart !== undefined && !(restart.every > 0)) throw new HeadstartError('PLANNER_BAD_OPTION', `restart interval ${restart.every} must be a positive number of seconds`);
   let nextRestart = restart?.every ?? Infinity;
+  let restarts = 0;
+  /** With restarts: per snapshot, when each block was last sent (see the send loop). */
+  const sentAt: Map<number, Map<number, number>> | null = restart === undefined ? null : new Map();
+  /** Totals of the planners a restart replaced. */
+  const carried = { presentBytes: 0, expectedResendBytes: 0, collidedBytes: 0 };
 
   // One tick per planner replan (DEFAULT_REPLAN_SHARE of the interval, within its bounds).
   const dt = options.tickSeconds ?? defaults.replanSeconds(I);
@@ -134,6 +143,7 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
       const n = committed + 1;
       commitAt[n] = Math.max(T(n), lastFinish[n], committed > 0 ? commitAt[committed] : 0);
       satisfied.delete(n);
+      sentAt?.delete(n);
       committed = n;
     }
   };
@@ -158,11 +168,13 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     if (now >= nextRestart && planner instanceof VolumePlanner && k <= N && planner.status(now).closedBytes === 0) {
       // The restart: a new planner for the open snapshot k, which (like the engine's, from
       // its write log) first hears the writes k had so far, and sends all of them again.
+      for (const key of ['presentBytes', 'expectedResendBytes', 'collidedBytes'] as const) carried[key] += planner.totals[key];
       planner = plannerFrom(k, restart!.warm ? planner.exportLearnt() : undefined);
       let first = wi;
       while (first > 0 && w.time[first - 1] > T(k - 1)) first--;
       for (let j = first; j < wi; j++) planner.onWrite({ time: w.time[j], offset: w.offset[j], length: w.length[j] });
       nextRestart = now + restart!.every;
+      restarts++;
     }
     let acked = 0;
     while (ackHead < ackTime.length && ackTime[ackHead] <= now) acked += ackBytes[ackHead++];
@@ -187,6 +199,20 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     const budget = ahead > 0 ? Math.ceil((rate * ahead) / bs - 1e-9) * bs : 0;
     const items = budget >= bs ? planner.next(now, budget) : [];
     for (const { n, block } of items) {
+      if (sentAt !== null && n <= N) {
+        // The engine's shipper never sends a block whose content the replica already holds
+        // for n (the hashes it learns at RESUME): after a restart, the new planner offers
+        // again what the old one pre-sent, and unless it was written since, nothing moves.
+        let at = sentAt.get(n);
+        if (at === undefined) sentAt.set(n, (at = new Map()));
+        const prev = at.get(block);
+        if (prev !== undefined && history.nextWriteAfter(block, prev) > now) {
+          ackTime.push(now); // done at once, as far as the planner can tell
+          ackBytes.push(bs);
+          continue;
+        }
+        at.set(block, now);
+      }
       linkFree += bs / rate;
       const finish = Math.max(now, linkFree);
       ackTime.push(finish);
@@ -221,5 +247,5 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
 
   const snapshots: SnapshotFigures[] = [];
   for (let n = 1; n <= N; n++) snapshots.push({ n, T: T(n), M: need[n] * bs, S: sent[n], commitAt: commitAt[n], lag: commitAt[n] - T(n) });
-  return { policy: options.policy, snapshots, plannerMemoryBytes: planner.memoryBytes, totals: planner.totals };
+  return { policy: options.policy, snapshots, plannerMemoryBytes: planner.memoryBytes, totals: { presentBytes: carried.presentBytes + planner.totals.presentBytes, expectedResendBytes: carried.expectedResendBytes + planner.totals.expectedResendBytes, collidedBytes: carried.collidedBytes + planner.totals.collidedBytes }, restarts };
 }
