@@ -25,6 +25,14 @@ export const FREE_SENT = 3;
 /** Bytes of table memory per slot (keys 8, last 8, gap 4, credited 4, count 2, recent 4, state 1, ctx 2). */
 export const SLOT_BYTES = 33;
 
+/** A block's history: what a restarted planner starts from (its state in the open snapshot is not). */
+export const HISTORY = ['last', 'gap', 'credited', 'recent', 'count', 'ctx'] as const;
+/** Every written block's key and history, in columns (see BlockTable.history). */
+export type HistoryColumns = { keys: Float64Array } & { [K in (typeof HISTORY)[number]]: BlockTable[K] };
+
+type Column = Float64Array | Float32Array | Uint16Array;
+const like = <T extends Column>(a: T, n: number): T => new (a.constructor as new (n: number) => T)(n);
+
 export class BlockTable {
   keys!: Float64Array;
   /** Time of the block's last write. */
@@ -108,6 +116,31 @@ export class BlockTable {
     this.ctx[i] = 0;
     this.size++;
     return i;
+  }
+
+  /** Every block written at least once, with its history (for a later planner's restore). */
+  history(): HistoryColumns {
+    let n = 0;
+    for (let i = 0; i < this.capacity; i++) if (this.keys[i] !== EMPTY && this.count[i] > 0) n++;
+    const out = { keys: new Float64Array(n) } as HistoryColumns;
+    for (const c of HISTORY) (out[c] as Column) = like(this[c], n);
+    for (let i = 0, j = 0; i < this.capacity; i++) {
+      if (this.keys[i] === EMPTY || this.count[i] === 0) continue;
+      out.keys[j] = this.keys[i];
+      for (const c of HISTORY) out[c][j] = this[c][i];
+      j++;
+    }
+    return out;
+  }
+
+  /** Takes in saved history as clean blocks; newest first if it may not all fit, so the oldest go. */
+  restoreHistory(h: HistoryColumns): void {
+    const order = Array.from(h.keys.keys());
+    if (order.length * 4 > this.maxSlots * 3) order.sort((x, y) => h.last[y] - h.last[x]);
+    for (const j of order) {
+      const i = this.upsert(h.keys[j], () => {});
+      for (const c of HISTORY) this[c][i] = h[c][j];
+    }
   }
 
   /** Grows while under maxSlots; at the cap forgets the older half of the clean history. */

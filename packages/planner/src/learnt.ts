@@ -26,6 +26,7 @@
  * caller that cannot use it starts cold.
  */
 import { HeadstartError } from '@headstart/errors';
+import type { HistoryColumns } from './block-table';
 import { CELLS, CONTEXTS } from './hazard';
 
 const MAGIC = 0x4c505348; // "HSPL" read as a little-endian u32
@@ -34,16 +35,6 @@ const HEADER = 32;
 const FIELDS = 9;
 const BLOCK_BYTES = 8 + 8 + 4 + 4 + 4 + 2 + 2;
 const REGION_BYTES = 8 + 8 + 4 + 4;
-
-export interface LearntBlocks {
-  readonly keys: Float64Array;
-  readonly last: Float64Array;
-  readonly gap: Float32Array;
-  readonly credited: Float32Array;
-  readonly recent: Float32Array;
-  readonly count: Uint16Array;
-  readonly ctx: Uint16Array;
-}
 
 export interface LearntRegions {
   readonly index: Float64Array;
@@ -68,7 +59,7 @@ export interface Learnt {
   readonly calActual: number;
   readonly events: Float64Array;
   readonly exposure: Float64Array;
-  readonly blocks: LearntBlocks;
+  readonly blocks: HistoryColumns;
   readonly regions: LearntRegions;
 }
 
@@ -155,7 +146,7 @@ export function decodeLearnt(bytes: Uint8Array, geometry: { blockSize: number; v
   const regionsInVolume = Math.ceil(geometry.volumeSize / 2 ** geometry.regionShift);
   const events = read(new Float64Array(CELLS), nonNegative, 'model cell');
   const exposure = read(new Float64Array(CELLS), nonNegative, 'model cell');
-  const blocks: LearntBlocks = {
+  const blocks: HistoryColumns = {
     keys: read(new Float64Array(nb), (v) => Number.isInteger(v) && v >= 0 && v < blocksInVolume, 'block'),
     last: read(new Float64Array(nb), (v) => Number.isFinite(v) && v <= savedAt, 'block write time'),
     gap: read(new Float32Array(nb), nonNegative, 'block gap'),

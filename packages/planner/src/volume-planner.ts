@@ -199,20 +199,7 @@ export class VolumePlanner {
     this.newDirtyRate = l.newDirtyRate;
     this.calExpected = l.calExpected;
     this.calActual = l.calActual;
-    const tb = this.table;
-    const b = l.blocks;
-    // If the table cannot hold them all, newest first: it forgets the oldest, as it would have.
-    const order = Array.from(b.keys.keys());
-    if (order.length * 4 > tb.maxSlots * 3) order.sort((x, y) => b.last[y] - b.last[x]);
-    for (const j of order) {
-      const i = tb.upsert(b.keys[j], () => {});
-      tb.last[i] = b.last[j];
-      tb.gap[i] = b.gap[j];
-      tb.credited[i] = b.credited[j];
-      tb.recent[i] = b.recent[j];
-      tb.count[i] = b.count[j];
-      tb.ctx[i] = b.ctx[j];
-    }
+    this.table.restoreHistory(l.blocks);
     const r = l.regions;
     for (let j = 0; j < r.index.length; j++) {
       this.regionLast[r.index[j]] = r.last[j];
@@ -231,21 +218,6 @@ export class VolumePlanner {
    */
   exportLearnt(): Uint8Array {
     const { events, exposure, decayedAt } = this.model.counts();
-    const tb = this.table;
-    let nb = 0;
-    for (let i = 0; i < tb.capacity; i++) if (tb.keys[i] >= 0 && tb.count[i] > 0) nb++;
-    const blocks = { keys: new Float64Array(nb), last: new Float64Array(nb), gap: new Float32Array(nb), credited: new Float32Array(nb), recent: new Float32Array(nb), count: new Uint16Array(nb), ctx: new Uint16Array(nb) };
-    for (let i = 0, j = 0; i < tb.capacity; i++) {
-      if (!(tb.keys[i] >= 0 && tb.count[i] > 0)) continue;
-      blocks.keys[j] = tb.keys[i];
-      blocks.last[j] = tb.last[i];
-      blocks.gap[j] = tb.gap[i];
-      blocks.credited[j] = tb.credited[i];
-      blocks.recent[j] = tb.recent[i];
-      blocks.count[j] = tb.count[i];
-      blocks.ctx[j] = tb.ctx[i];
-      j++;
-    }
     let nr = 0;
     for (let k = 0; k < this.regionLast.length; k++) if (this.regionLast[k] > -Infinity) nr++;
     const regions = { index: new Float64Array(nr), last: new Float64Array(nr), writes: new Float32Array(nr), rewrites: new Float32Array(nr) };
@@ -271,7 +243,7 @@ export class VolumePlanner {
       calActual: this.calActual,
       events,
       exposure,
-      blocks,
+      blocks: this.table.history(),
       regions,
     });
   }
