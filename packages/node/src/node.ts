@@ -427,7 +427,7 @@ class Node implements HeadstartNode {
    * volume; a failure is logged and the next close tries again. At a close only if the last
    * save is LEARNT_SAVE_MS old (`force` at demotion and shutdown): the model moves slowly
    * (a 6 h half-life), and a TiB volume's state (37 MiB for 786k tracked blocks) takes
-   * ~150 ms of the event loop to encode.
+   * ~130-160 ms of the event loop to encode.
    */
   private saveLearnt(m: Managed, force = false): Promise<void> {
     const policy = m.policy;

@@ -31,7 +31,12 @@ export const HISTORY = ['last', 'gap', 'credited', 'recent', 'count', 'ctx'] as 
 export type HistoryColumns = { keys: Float64Array } & { [K in (typeof HISTORY)[number]]: BlockTable[K] };
 
 type Column = Float64Array | Float32Array | Uint16Array;
-const like = <T extends Column>(a: T, n: number): T => new (a.constructor as new (n: number) => T)(n);
+/** `from`'s entries at the first `n` of `slots`, in a new array of its type. */
+function gather<T extends Column>(from: T, slots: Int32Array, n: number): T {
+  const out = new (from.constructor as new (n: number) => T)(n);
+  for (let j = 0; j < n; j++) out[j] = from[slots[j]];
+  return out;
+}
 
 export class BlockTable {
   keys!: Float64Array;
@@ -120,16 +125,11 @@ export class BlockTable {
 
   /** Every block written at least once, with its history (for a later planner's restore). */
   history(): HistoryColumns {
+    const slots = new Int32Array(this.size);
     let n = 0;
-    for (let i = 0; i < this.capacity; i++) if (this.keys[i] !== EMPTY && this.count[i] > 0) n++;
-    const out = { keys: new Float64Array(n) } as HistoryColumns;
-    for (const c of HISTORY) (out[c] as Column) = like(this[c], n);
-    for (let i = 0, j = 0; i < this.capacity; i++) {
-      if (this.keys[i] === EMPTY || this.count[i] === 0) continue;
-      out.keys[j] = this.keys[i];
-      for (const c of HISTORY) out[c][j] = this[c][i];
-      j++;
-    }
+    for (let i = 0; i < this.capacity; i++) if (this.keys[i] !== EMPTY && this.count[i] > 0) slots[n++] = i;
+    const out = { keys: gather(this.keys, slots, n) } as HistoryColumns;
+    for (const c of HISTORY) (out[c] as Column) = gather(this[c], slots, n);
     return out;
   }
 
