@@ -45,6 +45,8 @@ describe('the planner across restarts', () => {
     await waitFor('node up', () => status(config), 30_000);
     await write([0, 1, 2, 100]);
     await waitFor('the planner saw the writes', async () => ((await dirtyBytes()) === 4 * BS ? true : null));
+    expect((await status(config))!.volumes[0].planner!.restoredFrom).toBeNull();
+    const stoppedAt = Date.now() / 1000;
     expect(await stopGracefully(node.process)).toBe(0);
     expect((await stat(saved)).size).toBeGreaterThan(0); // saved at shutdown
     expect(node.log()).not.toContain('starts from its saved model');
@@ -53,6 +55,11 @@ describe('the planner across restarts', () => {
     await waitFor('node up again', () => status(config), 30_000);
     expect(node.log()).toContain('the planner starts from its saved model');
     expect(await dirtyBytes()).toBe(4 * BS); // the open snapshot's writes, from the write log
+    const resumed = (await status(config))!.volumes[0].planner!.restoredFrom!;
+    expect(resumed).toBeGreaterThan(stoppedAt - 10);
+    expect(resumed).toBeLessThanOrEqual(Date.now() / 1000);
+    const human = await runCli(['status', '-c', config]);
+    expect(human.stdout).toContain(`planner model resumed from ${new Date(resumed * 1000).toISOString()}`);
     await write([2, 3, 200]);
     await waitFor('the planner saw the new writes', async () => ((await dirtyBytes()) === 6 * BS ? true : null));
     await killHard(node.process);
@@ -72,6 +79,7 @@ describe('the planner across restarts', () => {
     expect(node.log()).toContain('saved model is unusable: it starts cold');
     expect(node.log()).toContain('PLANNER_BAD_STATE');
     expect(await dirtyBytes()).toBe(6 * BS);
+    expect((await runCli(['status', '-c', config])).stdout).toContain('planner model new since start');
     expect(await stopGracefully(node.process)).toBe(0);
     // ... and saves a sound one at shutdown, which the next start takes.
     node = startServe(config);

@@ -5,6 +5,12 @@ const MiB = 1 << 20;
 const seconds = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(1)} s`);
 const bytes = (b: number) => (b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
 
+/** Whether the planner started from its saved model (it learns for hours otherwise). */
+function plannerModel(p: NodeStatus['volumes'][number]['planner']): string {
+  if (!p) return '';
+  return p.restoredFrom === null ? ', planner model new since start' : `, planner model resumed from ${new Date(p.restoredFrom * 1000).toISOString()}`;
+}
+
 export function formatStatus(s: NodeStatus): string {
   const lines = [`node ${s.node} at ${new Date(s.time).toISOString()}`];
   for (const v of s.volumes) {
@@ -12,7 +18,7 @@ export function formatStatus(s: NodeStatus): string {
     lines.push(
       `volume ${v.name}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
         (v.role === 'primary'
-          ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}`
+          ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${plannerModel(v.planner)}`
           : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),
     );
     const lv = v.lastVerify;

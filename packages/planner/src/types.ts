@@ -130,4 +130,6 @@ export interface PlannerStatus {
   /** Forecast rate (bytes/s) at which the open snapshot gains bytes to send. */
   readonly newDirtyRate: number;
   readonly memoryBytes: number;
+  /** When the saved state this planner started from was saved (options.learnt), or null: it started cold. */
+  readonly restoredFrom: number | null;
 }

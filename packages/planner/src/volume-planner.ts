@@ -736,6 +736,7 @@ export class VolumePlanner {
       closedBytes: this.closedBacklog(now),
       newDirtyRate: this.newDirtyRate,
       memoryBytes: this.memoryBytes,
+      restoredFrom: Number.isFinite(this.knownUpTo) ? this.knownUpTo : null,
     };
   }
 
