@@ -249,6 +249,13 @@ function print(json: boolean | undefined, value: unknown, human: () => string): 
 }
 
 async function serve(configPath: string): Promise<number> {
+  // Listen for the stop signal before anything starts: a SIGTERM while the node is still
+  // starting (its admin API may already answer) must stop it cleanly once it is up, not
+  // kill it with volumes open.
+  let requestStop!: () => void;
+  const stopRequested = new Promise<void>((resolve) => (requestStop = resolve));
+  process.once('SIGINT', requestStop);
+  process.once('SIGTERM', requestStop);
   const { loadConfig, createLogger, startNode, startServices } = await nodeLib();
   const config = await loadConfig(configPath);
   const log = createLogger({ name: config.node.name });
@@ -256,10 +263,7 @@ async function serve(configPath: string): Promise<number> {
   const services = await startServices(node, config, log);
   log.info({ nbd: node.nbdPort, peers: node.peersPort, dashboard: services.dashboardUrl, metrics: services.metricsUrl, admin: services.adminPort }, 'node running');
   if (services.dashboardUrl) process.stderr.write(`dashboard: ${services.dashboardUrl}\n`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
+  await stopRequested;
   log.info('stopping');
   await services.stop();
   await node.stop();
