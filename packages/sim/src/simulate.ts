@@ -67,6 +67,8 @@ export interface SimResult {
   readonly restarts: number;
 }
 
+const TOTALS = ['presentBytes', 'expectedResendBytes', 'collidedBytes'] as const;
+
 export function snapshotCount(w: Workload, interval: number): number {
   return Math.floor(w.duration / interval + 1e-9);
 }
@@ -167,8 +169,9 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
     const now = nextTick;
     if (now >= nextRestart && planner instanceof VolumePlanner && k <= N && planner.status(now).closedBytes === 0) {
       // The restart: a new planner for the open snapshot k, which (like the engine's, from
-      // its write log) first hears the writes k had so far, and sends all of them again.
-      for (const key of ['presentBytes', 'expectedResendBytes', 'collidedBytes'] as const) carried[key] += planner.totals[key];
+      // its write log) first hears the writes k had so far and offers them anew (the send
+      // loop below moves only those the replica does not hold yet).
+      for (const key of TOTALS) carried[key] += planner.totals[key];
       planner = plannerFrom(k, restart!.warm ? planner.exportLearnt() : undefined);
       let first = wi;
       while (first > 0 && w.time[first - 1] > T(k - 1)) first--;
@@ -247,5 +250,7 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
 
   const snapshots: SnapshotFigures[] = [];
   for (let n = 1; n <= N; n++) snapshots.push({ n, T: T(n), M: need[n] * bs, S: sent[n], commitAt: commitAt[n], lag: commitAt[n] - T(n) });
-  return { policy: options.policy, snapshots, plannerMemoryBytes: planner.memoryBytes, totals: { presentBytes: carried.presentBytes + planner.totals.presentBytes, expectedResendBytes: carried.expectedResendBytes + planner.totals.expectedResendBytes, collidedBytes: carried.collidedBytes + planner.totals.collidedBytes }, restarts };
+  const totals = { ...carried };
+  for (const key of TOTALS) totals[key] += planner.totals[key];
+  return { policy: options.policy, snapshots, plannerMemoryBytes: planner.memoryBytes, totals, restarts };
 }
