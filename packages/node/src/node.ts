@@ -424,7 +424,7 @@ class Node implements HeadstartNode {
 
   /**
    * Saves what the volume's planner has learnt (planner-state.ts), one save at a time per
-   * volume; a failure is logged and the next close tries again. At a close only if the last
+   * volume; a failure is logged and a later close tries again. At a close only if the last
    * save is LEARNT_SAVE_MS old (`force` at demotion and shutdown): the model moves slowly
    * (a 6 h half-life), and a TiB volume's state (37 MiB for 786k tracked blocks) takes
    * ~130-160 ms of the event loop to encode.
@@ -437,7 +437,7 @@ class Node implements HeadstartNode {
     const path = learntPath(this.config.node.dataDir, m.config.name);
     m.learntSaving = m.learntSaving
       .then(() => saveLearnt(path, policy.exportLearnt!()))
-      .catch((err: unknown) => this.log.warn({ err, volume: m.config.name, path }, 'saving the planner\'s model failed; the next close tries again'));
+      .catch((err: unknown) => this.log.warn({ err, volume: m.config.name, path }, 'saving the planner\'s model failed; a later close tries again'));
     return m.learntSaving;
   }
 

@@ -5,7 +5,7 @@
  * demotion and at shutdown, read when the volume's planner starts (a restart, a crash, a
  * promotion back to primary). It only makes the planner start warm: a file that is missing,
  * unreadable or damaged means a cold start and a warning, never a failed start, and a
- * failed save (a full disk) is logged and retried at the next close.
+ * failed save (a full disk) is logged and retried at a later close.
  */
 import { readFileSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
