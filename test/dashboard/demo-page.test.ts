@@ -43,6 +43,9 @@ describe('dashboard of a running demo', () => {
       await expect.poll(() => page.locator('#event-list li[data-type="snapshot-acked"]').count(), { timeout: 5000 }).toBeGreaterThan(1);
       // The staging cell names the point being shipped (#n, blocks staged / its blocks), never a blank.
       await expect.poll(async () => (await row.locator('[data-col="staging"]').textContent()) ?? '', { timeout: 10_000 }).toMatch(/^#\d+ \d+\/\d+/);
+      // A fresh demo's planner has no saved model: the policy cell says it is learning.
+      expect(await row.locator('[data-col="policy"]').textContent()).toBe('predictive');
+      expect(await row.locator('[data-col="policy"]').getAttribute('title')).toBe('planner model learning since the node started');
       await screenshot(page, 'demo-node');
     } finally {
       demo.kill('SIGINT');

@@ -85,6 +85,7 @@ function toFeedVolume(v: VolumeView, now: number): FeedVolume {
       rateLimit: s.rateLimit,
       lastError: s.lastError,
       policy: v.policy,
+      ...(planner ? { plannerResumedFrom: planner.restoredFrom === null ? null : Math.round(planner.restoredFrom * 1000) } : {}),
       committedPoint: s.acked === null ? null : { n: s.acked, scheduledAt: s.ackedScheduledAt ?? acked?.scheduledAt ?? now, closedAt: acked?.closedAt ?? null, committedAt: acked?.acks[s.name]?.ackedAt ?? null },
       lagMs: waiting !== undefined ? Math.max(0, now - waiting.scheduledAt) : s.lastLagMs,
       rpoAgeMs: s.rpoAgeMs,

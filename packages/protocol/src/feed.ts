@@ -67,6 +67,11 @@ export interface FeedStaging {
 export interface FeedSink extends SinkStatus {
   /** Pre-send policy of this link: 'continuous', 'at-snapshot', 'predictive'. */
   readonly policy: string;
+  /**
+   * Predictive policy: when the model its planner started from was saved (epoch ms), or
+   * null when it has been learning since the node started; absent for other policies.
+   */
+  readonly plannerResumedFrom?: number | null;
   /** Newest point the sink committed and acknowledged. */
   readonly committedPoint: FeedPoint | null;
   /**

@@ -191,5 +191,8 @@ export class SinkTable {
     this.set(v, 'staging', st ? `#${st.n} ${st.stagedBlocks}${st.totalBlocks !== null ? `/${st.totalBlocks}${st.totalBlocks > 0 ? ` (${Math.floor((100 * Math.min(st.stagedBlocks, st.totalBlocks)) / st.totalBlocks)}%)` : ''}` : ''}` : '—');
     v.cells.staging.title = st ? `point #${st.n}: ${st.stagedBlocks} blocks staged on the replica${st.totalBlocks !== null ? ` of ${st.totalBlocks}` : ''}` : '';
     this.set(v, 'policy', s.policy);
+    // Whether the planner still knows the workload after a restart (it learns for hours).
+    const resumed = s.plannerResumedFrom;
+    v.cells.policy.title = resumed === undefined ? '' : resumed === null ? 'planner model learning since the node started' : `planner model resumed from its state of ${formatDateTime(resumed)}`;
   }
 }
