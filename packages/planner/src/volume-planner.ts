@@ -343,13 +343,25 @@ export class VolumePlanner {
     const tb = this.table;
     const i = tb.upsert(b, this.forget);
     if (tb.state[i] !== CLEAN) return;
+    this.addDirty(b, this.regionOf(b));
     tb.state[i] = DIRTY;
+    this.queueFifo(b, CLEAN, this.now);
+  }
+
+  /** A clean block joins the open snapshot's dirty set (and its region's count). */
+  private addDirty(b: number, region: number): void {
     this.openDirty.push(b);
-    const region = this.regionOf(b);
     if (this.regionDirty[region] < 65535) this.regionDirty[region]++;
     this.unsent++;
-    if (this.policy === 'continuous') this.fifo.push(b);
-    else if (this.policy === 'oracle' && this.future!.nextWriteAfter(b, this.now) > this.closeAt) this.fifo.push(b);
+  }
+
+  /** The FIFO policies' queue: continuous sends a block each time it becomes due, the oracle right after its last write before the close. */
+  private queueFifo(b: number, previousState: number, t: number): void {
+    if (this.policy === 'continuous') {
+      if (previousState !== DIRTY) this.fifo.push(b);
+    } else if (this.policy === 'oracle') {
+      if (this.future!.nextWriteAfter(b, t) > this.closeAt) this.fifo.push(b);
+    }
   }
 
   private writeBlock(b: number, t: number): void {
@@ -373,9 +385,7 @@ export class VolumePlanner {
     if (tb.count[i] < 65535) tb.count[i]++;
     const state = tb.state[i];
     if (state === CLEAN) {
-      this.openDirty.push(b);
-      if (this.regionDirty[region] < 65535) this.regionDirty[region]++;
-      this.unsent++;
+      this.addDirty(b, region);
       this.newDirtyBytes += this.blockSize;
     } else if (state === SENT || state === FREE_SENT) {
       // A collision: the pre-sent version is stale, the block is queued again.
@@ -393,12 +403,7 @@ export class VolumePlanner {
       this.newDirtyBytes += this.blockSize;
     }
     tb.state[i] = DIRTY;
-    if (this.policy === 'continuous') {
-      if (state !== DIRTY) this.fifo.push(b);
-    } else if (this.policy === 'oracle') {
-      // Sendable right after its last write before the close.
-      if (this.future!.nextWriteAfter(b, t) > this.closeAt) this.fifo.push(b);
-    }
+    this.queueFifo(b, state, t);
   }
 
   /** Closes the open snapshot `n` at `time`; `nextCloseAt` schedules the next one. */
