@@ -134,7 +134,8 @@ export function isHeadstartError(err: unknown, code?: ErrorCode): err is Headsta
 
 /** Maps an OS error from the file system to our codes (ENOSPC must stay distinguishable). */
 export function fromSystemError(err: unknown, what: string): HeadstartError {
-  const sysCode = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (sysCode === 'ENOSPC' || sysCode === 'EDQUOT') return new HeadstartError('VOLUME_NO_SPACE', `${what}: no space left on device`, { cause: err });
+  // Node's fs says 'ENOSPC'; lmdb-js gives the bare errno (28 ENOSPC, 122 EDQUOT on Linux).
+  const sysCode = (err as { code?: unknown } | undefined)?.code;
+  if (sysCode === 'ENOSPC' || sysCode === 'EDQUOT' || sysCode === 28 || sysCode === 122) return new HeadstartError('VOLUME_NO_SPACE', `${what}: no space left on device`, { cause: err });
   return new HeadstartError('VOLUME_IO', `${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }

@@ -42,7 +42,7 @@
  */
 import { HeadstartError } from '@headstart/errors';
 import { MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE, SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
-import type { SnapshotPoint } from '@headstart/volume';
+import { SpaceGuard, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
 import { constants as fsConstants, closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -147,7 +147,12 @@ export class Staging {
     private readonly blockSize: number,
     private readonly index: Database<Buffer, [number, number, number]>,
     private readonly meta: Database<unknown, string>,
-  ) {}
+  ) {
+    this.space = new SpaceGuard(dir);
+  }
+
+  /** Room on the staging file system, checked before LMDB is asked to commit (see SpaceGuard). */
+  private readonly space: SpaceGuard;
 
   static async open(dir: string, blockSize: number): Promise<Staging> {
     const marker = join(dir, 'unsynced');
@@ -155,6 +160,7 @@ export class Staging {
       const boot = readFileSync(marker, 'utf8').trim();
       if (boot !== bootId() || boot === 'unknown') rmSync(dir, { recursive: true, force: true });
     }
+    guardLmdbCommitRejections();
     // A large map costs only address space; the index stays small (16 B per run).
     const root = open({ path: dir, noSync: true, mapSize: 2 ** 36 });
     const s = new Staging(dir, root, blockSize, root.openDB({ name: 'index', encoding: 'binary' }), root.openDB({ name: 'meta' }));
@@ -336,6 +342,11 @@ export class Staging {
   private async writeRecords(n: number, records: readonly { first: number; gen: number; count: number; data: Uint8Array[] | null }[]): Promise<void> {
     this.mark();
     const bs = this.blockSize;
+    let dataBytes = 0;
+    for (const r of records) if (r.data !== null) dataBytes += r.count * bs;
+    // The blocks and their index records must fit with the reserve to spare; a commit and
+    // its cleanup (which free the space) still find room in the reserve.
+    this.space.forWrites(records.length * 64, dataBytes, `staging ${records.length} run(s) of point ${n}`);
     let f: StageFile | null = null;
     // The batch's data runs are gathered into one reused buffer and written one plain write
     // per run: a writev of one iovec per 4 KiB block cost more main-thread time (1.3 ms per
@@ -393,6 +404,7 @@ export class Staging {
     await Promise.all([...this.running].map((r) => r.catch(() => undefined)));
     await this.syncAll();
     this.mark();
+    this.space.forMetadata(`journaling the commit of point ${point.n}`);
     await this.meta.put('journal', { point: { n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, lastSeq: point.lastSeq } });
     await this.syncAll();
   }
@@ -449,6 +461,7 @@ export class Staging {
   async finish(n: number): Promise<void> {
     try {
       this.mark();
+      this.space.forMetadata(`finishing the commit of point ${n}`);
       await this.root.transaction(() => {
         this.meta.remove('journal');
         for (const key of this.index.getKeys({ start: [n], end: [n + 1] })) this.index.remove(key);
@@ -469,6 +482,7 @@ export class Staging {
     await this.gate;
     await this.settled();
     this.mark();
+    this.space.forMetadata('discarding staged points');
     await this.root.transaction(() => {
       for (const n of ns) for (const key of this.index.getKeys({ start: [n], end: [n + 1] })) this.index.remove(key);
     });

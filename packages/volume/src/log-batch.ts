@@ -20,6 +20,7 @@
  * image (the caller writes the image only after this resolves).
  */
 import type { Database, RootDatabase } from 'lmdb';
+import type { SpaceGuard } from './space';
 
 /** A preserved copy (copy-on-write) to commit with a write's log entry: key [point, block]. */
 export interface PreservedCopy {
@@ -27,10 +28,16 @@ export interface PreservedCopy {
   readonly value: Buffer;
 }
 
+/** A log entry's (or a preserved copy's key and page overhead's) share of LMDB, generously. */
+const LOG_ENTRY_BYTES = 128;
+
 class Batch {
   readonly seqs: number[] = [];
   readonly entries: unknown[] = [];
   readonly copies: PreservedCopy[] = [];
+  /** What the batch will take on disk: in LMDB, and in the image once its writes land. */
+  lmdbBytes = 0;
+  imageBytes = 0;
   readonly done: Promise<void>;
   resolve!: () => void;
   reject!: (err: unknown) => void;
@@ -51,13 +58,15 @@ export class LogBatcher {
     private readonly root: RootDatabase,
     private readonly log: Database<unknown, number>,
     private readonly preserved: Database<Buffer, [number, number]>,
+    private readonly space: SpaceGuard,
   ) {}
 
   /**
    * Adds a write's log entry (and its preserved copies) to the batch of this turn; resolves
-   * once that batch is committed. Entries commit in the order they were added.
+   * once that batch is committed. Entries commit in the order they were added. `imageBytes`:
+   * what the write will then put in the image (see SpaceGuard; the caller reports it done).
    */
-  record(seq: number, entry: unknown, copies: readonly PreservedCopy[] | null): Promise<void> {
+  record(seq: number, entry: unknown, copies: readonly PreservedCopy[] | null, imageBytes: number): Promise<void> {
     let batch = this.open;
     if (batch === null) {
       batch = this.open = new Batch();
@@ -65,7 +74,14 @@ export class LogBatcher {
     }
     batch.seqs.push(seq);
     batch.entries.push(entry);
-    if (copies !== null) for (const c of copies) batch.copies.push(c);
+    batch.lmdbBytes += LOG_ENTRY_BYTES;
+    batch.imageBytes += imageBytes;
+    if (copies !== null) {
+      for (const c of copies) {
+        batch.copies.push(c);
+        batch.lmdbBytes += c.value.length + LOG_ENTRY_BYTES;
+      }
+    }
     return batch.done;
   }
 
@@ -74,6 +90,8 @@ export class LogBatcher {
     if (batch === null) return;
     this.open = null;
     try {
+      // Checked first: LMDB must not be the one to find the disk full (space.ts).
+      this.space.forWrites(batch.lmdbBytes, batch.imageBytes, 'recording the write in the write log');
       this.root.transactionSync(() => {
         for (const c of batch.copies) this.preserved.putSync(c.key, c.value);
         for (let i = 0; i < batch.seqs.length; i++) this.log.putSync(batch.seqs[i], batch.entries[i]);
@@ -82,6 +100,7 @@ export class LogBatcher {
       batch.reject(err);
       return;
     }
+    this.space.imageWriteStarted(batch.imageBytes);
     batch.resolve();
   }
 }

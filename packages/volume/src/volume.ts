@@ -33,15 +33,17 @@
  * fsyncs the image, then waits for LMDB's flush, which is what a power loss needs.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
-import { HeadstartError, fromSystemError } from '@headstart/errors';
+import { guardLmdbCommitRejections } from './lmdb-guard';
+import { HeadstartError, fromSystemError, isHeadstartError } from '@headstart/errors';
 import { BlockLocks } from './block-locks';
 import { BlockSet } from './block-set';
 import { ImageFile } from './image-file';
 import { LogBatcher, type PreservedCopy } from './log-batch';
+import { SpaceGuard } from './space';
 import {
   VOLUME_FORMAT_VERSION,
   decodeLogEntry,
@@ -119,6 +121,7 @@ export async function createVolume(dir: string, options: CreateVolumeOptions): P
   } finally {
     await image.close();
   }
+  guardLmdbCommitRejections();
   const db = openLmdb({ path: join(dir, META_DIR), ...LMDB_OPTIONS });
   try {
     await db.transaction(() => {
@@ -136,6 +139,7 @@ export async function createVolume(dir: string, options: CreateVolumeOptions): P
 export async function openVolume(dir: string, options: OpenVolumeOptions = {}): Promise<Volume> {
   if (!(await exists(join(dir, META_DIR)))) throw new HeadstartError('VOLUME_NOT_FOUND', `no volume in ${dir}`);
   await takeDirLock(dir);
+  guardLmdbCommitRejections();
   let root: RootDatabase | undefined;
   let image: ImageFile | undefined;
   try {
@@ -171,6 +175,7 @@ export class Volume implements BlockDevice {
   private readonly sinkDb: Database<unknown, string>;
   private readonly locks = new BlockLocks();
   private readonly logBatch: LogBatcher;
+  private readonly space: SpaceGuard;
   private readonly listeners = new Set<WriteListener>();
 
   /** Closed points still kept, ascending by n. */
@@ -201,7 +206,8 @@ export class Volume implements BlockDevice {
     this.snapshotDb = root.openDB({ name: 'snapshots' });
     this.preserved = root.openDB({ name: 'preserved', encoding: 'binary' });
     this.sinkDb = root.openDB({ name: 'sinks' });
-    this.logBatch = new LogBatcher(root, this.log, this.preserved);
+    this.space = new SpaceGuard(dir);
+    this.logBatch = new LogBatcher(root, this.log, this.preserved, this.space);
   }
 
   // ---------------------------------------------------------------- identity
@@ -276,6 +282,7 @@ export class Volume implements BlockDevice {
     const bootId = currentBootId();
     const previous = this.meta.get('session') as { bootId?: unknown; clean?: unknown } | undefined;
     this.osCrashed = previous !== undefined && previous.clean === false && previous.bootId !== bootId;
+    this.space.forMetadata(`opening volume ${this.record.name}`);
     await this.meta.put('session', { bootId, clean: false, osCrashed: this.osCrashed });
     await this.syncMeta();
   }
@@ -377,9 +384,9 @@ export class Volume implements BlockDevice {
       }
       try {
         // Committed with the other writes of this turn, in one transaction (log-batch.ts).
-        await this.logBatch.record(seq, entry, copies);
+        await this.logBatch.record(seq, entry, copies, aligned ? length : count * bs);
       } catch (err) {
-        throw fromSystemError(err, 'recording the write in the write log');
+        throw await storeError(err, 'recording the write in the write log', this.dir);
       }
       let out: Uint8Array;
       let at: number;
@@ -394,11 +401,18 @@ export class Volume implements BlockDevice {
         out = merged;
         at = first * bs;
       }
-      await this.image.pwrite(out, at);
-      dirtyK.addRange(first, count);
-      if (this.listeners.size > 0) {
-        const event: WriteEvent = { seq, offset, length, time, snapshot: k, firstBlock: first, blockCount: count, kind };
-        for (const l of this.listeners) l(event);
+      try {
+        await this.image.pwrite(out, at);
+      } finally {
+        this.space.imageWriteDone(aligned ? length : count * bs);
+        // Dirty even if the image write failed (a full disk, an I/O error): the log has the
+        // entry, and the image may hold part of the new bytes, so the blocks must go to the
+        // sinks as the image holds them (a restart's log replay would make them dirty too).
+        dirtyK.addRange(first, count);
+        if (this.listeners.size > 0) {
+          const event: WriteEvent = { seq, offset, length, time, snapshot: k, firstBlock: first, blockCount: count, kind };
+          for (const l of this.listeners) l(event);
+        }
       }
     } finally {
       this.locks.leave(hold);
@@ -440,11 +454,22 @@ export class Volume implements BlockDevice {
     this.checkWritable();
     const n = this.openN;
     const lastSeq = this.seq;
+    const closedAt = Math.round(this.clock.now());
+    const point: SnapshotPoint = { n, scheduledAt: Math.round(options.scheduledAt ?? closedAt), closedAt, lastSeq };
+    // Recorded synchronously, before anything changes: a write of n + 1 may commit its log
+    // entry (with copies of n's blocks it overwrites) in the next turn, and a restart must
+    // then know n closed, or it would fold n + 1's writes into n and look for those copies
+    // under n - 1. If it cannot be recorded (a full disk), nothing happened: n stays open
+    // and the caller may try again.
+    try {
+      this.space.forMetadata(`recording the close of snapshot point ${n}`);
+      this.snapshotDb.putSync(n, encodeSnapshot(point));
+    } catch (err) {
+      throw await storeError(err, `recording the close of snapshot point ${n}`, this.dir);
+    }
     this.openN = n + 1;
     this.dirty.set(n + 1, new BlockSet());
     const drained = this.locks.drain();
-    const closedAt = Math.round(this.clock.now());
-    const point: SnapshotPoint = { n, scheduledAt: Math.round(options.scheduledAt ?? closedAt), closedAt, lastSeq };
     // Points are published in order even when closes overlap.
     const previous = this.closing;
     let done!: () => void;
@@ -458,7 +483,6 @@ export class Volume implements BlockDevice {
     // Published only now: writes of n that were still in flight at the call have landed in
     // its dirty set, so whoever sees n closed (the shipper iterates that set) sees it final.
     this.closed.push(point);
-    await this.snapshotDb.put(n, encodeSnapshot(point));
     if (this.sinkStates.size === 0) this.trimBelow(this.floor);
     return point;
   }
@@ -595,6 +619,7 @@ export class Volume implements BlockDevice {
     for (const p of this.closed) if (p.n > this.floor && !this.dirty.has(p.n)) this.dirty.set(p.n, new BlockSet());
     try {
       if (closeNow) await this.closeSnapshot();
+      this.space.forMetadata(`adding sink ${name}`);
       await this.sinkDb.put(name, encodeSink(state));
     } catch (err) {
       this.sinkStates.delete(name);
@@ -613,6 +638,7 @@ export class Volume implements BlockDevice {
     if (s.acked === null && n < s.baseline) throw new HeadstartError('SINK_BAD_ACK', `sink ${name} acknowledged ${n} before its baseline ${s.baseline}`);
     const next: SinkState = { ...s, acked: n };
     const before = this.floor;
+    this.space.forMetadata(`recording that ${name} has point ${n}`);
     await this.sinkDb.put(name, encodeSink(next));
     this.sinkStates.set(name, next);
     const after = this.floor;
@@ -639,12 +665,13 @@ export class Volume implements BlockDevice {
     for (const k of [...this.dirty.keys()]) if (k <= floor) this.dirty.delete(k);
     const lastSeq = floorPoint.lastSeq;
     this.pendingTrim = this.pendingTrim.then(() =>
-      this.root
-        .transaction(() => {
+      Promise.resolve()
+        .then(() => this.space.forMetadata('trimming the write log')) // else the next trim does it
+        .then(() => this.root.transaction(() => {
           for (const key of this.snapshotDb.getKeys({ end: floorPoint.n })) this.snapshotDb.remove(key);
           for (const key of this.log.getKeys({ end: lastSeq + 1 })) this.log.remove(key);
           for (const key of this.preserved.getKeys({ end: [floor + 1, 0] })) this.preserved.remove(key);
-        })
+        }))
         .then(() => undefined)
         .catch(() => undefined),
     );
@@ -679,6 +706,7 @@ export class Volume implements BlockDevice {
   async setCommitted(point: SnapshotPoint): Promise<void> {
     this.checkOpen();
     await this.image.datasync('syncing the replica image before recording its point');
+    this.space.forMetadata(`recording committed point ${point.n}`);
     await this.meta.put('replica', encodeReplicaPoint(point));
     await this.syncMeta();
     this.replicaPoint = point;
@@ -697,6 +725,7 @@ export class Volume implements BlockDevice {
     const next: VolumeRecord = { ...this.record, role, epoch, pristine: false };
     const wasReplica = this.record.role === 'replica';
     await this.locks.drain();
+    this.space.forMetadata(`changing volume ${this.record.name}'s role`);
     await this.root.transaction(() => {
       this.meta.put('volume', { ...next });
       if (role === 'primary' && wasReplica) {
@@ -728,7 +757,12 @@ export class Volume implements BlockDevice {
     await this.pendingTrim;
     this.shut = true;
     await this.image.datasync().catch(() => {});
-    await this.meta.put('session', { bootId: currentBootId(), clean: true }).catch(() => {});
+    // With no room left, skipped: the next open takes it for a process crash (same boot),
+    // which costs nothing but the log replay every open does anyway.
+    await Promise.resolve()
+      .then(() => this.space.forMetadata('recording a clean shutdown'))
+      .then(() => this.meta.put('session', { bootId: currentBootId(), clean: true }))
+      .catch(() => {});
     await lmdbSync(this.root).catch(() => {});
     await this.image.close().catch(() => {});
     await this.root.close().catch(() => {});
@@ -801,6 +835,19 @@ function currentBootId(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/**
+ * An LMDB write failure as one of our errors. LMDB reports a full disk as EIO (a short page
+ * write, whose errno it does not keep), which would send the operator looking for a bad
+ * disk: when the volume's file system has no space left, say so (VOLUME_NO_SPACE).
+ */
+async function storeError(err: unknown, what: string, dir: string): Promise<HeadstartError> {
+  if (isHeadstartError(err)) return err;
+  const e = fromSystemError(err, what);
+  if (e.code !== 'VOLUME_IO') return e;
+  const free = await statfs(dir).then((s) => s.bavail * s.bsize, () => null);
+  return free !== null && free < 1 << 20 ? new HeadstartError('VOLUME_NO_SPACE', `${what}: no space left on device (LMDB said: ${e.message.slice(what.length + 2)})`, { cause: err }) : e;
 }
 
 /** mdb_env_sync through lmdb-js (present at run time, missing from its type definitions). */
