@@ -88,6 +88,18 @@ export interface VolumeView {
   readonly history: readonly SnapshotRecord[];
   /** The last scheduled verification against the replica (volume.verify), or null. */
   readonly lastVerify: VerifyResult | null;
+  /** A scheduled close that keeps failing (retried every few seconds), or null. */
+  readonly closeFailing: CloseFailure | null;
+}
+
+/** A scheduled point that could not be closed yet (a full disk): retried until it closes. */
+export interface CloseFailure {
+  /** The close's scheduled time and the first failure's (epoch ms). */
+  readonly scheduledAt: number;
+  readonly since: number;
+  readonly attempts: number;
+  readonly code: string;
+  readonly message: string;
 }
 
 export interface NodeStatus {
@@ -122,9 +134,17 @@ interface Managed {
   archiver: Archiver | null;
   /** Sinks last logged as not converging (the log says so once per change). */
   readonly notConverging: Set<string>;
+  /** The scheduled close being retried after a failure, or null. */
+  closeFailing: CloseFailure | null;
 }
 
 const HISTORY_LIMIT = 500;
+/**
+ * A scheduled close that failed (the volume's disk is full: nothing changed, the point is
+ * still open) is tried again this often, for the same scheduled time, until it closes; the
+ * log repeats the error once a minute, status shows it all along.
+ */
+const CLOSE_RETRY_MS = 5_000;
 /** Save a volume's planner state at a close at most this often (see saveLearnt). */
 const LEARNT_SAVE_MS = 5 * 60_000;
 
@@ -251,6 +271,7 @@ class Node implements HeadstartNode {
         policy: this.makePolicy(vc, volume),
         history: [],
         notConverging: new Set(),
+        closeFailing: null,
         lastSessionAt: 0,
         verifyHold: null,
         verifyTimer: null,
@@ -451,9 +472,26 @@ class Node implements HeadstartNode {
     const at = m.schedule.nextAfter(Date.now());
     m.nextCloseAt = at;
     m.policy.schedule?.(at);
-    m.timer = setTimeout(() => {
-      void this.closePoint(m, at).catch((err) => this.log.error({ err, volume: m.config.name }, 'closing a scheduled snapshot point failed'));
-    }, Math.max(0, at - Date.now()));
+    m.timer = setTimeout(() => void this.closeScheduled(m, at), Math.max(0, at - Date.now()));
+  }
+
+  /** A scheduled close; if it fails (nothing changed then), again every CLOSE_RETRY_MS until it succeeds. */
+  private async closeScheduled(m: Managed, scheduledAt: number): Promise<void> {
+    m.timer = null;
+    try {
+      await this.closePoint(m, scheduledAt);
+      if (m.closeFailing !== null) this.log.info({ volume: m.config.name, scheduledAt: new Date(scheduledAt).toISOString(), attempts: m.closeFailing.attempts + 1 }, 'the delayed snapshot point closed');
+      m.closeFailing = null;
+    } catch (err) {
+      const prev = m.closeFailing;
+      const code = isHeadstartError(err) ? err.code : 'INTERNAL';
+      m.closeFailing = { scheduledAt, since: prev?.since ?? Date.now(), attempts: (prev?.attempts ?? 0) + 1, code, message: (err as Error)?.message ?? String(err) };
+      if (prev === null || m.closeFailing.attempts % Math.round(60_000 / CLOSE_RETRY_MS) === 0) {
+        this.log.error({ err, volume: m.config.name, attempts: m.closeFailing.attempts }, `closing a scheduled snapshot point failed; the point stays open, trying again every ${CLOSE_RETRY_MS / 1000} s`);
+      }
+      if (this.stopping || m.volume.readOnly || m.schedule === null || m.timer !== null || m.verifyHold !== null) return;
+      m.timer = setTimeout(() => void this.closeScheduled(m, scheduledAt), CLOSE_RETRY_MS);
+    }
   }
 
   private async closePoint(m: Managed, scheduledAt: number): Promise<SnapshotPoint> {
@@ -464,7 +502,9 @@ class Node implements HeadstartNode {
     m.policy.onClose?.(point.n, point.closedAt, m.nextCloseAt);
     void this.saveLearnt(m);
     this.emit({ type: 'snapshot-closed', time: Date.now(), volume: m.config.name, n: point.n });
-    this.log.info({ volume: m.config.name, n: point.n, dirtyBlocks: m.volume.dirtyBlocks(point.n).size }, 'snapshot point closed');
+    // A volume without sinks drops a point as it closes (nobody needs it): no dirty set left.
+    const dirtyBlocks = m.volume.sinks().length > 0 ? m.volume.dirtyBlocks(point.n).size : undefined;
+    this.log.info({ volume: m.config.name, n: point.n, dirtyBlocks }, 'snapshot point closed');
     m.archiver?.kick();
     this.checkConvergence(m);
     return point;
@@ -725,6 +765,7 @@ class Node implements HeadstartNode {
         sinks,
         history: m.history.slice(-50),
         lastVerify: m.lastVerify,
+        closeFailing: m.closeFailing,
       };
     });
     const addr = (host: string | undefined, port: number | null) => (port === null || host === undefined ? null : `${host}:${port}`);
