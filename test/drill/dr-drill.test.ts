@@ -82,7 +82,9 @@ describe('DR drill: failover and failback between two sites', () => {
     // --- replicate under load
     let siteB = startServe(b);
     let siteA = startServe(a);
-    await waitFor('both nodes up', async () => (await status(a)) && (await status(b)), 30_000);
+    await waitFor('both nodes up', async () => (await status(a)) && (await status(b)), 30_000).catch((err: Error) => {
+      throw new Error(`${err.message}\nsite-a: ${siteA.log().slice(-2000)}\nsite-b: ${siteB.log().slice(-2000)}`);
+    });
     const clientA = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
     await writeSome(clientA, 1, 300, [0, SIZE / 2]);
     const committed = await waitFor('site-b commits a point after the load', async () => {

@@ -1,13 +1,18 @@
 /**
- * The source site's disk fills up, with the real CLI and a real (tmpfs) file system: the node
- * must refuse the writes that do not fit with ENOSPC and stay up, keep every write it had
- * acknowledged, retry the snapshot close it cannot record (status says so), and once space
- * is freed close the point, ship it, and leave the replica byte-equal to the source.
+ * A site's disk fills up, with the real CLI and real (tmpfs) file systems.
  *
- * Before this test the node died at the first close after the disk filled: lmdb-js rejects
- * promises nobody can handle when a commit fails (volume/src/lmdb-guard.ts), and a failed
- * close never scheduled the next one. Needs root to mount the tmpfs (as on the CI machine);
- * skipped where mounting is not allowed.
+ * The source: the node must refuse the writes that do not fit with ENOSPC and stay up, keep
+ * every write it had acknowledged, retry the snapshot close it cannot record (status says
+ * so), and once space is freed close the point, ship it, and leave the replica equal.
+ * Before, the node died at the first close after the disk filled (volume/src/lmdb-guard.ts,
+ * space.ts), or, surviving that, never closed a point again.
+ *
+ * The replica: staging is refused (VOLUME_NO_SPACE), the source keeps its points and backs
+ * off, and once space is freed the replica catches up and verifies equal. Before, a batch
+ * that failed to stage still counted as staged: a resuming source skipped it, the replica
+ * committed and acknowledged points without those blocks, and verify found 7 MiB differing.
+ *
+ * Needs root to mount the tmpfs (as on the CI machine); skipped where mounting is not allowed.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -47,35 +52,72 @@ async function status(config: string): Promise<NodeStatus | null> {
   return r.code === 0 ? (JSON.parse(r.stdout) as NodeStatus) : null;
 }
 
-const disk = smallDisk('24m');
+/** Two paired sites on loopback, each with its data directory where the test says. */
+async function pairSites(aData: string, bData: string) {
+  const dir = tempDir('headstart-disk-full-');
+  const a = join(dir, 'a.yaml');
+  const b = join(dir, 'b.yaml');
+  const ports = { aNbd: await freePort(), aPeers: await freePort(), aAdmin: await freePort(), bNbd: await freePort(), bPeers: await freePort(), bAdmin: await freePort() };
+  const ok = async (args: string[]) => {
+    const r = await runCli(args);
+    expect(r.code, `headstart ${args.join(' ')}\n${r.stderr}`).toBe(0);
+    return r.stdout.trim();
+  };
+  await ok(['init', 'node', 'site-a', '-c', a, '--data', aData, '--nbd', `127.0.0.1:${ports.aNbd}`, '--peers', `127.0.0.1:${ports.aPeers}`, '--admin', `127.0.0.1:${ports.aAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
+  await ok(['init', 'node', 'site-b', '-c', b, '--data', bData, '--nbd', `127.0.0.1:${ports.bNbd}`, '--peers', `127.0.0.1:${ports.bPeers}`, '--admin', `127.0.0.1:${ports.bAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
+  const token = await ok(['pair', 'token', '-c', a]);
+  const reply = /pair accept (\S+)/.exec(await ok(['pair', 'accept', token, '-c', b]))?.[1];
+  await ok(['pair', 'accept', reply!, '-c', a]);
+  // A 64 MiB volume: its sparse image can outgrow the small disks below.
+  await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'primary', '--every', '2s', '--sink', 'site-b', '-c', a]);
+  await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'replica', '--every', '2s', '--sink', 'site-a', '-c', b]);
+  const siteA = startServe(a);
+  const siteB = startServe(b);
+  const logs = (err: Error) => {
+    throw new Error(`${err.message}\nsite-a: ${siteA.log().slice(-2000)}\nsite-b: ${siteB.log().slice(-2000)}`);
+  };
+  await waitFor('site-a up', () => status(a), 30_000).catch(logs);
+  await waitFor('site-b up', () => status(b), 30_000).catch(logs);
+  /** Waits until `headstart verify` finds the replica equal; a timeout says what it found last. */
+  const verify = async () => {
+    let last = '';
+    return waitFor('the replica verified equal', async () => {
+      const r = await runCli(['verify', 'vol', '--json', '-c', a, '--replica', `nbd://127.0.0.1:${ports.bNbd}/vol`], { timeoutMs: 120_000 });
+      last = `exit ${r.code}: ${r.stdout.slice(0, 600)} ${r.stderr.slice(0, 600)}`;
+      return r.code === 0 ? (JSON.parse(r.stdout) as { equal: boolean; point: number }) : null;
+    }, 60_000, 1000).catch((err: Error) => {
+      throw new Error(`${err.message}; last verify: ${last}`);
+    });
+  };
+  const client: NbdClient = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
+  return { dir, a, b, siteA, siteB, client, verify };
+}
 
-describe.skipIf(disk === null)('a full disk on the source site', () => {
-  it('refuses what does not fit, keeps what it acknowledged, and recovers once space is freed', async () => {
-    const dir = tempDir('headstart-disk-full-');
-    const a = join(dir, 'a.yaml');
-    const b = join(dir, 'b.yaml');
-    const ports = { aNbd: await freePort(), aPeers: await freePort(), aAdmin: await freePort(), bNbd: await freePort(), bPeers: await freePort(), bAdmin: await freePort() };
-    const ok = async (args: string[]) => {
-      const r = await runCli(args);
-      expect(r.code, `headstart ${args.join(' ')}\n${r.stderr}`).toBe(0);
-      return r.stdout.trim();
-    };
+/** Takes every byte left on the file system at `dir`. */
+function fill(dir: string): void {
+  const fd = openSync(join(dir, 'filler'), 'a');
+  try {
+    for (const chunk of [1 << 16, 4096, 512]) {
+      try {
+        for (;;) writeSync(fd, Buffer.alloc(chunk, 7));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+      }
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+const disk = smallDisk('24m');
+const replicaDisk = smallDisk('96m');
+
+describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
+  it('on the source: refuses what does not fit, keeps what it acknowledged, and recovers once space is freed', async () => {
     mkdirSync(join(disk!, 'data'));
-    await ok(['init', 'node', 'site-a', '-c', a, '--data', join(disk!, 'data'), '--nbd', `127.0.0.1:${ports.aNbd}`, '--peers', `127.0.0.1:${ports.aPeers}`, '--admin', `127.0.0.1:${ports.aAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
-    await ok(['init', 'node', 'site-b', '-c', b, '--data', join(dir, 'b-data'), '--nbd', `127.0.0.1:${ports.bNbd}`, '--peers', `127.0.0.1:${ports.bPeers}`, '--admin', `127.0.0.1:${ports.bAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
-    const token = await ok(['pair', 'token', '-c', a]);
-    const reply = /pair accept (\S+)/.exec(await ok(['pair', 'accept', token, '-c', b]))?.[1];
-    await ok(['pair', 'accept', reply!, '-c', a]);
-    // A 64 MiB volume on a 24 MiB disk: its sparse image can outgrow the disk.
-    await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'primary', '--every', '2s', '--sink', 'site-b', '-c', a]);
-    await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'replica', '--every', '2s', '--sink', 'site-a', '-c', b]);
-    const siteA = startServe(a);
-    const siteB = startServe(b);
-    await waitFor('site-a up', () => status(a), 30_000);
-    await waitFor('site-b up', () => status(b), 30_000);
+    const { a, siteA, siteB, client, verify } = await pairSites(join(disk!, 'data'), join(tempDir('headstart-disk-full-b-'), 'data'));
 
     // Acknowledged writes: 1 MiB each, random bytes, until the disk refuses one.
-    const client: NbdClient = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
     const acked = new Map<number, Buffer>();
     let refused: unknown = null;
     for (let i = 0; i < 40 && refused === null; i++) {
@@ -92,15 +134,7 @@ describe.skipIf(disk === null)('a full disk on the source site', () => {
     expect(acked.size).toBeGreaterThan(4);
     // And the last bytes go to another file: LMDB can no longer commit anything new, not
     // even a snapshot point's record.
-    const filler = openSync(join(disk!, 'filler'), 'a');
-    for (const chunk of [1 << 16, 4096, 512]) {
-      try {
-        for (;;) writeSync(filler, Buffer.alloc(chunk, 7));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-    closeSync(filler);
+    fill(disk!);
 
     // Scheduled closes keep coming (every 2 s) while the disk is full: the node must stay up.
     await new Promise((r) => setTimeout(r, 7_000));
@@ -126,15 +160,7 @@ describe.skipIf(disk === null)('a full disk on the source site', () => {
       const s = await status(a);
       return s !== null && s.volumes[0].closeFailing === null && (s.volumes[0].latestClosed ?? 0) > (during!.volumes[0].latestClosed ?? 0) ? true : null;
     }, 30_000);
-    const verify = async () => {
-      const r = await runCli(['verify', 'vol', '--json', '-c', a, '--replica', `nbd://127.0.0.1:${ports.bNbd}/vol`], { timeoutMs: 120_000 });
-      return r.code === 0 ? (JSON.parse(r.stdout) as { equal: boolean; point: number }) : null;
-    };
-    const report = await waitFor('the replica verified equal', async () => {
-      const r = await verify();
-      return r?.equal ? r : null;
-    }, 60_000, 1000);
-    expect(report.equal).toBe(true);
+    expect((await verify()).equal).toBe(true);
     expect(Buffer.compare(await client.read(50 * MiB, MiB), after)).toBe(0);
     for (const [i, data] of acked) expect(Buffer.compare(await client.read(i * MiB, MiB), data), `MiB ${i}`).toBe(0);
     await client.close();
@@ -142,4 +168,41 @@ describe.skipIf(disk === null)('a full disk on the source site', () => {
     expect(await stopGracefully(siteA.process)).toBe(0);
     expect(await stopGracefully(siteB.process)).toBe(0);
   }, 180_000);
+  it('on the replica: staging waits for room, the source keeps its points, and the replica catches up equal', async () => {
+    mkdirSync(join(replicaDisk!, 'data'));
+    const { a, b, siteA, siteB, client, verify } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(replicaDisk!, 'data'));
+    const first = randomBytes(8 * MiB);
+    await client.write(0, first);
+    await client.flush();
+    const caughtUp = async () => {
+      const s = await status(a);
+      const v = s?.volumes[0];
+      return v !== undefined && v.latestClosed !== null && v.sinks[0]?.acked === v.latestClosed ? v.latestClosed : null;
+    };
+    const before = await waitFor('the replica has the first 8 MiB', caughtUp, 60_000);
+
+    fill(replicaDisk!);
+    const second = randomBytes(16 * MiB);
+    await client.write(16 * MiB, second); // the source has room: acknowledged
+    await client.flush();
+    await new Promise((r) => setTimeout(r, 8_000));
+    expect(siteB.process.exitCode, siteB.log().slice(-3000)).toBeNull();
+    expect(siteA.process.exitCode).toBeNull();
+    const waiting = (await status(a))!.volumes[0];
+    expect(waiting.sinks[0].acked ?? 0).toBeLessThan(waiting.latestClosed!);
+    expect(waiting.sinks[0].acked ?? 0).toBeGreaterThanOrEqual(before);
+    expect(`${siteB.log()}\n${waiting.sinks[0].lastError ?? ''}`).toContain('VOLUME_NO_SPACE');
+    expect(await status(b), 'site-b answers status with a full disk').not.toBeNull();
+
+    rmSync(join(replicaDisk!, 'filler'));
+    await waitFor('the replica caught up after space was freed', caughtUp, 90_000).catch(async (err: Error) => {
+      throw new Error(`${err.message}\ndf: ${execFileSync('df', ['-k', replicaDisk!]).toString()}\nfiles: ${execFileSync('find', [replicaDisk!, '-type', 'f', '-printf', '%p %s %b\\n']).toString()}\nsite-a status: ${JSON.stringify((await status(a))?.volumes[0].sinks)}\nsite-b log: ${siteB.log().slice(-4000)}\nsite-a log: ${siteA.log().slice(-3000)}`);
+    });
+    expect((await verify()).equal).toBe(true);
+    expect(Buffer.compare(await client.read(16 * MiB, 16 * MiB), second)).toBe(0);
+    await client.close();
+    expect(siteB.log()).not.toContain('Unhandled');
+    expect(await stopGracefully(siteA.process)).toBe(0);
+    expect(await stopGracefully(siteB.process)).toBe(0);
+  }, 240_000);
 });

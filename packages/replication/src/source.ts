@@ -179,10 +179,15 @@ class Source implements SourceLink {
         onReady: () => {
           this.state = 'connected';
           this.lastError = null;
-          backoff = RECONNECT_MIN_MS;
           o.onEvent?.({ type: 'connected', sink: o.sink });
         },
-        onAcked: (n, shipped) => this.acked(n, shipped),
+        onAcked: (n, shipped) => {
+          // The backoff starts over once the replica commits something, not at each
+          // handshake: a replica that accepts the link and fails every session (its disk is
+          // full) was reconnected to every 100 ms, its window resent each time.
+          backoff = RECONNECT_MIN_MS;
+          this.acked(n, shipped);
+        },
       });
       this.session = session;
       const err = await session.run();

@@ -40,7 +40,7 @@
  *   - a staging file is deleted only after the removal of its records is durable, so a live
  *     record never points into a missing file (files without records are removed on open).
  */
-import { HeadstartError } from '@headstart/errors';
+import { HeadstartError, fromSystemError, isHeadstartError } from '@headstart/errors';
 import { MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE, SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
 import { SpaceGuard, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
 import { constants as fsConstants, closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
@@ -333,6 +333,22 @@ export class Staging {
       }
     };
     const written = write();
+    // A batch that failed to stage (a full disk) must not count as staged: the set already
+    // holds its hashes, and the source's RESUME skips what the set says the replica has,
+    // so the replica committed points without those blocks and acknowledged them. Its
+    // blocks leave the set (unless a later batch has replaced them meanwhile): the digest
+    // then disagrees at CLOSE, or RESUME asks for them again.
+    written.catch(() => {
+      for (const r of records) {
+        for (let b = r.first; b < r.first + r.count; b++) {
+          if (set.owner.get(b) !== r.gen) continue;
+          const hash = set.hashes.get(b);
+          if (hash !== undefined) set.digest.remove(b, hash);
+          set.hashes.delete(b);
+          set.owner.delete(b);
+        }
+      }
+    });
     const entry = { n, lo, hi, done: written.catch(() => undefined) };
     this.pending.add(entry);
     void entry.done.then(() => this.pending.delete(entry));
@@ -340,13 +356,26 @@ export class Staging {
   }
 
   private async writeRecords(n: number, records: readonly { first: number; gen: number; count: number; data: Uint8Array[] | null }[]): Promise<void> {
-    this.mark();
     const bs = this.blockSize;
     let dataBytes = 0;
     for (const r of records) if (r.data !== null) dataBytes += r.count * bs;
     // The blocks and their index records must fit with the reserve to spare; a commit and
     // its cleanup (which free the space) still find room in the reserve.
     this.space.forWrites(records.length * 64, dataBytes, `staging ${records.length} run(s) of point ${n}`);
+    // Batches stage concurrently: each counts the others' bytes until they are written.
+    this.space.imageWriteStarted(dataBytes);
+    try {
+      this.mark();
+      await this.writeRuns(n, records);
+    } catch (err) {
+      throw isHeadstartError(err) ? err : fromSystemError(err, `staging blocks of point ${n}`);
+    } finally {
+      this.space.imageWriteDone(dataBytes);
+    }
+  }
+
+  private async writeRuns(n: number, records: readonly { first: number; gen: number; count: number; data: Uint8Array[] | null }[]): Promise<void> {
+    const bs = this.blockSize;
     let f: StageFile | null = null;
     // The batch's data runs are gathered into one reused buffer and written one plain write
     // per run: a writev of one iovec per 4 KiB block cost more main-thread time (1.3 ms per
