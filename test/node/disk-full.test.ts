@@ -16,37 +16,16 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
 import { freePort, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { fillDisk, resizeDisk, smallDisk } from '../helpers/small-disk';
 import { tempDir } from '../helpers/tmp';
 
 const MiB = 1 << 20;
-const mounts: string[] = [];
-afterAll(() => {
-  for (const m of mounts) {
-    execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-    rmSync(m, { recursive: true, force: true });
-  }
-});
-
-/** A tmpfs of `size` at a new directory, or null where mounting is not allowed. */
-function smallDisk(size: string): string | null {
-  const dir = mkdtempSync(join(tmpdir(), 'headstart-full-disk-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return null;
-  }
-  mounts.push(dir);
-  return dir;
-}
-
 async function status(config: string): Promise<NodeStatus | null> {
   const r = await runCli(['status', '--json', '-c', config]);
   return r.code === 0 ? (JSON.parse(r.stdout) as NodeStatus) : null;
@@ -93,22 +72,6 @@ async function pairSites(aData: string, bData: string) {
   return { dir, a, b, siteA, siteB, client, verify };
 }
 
-/** Takes every byte left on the file system at `dir`. */
-function fill(dir: string): void {
-  const fd = openSync(join(dir, 'filler'), 'a');
-  try {
-    for (const chunk of [1 << 16, 4096, 512]) {
-      try {
-        for (;;) writeSync(fd, Buffer.alloc(chunk, 7));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
-
 const disk = smallDisk('24m');
 const replicaDisk = smallDisk('96m');
 
@@ -134,7 +97,7 @@ describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
     expect(acked.size).toBeGreaterThan(4);
     // And the last bytes go to another file: LMDB can no longer commit anything new, not
     // even a snapshot point's record.
-    fill(disk!);
+    fillDisk(disk!);
 
     // Scheduled closes keep coming (every 2 s) while the disk is full: the node must stay up.
     await new Promise((r) => setTimeout(r, 7_000));
@@ -152,7 +115,7 @@ describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
     for (const [i, data] of acked) expect(Buffer.compare(await client.read(i * MiB, MiB), data), `MiB ${i}`).toBe(0);
 
     // Space is freed: the delayed point closes, ships, and the replica equals the source.
-    execFileSync('mount', ['-o', 'remount,size=512m', disk!]);
+    resizeDisk(disk!, '512m');
     const after = randomBytes(MiB);
     await client.write(50 * MiB, after);
     await client.flush();
@@ -181,7 +144,7 @@ describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
     };
     const before = await waitFor('the replica has the first 8 MiB', caughtUp, 60_000);
 
-    fill(replicaDisk!);
+    fillDisk(replicaDisk!);
     const second = randomBytes(16 * MiB);
     await client.write(16 * MiB, second); // the source has room: acknowledged
     await client.flush();

@@ -4,28 +4,15 @@
  * the point open, is retried for the same scheduled time, shows in status, and closes once
  * space is freed. Before, one failed close ended the schedule: no point ever closed again.
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd } from '@headstart/nbd';
+import { fillDisk, resizeDisk, smallDisk } from '../../../test/helpers/small-disk';
 import { validateConfig } from './config';
 import { silentLogger } from './logger';
 import { startNode } from './node';
 
-function mountTmpfs(size: string): string | null {
-  const dir = mkdtempSync(join(tmpdir(), 'headstart-close-retry-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
-    return dir;
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return null;
-  }
-}
-
-const disk = mountTmpfs('4m');
+const disk = smallDisk('4m');
 
 describe.skipIf(disk === null)('a scheduled close on a full disk', () => {
   it('is retried until it closes, and status says so meanwhile', async () => {
@@ -39,15 +26,7 @@ describe.skipIf(disk === null)('a scheduled close on a full disk', () => {
       const c = await connectNbd({ host: '127.0.0.1', port: node.nbdPort!, exportName: 'v' });
       await c.write(0, Buffer.alloc(4096, 1));
       await c.flush();
-      const fd = openSync(join(disk!, 'filler'), 'a');
-      for (const chunk of [1 << 16, 4096, 512]) {
-        try {
-          for (;;) writeSync(fd, Buffer.alloc(chunk, 7));
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-        }
-      }
-      closeSync(fd);
+      fillDisk(disk!);
       const view = () => node.status().volumes[0];
       // Closes are due every second; the first that finds the disk full fails and is retried every 5 s.
       const until = Date.now() + 15_000;
@@ -60,7 +39,7 @@ describe.skipIf(disk === null)('a scheduled close on a full disk', () => {
       const open = view().openSnapshot;
       expect(open).toBe(stuck! + 1);
 
-      execFileSync('mount', ['-o', 'remount,size=64m', disk!]);
+      resizeDisk(disk!, '64m');
       const until2 = Date.now() + 15_000;
       while (view().closeFailing !== null && Date.now() < until2) await new Promise((r) => setTimeout(r, 200));
       expect(view().closeFailing, JSON.stringify(view().closeFailing)).toBeNull();
@@ -74,8 +53,6 @@ describe.skipIf(disk === null)('a scheduled close on a full disk', () => {
       await c.close();
     } finally {
       await node.stop();
-      execFileSync('umount', ['-l', disk!], { stdio: 'ignore' });
-      rmSync(disk!, { recursive: true, force: true });
     }
   }, 60_000);
 });

@@ -1,37 +1,15 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { smallDisk } from '../../../test/helpers/small-disk';
+import { tempDir } from '../../../test/helpers/tmp';
 import { learntPath, loadLearnt, saveLearnt } from './planner-state';
 
-const dirs: string[] = [];
-const mounts: string[] = [];
-afterAll(() => {
-  for (const m of mounts) execFileSync('umount', [m], { stdio: 'ignore' });
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
-
-/** A 200 KiB tmpfs (needs root, as on the CI machine), or null where mounting is not allowed. */
-function smallDisk(): string | null {
-  const dir = mkdtempSync(join(tmpdir(), 'hs-full-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=200k', 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return null;
-  }
-  mounts.push(dir);
-  dirs.push(dir);
-  return dir;
-}
-
-const disk = smallDisk();
+const disk = smallDisk('200k');
 
 describe('the planner state file', () => {
   it('is saved whole and read back; a missing one is no state', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'hs-learnt-'));
-    dirs.push(dir);
+    const dir = tempDir('hs-learnt-');
     const path = learntPath(dir, 'vol');
     expect(loadLearnt(path)).toBeUndefined();
     await saveLearnt(path, Uint8Array.of(1, 2, 3));

@@ -1,11 +1,10 @@
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statfsSync } from 'node:fs';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isHeadstartError } from '@headstart/errors';
 import { blockHash, loadHasher, zeroBlockHash } from '@headstart/protocol';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { fillDisk, smallDisk } from '../../../test/helpers/small-disk';
 import { Staging } from './staging';
 import { randomBlock } from './testing.test-helpers';
 
@@ -102,29 +101,17 @@ describe('staging run records', () => {
   });
 });
 
-/** A tmpfs of `size` (needs root, as on the CI machine), or null where mounting is not allowed. */
-function mountTmpfs(size: string): string | null {
-  const d = mkdtempSync(join(tmpdir(), 'hs-staging-disk-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', d], { stdio: 'ignore' });
-    return d;
-  } catch {
-    rmSync(d, { recursive: true, force: true });
-    return null;
-  }
-}
-
 describe('staging on a full disk', () => {
   it('a batch that cannot be staged does not count as staged, and staging resumes once space is freed', async (ctx) => {
-    const disk = mountTmpfs('8m');
+    const disk = smallDisk('8m');
     if (disk === null) return ctx.skip();
-    try {
+    {
       const s = await Staging.open(join(disk, 'st'), BS);
       const first = [0, 1, 2].map((i) => randomBlock(BS, 20 + i));
       await s.stage(1, blocks(0, first));
       const before = { size: s.staged(1)!.hashes.size, digest: s.staged(1)!.digest.value };
       // Take what is left; the next batch (1 MiB) does not fit.
-      await writeFile(join(disk, 'filler'), Buffer.alloc(Number(statfsSync(disk).bavail) * statfsSync(disk).bsize - (64 << 10), 7));
+      fillDisk(disk, 64 << 10);
       const big = Array.from({ length: 256 }, (_, i) => randomBlock(BS, 100 + i));
       let refused: unknown;
       await s.stage(1, blocks(100, big)).catch((err: unknown) => (refused = err));
@@ -138,9 +125,6 @@ describe('staging on a full disk', () => {
       expect(s.staged(1)!.hashes.size).toBe(before.size + 256);
       expect((await content(s, 1)).get(100)).toBe(big[0].toString('hex').slice(0, 16));
       await s.close();
-    } finally {
-      execFileSync('umount', ['-l', disk]);
-      rmSync(disk, { recursive: true, force: true });
     }
   });
 });

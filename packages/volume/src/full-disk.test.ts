@@ -6,53 +6,13 @@
  * on.
  */
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isHeadstartError } from '@headstart/errors';
+import { fillDisk, resizeDisk, smallDisk } from '../../../test/helpers/small-disk';
 import { createVolume } from './index';
 
 const BS = 4096;
-const mounts: string[] = [];
-afterEach(() => {
-  for (const m of mounts.splice(0)) {
-    execFileSync('umount', ['-l', m], { stdio: 'ignore' });
-    rmSync(m, { recursive: true, force: true });
-  }
-});
-
-function smallDisk(size: string): string | null {
-  const dir = mkdtempSync(join(tmpdir(), 'headstart-volume-disk-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return null;
-  }
-  mounts.push(dir);
-  return dir;
-}
-
-/** Takes every byte left on the file system at `dir` but `leave`. */
-function fill(dir: string, leave = 0): void {
-  const fd = openSync(join(dir, 'filler'), 'a');
-  try {
-    for (const chunk of [1 << 16, BS, 512]) {
-      try {
-        for (;;) {
-          const s = statfsSync(dir);
-          if (s.bavail * s.bsize - chunk < leave) break;
-          writeSync(fd, Buffer.alloc(chunk, 7));
-        }
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
-}
 
 async function failure(p: Promise<unknown>): Promise<string> {
   try {
@@ -66,9 +26,7 @@ async function failure(p: Promise<unknown>): Promise<string> {
 const canMount = (() => {
   const d = smallDisk('1m');
   if (d === null) return false;
-  mounts.pop();
   execFileSync('umount', [d]);
-  rmSync(d, { recursive: true, force: true });
   return true;
 })();
 
@@ -81,7 +39,7 @@ describe.skipIf(!canMount)('a volume whose disk fills up', () => {
     const heard: number[] = [];
     v.onWrite((e) => heard.push(e.firstBlock));
     await v.write(0, Buffer.alloc(BS, 1));
-    fill(disk, 600 << 10);
+    fillDisk(disk, 600 << 10);
     const open = v.openSnapshot;
     let refused: unknown;
     await v.write(100 * BS, Buffer.alloc(BS, 2)).catch((err: unknown) => (refused = err));
@@ -103,7 +61,7 @@ describe.skipIf(!canMount)('a volume whose disk fills up', () => {
     await v.addSink('replica');
     for (let b = 0; b < 64; b++) await v.write(b * BS, Buffer.alloc(BS, 1));
     const closed = await v.closeSnapshot();
-    fill(disk);
+    fillDisk(disk);
     // Nothing fits: every write is refused before LMDB is asked (which would say EIO, and
     // in lmdb-js 3.5.6 corrupt its heap, see space.ts).
     const codes = new Set<string>();
@@ -117,7 +75,7 @@ describe.skipIf(!canMount)('a volume whose disk fills up', () => {
     expect(v.dirtyBlocks(open).size).toBe(dirtyBefore);
     // Point `closed` still reads exactly: every block as it was, 1s.
     expect((await v.readBlocksAt(closed.n, 0, 64)).equals(Buffer.alloc(64 * BS, 1))).toBe(true);
-    execFileSync('mount', ['-o', 'remount,size=64m', disk]);
+    resizeDisk(disk, '64m');
     for (let b = 0; b < 64; b++) await v.write(b * BS, Buffer.alloc(BS, 3));
     const next = await v.closeSnapshot();
     expect((await v.readBlocksAt(closed.n, 0, 64)).equals(Buffer.alloc(64 * BS, 1))).toBe(true);
