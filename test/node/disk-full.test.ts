@@ -109,7 +109,9 @@ describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
     expect(failing, 'a close failed while the disk was full').not.toBeNull();
     expect(failing!.code).toBe('VOLUME_NO_SPACE');
     expect(failing!.attempts).toBeGreaterThan(1);
-    expect((await runCli(['status', '-c', a])).stdout).toContain('CLOSE FAILING');
+    const human = (await runCli(['status', '-c', a])).stdout;
+    expect(human).toContain('CLOSE FAILING');
+    expect(human).toContain('DISK FULL');
     expect(siteA.log()).toContain('the point stays open, trying again every 5 s');
     // Everything acknowledged is still there, byte for byte.
     for (const [i, data] of acked) expect(Buffer.compare(await client.read(i * MiB, MiB), data), `MiB ${i}`).toBe(0);

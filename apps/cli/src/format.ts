@@ -21,6 +21,12 @@ export function formatStatus(s: NodeStatus): string {
           ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${plannerModel(v.planner)}`
           : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),
     );
+    const free = v.disk.freeBytes;
+    if (free !== null && free < 4 * v.disk.reserveBytes) {
+      lines.push(free < v.disk.reserveBytes
+        ? `  DISK FULL: ${bytes(free)} free; writes are refused below ${bytes(v.disk.reserveBytes)} (kept for the write log): free space`
+        : `  DISK NEARLY FULL: ${bytes(free)} free; writes will be refused below ${bytes(v.disk.reserveBytes)}`);
+    }
     const cf = v.closeFailing;
     if (cf) {
       lines.push(`  CLOSE FAILING: the point due at ${new Date(cf.scheduledAt).toISOString()} could not be closed (${cf.attempts} attempt(s) since ${seconds(s.time - cf.since)} ago): ${cf.code}: ${cf.message}; it stays open, retried every few seconds`);

@@ -10,6 +10,7 @@ import { connectNbd } from '@headstart/nbd';
 import { fillDisk, resizeDisk, smallDisk } from '../../../test/helpers/small-disk';
 import { validateConfig } from './config';
 import { silentLogger } from './logger';
+import { metricsRegistry } from './metrics';
 import { startNode } from './node';
 
 const disk = smallDisk('4m');
@@ -35,6 +36,11 @@ describe.skipIf(disk === null)('a scheduled close on a full disk', () => {
       expect(failing, 'no close failed on the full disk').not.toBeNull();
       expect(failing!.code).toBe('VOLUME_NO_SPACE');
       expect(failing!.attempts).toBeGreaterThanOrEqual(2);
+      const metrics = metricsRegistry(node);
+      const metric = async (name: string) => Number(/ (\S+)$/m.exec((await metrics.getSingleMetricAsString(name)).split('\n').find((l) => l.startsWith(`${name}{`)) ?? '')?.[1]);
+      expect(await metric('headstart_close_failing')).toBe(1);
+      expect(await metric('headstart_disk_free_bytes')).toBeLessThan(await metric('headstart_disk_reserve_bytes'));
+      expect(view().disk.freeBytes).toBeLessThan(view().disk.reserveBytes);
       const stuck = view().latestClosed;
       const open = view().openSnapshot;
       expect(open).toBe(stuck! + 1);
@@ -43,6 +49,7 @@ describe.skipIf(disk === null)('a scheduled close on a full disk', () => {
       const until2 = Date.now() + 15_000;
       while (view().closeFailing !== null && Date.now() < until2) await new Promise((r) => setTimeout(r, 200));
       expect(view().closeFailing, JSON.stringify(view().closeFailing)).toBeNull();
+      expect(await metric('headstart_close_failing')).toBe(0);
       // The delayed point closed with the scheduled time it was due at, and the schedule goes on.
       const delayed = view().history.find((h) => h.n === open);
       expect(delayed?.scheduledAt).toBe(failing!.scheduledAt);

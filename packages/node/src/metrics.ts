@@ -33,6 +33,9 @@ export function metricsRegistry(node: HeadstartNode): Registry {
   gauge('headstart_verify_age_seconds', 'Seconds since the last scheduled verification started (whatever its outcome).', ['volume'], (g) =>
     volumes().forEach((v) => v.lastVerify !== null && g.set({ volume: v.name }, (Date.now() - v.lastVerify.at) / 1000)),
   );
+  gauge('headstart_close_failing', '1 while a scheduled snapshot close keeps failing (retried every 5 s; see status).', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.closeFailing === null ? 0 : 1)));
+  gauge('headstart_disk_free_bytes', "Free bytes on the volume's file system.", ['volume'], (g) => volumes().forEach((v) => v.disk.freeBytes !== null && g.set({ volume: v.name }, v.disk.freeBytes)));
+  gauge('headstart_disk_reserve_bytes', 'Free bytes below which the volume refuses writes (kept for its own records).', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.disk.reserveBytes)));
   gauge('headstart_inflight_bytes', 'Payload bytes sent and not yet staged by the sink.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.inFlightBytes))));
   gauge('headstart_presend_bytes', 'Bytes of the open point pre-sent and still current.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.presentBytes)));
   gauge('headstart_collided_bytes', 'Bytes of the open point pre-sent and then written again.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.collidedBytes)));

@@ -90,6 +90,8 @@ export interface VolumeView {
   readonly lastVerify: VerifyResult | null;
   /** A scheduled close that keeps failing (retried every few seconds), or null. */
   readonly closeFailing: CloseFailure | null;
+  /** The volume's file system: free bytes (null if unknown), and the reserve below which writes are refused. */
+  readonly disk: { readonly freeBytes: number | null; readonly reserveBytes: number };
 }
 
 /** A scheduled point that could not be closed yet (a full disk): retried until it closes. */
@@ -766,6 +768,7 @@ class Node implements HeadstartNode {
         history: m.history.slice(-50),
         lastVerify: m.lastVerify,
         closeFailing: m.closeFailing,
+        disk: v.room(),
       };
     });
     const addr = (host: string | undefined, port: number | null) => (port === null || host === undefined ? null : `${host}:${port}`);

@@ -56,6 +56,11 @@ export class SpaceGuard {
     this.check(this.writeReserve, lmdbBytes + imageBytes, what);
   }
 
+  /** Free bytes now (null if the OS cannot say), and the reserve below which writes are refused. */
+  room(): { freeBytes: number | null; reserveBytes: number } {
+    return { freeBytes: this.free(), reserveBytes: this.writeReserve };
+  }
+
   /** Before a small metadata commit (a close, an acknowledgement, a trim). */
   forMetadata(what: string): void {
     this.check(this.metaReserve, 0, what);

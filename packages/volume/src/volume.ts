@@ -769,6 +769,11 @@ export class Volume implements BlockDevice {
     await releaseDirLock(this.dir);
   }
 
+  /** Free bytes on the volume's file system, and the reserve below which it refuses writes (space.ts). */
+  room(): { freeBytes: number | null; reserveBytes: number } {
+    return this.space.room();
+  }
+
   /** Figures for status and benchmarks. */
   stats(): { openSnapshot: number; floor: number; dirtyBlocks: Record<number, number>; dirtySetBytes: number; seq: number } {
     const dirtyBlocks: Record<number, number> = {};
