@@ -1,8 +1,10 @@
 /**
  * The health rule, one place for the page, the node's metrics and the tests:
- *   broken  = the link is not connected (disconnected, connecting, error, fenced), or the
- *             recovery point is older than twice its target;
- *   behind  = the recovery point is older than its target, the sink is not converging (the
+ *   broken  = the link is not connected (disconnected, connecting, error, fenced), the
+ *             recovery point is older than twice its target, the source cannot close
+ *             points (a close keeps failing), or its disk is full (writes are refused);
+ *   behind  = the recovery point is older than its target, the source's disk is nearly
+ *             full (under four times its reserve), the sink is not converging (the
  *             points waiting for it grow with every close: the node says so), the completion
  *             lag is growing point after point towards the target, or the sink has no
  *             committed point yet;
@@ -10,7 +12,7 @@
  * RPO age (now minus the scheduled time of the newest committed point) is the honest
  * recovery-point signal: it keeps growing on a silent stall, where throughput looks fine.
  */
-import type { FeedSink } from '@headstart/protocol';
+import type { FeedSink, FeedVolume } from '@headstart/protocol';
 import { LAG_TREND_MIN_SHARE, LAG_TREND_NEAR_SHARE, LAG_TREND_POINTS } from './constants';
 
 export type Health = 'healthy' | 'behind' | 'broken';
@@ -21,7 +23,13 @@ export interface HealthVerdict {
   readonly reason: string;
 }
 
-export type HealthInput = Pick<FeedSink, 'state' | 'rpoAgeMs' | 'rpoTargetMs'> & Partial<Pick<FeedSink, 'notConverging'>>;
+export type HealthInput = Pick<FeedSink, 'state' | 'rpoAgeMs' | 'rpoTargetMs'> & Partial<Pick<FeedSink, 'notConverging'>> & {
+  /** The source volume's own trouble, which every sink of it shares. */
+  readonly volume?: Pick<FeedVolume, 'disk' | 'closeFailing'>;
+};
+
+/** Below this many times its reserve, a volume's disk is nearly full (status says so too). */
+export const DISK_NEARLY_FULL_RESERVES = 4;
 
 /**
  * Whether the newest LAG_TREND_POINTS lags (oldest first) rise each time, by a share of the
@@ -43,11 +51,17 @@ export function lagGrowing(lagsOldestFirst: readonly number[], targetMs: number 
  */
 export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = []): HealthVerdict {
   if (s.state !== 'connected') return { health: 'broken', reason: `link ${s.state}` };
+  const cf = s.volume?.closeFailing;
+  if (cf) return { health: 'broken', reason: `closes failing (${cf.code}), retried` };
+  const disk = s.volume?.disk;
+  const free = disk?.freeBytes ?? null;
+  if (disk && free !== null && free < disk.reserveBytes) return { health: 'broken', reason: 'source disk full: writes refused' };
   const age = s.rpoAgeMs;
   const target = s.rpoTargetMs;
   if (age === null) return { health: 'behind', reason: 'no committed point yet' };
   if (target !== null && age > 2 * target) return { health: 'broken', reason: 'RPO age over 2x target' };
   if (target !== null && age > target) return { health: 'behind', reason: 'RPO age over target' };
+  if (disk && free !== null && free < DISK_NEARLY_FULL_RESERVES * disk.reserveBytes) return { health: 'behind', reason: 'source disk nearly full' };
   if (s.notConverging === true) return { health: 'behind', reason: 'not converging: writes outrun the link' };
   if (lagGrowing(lagsOldestFirst, target)) return { health: 'behind', reason: 'lag growing' };
   return { health: 'healthy', reason: 'within target' };

@@ -9,6 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { connectNbd } from '@headstart/nbd';
 import { fillDisk, resizeDisk, smallDisk } from '../../../test/helpers/small-disk';
 import { validateConfig } from './config';
+import { toFeedStatus } from './dashboard';
 import { silentLogger } from './logger';
 import { metricsRegistry } from './metrics';
 import { startNode } from './node';
@@ -41,6 +42,10 @@ describe.skipIf(disk === null)('a scheduled close on a full disk', () => {
       expect(await metric('headstart_close_failing')).toBe(1);
       expect(await metric('headstart_disk_free_bytes')).toBeLessThan(await metric('headstart_disk_reserve_bytes'));
       expect(view().disk.freeBytes).toBeLessThan(view().disk.reserveBytes);
+      // The dashboard's feed carries both (its health rule marks the volume's sinks broken).
+      const feed = toFeedStatus(node.status()).volumes[0];
+      expect(feed.closeFailing?.code).toBe('VOLUME_NO_SPACE');
+      expect(feed.disk!.freeBytes).toBeLessThan(feed.disk!.reserveBytes);
       const stuck = view().latestClosed;
       const open = view().openSnapshot;
       expect(open).toBe(stuck! + 1);

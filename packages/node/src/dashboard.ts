@@ -113,5 +113,7 @@ function toFeedVolume(v: VolumeView, now: number): FeedVolume {
     committedPoint: v.committed === null ? null : { n: v.committed.n, scheduledAt: v.committed.scheduledAt, closedAt: null, committedAt: null },
     nextCloseAt: v.nextCloseAt,
     sinks,
+    disk: v.disk,
+    closeFailing: v.closeFailing === null ? null : { code: v.closeFailing.code, since: v.closeFailing.since, attempts: v.closeFailing.attempts },
   };
 }

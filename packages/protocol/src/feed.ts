@@ -105,6 +105,15 @@ export interface FeedVolume extends VolumeStatus {
   /** Scheduled time of the next close, epoch ms, or null when none is scheduled. */
   readonly nextCloseAt: number | null;
   readonly sinks: readonly FeedSink[];
+  /** The volume's file system: free bytes (null if unknown) and the reserve below which writes are refused (absent from older nodes). */
+  readonly disk?: FeedDisk;
+  /** A scheduled close that keeps failing (the node retries it), or null (absent from older nodes). */
+  readonly closeFailing?: { readonly code: string; readonly since: number; readonly attempts: number } | null;
+}
+
+export interface FeedDisk {
+  readonly freeBytes: number | null;
+  readonly reserveBytes: number;
 }
 
 /** What the node reports at one instant. */

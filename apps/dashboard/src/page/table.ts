@@ -42,7 +42,7 @@ export function rowVerdict(model: Model, row: Row, now: number, feedLive: boolea
   const s = row.sink;
   if (!s) return null;
   const since = Math.max(0, now - row.statusTime);
-  return sinkHealth({ state: s.state, rpoAgeMs: s.rpoAgeMs === null ? null : s.rpoAgeMs + since, rpoTargetMs: s.rpoTargetMs, notConverging: s.notConverging }, model.lags(row.key));
+  return sinkHealth({ state: s.state, rpoAgeMs: s.rpoAgeMs === null ? null : s.rpoAgeMs + since, rpoTargetMs: s.rpoTargetMs, notConverging: s.notConverging, volume: row.volume }, model.lags(row.key));
 }
 
 function lagIsGrowing(v: FeedVolume, s: FeedSink): boolean {
