@@ -12,11 +12,15 @@
  * that failed to stage still counted as staged: a resuming source skipped it, the replica
  * committed and acknowledged points without those blocks, and verify found 7 MiB differing.
  *
+ * The replica mid-commit: a point staged whole whose image writes then meet a full disk is
+ * half applied; promoting that replica is refused (before, it was promoted, an image between
+ * two points declared primary), and the commit finishes once space is freed.
+ *
  * Needs root to mount the tmpfs (as on the CI machine); skipped where mounting is not allowed.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync, statSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
@@ -74,8 +78,9 @@ async function pairSites(aData: string, bData: string) {
 
 const disk = smallDisk('24m');
 const replicaDisk = smallDisk('96m');
+const commitDisk = smallDisk('96m');
 
-describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
+describe.skipIf(disk === null || replicaDisk === null || commitDisk === null)('a full disk', () => {
   it('on the source: refuses what does not fit, keeps what it acknowledged, and recovers once space is freed', async () => {
     mkdirSync(join(disk!, 'data'));
     const { a, siteA, siteB, client, verify } = await pairSites(join(disk!, 'data'), join(tempDir('headstart-disk-full-b-'), 'data'));
@@ -158,6 +163,12 @@ describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
     expect(waiting.sinks[0].acked ?? 0).toBeGreaterThanOrEqual(before);
     expect(`${siteB.log()}\n${waiting.sinks[0].lastError ?? ''}`).toContain('VOLUME_NO_SPACE');
     expect(await status(b), 'site-b answers status with a full disk').not.toBeNull();
+    // No room for a promotion's record either: refused, and the volume goes back into
+    // service as the replica it still is (the catch-up below needs it).
+    const refused = await runCli(['promote', 'vol', '--force', '-c', b]);
+    expect(refused.code, refused.stdout).not.toBe(0);
+    expect(refused.stderr).toContain('VOLUME_NO_SPACE');
+    expect((await status(b))!.volumes[0].role).toBe('replica');
 
     rmSync(join(replicaDisk!, 'filler'));
     await waitFor('the replica caught up after space was freed', caughtUp, 90_000).catch(async (err: Error) => {
@@ -167,6 +178,41 @@ describe.skipIf(disk === null || replicaDisk === null)('a full disk', () => {
     expect(Buffer.compare(await client.read(16 * MiB, 16 * MiB), second)).toBe(0);
     await client.close();
     expect(siteB.log()).not.toContain('Unhandled');
+    expect(await stopGracefully(siteA.process)).toBe(0);
+    expect(await stopGracefully(siteB.process)).toBe(0);
+  }, 240_000);
+  it('on the replica mid-commit: a half-applied point is never promoted, and the commit finishes once space is freed', async () => {
+    mkdirSync(join(commitDisk!, 'data'));
+    const { a, b, siteA, siteB, client, verify } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(commitDisk!, 'data'));
+    await client.write(0, randomBytes(8 * MiB));
+    await client.flush();
+    const caughtUp = async () => {
+      const v = (await status(a))?.volumes[0];
+      return v !== undefined && v.latestClosed !== null && v.sinks[0]?.acked === v.latestClosed ? v.latestClosed : null;
+    };
+    const before = await waitFor('the replica has the first 8 MiB', caughtUp, 60_000);
+    // Room to stage 16 MiB, not to stage them and then write them into the image too.
+    fillDisk(commitDisk!, 24 * MiB);
+    await client.write(16 * MiB, randomBytes(16 * MiB));
+    await client.flush();
+    await waitFor('a commit that fails half-way', async () => (siteB.log().includes('VOLUME_NO_SPACE') ? true : null), 30_000);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(siteB.process.exitCode, siteB.log().slice(-3000)).toBeNull();
+    expect((await status(a))!.volumes[0].sinks[0].acked).toBe(before);
+    // 2 MiB freed: room for the promotion's own records, not for the rest of the commit.
+    // Promoting now would hand out an image between two points: refused, and the replica
+    // stays a replica, exported and in service.
+    const filler = join(commitDisk!, 'filler');
+    truncateSync(filler, statSync(filler).size - 2 * MiB);
+    const refused = await runCli(['promote', 'vol', '--force', '-c', b]);
+    expect(refused.code, refused.stdout).not.toBe(0);
+    expect(refused.stderr).toContain('VOLUME_NO_SPACE');
+    expect((await status(b))!.volumes[0].role).toBe('replica');
+
+    rmSync(join(commitDisk!, 'filler'));
+    await waitFor('the replica caught up after space was freed', caughtUp, 90_000);
+    expect((await verify()).equal).toBe(true);
+    await client.close();
     expect(await stopGracefully(siteA.process)).toBe(0);
     expect(await stopGracefully(siteB.process)).toBe(0);
   }, 240_000);

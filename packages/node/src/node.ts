@@ -683,8 +683,21 @@ class Node implements HeadstartNode {
     // keep theirs), then drop what was staged but never committed.
     const epoch = m.volume.info.epoch + 1;
     this.nbd && (await this.nbd.removeExport(name));
-    await this.replicaServer?.detach(m.volume.info.id);
-    await m.volume.setRole('primary', epoch);
+    try {
+      await this.replicaServer?.detach(m.volume.info.id);
+    } catch (err) {
+      // Its last commit could not be finished (a full disk): still a replica, still exported.
+      this.nbd?.addExport(name, m.volume, this.exportOptions(m));
+      throw err;
+    }
+    try {
+      await m.volume.setRole('primary', epoch);
+    } catch (err) {
+      // Not promoted (no room for the record): back in service as the replica it still is.
+      await this.replicaServer?.attach(this.targetConfig(m)).catch((e: unknown) => this.log.error({ err: e, volume: name }, 'cannot put the replica back in service'));
+      this.nbd?.addExport(name, m.volume, this.exportOptions(m));
+      throw err;
+    }
     await rm(this.stagingDir(name), { recursive: true, force: true });
     // Still a target, so a stream from the old primary is refused as fenced, never "unknown".
     await this.replicaServer?.attach(this.targetConfig(m));

@@ -54,7 +54,9 @@ export interface ReplicaServer {
   readonly targets: ReadonlyMap<string, ReplicaTarget>;
   /**
    * Takes one volume out of service without touching the others: ends its session (a commit
-   * under way finishes first), closes its staging store and forgets the target. Until
+   * under way finishes first; one that failed half-way is finished from its journal, or the
+   * detach fails and the volume stays in service), closes its staging store and forgets the
+   * target. Until
    * attach(), a source of that volume is refused with REPL_TARGET_BUSY (retryable: it keeps
    * trying). For a promotion, a demotion or an image export of that one volume.
    */
@@ -104,8 +106,17 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
       detached.add(volumeId);
       const t = targets.get(volumeId);
       if (!t) return;
-      targets.delete(volumeId);
       for (const s of sessions) if (s.targetOf === t) await s.close();
+      try {
+        // A commit that failed half-way (its image writes met a full disk) left the image
+        // between two points: finish it from its journal, or refuse. A promotion or an
+        // export must never get a torn image.
+        await t.recover();
+      } catch (err) {
+        detached.delete(volumeId); // back in service: its source resumes and retries the commit
+        throw err;
+      }
+      targets.delete(volumeId);
       await t.close();
     },
     async attach(config) {
