@@ -66,6 +66,38 @@ describe('volume', () => {
     await expectCode(openVolume(tempDir()), 'VOLUME_NOT_FOUND');
   });
 
+  it('zeroing (trim, write-zeroes, zero blocks applied on a replica) takes no new space in the sparse image', async () => {
+    const dir = tempDir();
+    const v = await createVolume(dir, { size: 64 * MiB });
+    const allocated = async (d: string) => (await stat(join(d, 'image.raw'))).blocks * 512;
+    await v.write(8 * MiB, Buffer.alloc(MiB, 0x5a));
+    await v.write(20 * MiB + 100, Buffer.alloc(10_000, 0x6b));
+    const before = await allocated(dir);
+    // An mkfs discards the whole device: before, that allocated all 64 MiB.
+    await v.trim(0, 64 * MiB);
+    expect(await allocated(dir)).toBeLessThanOrEqual(before);
+    expect((await v.read(0, 64 * MiB)).every((x) => x === 0)).toBe(true);
+    expect(v.dirtyBlocks(v.openSnapshot).size).toBe((64 * MiB) / 4096); // still recorded, still shipped
+    // Unaligned zeroing keeps the bytes around it, and over data it zeroes exactly its range.
+    await v.write(30 * MiB, Buffer.alloc(3 * 4096, 0x7c));
+    await v.writeZeroes(30 * MiB + 1000, 5000);
+    const back = await v.read(30 * MiB, 3 * 4096);
+    expect(back.subarray(0, 1000).every((x) => x === 0x7c)).toBe(true);
+    expect(back.subarray(1000, 6000).every((x) => x === 0)).toBe(true);
+    expect(back.subarray(6000).every((x) => x === 0x7c)).toBe(true);
+    await v.shutdown();
+
+    // A replica applying a zero run: nothing over holes, zeroes over data.
+    const rdir = tempDir();
+    const r = await createVolume(rdir, { size: 64 * MiB, role: 'replica' });
+    await r.applyBlocks([{ block: 10, data: Buffer.alloc(2 * 4096, 3) }]);
+    const rBefore = await allocated(rdir);
+    await r.applyBlocks([{ block: 0, data: Buffer.alloc(4 * MiB) }]);
+    expect(await allocated(rdir)).toBe(rBefore);
+    expect((await r.read(0, 4 * MiB)).every((x) => x === 0)).toBe(true);
+    await r.shutdown();
+  });
+
   it('a replica refuses writes but applies blocks at commit', async () => {
     const v = await createVolume(tempDir(), { size: MiB, role: 'replica' });
     expect(v.readOnly).toBe(true);
