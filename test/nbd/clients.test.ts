@@ -11,7 +11,8 @@ describe('real NBD clients against a headstart volume', () => {
   let rig: Rig;
   /** fio's nbd engine with crc32c verification against the export; its one job's result. */
   const fioVerify = async (job: string[]) => {
-    const r = await run('fio', [...job, '--ioengine=nbd', `--uri=${rig.uri()}`, '--verify=crc32c', '--do_verify=1', '--output-format=json']);
+    // No verify state file: fio would leave one in the working directory (the repository).
+    const r = await run('fio', [...job, '--ioengine=nbd', `--uri=${rig.uri()}`, '--verify=crc32c', '--do_verify=1', '--verify_state_save=0', '--output-format=json']);
     expect(r.code).toBe(0);
     return (JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
   };
