@@ -5,7 +5,7 @@
  * before the crash (from the write log), so its start rule counts them; a damaged save makes
  * it start cold with a warning, never keeps the node from starting.
  */
-import { readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd } from '@headstart/nbd';
@@ -85,6 +85,17 @@ describe('the planner across restarts', () => {
     node = startServe(config);
     await waitFor('node up once more', () => status(config), 30_000);
     expect(node.log()).toContain('the planner starts from its saved model');
+    expect(await stopGracefully(node.process)).toBe(0);
+
+    // The volume's data removed by the operator: the node makes a new, empty volume of that
+    // name, and the model saved for the old one (another workload) is not taken.
+    expect((await stat(saved)).size).toBeGreaterThan(0);
+    await rm(join(dir, 'data', 'volumes', 'vol'), { recursive: true });
+    node = startServe(config);
+    await waitFor('node up with a new volume', () => status(config), 30_000);
+    expect(node.log()).toContain('created volume');
+    expect(node.log()).not.toContain('the planner starts from its saved model');
+    expect((await status(config))!.volumes[0].planner!.restoredFrom).toBeNull();
     expect(await stopGracefully(node.process)).toBe(0);
   }, 120_000);
 });

@@ -257,6 +257,9 @@ class Node implements HeadstartNode {
       } catch (err) {
         if (!isHeadstartError(err, 'VOLUME_NOT_FOUND')) throw err;
         volume = await createVolume(dir, { id: vc.name, name: vc.name, size: vc.size, blockSize: vc.blockSize, role: vc.role });
+        // A planner model saved for an earlier volume of this name (its data directory was
+        // removed and the node made it anew) describes another workload: a new volume starts cold.
+        await rm(learntPath(this.config.node.dataDir, vc.name), { force: true });
         this.log.info({ volume: vc.name, size: vc.size, role: vc.role }, 'created volume');
       }
       if (volume.size !== vc.size || volume.blockSize !== vc.blockSize) {
