@@ -73,7 +73,12 @@ async function pairSites(aData: string, bData: string) {
     });
   };
   const client: NbdClient = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
-  return { dir, a, b, siteA, siteB, client, verify };
+  /** The newest closed point once the replica has acknowledged it, else null. */
+  const caughtUp = async () => {
+    const v = (await status(a))?.volumes[0];
+    return v !== undefined && v.latestClosed !== null && v.sinks[0]?.acked === v.latestClosed ? v.latestClosed : null;
+  };
+  return { dir, a, b, siteA, siteB, client, verify, caughtUp };
 }
 
 const disk = smallDisk('24m');
@@ -138,17 +143,13 @@ describe.skipIf(disk === null || replicaDisk === null || commitDisk === null)('a
     expect(await stopGracefully(siteA.process)).toBe(0);
     expect(await stopGracefully(siteB.process)).toBe(0);
   }, 180_000);
+
   it('on the replica: staging waits for room, the source keeps its points, and the replica catches up equal', async () => {
     mkdirSync(join(replicaDisk!, 'data'));
-    const { a, b, siteA, siteB, client, verify } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(replicaDisk!, 'data'));
+    const { a, b, siteA, siteB, client, verify, caughtUp } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(replicaDisk!, 'data'));
     const first = randomBytes(8 * MiB);
     await client.write(0, first);
     await client.flush();
-    const caughtUp = async () => {
-      const s = await status(a);
-      const v = s?.volumes[0];
-      return v !== undefined && v.latestClosed !== null && v.sinks[0]?.acked === v.latestClosed ? v.latestClosed : null;
-    };
     const before = await waitFor('the replica has the first 8 MiB', caughtUp, 60_000);
 
     fillDisk(replicaDisk!);
@@ -181,15 +182,12 @@ describe.skipIf(disk === null || replicaDisk === null || commitDisk === null)('a
     expect(await stopGracefully(siteA.process)).toBe(0);
     expect(await stopGracefully(siteB.process)).toBe(0);
   }, 240_000);
+
   it('on the replica mid-commit: a half-applied point is never promoted, and the commit finishes once space is freed', async () => {
     mkdirSync(join(commitDisk!, 'data'));
-    const { a, b, siteA, siteB, client, verify } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(commitDisk!, 'data'));
+    const { a, b, siteA, siteB, client, verify, caughtUp } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(commitDisk!, 'data'));
     await client.write(0, randomBytes(8 * MiB));
     await client.flush();
-    const caughtUp = async () => {
-      const v = (await status(a))?.volumes[0];
-      return v !== undefined && v.latestClosed !== null && v.sinks[0]?.acked === v.latestClosed ? v.latestClosed : null;
-    };
     const before = await waitFor('the replica has the first 8 MiB', caughtUp, 60_000);
     // Room to stage 16 MiB, not to stage them and then write them into the image too.
     fillDisk(commitDisk!, 24 * MiB);
