@@ -22,7 +22,7 @@ export function formatStatus(s: NodeStatus): string {
           : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),
     );
     const free = v.disk.freeBytes;
-    if (free !== null && free < 4 * v.disk.reserveBytes) {
+    if (free !== null && free < v.disk.warnBytes) {
       lines.push(free < v.disk.reserveBytes
         ? `  DISK FULL: ${bytes(free)} free; writes are refused below ${bytes(v.disk.reserveBytes)} (kept for the write log): free space`
         : `  DISK NEARLY FULL: ${bytes(free)} free; writes will be refused below ${bytes(v.disk.reserveBytes)}`);

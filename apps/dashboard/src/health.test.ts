@@ -32,14 +32,14 @@ describe('the source volume in the verdict', () => {
   const MiB = 1 << 20;
   it('broken while its closes keep failing or its disk is full; behind while the disk is nearly full', () => {
     expect(sinkHealth({ ...ok, volume: { closeFailing: { code: 'VOLUME_NO_SPACE', since: 0, attempts: 3 } } })).toEqual({ health: 'broken', reason: 'closes failing (VOLUME_NO_SPACE), retried' });
-    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: MiB / 2, reserveBytes: MiB } } })).toEqual({ health: 'broken', reason: 'source disk full: writes refused' });
-    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: 3 * MiB, reserveBytes: MiB } } })).toEqual({ health: 'behind', reason: 'source disk nearly full' });
-    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: 4 * MiB, reserveBytes: MiB }, closeFailing: null } }).health).toBe('healthy');
-    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: null, reserveBytes: MiB } } }).health).toBe('healthy'); // unknown: no verdict from it
+    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: MiB / 2, reserveBytes: MiB, warnBytes: 4 * MiB } } })).toEqual({ health: 'broken', reason: 'source disk full: writes refused' });
+    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: 3 * MiB, reserveBytes: MiB, warnBytes: 4 * MiB } } })).toEqual({ health: 'behind', reason: 'source disk nearly full' });
+    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: 4 * MiB, reserveBytes: MiB, warnBytes: 4 * MiB }, closeFailing: null } }).health).toBe('healthy');
+    expect(sinkHealth({ ...ok, volume: { disk: { freeBytes: null, reserveBytes: MiB, warnBytes: 4 * MiB } } }).health).toBe('healthy'); // unknown: no verdict from it
     expect(sinkHealth({ ...ok, volume: {} }).health).toBe('healthy'); // an older node says nothing
   });
   it('a link down still names the link first', () => {
-    expect(sinkHealth({ ...ok, state: 'disconnected', volume: { disk: { freeBytes: 0, reserveBytes: MiB } } }).reason).toBe('link disconnected');
+    expect(sinkHealth({ ...ok, state: 'disconnected', volume: { disk: { freeBytes: 0, reserveBytes: MiB, warnBytes: 4 * MiB } } }).reason).toBe('link disconnected');
   });
 });
 

@@ -4,7 +4,7 @@
  *             recovery point is older than twice its target, the source cannot close
  *             points (a close keeps failing), or its disk is full (writes are refused);
  *   behind  = the recovery point is older than its target, the source's disk is nearly
- *             full (under four times its reserve), the sink is not converging (the
+ *             full (under its warning level, four times its reserve), the sink is not converging (the
  *             points waiting for it grow with every close: the node says so), the completion
  *             lag is growing point after point towards the target, or the sink has no
  *             committed point yet;
@@ -28,8 +28,6 @@ export type HealthInput = Pick<FeedSink, 'state' | 'rpoAgeMs' | 'rpoTargetMs'> &
   readonly volume?: Pick<FeedVolume, 'disk' | 'closeFailing'>;
 };
 
-/** Below this many times its reserve, a volume's disk is nearly full (status says so too). */
-export const DISK_NEARLY_FULL_RESERVES = 4;
 
 /**
  * Whether the newest LAG_TREND_POINTS lags (oldest first) rise each time, by a share of the
@@ -61,7 +59,7 @@ export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = 
   if (age === null) return { health: 'behind', reason: 'no committed point yet' };
   if (target !== null && age > 2 * target) return { health: 'broken', reason: 'RPO age over 2x target' };
   if (target !== null && age > target) return { health: 'behind', reason: 'RPO age over target' };
-  if (disk && free !== null && free < DISK_NEARLY_FULL_RESERVES * disk.reserveBytes) return { health: 'behind', reason: 'source disk nearly full' };
+  if (disk && free !== null && free < disk.warnBytes) return { health: 'behind', reason: 'source disk nearly full' };
   if (s.notConverging === true) return { health: 'behind', reason: 'not converging: writes outrun the link' };
   if (lagGrowing(lagsOldestFirst, target)) return { health: 'behind', reason: 'lag growing' };
   return { health: 'healthy', reason: 'within target' };

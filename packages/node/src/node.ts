@@ -91,7 +91,7 @@ export interface VolumeView {
   /** A scheduled close that keeps failing (retried every few seconds), or null. */
   readonly closeFailing: CloseFailure | null;
   /** The volume's file system: free bytes (null if unknown), and the reserve below which writes are refused. */
-  readonly disk: { readonly freeBytes: number | null; readonly reserveBytes: number };
+  readonly disk: { readonly freeBytes: number | null; readonly reserveBytes: number; readonly warnBytes: number };
 }
 
 /** A scheduled point that could not be closed yet (a full disk): retried until it closes. */

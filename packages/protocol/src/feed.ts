@@ -113,7 +113,10 @@ export interface FeedVolume extends VolumeStatus {
 
 export interface FeedDisk {
   readonly freeBytes: number | null;
+  /** Below this, writes are refused. */
   readonly reserveBytes: number;
+  /** Below this, the disk is nearly full (the volume's own warning level). */
+  readonly warnBytes: number;
 }
 
 /** What the node reports at one instant. */

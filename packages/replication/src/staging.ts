@@ -363,14 +363,14 @@ export class Staging {
     // its cleanup (which free the space) still find room in the reserve.
     this.space.forWrites(records.length * 64, dataBytes, `staging ${records.length} run(s) of point ${n}`);
     // Batches stage concurrently: each counts the others' bytes until they are written.
-    this.space.imageWriteStarted(dataBytes);
+    this.space.writeStarted(dataBytes);
     try {
       this.mark();
       await this.writeRuns(n, records);
     } catch (err) {
       throw isHeadstartError(err) ? err : fromSystemError(err, `staging blocks of point ${n}`);
     } finally {
-      this.space.imageWriteDone(dataBytes);
+      this.space.writeDone(dataBytes);
     }
   }
 

@@ -100,7 +100,7 @@ export class LogBatcher {
       batch.reject(err);
       return;
     }
-    this.space.imageWriteStarted(batch.imageBytes);
+    this.space.writeStarted(batch.imageBytes);
     batch.resolve();
   }
 }

@@ -23,8 +23,8 @@ const MiB = 1 << 20;
 export class SpaceGuard {
   private readonly writeReserve: number;
   private readonly metaReserve: number;
-  /** Image bytes of writes whose log entry committed but whose pwrite has not finished. */
-  private imagePending = 0;
+  /** Bytes of writes checked here and not yet written (their blocks may fill holes). */
+  private pending = 0;
 
   constructor(private readonly dir: string) {
     const total = this.free(true);
@@ -45,7 +45,7 @@ export class SpaceGuard {
   private check(reserve: number, bytes: number, what: string): void {
     const free = this.free();
     if (free === null) return;
-    const left = free - this.imagePending - bytes;
+    const left = free - this.pending - bytes;
     if (left < reserve) {
       throw new HeadstartError('VOLUME_NO_SPACE', `${what}: no space left on device (${(Math.max(0, free) / MiB).toFixed(1)} MiB free, ${(reserve / MiB).toFixed(1)} MiB of it kept for headstart's own records)`);
     }
@@ -56,9 +56,9 @@ export class SpaceGuard {
     this.check(this.writeReserve, lmdbBytes + imageBytes, what);
   }
 
-  /** Free bytes now (null if the OS cannot say), and the reserve below which writes are refused. */
-  room(): { freeBytes: number | null; reserveBytes: number } {
-    return { freeBytes: this.free(), reserveBytes: this.writeReserve };
+  /** Free bytes now (null if the OS cannot say), the reserve below which writes are refused, and the level below which the disk is nearly full (4 reserves). */
+  room(): { freeBytes: number | null; reserveBytes: number; warnBytes: number } {
+    return { freeBytes: this.free(), reserveBytes: this.writeReserve, warnBytes: 4 * this.writeReserve };
   }
 
   /** Before a small metadata commit (a close, an acknowledgement, a trim). */
@@ -66,12 +66,12 @@ export class SpaceGuard {
     this.check(this.metaReserve, 0, what);
   }
 
-  /** Image bytes committed to the log and not yet in the image: they will take space soon. */
-  imageWriteStarted(bytes: number): void {
-    this.imagePending += bytes;
+  /** Bytes allowed by forWrites and about to be written (the volume's image, staged blocks): they count until writeDone. */
+  writeStarted(bytes: number): void {
+    this.pending += bytes;
   }
 
-  imageWriteDone(bytes: number): void {
-    this.imagePending = Math.max(0, this.imagePending - bytes);
+  writeDone(bytes: number): void {
+    this.pending = Math.max(0, this.pending - bytes);
   }
 }

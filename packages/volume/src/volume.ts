@@ -33,7 +33,7 @@
  * fsyncs the image, then waits for LMDB's flush, which is what a power loss needs.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm, stat, statfs, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
@@ -378,7 +378,7 @@ export class Volume implements BlockDevice {
       const time = Math.round(this.clock.now());
       const entry = encodeLogEntry({ seq, offset, length, time }, kind);
       // Zeroes never take new space in the sparse image (only blocks that hold data are
-      // rewritten, see writeZeroes); data may fill holes: all of it counts.
+      // rewritten, see zeroRangeIn); data may fill holes: all of it counts.
       const imageBytes = data === null ? 0 : aligned ? length : count * bs;
       let copies: PreservedCopy[] | null = null;
       if (cow !== null) {
@@ -394,7 +394,7 @@ export class Volume implements BlockDevice {
         // Committed with the other writes of this turn, in one transaction (log-batch.ts).
         await this.logBatch.record(seq, entry, copies, imageBytes);
       } catch (err) {
-        throw await storeError(err, 'recording the write in the write log', this.dir);
+        throw storeError(err, 'recording the write in the write log', this.space);
       }
       try {
         if (data === null) await this.zeroRangeIn(old!, first * bs, offset - first * bs, length);
@@ -405,7 +405,7 @@ export class Volume implements BlockDevice {
           await this.image.pwrite(merged, first * bs);
         }
       } finally {
-        this.space.imageWriteDone(imageBytes);
+        this.space.writeDone(imageBytes);
         // Dirty even if the image write failed (a full disk, an I/O error): the log has the
         // entry, and the image may hold part of the new bytes, so the blocks must go to the
         // sinks as the image holds them (a restart's log replay would make them dirty too).
@@ -503,7 +503,7 @@ export class Volume implements BlockDevice {
       this.space.forMetadata(`recording the close of snapshot point ${n}`);
       this.snapshotDb.putSync(n, encodeSnapshot(point));
     } catch (err) {
-      throw await storeError(err, `recording the close of snapshot point ${n}`, this.dir);
+      throw storeError(err, `recording the close of snapshot point ${n}`, this.space);
     }
     this.openN = n + 1;
     this.dirty.set(n + 1, new BlockSet());
@@ -741,7 +741,7 @@ export class Volume implements BlockDevice {
         // rewritten, so the replica's sparse image does not fill with zeroes either.
         const current = Buffer.allocUnsafe(data.length);
         await this.image.pread(current, block * bs);
-        await this.zeroRangeIn(current, block * bs, 0, data.length);
+        await this.zeroRangeIn(current, block * bs, 0, current.length);
         continue;
       }
       await this.image.pwrite(data, block * bs);
@@ -816,7 +816,7 @@ export class Volume implements BlockDevice {
   }
 
   /** Free bytes on the volume's file system, and the reserve below which it refuses writes (space.ts). */
-  room(): { freeBytes: number | null; reserveBytes: number } {
+  room(): { freeBytes: number | null; reserveBytes: number; warnBytes: number } {
     return this.space.room();
   }
 
@@ -893,11 +893,11 @@ function currentBootId(): string {
  * write, whose errno it does not keep), which would send the operator looking for a bad
  * disk: when the volume's file system has no space left, say so (VOLUME_NO_SPACE).
  */
-async function storeError(err: unknown, what: string, dir: string): Promise<HeadstartError> {
+function storeError(err: unknown, what: string, space: SpaceGuard): HeadstartError {
   if (isHeadstartError(err)) return err;
   const e = fromSystemError(err, what);
   if (e.code !== 'VOLUME_IO') return e;
-  const free = await statfs(dir).then((s) => s.bavail * s.bsize, () => null);
+  const free = space.room().freeBytes;
   return free !== null && free < 1 << 20 ? new HeadstartError('VOLUME_NO_SPACE', `${what}: no space left on device (LMDB said: ${e.message.slice(what.length + 2)})`, { cause: err }) : e;
 }
 
