@@ -76,6 +76,7 @@ export class ReplicaTarget {
   /** What the replica tells a source after the handshake (waits for queued commits first). */
   async resume(): Promise<Omit<ResumeMsg, 'proof'>> {
     await this.commitChain.catch(() => undefined);
+    this.commitChain = Promise.resolve(); // a new session starts over from what is committed
     await this.dropCommitted();
     this.acceptedUpTo = this.volume.committed?.n ?? null;
     const staged: StagedSet[] = [];
@@ -100,11 +101,17 @@ export class ReplicaTarget {
     };
   }
 
-  /** Queues the commit of `point` after the ones before it; resolves when n is committed. */
+  /**
+   * Queues the commit of `point` after the ones before it; resolves when n is committed.
+   * A commit that fails fails every commit queued behind it, until the next session starts
+   * over (resume): a source pipelines CLOSE(n+1) before ACK(n), and n+1's staged blocks are
+   * a delta over n — applied over n-1 they would leave an image equal to no point, recorded
+   * as n+1 (an empty n+1, whose CLOSE needs no staging, did exactly that).
+   */
   enqueueCommit(point: SnapshotPoint): Promise<void> {
     this.acceptedUpTo = point.n;
     const run = this.commitChain.then(() => this.commit(point));
-    this.commitChain = run.catch(() => undefined);
+    this.commitChain = run;
     return run;
   }
 
