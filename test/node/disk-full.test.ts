@@ -25,7 +25,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
-import { freePort, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { pairedSites } from '../helpers/sites';
 import { fillDisk, resizeDisk, smallDisk } from '../helpers/small-disk';
 import { tempDir } from '../helpers/tmp';
 
@@ -38,19 +39,7 @@ async function status(config: string): Promise<NodeStatus | null> {
 /** Two paired sites on loopback, each with its data directory where the test says. */
 async function pairSites(aData: string, bData: string) {
   const dir = tempDir('headstart-disk-full-');
-  const a = join(dir, 'a.yaml');
-  const b = join(dir, 'b.yaml');
-  const ports = { aNbd: await freePort(), aPeers: await freePort(), aAdmin: await freePort(), bNbd: await freePort(), bPeers: await freePort(), bAdmin: await freePort() };
-  const ok = async (args: string[]) => {
-    const r = await runCli(args);
-    expect(r.code, `headstart ${args.join(' ')}\n${r.stderr}`).toBe(0);
-    return r.stdout.trim();
-  };
-  await ok(['init', 'node', 'site-a', '-c', a, '--data', aData, '--nbd', `127.0.0.1:${ports.aNbd}`, '--peers', `127.0.0.1:${ports.aPeers}`, '--admin', `127.0.0.1:${ports.aAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
-  await ok(['init', 'node', 'site-b', '-c', b, '--data', bData, '--nbd', `127.0.0.1:${ports.bNbd}`, '--peers', `127.0.0.1:${ports.bPeers}`, '--admin', `127.0.0.1:${ports.bAdmin}`, '--dashboard', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
-  const token = await ok(['pair', 'token', '-c', a]);
-  const reply = /pair accept (\S+)/.exec(await ok(['pair', 'accept', token, '-c', b]))?.[1];
-  await ok(['pair', 'accept', reply!, '-c', a]);
+  const { a, b, ports, ok } = await pairedSites(dir, { a: aData, b: bData });
   // A 64 MiB volume: its sparse image can outgrow the small disks below.
   await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'primary', '--every', '2s', '--sink', 'site-b', '-c', a]);
   await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'replica', '--every', '2s', '--sink', 'site-a', '-c', b]);

@@ -16,7 +16,7 @@ export function formatStatus(s: NodeStatus): string {
   for (const v of s.volumes) {
     const next = v.nextCloseAt === null ? '-' : `in ${Math.max(0, Math.round((v.nextCloseAt - s.time) / 1000))} s`;
     lines.push(
-      `volume ${v.name}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
+      `volume ${v.name}${v.group ? ` (group ${v.group})` : ''}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
         (v.role === 'primary'
           ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${plannerModel(v.planner)}`
           : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),

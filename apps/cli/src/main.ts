@@ -90,13 +90,19 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('promote <volume>')
-    .description('Make a replica the writable primary at its last committed point (raises its epoch)')
+    .description('Make a replica the writable primary at its last committed point (raises its epoch); a consistency group is promoted as one')
     .addOption(configOption())
     .option('--force', 'promote even though the old primary still seems alive (its site is gone)')
+    .option('--allow-torn', 'promote a consistency group even though its volumes hold different points')
     .option('--json', 'print JSON')
-    .action(async (volume: string, o: { config: string; force?: boolean; json?: boolean }) => {
-      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/promote${o.force ? '?force=1' : ''}`)) as { epoch: number; point: number | null; tookMs: number };
-      print(o.json, r, () => `${volume} is primary at point ${r.point} with epoch ${r.epoch} (promotion took ${r.tookMs.toFixed(0)} ms)`);
+    .action(async (volume: string, o: { config: string; force?: boolean; allowTorn?: boolean; json?: boolean }) => {
+      const query = [o.force ? 'force=1' : '', o.allowTorn ? 'allowTorn=1' : ''].filter(Boolean).join('&');
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/promote${query ? `?${query}` : ''}`)) as {
+        epoch: number; point: number | null; tookMs: number; volumes?: { name: string; epoch: number; point: number | null }[];
+      };
+      const others = (r.volumes ?? []).filter((v) => v.name !== volume);
+      const group = others.length === 0 ? '' : `, with ${others.map((v) => `${v.name} (point ${v.point}, epoch ${v.epoch})`).join(', ')} of its group`;
+      print(o.json, r, () => `${volume} is primary at point ${r.point} with epoch ${r.epoch}${group} (promotion took ${r.tookMs.toFixed(0)} ms)`);
     });
 
   program
@@ -116,12 +122,13 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('demote <volume>')
-    .description('Make a primary a replica of its peer again (failback: only differing blocks come back)')
+    .description('Make a primary a replica of its peer again (failback: only differing blocks come back); a consistency group is demoted as one')
     .addOption(configOption())
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; json?: boolean }) => {
-      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number };
-      print(o.json, r, () => `${volume} is a replica (epoch ${r.epoch}); the primary will resynchronise it by checksum`);
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number; volumes?: { name: string }[] };
+      const names = (r.volumes ?? [{ name: volume }]).map((v) => v.name);
+      print(o.json, r, () => `${names.join(', ')} ${names.length > 1 ? 'are replicas' : 'is a replica'} (epoch ${r.epoch}); the primary will resynchronise ${names.length > 1 ? 'them' : 'it'} by checksum`);
     });
 
   program
@@ -180,8 +187,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--role <role>', 'primary or replica', 'primary')
     .option('--every <duration>', 'snapshot interval', '5m')
     .option('--sink <peer...>', 'peers to ship to while primary')
-    .action(async (name: string, o: { config: string; size: string; blockSize: string; role: string; every: string; sink?: string[] }) => {
-      await (await setup()).addVolume(o.config, { name, size: o.size, blockSize: Number(o.blockSize), role: o.role, every: o.every, sinks: o.sink ?? [] });
+    .option('--group <name>', 'consistency group: its volumes close, commit, fail over and fail back as one (same schedule and sinks)')
+    .action(async (name: string, o: { config: string; size: string; blockSize: string; role: string; every: string; sink?: string[]; group?: string }) => {
+      await (await setup()).addVolume(o.config, { name, size: o.size, blockSize: Number(o.blockSize), role: o.role, every: o.every, sinks: o.sink ?? [], group: o.group });
       process.stdout.write(`added volume ${name} to ${o.config}\n`);
     });
 

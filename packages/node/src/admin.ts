@@ -60,7 +60,7 @@ async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknow
       if (url.searchParams.get('wait') === '1') await node.waitAcked(name, point.n, Number(url.searchParams.get('timeoutMs') ?? 120_000));
       return point;
     }
-    if (m[2] === 'promote') return node.promote(name, { force: url.searchParams.get('force') === '1' });
+    if (m[2] === 'promote') return node.promote(name, { force: url.searchParams.get('force') === '1', allowTorn: url.searchParams.get('allowTorn') === '1' });
     if (m[2] === 'verify-begin') return node.beginVerify(name);
     if (m[2] === 'export') {
       const out = url.searchParams.get('out');

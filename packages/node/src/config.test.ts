@@ -31,6 +31,17 @@ describe('configuration', () => {
     expect(parseRate('100Mbit/s')).toBe(12.5e6);
   });
 
+  it('checks that the volumes of a consistency group can close and fail over together', () => {
+    const peers = [{ name: 'site-b', url: 'ws://127.0.0.1:7801' }, { name: 'site-c', url: 'ws://127.0.0.1:7802' }];
+    const vol = (name: string, extra: object) => ({ name, size: '1GiB', group: 'app', schedule: { every: '1m' }, sinks: ['site-b'], ...extra });
+    const ok = validateConfig({ ...base, peers, volumes: [vol('wal', {}), vol('db', {}), { name: 'other', size: '1GiB' }] }, 'test.yaml', '/base');
+    expect(ok.volumes.map((v) => v.group)).toEqual(['app', 'app', undefined]);
+    expect(problem({ ...base, peers, volumes: [vol('wal', {}), vol('db', { schedule: { every: '5m' } })] })).toContain('volumes[1].schedule: volumes of group app close together: the same schedule as wal');
+    expect(problem({ ...base, peers, volumes: [vol('wal', {}), vol('db', { sinks: ['site-b', 'site-c'] })] })).toContain('volumes[1].sinks: volumes of group app ship together: the same sinks as wal (site-b)');
+    expect(problem({ ...base, peers, listen: { peers: '127.0.0.1:7800' }, volumes: [vol('wal', {}), vol('db', { role: 'replica' })] })).toContain('volumes[1].role: volumes of group app change roles together');
+    expect(problem({ ...base, volumes: [{ name: 'db', size: '1GiB', group: 'a b' }] })).toContain('volumes[0].group');
+  });
+
   it('accepts a full configuration and resolves paths against its directory', () => {
     const c = validateConfig(
       {

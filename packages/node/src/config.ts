@@ -153,6 +153,11 @@ const volume = z
     rpoTarget: duration.optional(),
     /** Peers (by name) this volume ships to, when it is primary. */
     sinks: z.array(name).default([]),
+    /**
+     * Consistency group: the volumes of a group close their points in one instant, commit
+     * them together on the replica, and are promoted and demoted together. Same name on both sites.
+     */
+    group: name.optional(),
     /** Record every write the NBD export receives into this trace file (headstart format), to replay it later. */
     record: z.string().optional(),
     archive: archive.optional(),
@@ -233,6 +238,26 @@ export const configSchema = z
       }
       if (v.role === 'primary' && v.sinks.length > 0 && v.schedule === undefined) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: 'a primary volume with sinks needs a snapshot schedule' });
+      }
+    });
+    // A group's volumes close together: one schedule, and the same sinks (each sink commits the group as one).
+    const firstOfGroup = new Map<string, number>();
+    c.volumes.forEach((v, i) => {
+      if (v.group === undefined) return;
+      const first = firstOfGroup.get(v.group);
+      if (first === undefined) {
+        firstOfGroup.set(v.group, i);
+        return;
+      }
+      const f = c.volumes[first];
+      if (JSON.stringify(f.schedule ?? null) !== JSON.stringify(v.schedule ?? null)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: `volumes of group ${v.group} close together: the same schedule as ${f.name}` });
+      }
+      if ([...f.sinks].sort().join() !== [...v.sinks].sort().join()) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'sinks'], message: `volumes of group ${v.group} ship together: the same sinks as ${f.name} (${f.sinks.join(', ') || 'none'})` });
+      }
+      if (f.role !== v.role) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'role'], message: `volumes of group ${v.group} change roles together: the same role as ${f.name}` });
       }
     });
     if (c.volumes.some((v) => v.role === 'replica') && c.listen.peers === undefined) {

@@ -13,6 +13,11 @@
  *   planner      per primary volume, the predictive policy (predictive.ts); what its planner
  *                learnt is saved in <dataDir>/planner/<name>.learnt (planner-state.ts)
  *
+ * A consistency group (`group:` on several volumes) is one unit for the schedule, promotion and
+ * demotion: its volumes close in one synchronous step (closePoints), so no write can land on
+ * one of them between their closes, and the replica commits them together (the replication
+ * package's commit-group.ts).
+ *
  * A volume's role and epoch live in the volume itself (the configuration only says what a
  * new volume starts as); promotion and demotion change them there, so they survive restarts.
  * The same `sinks` list serves both directions: while a volume is primary it ships to those
@@ -72,6 +77,8 @@ export interface VerifyResult {
 
 export interface VolumeView {
   readonly name: string;
+  /** The consistency group, or null. */
+  readonly group: string | null;
   readonly role: 'primary' | 'replica';
   readonly epoch: number;
   readonly size: number;
@@ -102,6 +109,15 @@ export interface CloseFailure {
   readonly attempts: number;
   readonly code: string;
   readonly message: string;
+}
+
+export interface PromoteResult {
+  /** The named volume's new epoch and point. */
+  readonly epoch: number;
+  readonly point: number | null;
+  readonly tookMs: number;
+  /** Every volume promoted: the named one, and the rest of its consistency group. */
+  readonly volumes: readonly { name: string; epoch: number; point: number | null }[];
 }
 
 export interface NodeStatus {
@@ -187,7 +203,8 @@ export interface HeadstartNode {
   snapshotNow(name: string): Promise<SnapshotPoint>;
   /** Waits until every sink of `name` acknowledged point n. */
   waitAcked(name: string, n: number, timeoutMs?: number): Promise<void>;
-  promote(name: string, options?: { force?: boolean }): Promise<{ epoch: number; point: number | null; tookMs: number }>;
+  /** Promotes a replica (with its consistency group). */
+  promote(name: string, options?: { force?: boolean; allowTorn?: boolean }): Promise<PromoteResult>;
   /**
    * Changes a rate cap at run time: a peer's (shared by every link to it), or with peer null
    * the node-wide linkCap (shared by every link of the node). null bytes/s removes the cap.
@@ -198,7 +215,8 @@ export interface HeadstartNode {
   endVerify(name: string): Promise<void>;
   /** Writes a point to a raw image file: a fresh point of a primary, the committed point of a replica. */
   exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<{ n: number; bytes: number; path: string }>;
-  demote(name: string): Promise<{ epoch: number }>;
+  /** Demotes a primary (with its consistency group). */
+  demote(name: string): Promise<{ epoch: number; volumes: { name: string; epoch: number }[] }>;
   subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void;
   stop(): Promise<void>;
 }
@@ -467,52 +485,107 @@ class Node implements HeadstartNode {
     return m.learntSaving;
   }
 
-  private scheduleNext(m: Managed): void {
-    if (m.timer) clearTimeout(m.timer);
-    m.timer = null;
-    if (m.schedule === null || this.stopping || m.volume.readOnly || m.verifyHold !== null) {
-      m.nextCloseAt = null;
-      return;
-    }
-    const at = m.schedule.nextAfter(Date.now());
-    m.nextCloseAt = at;
-    m.policy.schedule?.(at);
-    m.timer = setTimeout(() => void this.closeScheduled(m, at), Math.max(0, at - Date.now()));
+  /** The volumes of m's consistency group on this node, in configuration order (m alone without a group). */
+  private groupOf(m: Managed): Managed[] {
+    const g = m.config.group;
+    return g === undefined ? [m] : [...this.managed.values()].filter((x) => x.config.group === g);
   }
 
-  /** A scheduled close; if it fails (nothing changed then), again every CLOSE_RETRY_MS until it succeeds. */
+  /**
+   * The volumes that close together with m: its group's primary volumes. The first of them
+   * holds the timer; the group waits while any of them holds a verification.
+   */
+  private closeUnit(m: Managed): Managed[] {
+    return this.groupOf(m).filter((x) => !x.volume.readOnly);
+  }
+
+  private scheduleNext(m: Managed): void {
+    const unit = this.closeUnit(m);
+    for (const x of [m, ...unit]) {
+      if (x.timer) clearTimeout(x.timer);
+      x.timer = null;
+    }
+    const lead = unit[0];
+    if (lead === undefined || lead.schedule === null || this.stopping || unit.some((x) => x.verifyHold !== null)) {
+      for (const x of [m, ...unit]) x.nextCloseAt = null;
+      return;
+    }
+    const at = lead.schedule.nextAfter(Date.now());
+    for (const x of unit) {
+      x.nextCloseAt = at;
+      x.policy.schedule?.(at);
+    }
+    lead.timer = setTimeout(() => void this.closeScheduled(lead, at), Math.max(0, at - Date.now()));
+  }
+
+  /** A scheduled close (of m's group); if it fails (nothing changed then), again every CLOSE_RETRY_MS until it succeeds. */
   private async closeScheduled(m: Managed, scheduledAt: number): Promise<void> {
     m.timer = null;
+    const unit = this.closeUnit(m);
     try {
-      await this.closePoint(m, scheduledAt);
-      if (m.closeFailing !== null) this.log.info({ volume: m.config.name, scheduledAt: new Date(scheduledAt).toISOString(), attempts: m.closeFailing.attempts + 1 }, 'the delayed snapshot point closed');
-      m.closeFailing = null;
-    } catch (err) {
-      const prev = m.closeFailing;
-      const code = isHeadstartError(err) ? err.code : 'INTERNAL';
-      m.closeFailing = { scheduledAt, since: prev?.since ?? Date.now(), attempts: (prev?.attempts ?? 0) + 1, code, message: (err as Error)?.message ?? String(err) };
-      if (prev === null || m.closeFailing.attempts % Math.round(60_000 / CLOSE_RETRY_MS) === 0) {
-        this.log.error({ err, volume: m.config.name, attempts: m.closeFailing.attempts }, `closing a scheduled snapshot point failed; the point stays open, trying again every ${CLOSE_RETRY_MS / 1000} s`);
+      await this.closePoints(unit, scheduledAt);
+      for (const x of unit) {
+        if (x.closeFailing !== null) this.log.info({ volume: x.config.name, scheduledAt: new Date(scheduledAt).toISOString(), attempts: x.closeFailing.attempts + 1 }, 'the delayed snapshot point closed');
+        x.closeFailing = null;
       }
-      if (this.stopping || m.volume.readOnly || m.schedule === null || m.timer !== null || m.verifyHold !== null) return;
+    } catch (err) {
+      const code = isHeadstartError(err) ? err.code : 'INTERNAL';
+      let attempts = 0;
+      for (const x of unit) {
+        const prev = x.closeFailing;
+        x.closeFailing = { scheduledAt, since: prev?.since ?? Date.now(), attempts: (prev?.attempts ?? 0) + 1, code, message: (err as Error)?.message ?? String(err) };
+        attempts = x.closeFailing.attempts;
+      }
+      if (attempts === 1 || attempts % Math.round(60_000 / CLOSE_RETRY_MS) === 0) {
+        this.log.error({ err, volume: m.config.name, group: m.config.group, attempts }, `closing a scheduled snapshot point failed; the point stays open, trying again every ${CLOSE_RETRY_MS / 1000} s`);
+      }
+      if (this.stopping || m.volume.readOnly || m.schedule === null || m.timer !== null || unit.some((x) => x.verifyHold !== null)) return;
       m.timer = setTimeout(() => void this.closeScheduled(m, scheduledAt), CLOSE_RETRY_MS);
     }
   }
 
+  /** Closes a point of m now, and of every volume of its group in the same instant; m's point. */
   private async closePoint(m: Managed, scheduledAt: number): Promise<SnapshotPoint> {
-    const point = await m.volume.closeSnapshot({ scheduledAt });
-    m.history.push({ n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, acks: {} });
-    if (m.history.length > HISTORY_LIMIT) m.history.shift();
-    this.scheduleNext(m);
-    m.policy.onClose?.(point.n, point.closedAt, m.nextCloseAt);
-    void this.saveLearnt(m);
-    this.emit({ type: 'snapshot-closed', time: Date.now(), volume: m.config.name, n: point.n });
-    // A volume without sinks drops a point as it closes (nobody needs it): no dirty set left.
-    const dirtyBlocks = m.volume.sinks().length > 0 ? m.volume.dirtyBlocks(point.n).size : undefined;
-    this.log.info({ volume: m.config.name, n: point.n, dirtyBlocks }, 'snapshot point closed');
-    m.archiver?.kick();
-    this.checkConvergence(m);
+    const points = await this.closePoints(this.closeUnit(m), scheduledAt);
+    const point = points.get(m);
+    if (point === undefined) throw new HeadstartError('VOLUME_READ_ONLY', `volume ${m.config.name} is a replica here; take points on its primary`);
     return point;
+  }
+
+  /**
+   * Closes a point of every volume of `unit` at one cut. Every volume is checked first (a
+   * full disk refuses them all, nothing changes, and the caller retries); then each
+   * closeSnapshot runs to its first await — where it records the point and moves writes to
+   * the next one — in one synchronous loop, so no write can be started or acknowledged on
+   * any of them in between: a write that depends on an acknowledged write of another volume
+   * of the group is never in a point without it. A volume that still fails after the check
+   * (its record could not be written) misses this point: its writes go into its next one,
+   * and the replica, seeing it skip the time, does not wait for it (the group is not
+   * consistent at that point, which a promotion then reports).
+   */
+  private async closePoints(unit: readonly Managed[], scheduledAt: number): Promise<Map<Managed, SnapshotPoint>> {
+    for (const x of unit) x.volume.checkCanClose();
+    const closing = unit.map((x) => x.volume.closeSnapshot({ scheduledAt }).then((point) => ({ x, point }), (err: unknown) => ({ x, err })));
+    const results = await Promise.all(closing);
+    const points = new Map<Managed, SnapshotPoint>();
+    for (const r of results) if ('point' in r) points.set(r.x, r.point);
+    const failed = results.filter((r): r is { x: Managed; err: unknown } => 'err' in r);
+    if (points.size === 0 && failed.length > 0) throw failed[0].err;
+    for (const f of failed) this.log.error({ err: f.err, volume: f.x.config.name, group: f.x.config.group, scheduledAt }, 'a volume of the group could not close with the others: the group is not consistent at this point (its writes go into its next point)');
+    if (unit.length > 0) this.scheduleNext(unit[0]);
+    for (const [x, point] of points) {
+      x.history.push({ n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, acks: {} });
+      if (x.history.length > HISTORY_LIMIT) x.history.shift();
+      x.policy.onClose?.(point.n, point.closedAt, x.nextCloseAt);
+      void this.saveLearnt(x);
+      this.emit({ type: 'snapshot-closed', time: Date.now(), volume: x.config.name, n: point.n });
+      // A volume without sinks drops a point as it closes (nobody needs it): no dirty set left.
+      const dirtyBlocks = x.volume.sinks().length > 0 ? x.volume.dirtyBlocks(point.n).size : undefined;
+      this.log.info({ volume: x.config.name, n: point.n, dirtyBlocks, group: x.config.group }, 'snapshot point closed');
+      x.archiver?.kick();
+      this.checkConvergence(x);
+    }
+    return points;
   }
 
   /** Logs when a sink starts or stops falling further behind with every point. */
@@ -573,7 +646,7 @@ class Node implements HeadstartNode {
   /** A volume as a replication target. One that has been primary holds data: its first
    * sync compares checksums so only differing blocks move (failback). */
   private targetConfig(m: Managed): ReplicaVolumeConfig {
-    return { volume: m.volume, stagingDir: this.stagingDir(m.config.name), haveCopy: m.volume.latestClosed !== null };
+    return { volume: m.volume, stagingDir: this.stagingDir(m.config.name), haveCopy: m.volume.latestClosed !== null, group: m.config.group };
   }
 
   private stagingDir(volume: string): string {
@@ -674,69 +747,112 @@ class Node implements HeadstartNode {
     this.scheduleNext(m);
   }
 
-  async promote(name: string, options: { force?: boolean } = {}): Promise<{ epoch: number; point: number | null; tookMs: number }> {
+  /**
+   * Promotes a replica, or every volume of its consistency group: each is taken out of
+   * replication (a journaled commit is finished, or in a group dropped when not every member
+   * journaled it: commit-group.ts), and the group is promoted only if all its volumes hold
+   * the same point (a group torn by a close that failed on one volume is refused unless
+   * `allowTorn`). A failure puts every volume back in service as the replica it still is.
+   */
+  async promote(name: string, options: { force?: boolean; allowTorn?: boolean } = {}): Promise<PromoteResult> {
     const started = performance.now();
-    const m = this.get(name);
-    if (!m.volume.readOnly) throw new HeadstartError('NODE_ALREADY_PRIMARY', `volume ${name} is already primary here (epoch ${m.volume.info.epoch})`);
-    const aliveMs = Date.now() - m.lastSessionAt;
-    if (!options.force && m.lastSessionAt > 0 && aliveMs < 15_000) {
-      throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${name} is still shipping to this node (last seen ${Math.round(aliveMs / 1000)} s ago); demote it first, or use --force if its site is gone`);
+    const first = this.get(name);
+    if (!first.volume.readOnly) throw new HeadstartError('NODE_ALREADY_PRIMARY', `volume ${name} is already primary here (epoch ${first.volume.info.epoch})`);
+    const unit = this.groupOf(first).filter((x) => x.volume.readOnly);
+    for (const m of unit) {
+      const aliveMs = Date.now() - m.lastSessionAt;
+      if (!options.force && m.lastSessionAt > 0 && aliveMs < 15_000) {
+        throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${m.config.name} is still shipping to this node (last seen ${Math.round(aliveMs / 1000)} s ago); demote it first, or use --force if its site is gone`);
+      }
     }
-    // End this volume's session (a commit under way finishes first; the node's other volumes
+    // End each volume's session (a commit under way finishes first; the node's other volumes
     // keep theirs), then drop what was staged but never committed.
-    const epoch = m.volume.info.epoch + 1;
-    this.nbd && (await this.nbd.removeExport(name));
+    const detached: Managed[] = [];
+    const unexported: Managed[] = [];
+    const backInService = async () => {
+      for (const m of detached) {
+        await this.replicaServer?.attach(this.targetConfig(m)).catch((e: unknown) => this.log.error({ err: e, volume: m.config.name }, 'cannot put the replica back in service'));
+      }
+      for (const m of unexported) this.nbd?.addExport(m.config.name, m.volume, this.exportOptions(m));
+    };
     try {
-      await this.replicaServer?.detach(m.volume.info.id);
+      for (const m of unit) {
+        if (this.nbd && (await this.nbd.removeExport(m.config.name))) unexported.push(m);
+        // Its last commit could not be finished (a full disk): still a replica, still exported.
+        await this.replicaServer?.detach(m.volume.info.id);
+        detached.push(m);
+      }
+      if (unit.length > 1) {
+        const points = unit.map((m) => ({ volume: m.config.name, n: m.volume.committed?.n ?? null, scheduledAt: m.volume.committed?.scheduledAt ?? null }));
+        if (new Set(points.map((p) => p.scheduledAt)).size > 1 && !options.allowTorn) {
+          const list = points.map((p) => `${p.volume} at ${p.n === null ? 'no point' : `point ${p.n} (${new Date(p.scheduledAt!).toISOString()})`}`).join(', ');
+          throw new HeadstartError('NODE_GROUP_TORN', `the volumes of group ${first.config.group} do not hold the same point: ${list}`);
+        }
+      }
+      for (const m of unit) m.volume.checkCanChangeRole();
+      for (const m of unit) await m.volume.setRole('primary', m.volume.info.epoch + 1);
     } catch (err) {
-      // Its last commit could not be finished (a full disk): still a replica, still exported.
-      this.nbd?.addExport(name, m.volume, this.exportOptions(m));
+      // Not promoted (no room for the record, a torn group): back in service as the replicas they still are.
+      const promoted = unit.filter((m) => !m.volume.readOnly);
+      if (promoted.length > 0) this.log.error({ err, volumes: promoted.map((m) => m.config.name) }, 'only part of the group was promoted');
+      await backInService();
       throw err;
     }
-    try {
-      await m.volume.setRole('primary', epoch);
-    } catch (err) {
-      // Not promoted (no room for the record): back in service as the replica it still is.
-      await this.replicaServer?.attach(this.targetConfig(m)).catch((e: unknown) => this.log.error({ err: e, volume: name }, 'cannot put the replica back in service'));
-      this.nbd?.addExport(name, m.volume, this.exportOptions(m));
-      throw err;
+    const volumes: { name: string; epoch: number; point: number | null }[] = [];
+    for (const m of unit) {
+      const vname = m.config.name;
+      await rm(this.stagingDir(vname), { recursive: true, force: true });
+      // Still a target, so a stream from the old primary is refused as fenced, never "unknown".
+      await this.replicaServer?.attach(this.targetConfig(m));
+      this.nbd?.addExport(vname, m.volume, this.exportOptions(m));
+      m.policy = this.makePolicy(m.config, m.volume);
+      await this.startPrimary(m);
+      volumes.push({ name: vname, epoch: m.volume.info.epoch, point: m.volume.latestClosed?.n ?? null });
     }
-    await rm(this.stagingDir(name), { recursive: true, force: true });
-    // Still a target, so a stream from the old primary is refused as fenced, never "unknown".
-    await this.replicaServer?.attach(this.targetConfig(m));
-    this.nbd?.addExport(name, m.volume, this.exportOptions(m));
-    m.policy = this.makePolicy(m.config, m.volume);
-    await this.startPrimary(m);
     const tookMs = performance.now() - started;
-    this.log.warn({ volume: name, epoch, point: m.volume.latestClosed?.n, tookMs }, 'volume promoted to primary');
-    this.emit({ type: 'promoted', time: Date.now(), volume: name, epoch });
-    return { epoch, point: m.volume.latestClosed?.n ?? null, tookMs };
+    for (const v of volumes) {
+      this.log.warn({ volume: v.name, epoch: v.epoch, point: v.point, tookMs, group: first.config.group }, 'volume promoted to primary');
+      this.emit({ type: 'promoted', time: Date.now(), volume: v.name, epoch: v.epoch });
+    }
+    const mine = volumes.find((v) => v.name === name)!;
+    return { epoch: mine.epoch, point: mine.point, tookMs, volumes };
   }
 
-  async demote(name: string): Promise<{ epoch: number }> {
-    const m = this.get(name);
-    if (m.volume.readOnly) throw new HeadstartError('NODE_ALREADY_REPLICA', `volume ${name} is already a replica here`);
-    if (m.timer) clearTimeout(m.timer);
-    m.timer = null;
-    m.nextCloseAt = null;
-    if (m.verifyHold !== null) await this.endVerify(name);
-    await Promise.all([...m.sources.values()].map((s) => s.stop()));
-    m.sources.clear();
-    await m.archiver?.stop();
-    m.archiver = null;
-    await this.saveLearnt(m, true);
-    this.nbd && (await this.nbd.removeExport(name));
-    // The epoch stays: the new primary's is higher, and its links are accepted; ours never
-    // ship again until promoted. Our writes since the last common point are rolled back by
-    // the checksum comparison the new primary starts with.
-    const epoch = m.volume.info.epoch;
-    await this.replicaServer?.detach(m.volume.info.id);
-    await m.volume.setRole('replica', epoch);
-    this.nbd?.addExport(name, m.volume, this.exportOptions(m));
-    await this.replicaServer?.attach(this.targetConfig(m));
-    this.log.warn({ volume: name, epoch }, 'volume demoted to replica');
-    this.emit({ type: 'demoted', time: Date.now(), volume: name, epoch });
-    return { epoch };
+  /** Demotes a primary, or every volume of its consistency group. */
+  async demote(name: string): Promise<{ epoch: number; volumes: { name: string; epoch: number }[] }> {
+    const first = this.get(name);
+    if (first.volume.readOnly) throw new HeadstartError('NODE_ALREADY_REPLICA', `volume ${name} is already a replica here`);
+    const unit = this.groupOf(first).filter((x) => !x.volume.readOnly);
+    for (const m of unit) {
+      if (m.timer) clearTimeout(m.timer);
+      m.timer = null;
+      m.nextCloseAt = null;
+    }
+    const volumes: { name: string; epoch: number }[] = [];
+    for (const m of unit) {
+      const vname = m.config.name;
+      if (m.verifyHold !== null) await this.endVerify(vname);
+      if (m.timer) clearTimeout(m.timer); // endVerify re-armed the group's schedule
+      m.timer = null;
+      await Promise.all([...m.sources.values()].map((s) => s.stop()));
+      m.sources.clear();
+      await m.archiver?.stop();
+      m.archiver = null;
+      await this.saveLearnt(m, true);
+      this.nbd && (await this.nbd.removeExport(vname));
+      // The epoch stays: the new primary's is higher, and its links are accepted; ours never
+      // ship again until promoted. Our writes since the last common point are rolled back by
+      // the checksum comparison the new primary starts with.
+      const epoch = m.volume.info.epoch;
+      await this.replicaServer?.detach(m.volume.info.id);
+      await m.volume.setRole('replica', epoch);
+      this.nbd?.addExport(vname, m.volume, this.exportOptions(m));
+      await this.replicaServer?.attach(this.targetConfig(m));
+      this.log.warn({ volume: vname, epoch, group: m.config.group }, 'volume demoted to replica');
+      this.emit({ type: 'demoted', time: Date.now(), volume: vname, epoch });
+      volumes.push({ name: vname, epoch });
+    }
+    return { epoch: volumes.find((v) => v.name === name)!.epoch, volumes };
   }
 
   // ------------------------------------------------------------------ status
@@ -768,6 +884,7 @@ class Node implements HeadstartNode {
       }
       return {
         name: m.config.name,
+        group: m.config.group ?? null,
         role: v.info.role,
         epoch: v.info.epoch,
         size: v.size,

@@ -23,6 +23,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { pem } from './pem';
 import { KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, LINK_DEFLATE, MAX_UNSTAGED_BYTES } from './constants';
 import { Link, asHeadstartError } from './link';
+import { CommitGroup } from './commit-group';
 import { ReplicaTarget, type ReplicaVolumeConfig } from './replica-target';
 
 export interface TlsFiles {
@@ -69,11 +70,21 @@ export interface ReplicaServer {
 export async function startReplicaServer(options: ReplicaServerOptions): Promise<ReplicaServer> {
   await loadHasher();
   const targets = new Map<string, ReplicaTarget>();
+  const groups = new Map<string, CommitGroup>();
+  const groupOf = (cfg: ReplicaVolumeConfig): CommitGroup | null => {
+    if (cfg.group === undefined) return null;
+    let g = groups.get(cfg.group);
+    if (g === undefined) groups.set(cfg.group, (g = new CommitGroup(cfg.group)));
+    return g;
+  };
   for (const cfg of options.volumes) {
     // A primary volume may be a target too (a node lists all its volumes, whose roles change
     // at run time): the handshake refuses a stream into it as fenced while it is primary.
-    targets.set(cfg.volume.info.id, await ReplicaTarget.open(cfg));
+    targets.set(cfg.volume.info.id, await ReplicaTarget.open(cfg, groupOf(cfg)));
   }
+  // Members of a group are recovered once all of them are open: whether a member's journal
+  // is redone depends on the others' (commit-group.ts).
+  for (const cfg of options.volumes) if (cfg.group !== undefined) await targets.get(cfg.volume.info.id)!.recover();
   let https: HttpsServer | undefined;
   if (options.tls) {
     if (!options.tls.cert || !options.tls.key) throw new HeadstartError('LINK_TLS_CONFIG', 'TLS needs both a certificate and a key');
@@ -107,6 +118,7 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
       const t = targets.get(volumeId);
       if (!t) return;
       for (const s of sessions) if (s.targetOf === t) await s.close();
+      await t.quiesce(); // a commit waiting for its group ends here (REPL_STOPPED)
       try {
         // A commit that failed half-way (its image writes met a full disk) left the image
         // between two points: finish it from its journal, or refuse. A promotion or an
@@ -122,7 +134,9 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     async attach(config) {
       const id = config.volume.info.id;
       if (targets.has(id)) throw new HeadstartError('REPL_INTERNAL', `volume ${id} is attached already`);
-      targets.set(id, await ReplicaTarget.open(config));
+      const t = await ReplicaTarget.open(config, groupOf(config));
+      if (config.group !== undefined) await t.recover();
+      targets.set(id, t);
       detached.delete(id);
     },
     async close() {

@@ -12,10 +12,16 @@
  * the target replays 2-4 from the journal (applying the same bytes again is harmless), so
  * the image is at all times either exactly n-1 (nothing written yet) or being brought to n
  * by a redo that cannot be skipped. Only then is ACK(n) sent.
+ *
+ * A volume of a consistency group (commit-group.ts) waits, before 1, until the group's other
+ * volumes have accepted CLOSE for the same scheduled point, and between 1 and 2 until their
+ * journals for it are durable too; its journal is redone at open only if theirs were, and
+ * dropped otherwise (no member has written that point then).
  */
 import { HeadstartError } from '@headstart/errors';
 import { rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
 import type { SnapshotPoint, Volume } from '@headstart/volume';
+import type { CommitGroup, GroupMember } from './commit-group';
 import { Staging } from './staging';
 
 /** Bytes per applyBlocks call during a commit. */
@@ -23,7 +29,8 @@ const APPLY_RUN_BYTES = 2 * 1024 * 1024;
 /** Runs being copied from staging to the image at once during a commit (memory: x APPLY_RUN_BYTES). */
 const APPLY_PARALLEL = 4;
 
-export type CommitPhase = 'journaled' | 'applied' | 'recorded' | 'finished';
+/** 'ready': about to write the journal (a group member: every other member accepted the point). */
+export type CommitPhase = 'ready' | 'journaled' | 'applied' | 'recorded' | 'finished';
 
 export interface ReplicaVolumeConfig {
   readonly volume: Volume;
@@ -31,18 +38,26 @@ export interface ReplicaVolumeConfig {
   readonly stagingDir: string;
   /** The image may already hold a copy of the source (restored image): initial sync compares checksums. */
   readonly haveCopy?: boolean;
+  /** The consistency group this volume commits with (commit-group.ts), by name; the same on the source's site. */
+  readonly group?: string;
   /** Observability (and fault-injection in tests): awaited after each commit phase. */
   readonly onCommitPhase?: (phase: CommitPhase, n: number) => void | Promise<void>;
 }
 
-export class ReplicaTarget {
+export class ReplicaTarget implements GroupMember {
   private commitChain: Promise<void> = Promise.resolve();
   /** Highest point whose CLOSE was accepted (commit queued or done), this process. */
   acceptedUpTo: number | null = null;
   /** Session currently feeding this target (one at a time). */
   active: { close(): Promise<void> } | null = null;
+  /** Scheduled time of the point whose durable journal staging holds (GroupMember). */
+  preparedAt: number | null;
+  /** Scheduled times of the accepted points whose commit has not ended (GroupMember). */
+  readonly pendingAt = new Set<number>();
 
-  private constructor(readonly config: ReplicaVolumeConfig, readonly staging: Staging) {}
+  private constructor(readonly config: ReplicaVolumeConfig, readonly staging: Staging, private readonly group: CommitGroup | null) {
+    this.preparedAt = staging.journal()?.point.scheduledAt ?? null;
+  }
 
   get volume(): Volume {
     return this.config.volume;
@@ -51,21 +66,46 @@ export class ReplicaTarget {
     return this.volume.info.id;
   }
 
-  static async open(config: ReplicaVolumeConfig): Promise<ReplicaTarget> {
-    const t = new ReplicaTarget(config, await Staging.open(config.stagingDir, config.volume.blockSize));
-    await t.recover();
+  /**
+   * Opens the target. A member of a group joins it but is not recovered yet: its journal's
+   * fate depends on the other members' state, so the caller opens them all, then calls
+   * recover() on each.
+   */
+  static async open(config: ReplicaVolumeConfig, group: CommitGroup | null = null): Promise<ReplicaTarget> {
+    const t = new ReplicaTarget(config, await Staging.open(config.stagingDir, config.volume.blockSize), group);
+    if (group === null) await t.recover();
+    else group.join(t.id, t);
     return t;
   }
 
-  /** Finishes a commit interrupted by a crash, and drops staging of points already committed. */
+  /**
+   * Finishes a commit interrupted by a crash or a failure (or, in a group whose other
+   * members did not all journal that point, drops its journal: see commit-group.ts), and
+   * drops staging of points already committed.
+   */
   async recover(): Promise<void> {
     const j = this.staging.journal();
     if (j) {
       const c = this.volume.committed;
-      if (c === null || c.n < j.point.n) await this.apply(j.point);
-      await this.staging.finish(j.point.n);
+      if (c !== null && c.n >= j.point.n) await this.staging.finish(j.point.n);
+      else if (this.group === null || this.group.decided(this, j.point.scheduledAt)) {
+        await this.apply(j.point);
+        await this.staging.finish(j.point.n);
+      } else await this.staging.dropJournal();
+      this.preparedAt = null;
+      this.group?.changed();
     }
     await this.dropCommitted();
+  }
+
+  /**
+   * Out of service (detach, close): a commit waiting for its group fails (REPL_STOPPED) and
+   * the group stops counting this volume's queued points; then waits for the commits to end.
+   */
+  async quiesce(): Promise<void> {
+    this.pendingAt.clear();
+    this.group?.leave(this.id);
+    await this.commitChain.catch(() => undefined);
   }
 
   private async dropCommitted(): Promise<void> {
@@ -110,18 +150,31 @@ export class ReplicaTarget {
    */
   enqueueCommit(point: SnapshotPoint): Promise<void> {
     this.acceptedUpTo = point.n;
+    this.pendingAt.add(point.scheduledAt);
     const run = this.commitChain.then(() => this.commit(point));
     this.commitChain = run;
+    run.then(
+      () => this.pendingAt.delete(point.scheduledAt),
+      () => this.pendingAt.clear(), // every commit queued behind it fails too
+    ).finally(() => this.group?.changed());
+    this.group?.changed();
     return run;
   }
 
   private async commit(point: SnapshotPoint): Promise<void> {
     const c = this.volume.committed;
     if (c !== null && c.n >= point.n) return;
+    const T = point.scheduledAt;
+    await this.group?.closed(this, T);
+    await this.config.onCommitPhase?.('ready', point.n);
     await this.staging.writeJournal(point);
+    this.preparedAt = T;
+    this.group?.changed();
     await this.config.onCommitPhase?.('journaled', point.n);
+    await this.group?.prepared(this, T);
     await this.apply(point);
     await this.staging.finish(point.n);
+    this.preparedAt = null;
     await this.config.onCommitPhase?.('finished', point.n);
   }
 
@@ -161,7 +214,7 @@ export class ReplicaTarget {
 
   async close(): Promise<void> {
     await this.active?.close();
-    await this.commitChain.catch(() => undefined);
+    await this.quiesce();
     await this.staging.close();
   }
 }

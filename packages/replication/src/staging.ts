@@ -438,6 +438,24 @@ export class Staging {
     await this.syncAll();
   }
 
+  /**
+   * Drops the journal but keeps the staged blocks (a consistency group's commit that was
+   * never decided: no member wrote the point, and its source sends CLOSE again), syncs, and
+   * lets staging writes go on.
+   */
+  async dropJournal(): Promise<void> {
+    try {
+      this.mark();
+      this.space.forMetadata('dropping an undecided commit journal');
+      await this.meta.remove('journal');
+      await this.syncAll();
+    } finally {
+      this.gate = null;
+      this.openGate?.();
+      this.openGate = null;
+    }
+  }
+
   /** Where the live staged blocks of n are: runs of at most maxBytes, in record order (runs
    * are disjoint, so the order they are applied in does not matter). */
   plan(n: number, maxBytes: number): { block: number; count: number; zero: boolean }[] {
