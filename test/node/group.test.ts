@@ -9,7 +9,8 @@
  * link: committed one by one, the replica's `wal` would run ahead of its `db` for most of
  * each interval. The replica site is killed -9 twice while it replicates, then the source
  * site is killed -9 (the disaster) and the replica site once more; one `promote` must make
- * both volumes primary at the same point, and the pair must satisfy the invariant.
+ * both volumes primary at the same point, and the pair must satisfy the invariant. Then
+ * the old site returns and one `demote` fails both volumes back.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -83,6 +84,11 @@ describe('a consistency group', () => {
       }
     })().catch(() => undefined);
 
+    // db's points take longer over the capped link: the replica's wal waits for them, and says so.
+    const held = await waitFor('wal held for db on site-b', async () => (await status(b))?.volumes.find((v) => v.name === 'wal')?.groupWait ?? null, 20_000, 100);
+    expect(held.waitingFor).toEqual(['db']);
+    expect(held.group).toBe('app');
+
     // The replica site dies twice while it replicates, at some moment of a commit or not.
     const committedOnB = async () => (await status(b))?.volumes.find((v) => v.name === 'db')?.committed?.scheduledAt ?? null;
     for (const wait of [2_700, 3_300]) {
@@ -127,5 +133,21 @@ describe('a consistency group', () => {
     expect(D, `wal's newest record ${W}, db's ${D}: one point of the group, not two`).toBeGreaterThanOrEqual(W - 1);
     expect(D).toBeLessThanOrEqual(W);
     expect(k, 'the source had written more than the replica holds, or as much').toBeGreaterThanOrEqual(W);
-  }, 180_000);
+
+    // Failback: the old site returns, fenced; one demote makes both its volumes replicas,
+    // and site-b brings both back to its points.
+    const siteA2 = startServe(a);
+    await waitFor('site-a up again', () => status(a), 30_000);
+    const demoted = JSON.parse(await ok(['demote', 'wal', '--json', '-c', a])) as { volumes: { name: string }[] };
+    expect(demoted.volumes.map((v) => v.name).sort()).toEqual(['db', 'wal']);
+    await ok(['snapshot', 'db', '--wait', '-c', b]);
+    for (const name of ['db', 'wal']) {
+      const v = JSON.parse(await ok(['verify', name, '--json', '-c', b, '--replica', `nbd://127.0.0.1:${ports.aNbd}/${name}`])) as { equal: boolean };
+      expect(v.equal, `${name} on site-a equals site-b after failback`).toBe(true);
+    }
+    const sa2 = (await status(a))!;
+    expect(sa2.volumes.map((v) => v.role)).toEqual(['replica', 'replica']);
+    expect(sa2.volumes[0].committed?.scheduledAt).toBe(sa2.volumes[1].committed?.scheduledAt);
+    await killHard(siteA2.process);
+  }, 240_000);
 });

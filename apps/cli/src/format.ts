@@ -31,6 +31,11 @@ export function formatStatus(s: NodeStatus): string {
     if (cf) {
       lines.push(`  CLOSE FAILING: the point due at ${new Date(cf.scheduledAt).toISOString()} could not be closed (${cf.attempts} attempt(s) since ${seconds(s.time - cf.since)} ago): ${cf.code}: ${cf.message}; it stays open, retried every few seconds`);
     }
+    const gw = v.groupWait;
+    if (gw) {
+      const what = gw.phase === 'closed' ? 'to receive it' : 'to make it durable';
+      lines.push(`  GROUP WAIT: the point due at ${new Date(gw.scheduledAt).toISOString()} is staged; its commit has waited ${seconds(s.time - gw.since)} for ${gw.waitingFor.join(', ') || 'the group'} ${what} (group ${gw.group} commits as one)`);
+    }
     const lv = v.lastVerify;
     if (lv) {
       const when = `${seconds(s.time - lv.at)} ago`;

@@ -34,6 +34,9 @@ export function metricsRegistry(node: HeadstartNode): Registry {
     volumes().forEach((v) => v.lastVerify !== null && g.set({ volume: v.name }, (Date.now() - v.lastVerify.at) / 1000)),
   );
   gauge('headstart_close_failing', '1 while a scheduled snapshot close keeps failing (retried every 5 s; see status).', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.closeFailing === null ? 0 : 1)));
+  gauge('headstart_group_wait_seconds', "Replica side: how long the volume's next commit has waited for the rest of its consistency group (0 when it does not wait).", ['volume', 'group'], (g) =>
+    volumes().forEach((v) => v.group !== null && v.role === 'replica' && g.set({ volume: v.name, group: v.group }, v.groupWait === null ? 0 : (Date.now() - v.groupWait.since) / 1000)),
+  );
   gauge('headstart_disk_free_bytes', "Free bytes on the volume's file system.", ['volume'], (g) => volumes().forEach((v) => v.disk.freeBytes !== null && g.set({ volume: v.name }, v.disk.freeBytes)));
   gauge('headstart_disk_reserve_bytes', 'Free bytes below which the volume refuses writes (kept for its own records).', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.disk.reserveBytes)));
   gauge('headstart_inflight_bytes', 'Payload bytes sent and not yet staged by the sink.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.inFlightBytes))));

@@ -29,7 +29,7 @@ import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
 import type { FeedEvent, SinkStatus } from '@headstart/protocol';
-import { sharedRateLimit, startReplicaServer, startSource, policyByName, type PresendPolicy, type TokenBucket, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent } from '@headstart/replication';
+import { sharedRateLimit, startReplicaServer, startSource, policyByName, type PresendPolicy, type TokenBucket, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent, type GroupWait } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { scheduleFrom, type Schedule } from './schedule';
@@ -79,6 +79,8 @@ export interface VolumeView {
   readonly name: string;
   /** The consistency group, or null. */
   readonly group: string | null;
+  /** Replica side: the commit of a point held until the rest of its group has it, or null. */
+  readonly groupWait: GroupWait | null;
   readonly role: 'primary' | 'replica';
   readonly epoch: number;
   readonly size: number;
@@ -885,6 +887,7 @@ class Node implements HeadstartNode {
       return {
         name: m.config.name,
         group: m.config.group ?? null,
+        groupWait: v.readOnly ? (this.replicaServer?.targets.get(v.info.id)?.groupWait() ?? null) : null,
         role: v.info.role,
         epoch: v.info.epoch,
         size: v.size,

@@ -109,12 +109,16 @@ describe('a consistency group on the replica', () => {
     // Accepted, but not journaled or written: the log volume has not got the point.
     expect(s.phases.filter((x) => x.id === 'data' && x.n === p.data).map((x) => x.phase)).toEqual([]);
     expect(s.replicas.data.committed?.scheduledAt).not.toBe(T);
+    // What status shows for it.
+    expect(s.server.targets.get('data')!.groupWait()).toMatchObject({ group: 'app', scheduledAt: T, phase: 'closed', waitingFor: ['log'] });
+    expect(s.server.targets.get('log')!.groupWait()).toBeNull();
     await link(s, 'log');
     await data.waitAcked(p.data, 15_000);
     await s.links.log!.waitAcked(p.log, 15_000);
     for (const id of IDS) {
       expect(s.replicas[id].committed?.scheduledAt).toBe(T);
       expect(await imageHash(s.replicas[id])).toBe(await sourceHashAt(s.sources[id], p[id]));
+      expect(s.server.targets.get(id)!.groupWait()).toBeNull();
     }
     // Neither member wrote its image before both journals were durable.
     const ofT = s.phases.filter((x) => x.n === p[x.id]);

@@ -39,8 +39,23 @@ export interface GroupMember {
   readonly pendingAt: ReadonlySet<number>;
 }
 
+/** A member's commit held by its group: what an operator sees in status. */
+export interface GroupWait {
+  readonly group: string;
+  /** Scheduled time of the point waiting, and since when (epoch ms). */
+  readonly scheduledAt: number;
+  readonly since: number;
+  /** 'closed': the others have not received the point yet; 'prepared': their journals are not durable yet. */
+  readonly phase: 'closed' | 'prepared';
+  /** The members it waits for. */
+  readonly waitingFor: readonly string[];
+}
+
 interface Waiter {
   readonly owner: GroupMember;
+  readonly T: number;
+  readonly phase: 'closed' | 'prepared';
+  readonly since: number;
   readonly ready: () => boolean;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
@@ -84,12 +99,12 @@ export class CommitGroup {
 
   /** Barrier 1: resolves when every other member has accepted CLOSE for T, or is past it. */
   closed(self: GroupMember, T: number): Promise<void> {
-    return this.wait(self, () => this.first(self) || this.others(self).every((o) => this.hasClosed(o, T)));
+    return this.wait(self, T, 'closed', () => this.first(self) || this.others(self).every((o) => this.hasClosed(o, T)));
   }
 
   /** Barrier 2: resolves when T is decided: every other member journaled T, or is past it. */
   prepared(self: GroupMember, T: number): Promise<void> {
-    return this.wait(self, () => this.decided(self, T));
+    return this.wait(self, T, 'prepared', () => this.decided(self, T));
   }
 
   /** Whether `self`'s journal for T may be redone: every other member journaled T or is past it (durable state only). */
@@ -116,9 +131,19 @@ export class CommitGroup {
     return [...this.members.values()].filter((m) => m !== self);
   }
 
-  private wait(self: GroupMember, ready: () => boolean): Promise<void> {
+  /** What member `id`'s commit waits for, or null. */
+  waiting(id: string): GroupWait | null {
+    const self = this.members.get(id);
+    const w = this.waiters.find((x) => x.owner === self);
+    if (self === undefined || w === undefined) return null;
+    const blocking = (o: GroupMember) => (w.phase === 'closed' ? !this.hasClosed(o, w.T) : !this.hasPrepared(o, w.T));
+    const waitingFor = [...this.members.entries()].filter(([, o]) => o !== self && blocking(o)).map(([name]) => name);
+    return { group: this.name, scheduledAt: w.T, since: w.since, phase: w.phase, waitingFor };
+  }
+
+  private wait(self: GroupMember, T: number, phase: 'closed' | 'prepared', ready: () => boolean): Promise<void> {
     if (ready()) return Promise.resolve();
-    return new Promise((resolve, reject) => this.waiters.push({ owner: self, ready, resolve, reject }));
+    return new Promise((resolve, reject) => this.waiters.push({ owner: self, T, phase, since: Date.now(), ready, resolve, reject }));
   }
 
   /** Committed T or later, or never committed anything (not yet part of the group's state). */

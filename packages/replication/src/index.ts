@@ -8,6 +8,7 @@ export { startSource, sharedRateLimit, type LinkStats, type SourceLink, type Sou
 export type { ShippedSnapshot } from './source-session';
 export { startReplicaServer, type ReplicaServer, type ReplicaServerOptions, type ReplicaEvent, type TlsFiles } from './replica-server';
 export { ReplicaTarget, type ReplicaVolumeConfig, type CommitPhase } from './replica-target';
+export type { GroupWait } from './commit-group';
 export { continuousPolicy, atSnapshotPolicy, policyByName, type PresendPolicy, type PresendView } from './policy';
 export { TokenBucket, ThroughputMeter, RateLimits, type RateGate } from './rate';
 export { errorFromClose } from './link';

@@ -21,7 +21,7 @@
 import { HeadstartError } from '@headstart/errors';
 import { rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
 import type { SnapshotPoint, Volume } from '@headstart/volume';
-import type { CommitGroup, GroupMember } from './commit-group';
+import type { CommitGroup, GroupMember, GroupWait } from './commit-group';
 import { Staging } from './staging';
 
 /** Bytes per applyBlocks call during a commit. */
@@ -96,6 +96,11 @@ export class ReplicaTarget implements GroupMember {
       this.group?.changed();
     }
     await this.dropCommitted();
+  }
+
+  /** What this volume's commit waits for in its group, or null. */
+  groupWait(): GroupWait | null {
+    return this.group?.waiting(this.id) ?? null;
   }
 
   /**
