@@ -184,6 +184,27 @@ describe('a consistency group on the replica', () => {
     }
   });
 
+  it('does not wait for a member still in its first full copy', async () => {
+    const s = await makeSite();
+    await link(s, 'data');
+    await s.links.data!.waitAcked(s.sources.data.sink('r').baseline, 10_000);
+    // The log volume joins late, and its first copy is slow to commit.
+    let release!: () => void;
+    const slow = new Promise<void>((r) => (release = r));
+    hooks.log = (phase) => (phase === 'applied' ? slow : undefined);
+    await link(s, 'log');
+    await until('the log volume\'s first copy accepted', () => s.server.targets.get('log')!.acceptedUpTo !== null);
+    await s.sources.data.write(0, randomBlock(4 * 4096, 7));
+    const T = Date.now();
+    const p = await closeGroup(s, T);
+    await s.links.data!.waitAcked(p.data, 15_000);
+    expect(s.replicas.data.committed?.scheduledAt).toBe(T);
+    expect(s.replicas.log.committed).toBeNull();
+    release();
+    await s.links.log!.waitAcked(p.log, 15_000);
+    expect(s.replicas.log.committed?.scheduledAt).toBe(T);
+  });
+
   it('does not wait for a member whose source skipped the point', async () => {
     const s = await makeSite();
     for (const id of IDS) await link(s, id);

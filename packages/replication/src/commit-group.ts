@@ -146,11 +146,13 @@ export class CommitGroup {
     return new Promise((resolve, reject) => this.waiters.push({ owner: self, T, phase, since: Date.now(), ready, resolve, reject }));
   }
 
-  /** Committed T or later, or never committed anything (not yet part of the group's state). */
+  /**
+   * Committed T or later, or never committed anything: not yet part of the group's state (its
+   * first full copy, queued or not, can take hours; the group does not wait for it).
+   */
   private past(o: GroupMember, T: number): boolean {
     const c = o.volume.committed?.scheduledAt ?? null;
-    if (c !== null && c >= T) return true;
-    return c === null && o.preparedAt === null && o.pendingAt.size === 0;
+    return c === null || c >= T;
   }
 
   /** Has a later point queued or journaled, and not T: its source never cut T. */
