@@ -1,0 +1,18 @@
+/**
+ * A short fault campaign (campaign.ts) on every CI run: every kind of fault at least once,
+ * against real processes, real sockets and kill -9. `npm run faults -- --quick` runs 50.
+ */
+import { describe, expect, it } from 'vitest';
+import { FAULT_KINDS, runCampaign } from './campaign';
+
+describe('fault campaign', () => {
+  it('every kind of fault, no violation, no acknowledged byte lost', async () => {
+    const r = await runCampaign({ faults: 16, seed: 1 + (Date.now() % 1000) });
+    expect(r.problems, `seed ${r.seed}`).toEqual([]);
+    expect(r.violations).toBe(0);
+    expect(r.bytes_lost).toBe(0);
+    expect(Object.keys(r.by_kind).sort()).toEqual([...FAULT_KINDS].sort());
+    expect(r.points_checked, 'points compared with the source').toBeGreaterThanOrEqual(5);
+    expect(r.writes_acked).toBeGreaterThan(100);
+  }, 240_000);
+});
