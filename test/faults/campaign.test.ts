@@ -7,11 +7,14 @@ import { FAULT_KINDS, runCampaign } from './campaign';
 
 describe('fault campaign', () => {
   it('every kind of fault, no violation, no acknowledged byte lost', async () => {
-    const r = await runCampaign({ faults: 16, seed: 1 + (Date.now() % 1000) });
+    const r = await runCampaign({ faults: 20, seed: 1 + (Date.now() % 1000) });
     expect(r.problems, `seed ${r.seed}`).toEqual([]);
     expect(r.violations).toBe(0);
     expect(r.bytes_lost).toBe(0);
-    expect(Object.keys(r.by_kind).sort()).toEqual([...FAULT_KINDS].sort());
+    // Every kind ran (the disk faults where a tmpfs can be mounted: as root, as on CI).
+    const kinds = FAULT_KINDS.filter((k) => r.disk_faults || !k.endsWith('disk-full'));
+    expect(Object.keys(r.by_kind).sort()).toEqual([...kinds].sort());
+    if (r.disk_faults) expect(r.writes_refused, 'the full source disk refused writes').toBeGreaterThan(0);
     expect(r.points_checked, 'points compared with the source').toBeGreaterThanOrEqual(5);
     expect(r.writes_acked).toBeGreaterThan(100);
   }, 240_000);

@@ -11,6 +11,10 @@
  *   stall                the link forwards nothing for 1.5 s
  *   wrong-key            a source with the wrong pairing secret connects to the replica
  *   garbage              random bytes, then a malformed WebSocket frame, to the replica
+ *   source-disk-full     the source's file system (a tmpfs) filled for 1.5 s: writes are
+ *                        refused, closes fail and are retried
+ *   replica-disk-full    the replica's file system filled for 1.5 s: staging and commits fail
+ * (The disk faults need to mount a tmpfs, as root; elsewhere the campaign runs without them.)
  *
  * Judged, for every point: the replica's whole image after each commit (and after each
  * restart) equals the source's content of that point (a violation otherwise); a process
@@ -29,14 +33,17 @@ import { join } from 'node:path';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import { openVolume } from '@headstart/volume';
 import { WebSocket } from 'ws';
+import { isHeadstartError } from '@headstart/errors';
+import { fillDisk, mountTmpfs, unmountTmpfs } from '../helpers/disk';
 import { checkInvariant, Proc, type Ev } from '../replication/procs';
 import { FaultyLink } from './faulty-link';
 
-export const FAULT_KINDS = ['kill-replica', 'kill-replica-commit', 'kill-source', 'cut', 'corrupt', 'stall', 'wrong-key', 'garbage'] as const;
+export const FAULT_KINDS = ['kill-replica', 'kill-replica-commit', 'kill-source', 'cut', 'corrupt', 'stall', 'wrong-key', 'garbage', 'source-disk-full', 'replica-disk-full'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
+const DISK_FAULTS: readonly FaultKind[] = ['source-disk-full', 'replica-disk-full'];
 
 /** How often each kind comes up, in 50 faults. */
-const WEIGHTS: Record<FaultKind, number> = { 'kill-replica': 6, 'kill-replica-commit': 6, 'kill-source': 6, cut: 10, corrupt: 10, stall: 4, 'wrong-key': 3, garbage: 5 };
+const WEIGHTS: Record<FaultKind, number> = { 'kill-replica': 6, 'kill-replica-commit': 6, 'kill-source': 5, cut: 8, corrupt: 8, stall: 4, 'wrong-key': 3, garbage: 4, 'source-disk-full': 3, 'replica-disk-full': 3 };
 
 const SECRET = 'fault-campaign-pairing-secret';
 const SIZE = 8 * 1024 * 1024;
@@ -50,8 +57,12 @@ export interface CampaignResult {
   by_kind: Record<string, number>;
   points_checked: number;
   writes_acked: number;
+  /** Writes the source refused with an error (a full disk): they must have changed nothing. */
+  writes_refused: number;
   seed: number;
   duration_s: number;
+  /** Whether the disk faults ran (they need to mount a tmpfs). */
+  disk_faults: boolean;
   /** What each violation was. */
   problems: string[];
 }
@@ -74,13 +85,20 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
   const log = options.log ?? (() => {});
   const random = rng(options.seed);
   const dir = await mkdtemp(join(tmpdir(), 'hs-faults-'));
+  // Each side's data on its own small file system, so that a fault can fill it.
+  const srcDisk = mountTmpfs('512m');
+  const repDisk = srcDisk === null ? null : mountTmpfs('96m');
+  const diskFaults = srcDisk !== null && repDisk !== null;
+  const srcDir = join(srcDisk ?? dir, 'src');
+  const repDir = join(repDisk ?? dir, 'rep');
   const problems: string[] = [];
   const sourceEvents: Ev[] = [];
   const replicaEvents: Ev[] = [];
   const procs: Proc[] = [];
   // The faults: one of each kind, the rest drawn from the weighted mix, in a seeded order.
-  const pool = FAULT_KINDS.flatMap((k) => Array<FaultKind>(WEIGHTS[k]).fill(k));
-  const plan: FaultKind[] = [...FAULT_KINDS];
+  const kinds = FAULT_KINDS.filter((k) => diskFaults || !DISK_FAULTS.includes(k));
+  const pool = kinds.flatMap((k) => Array<FaultKind>(WEIGHTS[k]).fill(k));
+  const plan: FaultKind[] = [...kinds];
   while (plan.length < options.faults) plan.push(pool[Math.floor(random() * pool.length)]);
   plan.splice(options.faults);
   for (let i = plan.length - 1; i > 0; i--) {
@@ -90,7 +108,7 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
 
   let replicaPort = 0;
   const startReplica = async (): Promise<Proc> => {
-    const p = new Proc('replica-runner.ts', { dir: join(dir, 'rep'), size: SIZE, id: ID, secret: SECRET, port: replicaPort });
+    const p = new Proc('replica-runner.ts', { dir: repDir, size: SIZE, id: ID, secret: SECRET, port: replicaPort });
     procs.push(p);
     const e = await p.waitFor((x) => x.event === 'listening', 60_000, 'replica listening');
     replicaPort = e.port as number;
@@ -99,7 +117,7 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
   let replica = await startReplica();
   const link = await FaultyLink.start(replicaPort);
   const startSource = async (): Promise<{ p: Proc; nbd: number }> => {
-    const p = new Proc('source-runner.ts', { dir: join(dir, 'src'), size: SIZE, id: ID, secret: SECRET, url: `ws://127.0.0.1:${link.port}`, intervalMs: 700, nbd: true, rateLimit: 4 * 1024 * 1024 });
+    const p = new Proc('source-runner.ts', { dir: srcDir, size: SIZE, id: ID, secret: SECRET, url: `ws://127.0.0.1:${link.port}`, intervalMs: 700, nbd: true, rateLimit: 4 * 1024 * 1024 });
     procs.push(p);
     const e = await p.waitFor((x) => x.event === 'nbd', 60_000, 'source NBD export');
     return { p, nbd: e.port as number };
@@ -114,6 +132,7 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
   let client: NbdClient | null = null;
   let writing = true;
   let acked = 0;
+  let refused = 0;
   const writer = (async () => {
     while (writing) {
       if (client === null) {
@@ -132,7 +151,13 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
         await client.write(first * BS, data);
         acked++;
         hashes.forEach((h, i) => allowed.set(first + i, new Set([h])));
-      } catch {
+      } catch (err) {
+        // Refused (an error reply: a full disk): nothing of it may have landed.
+        if (isHeadstartError(err, 'NBD_CLIENT_REQUEST_FAILED')) {
+          refused++;
+          await sleep(50);
+          continue;
+        }
         // The source died under it: the write may have landed or not.
         hashes.forEach((h, i) => {
           const s = allowed.get(first + i) ?? new Set([blockHash(Buffer.alloc(BS))]);
@@ -154,6 +179,8 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
     await p.kill9();
   };
   const byKind: Record<string, number> = {};
+  let lost = 0;
+  let checked = 0;
   try {
     await replica.waitFor((e) => e.event === 'committed', 60_000, 'first commit');
     for (const [i, kind] of plan.entries()) {
@@ -196,6 +223,14 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
           else if (refused.code !== 'LINK_AUTH_FAILED') problems.push(`wrong-key: refused with ${String(refused.code)}, not LINK_AUTH_FAILED`);
           await rogue.kill9();
           await rm(join(dir, `rogue-${i}`), { recursive: true, force: true });
+          break;
+        }
+        case 'source-disk-full':
+        case 'replica-disk-full': {
+          const disk = kind === 'source-disk-full' ? srcDisk! : repDisk!;
+          fillDisk(disk);
+          await sleep(1500);
+          await rm(join(disk, 'filler'), { force: true });
           break;
         }
         case 'garbage': {
@@ -241,37 +276,45 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
       return lost;
     };
     const reader = await connectNbd({ host: '127.0.0.1', port: source.nbd, exportName: 'vol' });
-    let lost = await bytesLost((first, count) => reader.read(first * BS, count * BS), 'source');
+    lost = await bytesLost((first, count) => reader.read(first * BS, count * BS), 'source');
     await reader.close();
     await replica.stop();
     killed.add(replica);
-    const image = await openVolume(join(dir, 'rep'));
+    const image = await openVolume(repDir);
     try {
       lost += await bytesLost((first, count) => image.read(first * BS, count * BS), 'replica');
     } finally {
       await image.shutdown();
     }
-    sourceEvents.push(...source.p.events);
-    replicaEvents.push(...replica.events);
-    const { checked, mismatches } = checkInvariant(sourceEvents, replicaEvents);
-    problems.push(...mismatches.map((m) => `replica not equal to the source's point: ${m}`));
-    return {
-      faults: Object.values(byKind).reduce((a, b) => a + b, 0),
-      violations: problems.length,
-      bytes_lost: lost,
-      by_kind: byKind,
-      points_checked: checked,
-      writes_acked: acked,
-      seed: options.seed,
-      duration_s: Math.round((Date.now() - started) / 100) / 10,
-      problems,
-    };
+  } catch (err) {
+    // Something that should have happened did not (a point never committed, a process
+    // never came up): that is a violation too, with what the processes said last.
+    problems.push(`the campaign could not go on: ${(err as Error).message}`);
   } finally {
     writing = false;
     await link.close();
     for (const p of procs) await p.kill9();
+    for (const disk of [srcDisk, repDisk]) if (disk !== null) unmountTmpfs(disk);
     await rm(dir, { recursive: true, force: true });
   }
+  sourceEvents.push(...source.p.events);
+  replicaEvents.push(...replica.events);
+  const invariant = checkInvariant(sourceEvents, replicaEvents);
+  checked = invariant.checked;
+  problems.push(...invariant.mismatches.map((m) => `replica not equal to the source's point: ${m}`));
+  return {
+    faults: Object.values(byKind).reduce((a, b) => a + b, 0),
+    violations: problems.length,
+    bytes_lost: lost,
+    by_kind: byKind,
+    points_checked: checked,
+    writes_acked: acked,
+    writes_refused: refused,
+    disk_faults: diskFaults,
+    seed: options.seed,
+    duration_s: Math.round((Date.now() - started) / 100) / 10,
+    problems,
+  };
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
@@ -291,7 +334,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (!json) {
     process.stdout.write(`fault campaign, seed ${r.seed}: ${r.faults} faults in ${r.duration_s} s\n`);
     for (const [k, c] of Object.entries(r.by_kind)) process.stdout.write(`  ${k.padEnd(20)} ${c}\n`);
-    process.stdout.write(`points checked ${r.points_checked}, writes acknowledged ${r.writes_acked}\n`);
+    process.stdout.write(`points checked ${r.points_checked}, writes acknowledged ${r.writes_acked}, refused ${r.writes_refused}${r.disk_faults ? '' : ' (no disk faults: mounting a tmpfs needs root)'}\n`);
     process.stdout.write(`violations ${r.violations}, bytes lost ${r.bytes_lost}\n`);
     for (const p of r.problems) process.stdout.write(`  ${p}\n`);
   }

@@ -1,60 +1,20 @@
 /**
- * Small real file systems for full-disk tests: a tmpfs per call (mounting needs root, as on
- * the CI machine; where it is not allowed, smallDisk says null and the test skips), and a
- * filler that takes what is left. Every disk is unmounted and removed after the test file.
+ * Small real file systems for full-disk tests (disk.ts): a tmpfs per call, or null where
+ * mounting is not allowed (the test skips), unmounted and removed after the test file.
  */
-import { execFileSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll } from 'vitest';
+import { mountTmpfs, unmountTmpfs } from './disk';
+
+export { fillDisk, resizeDisk } from './disk';
 
 const mounted: string[] = [];
 afterAll(() => {
-  for (const dir of mounted.splice(0)) {
-    try {
-      execFileSync('umount', ['-l', dir], { stdio: 'ignore' });
-    } catch {
-      // unmounted by the test already
-    }
-    rmSync(dir, { recursive: true, force: true });
-  }
+  for (const dir of mounted.splice(0)) unmountTmpfs(dir);
 });
 
 /** A tmpfs of `size` ("8m", "200k") at a new directory, or null where mounting is not allowed. */
 export function smallDisk(size: string): string | null {
-  const dir = mkdtempSync(join(tmpdir(), 'headstart-disk-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', dir], { stdio: 'ignore' });
-  } catch {
-    rmSync(dir, { recursive: true, force: true });
-    return null;
-  }
-  mounted.push(dir);
+  const dir = mountTmpfs(size);
+  if (dir !== null) mounted.push(dir);
   return dir;
-}
-
-/** Grows (or shrinks) a disk from smallDisk in place. */
-export function resizeDisk(dir: string, size: string): void {
-  execFileSync('mount', ['-o', `remount,size=${size}`, dir]);
-}
-
-/** Takes every byte left on the file system at `dir` but `leave`, in a file named `filler`. */
-export function fillDisk(dir: string, leave = 0): void {
-  const fd = openSync(join(dir, 'filler'), 'a');
-  try {
-    for (const chunk of [1 << 16, 4096, 512]) {
-      try {
-        for (;;) {
-          const s = statfsSync(dir);
-          if (s.bavail * s.bsize - chunk < leave) break;
-          writeSync(fd, Buffer.alloc(chunk, 7));
-        }
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      }
-    }
-  } finally {
-    closeSync(fd);
-  }
 }

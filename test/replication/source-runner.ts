@@ -6,6 +6,7 @@
  * any point can still be computed after a restart.
  */
 import { existsSync } from 'node:fs';
+import { isHeadstartError } from '@headstart/errors';
 import { startNbdServer } from '@headstart/nbd';
 import { atSnapshotPolicy, continuousPolicy, startSource } from '@headstart/replication';
 import { createVolume, openVolume } from '@headstart/volume';
@@ -39,7 +40,16 @@ const link = await startSource({
   rateLimit: cfg.rateLimit ?? null,
   onEvent: (e) => emit({ event: 'source', ...e }),
 });
-for (const p of volume.snapshots()) if (volume.isReadable(p.n)) emit({ event: 'closed', n: p.n, hash: await pointHash(volume, p.n) });
+for (const p of volume.snapshots()) {
+  if (!volume.isReadable(p.n)) continue;
+  // 'hold' keeps the points after the one it was added at; that one goes as soon as r1
+  // acknowledges it, which can happen while it is being hashed here.
+  const hash = await pointHash(volume, p.n).catch((err: unknown) => {
+    if (isHeadstartError(err, 'SNAPSHOT_RELEASED')) return null;
+    throw err;
+  });
+  if (hash !== null) emit({ event: 'closed', n: p.n, hash });
+}
 if (cfg.nbd) {
   const nbd = await startNbdServer({ exports: { vol: volume }, defaultExport: 'vol' });
   emit({ event: 'nbd', port: nbd.port });
@@ -69,8 +79,12 @@ async function closer(): Promise<void> {
   while (!stopping) {
     await new Promise((r) => setTimeout(r, cfg.intervalMs));
     if (stopping) break;
-    const p = await volume.closeSnapshot();
-    emit({ event: 'closed', n: p.n, hash: await pointHash(volume, p.n) });
+    // A close that fails (a full disk) changes nothing; the next interval tries again, as the node does.
+    const p = await volume.closeSnapshot().catch((err: Error) => {
+      emit({ event: 'close-failed', message: err.message });
+      return null;
+    });
+    if (p) emit({ event: 'closed', n: p.n, hash: await pointHash(volume, p.n) });
   }
 }
 void writer();
