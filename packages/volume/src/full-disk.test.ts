@@ -69,13 +69,16 @@ describe.skipIf(!canMount)('a volume whose disk fills up', () => {
     expect([...codes]).toEqual(['VOLUME_NO_SPACE']);
     const open = v.openSnapshot;
     const dirtyBefore = v.dirtyBlocks(open).size;
-    // Nor a close: it fails, and nothing changed.
+    // Nor a close: it fails, and nothing changed (and a consistency group's check says so first).
+    expect(() => v.checkCanClose()).toThrow(/no space left on device/);
+    expect(() => v.checkCanChangeRole()).toThrow(/no space left on device/);
     expect(await failure(v.closeSnapshot())).toBe('VOLUME_NO_SPACE');
     expect(v.openSnapshot).toBe(open);
     expect(v.dirtyBlocks(open).size).toBe(dirtyBefore);
     // Point `closed` still reads exactly: every block as it was, 1s.
     expect((await v.readBlocksAt(closed.n, 0, 64)).equals(Buffer.alloc(64 * BS, 1))).toBe(true);
     resizeDisk(disk, '64m');
+    v.checkCanClose();
     for (let b = 0; b < 64; b++) await v.write(b * BS, Buffer.alloc(BS, 3));
     const next = await v.closeSnapshot();
     expect((await v.readBlocksAt(closed.n, 0, 64)).equals(Buffer.alloc(64 * BS, 1))).toBe(true);

@@ -485,33 +485,25 @@ export class Volume implements BlockDevice {
   }
 
   /**
-   * Closes the open snapshot: every write that arrived before this call belongs to it, every
-   * later one to the next. Resolves once the point is recorded and its writes are complete.
-   */
-  /**
    * Throws what closeSnapshot would throw before changing anything (a replica, no room for
    * the close's record): a consistency group checks every member first, so that its volumes
    * close together or not at all.
    */
   checkCanClose(): void {
     this.checkWritable();
-    try {
-      this.space.forMetadata(`recording the close of snapshot point ${this.openN}`);
-    } catch (err) {
-      throw storeError(err, `recording the close of snapshot point ${this.openN}`, this.space);
-    }
+    this.space.forMetadata(`recording the close of snapshot point ${this.openN}`);
   }
 
   /** Throws what setRole would throw for want of room for its record, before anything changes (a group checks every member first). */
   checkCanChangeRole(): void {
     this.checkOpen();
-    try {
-      this.space.forMetadata(`changing volume ${this.record.name}'s role`);
-    } catch (err) {
-      throw storeError(err, `changing volume ${this.record.name}'s role`, this.space);
-    }
+    this.space.forMetadata(`changing volume ${this.record.name}'s role`);
   }
 
+  /**
+   * Closes the open snapshot: every write that arrived before this call belongs to it, every
+   * later one to the next. Resolves once the point is recorded and its writes are complete.
+   */
   async closeSnapshot(options: { scheduledAt?: number } = {}): Promise<SnapshotPoint> {
     this.checkWritable();
     const n = this.openN;
