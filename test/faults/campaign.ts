@@ -23,7 +23,9 @@
  * writes left there (a write that failed because the source was killed may have landed or
  * not); every other 4 KiB block counts as lost bytes.
  *
- * `npm run faults -- [--quick] [--faults N] [--seed N] [--json]`; `--quick` is 50 faults.
+ * The source ships with the node's predictive planner (`--policy` continuous or at-snapshot
+ * for the others). `npm run faults -- [--quick] [--faults N] [--seed N] [--policy P] [--json]`;
+ * `--quick` is 50 faults.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -60,6 +62,8 @@ export interface CampaignResult {
   /** Writes the source refused with an error (a full disk): they must have changed nothing. */
   writes_refused: number;
   seed: number;
+  /** The source's pre-send policy. */
+  policy: CampaignPolicy;
   duration_s: number;
   /** Whether the disk faults ran (they need to mount a tmpfs). */
   disk_faults: boolean;
@@ -80,7 +84,10 @@ function rng(seed: number): () => number {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const blockHash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
-export async function runCampaign(options: { faults: number; seed: number; log?: (line: string) => void }): Promise<CampaignResult> {
+export type CampaignPolicy = 'predictive' | 'continuous' | 'at-snapshot';
+
+export async function runCampaign(options: { faults: number; seed: number; policy?: CampaignPolicy; log?: (line: string) => void }): Promise<CampaignResult> {
+  const policy = options.policy ?? 'predictive'; // the node's default
   const started = Date.now();
   const log = options.log ?? (() => {});
   const random = rng(options.seed);
@@ -117,7 +124,7 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
   let replica = await startReplica();
   const link = await FaultyLink.start(replicaPort);
   const startSource = async (): Promise<{ p: Proc; nbd: number }> => {
-    const p = new Proc('source-runner.ts', { dir: srcDir, size: SIZE, id: ID, secret: SECRET, url: `ws://127.0.0.1:${link.port}`, intervalMs: 700, nbd: true, rateLimit: 4 * 1024 * 1024 });
+    const p = new Proc('source-runner.ts', { dir: srcDir, size: SIZE, id: ID, secret: SECRET, url: `ws://127.0.0.1:${link.port}`, intervalMs: 700, nbd: true, rateLimit: 4 * 1024 * 1024, policy });
     procs.push(p);
     const e = await p.waitFor((x) => x.event === 'nbd', 60_000, 'source NBD export');
     return { p, nbd: e.port as number };
@@ -312,6 +319,7 @@ export async function runCampaign(options: { faults: number; seed: number; log?:
     writes_refused: refused,
     disk_faults: diskFaults,
     seed: options.seed,
+    policy,
     duration_s: Math.round((Date.now() - started) / 100) / 10,
     problems,
   };
@@ -326,13 +334,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const json = args.includes('--json');
   const faults = Number(value('--faults') ?? (args.includes('--quick') ? 50 : 200));
   const seed = Number(value('--seed') ?? Date.now() % 100_000);
-  if (!Number.isInteger(faults) || faults < 1 || !Number.isInteger(seed)) {
-    process.stderr.write('usage: npm run faults -- [--quick] [--faults N] [--seed N] [--json]\n');
+  const policy = (value('--policy') ?? 'predictive') as CampaignPolicy;
+  if (!Number.isInteger(faults) || faults < 1 || !Number.isInteger(seed) || !['predictive', 'continuous', 'at-snapshot'].includes(policy)) {
+    process.stderr.write('usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--json]\n');
     process.exit(2);
   }
-  const r = await runCampaign({ faults, seed, log: (l) => process.stderr.write(`${l}\n`) });
+  const r = await runCampaign({ faults, seed, policy, log: (l) => process.stderr.write(`${l}\n`) });
   if (!json) {
-    process.stdout.write(`fault campaign, seed ${r.seed}: ${r.faults} faults in ${r.duration_s} s\n`);
+    process.stdout.write(`fault campaign, seed ${r.seed}, policy ${r.policy}: ${r.faults} faults in ${r.duration_s} s\n`);
     for (const [k, c] of Object.entries(r.by_kind)) process.stdout.write(`  ${k.padEnd(20)} ${c}\n`);
     process.stdout.write(`points checked ${r.points_checked}, writes acknowledged ${r.writes_acked}, refused ${r.writes_refused}${r.disk_faults ? '' : ' (no disk faults: mounting a tmpfs needs root)'}\n`);
     process.stdout.write(`violations ${r.violations}, bytes lost ${r.bytes_lost}\n`);

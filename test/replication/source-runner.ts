@@ -8,6 +8,7 @@
 import { existsSync } from 'node:fs';
 import { isHeadstartError } from '@headstart/errors';
 import { startNbdServer } from '@headstart/nbd';
+import { predictivePolicy } from '@headstart/node';
 import { atSnapshotPolicy, continuousPolicy, startSource } from '@headstart/replication';
 import { createVolume, openVolume } from '@headstart/volume';
 import { config, emit, pointHash } from './runner-common';
@@ -19,7 +20,8 @@ interface Config {
   secret: string;
   url: string;
   intervalMs: number;
-  policy?: 'continuous' | 'at-snapshot';
+  /** Default continuous; predictive is the node's planner (@headstart/node), told of each close as the node tells it. */
+  policy?: 'continuous' | 'at-snapshot' | 'predictive';
   rateLimit?: number | null;
   /** Blocks written per write burst (0: no writes of its own). */
   writeBlocks?: number;
@@ -31,12 +33,14 @@ interface Config {
 const cfg = config<Config>();
 const volume = existsSync(`${cfg.dir}/meta.lmdb`) ? await openVolume(cfg.dir) : await createVolume(cfg.dir, { size: cfg.size, id: cfg.id });
 if (!volume.sinks().some((s) => s.name === 'hold')) await volume.addSink('hold', { acked: volume.latestClosed!.n });
+let nextCloseAt = Date.now() + cfg.intervalMs;
+const predictive = cfg.policy === 'predictive' ? predictivePolicy({ volume, nextCloseAt: () => nextCloseAt, linkHint: cfg.rateLimit ?? undefined }) : null;
 const link = await startSource({
   volume,
   sink: 'r1',
   url: cfg.url,
   secret: cfg.secret,
-  policy: cfg.policy === 'at-snapshot' ? atSnapshotPolicy() : continuousPolicy(),
+  policy: predictive ?? (cfg.policy === 'at-snapshot' ? atSnapshotPolicy() : continuousPolicy()),
   rateLimit: cfg.rateLimit ?? null,
   onEvent: (e) => emit({ event: 'source', ...e }),
 });
@@ -77,14 +81,19 @@ async function writer(): Promise<void> {
 }
 async function closer(): Promise<void> {
   while (!stopping) {
-    await new Promise((r) => setTimeout(r, cfg.intervalMs));
+    await new Promise((r) => setTimeout(r, Math.max(0, nextCloseAt - Date.now())));
     if (stopping) break;
     // A close that fails (a full disk) changes nothing; the next interval tries again, as the node does.
     const p = await volume.closeSnapshot().catch((err: Error) => {
       emit({ event: 'close-failed', message: err.message });
       return null;
     });
-    if (p) emit({ event: 'closed', n: p.n, hash: await pointHash(volume, p.n) });
+    if (p) {
+      nextCloseAt = Date.now() + cfg.intervalMs;
+      predictive?.schedule(nextCloseAt);
+      predictive?.onClose(p.n, p.closedAt, nextCloseAt);
+      emit({ event: 'closed', n: p.n, hash: await pointHash(volume, p.n) });
+    } else nextCloseAt = Date.now() + cfg.intervalMs;
   }
 }
 void writer();

@@ -12,4 +12,5 @@ export { runGeneratedWorkload, replayTrace, type WorkloadStats, type TraceWrite 
 export { createLogger, silentLogger, type Logger } from './logger';
 export { scheduleFrom, intervalSchedule, cronSchedule, type Schedule } from './schedule';
 export { toFeedStatus, feedSource } from './dashboard';
+export { predictivePolicy, type PredictivePolicy } from './predictive';
 export { hashPoint, rangeHash, differingRanges, compareWithReplica, parseNbdUrl, VERIFY_RANGE_BYTES, type VerifyPlan, type VerifyOutcome } from './verify';
