@@ -10,7 +10,8 @@
  * each interval. The replica site is killed -9 twice while it replicates, then the source
  * site is killed -9 (the disaster) and the replica site once more; one `promote` must make
  * both volumes primary at the same point, and the pair must satisfy the invariant. Then
- * the old site returns and one `demote` fails both volumes back.
+ * the old site returns and one `demote` fails both volumes back. On the way, the dashboard
+ * names the group on each row.
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -19,6 +20,7 @@ import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
 import { killHard, runCli, startServe, waitFor } from '../helpers/cli';
 import { pairedSites } from '../helpers/sites';
+import { openBrowser } from '../dashboard/browser';
 import { tempDir } from '../helpers/tmp';
 
 const BS = 4096;
@@ -83,6 +85,19 @@ describe('a consistency group', () => {
         await new Promise((r) => setTimeout(r, 400));
       }
     })().catch(() => undefined);
+
+    // The dashboard (headless Chromium) names each row's group.
+    const dashboard = /dashboard:\s+(http:\/\/\S+)/.exec(siteA.log())?.[1];
+    expect(dashboard, 'site-a printed its dashboard URL').toBeDefined();
+    const browser = await openBrowser();
+    try {
+      const page = await browser.newPage();
+      await page.goto(dashboard!);
+      const cell = page.locator('#sink-rows .row[data-volume="db"][data-sink="site-b"] [data-col="volume"]');
+      await expect.poll(() => cell.textContent(), { timeout: 20_000 }).toBe('db · group app');
+    } finally {
+      await browser.close();
+    }
 
     // db's points take longer over the capped link: the replica's wal waits for them, and says so.
     const held = await waitFor('wal held for db on site-b', async () => (await status(b))?.volumes.find((v) => v.name === 'wal')?.groupWait ?? null, 20_000, 100);

@@ -115,5 +115,6 @@ function toFeedVolume(v: VolumeView, now: number): FeedVolume {
     sinks,
     disk: v.disk,
     closeFailing: v.closeFailing === null ? null : { code: v.closeFailing.code, since: v.closeFailing.since, attempts: v.closeFailing.attempts },
+    group: v.group,
   };
 }

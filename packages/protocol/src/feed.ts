@@ -109,6 +109,8 @@ export interface FeedVolume extends VolumeStatus {
   readonly disk?: FeedDisk;
   /** A scheduled close that keeps failing (the node retries it), or null (absent from older nodes). */
   readonly closeFailing?: { readonly code: string; readonly since: number; readonly attempts: number } | null;
+  /** The consistency group the volume closes, commits and fails over with, or null (absent from older nodes). */
+  readonly group?: string | null;
 }
 
 export interface FeedDisk {

@@ -156,7 +156,7 @@ export class SinkTable {
     const vol = row.volume;
     const s = row.sink;
     const since = Math.max(0, now - row.statusTime);
-    this.set(v, 'volume', vol.name);
+    this.set(v, 'volume', vol.group ? `${vol.name} · group ${vol.group}` : vol.name);
     this.set(v, 'sink', s?.name ?? '—');
     this.set(v, 'role', `${vol.role} · e${vol.epoch}`);
     const cp = s ? s.committedPoint : vol.committedPoint;
