@@ -565,8 +565,13 @@ class Node implements HeadstartNode {
    * and the replica, seeing it skip the time, does not wait for it (the group is not
    * consistent at that point, which a promotion then reports).
    */
-  private async closePoints(unit: readonly Managed[], scheduledAt: number): Promise<Map<Managed, SnapshotPoint>> {
+  private async closePoints(unit: readonly Managed[], requestedAt: number): Promise<Map<Managed, SnapshotPoint>> {
     for (const x of unit) x.volume.checkCanClose();
+    // A group's points are known on the replica by their scheduled time, which must grow: a
+    // clock stepped back would make a new point look older than the last, and the replica's
+    // barrier would let a member commit it alone (commit-group.ts).
+    const last = unit.length > 1 ? Math.max(...unit.map((x) => x.volume.latestClosed?.scheduledAt ?? -Infinity)) : -Infinity;
+    const scheduledAt = requestedAt > last ? requestedAt : last + 1;
     const closing = unit.map((x) => x.volume.closeSnapshot({ scheduledAt }).then((point) => ({ x, point }), (err: unknown) => ({ x, err })));
     const results = await Promise.all(closing);
     const points = new Map<Managed, SnapshotPoint>();
