@@ -67,7 +67,7 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('status')
-    .description('Per volume and sink: role, epoch, last committed point, lag, RPO age, link state, D, B, next close, whether the planner resumed its saved model; flags NOT CONVERGING, CLOSE FAILING, DISK NEARLY FULL / DISK FULL')
+    .description('Per volume and sink: role, epoch, last committed point, lag, RPO age, link state, D, B, next close, whether the planner resumed its saved model; flags NOT CONVERGING, CLOSE FAILING, DISK NEARLY FULL / DISK FULL, GROUP WAIT')
     .addOption(configOption())
     .option('--json', 'print JSON')
     .action(async (o: { config: string; json?: boolean }) => {
