@@ -433,6 +433,7 @@ class Node implements HeadstartNode {
       const peer = this.config.peers.find((p) => p.name === sinkName)!;
       const link = await startSource({
         volume: m.volume,
+        group: m.config.group,
         sink: peer.name,
         url: peer.url,
         secret: this.secret,

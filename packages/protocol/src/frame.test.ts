@@ -14,6 +14,7 @@ const samples = (): Message[] => {
   const data = Buffer.alloc(4096, 3);
   return [
     { type: 'HELLO', versionMin: 2, versionMax: 2, node: 'a', nonce, volume: { id: 'v1', epoch: 2, size: 1 << 20, blockSize: 4096 } },
+    { type: 'HELLO', versionMin: 2, versionMax: 2, node: 'a', nonce, volume: { id: 'v1', epoch: 2, size: 1 << 20, blockSize: 4096, group: 'app' } },
     { type: 'CHALLENGE', version: 2, node: 'b', nonce },
     { type: 'AUTH', proof: Buffer.alloc(32, 2) },
     { type: 'RESUME', proof: Buffer.alloc(32, 1), epoch: 1, committed: { n: 3, scheduledAt: 10, closedAt: 11, lastSeq: 99 }, haveCopy: false, staged: [{ n: 4, entries: Buffer.alloc(32, 9) }] },

@@ -195,7 +195,8 @@ function point(v: unknown, what: string): WirePoint {
 }
 function volume(v: unknown): WireVolume {
   const o = obj(v, 'HELLO.volume');
-  return { id: text(o.id, 'volume.id', 256), epoch: uint(o.epoch, 'volume.epoch'), size: uint(o.size, 'volume.size'), blockSize: uint(o.blockSize, 'volume.blockSize', MAX_BLOCK_SIZE) };
+  const w: WireVolume = { id: text(o.id, 'volume.id', 256), epoch: uint(o.epoch, 'volume.epoch'), size: uint(o.size, 'volume.size'), blockSize: uint(o.blockSize, 'volume.blockSize', MAX_BLOCK_SIZE) };
+  return o.group === undefined || o.group === null ? w : { ...w, group: text(o.group, 'volume.group', 64) };
 }
 
 function decodeBody(type: MessageType, o: Readonly<Record<string, unknown>>): Message {

@@ -24,6 +24,13 @@ export interface WireVolume {
   readonly epoch: number;
   readonly size: number;
   readonly blockSize: number;
+  /**
+   * The consistency group the source closes this volume with (absent: none, or a source
+   * older than groups). The replica refuses a stream whose group is not its own volume's:
+   * groups that differ between sites would promise an atomicity nobody enforces. Not bound
+   * into the proofs (it is configuration, checked, not identity).
+   */
+  readonly group?: string;
 }
 
 export interface HelloMsg {

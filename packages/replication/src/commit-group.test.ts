@@ -61,7 +61,7 @@ async function makeSite(): Promise<Site> {
 }
 
 async function link(s: Site, id: Id): Promise<SourceLink> {
-  const l = await startSource({ volume: s.sources[id], sink: 'r', url: s.server.url, secret: SECRET });
+  const l = await startSource({ volume: s.sources[id], group: 'app', sink: 'r', url: s.server.url, secret: SECRET });
   s.links[id] = l;
   return l;
 }
@@ -203,6 +203,23 @@ describe('a consistency group on the replica', () => {
     release();
     await s.links.log!.waitAcked(p.log, 15_000);
     expect(s.replicas.log.committed?.scheduledAt).toBe(T);
+  });
+
+  it('refuses a source whose volume is not in the replica volume\'s group, saying so', async () => {
+    const s = await makeSite();
+    for (const group of ['other', undefined]) {
+      const events: { type: string; code?: string; message?: string }[] = [];
+      const l = await startSource({ volume: s.sources.data, group, sink: 'r', url: s.server.url, secret: SECRET, onEvent: (e) => events.push(e) });
+      try {
+        await until('the refusal', () => events.some((e) => e.type === 'disconnected'));
+      } finally {
+        await l.stop();
+      }
+      const refusal = events.find((e) => e.type === 'disconnected')!;
+      expect(refusal.code).toBe('REPL_VOLUME_MISMATCH');
+      expect(refusal.message).toContain(`source volume data is ${group ? 'in consistency group other' : 'in no consistency group'}, this replica's is in consistency group app: configure the same group on both sites`);
+    }
+    expect(s.replicas.data.committed).toBeNull();
   });
 
   it('does not wait for a member whose source skipped the point', async () => {

@@ -240,6 +240,12 @@ class ReplicaSession {
     if (info.size !== vol.size || info.blockSize !== vol.blockSize) {
       throw new HeadstartError('REPL_VOLUME_MISMATCH', `source volume ${vol.id} is ${vol.size} B in ${vol.blockSize} B blocks, the replica ${info.size} B in ${info.blockSize} B blocks`);
     }
+    const theirs = vol.group ?? null;
+    const ours = target.config.group ?? null;
+    if (theirs !== ours) {
+      const say = (g: string | null) => (g === null ? 'in no consistency group' : `in consistency group ${g}`);
+      throw new HeadstartError('REPL_VOLUME_MISMATCH', `source volume ${vol.id} is ${say(theirs)}, this replica's is ${say(ours)}: configure the same group on both sites`);
+    }
     if (info.role !== 'replica') throw new HeadstartError('REPL_EPOCH_FENCED', `volume ${vol.id} was promoted here (epoch ${info.epoch}); it no longer accepts a stream`);
     if (vol.epoch < info.epoch) throw new HeadstartError('REPL_EPOCH_FENCED', `source epoch ${vol.epoch} is below the replica's epoch ${info.epoch}: refused (fencing)`);
     // A newer connection replaces an older one (the source reconnected before we saw the old one drop).

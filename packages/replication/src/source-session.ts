@@ -43,6 +43,8 @@ export interface ShippedSnapshot {
 
 export interface SessionContext {
   readonly volume: Volume;
+  /** The volume's consistency group, told to the replica in HELLO. */
+  readonly group?: string;
   readonly sink: string;
   readonly secret: string | Uint8Array;
   readonly node: string;
@@ -83,7 +85,7 @@ export class SourceSession {
 
   constructor(ws: WebSocket, private readonly ctx: SessionContext) {
     const info = ctx.volume.info;
-    this.wire = { id: info.id, epoch: info.epoch, size: info.size, blockSize: info.blockSize };
+    this.wire = { id: info.id, epoch: info.epoch, size: info.size, blockSize: info.blockSize, ...(ctx.group === undefined ? {} : { group: ctx.group }) };
     this.link = new Link(ws, new SourceInbound(), (m) => this.handle(m));
     ws.on('open', () => this.link.send({ type: 'HELLO', versionMin: PROTOCOL_VERSION_MIN, versionMax: PROTOCOL_VERSION_MAX, node: ctx.node, nonce: this.nonce, volume: this.wire }));
     const keepalive = setInterval(() => {

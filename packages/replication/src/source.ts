@@ -17,6 +17,8 @@ import { SourceSession, type ShippedSnapshot } from './source-session';
 
 export interface SourceOptions {
   readonly volume: Volume;
+  /** The volume's consistency group (the replica's volume must be in the same one). */
+  readonly group?: string;
   /** The sink's name on the volume (created with a full-copy baseline if missing). */
   readonly sink: string;
   /** ws://host:port or wss://host:port of the replica node. */
@@ -169,6 +171,7 @@ class Source implements SourceLink {
       const o = this.options;
       const session = new SourceSession(ws, {
         volume: o.volume,
+        group: o.group,
         sink: o.sink,
         secret: o.secret,
         node: o.node ?? 'source',
