@@ -1,6 +1,7 @@
 /**
  * A short fault campaign (campaign.ts) on every CI run: every kind of fault at least once,
- * against real processes, real sockets and kill -9. `npm run faults -- --quick` runs 50.
+ * against real processes, real sockets and kill -9, for one volume and for a consistency
+ * group of two. `npm run faults -- --quick [--group]` runs 50.
  */
 import { describe, expect, it } from 'vitest';
 import { FAULT_KINDS, runCampaign } from './campaign';
@@ -17,5 +18,12 @@ describe('fault campaign', () => {
     if (r.disk_faults) expect(r.writes_refused, 'the full source disk refused writes').toBeGreaterThan(0);
     expect(r.points_checked, 'points compared with the source').toBeGreaterThanOrEqual(5);
     expect(r.writes_acked).toBeGreaterThan(100);
+  }, 240_000);
+
+  it('a consistency group under faults: after every replica restart both volumes hold one point', async () => {
+    const r = await runCampaign({ faults: 16, seed: 1 + (Date.now() % 1000), group: true });
+    expect(r.problems, `seed ${r.seed}`).toEqual([]);
+    expect(r.bytes_lost).toBe(0);
+    expect(r.group_restarts_checked, 'restarts where both held a point of the group').toBeGreaterThanOrEqual(1);
   }, 240_000);
 });

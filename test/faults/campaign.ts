@@ -24,7 +24,9 @@
  * not); every other 4 KiB block counts as lost bytes.
  *
  * The source ships with the node's predictive planner (`--policy` continuous or at-snapshot
- * for the others). `npm run faults -- [--quick] [--faults N] [--seed N] [--policy P] [--json]`;
+ * for the others). `--group`: two volumes in a consistency group on both sides (the
+ * runners close them in one step and the replica commits them together), written at random;
+ * also judged: after every replica restart both hold the same point. `npm run faults -- [--quick] [--faults N] [--seed N] [--policy P] [--json]`;
  * `--quick` is 50 faults.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -64,6 +66,10 @@ export interface CampaignResult {
   seed: number;
   /** The source's pre-send policy. */
   policy: CampaignPolicy;
+  /** Whether the source and the replica ran a consistency group of two volumes (--group). */
+  group: boolean;
+  /** Replica restarts after which both volumes held a point closed for both (each checked to be the same one). */
+  group_restarts_checked: number;
   duration_s: number;
   /** Whether the disk faults ran (they need to mount a tmpfs). */
   disk_faults: boolean;
@@ -86,8 +92,11 @@ const blockHash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 export type CampaignPolicy = 'predictive' | 'continuous' | 'at-snapshot';
 
-export async function runCampaign(options: { faults: number; seed: number; policy?: CampaignPolicy; log?: (line: string) => void }): Promise<CampaignResult> {
+export async function runCampaign(options: { faults: number; seed: number; policy?: CampaignPolicy; group?: boolean; log?: (line: string) => void }): Promise<CampaignResult> {
   const policy = options.policy ?? 'predictive'; // the node's default
+  // One volume, or a consistency group of two (runners' `members`): their exports' names.
+  const volumes = options.group ? ['wal', 'db'] : ['vol'];
+  const layout = options.group ? { members: volumes, group: 'app' } : { id: ID };
   const started = Date.now();
   const log = options.log ?? (() => {});
   const random = rng(options.seed);
@@ -114,37 +123,44 @@ export async function runCampaign(options: { faults: number; seed: number; polic
   }
 
   let replicaPort = 0;
+  /** What each replica process held once it had recovered: a group's volumes, one point. */
+  const recoveries: { volume: string; scheduledAt: number | null }[][] = [];
   const startReplica = async (): Promise<Proc> => {
-    const p = new Proc('replica-runner.ts', { dir: repDir, size: SIZE, id: ID, secret: SECRET, port: replicaPort });
+    const p = new Proc('replica-runner.ts', { dir: repDir, size: SIZE, ...layout, secret: SECRET, port: replicaPort });
     procs.push(p);
     const e = await p.waitFor((x) => x.event === 'listening', 60_000, 'replica listening');
     replicaPort = e.port as number;
+    recoveries.push(p.events.filter((x) => x.event === 'recovered').map((x) => ({ volume: x.volume as string, scheduledAt: x.scheduledAt as number | null })));
     return p;
   };
   let replica = await startReplica();
   const link = await FaultyLink.start(replicaPort);
   const startSource = async (): Promise<{ p: Proc; nbd: number }> => {
-    const p = new Proc('source-runner.ts', { dir: srcDir, size: SIZE, id: ID, secret: SECRET, url: `ws://127.0.0.1:${link.port}`, intervalMs: 700, nbd: true, rateLimit: 4 * 1024 * 1024, policy });
+    const p = new Proc('source-runner.ts', { dir: srcDir, size: SIZE, ...layout, secret: SECRET, url: `ws://127.0.0.1:${link.port}`, intervalMs: 700, nbd: true, rateLimit: 4 * 1024 * 1024, policy });
     procs.push(p);
     const e = await p.waitFor((x) => x.event === 'nbd', 60_000, 'source NBD export');
     return { p, nbd: e.port as number };
   };
   let source = await startSource();
 
-  // The writer: one write at a time, 1-8 blocks of fresh random bytes at a random place.
-  // allowed[block]: the contents the block may hold (one after an acknowledged write; the
-  // old and the new after a write that failed in flight).
-  const allowed = new Map<number, Set<string>>();
+  // The writer: one write at a time, 1-8 blocks of fresh random bytes at a random place of
+  // a random volume. allowed[volume][block]: the contents the block may hold (one after an
+  // acknowledged write; the old and the new after a write that failed in flight).
+  const allowedOf = new Map(volumes.map((v) => [v, new Map<number, Set<string>>()]));
   const blocks = SIZE / BS;
-  let client: NbdClient | null = null;
+  const clients = new Map<string, NbdClient>();
   let writing = true;
   let acked = 0;
   let refused = 0;
   const writer = (async () => {
     while (writing) {
-      if (client === null) {
+      const name = volumes[Math.floor(random() * volumes.length)];
+      const allowed = allowedOf.get(name)!;
+      let client = clients.get(name);
+      if (client === undefined) {
         try {
-          client = await connectNbd({ host: '127.0.0.1', port: source.nbd, exportName: 'vol' });
+          client = await connectNbd({ host: '127.0.0.1', port: source.nbd, exportName: name });
+          clients.set(name, client);
         } catch {
           await sleep(100);
           continue;
@@ -171,7 +187,7 @@ export async function runCampaign(options: { faults: number; seed: number; polic
           s.add(h);
           allowed.set(first + i, s);
         });
-        client = null;
+        clients.clear();
       }
       await sleep(15);
     }
@@ -188,8 +204,18 @@ export async function runCampaign(options: { faults: number; seed: number; polic
   const byKind: Record<string, number> = {};
   let lost = 0;
   let checked = 0;
+  let groupRecoveries = 0;
   try {
     await replica.waitFor((e) => e.event === 'committed', 60_000, 'first commit');
+    if (options.group) {
+      // Faults start once the group holds a point of both volumes (first copies are each their own).
+      const common = () => {
+        const at = (v: string) => new Set(replica.events.filter((e) => e.event === 'committed' && e.volume === v).map((e) => e.scheduledAt));
+        const b = at(volumes[1]);
+        return [...at(volumes[0])].some((t) => b.has(t));
+      };
+      await replica.waitFor(() => common(), 60_000, 'a point of the group committed on both volumes');
+    }
     for (const [i, kind] of plan.entries()) {
       exitedOnItsOwn(replica, 'the replica');
       exitedOnItsOwn(source.p, 'the source');
@@ -263,14 +289,18 @@ export async function runCampaign(options: { faults: number; seed: number; polic
     writing = false;
     await writer;
     const closedAfter = source.p.events.length;
-    const final = await source.p.waitFor((e) => source.p.events.indexOf(e) >= closedAfter && e.event === 'closed', 30_000, 'a point after the last write');
-    const n = final.n as number;
-    await replica.waitFor((e) => (e.event === 'committed' && (e.n as number) >= n) || (e.event === 'listening' && ((e.committed as number | null) ?? -1) >= n), 120_000, `the replica committing point ${n}`);
+    for (const name of volumes) {
+      const final = await source.p.waitFor((e) => source.p.events.indexOf(e) >= closedAfter && e.event === 'closed' && e.volume === (options.group ? name : ID), 30_000, `a point of ${name} after the last write`);
+      const n = final.n as number;
+      const mine = (e: Ev) => e.volume === final.volume && ((e.event === 'committed' && (e.n as number) >= n) || (e.event === 'recovered' && ((e.n as number | null) ?? -1) >= n));
+      await replica.waitFor(mine, 120_000, `the replica committing point ${n} of ${name}`);
+    }
     exitedOnItsOwn(replica, 'the replica');
     exitedOnItsOwn(source.p, 'the source');
 
     // Every block as the acknowledged writes left it, on the source (its export) and the replica (its image).
-    const bytesLost = async (read: (first: number, count: number) => Promise<Buffer>, where: string) => {
+    const bytesLost = async (name: string, read: (first: number, count: number) => Promise<Buffer>, where: string) => {
+      const allowed = allowedOf.get(name)!;
       let lost = 0;
       for (let b = 0; b < blocks; b += 256) {
         const chunk = await read(b, 256);
@@ -279,24 +309,30 @@ export async function runCampaign(options: { faults: number; seed: number; polic
           if (want && !want.has(blockHash(chunk.subarray(i * BS, (i + 1) * BS)))) lost += BS;
         }
       }
-      if (lost > 0) problems.push(`${where}: ${lost} bytes differ from the acknowledged writes`);
+      if (lost > 0) problems.push(`${where}${options.group ? ` ${name}` : ''}: ${lost} bytes differ from the acknowledged writes`);
       return lost;
     };
-    const reader = await connectNbd({ host: '127.0.0.1', port: source.nbd, exportName: 'vol' });
-    lost = await bytesLost((first, count) => reader.read(first * BS, count * BS), 'source');
-    await reader.close();
+    for (const name of volumes) {
+      const reader = await connectNbd({ host: '127.0.0.1', port: source.nbd, exportName: name });
+      lost += await bytesLost(name, (first, count) => reader.read(first * BS, count * BS), 'source');
+      await reader.close();
+    }
     await replica.stop();
     killed.add(replica);
-    const image = await openVolume(repDir);
-    try {
-      lost += await bytesLost((first, count) => image.read(first * BS, count * BS), 'replica');
-    } finally {
-      await image.shutdown();
+    for (const name of volumes) {
+      const image = await openVolume(options.group ? join(repDir, name) : repDir);
+      try {
+        lost += await bytesLost(name, (first, count) => image.read(first * BS, count * BS), 'replica');
+      } finally {
+        await image.shutdown();
+      }
     }
   } catch (err) {
     // Something that should have happened did not (a point never committed, a process
     // never came up): that is a violation too, with what the processes said last.
-    problems.push(`the campaign could not go on: ${(err as Error).message}`);
+    const last = (p: Proc, event: string) => volumes.map((v) => [...p.events].reverse().find((e) => e.event === event && (e.volume === v || !options.group))).filter(Boolean);
+    const state = JSON.stringify({ links: last(source.p, 'link-status'), groupWaits: last(replica, 'group-wait') });
+    problems.push(`the campaign could not go on: ${(err as Error).message}\nlast known: ${state}`);
   } finally {
     writing = false;
     await link.close();
@@ -309,6 +345,20 @@ export async function runCampaign(options: { faults: number; seed: number; polic
   const invariant = checkInvariant(sourceEvents, replicaEvents);
   checked = invariant.checked;
   problems.push(...invariant.mismatches.map((m) => `replica not equal to the source's point: ${m}`));
+  if (options.group) {
+    // After every restart, the group's volumes hold one point: the same scheduled time, once
+    // both hold a point the source closed for both (first copies are each volume's own).
+    const closedAt = (v: string) => new Set(sourceEvents.filter((e) => e.event === 'closed' && e.volume === v).map((e) => e.scheduledAt as number));
+    const both = [...closedAt(volumes[0])].filter((t) => closedAt(volumes[1]).has(t));
+    const groupTimes = new Set(both);
+    for (const [i, r] of recoveries.entries()) {
+      const times = r.map((x) => x.scheduledAt);
+      if (times.every((t) => t !== null && groupTimes.has(t)) && new Set(times).size > 1) {
+        problems.push(`replica start ${i + 1}: the group's volumes hold different points: ${r.map((x) => `${x.volume} at ${x.scheduledAt}`).join(', ')}`);
+      }
+    }
+    groupRecoveries = recoveries.filter((r) => r.every((x) => x.scheduledAt !== null && groupTimes.has(x.scheduledAt))).length;
+  }
   return {
     faults: Object.values(byKind).reduce((a, b) => a + b, 0),
     violations: problems.length,
@@ -320,6 +370,8 @@ export async function runCampaign(options: { faults: number; seed: number; polic
     disk_faults: diskFaults,
     seed: options.seed,
     policy,
+    group: options.group === true,
+    group_restarts_checked: groupRecoveries,
     duration_s: Math.round((Date.now() - started) / 100) / 10,
     problems,
   };
@@ -335,13 +387,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const faults = Number(value('--faults') ?? (args.includes('--quick') ? 50 : 200));
   const seed = Number(value('--seed') ?? Date.now() % 100_000);
   const policy = (value('--policy') ?? 'predictive') as CampaignPolicy;
+  const group = args.includes('--group');
   if (!Number.isInteger(faults) || faults < 1 || !Number.isInteger(seed) || !['predictive', 'continuous', 'at-snapshot'].includes(policy)) {
-    process.stderr.write('usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--json]\n');
+    process.stderr.write('usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--group] [--json]\n');
     process.exit(2);
   }
-  const r = await runCampaign({ faults, seed, policy, log: (l) => process.stderr.write(`${l}\n`) });
+  const r = await runCampaign({ faults, seed, policy, group, log: (l) => process.stderr.write(`${l}\n`) });
   if (!json) {
-    process.stdout.write(`fault campaign, seed ${r.seed}, policy ${r.policy}: ${r.faults} faults in ${r.duration_s} s\n`);
+    process.stdout.write(`fault campaign, seed ${r.seed}, policy ${r.policy}${r.group ? `, a consistency group of two volumes (${r.group_restarts_checked} replica restarts checked for one common point)` : ''}: ${r.faults} faults in ${r.duration_s} s\n`);
     for (const [k, c] of Object.entries(r.by_kind)) process.stdout.write(`  ${k.padEnd(20)} ${c}\n`);
     process.stdout.write(`points checked ${r.points_checked}, writes acknowledged ${r.writes_acked}, refused ${r.writes_refused}${r.disk_faults ? '' : ' (no disk faults: mounting a tmpfs needs root)'}\n`);
     process.stdout.write(`violations ${r.violations}, bytes lost ${r.bytes_lost}\n`);

@@ -74,19 +74,20 @@ export class Proc {
   }
 }
 
-/** Every 'committed' (or recovered 'listening') hash on the replica equals the source's hash of that point. */
+/** Every 'committed' (or 'recovered', after a restart) hash on the replica equals the source's hash of that volume's point. */
 export function checkInvariant(sourceEvents: readonly Ev[], replicaEvents: readonly Ev[]): { checked: number; mismatches: string[] } {
-  const src = new Map<number, string>();
-  for (const e of sourceEvents) if (e.event === 'closed') src.set(e.n as number, e.hash as string);
+  const key = (e: Ev, n: number) => `${String(e.volume ?? '')}:${n}`;
+  const src = new Map<string, string>();
+  for (const e of sourceEvents) if (e.event === 'closed') src.set(key(e, e.n as number), e.hash as string);
   let checked = 0;
   const mismatches: string[] = [];
   for (const e of replicaEvents) {
-    const n = e.event === 'committed' ? (e.n as number) : e.event === 'listening' ? (e.committed as number | null) : null;
+    const n = e.event === 'committed' || e.event === 'recovered' ? (e.n as number | null) : null;
     if (n === null || typeof e.hash !== 'string') continue;
-    const want = src.get(n);
+    const want = src.get(key(e, n));
     if (want === undefined) continue;
     checked++;
-    if (want !== e.hash) mismatches.push(`point ${n}: replica ${e.hash.slice(0, 12)} source ${want.slice(0, 12)}`);
+    if (want !== e.hash) mismatches.push(`${e.volume ? `volume ${String(e.volume)} ` : ''}point ${n}: replica ${e.hash.slice(0, 12)} source ${want.slice(0, 12)}`);
   }
   return { checked, mismatches };
 }

@@ -4,8 +4,9 @@
  * that phase so a test can kill -9 the process there.
  */
 import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { startReplicaServer, type CommitPhase } from '@headstart/replication';
-import { createVolume, openVolume } from '@headstart/volume';
+import { createVolume, openVolume, type Volume } from '@headstart/volume';
 import { config, emit, imageHash } from './runner-common';
 
 interface Config {
@@ -20,27 +21,50 @@ interface Config {
   pauseFrom?: number;
   /** Skip hashing the image after each commit (benchmarks). */
   noHash?: boolean;
+  /** A consistency group of these volume ids, each in `dir/<id>`, named `group`; events name the volume. */
+  members?: string[];
+  group?: string;
 }
 
 const cfg = config<Config>();
-const volume = existsSync(`${cfg.dir}/meta.lmdb`) ? await openVolume(cfg.dir) : await createVolume(cfg.dir, { size: cfg.size, id: cfg.id, role: 'replica' });
+const specs = cfg.members ? cfg.members.map((id) => ({ id, dir: join(cfg.dir, id) })) : [{ id: cfg.id, dir: cfg.dir }];
+const volumes: { id: string; volume: Volume }[] = [];
+for (const spec of specs) {
+  volumes.push({ id: spec.id, volume: existsSync(`${spec.dir}/meta.lmdb`) ? await openVolume(spec.dir) : await createVolume(spec.dir, { size: cfg.size, id: spec.id, role: 'replica' }) });
+}
 const server = await startReplicaServer({
   secret: cfg.secret,
   port: cfg.port ?? 0,
-  volumes: [{
-    volume,
-    stagingDir: `${cfg.dir}-staging`,
-    onCommitPhase: async (phase, n) => {
-      const cpu = process.cpuUsage();
-      emit({ event: 'phase', phase, n, t: Date.now(), cpuUs: cpu.user + cpu.system, userUs: cpu.user, sysUs: cpu.system });
-      if (phase === 'finished') emit({ event: 'committed', n, hash: cfg.noHash ? null : await imageHash(volume), t: Date.now() });
-      if (cfg.pausePhase === phase && n >= (cfg.pauseFrom ?? 0)) await new Promise((r) => setTimeout(r, cfg.pauseMs ?? 5_000));
-    },
-  }],
+  volumes: specs.map((spec, i) => {
+    const volume = volumes[i].volume;
+    return {
+      volume,
+      stagingDir: `${spec.dir}-staging`,
+      group: cfg.group,
+      onCommitPhase: async (phase: CommitPhase, n: number) => {
+        const cpu = process.cpuUsage();
+        emit({ event: 'phase', volume: spec.id, phase, n, t: Date.now(), cpuUs: cpu.user + cpu.system, userUs: cpu.user, sysUs: cpu.system });
+        if (phase === 'finished') emit({ event: 'committed', volume: spec.id, n, scheduledAt: volume.committed?.scheduledAt, hash: cfg.noHash ? null : await imageHash(volume), t: Date.now() });
+        if (cfg.pausePhase === phase && n >= (cfg.pauseFrom ?? 0)) await new Promise((r) => setTimeout(r, cfg.pauseMs ?? 5_000));
+      },
+    };
+  }),
   onEvent: (e) => emit({ event: 'replica', ...e }),
 });
-const c = volume.committed;
-emit({ event: 'listening', url: server.url, port: server.port, committed: c?.n ?? null, hash: c && !cfg.noHash ? await imageHash(volume) : null });
+// What each volume holds once recovery is done (a group's volumes: the same point).
+for (const { id, volume } of volumes) {
+  const c = volume.committed;
+  emit({ event: 'recovered', volume: id, n: c?.n ?? null, scheduledAt: c?.scheduledAt ?? null, hash: c && !cfg.noHash ? await imageHash(volume) : null });
+}
+const first = volumes[0].volume.committed;
+emit({ event: 'listening', url: server.url, port: server.port, volume: volumes[0].id, committed: first?.n ?? null, hash: first && !cfg.noHash ? await imageHash(volumes[0].volume) : null });
+// A commit held for its group, every 2 s: what a stuck campaign reports.
+setInterval(() => {
+  for (const { id } of volumes) {
+    const wait = server.targets.get(id)?.groupWait();
+    if (wait) emit({ event: 'group-wait', volume: id, ...wait });
+  }
+}, 2_000).unref();
 process.on('SIGTERM', () => {
-  void server.close().then(() => volume.shutdown()).then(() => process.exit(0));
+  void server.close().then(() => Promise.all(volumes.map((v) => v.volume.shutdown()))).then(() => process.exit(0));
 });
