@@ -22,6 +22,15 @@ export const MAX_BLOCKS_FRAME = Math.max(MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE) + M
 /** RESUME lists staged blocks as 16-byte records: 4 Mi entries = 16 GiB staged at 4 KiB. */
 export const MAX_RESUME_ENTRIES = 4 * 1024 * 1024;
 export const MAX_RESUME_FRAME = MAX_RESUME_ENTRIES * 16 + FRAME_OVERHEAD;
+/** Staged points one RESUME may list (a replica holding more reports the lowest and drops the rest). */
+export const MAX_RESUME_STAGED = 16;
+/**
+ * Points a source ships ahead of the replica's acknowledgements (begun, not yet acknowledged).
+ * Without a bound a replica whose commits wait (a consistency group waiting for a slow
+ * member, a slow disk) staged point after point, and once it held more than RESUME may list,
+ * every reconnection failed: the link was stuck for good.
+ */
+export const MAX_POINTS_AHEAD = 8;
 /** Range hashes in one CHECKSUM_REPLY. */
 export const MAX_CHECKSUM_RANGES = 65536;
 export const MAX_CHECKSUM_FRAME = MAX_CHECKSUM_RANGES * 8 + FRAME_OVERHEAD;

@@ -8,7 +8,7 @@ import { HeadstartError } from '@headstart/errors';
 import { Packr, Unpackr } from 'msgpackr';
 import {
   MAX_BLOCKS_FRAME, MAX_BLOCKS_PER_FRAME, MAX_BLOCK_SIZE, MAX_CHECKSUM_FRAME, MAX_CHECKSUM_RANGES,
-  MAX_CONTROL_FRAME, MAX_RESUME_ENTRIES, MAX_RESUME_FRAME, NONCE_BYTES, PROOF_BYTES,
+  MAX_CONTROL_FRAME, MAX_RESUME_ENTRIES, MAX_RESUME_FRAME, MAX_RESUME_STAGED, NONCE_BYTES, PROOF_BYTES,
 } from './constants';
 import type { Message, MessageType, WireBlock, WirePoint, WireVolume, StagedSet } from './messages';
 import { bool, bytes, list, malformed, obj, oneOf, text, uint } from './shape';
@@ -214,7 +214,7 @@ function decodeBody(type: MessageType, o: Readonly<Record<string, unknown>>): Me
     case 'RESUME': {
       const staged: StagedSet[] = [];
       let total = 0;
-      for (const [i, s] of list(o.staged, 'RESUME.staged', 16).entries()) {
+      for (const [i, s] of list(o.staged, 'RESUME.staged', MAX_RESUME_STAGED).entries()) {
         const so = obj(s, `RESUME.staged[${i}]`);
         const entries = bytes(so.entries, `RESUME.staged[${i}].entries`, { multipleOf: 16 });
         total += entries.length / 16;

@@ -20,9 +20,10 @@
  * A member satisfies a barrier for T also when it can never hold T:
  *   - it committed T or a later point;
  *   - it skipped T: it has a later point queued (or journaled) and not T — its source did not
- *     cut T (a close that failed on that volume alone, or sites whose groups disagree), so
- *     waiting would stall the group for ever; the group then is not consistent at T, which
- *     `pointsDiffer` reports before a promotion;
+ *     cut T (a close that failed on that volume alone, or a kill -9 between two members'
+ *     close records), so waiting would stall the group for ever; the group then is not
+ *     consistent at T, and a promotion before the next common point is refused
+ *     (NODE_GROUP_TORN, node.ts);
  *   - it has committed nothing yet: a member in its first full copy is not yet part of the
  *     group's consistent state, and waiting for it could take hours. Likewise a member's own
  *     first point waits for nobody.
@@ -110,12 +111,6 @@ export class CommitGroup {
   /** Whether `self`'s journal for T may be redone: every other member journaled T or is past it (durable state only). */
   decided(self: GroupMember, T: number): boolean {
     return this.first(self) || this.others(self).every((o) => this.hasPrepared(o, T));
-  }
-
-  /** The members' committed points, when they are not all the same (the group is torn). */
-  pointsDiffer(): { volume: string; scheduledAt: number | null; n: number | null }[] | null {
-    const points = [...this.members.entries()].map(([volume, m]) => ({ volume, scheduledAt: m.volume.committed?.scheduledAt ?? null, n: m.volume.committed?.n ?? null }));
-    return new Set(points.map((p) => p.scheduledAt)).size > 1 ? points : null;
   }
 
   /**

@@ -19,7 +19,7 @@
  * dropped otherwise (no member has written that point then).
  */
 import { HeadstartError } from '@headstart/errors';
-import { rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
+import { MAX_RESUME_STAGED, rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
 import type { SnapshotPoint, Volume } from '@headstart/volume';
 import type { CommitGroup, GroupMember, GroupWait } from './commit-group';
 import { Staging } from './staging';
@@ -124,8 +124,13 @@ export class ReplicaTarget implements GroupMember {
     this.commitChain = Promise.resolve(); // a new session starts over from what is committed
     await this.dropCommitted();
     this.acceptedUpTo = this.volume.committed?.n ?? null;
+    // RESUME lists at most MAX_RESUME_STAGED points: the next ones to commit. Any beyond
+    // (held by a replica from before sources bounded how far ahead they ship) are dropped
+    // and sent again; listed, they would make the source refuse every RESUME for good.
+    const points = this.staging.snapshots().sort((a, b) => a - b);
+    await this.staging.discard(points.slice(MAX_RESUME_STAGED));
     const staged: StagedSet[] = [];
-    for (const n of this.staging.snapshots()) {
+    for (const n of points.slice(0, MAX_RESUME_STAGED)) {
       const set = this.staging.staged(n)!;
       const entries = Buffer.allocUnsafe(set.hashes.size * 16);
       let i = 0;

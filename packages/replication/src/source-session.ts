@@ -22,7 +22,7 @@
  */
 import { HeadstartError } from '@headstart/errors';
 import {
-  MAX_BLOCKS_PAYLOAD, MAX_BLOCKS_PER_FRAME, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SnapshotDigest, SourceInbound,
+  MAX_BLOCKS_PAYLOAD, MAX_BLOCKS_PER_FRAME, MAX_POINTS_AHEAD, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SnapshotDigest, SourceInbound,
   blockHash, bytesToU64, computeProof, freshNonce, isZero, rangeHash, verifyProof, zeroBlockHash,
   type FeedStaging, type Message, type ProofInput, type ResumeMsg, type WireBlock, type WireVolume,
 } from '@headstart/protocol';
@@ -256,6 +256,12 @@ export class SourceSession {
     const v = this.ctx.volume;
     for (;;) {
       this.check();
+      // At most MAX_POINTS_AHEAD points begun and not acknowledged (see the constant).
+      const acked = v.sink(this.ctx.sink).acked;
+      if (acked !== null && n - acked > MAX_POINTS_AHEAD) {
+        await this.nap(PRESEND_TICK_MS);
+        continue;
+      }
       const latest = v.latestClosed?.n ?? -1;
       if (n > latest) {
         if (v.openSnapshot !== n) {
