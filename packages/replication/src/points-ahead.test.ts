@@ -5,6 +5,8 @@
  * reconnection failed with LINK_MALFORMED_FRAME and the link was stuck for good (found by
  * `npm run faults -- --group`).
  */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MAX_POINTS_AHEAD, MAX_RESUME_STAGED, blockHash, decodeFrame, encodeFrame, loadHasher } from '@headstart/protocol';
@@ -51,8 +53,6 @@ describe('points shipped ahead of acknowledgements', () => {
 
   it('a replica holding more staged points than RESUME may list reports the next ones and drops the rest', async () => {
     await loadHasher();
-    const { mkdtemp, rm } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
     const dir = await mkdtemp(join(tmpdir(), 'hs-resume-cap-'));
     const volume = await createVolume(join(dir, 'rep'), { size: 1024 * 1024, id: 'v', role: 'replica' });
     const target = await ReplicaTarget.open({ volume, stagingDir: join(dir, 'staging') });
