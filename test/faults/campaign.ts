@@ -39,12 +39,14 @@ import { openVolume } from '@headstart/volume';
 import { WebSocket } from 'ws';
 import { isHeadstartError } from '@headstart/errors';
 import { fillDisk, mountTmpfs, unmountTmpfs } from '../helpers/disk';
+import { seededRandom } from '../helpers/random';
 import { checkInvariant, Proc, type Ev } from '../replication/procs';
 import { FaultyLink } from './faulty-link';
 
 export const FAULT_KINDS = ['kill-replica', 'kill-replica-commit', 'kill-source', 'cut', 'corrupt', 'stall', 'wrong-key', 'garbage', 'source-disk-full', 'replica-disk-full'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
-const DISK_FAULTS: readonly FaultKind[] = ['source-disk-full', 'replica-disk-full'];
+/** The kinds that need a tmpfs mounted (root): skipped where mounting is not allowed. */
+export const DISK_FAULTS: readonly FaultKind[] = ['source-disk-full', 'replica-disk-full'];
 
 /** How often each kind comes up, in 50 faults. */
 const WEIGHTS: Record<FaultKind, number> = { 'kill-replica': 6, 'kill-replica-commit': 6, 'kill-source': 5, cut: 8, corrupt: 8, stall: 4, 'wrong-key': 3, garbage: 4, 'source-disk-full': 3, 'replica-disk-full': 3 };
@@ -77,16 +79,6 @@ export interface CampaignResult {
   problems: string[];
 }
 
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const blockHash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
@@ -99,7 +91,7 @@ export async function runCampaign(options: { faults: number; seed: number; polic
   const layout = options.group ? { members: volumes, group: 'app' } : { id: ID };
   const started = Date.now();
   const log = options.log ?? (() => {});
-  const random = rng(options.seed);
+  const random = seededRandom(options.seed);
   const dir = await mkdtemp(join(tmpdir(), 'hs-faults-'));
   // Each side's data on its own small file system, so that a fault can fill it.
   const srcDisk = mountTmpfs('512m');

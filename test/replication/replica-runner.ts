@@ -1,7 +1,9 @@
 /**
  * A replica node process for end-to-end tests: opens (or creates) a replica volume, starts
  * the replica server, prints events as JSON lines. `pausePhase`/`pauseMs` hold a commit at
- * that phase so a test can kill -9 the process there.
+ * that phase so a test can kill -9 the process there. After recovery it reports what each
+ * volume holds ('recovered', with its image hash), then 'listening'. With `members`, a
+ * consistency group of volumes, each in `dir/<id>`.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,8 +58,8 @@ for (const { id, volume } of volumes) {
   const c = volume.committed;
   emit({ event: 'recovered', volume: id, n: c?.n ?? null, scheduledAt: c?.scheduledAt ?? null, hash: c && !cfg.noHash ? await imageHash(volume) : null });
 }
-const first = volumes[0].volume.committed;
-emit({ event: 'listening', url: server.url, port: server.port, volume: volumes[0].id, committed: first?.n ?? null, hash: first && !cfg.noHash ? await imageHash(volumes[0].volume) : null });
+// The first volume's point again for callers of one volume (its hash is in 'recovered': not computed twice).
+emit({ event: 'listening', url: server.url, port: server.port, volume: volumes[0].id, committed: volumes[0].volume.committed?.n ?? null });
 // A commit held for its group, every 2 s: what a stuck campaign reports.
 setInterval(() => {
   for (const { id } of volumes) {

@@ -8,16 +8,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { makePair, randomBlock, sourceHashAt } from './testing.test-helpers';
 import type { CommitPhase } from './replica-target';
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../../../test/helpers/random';
 
 describe('invariant under a random workload', () => {
   for (const seed of [1, 2, 3]) {
@@ -43,7 +34,7 @@ describe('invariant under a random workload', () => {
         // a second sink that never acknowledges keeps every point readable for the expected hashes
         await source.addSink('hold', { acked: source.sink('r1').baseline });
         expected.set(source.sink('r1').baseline, await sourceHashAt(source, source.sink('r1').baseline));
-        const r = rng(seed);
+        const r = seededRandom(seed);
         const bs = source.blockSize;
         const blocks = source.size / bs;
         for (let step = 0; step < 120; step++) {
