@@ -14,7 +14,7 @@ import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
-import { freePort, killHard, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { freePort, killHard, runCli, startServe, stopGracefully, waitFor, waitServing } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 
 const MiB = 1 << 20;
@@ -82,9 +82,8 @@ describe('DR drill: failover and failback between two sites', () => {
     // --- replicate under load
     let siteB = startServe(b);
     let siteA = startServe(a);
-    await waitFor('both nodes up', async () => (await status(a)) && (await status(b)), 30_000).catch((err: Error) => {
-      throw new Error(`${err.message}\nsite-a: ${siteA.log().slice(-2000)}\nsite-b: ${siteB.log().slice(-2000)}`);
-    });
+    await waitServing(siteA, a);
+    await waitServing(siteB, b);
     const clientA = await waitFor('NBD on site-a', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
     await writeSome(clientA, 1, 300, [0, SIZE / 2]);
     const committed = await waitFor('site-b commits a point after the load', async () => {
@@ -115,7 +114,7 @@ describe('DR drill: failover and failback between two sites', () => {
     await fh.write(Buffer.alloc(512, 0xee), 0, 512, 40 * MiB + 4096); // bit rot on the replica
     await fh.close();
     siteB = startServe(b);
-    await waitFor('site-b up again', () => status(b), 30_000);
+    await waitServing(siteB, b);
     const damaged = await verifyB();
     expect(damaged.code, damaged.stderr).toBe(4);
     expect(damaged.report!.differing).toEqual([{ offset: 40 * MiB, length: MiB }]);
@@ -141,7 +140,7 @@ describe('DR drill: failover and failback between two sites', () => {
 
     // --- the old primary comes back: its epoch is lower, it must not ship into site-b
     siteA = startServe(a);
-    await waitFor('site-a up again', () => status(a), 30_000);
+    await waitServing(siteA, a);
     // Its planner did not lose what it had learnt (saved at a close before the kill -9).
     expect(siteA.log()).toContain('the planner starts from its saved model');
     await waitFor('site-a fenced', async () => {

@@ -4,9 +4,11 @@
  * killed when the test file ends.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { afterAll } from 'vitest';
+import type { NodeStatus } from '@headstart/node';
 
 const root = join(import.meta.dirname, '..', '..');
 export const CLI = join(root, 'apps', 'cli', 'bin', 'headstart.js');
@@ -54,6 +56,29 @@ export function startServe(config: string): { process: ChildProcess; log: () => 
   return { process: p, log: () => log };
 }
 
+export type Serve = ReturnType<typeof startServe>;
+
+/**
+ * Waits until the node started by `serve` answers `headstart status`; its status. Fails at
+ * once if the node exits, and on a timeout, with the end of its log: "timed out waiting"
+ * alone says nothing about why a node did not come up.
+ */
+export async function waitServing(serve: Serve, config: string, timeoutMs = 60_000): Promise<NodeStatus> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const p = serve.process;
+    if (p.exitCode !== null || p.signalCode !== null) {
+      throw new Error(`headstart serve -c ${config} exited (${p.exitCode ?? p.signalCode}) before it served:\n${serve.log().slice(-3000)}`);
+    }
+    const r = await runCli(['status', '--json', '-c', config]);
+    if (r.code === 0) return JSON.parse(r.stdout) as NodeStatus;
+    if (Date.now() > until) {
+      throw new Error(`headstart serve -c ${config} did not answer status within ${timeoutMs / 1000} s (last: ${r.stderr.trim().slice(0, 300)}); its log:\n${serve.log().slice(-3000)}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 export function killHard(p: ChildProcess): Promise<void> {
   return new Promise((resolve) => {
     if (p.exitCode !== null || p.signalCode !== null) return resolve();
@@ -74,16 +99,38 @@ export function stopGracefully(p: ChildProcess, timeoutMs = 20_000): Promise<num
   });
 }
 
-/** A TCP port free right now on 127.0.0.1 (for configurations that need fixed ports). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+/**
+ * A TCP port free right now on 127.0.0.1 (for configurations that need fixed ports).
+ *
+ * Chosen at random below the kernel's ephemeral range, not by listening on port 0: a port
+ * from that range is handed out again as the local port of any outgoing connection, and
+ * with many tests connecting over loopback, a node started a few seconds later found its
+ * port taken (EADDRINUSE) often enough to fail a CI run.
+ */
+export async function freePort(): Promise<number> {
+  const ephemeralLow = ephemeralRangeStart();
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 10_000 + Math.floor(Math.random() * (ephemeralLow - 10_000));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free TCP port found between 10000 and ${ephemeralLow}`);
+}
+
+function ephemeralRangeStart(): number {
+  try {
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low) && low > 11_000) return low;
+  } catch {
+    // not Linux: IANA's ephemeral range starts at 49152
+  }
+  return 49_152;
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 

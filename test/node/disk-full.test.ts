@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
-import { runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { runCli, startServe, stopGracefully, waitFor, waitServing } from '../helpers/cli';
 import { pairedSites } from '../helpers/sites';
 import { fillDisk, resizeDisk, smallDisk } from '../helpers/small-disk';
 import { tempDir } from '../helpers/tmp';
@@ -45,11 +45,8 @@ async function pairSites(aData: string, bData: string) {
   await ok(['init', 'volume', 'vol', '--size', '64MiB', '--role', 'replica', '--every', '2s', '--sink', 'site-a', '-c', b]);
   const siteA = startServe(a);
   const siteB = startServe(b);
-  const logs = (err: Error) => {
-    throw new Error(`${err.message}\nsite-a: ${siteA.log().slice(-2000)}\nsite-b: ${siteB.log().slice(-2000)}`);
-  };
-  await waitFor('site-a up', () => status(a), 30_000).catch(logs);
-  await waitFor('site-b up', () => status(b), 30_000).catch(logs);
+  await waitServing(siteA, a);
+  await waitServing(siteB, b);
   /** Waits until `headstart verify` finds the replica equal; a timeout says what it found last. */
   const verify = async () => {
     let last = '';

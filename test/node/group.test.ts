@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
-import { killHard, runCli, startServe, waitFor } from '../helpers/cli';
+import { killHard, runCli, startServe, waitFor, waitServing } from '../helpers/cli';
 import { pairedSites } from '../helpers/sites';
 import { openBrowser } from '../dashboard/browser';
 import { tempDir } from '../helpers/tmp';
@@ -60,8 +60,8 @@ describe('a consistency group', () => {
     }
     const siteA = startServe(a);
     let siteB = startServe(b);
-    await waitFor('site-a up', () => status(a), 30_000);
-    await waitFor('site-b up', () => status(b), 30_000);
+    await waitServing(siteA, a);
+    await waitServing(siteB, b);
     expect((await runCli(['status', '-c', a])).stdout).toContain('volume wal (group app)');
     await ok(['rate', '4MB/s', '--peer', 'site-b', '-c', a]);
     const wal = await waitFor('NBD wal', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'wal' }));
@@ -110,7 +110,7 @@ describe('a consistency group', () => {
       await new Promise((r) => setTimeout(r, wait));
       await killHard(siteB.process);
       siteB = startServe(b);
-      const before = await waitFor('site-b up again', () => status(b), 30_000);
+      const before = await waitServing(siteB, b);
       const since = before.volumes.find((v) => v.name === 'db')?.committed?.scheduledAt ?? 0;
       await waitFor('site-b committing again', async () => ((await committedOnB()) ?? 0) > since || null, 30_000);
     }
@@ -128,7 +128,7 @@ describe('a consistency group', () => {
     await Promise.all([dependent, bulk]);
     await killHard(siteB.process);
     siteB = startServe(b);
-    await waitFor('site-b up after the disaster', () => status(b), 30_000);
+    await waitServing(siteB, b);
     const r = await runCli(['promote', 'db', '--force', '--json', '-c', b]);
     expect(r.code, `${r.stdout}\n${r.stderr}\n${siteB.log().slice(-3000)}`).toBe(0);
     const promoted = JSON.parse(r.stdout) as { volumes: { name: string; point: number | null }[] };
@@ -152,7 +152,7 @@ describe('a consistency group', () => {
     // Failback: the old site returns, fenced; one demote makes both its volumes replicas,
     // and site-b brings both back to its points.
     const siteA2 = startServe(a);
-    await waitFor('site-a up again', () => status(a), 30_000);
+    await waitServing(siteA2, a);
     const demoted = JSON.parse(await ok(['demote', 'wal', '--json', '-c', a])) as { volumes: { name: string }[] };
     expect(demoted.volumes.map((v) => v.name).sort()).toEqual(['db', 'wal']);
     await ok(['snapshot', 'db', '--wait', '-c', b]);

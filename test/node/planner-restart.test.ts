@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
-import { freePort, killHard, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
+import { freePort, killHard, runCli, startServe, stopGracefully, waitFor, waitServing } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
 
 const BS = 4096;
@@ -42,7 +42,7 @@ describe('the planner across restarts', () => {
     };
 
     let node = startServe(config);
-    await waitFor('node up', () => status(config), 30_000);
+    await waitServing(node, config);
     await write([0, 1, 2, 100]);
     await waitFor('the planner saw the writes', async () => ((await dirtyBytes()) === 4 * BS ? true : null));
     expect((await status(config))!.volumes[0].planner!.restoredFrom).toBeNull();
@@ -52,7 +52,7 @@ describe('the planner across restarts', () => {
     expect(node.log()).not.toContain('starts from its saved model');
 
     node = startServe(config);
-    await waitFor('node up again', () => status(config), 30_000);
+    await waitServing(node, config);
     expect(node.log()).toContain('the planner starts from its saved model');
     expect(await dirtyBytes()).toBe(4 * BS); // the open snapshot's writes, from the write log
     const resumed = (await status(config))!.volumes[0].planner!.restoredFrom!;
@@ -65,7 +65,7 @@ describe('the planner across restarts', () => {
     await killHard(node.process);
 
     node = startServe(config);
-    await waitFor('node up after kill -9', () => status(config), 30_000);
+    await waitServing(node, config);
     expect(await dirtyBytes()).toBe(6 * BS); // blocks 0-3, 100 and 200, all before the crash
     expect((await status(config))!.volumes[0].planner!.D).toBe(6 * BS);
     await killHard(node.process);
@@ -75,7 +75,7 @@ describe('the planner across restarts', () => {
     bytes[bytes.length >> 1] ^= 0x55;
     await writeFile(saved, bytes);
     node = startServe(config);
-    await waitFor('node up with a damaged save', () => status(config), 30_000);
+    await waitServing(node, config);
     expect(node.log()).toContain('saved model is unusable: it starts cold');
     expect(node.log()).toContain('PLANNER_BAD_STATE');
     expect(await dirtyBytes()).toBe(6 * BS);
@@ -83,7 +83,7 @@ describe('the planner across restarts', () => {
     expect(await stopGracefully(node.process)).toBe(0);
     // ... and saves a sound one at shutdown, which the next start takes.
     node = startServe(config);
-    await waitFor('node up once more', () => status(config), 30_000);
+    await waitServing(node, config);
     expect(node.log()).toContain('the planner starts from its saved model');
     expect(await stopGracefully(node.process)).toBe(0);
 
@@ -92,7 +92,7 @@ describe('the planner across restarts', () => {
     expect((await stat(saved)).size).toBeGreaterThan(0);
     await rm(join(dir, 'data', 'volumes', 'vol'), { recursive: true });
     node = startServe(config);
-    await waitFor('node up with a new volume', () => status(config), 30_000);
+    await waitServing(node, config);
     expect(node.log()).toContain('created volume');
     expect(node.log()).not.toContain('the planner starts from its saved model');
     expect((await status(config))!.volumes[0].planner!.restoredFrom).toBeNull();
