@@ -111,10 +111,15 @@ export async function freePort(): Promise<number> {
   const ephemeralLow = ephemeralRangeStart();
   for (let attempt = 0; attempt < 50; attempt++) {
     const port = 10_000 + Math.floor(Math.random() * (ephemeralLow - 10_000));
-    if (await canListen(port)) return port;
+    if (handedOut.has(port) || !(await canListen(port))) continue;
+    handedOut.add(port);
+    return port;
   }
   throw new Error(`no free TCP port found between 10000 and ${ephemeralLow}`);
 }
+
+/** Ports this process handed out: free until their node starts, so never hand one out twice. */
+const handedOut = new Set<number>();
 
 function ephemeralRangeStart(): number {
   try {
