@@ -36,7 +36,8 @@
  * blocks go in P order while the snapshot's expected resends (those that happened, plus the
  * risk its pre-sent blocks still carry to the close, re-priced at each replan) fit its
  * redundancy budget (0.5 % of its bytes, released gradually from the moment the rule fires,
- * times a gain steered by the resends that pre-sending really caused in earlier snapshots),
+ * times a gain steered by the resends that pre-sending really caused in earlier snapshots,
+ * and up to 8 times more once the snapshot is late by more than a tenth of its interval),
  * spread over regions: no 1 MiB region takes more than a tenth of it, or twice its share of
  * the dirty blocks (rewrites come in groups that a per-block P cannot see). Blocks
  * with P < 0.003 go outside that budget whenever the link is free, but only from

@@ -89,10 +89,10 @@ describe('the resend allowance', () => {
     // 1,000 blocks written once at 0, and 200 more of which one is rewritten every 7 s (the
     // model learns a small hazard from them). The link is far too slow to drain them: the
     // rule fires at once. The allowance, 0.1 % of the snapshot's bytes in expected resends,
-    // is released all at once (no pacing, no gain). Priced once at their send, the first
+    // is released all at once (no pacing, no gain, no growth for lateness). Priced once at their send, the first
     // blocks would use it up for good; re-priced, their risk shrinks as the close nears.
     // (The blocks sit in a few regions: the region cap, tested below, is lifted.)
-    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 2000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.001, pace: false, adaptBudget: false, regionShare: 1 });
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 2000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.001, pace: false, adaptBudget: false, regionShare: 1, lateBoost: 1 });
     writeBlocks(p, 0, range(0, 1000));
     writeBlocks(p, 0, range(2000, 200));
     for (let i = 1; i <= 200; i++) writeBlocks(p, i * 7, [2000 + i - 1]);
@@ -107,6 +107,37 @@ describe('the resend allowance', () => {
     // re-pricing of the survivors made room for them. Nothing was rewritten.
     expect(p.totals.expectedResendBytes).toBeGreaterThan(allowance);
     expect(p.status(1950).collidedBytes).toBe(0);
+  });
+
+  it('grows with how late the snapshot is, up to lateBoost times, once it is late by more than lateFloor', () => {
+    // The same blocks, ranked the same, at 1,500 s of a 2,000 s snapshot, with a link that
+    // needs 1,200 s for them: the backlog at the close would be 700 s, late by 1200 / 500.
+    const run = (o: { linkHint: number; lateBoost: number; lateFloor: number; at?: number }) => {
+      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 2000, K: 1, L: 0, linkHint: o.linkHint, PT: 1, pFree: 0, redundancyBudget: 0.001, pace: false, adaptBudget: false, regionShare: 1, lateBoost: o.lateBoost, lateFloor: o.lateFloor });
+      writeBlocks(p, 0, range(0, 1000));
+      writeBlocks(p, 0, range(2000, 200));
+      for (let i = 1; i <= 200; i++) writeBlocks(p, i * 7, [2000 + i - 1]);
+      return { sent: p.next(o.at ?? 1500, 1e9).length, bet: p.totals.expectedResendBytes };
+    };
+    const allowance = 0.001 * 1200 * BS;
+    const slow = BS; // 1,200 blocks in 1,200 s
+    const plain = run({ linkHint: slow, lateBoost: 1, lateFloor: 0 });
+    const grown = run({ linkHint: slow, lateBoost: 4, lateFloor: 0 });
+    expect(plain.sent).toBeGreaterThan(0);
+    expect(plain.bet).toBeLessThanOrEqual(allowance);
+    expect(grown.sent).toBeGreaterThan(plain.sent);
+    expect(grown.bet).toBeGreaterThan(2 * allowance);
+    expect(grown.bet).toBeLessThanOrEqual(2.4 * allowance + 1);
+    // At most lateBoost times.
+    expect(run({ linkHint: slow, lateBoost: 1.5, lateFloor: 0 }).bet).toBeLessThanOrEqual(1.5 * allowance + 1);
+    // A floor of a tenth of the interval (200 s) counts only the lateness beyond it: 1000 / 500.
+    const floored = run({ linkHint: slow, lateBoost: 4, lateFloor: 0.1 });
+    expect(floored.bet).toBeGreaterThan(1.5 * allowance);
+    expect(floored.bet).toBeLessThanOrEqual(2 * allowance + 1);
+    // A backlog at the close (700 s) within the floor (0.4 x 2000 s): no growth at all.
+    const within = run({ linkHint: slow, lateBoost: 4, lateFloor: 0.4 });
+    expect(within.sent).toBe(plain.sent);
+    expect(within.bet).toBe(plain.bet);
   });
 
   it('spreads over regions instead of betting it all on one', () => {

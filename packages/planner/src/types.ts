@@ -79,6 +79,13 @@ export interface PlannerOptions {
    */
   readonly regionShare?: number;
   /**
+   * Most the allowance grows by once the snapshot is late (see DEFAULT_LATE_BOOST); 1 turns
+   * the growth off.
+   */
+  readonly lateBoost?: number;
+  /** How late, as a share of the interval, before the allowance grows (DEFAULT_LATE_FLOOR). */
+  readonly lateFloor?: number;
+  /**
    * What an earlier planner of this volume learnt (its `exportLearnt()`), to start from
    * instead of a cold model; refused with PLANNER_BAD_STATE if damaged or not for this
    * block size or planner version.

@@ -50,6 +50,8 @@ export class VolumePlanner {
   private readonly pFree: number;
   private readonly freeLead: number;
   private readonly regionShare: number;
+  private readonly lateBoost: number;
+  private readonly lateFloor: number;
   /** The start rule and the free-send window, as decided at the last replan. */
   private planFired = false;
   private freeOpen = false;
@@ -155,6 +157,8 @@ export class VolumePlanner {
     this.calibrate = options.calibrate ?? false;
     this.adapt = options.adaptBudget ?? true;
     this.pace = options.pace ?? true;
+    this.lateBoost = option('lateBoost', options.lateBoost, C.DEFAULT_LATE_BOOST, (v) => v >= 1);
+    this.lateFloor = option('lateFloor', options.lateFloor, C.DEFAULT_LATE_FLOOR, (v) => v >= 0 && v < 1);
     this.freeLead = option('freeLead', options.freeLead, C.DEFAULT_FREE_LEAD, (v) => v >= 1);
     this.pFree = option('pFree', options.pFree, C.DEFAULT_P_FREE, (v) => v >= 0 && v < 1);
     this.regionShare = option('regionShare', options.regionShare, C.REGION_ALLOWANCE_SHARE, (v) => v > 0 && v <= 1);
@@ -584,7 +588,12 @@ export class VolumePlanner {
       const ts = this.closeAt - now;
       if (rule.fired && this.firedTS === null) this.firedTS = ts;
       const share = this.pace && this.firedTS !== null && this.firedTS > 0 ? Math.min(1, 0.2 + 0.8 * (1 - ts / this.firedTS)) : 1;
-      this.fullAllowance = this.budgetGain * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
+      // Late by more than a tenth of the interval (the link can no longer drain D by the
+      // close): every idle second is lag for sure, so the allowance grows with how late,
+      // up to lateBoost times (DEFAULT_LATE_BOOST, DEFAULT_LATE_FLOOR).
+      const span = this.openedAt !== null ? this.closeAt - this.openedAt : 0;
+      const late = rule.fired && ts > 0 ? Math.min(this.lateBoost, Math.max(1, (rule.lead - this.lateFloor * span) / ts)) : 1;
+      this.fullAllowance = late * this.budgetGain * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
       this.planAllowance = share * this.fullAllowance;
     }
     const fired = this.planFired;
