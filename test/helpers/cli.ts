@@ -104,8 +104,9 @@ export function stopGracefully(p: ChildProcess, timeoutMs = 20_000): Promise<num
  *
  * Chosen at random below the kernel's ephemeral range, not by listening on port 0: a port
  * from that range is handed out again as the local port of any outgoing connection, and
- * with many tests connecting over loopback, a node started a few seconds later found its
- * port taken (EADDRINUSE) often enough to fail a CI run.
+ * with many tests connecting over loopback, a node started a few seconds later could find
+ * its port taken (EADDRINUSE) — the likeliest cause of a CI run that once timed out
+ * waiting for a node to answer, with nothing in its output to say why.
  */
 export async function freePort(): Promise<number> {
   const ephemeralLow = ephemeralRangeStart();
