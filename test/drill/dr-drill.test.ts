@@ -93,9 +93,11 @@ describe('DR drill: failover and failback between two sites', () => {
     });
 
     // --- the operator caps the link at run time, and lifts the cap again
-    expect(JSON.parse(await ok(['rate', '40MB/s', '--peer', 'site-b', '--json', '-c', a]))).toEqual({ peer: 'site-b', rateLimit: 40e6, links: 1 });
+    expect(JSON.parse(await ok(['rate', '40MB/s', '--peer', 'site-b', '--json', '-c', a]))).toMatchObject({ peer: 'site-b', rateLimit: 40e6, links: 1, cap: { setBy: 'operator' } });
     expect((await status(a))!.volumes[0].sinks.find((k) => k.name === 'site-b')!.rateLimit).toBe(40e6);
-    expect(await ok(['rate', 'none', '--peer', 'site-b', '-c', a])).toContain('is off');
+    expect(await ok(['status', '-c', a])).toContain('link caps: peer site-b 40.00 MB/s (set by an operator: it holds until `headstart rate auto --peer site-b`)');
+    expect(await ok(['rate', 'none', '--peer', 'site-b', '-c', a])).toContain('is off (set by an operator');
+    expect(await ok(['rate', 'auto', '--peer', 'site-b', '-c', a])).toBe('the cap of peer site-b is off, shared by 1 link');
     const noPeer = await runCli(['rate', '1MB/s', '--peer', 'nobody', '-c', a]);
     expect(noPeer.code).toBe(2);
     expect(noPeer.stderr).toContain('no peer');

@@ -1,5 +1,5 @@
 /** Human output of `headstart status`: one block per volume, one line per sink, units always shown. */
-import type { NodeStatus } from '@headstart/node';
+import type { LinkCapView, NodeStatus } from '@headstart/node';
 
 const MiB = 1 << 20;
 const seconds = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(1)} s`);
@@ -11,8 +11,19 @@ function plannerModel(p: NodeStatus['volumes'][number]['planner']): string {
   return p.restoredFrom === null ? ', planner model new since start' : `, planner model resumed from ${new Date(p.restoredFrom * 1000).toISOString()}`;
 }
 
+/** A link cap: its rate now and what sets it ("10.00 MB/s (window mon-fri 08:00-18:00 until ...)"). */
+export function formatCap(c: LinkCapView): string {
+  const rate = c.rateLimit === null ? 'off' : `${(c.rateLimit / 1e6).toFixed(2)} MB/s`;
+  if (c.setBy === 'operator') return `${rate} (set by an operator: it holds until \`headstart rate auto${c.scope === 'node' ? '' : ` --peer ${c.scope}`}\`)`;
+  const until = c.until === null ? '' : ` until ${new Date(c.until).toISOString()}`;
+  if (c.setBy === 'window') return `${rate} (window ${c.window}${until})`;
+  return c.windows > 0 && c.until !== null ? `${rate} (no window in force; the next boundary is at ${new Date(c.until).toISOString()})` : rate;
+}
+
 export function formatStatus(s: NodeStatus): string {
   const lines = [`node ${s.node} at ${new Date(s.time).toISOString()}`];
+  const caps = (s.linkCaps ?? []).filter((c) => c.rateLimit !== null || c.windows > 0 || c.setBy === 'operator');
+  if (caps.length > 0) lines.push(`link caps: ${caps.map((c) => `${c.scope === 'node' ? 'node-wide' : `peer ${c.scope}`} ${formatCap(c)}`).join('; ')}`);
   for (const v of s.volumes) {
     const next = v.nextCloseAt === null ? '-' : `in ${Math.max(0, Math.round((v.nextCloseAt - s.time) / 1000))} s`;
     lines.push(

@@ -5,7 +5,7 @@
  */
 import { Command, CommanderError, Option } from 'commander';
 import { isHeadstartError } from '@headstart/errors';
-import type { DemoResult, NodeConfig, NodeStatus } from '@headstart/node';
+import type { DemoResult, LinkCapView, NodeConfig, NodeStatus } from '@headstart/node';
 import { archiveCommands } from './archive';
 
 // The AWS SDK (under the archive's S3 store) warns on every start about Node versions it
@@ -107,17 +107,18 @@ export async function main(argv: string[]): Promise<number> {
 
   program
     .command('rate <rate>')
-    .description('Change a link cap at run time: a peer\'s (--peer, shared by all its links) or the node-wide linkCap; "none" removes it')
+    .description('Change a link cap at run time: a peer\'s (--peer, shared by all its links) or the node-wide linkCap; "none" removes it; it holds over the cap\'s windows until "auto" hands the cap back to its configuration')
     .addOption(configOption())
     .option('--peer <name>', 'the peer whose cap changes (default: the node-wide cap)')
     .option('--json', 'print JSON')
     .action(async (rate: string, o: { config: string; peer?: string; json?: boolean }) => {
       const { parseRate } = await nodeLib();
-      const bytes = rate === 'none' ? 'none' : String(parseRate(rate));
+      const bytes = rate === 'none' || rate === 'auto' ? rate : String(parseRate(rate));
       const query = `rate=${bytes}${o.peer === undefined ? '' : `&peer=${encodeURIComponent(o.peer)}`}`;
-      const r = (await admin(o.config, 'POST', `/v1/rate?${query}`)) as { peer: string | null; rateLimit: number | null; links: number };
+      const r = (await admin(o.config, 'POST', `/v1/rate?${query}`)) as { peer: string | null; rateLimit: number | null; links: number; cap: LinkCapView };
       const what = r.peer === null ? 'the node-wide link cap' : `the cap of peer ${r.peer}`;
-      print(o.json, r, () => `${what} is ${r.rateLimit === null ? 'off' : `${(r.rateLimit / 1e6).toFixed(2)} MB/s`}, shared by ${r.links} link${r.links === 1 ? '' : 's'}`);
+      const { formatCap } = await import('./format');
+      print(o.json, r, () => `${what} is ${formatCap(r.cap)}, shared by ${r.links} link${r.links === 1 ? '' : 's'}`);
     });
 
   program

@@ -47,10 +47,10 @@ async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknow
   const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-end|export)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/v1/status') return node.status();
   if (req.method === 'POST' && url.pathname === '/v1/rate') {
-    // rate=<bytes/s>|none; peer=<name> for a peer's cap, absent for the node-wide linkCap
+    // rate=<bytes/s>|none|auto; peer=<name> for a peer's cap, absent for the node-wide linkCap
     const raw = url.searchParams.get('rate');
-    const rate = raw === 'none' ? null : Number(raw);
-    if (raw === null || (rate !== null && !(Number.isFinite(rate) && rate > 0))) throw new HeadstartError('CONFIG_INVALID', `rate= must be a positive number of bytes/s or none, not ${JSON.stringify(raw)}`);
+    const rate = raw === 'none' ? null : raw === 'auto' ? 'auto' : Number(raw);
+    if (raw === null || (typeof rate === 'number' && !(Number.isFinite(rate) && rate > 0))) throw new HeadstartError('CONFIG_INVALID', `rate= must be a positive number of bytes/s, none or auto, not ${JSON.stringify(raw)}`);
     return node.setRateLimit(url.searchParams.get('peer'), rate);
   }
   if (req.method === 'POST' && m) {

@@ -11,6 +11,7 @@ import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { HeadstartError } from '@headstart/errors';
 import { parseStoreUrl, type StoreSpec } from '@headstart/archive';
+import { parseDays, parseTimeOfDay, type RateWindow } from './rate-windows';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
 
@@ -55,6 +56,37 @@ const rate = z.union([z.number(), z.string()]).transform((v, ctx) => {
   if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a rate: ${JSON.stringify(v)} (write e.g. 20MB/s, 100Mbit/s)` });
   return n;
 });
+/**
+ * A window of a link cap (rate-windows.ts): `{ days?: mon-fri, from: "08:00", to: "18:00",
+ * rate: 10MB/s | none }`, in the node's local time.
+ */
+const rateWindow = z
+  .object({
+    days: z.string().default('daily'),
+    from: z.string(),
+    to: z.string(),
+    rate: z.union([z.literal('none'), rate], { errorMap: () => ({ message: 'a window needs a rate: e.g. 10MB/s, or none for no cap' }) }),
+  })
+  .strict()
+  .transform((w, ctx): RateWindow => {
+    const field = <T>(path: string, parse: () => T, fallback: T): T => {
+      try {
+        return parse();
+      } catch (err) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message: (err as Error).message });
+        return fallback;
+      }
+    };
+    return {
+      days: field('days', () => parseDays(w.days), null),
+      from: field('from', () => parseTimeOfDay(w.from), 0),
+      to: field('to', () => parseTimeOfDay(w.to), 0),
+      rate: w.rate === 'none' ? null : w.rate,
+      label: `${w.days} ${w.from}-${w.to}`,
+    };
+  });
+const rateWindows = z.array(rateWindow).max(64, 'at most 64 windows');
+
 const address = z.string().transform((v, ctx) => {
   const m = /^(\[[0-9a-f:]+\]|[^:\s]+):(\d{1,5})$/i.exec(v);
   const port = m ? Number(m[2]) : NaN;
@@ -176,6 +208,8 @@ const peer = z
     /** ws://host:port or wss://host:port of the peer's replication listener. */
     url: z.string().regex(/^wss?:\/\/[^\s/]+(:\d+)?\/?$/, 'a ws:// or wss:// URL'),
     rateLimit: rate.optional(),
+    /** The cap by time of day and week: the first window that holds sets it, else rateLimit. */
+    rateWindows: rateWindows.optional(),
     /** Compress frames on the wire (permessage-deflate): for slow WAN links and compressible data. */
     compress: z.boolean().default(false),
     /** PEM file of the CA that signed the peer's certificate (wss), or the peer's own certificate (pinned by pairing). */
@@ -215,6 +249,8 @@ export const configSchema = z
     tls: z.object({ cert: z.string(), key: z.string() }).strict().optional(),
     /** Link load cap shared by every volume of this node (bytes/s). */
     linkCap: rate.optional(),
+    /** linkCap by time of day and week (as peers[].rateWindows). */
+    linkCapWindows: rateWindows.optional(),
     peers: z.array(peer).default([]),
     volumes: z.array(volume).default([]),
   })

@@ -13,4 +13,6 @@ export { createLogger, silentLogger, type Logger } from './logger';
 export { scheduleFrom, intervalSchedule, cronSchedule, type Schedule } from './schedule';
 export { toFeedStatus, feedSource } from './dashboard';
 export { predictivePolicy, type PredictivePolicy } from './predictive';
+export { type LinkCapView } from './link-caps';
+export { capAt, parseDays, parseTimeOfDay, type RateWindow, type CapNow } from './rate-windows';
 export { hashPoint, rangeHash, differingRanges, compareWithReplica, parseNbdUrl, VERIFY_RANGE_BYTES, type VerifyPlan, type VerifyOutcome } from './verify';

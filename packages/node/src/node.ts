@@ -29,12 +29,14 @@ import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
 import type { FeedEvent, SinkStatus } from '@headstart/protocol';
-import { sharedRateLimit, startReplicaServer, startSource, policyByName, type PresendPolicy, type TokenBucket, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent, type GroupWait } from '@headstart/replication';
+import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent, type GroupWait } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { scheduleFrom, type Schedule } from './schedule';
 import { predictivePolicy, type PredictivePolicy } from './predictive';
 import { learntPath, loadLearnt, saveLearnt } from './planner-state';
+import { LinkCap, type LinkCapView } from './link-caps';
+import type { RateWindow } from './rate-windows';
 import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
 import { notConverging } from './convergence';
 import type { Logger } from './logger';
@@ -126,6 +128,8 @@ export interface NodeStatus {
   readonly node: string;
   readonly time: number;
   readonly listen: { nbd: string | null; peers: string | null };
+  /** The node-wide cap, then each peer's: the rate now and what sets it (windows, operator). */
+  readonly linkCaps: readonly LinkCapView[];
   readonly volumes: readonly VolumeView[];
 }
 
@@ -209,9 +213,12 @@ export interface HeadstartNode {
   promote(name: string, options?: { force?: boolean; allowTorn?: boolean }): Promise<PromoteResult>;
   /**
    * Changes a rate cap at run time: a peer's (shared by every link to it), or with peer null
-   * the node-wide linkCap (shared by every link of the node). null bytes/s removes the cap.
+   * the node-wide linkCap (shared by every link of the node). null bytes/s removes the cap;
+   * either holds, whatever the cap's windows say, until 'auto' hands it back to them.
    */
-  setRateLimit(peer: string | null, bytesPerSecond: number | null): { peer: string | null; rateLimit: number | null; links: number };
+  setRateLimit(peer: string | null, bytesPerSecond: number | null | 'auto'): { peer: string | null; rateLimit: number | null; links: number; cap: LinkCapView };
+  /** Every link cap of the node (linkCap, then each peer's) and what sets it now. */
+  linkCaps(): LinkCapView[];
   /** Holds point n of a primary volume for comparison with its sinks (see verify.ts). */
   beginVerify(name: string, options?: { timeoutMs?: number }): Promise<VerifyPlan>;
   endVerify(name: string): Promise<void>;
@@ -240,9 +247,12 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Hea
 
 class Node implements HeadstartNode {
   private readonly managed = new Map<string, Managed>();
-  /** Rate caps shared by every link to a peer (peers[].rateLimit), and by every link of the node (linkCap). */
-  private readonly peerLimits = new Map<string, TokenBucket>();
-  private readonly nodeLimit: TokenBucket;
+  /**
+   * Rate caps shared by every link to a peer (peers[].rateLimit), and by every link of the
+   * node (linkCap), each following its windows (link-caps.ts).
+   */
+  private readonly peerCaps = new Map<string, LinkCap>();
+  private readonly nodeCap: LinkCap;
   private nbd: NbdServer | null = null;
   private replicaServer: ReplicaServer | null = null;
   private secret: string | null = null;
@@ -255,7 +265,7 @@ class Node implements HeadstartNode {
     readonly config: NodeConfig,
     private readonly log: Logger,
   ) {
-    this.nodeLimit = sharedRateLimit(config.linkCap ?? null);
+    this.nodeCap = this.makeCap('node', config.linkCap ?? null, config.linkCapWindows ?? []);
   }
 
   get nbdPort(): number | null {
@@ -361,29 +371,43 @@ class Node implements HeadstartNode {
     return policy;
   }
 
-  private peerLimit(peer: string): TokenBucket {
-    let b = this.peerLimits.get(peer);
-    if (b === undefined) {
-      b = sharedRateLimit(this.config.peers.find((p) => p.name === peer)?.rateLimit ?? null);
-      this.peerLimits.set(peer, b);
-    }
-    return b;
+  private makeCap(scope: string, plain: number | null, windows: readonly RateWindow[]): LinkCap {
+    const cap = new LinkCap(scope, plain, windows, (v) =>
+      this.log.info({ cap: scope, rateLimit: v.rateLimit, window: v.window, until: v.until === null ? null : new Date(v.until).toISOString() }, v.window === null ? 'link cap back to its configured rate' : `link cap window ${v.window} in force`),
+    );
+    const v = cap.view();
+    if (v.window !== null) this.log.info({ cap: scope, rateLimit: v.rateLimit, window: v.window }, `link cap window ${v.window} in force`);
+    return cap;
   }
 
-  setRateLimit(peer: string | null, bytesPerSecond: number | null): { peer: string | null; rateLimit: number | null; links: number } {
-    if (bytesPerSecond !== null && !(Number.isFinite(bytesPerSecond) && bytesPerSecond > 0)) {
-      throw new HeadstartError('CONFIG_INVALID', `a rate limit is a positive number of bytes/s, or none; not ${bytesPerSecond}`);
+  private peerCap(peer: string): LinkCap {
+    let c = this.peerCaps.get(peer);
+    if (c === undefined) {
+      const p = this.config.peers.find((x) => x.name === peer);
+      c = this.makeCap(peer, p?.rateLimit ?? null, p?.rateWindows ?? []);
+      this.peerCaps.set(peer, c);
     }
-    const links = [...this.managed.values()].flatMap((m) => [...m.sources.keys()]);
-    if (peer === null) {
-      this.nodeLimit.setRate(bytesPerSecond);
-      this.log.warn({ rateLimit: bytesPerSecond }, 'node-wide link cap changed');
-      return { peer, rateLimit: bytesPerSecond, links: links.length };
+    return c;
+  }
+
+  /** Every link cap of the node and what sets it now. */
+  linkCaps(): LinkCapView[] {
+    return [this.nodeCap.view(), ...this.config.peers.map((p) => this.peerCap(p.name).view())];
+  }
+
+  setRateLimit(peer: string | null, bytesPerSecond: number | null | 'auto'): { peer: string | null; rateLimit: number | null; links: number; cap: LinkCapView } {
+    if (bytesPerSecond !== null && bytesPerSecond !== 'auto' && !(Number.isFinite(bytesPerSecond) && bytesPerSecond > 0)) {
+      throw new HeadstartError('CONFIG_INVALID', `a rate limit is a positive number of bytes/s, none or auto; not ${bytesPerSecond}`);
     }
-    if (!this.config.peers.some((p) => p.name === peer)) throw new HeadstartError('CONFIG_INVALID', `node ${this.config.node.name} has no peer ${JSON.stringify(peer)}`);
-    this.peerLimit(peer).setRate(bytesPerSecond);
-    this.log.warn({ peer, rateLimit: bytesPerSecond }, 'link cap of peer changed');
-    return { peer, rateLimit: bytesPerSecond, links: links.filter((l) => l === peer).length };
+    if (peer !== null && !this.config.peers.some((p) => p.name === peer)) throw new HeadstartError('CONFIG_INVALID', `node ${this.config.node.name} has no peer ${JSON.stringify(peer)}`);
+    const links = [...this.managed.values()].flatMap((m) => [...m.sources.keys()]).filter((l) => peer === null || l === peer);
+    const cap = peer === null ? this.nodeCap : this.peerCap(peer);
+    if (bytesPerSecond === 'auto') cap.resume();
+    else cap.setByOperator(bytesPerSecond);
+    const view = cap.view();
+    const what = peer === null ? 'node-wide link cap' : `link cap of peer ${peer}`;
+    this.log.warn({ peer, rateLimit: view.rateLimit, setBy: view.setBy, window: view.window }, bytesPerSecond === 'auto' ? `${what} follows its configuration again` : `${what} changed by the operator; it holds until \`headstart rate auto\``);
+    return { peer, rateLimit: view.rateLimit, links: links.length, cap: view };
   }
 
   private peerRate(vc: VolumeConfig): number | undefined {
@@ -439,8 +463,8 @@ class Node implements HeadstartNode {
         secret: this.secret,
         node: this.config.node.name,
         policy: m.policy,
-        rateLimit: null, // the caps are shared: see peerLimits and nodeLimit
-        sharedLimits: [this.peerLimit(peer.name), this.nodeLimit],
+        rateLimit: null, // the caps are shared: see peerCaps and nodeCap
+        sharedLimits: [this.peerCap(peer.name).bucket, this.nodeCap.bucket],
         compress: peer.compress,
         ca: peer.ca,
         verifyHost: peer.verifyHost,
@@ -914,7 +938,7 @@ class Node implements HeadstartNode {
       };
     });
     const addr = (host: string | undefined, port: number | null) => (port === null || host === undefined ? null : `${host}:${port}`);
-    return { node: this.config.node.name, time: now, listen: { nbd: addr(this.config.listen.nbd?.host, this.nbdPort), peers: addr(this.config.listen.peers?.host, this.peersPort) }, volumes };
+    return { node: this.config.node.name, time: now, listen: { nbd: addr(this.config.listen.nbd?.host, this.nbdPort), peers: addr(this.config.listen.peers?.host, this.peersPort) }, linkCaps: this.linkCaps(), volumes };
   }
 
   subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void {
@@ -949,6 +973,7 @@ class Node implements HeadstartNode {
       await m.volume.shutdown().catch((err) => this.log.error({ err, volume: m.config.name }, 'shutting volume down'));
     }
     for (const r of this.recorders) await r.close().catch((err) => this.log.error({ err }, 'closing a trace recorder'));
+    for (const c of [this.nodeCap, ...this.peerCaps.values()]) c.stop();
     this.listeners.clear();
   }
 }
