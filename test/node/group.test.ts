@@ -86,7 +86,7 @@ describe('a consistency group', () => {
       }
     })().catch(() => undefined);
 
-    // The dashboard (headless Chromium) names each row's group.
+    // The dashboard (headless Chromium) names each row's group, and the cap on its link.
     const dashboard = /dashboard:\s+(http:\/\/\S+)/.exec(siteA.log())?.[1];
     expect(dashboard, 'site-a printed its dashboard URL').toBeDefined();
     const browser = await openBrowser();
@@ -95,6 +95,10 @@ describe('a consistency group', () => {
       await page.goto(dashboard!);
       const cell = page.locator('#sink-rows .row[data-volume="db"][data-sink="site-b"] [data-col="volume"]');
       await expect.poll(() => cell.textContent(), { timeout: 20_000 }).toBe('db · group app');
+      // And the cap that binds each link, and why (the operator's 4 MB/s above).
+      const b = page.locator('#sink-rows .row[data-volume="db"][data-sink="site-b"] [data-col="throughput"]');
+      await expect.poll(() => b.textContent(), { timeout: 10_000 }).toMatch(/ \/ cap 4\.00 MB\/s$/);
+      expect(await b.getAttribute('title')).toBe('link cap 4.00 MB/s: peer site-b, set by an operator');
     } finally {
       await browser.close();
     }

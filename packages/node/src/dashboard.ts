@@ -5,6 +5,7 @@
 import { startDashboard, type FeedSource } from '@headstart/dashboard';
 import type { FeedEvent, FeedPoint, FeedSink, FeedStatus, FeedVolume, SnapshotRecord } from '@headstart/protocol';
 import type { NodeConfig } from './config';
+import type { LinkCapView } from './link-caps';
 import type { HeadstartNode, NodeStatus, SnapshotRecord as NodeRecord, VolumeView } from './node';
 import type { Logger } from './logger';
 
@@ -62,10 +63,23 @@ function toRecord(volume: string, sink: string, h: NodeRecord): SnapshotRecord {
 }
 
 export function toFeedStatus(s: NodeStatus): FeedStatus {
-  return { time: s.time, node: s.node, volumes: s.volumes.map((v) => toFeedVolume(v, s.time)) };
+  return { time: s.time, node: s.node, volumes: s.volumes.map((v) => toFeedVolume(v, s.time, s.linkCaps ?? [])) };
 }
 
-function toFeedVolume(v: VolumeView, now: number): FeedVolume {
+/** The cap that binds a link to `peer` (the tighter of the peer's and the node-wide one), and why. */
+function capReason(caps: readonly LinkCapView[], peer: string): string | null {
+  // Not a peer (the archive): the link caps do not apply to it.
+  if (!caps.some((c) => c.scope === peer)) return null;
+  const binding = caps
+    .filter((c) => (c.scope === 'node' || c.scope === peer) && c.rateLimit !== null)
+    .sort((a, b) => a.rateLimit! - b.rateLimit!)[0];
+  if (binding === undefined) return null;
+  const who = binding.scope === 'node' ? 'node-wide' : `peer ${binding.scope}`;
+  const why = binding.setBy === 'operator' ? 'set by an operator' : binding.setBy === 'window' ? `window ${binding.window}` : 'configured';
+  return `${who}, ${why}`;
+}
+
+function toFeedVolume(v: VolumeView, now: number, caps: readonly LinkCapView[]): FeedVolume {
   const point = (n: number | null): FeedPoint | null => {
     if (n === null) return null;
     const h = v.history.find((x) => x.n === n);
@@ -97,6 +111,7 @@ function toFeedVolume(v: VolumeView, now: number): FeedVolume {
       collidedBytes: planner?.collidedBytes ?? null,
       staging: s.staging,
       notConverging: s.notConverging,
+      capReason: capReason(caps, s.name),
     };
   });
   return {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { validateConfig } from './config';
 import { metricsRegistry } from './metrics';
+import { toFeedStatus } from './dashboard';
 import { silentLogger } from './logger';
 import { startNode, type HeadstartNode } from './node';
 
@@ -49,12 +50,15 @@ describe('link caps with windows', () => {
     const n = node;
     const cap = (scope: string) => n.status().linkCaps.find((c) => c.scope === scope)!;
     const sinkRate = () => n.status().volumes[0].sinks.find((s) => s.name === 'site-b')!.rateLimit;
+    // What the dashboard is told binds the link, and why.
+    const capReason = () => toFeedStatus(n.status()).volumes[0].sinks[0].capReason;
 
     // In the first window: its rate, for the links too (the tighter of peer and node caps).
     expect(cap('site-b')).toMatchObject({ rateLimit: 2e6, setBy: 'window', windows: 2 });
     expect(cap('site-b').window).toMatch(/^daily \d\d:\d\d:\d\d-/);
     expect(cap('node')).toMatchObject({ rateLimit: 80e6, setBy: 'config', window: null, windows: 1 });
     expect(sinkRate()).toBe(2e6);
+    expect(capReason()).toMatch(/^peer site-b, window daily \d\d:\d\d:\d\d-\d\d:\d\d:\d\d$/);
     const metrics = await metricsRegistry(n).metrics();
     expect(metrics).toContain('headstart_link_cap_bytes{scope="site-b",set_by="window"} 2000000');
     expect(metrics).toContain('headstart_link_cap_bytes{scope="node",set_by="config"} 80000000');
@@ -66,11 +70,13 @@ describe('link caps with windows', () => {
     await new Promise((r) => setTimeout(r, until - Date.now() + 200));
     expect(cap('site-b')).toMatchObject({ rateLimit: null, setBy: 'window' });
     expect(sinkRate()).toBe(80e6);
+    expect(capReason()).toBe('node-wide, configured');
 
     // An operator's cap holds over the windows; auto hands it back to them.
     const set = n.setRateLimit('site-b', 5e6);
     expect(set).toMatchObject({ peer: 'site-b', rateLimit: 5e6, links: 1, cap: { setBy: 'operator', until: null } });
     expect(sinkRate()).toBe(5e6);
+    expect(capReason()).toBe('peer site-b, set by an operator');
     expect(n.setRateLimit('site-b', 'auto').cap).toMatchObject({ rateLimit: null, setBy: 'window' });
     expect(sinkRate()).toBe(80e6);
     expect(n.setRateLimit(null, 'auto').cap).toMatchObject({ scope: 'node', rateLimit: 80e6, setBy: 'config' });

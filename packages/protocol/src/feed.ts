@@ -96,6 +96,12 @@ export interface FeedSink extends SinkStatus {
   readonly collidedBytes: number | null;
   /** The points waiting for this sink grow with every close (writes outrun the link); null when not known. */
   readonly notConverging: boolean | null;
+  /**
+   * Which cap binds this link and why, when one does: "peer site-b, window mon-fri
+   * 08:00-18:00", "node-wide, set by an operator", "peer site-b, configured". Absent from
+   * older nodes.
+   */
+  readonly capReason?: string | null;
 }
 
 /** One volume on the node with its sinks (replica side: committedPoint, no sinks). */

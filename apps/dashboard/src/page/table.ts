@@ -181,7 +181,9 @@ export class SinkTable {
     const over = age !== null && s.rpoTargetMs !== null && age > s.rpoTargetMs;
     this.set(v, 'rpo', `${formatDuration(age)} / ${formatTarget(s.rpoTargetMs)}`, over ? 'over' : '');
     this.set(v, 'dirty', formatBytes(s.dirtyBytes));
-    this.set(v, 'throughput', formatRate(s.throughput));
+    // B, and the cap that binds the link when one does (a window can explain a slow link).
+    this.set(v, 'throughput', s.rateLimit === null ? formatRate(s.throughput) : `${formatRate(s.throughput)} / cap ${formatRate(s.rateLimit)}`);
+    v.cells.throughput.title = s.rateLimit === null ? '' : `link cap ${formatRate(s.rateLimit)}${s.capReason ? `: ${s.capReason}` : ''}`;
     const ts = vol.nextCloseAt !== null ? vol.nextCloseAt - now : s.secondsToClose === null ? null : s.secondsToClose * 1000 - since;
     this.set(v, 'ts', ts === null ? '—' : formatDuration(Math.max(0, ts)));
     this.set(v, 'presend', formatClock(s.presendStartAt));
