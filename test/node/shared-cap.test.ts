@@ -57,7 +57,7 @@ describe('shared rate caps', () => {
     const capped = await shipAll(node, 2 * MiB, 1);
     expect(capped).toBeGreaterThan(2.5);
     expect(node.status().volumes[0].sinks[0].rateLimit).toBe(2 * MiB);
-    expect(node.setRateLimit('site-b', 4 * MiB)).toMatchObject({ peer: 'site-b', rateLimit: 4 * MiB, links: 3, cap: { scope: 'site-b', setBy: 'operator' } });
+    expect(node.setRateLimit('site-b', 4 * MiB)).toMatchObject({ peer: 'site-b', rateLimit: 4 * MiB, links: 3, cap: { peer: 'site-b', setBy: 'operator' } });
     const faster = await shipAll(node, 2 * MiB, 2);
     expect(faster).toBeGreaterThan(1.2); // 6 MiB at 4 MiB/s
     node.setRateLimit('site-b', null);
@@ -71,6 +71,6 @@ describe('shared rate caps', () => {
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
     const node = await pair(dir, { linkCap: 2 * MiB });
     expect(await shipAll(node, 2 * MiB, 3)).toBeGreaterThan(2.5);
-    expect(node.setRateLimit(null, null)).toMatchObject({ peer: null, rateLimit: null, links: 3, cap: { scope: 'node', setBy: 'operator' } });
+    expect(node.setRateLimit(null, null)).toMatchObject({ peer: null, rateLimit: null, links: 3, cap: { peer: null, setBy: 'operator' } });
   }, 90_000);
 });

@@ -14,7 +14,7 @@ function plannerModel(p: NodeStatus['volumes'][number]['planner']): string {
 /** A link cap: its rate now and what sets it ("10.00 MB/s (window mon-fri 08:00-18:00 until ...)"). */
 export function formatCap(c: LinkCapView): string {
   const rate = c.rateLimit === null ? 'off' : `${(c.rateLimit / 1e6).toFixed(2)} MB/s`;
-  if (c.setBy === 'operator') return `${rate} (set by an operator: it holds until \`headstart rate auto${c.scope === 'node' ? '' : ` --peer ${c.scope}`}\`)`;
+  if (c.setBy === 'operator') return `${rate} (set by an operator: it holds until \`headstart rate auto${c.peer === null ? '' : ` --peer ${c.peer}`}\`)`;
   const until = c.until === null ? '' : ` until ${new Date(c.until).toISOString()}`;
   if (c.setBy === 'window') return `${rate} (window ${c.window}${until})`;
   return c.windows > 0 && c.until !== null ? `${rate} (no window in force; the next boundary is at ${new Date(c.until).toISOString()})` : rate;
@@ -23,7 +23,7 @@ export function formatCap(c: LinkCapView): string {
 export function formatStatus(s: NodeStatus): string {
   const lines = [`node ${s.node} at ${new Date(s.time).toISOString()}`];
   const caps = (s.linkCaps ?? []).filter((c) => c.rateLimit !== null || c.windows > 0 || c.setBy === 'operator');
-  if (caps.length > 0) lines.push(`link caps: ${caps.map((c) => `${c.scope === 'node' ? 'node-wide' : `peer ${c.scope}`} ${formatCap(c)}`).join('; ')}`);
+  if (caps.length > 0) lines.push(`link caps: ${caps.map((c) => `${c.peer === null ? 'node-wide' : `peer ${c.peer}`} ${formatCap(c)}`).join('; ')}`);
   for (const v of s.volumes) {
     const next = v.nextCloseAt === null ? '-' : `in ${Math.max(0, Math.round((v.nextCloseAt - s.time) / 1000))} s`;
     lines.push(

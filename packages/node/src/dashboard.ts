@@ -69,12 +69,12 @@ export function toFeedStatus(s: NodeStatus): FeedStatus {
 /** The cap that binds a link to `peer` (the tighter of the peer's and the node-wide one), and why. */
 function capReason(caps: readonly LinkCapView[], peer: string): string | null {
   // Not a peer (the archive): the link caps do not apply to it.
-  if (!caps.some((c) => c.scope === peer)) return null;
+  if (!caps.some((c) => c.peer === peer)) return null;
   const binding = caps
-    .filter((c) => (c.scope === 'node' || c.scope === peer) && c.rateLimit !== null)
+    .filter((c) => (c.peer === null || c.peer === peer) && c.rateLimit !== null)
     .sort((a, b) => a.rateLimit! - b.rateLimit!)[0];
   if (binding === undefined) return null;
-  const who = binding.scope === 'node' ? 'node-wide' : `peer ${binding.scope}`;
+  const who = binding.peer === null ? 'node-wide' : `peer ${binding.peer}`;
   const why = binding.setBy === 'operator' ? 'set by an operator' : binding.setBy === 'window' ? `window ${binding.window}` : 'configured';
   return `${who}, ${why}`;
 }

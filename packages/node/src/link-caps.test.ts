@@ -48,7 +48,7 @@ describe('link caps with windows', () => {
     );
     node = await startNode(config, silentLogger());
     const n = node;
-    const cap = (scope: string) => n.status().linkCaps.find((c) => c.scope === scope)!;
+    const cap = (peer: string | null) => n.status().linkCaps.find((c) => c.peer === peer)!;
     const sinkRate = () => n.status().volumes[0].sinks.find((s) => s.name === 'site-b')!.rateLimit;
     // What the dashboard is told binds the link, and why.
     const capReason = () => toFeedStatus(n.status()).volumes[0].sinks[0].capReason;
@@ -56,12 +56,12 @@ describe('link caps with windows', () => {
     // In the first window: its rate, for the links too (the tighter of peer and node caps).
     expect(cap('site-b')).toMatchObject({ rateLimit: 2e6, setBy: 'window', windows: 2 });
     expect(cap('site-b').window).toMatch(/^daily \d\d:\d\d:\d\d-/);
-    expect(cap('node')).toMatchObject({ rateLimit: 80e6, setBy: 'config', window: null, windows: 1 });
+    expect(cap(null)).toMatchObject({ rateLimit: 80e6, setBy: 'config', window: null, windows: 1 });
     expect(sinkRate()).toBe(2e6);
     expect(capReason()).toMatch(/^peer site-b, window daily \d\d:\d\d:\d\d-\d\d:\d\d:\d\d$/);
     const metrics = await metricsRegistry(n).metrics();
-    expect(metrics).toContain('headstart_link_cap_bytes{scope="site-b",set_by="window"} 2000000');
-    expect(metrics).toContain('headstart_link_cap_bytes{scope="node",set_by="config"} 80000000');
+    expect(metrics).toContain('headstart_link_cap_bytes{scope="peer",peer="site-b",set_by="window"} 2000000');
+    expect(metrics).toContain('headstart_link_cap_bytes{scope="node",peer="",set_by="config"} 80000000');
     const until = cap('site-b').until!;
     expect(until).toBeGreaterThan(Date.now());
     expect(until).toBeLessThanOrEqual(Date.now() + 8_000);
@@ -79,7 +79,7 @@ describe('link caps with windows', () => {
     expect(capReason()).toBe('peer site-b, set by an operator');
     expect(n.setRateLimit('site-b', 'auto').cap).toMatchObject({ rateLimit: null, setBy: 'window' });
     expect(sinkRate()).toBe(80e6);
-    expect(n.setRateLimit(null, 'auto').cap).toMatchObject({ scope: 'node', rateLimit: 80e6, setBy: 'config' });
+    expect(n.setRateLimit(null, 'auto').cap).toMatchObject({ peer: null, rateLimit: 80e6, setBy: 'config' });
   }, 30_000);
 
   it('refuses windows an operator could misread', () => {

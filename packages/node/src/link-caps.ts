@@ -10,8 +10,8 @@ import { capAt, type CapNow, type RateWindow } from './rate-windows';
 
 /** What status shows of a cap. */
 export interface LinkCapView {
-  /** "node" (linkCap) or the peer's name. */
-  readonly scope: string;
+  /** The peer whose cap this is, or null: the node-wide linkCap. */
+  readonly peer: string | null;
   /** Bytes/s now; null = no cap. */
   readonly rateLimit: number | null;
   /** Who set it: the plain configured cap, one of its windows, or an operator at run time. */
@@ -34,7 +34,7 @@ export class LinkCap {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    readonly scope: string,
+    readonly peer: string | null,
     private readonly plain: number | null,
     private readonly windows: readonly RateWindow[],
     /** Called when a window boundary changes the cap (not for the operator's own changes). */
@@ -49,7 +49,7 @@ export class LinkCap {
   view(): LinkCapView {
     const c = this.current;
     return {
-      scope: this.scope,
+      peer: this.peer,
       rateLimit: this.bucket.limit,
       setBy: this.operator ? 'operator' : c.window !== null ? 'window' : 'config',
       window: this.operator ? null : (c.window?.label ?? null),

@@ -37,8 +37,8 @@ export function metricsRegistry(node: HeadstartNode): Registry {
   gauge('headstart_group_wait_seconds', "Replica side: how long the volume's next commit has waited for the rest of its consistency group (0 when it does not wait).", ['volume', 'group'], (g) =>
     volumes().forEach((v) => v.group !== null && v.role === 'replica' && g.set({ volume: v.name, group: v.group }, v.groupWait === null ? 0 : (Date.now() - v.groupWait.since) / 1000)),
   );
-  gauge('headstart_link_cap_bytes', 'A link cap in force, bytes/s (absent while off): scope "node" (linkCap) or a peer; set_by config, window or operator.', ['scope', 'set_by'], (g) =>
-    node.linkCaps().forEach((c) => c.rateLimit !== null && g.set({ scope: c.scope, set_by: c.setBy }, c.rateLimit)),
+  gauge('headstart_link_cap_bytes', 'A link cap in force, bytes/s (absent while off): scope "node" (linkCap, peer "") or "peer"; set_by config, window or operator.', ['scope', 'peer', 'set_by'], (g) =>
+    node.linkCaps().forEach((c) => c.rateLimit !== null && g.set({ scope: c.peer === null ? 'node' : 'peer', peer: c.peer ?? '', set_by: c.setBy }, c.rateLimit)),
   );
   gauge('headstart_disk_free_bytes', "Free bytes on the volume's file system.", ['volume'], (g) => volumes().forEach((v) => v.disk.freeBytes !== null && g.set({ volume: v.name }, v.disk.freeBytes)));
   gauge('headstart_disk_reserve_bytes', 'Free bytes below which the volume refuses writes (kept for its own records).', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.disk.reserveBytes)));

@@ -265,7 +265,7 @@ class Node implements HeadstartNode {
     readonly config: NodeConfig,
     private readonly log: Logger,
   ) {
-    this.nodeCap = this.makeCap('node', config.linkCap ?? null, config.linkCapWindows ?? []);
+    this.nodeCap = this.makeCap(null, config.linkCap ?? null, config.linkCapWindows ?? []);
   }
 
   get nbdPort(): number | null {
@@ -371,8 +371,9 @@ class Node implements HeadstartNode {
     return policy;
   }
 
-  private makeCap(scope: string, plain: number | null, windows: readonly RateWindow[]): LinkCap {
-    const cap = new LinkCap(scope, plain, windows, (v) =>
+  private makeCap(peer: string | null, plain: number | null, windows: readonly RateWindow[]): LinkCap {
+    const scope = peer ?? 'node-wide';
+    const cap = new LinkCap(peer, plain, windows, (v) =>
       this.log.info({ cap: scope, rateLimit: v.rateLimit, window: v.window, until: v.until === null ? null : new Date(v.until).toISOString() }, v.window === null ? 'link cap back to its configured rate' : `link cap window ${v.window} in force`),
     );
     const v = cap.view();
