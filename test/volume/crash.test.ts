@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rmSync } from 'node:fs';
+import { cpSync, rmSync, writeFileSync } from 'node:fs';
 import { openVolume } from '@headstart/volume';
 import { bundle } from '../helpers/bundle';
 import { tempDir } from '../helpers/tmp';
@@ -24,8 +24,14 @@ beforeAll(async () => {
 });
 afterAll(() => rmSync(child, { force: true }));
 
-/** Where two images differ, as byte ranges with the first byte of each side (for a failure message). */
-function describeDiff(live: Buffer, model: Buffer): string {
+/**
+ * Where two images differ, as byte ranges with the first byte of each side, and the write
+ * each byte most likely came from (the newest id up to `lastId` that writes it: the child
+ * writes byte 1 + id % 255), so a failure says whether the volume lost writes or the
+ * model missed them.
+ */
+function describeDiff(live: Buffer, model: Buffer, lastId: number): string {
+  const writer = (byte: number) => (byte === 0 ? 'never written' : `id ${lastId - ((lastId - (byte - 1) + 255 * 1000) % 255)}`);
   const ranges: string[] = [];
   for (let i = 0; i < live.length && ranges.length < 8; ) {
     if (live[i] === model[i]) {
@@ -34,7 +40,7 @@ function describeDiff(live: Buffer, model: Buffer): string {
     }
     let j = i;
     while (j < live.length && live[j] !== model[j]) j++;
-    ranges.push(`[${i}, ${j}) live ${live[i]} model ${model[i]}`);
+    ranges.push(`[${i}, ${j}) live ${live[i]} (${writer(live[i])}) model ${model[i]} (${writer(model[i])})`);
     i = j;
   }
   return ranges.join(', ');
@@ -76,6 +82,7 @@ describe('volume crash safety (kill -9 at random instants)', () => {
     let seed = 12345;
     let checkedPoints = 0;
     for (let run = 0; run < RUNS; run++) {
+      const firstId = nextId;
       const { lines } = await runUntilKilled(dir, seed++, nextId, 5 + ((run * 37) % 120));
       let inFlight: { offset: number; length: number; byte: number } | null = null;
       let closing = false;
@@ -109,7 +116,14 @@ describe('volume crash safety (kill -9 at random instants)', () => {
             if (live.subarray(from, to).every((x) => x === byte)) model.fill(byte, from, to);
           }
         }
-        expect(live.equals(model), `run ${run}: live content differs ${describeDiff(live, model)}; last lines the child reported: ${lines.slice(-6).join(' | ')}`).toBe(true);
+        let postMortem = '';
+        if (!live.equals(model)) {
+          // Keep what a post-mortem needs: the volume as the kill left it and the child's every line of this run.
+          postMortem = `${dir}-failed-run-${run}`;
+          cpSync(dir, postMortem, { recursive: true });
+          writeFileSync(join(postMortem, 'child.lines'), lines.join('\n') + '\n');
+        }
+        expect(live.equals(model), `run ${run} (ids ${firstId}..${nextId - 1}, ${lines.length} lines; volume and lines kept in ${postMortem}): live content differs ${describeDiff(live, model, nextId - 1)}; last lines the child reported: ${lines.slice(-6).join(' | ')}`).toBe(true);
         // A close interrupted before it reported may or may not have made its point.
         const kept = v.snapshots().map((p) => p.n);
         if (closing) {
