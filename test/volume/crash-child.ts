@@ -1,28 +1,32 @@
 /**
  * Child process for the crash test: opens (or creates) a volume and writes, closes points and
- * acknowledges forever, reporting every step on stdout BEFORE and AFTER it happens, until
- * the parent kills it with SIGKILL. stdout to a pipe is synchronous on Linux, so every line
- * printed before the kill reaches the parent.
+ * acknowledges forever, reporting every step BEFORE and AFTER it happens, until the parent
+ * kills it with SIGKILL. `R` (ready) goes to stdout; every other line to the report file
+ * named by the parent, with writeSync: it is in the kernel once the call returns, so a
+ * SIGKILL cannot lose it. Not stdout: a pipe is written synchronously only while it has
+ * room; once the parent falls behind reading (a loaded machine), Node queues the lines in
+ * the child's memory, and a SIGKILL drops them while the writes they report have landed.
  *
  * Lines: `S id offset length byte` (write starts), `D id` (write done),
  *        `C` (close starts), `P n` (point n closed), `A n` (ack of n done), `F` (flush done).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { createVolume, openVolume } from '@headstart/volume';
 
-const [dir, seedArg, firstIdArg] = process.argv.slice(2);
+const [dir, seedArg, firstIdArg, reportPath] = process.argv.slice(2);
 let seed = Number(seedArg) >>> 0 || 1;
 const rand = (n: number) => {
   seed = (seed * 1103515245 + 12345) >>> 0;
   return (seed >>> 8) % n;
 };
 const SIZE = 64 * 4096;
-const out = (line: string) => process.stdout.write(line + '\n');
+const report = openSync(reportPath, 'w');
+const out = (line: string) => writeSync(report, line + '\n');
 
 const v = existsSync(join(dir, 'meta.lmdb')) ? await openVolume(dir) : await createVolume(dir, { size: SIZE });
 if (v.sinks().length === 0) await v.addSink('replica');
-out('R');
+process.stdout.write('R\n');
 let id = Number(firstIdArg);
 for (;;) {
   const r = rand(100);
