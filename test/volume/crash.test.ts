@@ -75,7 +75,7 @@ function runUntilKilled(dir: string, seed: number, firstId: number, killAfterMs:
     p.on('close', (code, signal) => {
       clearTimeout(timer);
       if (signal !== 'SIGKILL') reject(new Error(`child exited by itself (code ${code}): ${stderr}`));
-      else resolve({ lines: ['R', ...readFileSync(reportPath, 'utf8').split('\n').filter((l) => l.length > 0)] });
+      else resolve({ lines: readFileSync(reportPath, 'utf8').split('\n').filter((l) => l.length > 0) });
     });
   });
 }
@@ -94,7 +94,7 @@ describe('volume crash safety (kill -9 at random instants)', () => {
       const { lines } = await runUntilKilled(dir, seed++, nextId, 5 + ((run * 37) % 120));
       let inFlight: { offset: number; length: number; byte: number } | null = null;
       let closing = false;
-      for (const line of lines.slice(1)) {
+      for (const line of lines) {
         const [tag, ...args] = line.split(' ');
         const nums = args.map(Number);
         if (tag === 'S') {

@@ -411,9 +411,11 @@ class Node implements HeadstartNode {
     return { peer, rateLimit: view.rateLimit, links: links.length, cap: view };
   }
 
+  /** The planner's first guess at B: the tightest cap in force (window or operator included) on the volume's links. */
   private peerRate(vc: VolumeConfig): number | undefined {
-    const rates = vc.sinks.map((s) => this.config.peers.find((p) => p.name === s)?.rateLimit).filter((r): r is number => r !== undefined);
-    return rates.length > 0 ? Math.min(...rates) : this.config.linkCap;
+    const caps = [...vc.sinks.map((s) => this.peerCap(s)), this.nodeCap];
+    const rates = caps.map((c) => c.bucket.limit).filter((r): r is number => r !== null);
+    return rates.length > 0 ? Math.min(...rates) : undefined;
   }
 
   /** Arms the next scheduled verification of a primary volume (volume.verify). */
