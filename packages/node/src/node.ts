@@ -171,6 +171,8 @@ const HISTORY_LIMIT = 500;
 const CLOSE_RETRY_MS = 5_000;
 /** Save a volume's planner state at a close at most this often (see saveLearnt). */
 const LEARNT_SAVE_MS = 5 * 60_000;
+/** How early a timer may fire by Date.now() that scheduleNext still recognises its close (a clock stepped back is not). */
+const EARLY_TIMER_MS = 1000;
 
 /** Copies a volume's content into a sparse raw image: written to a temp file, synced, renamed. */
 async function writeImage(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<void> {
@@ -540,7 +542,15 @@ class Node implements HeadstartNode {
       for (const x of [m, ...unit]) x.nextCloseAt = null;
       return;
     }
-    const at = lead.schedule.nextAfter(Date.now());
+    // A timer can fire a little before its time by Date.now(): timers run on the monotonic
+    // clock, Date.now() on the wall clock, and the two round differently and drift apart
+    // (NTP slews the wall clock). "The next time after now" would then be the point just
+    // closed, and the same scheduled time would close twice, ms apart (seen in
+    // bench:policies). Never again a time already taken; a clock stepped back further than
+    // EARLY_TIMER_MS is not mistaken for this.
+    const now = Date.now();
+    const last = Math.max(...unit.map((x) => x.volume.latestClosed?.scheduledAt ?? -Infinity));
+    const at = lead.schedule.nextAfter(last > now && last - now < EARLY_TIMER_MS ? last : now);
     for (const x of unit) {
       x.nextCloseAt = at;
       x.policy.schedule?.(at);
