@@ -25,7 +25,8 @@ export function formatStatus(s: NodeStatus): string {
   const caps = (s.linkCaps ?? []).filter((c) => c.rateLimit !== null || c.windows > 0 || c.setBy === 'operator');
   if (caps.length > 0) lines.push(`link caps: ${caps.map((c) => `${c.peer === null ? 'node-wide' : `peer ${c.peer}`} ${formatCap(c)}`).join('; ')}`);
   for (const v of s.volumes) {
-    const next = v.nextCloseAt === null ? '-' : `in ${Math.max(0, Math.round((v.nextCloseAt - s.time) / 1000))} s`;
+    const leveled = v.levelOffsetMs == null ? '' : ` (leveled: ${(v.levelOffsetMs / 1000).toFixed(v.levelOffsetMs % 1000 === 0 ? 0 : 1)} s after the clock's marks)`;
+    const next = v.nextCloseAt === null ? '-' : `in ${Math.max(0, Math.round((v.nextCloseAt - s.time) / 1000))} s${leveled}`;
     lines.push(
       `volume ${v.name}${v.group ? ` (group ${v.group})` : ''}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
         (v.role === 'primary'

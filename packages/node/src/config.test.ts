@@ -42,6 +42,14 @@ describe('configuration', () => {
     expect(problem({ ...base, volumes: [{ name: 'db', size: '1GiB', group: 'a b' }] })).toContain('volumes[0].group');
   });
 
+  it('takes load leveling with an interval only', () => {
+    const vol = (schedule: object) => ({ ...base, volumes: [{ name: 'db', size: '1GiB', schedule }] });
+    expect(validateConfig(vol({ every: '15m', level: true }), 'test.yaml', '/base').volumes[0].schedule).toEqual({ every: 900_000, level: true });
+    expect(problem(vol({ cron: '*/15 * * * *', level: true }))).toContain('volumes[0].schedule.level: leveling needs "every": the times of a cron schedule are the operator\'s');
+    expect(problem(vol({ every: '15m', origin: '2026-01-01T00:07:00Z', level: true }))).toContain('volumes[0].schedule.level: "level" and "origin" both set when the points fall');
+    expect(problem(vol({ every: '15m', level: 'yes' }))).toContain('volumes[0].schedule.level');
+  });
+
   it('accepts a full configuration and resolves paths against its directory', () => {
     const c = validateConfig(
       {

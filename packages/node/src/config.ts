@@ -111,10 +111,18 @@ const schedule = z
         return t;
       })
       .optional(),
+    /**
+     * Load leveling (leveling.ts): the node chooses where in the interval this volume's points
+     * fall (a fixed offset from the clock's marks), so the closes of the volumes that share
+     * a link take turns instead of bursting together. The interval stays `every`.
+     */
+    level: z.boolean().optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
     if ((s.every === undefined) === (s.cron === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give exactly one of "every" or "cron"' });
+    if (s.level === true && s.cron !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['level'], message: 'leveling needs "every": the times of a cron schedule are the operator\'s, the node does not move them' });
+    if (s.level === true && s.origin !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['level'], message: '"level" and "origin" both set when the points fall: give one of them' });
     if (s.every !== undefined && s.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
     if (s.cron !== undefined) {
       try {

@@ -11,6 +11,7 @@ export { runDemo, demoInterval, type DemoOptions, type DemoResult } from './demo
 export { runGeneratedWorkload, replayTrace, type WorkloadStats, type TraceWrite } from './workload';
 export { createLogger, silentLogger, type Logger } from './logger';
 export { scheduleFrom, intervalSchedule, cronSchedule, type Schedule } from './schedule';
+export { levelOffsets, modelledPeak, type LevelUnit, type LevelPlan } from './leveling';
 export { toFeedStatus, feedSource } from './dashboard';
 export { predictivePolicy, type PredictivePolicy } from './predictive';
 export { type LinkCapView } from './link-caps';

@@ -32,7 +32,8 @@ import type { FeedEvent, SinkStatus } from '@headstart/protocol';
 import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent, type GroupWait } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
-import { scheduleFrom, type Schedule } from './schedule';
+import { intervalSchedule, scheduleFrom, type Schedule } from './schedule';
+import { levelOffsets, modelledPeak, type LevelUnit } from './leveling';
 import { predictivePolicy, type PredictivePolicy } from './predictive';
 import { learntPath, loadLearnt, saveLearnt } from './planner-state';
 import { LinkCap, type LinkCapView } from './link-caps';
@@ -90,6 +91,8 @@ export interface VolumeView {
   readonly openSnapshot: number | null;
   readonly latestClosed: number | null;
   readonly nextCloseAt: number | null;
+  /** Load leveling (schedule.level): its points fall this many ms after the clock's marks; null when not leveled. */
+  readonly levelOffsetMs: number | null;
   readonly committed: { n: number; scheduledAt: number } | null;
   readonly rpoTargetMs: number | null;
   readonly dirtyBytes: number;
@@ -160,6 +163,10 @@ interface Managed {
   readonly notConverging: Set<string>;
   /** The scheduled close being retried after a failure, or null. */
   closeFailing: CloseFailure | null;
+  /** Load leveling (schedule.level): where in the interval its points fall, ms after the clock's marks; null when not leveled. */
+  levelOffsetMs: number | null;
+  /** Bytes of its last points (dirty set at close), newest last: the leveling's weight. */
+  readonly pointBytes: number[];
 }
 
 const HISTORY_LIMIT = 500;
@@ -173,6 +180,14 @@ const CLOSE_RETRY_MS = 5_000;
 const LEARNT_SAVE_MS = 5 * 60_000;
 /** How early a timer may fire by Date.now() that scheduleNext still recognises its close (a clock stepped back is not). */
 const EARLY_TIMER_MS = 1000;
+/** Load leveling weighs a volume by the mean of its last points, this many. */
+const LEVEL_WEIGHT_POINTS = 8;
+/** Leveling plans again from measured weights once each leveled volume closed this many points... */
+const LEVEL_MEASURED_POINTS = 3;
+/** ...and then after this many closes of leveled volumes per volume; */
+const LEVEL_RECHECK_POINTS = 24;
+/** a new plan moves schedules only if its modelled peak is this much lower (offsets stay put through noise). */
+const LEVEL_MIN_GAIN = 0.1;
 
 /** Copies a volume's content into a sparse raw image: written to a temp file, synced, renamed. */
 async function writeImage(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<void> {
@@ -255,6 +270,9 @@ class Node implements HeadstartNode {
    */
   private readonly peerCaps = new Map<string, LinkCap>();
   private readonly nodeCap: LinkCap;
+  /** Load leveling: closes of leveled volumes since the plan was last weighed, and whether it ever was on measured points. */
+  private levelCloses = 0;
+  private levelMeasured = false;
   private nbd: NbdServer | null = null;
   private replicaServer: ReplicaServer | null = null;
   private secret: string | null = null;
@@ -309,6 +327,8 @@ class Node implements HeadstartNode {
         history: [],
         notConverging: new Set(),
         closeFailing: null,
+        levelOffsetMs: null,
+        pointBytes: [],
         lastSessionAt: 0,
         verifyHold: null,
         verifyTimer: null,
@@ -336,6 +356,7 @@ class Node implements HeadstartNode {
     }
     await this.startReplicaServer();
     for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
+    this.levelSchedules('start');
   }
 
   private exportOptions(m: Managed): ExportOptions {
@@ -558,6 +579,81 @@ class Node implements HeadstartNode {
     lead.timer = setTimeout(() => void this.closeScheduled(lead, at), Math.max(0, at - Date.now()));
   }
 
+  /**
+   * The close units whose schedule is leveled (schedule.level): a volume, or a consistency
+   * group (its first primary volume holds the timer), weighed by the mean bytes of their
+   * recent points.
+   */
+  private leveledUnits(): { lead: Managed; members: Managed[]; unit: LevelUnit }[] {
+    const units: { lead: Managed; members: Managed[]; unit: LevelUnit }[] = [];
+    const seen = new Set<Managed>();
+    for (const m of this.managed.values()) {
+      const every = m.config.schedule?.every;
+      if (seen.has(m) || m.volume.readOnly || m.config.schedule?.level !== true || every === undefined) continue;
+      const members = this.closeUnit(m);
+      for (const x of members) seen.add(x);
+      const weights = members.filter((x) => x.pointBytes.length > 0).map((x) => x.pointBytes.reduce((a, b) => a + b, 0) / x.pointBytes.length);
+      const id = m.config.group === undefined ? `volume ${m.config.name}` : `group ${m.config.group}`;
+      units.push({ lead: members[0], members, unit: { id, everyMs: every, weightBytes: weights.length === 0 ? null : weights.reduce((a, b) => a + b, 0) } });
+    }
+    return units;
+  }
+
+  /**
+   * Plans where the leveled volumes' points fall (leveling.ts) and moves their schedules:
+   * at start, when roles change, and as the points' sizes become known. A new offset never
+   * delays a point: when its first time would come later than the close already armed and
+   * more than one interval after the last point, the armed close happens first and the
+   * next one follows the new offset.
+   */
+  private levelSchedules(reason: 'start' | 'roles' | 'measured'): void {
+    const units = this.leveledUnits();
+    if (units.length === 0 || this.stopping) return;
+    const caps = [this.nodeCap, ...new Set(units.flatMap((u) => u.members.flatMap((m) => m.config.sinks.map((s) => this.peerCap(s)))))];
+    const limits = caps.map((c) => c.bucket.limit).filter((r): r is number => r !== null);
+    // The link they share: the node-wide cap if any, else the tightest peer cap, else not known.
+    const link = this.nodeCap.bucket.limit ?? (limits.length > 0 ? Math.min(...limits) : null);
+    const plan = levelOffsets(units.map((u) => u.unit), link);
+    if (reason === 'measured') {
+      const current = new Map(units.map((u) => [u.unit.id, u.lead.levelOffsetMs ?? 0]));
+      const peakNow = modelledPeak(units.map((u) => u.unit), current, link);
+      if (units.every((u) => u.lead.levelOffsetMs !== null) && plan.peakBytesPerSecond > peakNow * (1 - LEVEL_MIN_GAIN)) return;
+    }
+    const now = Date.now();
+    for (const u of units) {
+      const offset = plan.offsets.get(u.unit.id)!;
+      if (u.lead.levelOffsetMs === offset) continue;
+      const schedule = intervalSchedule(u.unit.everyMs, offset);
+      for (const x of u.members) {
+        x.schedule = schedule;
+        x.levelOffsetMs = offset;
+      }
+      this.log.info({ unit: u.unit.id, every: u.unit.everyMs, offsetMs: offset, weightBytes: u.unit.weightBytes, reason }, `load leveling: its points fall ${offset / 1000} s after the clock's marks`);
+      // Point 0 of a new volume is its empty image, not a recovery point worth keeping.
+      const lastPoint = Math.max(...u.members.map((x) => (x.volume.latestClosed?.n ?? 0) > 0 ? x.volume.latestClosed!.scheduledAt : -Infinity));
+      const armed = u.lead.timer !== null ? u.lead.nextCloseAt : null;
+      const first = schedule.nextAfter(now);
+      // A volume with no point yet has no recovery point to keep: it takes its offset at once.
+      if (armed !== null && first > armed && lastPoint !== -Infinity && first - lastPoint > u.unit.everyMs) continue;
+      if (armed !== null) this.scheduleNext(u.lead);
+    }
+  }
+
+  /** After a close of m: its size weighs its unit; the plan is weighed again once sizes are known, then now and then. */
+  private noteLeveledClose(m: Managed, bytes: number | undefined): void {
+    if (m.config.schedule?.level !== true || bytes === undefined) return;
+    m.pointBytes.push(bytes);
+    if (m.pointBytes.length > LEVEL_WEIGHT_POINTS) m.pointBytes.shift();
+    const units = this.leveledUnits();
+    this.levelCloses++;
+    const measured = units.every((u) => u.members.every((x) => x.pointBytes.length >= LEVEL_MEASURED_POINTS));
+    if (!measured) return;
+    if (this.levelMeasured && this.levelCloses < LEVEL_RECHECK_POINTS * units.reduce((k, u) => k + u.members.length, 0)) return;
+    this.levelMeasured = true;
+    this.levelCloses = 0;
+    this.levelSchedules('measured');
+  }
+
   /** A scheduled close (of m's group); if it fails (nothing changed then), again every CLOSE_RETRY_MS until it succeeds. */
   private async closeScheduled(m: Managed, scheduledAt: number): Promise<void> {
     m.timer = null;
@@ -627,6 +723,7 @@ class Node implements HeadstartNode {
       // A volume without sinks drops a point as it closes (nobody needs it): no dirty set left.
       const dirtyBlocks = x.volume.sinks().length > 0 ? x.volume.dirtyBlocks(point.n).size : undefined;
       this.log.info({ volume: x.config.name, n: point.n, dirtyBlocks, group: x.config.group }, 'snapshot point closed');
+      this.noteLeveledClose(x, dirtyBlocks === undefined ? undefined : dirtyBlocks * x.volume.blockSize);
       x.archiver?.kick();
       this.checkConvergence(x);
     }
@@ -854,6 +951,7 @@ class Node implements HeadstartNode {
       await this.startPrimary(m);
       volumes.push({ name: vname, epoch: m.volume.info.epoch, point: m.volume.latestClosed?.n ?? null });
     }
+    this.levelSchedules('roles');
     const tookMs = performance.now() - started;
     for (const v of volumes) {
       this.log.warn({ volume: v.name, epoch: v.epoch, point: v.point, tookMs, group: first.config.group }, 'volume promoted to primary');
@@ -896,7 +994,10 @@ class Node implements HeadstartNode {
       this.log.warn({ volume: vname, epoch, group: m.config.group }, 'volume demoted to replica');
       this.emit({ type: 'demoted', time: Date.now(), volume: vname, epoch });
       volumes.push({ name: vname, epoch });
+      m.levelOffsetMs = null;
+      m.schedule = m.config.schedule === undefined ? null : scheduleFrom(m.config.schedule);
     }
+    this.levelSchedules('roles');
     return { epoch: volumes.find((v) => v.name === name)!.epoch, volumes };
   }
 
@@ -938,6 +1039,7 @@ class Node implements HeadstartNode {
         openSnapshot: open,
         latestClosed: v.readOnly ? null : (v.latestClosed?.n ?? null),
         nextCloseAt: m.nextCloseAt,
+        levelOffsetMs: v.readOnly ? null : m.levelOffsetMs,
         committed: v.committed === null ? null : { n: v.committed.n, scheduledAt: v.committed.scheduledAt },
         rpoTargetMs: m.config.rpoTarget ?? null,
         dirtyBytes: open === null ? 0 : v.dirtyBlocks(open).size * v.blockSize,

@@ -30,7 +30,7 @@ describe('a schedule timer that fires early by the wall clock', () => {
     const realNow = Date.now.bind(Date);
     const t0 = realNow();
     vi.spyOn(Date, 'now').mockImplementation(() => Math.floor(t0 + (realNow() - t0) * 0.98));
-    const config = validateConfig({ node: { name: 'e', dataDir: join(dir, 'data') }, listen: { admin: '127.0.0.1:0' }, volumes: [{ name: 'v', size: '4MiB', schedule: { every: '1s' } }] }, 'test', dir);
+    const config = validateConfig({ node: { name: 'e', dataDir: join(dir, 'data') }, listen: { admin: '127.0.0.1:0' }, volumes: [{ name: 'v', size: '4MiB', schedule: { every: '1s' } }, { name: 'l', size: '4MiB', schedule: { every: '1s', level: true } }] }, 'test', dir);
     node = await startNode(config, silentLogger());
     await new Promise((r) => setTimeout(r, 3600));
     for (const v of node.status().volumes) {

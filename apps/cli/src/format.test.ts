@@ -1,0 +1,20 @@
+import { describe, expect, it } from 'vitest';
+import type { NodeStatus, VolumeView } from '@headstart/node';
+import { formatStatus } from './format';
+
+const now = Date.parse('2026-12-06T10:00:00Z');
+const volume = (extra: Partial<VolumeView>): VolumeView =>
+  ({
+    name: 'db', group: null, groupWait: null, role: 'primary', epoch: 1, size: 1 << 30, blockSize: 4096, openSnapshot: 7, latestClosed: 6,
+    nextCloseAt: now + 40_000, levelOffsetMs: null, committed: null, rpoTargetMs: null, dirtyBytes: 0, policy: 'predictive', planner: null,
+    sinks: [], history: [], lastVerify: null, closeFailing: null, disk: { freeBytes: null, reserveBytes: 1 << 20, warnBytes: 4 << 20 }, ...extra,
+  }) as VolumeView;
+const status = (v: VolumeView): NodeStatus => ({ node: 'site-a', time: now, listen: { nbd: null, peers: null }, linkCaps: [], volumes: [v] });
+
+describe('headstart status', () => {
+  it('says where a leveled volume\'s points fall, and nothing for one on the clock', () => {
+    expect(formatStatus(status(volume({ levelOffsetMs: 225_000 })))).toContain("next close in 40 s (leveled: 225 s after the clock's marks)");
+    expect(formatStatus(status(volume({ levelOffsetMs: 1_500 })))).toContain('(leveled: 1.5 s after');
+    expect(formatStatus(status(volume({})))).toMatch(/next close in 40 s, policy/);
+  });
+});
