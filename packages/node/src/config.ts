@@ -11,7 +11,8 @@ import { z } from 'zod';
 import { CronExpressionParser } from 'cron-parser';
 import { HeadstartError } from '@headstart/errors';
 import { parseStoreUrl, type StoreSpec } from '@headstart/archive';
-import { parseDays, parseTimeOfDay, type RateWindow } from './rate-windows';
+import { parseDays, parseTimeOfDay, type ClockWindow, type RateWindow } from './rate-windows';
+import type { ScheduleWindow } from './schedule';
 
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1e3, m: 1e6, mb: 1e6, g: 1e9, gb: 1e9, t: 1e12, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
 
@@ -56,6 +57,23 @@ const rate = z.union([z.number(), z.string()]).transform((v, ctx) => {
   if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a rate: ${JSON.stringify(v)} (write e.g. 20MB/s, 100Mbit/s)` });
   return n;
 });
+/** The clock part of a window (days, from, to; rate-windows.ts), parsed, each error at its key. */
+function clockWindow(w: { days: string; from: string; to: string }, ctx: z.RefinementCtx): ClockWindow {
+  const field = <T>(path: string, parse: () => T, fallback: T): T => {
+    try {
+      return parse();
+    } catch (err) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message: (err as Error).message });
+      return fallback;
+    }
+  };
+  return {
+    days: field('days', () => parseDays(w.days), null),
+    from: field('from', () => parseTimeOfDay(w.from), 0),
+    to: field('to', () => parseTimeOfDay(w.to), 0),
+    label: `${w.days} ${w.from}-${w.to}`,
+  };
+}
 /**
  * A window of a link cap (rate-windows.ts): `{ days?: mon-fri, from: "08:00", to: "18:00",
  * rate: 10MB/s | none }`, in the node's local time.
@@ -68,23 +86,23 @@ const rateWindow = z
     rate: z.union([z.literal('none'), rate], { errorMap: () => ({ message: 'a window needs a rate: e.g. 10MB/s, or none for no cap' }) }),
   })
   .strict()
-  .transform((w, ctx): RateWindow => {
-    const field = <T>(path: string, parse: () => T, fallback: T): T => {
-      try {
-        return parse();
-      } catch (err) {
-        ctx.addIssue({ code: z.ZodIssueCode.custom, path: [path], message: (err as Error).message });
-        return fallback;
-      }
-    };
-    return {
-      days: field('days', () => parseDays(w.days), null),
-      from: field('from', () => parseTimeOfDay(w.from), 0),
-      to: field('to', () => parseTimeOfDay(w.to), 0),
-      rate: w.rate === 'none' ? null : w.rate,
-      label: `${w.days} ${w.from}-${w.to}`,
-    };
-  });
+  .transform((w, ctx): RateWindow => ({ ...clockWindow(w, ctx), rate: w.rate === 'none' ? null : w.rate }));
+/**
+ * A window of a schedule (schedule.ts): `{ days?: mon-fri, from: "08:00", to: "18:00",
+ * every: 5m | none }`: the interval inside it, or no points.
+ */
+const scheduleWindow = z
+  .object({
+    days: z.string().default('daily'),
+    from: z.string(),
+    to: z.string(),
+    every: z.union([z.literal('none'), duration], { errorMap: () => ({ message: 'a window needs its interval: e.g. 5m, or none for no points inside it' }) }),
+  })
+  .strict()
+  .superRefine((w, ctx) => {
+    if (typeof w.every === 'number' && w.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
+  })
+  .transform((w, ctx): ScheduleWindow => ({ ...clockWindow(w, ctx), every: w.every === 'none' ? null : w.every }));
 const rateWindows = z.array(rateWindow).max(64, 'at most 64 windows');
 
 const address = z.string().transform((v, ctx) => {
@@ -117,11 +135,15 @@ const schedule = z
      * a link take turns instead of bursting together. The interval stays `every`.
      */
     level: z.boolean().optional(),
+    /** The interval by time of day and week: the first window that holds sets it, else `every`. */
+    windows: z.array(scheduleWindow).max(64, 'at most 64 windows').optional(),
   })
   .strict()
   .superRefine((s, ctx) => {
     if ((s.every === undefined) === (s.cron === undefined)) ctx.addIssue({ code: z.ZodIssueCode.custom, message: 'give exactly one of "every" or "cron"' });
     if (s.level === true && s.cron !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['level'], message: 'leveling needs "every": the times of a cron schedule are the operator\'s, the node does not move them' });
+    if (s.windows !== undefined && s.cron !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['windows'], message: 'windows change "every" by the time of day; a cron schedule has its own calendar: write it there' });
+    if (s.windows !== undefined && s.level === true) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['level'], message: 'leveling needs one interval: not with windows (yet)' });
     if (s.level === true && s.origin !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['level'], message: '"level" and "origin" both set when the points fall: give one of them' });
     if (s.every !== undefined && s.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
     if (s.cron !== undefined) {
@@ -283,6 +305,12 @@ export const configSchema = z
       if (v.role === 'primary' && v.sinks.length > 0 && v.schedule === undefined) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: 'a primary volume with sinks needs a snapshot schedule' });
       }
+      // The RPO age reaches the interval before every point: a target below it is missed at every point.
+      const intervals = [v.schedule?.every, ...(v.schedule?.windows ?? []).map((w) => w.every)].filter((x): x is number => typeof x === 'number');
+      const longest = intervals.length > 0 ? Math.max(...intervals) : undefined;
+      if (v.rpoTarget !== undefined && longest !== undefined && v.rpoTarget <= longest) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'rpoTarget'], message: `${v.rpoTarget / 1000} s is not more than the schedule's interval (${longest / 1000} s): the recovery point reaches that age before every point, so the target would be missed all the time; give it the interval plus the time a point takes to ship` });
+      }
     });
     // A group's volumes close together: one schedule, and the same sinks (each sink commits the group as one).
     const firstOfGroup = new Map<string, number>();
@@ -294,6 +322,7 @@ export const configSchema = z
         return;
       }
       const f = c.volumes[first];
+      // (a window's days are a Set, written {} by JSON; its label, as written, tells them apart)
       if (JSON.stringify(f.schedule ?? null) !== JSON.stringify(v.schedule ?? null)) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: `volumes of group ${v.group} close together: the same schedule as ${f.name}` });
       }

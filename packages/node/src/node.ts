@@ -572,6 +572,11 @@ class Node implements HeadstartNode {
     const now = Date.now();
     const last = Math.max(...unit.map((x) => x.volume.latestClosed?.scheduledAt ?? -Infinity));
     const at = lead.schedule.nextAfter(last > now && last - now < EARLY_TIMER_MS ? last : now);
+    if (!Number.isFinite(at)) {
+      // Windows with no points all week: nothing is ever due (the configuration said so).
+      for (const x of [m, ...unit]) x.nextCloseAt = null;
+      return;
+    }
     for (const x of unit) {
       x.nextCloseAt = at;
       x.policy.schedule?.(at);

@@ -11,16 +11,20 @@
  * node re-arms a timer for that moment and tests need no clock.
  */
 
-export interface RateWindow {
+/** A stretch of the week by the clock: link caps' windows, and schedules' (schedule.ts). */
+export interface ClockWindow {
   /** Days the window starts on, 0 = Sunday ... 6 = Saturday; null = every day. */
   readonly days: ReadonlySet<number> | null;
   /** Seconds after local midnight. */
   readonly from: number;
   readonly to: number;
-  /** Bytes/s inside the window; null = no cap. */
-  readonly rate: number | null;
   /** As written, for status and logs: "mon-fri 08:00-18:00". */
   readonly label: string;
+}
+
+export interface RateWindow extends ClockWindow {
+  /** Bytes/s inside the window; null = no cap. */
+  readonly rate: number | null;
 }
 
 export interface CapNow {
@@ -84,14 +88,20 @@ function at(day: Date, seconds: number): number {
 }
 
 /** [start, end) of the occurrence of `w` that starts on local day `day` (epoch ms). */
-function occurrence(w: RateWindow, day: Date): [number, number] {
+function occurrence(w: ClockWindow, day: Date): [number, number] {
   const start = at(day, w.from);
   const end = w.to > w.from ? at(day, w.to) : at(new Date(day.getFullYear(), day.getMonth(), day.getDate() + 1), w.to);
   return [start, end];
 }
 
 export function capAt(windows: readonly RateWindow[], plain: number | null, now: number): CapNow {
-  let active: RateWindow | null = null;
+  const { window, until } = windowAt(windows, now);
+  return { rate: window === null ? plain : window.rate, window, until };
+}
+
+/** The first window (in the order given) that holds `now`, or null; and when any window next starts or ends. */
+export function windowAt<W extends ClockWindow>(windows: readonly W[], now: number): { window: W | null; until: number } {
+  let active: W | null = null;
   let until = Infinity;
   // An occurrence that holds `now` started today or yesterday; the next boundary of any
   // window is within the coming week.
@@ -105,5 +115,5 @@ export function capAt(windows: readonly RateWindow[], plain: number | null, now:
       if (end > now && end < until) until = end;
     }
   }
-  return { rate: active === null ? plain : active.rate, window: active, until };
+  return { window: active, until };
 }
