@@ -4,7 +4,7 @@
  * job (`demo --for ... --json`) ending with a replica equal to its source.
  */
 import { X509Certificate } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
@@ -56,6 +56,21 @@ describe('headstart CLI', () => {
     expect((parseYaml(await readFile(plain, 'utf8')) as { tls?: unknown }).tls).toBeUndefined();
     const plainToken = (await runCli(['pair', 'token', '-c', plain])).stdout.trim();
     expect(JSON.parse(Buffer.from(plainToken.slice(4), 'base64url').toString())).toMatchObject({ url: 'ws://127.0.0.1:7812' });
+  });
+
+  it('adds a leveled volume with a recovery-point target, and refuses a target the schedule cannot meet', async () => {
+    const dir = tempDir();
+    const config = join(dir, 'h.yaml');
+    expect((await runCli(['init', 'node', 'site-x', '-c', config, '--no-tls'])).code).toBe(0);
+    const ok = await runCli(['init', 'volume', 'db', '--size', '1GiB', '--every', '5m', '--level', '--rpo-target', '15m', '-c', config]);
+    expect(ok.code, ok.stderr).toBe(0);
+    const text = readFileSync(config, 'utf8');
+    const volume = (parseYaml(text) as { volumes: Record<string, unknown>[] }).volumes[0];
+    expect(volume).toMatchObject({ name: 'db', schedule: { every: '5m', level: true }, rpoTarget: '15m' });
+    const bad = await runCli(['init', 'volume', 'log', '--size', '1GiB', '--every', '5m', '--rpo-target', '5m', '-c', config]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("volumes[1].rpoTarget: 300 s is not more than the schedule's interval (300 s)");
+    expect(readFileSync(config, 'utf8')).toBe(text); // refused: the file is as it was
   });
 
   it('exits 3 when the node is not running', async () => {

@@ -189,8 +189,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--every <duration>', 'snapshot interval', '5m')
     .option('--sink <peer...>', 'peers to ship to while primary')
     .option('--group <name>', 'consistency group: its volumes close, commit, fail over and fail back as one (same schedule and sinks)')
-    .action(async (name: string, o: { config: string; size: string; blockSize: string; role: string; every: string; sink?: string[]; group?: string }) => {
-      await (await setup()).addVolume(o.config, { name, size: o.size, blockSize: Number(o.blockSize), role: o.role, every: o.every, sinks: o.sink ?? [], group: o.group });
+    .option('--level', 'load leveling: the node picks where in the interval the points fall, so volumes sharing a link take turns')
+    .option('--rpo-target <duration>', 'recovery-point target (more than the interval), e.g. 15m: status, the dashboard and the metrics flag a sink older than it')
+    .action(async (name: string, o: { config: string; size: string; blockSize: string; role: string; every: string; sink?: string[]; group?: string; level?: boolean; rpoTarget?: string }) => {
+      await (await setup()).addVolume(o.config, { name, size: o.size, blockSize: Number(o.blockSize), role: o.role, every: o.every, sinks: o.sink ?? [], group: o.group, level: o.level, rpoTarget: o.rpoTarget });
       process.stdout.write(`added volume ${name} to ${o.config}\n`);
     });
 

@@ -78,9 +78,19 @@ export async function initNode(path: string, o: { name: string; data: string; nb
   }
 }
 
-export async function addVolume(path: string, v: { name: string; size: string; blockSize: number; role: string; every: string; sinks: string[]; group?: string }): Promise<void> {
+export async function addVolume(path: string, v: { name: string; size: string; blockSize: number; role: string; every: string; sinks: string[]; group?: string; level?: boolean; rpoTarget?: string }): Promise<void> {
   const doc = await loadDoc(path);
-  const volume = { name: v.name, size: v.size, blockSize: v.blockSize, role: v.role, schedule: { every: v.every }, policy: { name: 'predictive' }, sinks: v.sinks, ...(v.group === undefined ? {} : { group: v.group }) };
+  const volume = {
+    name: v.name,
+    size: v.size,
+    blockSize: v.blockSize,
+    role: v.role,
+    schedule: { every: v.every, ...(v.level ? { level: true } : {}) },
+    policy: { name: 'predictive' },
+    ...(v.rpoTarget === undefined ? {} : { rpoTarget: v.rpoTarget }),
+    sinks: v.sinks,
+    ...(v.group === undefined ? {} : { group: v.group }),
+  };
   if (!doc.has('volumes')) doc.set('volumes', doc.createNode([]));
   (doc.get('volumes') as { add(x: unknown): void }).add(doc.createNode(volume));
   await saveDoc(path, doc);
