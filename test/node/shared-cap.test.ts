@@ -66,6 +66,32 @@ describe('shared rate caps', () => {
     expect(() => node.setRateLimit('site-b', -5)).toThrow(/positive/);
   }, 90_000);
 
+  it('gives a shared cap to the point due soonest first, not to whichever link asks first', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-cap-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const node = await pair(dir, { linkCap: 2 * MiB });
+    // v1 has 4 MiB to send, v2 and v3 1 MiB each; v1's point is taken first, then v2's, then
+    // v3's: their backlogs all wait for one 2 MiB/s cap.
+    for (const name of VOLS) await node.volume(name).write(0, Buffer.alloc(name === 'v1' ? 4 * MiB : MiB, 9));
+    const t0 = Date.now();
+    const acked: Record<string, number> = {};
+    await Promise.all(
+      VOLS.map(async (name, i) => {
+        await new Promise((r) => setTimeout(r, i * 50));
+        const p = await node.snapshotNow(name);
+        await node.waitAcked(name, p.n, 60_000);
+        acked[name] = (Date.now() - t0) / 1000;
+      }),
+    );
+    // By deadline they commit in the order their points were taken (v1 after about 2 s, then
+    // v2, then v3 at about 3 s); first come first served, the three interleave frame by frame
+    // and v1, the largest, commits last.
+    console.log(`shared cap by deadline: acknowledged after ${JSON.stringify(acked)} s`);
+    expect(acked.v1, JSON.stringify(acked)).toBeLessThan(acked.v2);
+    expect(acked.v2, JSON.stringify(acked)).toBeLessThan(acked.v3);
+    expect(acked.v3).toBeGreaterThan(2.5); // the cap held for all of them together
+  }, 90_000);
+
   it('the node-wide linkCap holds for every link', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hs-cap-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));

@@ -40,4 +40,28 @@ describe('rate limit (token bucket)', () => {
     expect(b.available()).toBe(MiB); // 25 MiB by the quarter second, capped at one frame
     expect(burstFor(null, MiB)).toBe(MiB);
   });
+
+  it('passes a shared cap\'s turn by deadline, and every eighth turn to the link that waited longest', async () => {
+    const b = new TokenBucket(MiB, MiB);
+    const first = await b.turn(0);
+    const order: number[] = [];
+    const wait = (deadline: number) => b.turn(deadline).then((end) => {
+      order.push(deadline);
+      end();
+    });
+    // A late deadline queued first, then ten earlier ones.
+    const all = [wait(1000), ...[30, 10, 20, 90, 80, 70, 60, 50, 40, 35].map(wait)];
+    expect(b.contended).toBe(true);
+    expect(b.available()).toBeGreaterThan(0);
+    first();
+    await Promise.all(all);
+    // Seven turns by deadline, the eighth to the longest waiting (the late one), then the rest.
+    expect(order).toEqual([10, 20, 30, 35, 40, 50, 60, 1000, 70, 80, 90]);
+    expect(b.contended).toBe(false);
+    // Without a limit there is no turn to wait for.
+    const free = new TokenBucket(null, MiB);
+    const end = await free.turn(5);
+    expect(free.contended).toBe(false);
+    end();
+  });
 });

@@ -15,10 +15,32 @@ export function burstFor(rate: number | null, maxBurst: number): number {
   return Math.min(maxBurst, Math.max(RATE_BURST_MIN_BYTES, rate * RATE_BURST_SECONDS));
 }
 
+/**
+ * A shared cap's turns (DESIGN "Scale": one link's throughput is divided by deadline, not
+ * first come first served): while several links wait for its tokens, the one whose point is
+ * due soonest (the oldest closed point) sends its next frame first. So that a link with a
+ * later deadline is never starved, every RESERVE_TURN-th turn goes to the link that has
+ * waited longest instead.
+ */
+const RESERVE_TURN = 8;
+/**
+ * After a frame, a link whose deadline beats every waiter keeps the turn this long for its
+ * next frame (being read and hashed meanwhile): passing it on at once would interleave the
+ * links frame by frame, first come first served again. The bucket saves its tokens
+ * meanwhile (up to its burst), so the wait costs the link little or nothing.
+ */
+const TURN_GRACE_MS = 20;
+
 export class TokenBucket {
   private tokens: number;
   private last: number;
   private burst: number;
+  private readonly queue: { readonly deadline: number; readonly since: number; readonly grant: () => void }[] = [];
+  private held = false;
+  private turns = 0;
+  /** The link the turn is kept for after its frame (TURN_GRACE_MS), and the timer that passes it on. */
+  private keptFor: object | null = null;
+  private keepTimer: NodeJS.Timeout | null = null;
 
   /** `rate` bytes/s, or null for no limit; the burst follows the rate (burstFor), up to `maxBurst`. */
   constructor(private rate: number | null, private readonly maxBurst: number, private readonly now: () => number = () => performance.now()) {
@@ -58,13 +80,77 @@ export class TokenBucket {
     this.refill();
     return Math.max(0, this.tokens);
   }
+
+  /** A link holds the turn or waits for it: spare tokens are not for pre-sends then. */
+  get contended(): boolean {
+    return this.held || this.queue.length > 0;
+  }
+
+  /**
+   * Waits for this cap's turn, by `deadline` (epoch ms; smaller first), and returns the
+   * function that ends it. `who` (the link) may find the turn kept for it after its last
+   * frame. Without a limit there is no turn to wait for.
+   */
+  async turn(deadline: number, who: object = {}): Promise<() => void> {
+    if (this.rate === null) return () => {};
+    const end = () => this.pass(deadline, who);
+    if (this.keptFor === who) {
+      clearTimeout(this.keepTimer!);
+      this.keptFor = null;
+      this.keepTimer = null;
+      return end; // still held: it was kept for us
+    }
+    if (!this.held) {
+      this.held = true;
+      return end;
+    }
+    await new Promise<void>((grant) => this.queue.push({ deadline, since: performance.now(), grant }));
+    return end;
+  }
+
+  private next(reserve: boolean): { readonly deadline: number; readonly since: number; readonly grant: () => void } | undefined {
+    const byAge = (a: { since: number }, b: { since: number }) => a.since - b.since;
+    const byDeadline = (a: { deadline: number; since: number }, b: { deadline: number; since: number }) => a.deadline - b.deadline || byAge(a, b);
+    return [...this.queue].sort(reserve ? byAge : byDeadline)[0];
+  }
+
+  private pass(deadline: number, who: object): void {
+    if (this.queue.length === 0) {
+      this.held = false;
+      return;
+    }
+    this.turns++;
+    const reserve = this.turns % RESERVE_TURN === 0;
+    const best = this.next(reserve)!;
+    if (!reserve && deadline < best.deadline) {
+      // Kept a moment for the link that just sent: it is due sooner than every waiter.
+      this.keptFor = who;
+      this.keepTimer = setTimeout(() => {
+        this.keptFor = null;
+        this.keepTimer = null;
+        this.grantNext(this.next(false)!);
+      }, TURN_GRACE_MS);
+      return;
+    }
+    this.grantNext(best);
+  }
+
+  private grantNext(next: { readonly grant: () => void }): void {
+    this.queue.splice(this.queue.indexOf(next as (typeof this.queue)[number]), 1);
+    next.grant(); // the turn passes on: still held
+  }
 }
 
 /** What the shipper asks of a rate limit (one bucket, or several that must all agree). */
 export interface RateGate {
   /** Takes `bytes` and returns how long to wait before sending them, ms. */
   take(bytes: number): number;
-  /** Bytes that may go now without waiting. */
+  /**
+   * Waits until `bytes` may go: the link's turn on every shared cap (by `deadline`, epoch
+   * ms, the soonest first), then the tokens.
+   */
+  acquire(bytes: number, deadline: number): Promise<void>;
+  /** Bytes that may go now without waiting; none while another link waits for a shared cap. */
   available(): number;
 }
 
@@ -81,9 +167,22 @@ export class RateLimits implements RateGate {
     return wait;
   }
 
+  async acquire(bytes: number, deadline: number): Promise<void> {
+    const ends: (() => void)[] = [];
+    try {
+      // Always in the same order (the links' shared caps are listed alike), so no two links
+      // can each hold a turn the other waits for.
+      for (const b of this.shared) ends.push(await b.turn(deadline, this));
+      const wait = this.take(bytes);
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    } finally {
+      for (const end of ends.reverse()) end();
+    }
+  }
+
   available(): number {
     let a = this.own.available();
-    for (const b of this.shared) a = Math.min(a, b.available());
+    for (const b of this.shared) a = Math.min(a, b.contended ? 0 : b.available());
     return a;
   }
 

@@ -29,6 +29,9 @@ import {
 import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
 import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES } from './constants';
+
+/** A pre-send's place among links waiting for a shared cap: after every closed point. */
+const PRESEND_DEADLINE = Number.MAX_SAFE_INTEGER;
 import { Link } from './link';
 import type { PresendPolicy, PresendView } from './policy';
 import type { RateGate, ThroughputMeter } from './rate';
@@ -305,8 +308,12 @@ export class SourceSession {
     return k;
   }
 
-  /** Sends one BLOCKS frame, waiting for window credit and rate tokens first. */
-  private async sendBlocks(n: number, blocks: WireBlock[]): Promise<void> {
+  /**
+   * Sends one BLOCKS frame, waiting for window credit and rate tokens first. `deadline`
+   * orders the links that wait for a shared cap: a closed point's scheduled time; pre-sends
+   * come after every closed point.
+   */
+  private async sendBlocks(n: number, blocks: WireBlock[], deadline: number): Promise<void> {
     let bytes = 0;
     for (const b of blocks) bytes += b.data.length;
     while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.ctx.windowBytes) {
@@ -314,8 +321,7 @@ export class SourceSession {
       await this.nap(1000);
     }
     this.check();
-    const wait = this.ctx.bucket.take(bytes);
-    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+    await this.ctx.bucket.acquire(bytes, deadline);
     this.check();
     const batch = ++this.batchSeq;
     this.inFlightBytes += bytes;
@@ -399,7 +405,7 @@ export class SourceSession {
           if (known.get(block) === hash) continue;
           batch.push({ block, hash, data: zero ? EMPTY : data });
         }
-        if (batch.length > 0) await this.sendBlocks(n, batch);
+        if (batch.length > 0) await this.sendBlocks(n, batch, PRESEND_DEADLINE);
       }
     } finally {
       off();
@@ -432,7 +438,7 @@ export class SourceSession {
       const out = batch;
       batch = [];
       batchBytes = 0;
-      await this.sendBlocks(n, out);
+      await this.sendBlocks(n, out, point.scheduledAt);
     };
     /** Adds blocks [first, first+count) with their content as of n; `sparse`: zero blocks are not part of n's set. */
     const take = async (first: number, data: Buffer, sparse: boolean) => {
