@@ -355,8 +355,9 @@ class Node implements HeadstartNode {
       this.log.info({ port: this.nbd.port }, 'NBD server listening');
     }
     await this.startReplicaServer();
-    for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
+    // Leveled schedules first, so no timer is armed on the clock's marks to be moved later.
     this.levelSchedules('start');
+    for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
   }
 
   private exportOptions(m: Managed): ExportOptions {
@@ -571,7 +572,13 @@ class Node implements HeadstartNode {
     // EARLY_TIMER_MS is not mistaken for this.
     const now = Date.now();
     const last = Math.max(...unit.map((x) => x.volume.latestClosed?.scheduledAt ?? -Infinity));
-    const at = lead.schedule.nextAfter(last > now && last - now < EARLY_TIMER_MS ? last : now);
+    let at = lead.schedule.nextAfter(last > now && last - now < EARLY_TIMER_MS ? last : now);
+    // A leveled unit whose offset moved (or was planned anew at start) keeps its interval
+    // from its last point: the new offset's first time may come later than that, and then
+    // the old time comes first (point 0 of a new volume is its empty image: no such limit).
+    const lastPoint = Math.max(...unit.map((x) => ((x.volume.latestClosed?.n ?? 0) > 0 ? x.volume.latestClosed!.scheduledAt : -Infinity)));
+    const every = lead.config.schedule?.every;
+    if (lead.levelOffsetMs !== null && every !== undefined && lastPoint + every > now) at = Math.min(at, lastPoint + every);
     if (!Number.isFinite(at)) {
       // Windows with no points all week: nothing is ever due (the configuration said so).
       for (const x of [m, ...unit]) x.nextCloseAt = null;
@@ -606,10 +613,9 @@ class Node implements HeadstartNode {
 
   /**
    * Plans where the leveled volumes' points fall (leveling.ts) and moves their schedules:
-   * at start, when roles change, and as the points' sizes become known. A new offset never
-   * delays a point: when its first time would come later than the close already armed and
-   * more than one interval after the last point, the armed close happens first and the
-   * next one follows the new offset.
+   * at start (before any timer), when roles change, and as the points' sizes become known.
+   * A new offset never delays a point: scheduleNext keeps a leveled unit's next point within
+   * one interval of its last.
    */
   private levelSchedules(reason: 'start' | 'roles' | 'measured'): void {
     const units = this.leveledUnits();
@@ -624,7 +630,6 @@ class Node implements HeadstartNode {
       const peakNow = modelledPeak(units.map((u) => u.unit), current, link);
       if (units.every((u) => u.lead.levelOffsetMs !== null) && plan.peakBytesPerSecond > peakNow * (1 - LEVEL_MIN_GAIN)) return;
     }
-    const now = Date.now();
     for (const u of units) {
       const offset = plan.offsets.get(u.unit.id)!;
       if (u.lead.levelOffsetMs === offset) continue;
@@ -634,13 +639,7 @@ class Node implements HeadstartNode {
         x.levelOffsetMs = offset;
       }
       this.log.info({ unit: u.unit.id, every: u.unit.everyMs, offsetMs: offset, weightBytes: u.unit.weightBytes, reason }, `load leveling: its points fall ${offset / 1000} s after the clock's marks`);
-      // Point 0 of a new volume is its empty image, not a recovery point worth keeping.
-      const lastPoint = Math.max(...u.members.map((x) => (x.volume.latestClosed?.n ?? 0) > 0 ? x.volume.latestClosed!.scheduledAt : -Infinity));
-      const armed = u.lead.timer !== null ? u.lead.nextCloseAt : null;
-      const first = schedule.nextAfter(now);
-      // A volume with no point yet has no recovery point to keep: it takes its offset at once.
-      if (armed !== null && first > armed && lastPoint !== -Infinity && first - lastPoint > u.unit.everyMs) continue;
-      if (armed !== null) this.scheduleNext(u.lead);
+      if (u.lead.timer !== null) this.scheduleNext(u.lead);
     }
   }
 
