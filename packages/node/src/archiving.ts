@@ -22,6 +22,7 @@ import type { SinkStatus } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import type { VolumeConfig } from './config';
 import type { Logger } from './logger';
+import { MAX_TIMER_MS } from './timers';
 
 export const ARCHIVE_SINK = DEFAULT_SINK_NAME;
 
@@ -89,10 +90,11 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
 
   function later(ms: number): void {
     if (timer !== null || abort.signal.aborted) return;
+    // kick() works out the wait again: a far-off one (archive.every of weeks) takes steps setTimeout can hold.
     timer = setTimeout(() => {
       timer = null;
       kick();
-    }, ms);
+    }, Math.min(ms, MAX_TIMER_MS));
     timer.unref?.();
   }
 

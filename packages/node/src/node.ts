@@ -34,6 +34,7 @@ import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@head
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { intervalSchedule, scheduleFrom, type Schedule } from './schedule';
 import { levelOffsets, modelledPeak, type LevelUnit } from './leveling';
+import { armAt } from './timers';
 import { predictivePolicy, type PredictivePolicy } from './predictive';
 import { learntPath, loadLearnt, saveLearnt } from './planner-state';
 import { LinkCap, type LinkCapView } from './link-caps';
@@ -448,7 +449,7 @@ class Node implements HeadstartNode {
     m.verifyTimer = null;
     const v = m.config.verify;
     if (v === undefined || this.stopping) return;
-    m.verifyTimer = setTimeout(() => void this.runScheduledVerify(m, v.replica).finally(() => this.scheduleVerify(m)), v.every);
+    armAt(Date.now() + v.every, () => void this.runScheduledVerify(m, v.replica).finally(() => this.scheduleVerify(m)), (t) => (m.verifyTimer = t));
   }
 
   private async runScheduledVerify(m: Managed, replica: string): Promise<void> {
@@ -588,7 +589,7 @@ class Node implements HeadstartNode {
       x.nextCloseAt = at;
       x.policy.schedule?.(at);
     }
-    lead.timer = setTimeout(() => void this.closeScheduled(lead, at), Math.max(0, at - Date.now()));
+    armAt(at, () => void this.closeScheduled(lead, at), (t) => (lead.timer = t));
   }
 
   /**

@@ -39,4 +39,26 @@ describe('a schedule timer that fires early by the wall clock', () => {
       for (let i = 1; i < times.length; i++) expect(times[i] - times[i - 1], `${v.name}: ${times.join(', ')}`).toBe(1000);
     }
   });
+
+  it('waits for a time more than 24.8 days ahead instead of firing at once', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-far-'));
+    // setTimeout cannot hold more than 2^31 - 1 ms: a yearly schedule and a monthly
+    // verification used to fire after 1 ms, over and over.
+    const config = validateConfig(
+      {
+        node: { name: 'f', dataDir: join(dir, 'data') },
+        listen: { admin: '127.0.0.1:0' },
+        volumes: [{ name: 'v', size: '4MiB', schedule: { cron: '0 0 29 2 *' }, verify: { every: '30d', replica: 'nbd://127.0.0.1:9/v' } }],
+      },
+      'test',
+      dir,
+    );
+    node = await startNode(config, silentLogger());
+    await new Promise((r) => setTimeout(r, 1500));
+    const v = node.status().volumes[0];
+    expect(v.history).toEqual([]); // no point closed
+    expect(new Date(v.nextCloseAt!).getUTCDate() === 29 || new Date(v.nextCloseAt!).getDate() === 29).toBe(true);
+    expect(v.nextCloseAt! - Date.now()).toBeGreaterThan(2 ** 31);
+    expect(v.lastVerify).toBeNull(); // no verification ran
+  });
 });
