@@ -30,6 +30,17 @@ export interface BenchSuite {
   run(options: BenchOptions): Promise<BenchResult>;
 }
 
+/** The value after `--name` in a suite's arguments, or undefined. */
+export function argValue(args: readonly string[], name: string): string | undefined {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : undefined;
+}
+
+/** The value after `--name`, or `fallback`. */
+export function arg(args: readonly string[], name: string, fallback: string): string {
+  return argValue(args, name) ?? fallback;
+}
+
 export function defineSuite(suite: BenchSuite): BenchSuite {
   return suite;
 }

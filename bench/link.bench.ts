@@ -26,16 +26,11 @@ import { fileURLToPath } from 'node:url';
 import { atSnapshotPolicy, startSource } from '@headstart/replication';
 import WebSocket from 'ws';
 import { createVolume } from '@headstart/volume';
-import { defineSuite, round } from './lib';
+import { defineSuite, round, argValue } from './lib';
 
 const WS_SINK = fileURLToPath(new URL('./helpers/ws-sink.ts', import.meta.url));
 const RUNNER = fileURLToPath(new URL('../test/replication/replica-runner.ts', import.meta.url));
 const SECRET = 'bench-link-secret';
-
-function argValue(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
-}
 
 /** cp + fdatasync of the destination. */
 async function copySynced(src: string, dst: string): Promise<void> {

@@ -15,17 +15,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVolume } from '@headstart/volume';
 import { startNbdServer } from '@headstart/nbd';
-import { defineSuite, round } from './lib';
+import { defineSuite, round, argValue } from './lib';
 
 interface FioJob {
   write: { iops: number; bw_bytes: number; total_ios: number };
   read: { iops: number; bw_bytes: number; total_ios: number };
   error: number;
-}
-
-function argValue(args: readonly string[], name: string): string | undefined {
-  const i = args.indexOf(name);
-  return i >= 0 ? args[i + 1] : undefined;
 }
 
 function fio(uri: string, rw: string, bs: string, iodepth: number, sizeMiB: number, runtime: number): Promise<FioJob> {

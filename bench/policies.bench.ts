@@ -27,14 +27,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import { runGeneratedWorkload, silentLogger, startNode, validateConfig, type HeadstartNode } from '@headstart/node';
-import { defineSuite, round } from './lib';
+import { defineSuite, round, arg } from './lib';
 
 const MiB = 1 << 20;
-
-function arg(args: readonly string[], name: string, fallback: string): string {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-}
 
 interface RunFigures {
   readonly peak_bytes_per_s: number;

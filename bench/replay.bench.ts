@@ -30,7 +30,7 @@ import { runDemo, silentLogger, type TraceWrite } from '@headstart/node';
 import { compactWorkload, constantLink, historyFor, loadWorkloads, meanWriteRate, simulate, sliceWorkload, summarise, type Workload } from '@headstart/sim';
 import { MAX_BLOCKS_FRAME } from '@headstart/protocol';
 import { TokenBucket } from '@headstart/replication';
-import { defineSuite, round } from './lib';
+import { defineSuite, round, arg } from './lib';
 
 /**
  * The writes the engine's NBD export received, as a workload in trace time: the recorder
@@ -50,11 +50,6 @@ async function receivedWorkload(path: string, startedAt: number, speedup: number
 }
 
 const SHARED = new URL('../../shared/traces/', import.meta.url).pathname;
-
-function arg(args: readonly string[], name: string, fallback: string): string {
-  const i = args.indexOf(name);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : fallback;
-}
 
 function* writesOf(w: Workload): Generator<TraceWrite> {
   for (let i = 0; i < w.count; i++) yield { time: w.time[i], offset: w.offset[i], length: w.length[i] };

@@ -57,6 +57,8 @@ const rate = z.union([z.number(), z.string()]).transform((v, ctx) => {
   if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a rate: ${JSON.stringify(v)} (write e.g. 20MB/s, 100Mbit/s)` });
   return n;
 });
+/** The clock part of a window as written: `days` (default daily), `from`, `to`. */
+const clockFields = { days: z.string().default('daily'), from: z.string(), to: z.string() };
 /** The clock part of a window (days, from, to; rate-windows.ts), parsed, each error at its key. */
 function clockWindow(w: { days: string; from: string; to: string }, ctx: z.RefinementCtx): ClockWindow {
   const field = <T>(path: string, parse: () => T, fallback: T): T => {
@@ -80,9 +82,7 @@ function clockWindow(w: { days: string; from: string; to: string }, ctx: z.Refin
  */
 const rateWindow = z
   .object({
-    days: z.string().default('daily'),
-    from: z.string(),
-    to: z.string(),
+    ...clockFields,
     rate: z.union([z.literal('none'), rate], { errorMap: () => ({ message: 'a window needs a rate: e.g. 10MB/s, or none for no cap' }) }),
   })
   .strict()
@@ -93,9 +93,7 @@ const rateWindow = z
  */
 const scheduleWindow = z
   .object({
-    days: z.string().default('daily'),
-    from: z.string(),
-    to: z.string(),
+    ...clockFields,
     every: z.union([z.literal('none'), duration], { errorMap: () => ({ message: 'a window needs its interval: e.g. 5m, or none for no points inside it' }) }),
   })
   .strict()

@@ -572,14 +572,17 @@ class Node implements HeadstartNode {
     // bench:policies). Never again a time already taken; a clock stepped back further than
     // EARLY_TIMER_MS is not mistaken for this.
     const now = Date.now();
-    const last = Math.max(...unit.map((x) => x.volume.latestClosed?.scheduledAt ?? -Infinity));
+    const latest = unit.reduce<SnapshotPoint | null>((a, x) => {
+      const p = x.volume.latestClosed;
+      return p !== null && (a === null || p.scheduledAt > a.scheduledAt) ? p : a;
+    }, null);
+    const last = latest?.scheduledAt ?? -Infinity;
     let at = lead.schedule.nextAfter(last > now && last - now < EARLY_TIMER_MS ? last : now);
     // A leveled unit whose offset moved (or was planned anew at start) keeps its interval
     // from its last point: the new offset's first time may come later than that, and then
     // the old time comes first (point 0 of a new volume is its empty image: no such limit).
-    const lastPoint = Math.max(...unit.map((x) => ((x.volume.latestClosed?.n ?? 0) > 0 ? x.volume.latestClosed!.scheduledAt : -Infinity)));
     const every = lead.config.schedule?.every;
-    if (lead.levelOffsetMs !== null && every !== undefined && lastPoint + every > now) at = Math.min(at, lastPoint + every);
+    if (lead.levelOffsetMs !== null && every !== undefined && latest !== null && latest.n > 0 && last + every > now) at = Math.min(at, last + every);
     if (!Number.isFinite(at)) {
       // Windows with no points all week: nothing is ever due (the configuration said so).
       for (const x of [m, ...unit]) x.nextCloseAt = null;

@@ -31,11 +31,18 @@ const RESERVE_TURN = 8;
  */
 const TURN_GRACE_MS = 20;
 
+/** A link waiting for a shared cap's turn. */
+interface Waiter {
+  readonly deadline: number;
+  readonly since: number;
+  readonly grant: () => void;
+}
+
 export class TokenBucket {
   private tokens: number;
   private last: number;
   private burst: number;
-  private readonly queue: { readonly deadline: number; readonly since: number; readonly grant: () => void }[] = [];
+  private readonly queue: Waiter[] = [];
   private held = false;
   private turns = 0;
   /** The link the turn is kept for after its frame (TURN_GRACE_MS), and the timer that passes it on. */
@@ -108,10 +115,10 @@ export class TokenBucket {
     return end;
   }
 
-  private next(reserve: boolean): { readonly deadline: number; readonly since: number; readonly grant: () => void } | undefined {
-    const byAge = (a: { since: number }, b: { since: number }) => a.since - b.since;
-    const byDeadline = (a: { deadline: number; since: number }, b: { deadline: number; since: number }) => a.deadline - b.deadline || byAge(a, b);
-    return [...this.queue].sort(reserve ? byAge : byDeadline)[0];
+  /** The waiter to serve next: the earliest deadline (then the longest waiting), or on a reserve turn the longest waiting. */
+  private next(reserve: boolean): Waiter {
+    const before = (a: Waiter, b: Waiter) => (reserve ? a.since < b.since : a.deadline < b.deadline || (a.deadline === b.deadline && a.since < b.since));
+    return this.queue.reduce((best, w) => (before(w, best) ? w : best));
   }
 
   private pass(deadline: number, who: object): void {
@@ -121,22 +128,22 @@ export class TokenBucket {
     }
     this.turns++;
     const reserve = this.turns % RESERVE_TURN === 0;
-    const best = this.next(reserve)!;
+    const best = this.next(reserve);
     if (!reserve && deadline < best.deadline) {
       // Kept a moment for the link that just sent: it is due sooner than every waiter.
       this.keptFor = who;
       this.keepTimer = setTimeout(() => {
         this.keptFor = null;
         this.keepTimer = null;
-        this.grantNext(this.next(false)!);
+        this.grantNext(this.next(false));
       }, TURN_GRACE_MS);
       return;
     }
     this.grantNext(best);
   }
 
-  private grantNext(next: { readonly grant: () => void }): void {
-    this.queue.splice(this.queue.indexOf(next as (typeof this.queue)[number]), 1);
+  private grantNext(next: Waiter): void {
+    this.queue.splice(this.queue.indexOf(next), 1);
     next.grant(); // the turn passes on: still held
   }
 }
