@@ -16,6 +16,11 @@
  * half applied; promoting that replica is refused (before, it was promoted, an image between
  * two points declared primary), and the commit finishes once space is freed.
  *
+ * Both sites killed (-9) and restarted with their disks full: each comes up, the source
+ * serves every acknowledged byte and refuses writes with ENOSPC, status says DISK FULL, and
+ * once space is freed replication resumes. Before, a node refused to start ("opening volume
+ * vol: no space left on device"): the operator lost even the reads and the status.
+ *
  * Needs root to mount the tmpfs (as on the CI machine); skipped where mounting is not allowed.
  */
 import { execFileSync } from 'node:child_process';
@@ -25,7 +30,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import type { NodeStatus } from '@headstart/node';
-import { runCli, startServe, stopGracefully, waitFor, waitServing } from '../helpers/cli';
+import { killHard, runCli, startServe, stopGracefully, waitFor, waitServing } from '../helpers/cli';
 import { pairedSites } from '../helpers/sites';
 import { fillDisk, resizeDisk, smallDisk } from '../helpers/small-disk';
 import { tempDir } from '../helpers/tmp';
@@ -64,14 +69,16 @@ async function pairSites(aData: string, bData: string) {
     const v = (await status(a))?.volumes[0];
     return v !== undefined && v.latestClosed !== null && v.sinks[0]?.acked === v.latestClosed ? v.latestClosed : null;
   };
-  return { dir, a, b, siteA, siteB, client, verify, caughtUp };
+  return { dir, a, b, ports, siteA, siteB, client, verify, caughtUp };
 }
 
 const disk = smallDisk('24m');
 const replicaDisk = smallDisk('96m');
 const commitDisk = smallDisk('96m');
+const restartDisk = smallDisk('24m');
+const restartReplicaDisk = smallDisk('64m');
 
-describe.skipIf(disk === null || replicaDisk === null || commitDisk === null)('a full disk', () => {
+describe.skipIf([disk, replicaDisk, commitDisk, restartDisk, restartReplicaDisk].includes(null))('a full disk', () => {
   it('on the source: refuses what does not fit, keeps what it acknowledged, and recovers once space is freed', async () => {
     mkdirSync(join(disk!, 'data'));
     const { a, siteA, siteB, client, verify } = await pairSites(join(disk!, 'data'), join(tempDir('headstart-disk-full-b-'), 'data'));
@@ -203,5 +210,63 @@ describe.skipIf(disk === null || replicaDisk === null || commitDisk === null)('a
     await client.close();
     expect(await stopGracefully(siteA.process)).toBe(0);
     expect(await stopGracefully(siteB.process)).toBe(0);
+  }, 240_000);
+
+  it('restarted on a full disk (kill -9 of both sites): both come up, the source serves what it acknowledged and refuses writes, and replication resumes once space is freed', async () => {
+    mkdirSync(join(restartDisk!, 'data'));
+    mkdirSync(join(restartReplicaDisk!, 'data'));
+    const { a, b, ports, siteA, siteB, client, verify, caughtUp } = await pairSites(join(restartDisk!, 'data'), join(restartReplicaDisk!, 'data'));
+    const acked = new Map<number, Buffer>();
+    const first = randomBytes(4 * MiB);
+    await client.write(0, first);
+    await client.flush();
+    for (let i = 0; i < 4; i++) acked.set(i, first.subarray(i * MiB, (i + 1) * MiB));
+    await waitFor('the replica has the first 4 MiB', caughtUp, 60_000);
+    // The source's disk fills with our own writes, then with another program's file; the
+    // replica's with another program's file.
+    for (let i = 4; i < 40; i++) {
+      const data = randomBytes(MiB);
+      try {
+        await client.write(i * MiB, data);
+        acked.set(i, data);
+      } catch {
+        break;
+      }
+    }
+    fillDisk(restartDisk!);
+    fillDisk(restartReplicaDisk!);
+    await client.close().catch(() => undefined);
+    await killHard(siteA.process);
+    await killHard(siteB.process);
+
+    const siteA2 = startServe(a);
+    const siteB2 = startServe(b);
+    const statusA = await waitServing(siteA2, a);
+    await waitServing(siteB2, b);
+    expect(statusA.volumes[0].name).toBe('vol');
+    expect((await runCli(['status', '-c', a])).stdout).toContain('DISK FULL');
+    expect((await status(b))!.volumes[0].role).toBe('replica');
+    const again = await waitFor('NBD on site-a after the restart', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
+    for (const [i, data] of acked) expect(Buffer.compare(await again.read(i * MiB, MiB), data), `MiB ${i}`).toBe(0);
+    const refused = await again.write(60 * MiB, randomBytes(4096)).then(() => null, (err: unknown) => err);
+    expect(refused, 'a write on the full disk was acknowledged').not.toBeNull();
+    expect((refused as { details?: { errno?: number } }).details?.errno).toBe(28);
+
+    resizeDisk(restartDisk!, '512m');
+    rmSync(join(restartReplicaDisk!, 'filler'));
+    const after = randomBytes(MiB);
+    await again.write(50 * MiB, after);
+    await again.flush();
+    await waitFor('the replica caught up after space was freed', async () => {
+      const v = (await status(a))?.volumes[0];
+      return v !== undefined && v.latestClosed !== null && v.closeFailing === null && v.sinks[0]?.acked === v.latestClosed && v.latestClosed > statusA.volumes[0].latestClosed! ? true : null;
+    }, 90_000);
+    expect((await verify()).equal).toBe(true);
+    expect(Buffer.compare(await again.read(50 * MiB, MiB), after)).toBe(0);
+    await again.close();
+    expect(siteA2.log()).not.toContain('Unhandled');
+    expect(siteB2.log()).not.toContain('Unhandled');
+    expect(await stopGracefully(siteA2.process)).toBe(0);
+    expect(await stopGracefully(siteB2.process)).toBe(0);
   }, 240_000);
 });

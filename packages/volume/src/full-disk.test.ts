@@ -3,14 +3,16 @@
  * machine, skipped where mounting is not allowed): writes that do not fit fail with
  * VOLUME_NO_SPACE before LMDB is asked (space.ts), nothing acknowledged is lost, points
  * still close while the reserve for them lasts, and once space is freed the volume carries
- * on.
+ * on. A volume opened on a disk already full opens (reads, no changes), so a node restarted
+ * there still serves and reports.
  */
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isHeadstartError } from '@headstart/errors';
 import { fillDisk, resizeDisk, smallDisk } from '../../../test/helpers/small-disk';
-import { createVolume } from './index';
+import { open as openLmdb } from 'lmdb';
+import { createVolume, openVolume } from './index';
 
 const BS = 4096;
 
@@ -84,5 +86,39 @@ describe.skipIf(!canMount)('a volume whose disk fills up', () => {
     expect((await v.readBlocksAt(closed.n, 0, 64)).equals(Buffer.alloc(64 * BS, 1))).toBe(true);
     expect((await v.readBlocksAt(next.n, 0, 64)).equals(Buffer.alloc(64 * BS, 3))).toBe(true);
     await v.shutdown();
+  });
+
+  it('opens on a disk already full: reads, no change until its session is recorded, and records it once space is freed', async () => {
+    const disk = smallDisk('4m')!;
+    const dir = join(disk, 'v');
+    const v = await createVolume(dir, { size: 64 << 20 });
+    await v.write(0, Buffer.alloc(BS, 1));
+    await v.shutdown();
+    fillDisk(disk);
+    const session = () => {
+      const db = openLmdb({ path: join(dir, 'meta.lmdb'), readOnly: true });
+      try {
+        return db.openDB({ name: 'meta' }).get('session') as { clean: boolean };
+      } finally {
+        void db.close();
+      }
+    };
+    const w = await openVolume(dir);
+    expect(w.sessionOpen).toBe(false);
+    expect(session().clean).toBe(true); // the last shutdown's: nothing recorded this session
+    expect((await w.read(0, BS)).equals(Buffer.alloc(BS, 1))).toBe(true);
+    // No change to the image before the session is recorded: after an OS crash, the next
+    // open would read a clean shutdown and trust a log that missed the change.
+    expect(await failure(w.write(BS, Buffer.alloc(BS, 2)))).toBe('VOLUME_NO_SPACE');
+    expect(await failure(w.writeZeroes(0, BS))).toBe('VOLUME_NO_SPACE');
+    expect(w.dirtyBlocks(w.openSnapshot).has(1)).toBe(false); // (block 0: the write before the restart)
+    expect((await w.read(0, 2 * BS)).equals(Buffer.concat([Buffer.alloc(BS, 1), Buffer.alloc(BS)]))).toBe(true);
+    resizeDisk(disk, '64m');
+    await w.write(BS, Buffer.alloc(BS, 2));
+    expect(w.sessionOpen).toBe(true);
+    expect(session().clean).toBe(false);
+    expect((await w.read(0, 2 * BS)).equals(Buffer.concat([Buffer.alloc(BS, 1), Buffer.alloc(BS, 2)]))).toBe(true);
+    await w.shutdown();
+    expect(session().clean).toBe(true);
   });
 });

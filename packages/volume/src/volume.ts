@@ -33,7 +33,7 @@
  * fsyncs the image, then waits for LMDB's flush, which is what a power loss needs.
  */
 import { randomUUID } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rm, stat, symlink } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
@@ -281,14 +281,51 @@ export class Volume implements BlockDevice {
     return this.osCrashed;
   }
 
-  /** @internal records that the volume is open under this boot; detects an OS crash. */
+  /**
+   * @internal detects an OS crash (the previous session never shut down, under another
+   * boot) and records that the volume is open under this boot.
+   *
+   * On a disk too full for that record the volume still opens: reads, status and the
+   * shipping of closed points need no new space, and an operator who restarts a node on a
+   * full disk must still see and read its volumes. Until the record is written, nothing
+   * may change the image (a write, a replica's commit): after an OS crash, the next open
+   * would read the previous session's record and could miss that the image changed
+   * without its log. So every such change first tries the record again (recordSession),
+   * and is refused with VOLUME_NO_SPACE while it does not fit.
+   */
   async startSession(): Promise<void> {
-    const bootId = currentBootId();
     const previous = this.meta.get('session') as { bootId?: unknown; clean?: unknown } | undefined;
-    this.osCrashed = previous !== undefined && previous.clean === false && previous.bootId !== bootId;
-    this.space.forMetadata(`opening volume ${this.record.name}`);
-    await this.meta.put('session', { bootId, clean: false, osCrashed: this.osCrashed });
-    await this.syncMeta();
+    this.osCrashed = previous !== undefined && previous.clean === false && previous.bootId !== currentBootId();
+    await this.recordSession().catch((err: unknown) => {
+      if (!isHeadstartError(err) || err.code !== 'VOLUME_NO_SPACE') throw err;
+    });
+  }
+
+  /** Whether this session's record is written (see startSession), and the attempt in flight. */
+  private sessionRecorded = false;
+  private sessionRecording: Promise<void> | null = null;
+
+  private recordSession(): Promise<void> {
+    if (this.sessionRecording) return this.sessionRecording;
+    const attempt = (async () => {
+      try {
+        this.space.forMetadata(`opening volume ${this.record.name}`);
+        await this.meta.put('session', { bootId: currentBootId(), clean: false, osCrashed: this.osCrashed });
+        await this.syncMeta();
+        this.sessionRecorded = true;
+      } catch (err) {
+        throw storeError(err, `recording that volume ${this.record.name} is open`, this.space);
+      }
+    })();
+    this.sessionRecording = attempt;
+    // A failed attempt is made again by the next change.
+    void attempt.catch(() => undefined).then(() => (this.sessionRecording = null));
+    return attempt;
+  }
+
+  /** False while the disk is too full to record the session: the volume takes no changes (see startSession). */
+  get sessionOpen(): boolean {
+    return this.sessionRecorded;
   }
 
   // ---------------------------------------------------------------- block I/O
@@ -312,6 +349,7 @@ export class Volume implements BlockDevice {
     this.checkWritable();
     this.checkRange(offset, data.length);
     if (data.length === 0) return;
+    if (!this.sessionRecorded) await this.recordSession();
     await this.applyWrite(offset, data.length, data, 'write');
     if (options?.fua) await this.flush();
   }
@@ -341,6 +379,7 @@ export class Volume implements BlockDevice {
   private async zeroRange(offset: number, length: number, kind: WriteKind, options?: WriteOptions): Promise<void> {
     this.checkWritable();
     this.checkRange(offset, length);
+    if (!this.sessionRecorded) await this.recordSession();
     for (let at = offset; at < offset + length; at += ZERO_PIECE) {
       await this.applyWrite(at, Math.min(ZERO_PIECE, offset + length - at), null, kind);
     }
@@ -744,6 +783,7 @@ export class Volume implements BlockDevice {
    */
   async applyBlocks(blocks: Iterable<{ block: number; data: Uint8Array }>): Promise<void> {
     this.checkOpen();
+    if (!this.sessionRecorded) await this.recordSession();
     const bs = this.blockSize;
     for (const { block, data } of blocks) {
       if (!Number.isSafeInteger(block) || block < 0 || block >= this.blockCount) {
@@ -932,17 +972,25 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-/** One process per volume directory: a lock file with the owner's pid; a dead owner's lock is taken over. */
+/**
+ * One process per volume directory: a lock naming the owner's pid; a dead owner's lock is
+ * taken over. The lock is a symbolic link whose target is the pid, not a file holding it:
+ * creating it is just as atomic (EEXIST), and a short link target lives in the inode, so
+ * the lock can be taken on a disk with no free block left (a node restarted on a full disk
+ * must still open its volumes, see startSession). A lock left as a plain file holding the
+ * pid (an earlier release) is read as well.
+ */
 async function takeDirLock(dir: string): Promise<void> {
   const path = join(dir, LOCK_FILE);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
-      await writeFile(path, String(process.pid), { flag: 'wx' });
+      await symlink(String(process.pid), path);
       heldLocks.add(path);
       return;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `locking ${dir}`);
-      const owner = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+      const target = await readlink(path).catch(() => readFile(path, 'utf8')).catch(() => '');
+      const owner = Number(target.trim());
       if (Number.isSafeInteger(owner) && owner > 0 && isAlive(owner)) {
         throw new HeadstartError('VOLUME_LOCKED', `volume ${dir} is open in process ${owner}${owner === process.pid ? ' (this one)' : ''}`);
       }
