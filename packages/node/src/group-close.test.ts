@@ -1,13 +1,16 @@
 /**
  * The source side of a consistency group (node.ts closePoints), in-process: its volumes close
  * at one scheduled time, whichever of them is named, and those times keep growing when the
- * clock steps back (the replica knows a group's points by them).
+ * clock steps back (the replica knows a group's points by them). A node that went down in
+ * the middle of a group's close gives the point to the volumes that missed it at its next
+ * start, at the group's cut, unless they took writes after it.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { connectNbd } from '@headstart/nbd';
+import { openVolume } from '@headstart/volume';
 import { validateConfig } from './config';
 import { silentLogger } from './logger';
 import { startNode, type HeadstartNode } from './node';
@@ -83,5 +86,48 @@ describe('a consistency group on its source', () => {
     expect(latest('wal').scheduledAt).toBe(p3.scheduledAt);
     await wal.close();
     await db.close();
+  });
+
+  it('at start, closes the point a group close left on some of its volumes, at the group\'s cut, unless they took later writes', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-group-torn-'));
+    const vol = (name: string) => ({ name, size: '8MiB', group: 'app' });
+    const config = validateConfig({ node: { name: 'g', dataDir: join(dir, 'data') }, listen: { nbd: '127.0.0.1:0', admin: '127.0.0.1:0' }, volumes: [vol('wal'), vol('db')] }, 'test', dir);
+    const volumeDir = (name: string) => join(dir, 'data', 'volumes', name);
+    const write = async (name: string, byte: number) => {
+      const c = await connectNbd({ host: '127.0.0.1', port: node!.nbdPort!, exportName: name });
+      await c.write(0, Buffer.alloc(4096, byte));
+      await c.close();
+    };
+    node = await startNode(config, silentLogger());
+    for (const name of ['wal', 'db']) await node.volume(name).addSink('hold', { acked: node.volume(name).latestClosed!.n });
+    await write('wal', 1);
+    await write('db', 1);
+    await node.stop();
+    node = null;
+
+    // What a kill inside the close step leaves: wal's point recorded, db's not.
+    const wal = await openVolume(volumeDir('wal'));
+    const cut = await wal.closeSnapshot({ scheduledAt: Date.now() });
+    await wal.shutdown();
+    node = await startNode(config, silentLogger());
+    const dbPoint = node.volume('db').latestClosed!;
+    expect(dbPoint.scheduledAt, 'db got the group\'s point at start').toBe(cut.scheduledAt);
+    expect(dbPoint.closedAt).toBe(cut.closedAt);
+    expect((await node.volume('db').readBlocksAt(dbPoint.n, 0, 1))[0]).toBe(1);
+    expect(node.volume('wal').latestClosed).toEqual(cut);
+    await node.stop();
+    node = null;
+
+    // A volume that missed the close and took writes after the cut (its own record had
+    // failed while the node ran on) keeps them in its open point: not closed at that time.
+    const wal2 = await openVolume(volumeDir('wal'));
+    const cut2 = await wal2.closeSnapshot({ scheduledAt: Date.now() + 1000 });
+    await wal2.shutdown();
+    const db2 = await openVolume(volumeDir('db'), { clock: { now: () => cut2.closedAt + 5 } });
+    await db2.write(0, Buffer.alloc(4096, 2));
+    await db2.shutdown();
+    node = await startNode(config, silentLogger());
+    expect(node.volume('db').latestClosed!.scheduledAt).toBe(cut.scheduledAt);
+    expect(node.volume('db').openSnapshot).toBe(dbPoint.n + 1);
   });
 });

@@ -340,6 +340,7 @@ class Node implements HeadstartNode {
       });
     }
 
+    await this.closeTornGroups();
     const nbdListen = this.config.listen.nbd;
     if (nbdListen !== undefined) {
       this.nbd = await startNbdServer({ host: nbdListen.host, port: nbdListen.port, logger: this.log });
@@ -359,6 +360,50 @@ class Node implements HeadstartNode {
     // Leveled schedules first, so no timer is armed on the clock's marks to be moved later.
     this.levelSchedules('start');
     for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
+  }
+
+  /**
+   * At start, before any write can arrive: a consistency group whose last close reached only
+   * some of its volumes gets it on the rest. A group closes in one synchronous step, each
+   * volume recording its point with a synchronous commit (closePoints), so a kill -9 or a
+   * power cut inside that step leaves the point recorded on some volumes only. Left so, the
+   * others would fold the time's writes into their next point, and the replica would commit
+   * the group's point on some volumes only: a torn group until the next close, which a
+   * promotion in that window must refuse.
+   *
+   * A volume behind its group is closed at the group's time and cut instant only if its
+   * open point holds no write logged after that instant. That is always so after a kill in
+   * the close step (no write of the next point can start before every record is taken);
+   * a volume whose own record failed while the node ran on (a full disk) took later writes,
+   * and stays behind: its writes belong to its next point, and the log says so.
+   */
+  private async closeTornGroups(): Promise<void> {
+    const seen = new Set<string>();
+    for (const m of this.managed.values()) {
+      const group = m.config.group;
+      if (group === undefined || seen.has(group) || m.volume.readOnly) continue;
+      seen.add(group);
+      const unit = this.closeUnit(m);
+      const newest = unit.map((x) => x.volume.latestClosed).reduce<SnapshotPoint | null>((a, p) => (p !== null && (a === null || p.scheduledAt > a.scheduledAt) ? p : a), null);
+      if (newest === null) continue;
+      for (const x of unit) {
+        const latest = x.volume.latestClosed;
+        if (latest !== null && latest.scheduledAt >= newest.scheduledAt) continue;
+        let later = false;
+        for (const w of x.volume.openWrites()) if (w.time > newest.closedAt) later = true;
+        const at = { volume: x.config.name, group, scheduledAt: newest.scheduledAt };
+        if (later) {
+          this.log.error(at, 'a volume of the group missed its last close and took writes after it: the group is not consistent at that point (its writes go into its next point)');
+          continue;
+        }
+        try {
+          const point = await x.volume.closeSnapshot({ scheduledAt: newest.scheduledAt, closedAt: newest.closedAt });
+          this.log.warn({ ...at, n: point.n }, 'the node stopped in the middle of a group close: this volume closed its point now, at the group\'s cut');
+        } catch (err) {
+          this.log.error({ ...at, err }, 'a volume of the group missed its last close and cannot close it now: the group is not consistent at that point');
+        }
+      }
+    }
   }
 
   private exportOptions(m: Managed): ExportOptions {

@@ -543,11 +543,16 @@ export class Volume implements BlockDevice {
    * Closes the open snapshot: every write that arrived before this call belongs to it, every
    * later one to the next. Resolves once the point is recorded and its writes are complete.
    */
-  async closeSnapshot(options: { scheduledAt?: number } = {}): Promise<SnapshotPoint> {
+  /**
+   * Closes the open point. `closedAt` (default now) may name an earlier instant of the cut:
+   * a consistency group's member closed at a node's start for the cut its group took
+   * before the node went down (see the node's closeTornGroups).
+   */
+  async closeSnapshot(options: { scheduledAt?: number; closedAt?: number } = {}): Promise<SnapshotPoint> {
     this.checkWritable();
     const n = this.openN;
     const lastSeq = this.seq;
-    const closedAt = Math.round(this.clock.now());
+    const closedAt = Math.round(options.closedAt ?? this.clock.now());
     const point: SnapshotPoint = { n, scheduledAt: Math.round(options.scheduledAt ?? closedAt), closedAt, lastSeq };
     // Recorded synchronously, before anything changes: a write of n + 1 may commit its log
     // entry (with copies of n's blocks it overwrites) in the next turn, and a restart must
