@@ -14,6 +14,9 @@
  *   source-disk-full     the source's file system (a tmpfs) filled for 1.5 s: writes are
  *                        refused, closes fail and are retried
  *   replica-disk-full    the replica's file system filled for 1.5 s: staging and commits fail
+ *   kill-source-disk-full  the source's file system filled, the source killed -9 and
+ *                        restarted on the full disk (it must come up: reads and shipping go
+ *                        on, writes are refused), then the space freed after 1.5 s
  * (The disk faults need to mount a tmpfs, as root; elsewhere the campaign runs without them.)
  *
  * Judged, for every point: the replica's whole image after each commit (and after each
@@ -43,13 +46,13 @@ import { seededRandom } from '../helpers/random';
 import { checkInvariant, Proc, type Ev } from '../replication/procs';
 import { FaultyLink } from './faulty-link';
 
-export const FAULT_KINDS = ['kill-replica', 'kill-replica-commit', 'kill-source', 'cut', 'corrupt', 'stall', 'wrong-key', 'garbage', 'source-disk-full', 'replica-disk-full'] as const;
+export const FAULT_KINDS = ['kill-replica', 'kill-replica-commit', 'kill-source', 'cut', 'corrupt', 'stall', 'wrong-key', 'garbage', 'source-disk-full', 'replica-disk-full', 'kill-source-disk-full'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 /** The kinds that need a tmpfs mounted (root): skipped where mounting is not allowed. */
-export const DISK_FAULTS: readonly FaultKind[] = ['source-disk-full', 'replica-disk-full'];
+export const DISK_FAULTS: readonly FaultKind[] = ['source-disk-full', 'replica-disk-full', 'kill-source-disk-full'];
 
-/** How often each kind comes up, in 50 faults. */
-const WEIGHTS: Record<FaultKind, number> = { 'kill-replica': 6, 'kill-replica-commit': 6, 'kill-source': 5, cut: 8, corrupt: 8, stall: 4, 'wrong-key': 3, garbage: 4, 'source-disk-full': 3, 'replica-disk-full': 3 };
+/** How often each kind comes up, in 52 faults. */
+const WEIGHTS: Record<FaultKind, number> = { 'kill-replica': 6, 'kill-replica-commit': 6, 'kill-source': 5, cut: 8, corrupt: 8, stall: 4, 'wrong-key': 3, garbage: 4, 'source-disk-full': 3, 'replica-disk-full': 3, 'kill-source-disk-full': 2 };
 
 const SECRET = 'fault-campaign-pairing-secret';
 const SIZE = 8 * 1024 * 1024;
@@ -248,6 +251,15 @@ export async function runCampaign(options: { faults: number; seed: number; polic
           else if (refused.code !== 'LINK_AUTH_FAILED') problems.push(`wrong-key: refused with ${String(refused.code)}, not LINK_AUTH_FAILED`);
           await rogue.kill9();
           await rm(join(dir, `rogue-${i}`), { recursive: true, force: true });
+          break;
+        }
+        case 'kill-source-disk-full': {
+          fillDisk(srcDisk!);
+          sourceEvents.push(...source.p.events);
+          await kill(source.p);
+          source = await startSource();
+          await sleep(1500);
+          await rm(join(srcDisk!, 'filler'), { force: true });
           break;
         }
         case 'source-disk-full':
