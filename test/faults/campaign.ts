@@ -29,7 +29,9 @@
  * The source ships with the node's predictive planner (`--policy` continuous or at-snapshot
  * for the others). `--group`: two volumes in a consistency group on both sides (the
  * runners close them in one step and the replica commits them together), written at random;
- * also judged: after every replica restart both hold the same point. `npm run faults -- [--quick] [--faults N] [--seed N] [--policy P] [--json]`;
+ * also judged: after every replica restart both hold the same point. `--no-disk-faults`: no
+ * tmpfs, the data on the temporary directory's file system (where the replica's direct I/O
+ * runs). `npm run faults -- [--quick] [--faults N] [--seed N] [--policy P] [--group] [--no-disk-faults] [--json]`;
  * `--quick` is 50 faults.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -87,7 +89,7 @@ const blockHash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 export type CampaignPolicy = 'predictive' | 'continuous' | 'at-snapshot';
 
-export async function runCampaign(options: { faults: number; seed: number; policy?: CampaignPolicy; group?: boolean; log?: (line: string) => void }): Promise<CampaignResult> {
+export async function runCampaign(options: { faults: number; seed: number; policy?: CampaignPolicy; group?: boolean; diskFaults?: boolean; log?: (line: string) => void }): Promise<CampaignResult> {
   const policy = options.policy ?? 'predictive'; // the node's default
   // One volume, or a consistency group of two (runners' `members`): their exports' names.
   const volumes = options.group ? ['wal', 'db'] : ['vol'];
@@ -97,7 +99,9 @@ export async function runCampaign(options: { faults: number; seed: number; polic
   const random = seededRandom(options.seed);
   const dir = await mkdtemp(join(tmpdir(), 'hs-faults-'));
   // Each side's data on its own small file system, so that a fault can fill it.
-  const srcDisk = mountTmpfs('512m');
+  // (`diskFaults: false`: on the temporary directory's own file system instead, where the
+  // replica writes past the page cache; a tmpfs has no O_DIRECT.)
+  const srcDisk = options.diskFaults === false ? null : mountTmpfs('512m');
   const repDisk = srcDisk === null ? null : mountTmpfs('96m');
   const diskFaults = srcDisk !== null && repDisk !== null;
   const srcDir = join(srcDisk ?? dir, 'src');
@@ -392,15 +396,16 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const seed = Number(value('--seed') ?? Date.now() % 100_000);
   const policy = (value('--policy') ?? 'predictive') as CampaignPolicy;
   const group = args.includes('--group');
+  const diskFaults = !args.includes('--no-disk-faults');
   if (!Number.isInteger(faults) || faults < 1 || !Number.isInteger(seed) || !['predictive', 'continuous', 'at-snapshot'].includes(policy)) {
-    process.stderr.write('usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--group] [--json]\n');
+    process.stderr.write('usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--group] [--no-disk-faults] [--json]\n');
     process.exit(2);
   }
-  const r = await runCampaign({ faults, seed, policy, group, log: (l) => process.stderr.write(`${l}\n`) });
+  const r = await runCampaign({ faults, seed, policy, group, diskFaults, log: (l) => process.stderr.write(`${l}\n`) });
   if (!json) {
     process.stdout.write(`fault campaign, seed ${r.seed}, policy ${r.policy}${r.group ? `, a consistency group of two volumes (${r.group_restarts_checked} replica restarts checked for one common point)` : ''}: ${r.faults} faults in ${r.duration_s} s\n`);
     for (const [k, c] of Object.entries(r.by_kind)) process.stdout.write(`  ${k.padEnd(20)} ${c}\n`);
-    process.stdout.write(`points checked ${r.points_checked}, writes acknowledged ${r.writes_acked}, refused ${r.writes_refused}${r.disk_faults ? '' : ' (no disk faults: mounting a tmpfs needs root)'}\n`);
+    process.stdout.write(`points checked ${r.points_checked}, writes acknowledged ${r.writes_acked}, refused ${r.writes_refused}${r.disk_faults ? '' : ' (no disk faults: --no-disk-faults, or mounting a tmpfs needs root)'}\n`);
     process.stdout.write(`violations ${r.violations}, bytes lost ${r.bytes_lost}\n`);
     for (const p of r.problems) process.stdout.write(`  ${p}\n`);
   }

@@ -20,7 +20,7 @@
  */
 import { HeadstartError } from '@headstart/errors';
 import { MAX_RESUME_STAGED, rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
-import type { SnapshotPoint, Volume } from '@headstart/volume';
+import { alignedBuffer, type SnapshotPoint, type Volume } from '@headstart/volume';
 import type { CommitGroup, GroupMember, GroupWait } from './commit-group';
 import { Staging } from './staging';
 
@@ -28,6 +28,8 @@ import { Staging } from './staging';
 const APPLY_RUN_BYTES = 2 * 1024 * 1024;
 /** Runs being copied from staging to the image at once during a commit (memory: x APPLY_RUN_BYTES). */
 const APPLY_PARALLEL = 4;
+/** The apply workers' buffers, page-aligned for direct writes (alignedBuffer), shared by every commit of the process. */
+const applyBuffers: Buffer[] = [];
 
 /** 'ready': about to write the journal (a group member: every other member accepted the point). */
 export type CommitPhase = 'ready' | 'journaled' | 'applied' | 'recorded' | 'finished';
@@ -194,11 +196,16 @@ export class ReplicaTarget implements GroupMember {
     const plan = this.staging.plan(point.n, APPLY_RUN_BYTES);
     let next = 0;
     const worker = async () => {
-      const buf = Buffer.allocUnsafe(APPLY_RUN_BYTES); // one per worker, reused: no page faults per run
-      while (next < plan.length) {
-        const run = plan[next++];
-        const data = await this.staging.read(point.n, run, buf);
-        await this.volume.applyBlocks([{ block: run.block, data }]);
+      // One per worker, reused: no page faults per run, and direct writes need aligned memory.
+      const buf = applyBuffers.pop() ?? alignedBuffer(APPLY_RUN_BYTES);
+      try {
+        while (next < plan.length) {
+          const run = plan[next++];
+          const data = await this.staging.read(point.n, run, buf);
+          await this.volume.applyBlocks([{ block: run.block, data }]);
+        }
+      } finally {
+        applyBuffers.push(buf);
       }
     };
     await Promise.all(Array.from({ length: APPLY_PARALLEL }, worker));

@@ -5,6 +5,8 @@ import { isHeadstartError } from '@headstart/errors';
 import { blockHash, loadHasher, zeroBlockHash } from '@headstart/protocol';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fillDisk, smallDisk } from '../../../test/helpers/small-disk';
+import { alignedBuffer } from '@headstart/volume';
+import { closeSync, constants as fsConstants, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { Staging } from './staging';
 import { randomBlock } from './testing.test-helpers';
 
@@ -23,7 +25,47 @@ async function content(s: Staging, n: number): Promise<Map<number, string>> {
   return out;
 }
 
+/** Whether this process holds `path` open with O_DIRECT (the flags in /proc/self/fdinfo). */
+function openDirect(path: string): boolean {
+  return readdirSync('/proc/self/fd').some((fd) => {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`) !== path) return false;
+      const flags = /flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
+      return flags !== null && (parseInt(flags[1], 8) & fsConstants.O_DIRECT) !== 0;
+    } catch {
+      return false;
+    }
+  });
+}
+
 describe('staging run records', () => {
+  it('stages and reads back for the commit past the page cache where the file system allows it', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-staging-'));
+    const s = await Staging.open(join(dir, 'st'), BS);
+    const a = Array.from({ length: 300 }, (_, i) => randomBlock(BS, 1000 + i));
+    const b = randomBlock(BS, 5);
+    await s.stage(1, blocks(0, a.slice(0, 200)));
+    await s.stage(1, blocks(200, a.slice(200)));
+    await s.stage(1, blocks(7, [b])); // resent: the newer copy wins
+    const file = join(dir, 'st', 'data-1');
+    let supported = true;
+    try {
+      closeSync(openSync(file, fsConstants.O_RDONLY | fsConstants.O_DIRECT));
+    } catch {
+      supported = false;
+    }
+    expect(openDirect(file)).toBe(supported);
+    const buf = alignedBuffer(1 << 20);
+    const seen = new Map<number, Buffer>();
+    for (const run of s.plan(1, 1 << 20)) {
+      const data = await s.read(1, run, buf);
+      for (let i = 0; i < run.count; i++) seen.set(run.block + i, Buffer.from(data.subarray(i * BS, (i + 1) * BS)));
+    }
+    expect(seen.size).toBe(300);
+    for (let i = 0; i < 300; i++) expect(seen.get(i)!.equals(i === 7 ? b : a[i]), `block ${i}`).toBe(true);
+    await s.close();
+  });
+
   it('a resent block supersedes its older copy, also after reopening; zero runs read back as zeroes', async () => {
     dir = await mkdtemp(join(tmpdir(), 'hs-staging-'));
     const a = [0, 1, 2, 3, 4].map((i) => randomBlock(BS, 10 + i));

@@ -1,8 +1,9 @@
 /**
  * The replica's staging store, next to the replica volume: received blocks of snapshots not
  * yet committed. Block CONTENT goes into one sparse staging file per snapshot, `data-<n>`,
- * at the block's own offset (as in the image), written straight from the received frame
- * (writev, no copy); a small LMDB environment holds the INDEX: run records key
+ * at the block's own offset (as in the image), gathered from the received frame into a
+ * reused page-aligned buffer and written past the page cache (O_DIRECT, see StageFile.direct)
+ * where the file system allows; a small LMDB environment holds the INDEX: run records key
  * [n, firstBlock, gen] -> [count u32 LE, kind u32 LE] (kind 1: the run's content is in the
  * staging file, 0: a run of zero blocks, which is never written out). Against the former
  * design (whole runs as LMDB values): the JS thread does a fraction of the work (LMDB's
@@ -42,7 +43,7 @@
  */
 import { HeadstartError, fromSystemError, isHeadstartError } from '@headstart/errors';
 import { MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE, SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
-import { SpaceGuard, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
+import { SpaceGuard, alignedBuffer, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
 import { constants as fsConstants, closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -102,12 +103,29 @@ function envSync(root: RootDatabase): Promise<void> {
 const STAGE_FLUSH_BYTES = 64 * 1024 * 1024;
 /** A BLOCKS frame's payload fits (MAX_BLOCKS_PAYLOAD, or one block of the largest size). */
 const BATCH_BUFFER_BYTES = Math.max(MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE);
-const BATCH_BUFFERS_KEPT = 16;
+/**
+ * Batch buffers kept for reuse, shared by every staging store of the process (at most one
+ * per staging write in flight, which the links' windows bound). Page-aligned (alignedBuffer),
+ * so that a batch can be written past the page cache.
+ */
+const batchBuffers: Buffer[] = [];
+const BATCH_BUFFERS_KEPT = 32;
 const KIND_ZERO = 0;
 const KIND_DATA = 1;
+/** Direct I/O needs offsets, lengths and memory on this boundary (see the volume's image-file.ts). */
+const DIRECT_ALIGN = 4096;
 
 interface StageFile {
   fh: FileHandle;
+  /**
+   * The same file opened with O_DIRECT, or null where the file system refuses it (tmpfs).
+   * Staged blocks are written once and read once, by the commit: through the page cache
+   * they would take as much memory again as the image's own, for nothing (and where the
+   * page cache grows slowly, as on this VM, that cost most of a large point's staging
+   * time). Cached and direct I/O on one range stay coherent: the kernel writes back and
+   * drops cached pages in the range of a direct read or write.
+   */
+  direct: FileHandle | null;
   /** Bytes written since the last flush started. */
   unflushed: number;
   /** The latest background flush (a full sync waits for it, then syncs again). */
@@ -129,16 +147,13 @@ export class Staging {
   private gen = 0;
   private readonly files = new Map<number, StageFile>();
   private readonly opening = new Map<number, Promise<StageFile>>();
-  /** Reused batch buffers (at most one per staging write in flight, which the window bounds). */
-  private readonly buffers: Buffer[] = [];
-
   private takeBuffer(bytes: number): Buffer {
     if (bytes > BATCH_BUFFER_BYTES) return Buffer.allocUnsafe(bytes);
-    return this.buffers.pop() ?? Buffer.allocUnsafe(BATCH_BUFFER_BYTES);
+    return batchBuffers.pop() ?? alignedBuffer(BATCH_BUFFER_BYTES);
   }
 
   private giveBuffer(buf: Buffer): void {
-    if (buf.length === BATCH_BUFFER_BYTES && this.buffers.length < BATCH_BUFFERS_KEPT) this.buffers.push(buf);
+    if (buf.length === BATCH_BUFFER_BYTES && batchBuffers.length < BATCH_BUFFERS_KEPT) batchBuffers.push(buf);
   }
 
   private constructor(
@@ -221,8 +236,9 @@ export class Staging {
     if (!p) {
       // read-write, created if missing, never truncated
       p = openFile(this.fileName(n), fsConstants.O_RDWR | fsConstants.O_CREAT)
-        .then((fh) => {
-          const file: StageFile = { fh, unflushed: 0, flushing: Promise.resolve() };
+        .then(async (fh) => {
+          const direct = await openFile(this.fileName(n), fsConstants.O_RDWR | fsConstants.O_DIRECT).catch(() => null);
+          const file: StageFile = { fh, direct, unflushed: 0, flushing: Promise.resolve() };
           this.files.set(n, file);
           return file;
         })
@@ -237,12 +253,23 @@ export class Staging {
     const bs = this.blockSize;
     const out = into && into.length >= count * bs ? into.subarray(0, count * bs) : Buffer.allocUnsafe(count * bs);
     if (!this.files.has(n) && !existsSync(this.fileName(n))) return out.fill(0);
-    const { fh } = await this.fileOf(n);
+    const f = await this.fileOf(n);
     let done = 0;
+    // The commit's reads (into an aligned buffer) go past the page cache; the end of the
+    // file (a short read) and anything unaligned go through it.
+    let direct = f.direct !== null && out.buffer === into?.buffer && out.byteOffset % DIRECT_ALIGN === 0 && (first * bs) % DIRECT_ALIGN === 0 && out.length % DIRECT_ALIGN === 0;
     while (done < out.length) {
-      const { bytesRead } = await fh.read(out, done, out.length - done, first * bs + done);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await (direct ? f.direct! : f.fh).read(out, done, out.length - done, first * bs + done));
+      } catch (err) {
+        if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        direct = false; // the kernel refused the buffer: the cache then
+        continue;
+      }
       if (bytesRead === 0) break;
       done += bytesRead;
+      if (done % DIRECT_ALIGN !== 0) direct = false;
     }
     return out.fill(0, done);
   }
@@ -393,8 +420,19 @@ export class Staging {
           buf!.set(d, off);
           off += d.length;
         }
-        // a write may take less than asked: go on from where it stopped
-        for (let done = start; done < off; ) done += (await f.fh.write(buf!, done, off - done, r.first * bs + (done - start))).bytesWritten;
+        // Past the page cache when everything is aligned (see StageFile.direct); a write may
+        // take less than asked: go on from where it stopped (through the cache if off the boundary).
+        let direct = f.direct !== null && start % DIRECT_ALIGN === 0 && (off - start) % DIRECT_ALIGN === 0 && (r.first * bs) % DIRECT_ALIGN === 0;
+        for (let done = start; done < off; ) {
+          try {
+            done += (await (direct ? f.direct! : f.fh).write(buf!, done, off - done, r.first * bs + (done - start))).bytesWritten;
+          } catch (err) {
+            if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+            direct = false;
+            continue;
+          }
+          if ((done - start) % DIRECT_ALIGN !== 0) direct = false;
+        }
         f.unflushed += r.count * bs;
       }
     } finally {
@@ -499,6 +537,7 @@ export class Staging {
     if (f) {
       await f.flushing.catch(() => undefined);
       await f.fh.close().catch(() => undefined);
+      await f.direct?.close().catch(() => undefined);
     }
     await rm(this.fileName(n), { force: true });
   }
@@ -542,7 +581,10 @@ export class Staging {
   async close(): Promise<void> {
     await this.settled();
     await this.syncAll().catch(() => undefined);
-    for (const f of this.files.values()) await f.fh.close().catch(() => undefined);
+    for (const f of this.files.values()) {
+      await f.fh.close().catch(() => undefined);
+      await f.direct?.close().catch(() => undefined);
+    }
     this.files.clear();
     await this.root.close();
   }

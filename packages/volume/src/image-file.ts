@@ -25,9 +25,13 @@
  * still queued could touch another file. `close()` first waits until no operation is in
  * flight, and every operation after close() fails with VOLUME_CLOSED.
  *
+ * Bulk writes that nobody reads soon (a replica applying a committed point) can bypass the
+ * page cache: pwriteDirect, on a second fd opened with O_DIRECT, from buffers made by
+ * alignedBuffer (see there).
+ *
  * Errors come out as HeadstartErrors already (VOLUME_IO, VOLUME_NO_SPACE), naming the step.
  */
-import { close, fdatasync, fstat, ftruncate, open, read, writeSync, writev } from 'node:fs';
+import { close, constants as fsConstants, fdatasync, fstat, ftruncate, open, read, write, writeSync, writev } from 'node:fs';
 import { HeadstartError, fromSystemError } from '@headstart/errors';
 
 /**
@@ -60,6 +64,44 @@ const INLINE_BACKOFF_MS = 1000;
 const WRITE_BATCH_MAX = 64;
 const WRITE_BATCH_BYTES = 16 * 1024 * 1024;
 
+/**
+ * O_DIRECT needs the file offset, the length and the buffer's address aligned to the
+ * device's logical block size: 4096 covers every disk (512e and 4Kn alike).
+ */
+const DIRECT_ALIGN = 4096;
+
+/** The one part of the WebAssembly API used here (the project's TypeScript libs do not declare it). */
+declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum?: number }) => { readonly buffer: ArrayBuffer } };
+
+/** Aligned memory comes from slabs of this size (see alignedBuffer). */
+const SLAB_BYTES = 32 * 1024 * 1024;
+let slab: ArrayBuffer | null = null;
+let slabUsed = 0;
+
+/**
+ * A buffer whose memory starts on a page boundary, for direct I/O. Node has no aligned
+ * allocation (a Buffer's memory is only 16-byte aligned), but a WebAssembly memory's is
+ * page-aligned. Each WebAssembly memory reserves gigabytes of address space (its guard
+ * region), so buffers are carved from shared 32 MiB slabs and never given back: callers
+ * keep a few and reuse them (the replica's apply workers, staging's batch buffers).
+ */
+export function alignedBuffer(bytes: number): Buffer {
+  const size = Math.ceil(bytes / DIRECT_ALIGN) * DIRECT_ALIGN;
+  if (size > SLAB_BYTES / 4) return Buffer.from(wasmMemory(size), 0, bytes);
+  if (slab === null || slabUsed + size > SLAB_BYTES) {
+    slab = wasmMemory(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const buf = Buffer.from(slab, slabUsed, bytes);
+  slabUsed += size;
+  return buf;
+}
+
+function wasmMemory(bytes: number): ArrayBuffer {
+  const pages = Math.ceil(bytes / 65536);
+  return new WebAssembly.Memory({ initial: pages, maximum: pages }).buffer;
+}
+
 interface QueuedWrite {
   readonly data: Uint8Array;
   readonly position: number;
@@ -82,11 +124,57 @@ export class ImageFile {
   private closing: (() => void) | null = null;
   private closed = false;
 
-  private constructor(private readonly fd: number) {}
+  /** The O_DIRECT fd of pwriteDirect: opened on first use; false once the file system refused it. */
+  private direct: Promise<number | false> | null = null;
+
+  private constructor(
+    private readonly fd: number,
+    private readonly path: string,
+  ) {}
 
   /** Opens an existing image ('r+') or creates/truncates one ('w+'). */
   static open(path: string, flags: 'r+' | 'w+'): Promise<ImageFile> {
-    return new Promise((resolve, reject) => open(path, flags, 0o644, (err, fd) => (err ? reject(err) : resolve(new ImageFile(fd)))));
+    return new Promise((resolve, reject) => open(path, flags, 0o644, (err, fd) => (err ? reject(err) : resolve(new ImageFile(fd, path)))));
+  }
+
+  /**
+   * Writes all of `data` at `position` past the page cache (O_DIRECT), for bulk writes that
+   * are synced right after and not read soon: a replica's commit. Why: the commit syncs the
+   * image before it records the point, so caching its bytes buys nothing; it would double
+   * the replica's page cache (staged copy, image copy) and, where growing the page cache is
+   * slow, dominate the commit. Measured here, 128 MiB applied from a staging file by 4
+   * workers: 0.74-1.23 s through the page cache (plus 70-80 ms of sync), 0.11-0.12 s direct
+   * (nothing left to sync): this VM backs new guest memory lazily (free page reporting),
+   * so each page the cache grows by costs a host fault; recycled pages are fast.
+   *
+   * `data` must come from alignedBuffer (the kernel checks the address). An unaligned
+   * offset or length, a file system without O_DIRECT (tmpfs), or a buffer the kernel
+   * refuses (EINVAL) falls back to pwrite: same bytes, through the cache. Direct and cached
+   * writes of one range stay coherent (the kernel flushes and drops cached pages in the
+   * range of a direct write).
+   */
+  async pwriteDirect(data: Uint8Array, position: number): Promise<void> {
+    if (this.closed) return closedError();
+    if (position % DIRECT_ALIGN !== 0 || data.length % DIRECT_ALIGN !== 0 || data.byteOffset % DIRECT_ALIGN !== 0) return this.pwrite(data, position);
+    this.inflight++; // from here, so that close() waits for the open below too
+    this.direct ??= new Promise((resolve) => open(this.path, fsConstants.O_RDWR | fsConstants.O_DIRECT, (err, fd) => resolve(err ? false : fd)));
+    try {
+      const fd = await this.direct;
+      let done = 0;
+      try {
+        while (fd !== false && done < data.length) {
+          const n = await new Promise<number>((resolve, reject) => write(fd, data, done, data.length - done, position + done, (err, written) => (err ? reject(err) : resolve(written))));
+          if (n === 0) throw Object.assign(new Error('write wrote nothing'), { code: 'EIO' });
+          done += n;
+          if (done % DIRECT_ALIGN !== 0) break; // a short write off the alignment: the rest goes through the cache
+        }
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw fromSystemError(err, 'writing the volume image');
+      }
+      if (done < data.length) await this.pwrite(data.subarray(done), position + done);
+    } finally {
+      this.leave();
+    }
   }
 
   /**
@@ -213,6 +301,8 @@ export class ImageFile {
     if (this.closed) return;
     this.closed = true;
     if (this.inflight > 0) await new Promise<void>((resolve) => (this.closing = resolve));
+    const direct = this.direct === null ? false : await this.direct;
+    if (direct !== false) await new Promise<void>((resolve) => close(direct, () => resolve()));
     await new Promise<void>((resolve, reject) => close(this.fd, (err) => (err ? reject(err) : resolve())));
   }
 

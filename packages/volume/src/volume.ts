@@ -805,7 +805,9 @@ export class Volume implements BlockDevice {
         await this.zeroRangeIn(current, block * bs, 0, current.length);
         continue;
       }
-      await this.image.pwrite(data, block * bs);
+      // Past the page cache when the caller's buffer allows it (image-file.ts, pwriteDirect):
+      // setCommitted syncs the image right after, and nobody reads these bytes soon.
+      await this.image.pwriteDirect(data, block * bs);
     }
   }
 
