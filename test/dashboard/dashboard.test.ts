@@ -112,6 +112,7 @@ beforeAll(async () => {
     links.push(link);
     feed.addSink(v.id, { name: v.sink, link, policy: v.policy, rpoTargetMs: RPO_TARGET_MS });
   }
+  feed.setLevelOffset('vol-b', 250); // as a node reports a leveled schedule (schedule.level)
   workload = startWorkload();
   dashboard = await startDashboard({ token: TOKEN, source: feed });
   browser = await openBrowser();
@@ -161,6 +162,9 @@ describe('dashboard in chromium over real replication', () => {
     expect(await cell('orders-db', 'link')).toBe('connected');
     expect(await cell('orders-db', 'policy')).toBe('continuous');
     expect(await cell('build-cache', 'policy')).toBe('at-snapshot');
+    // A leveled volume's "next close" says why it is off the clock's marks; the other's says nothing.
+    expect(await page.locator(`${row('build-cache')} [data-col="ts"]`).getAttribute('title')).toBe('leveled: closes 250 ms after the clock\'s marks (schedule.level)');
+    expect(await page.locator(`${row('orders-db')} [data-col="ts"]`).getAttribute('title')).toBe('');
     // Throughput B was measured at some point, and the events and the charts filled in.
     await page.waitForFunction(() => [...document.querySelectorAll('#sinks [data-col="throughput"]')].some((td) => /^[1-9]|^0\.[0-9]*[1-9]/.test(td.textContent ?? '')), null, { timeout: 10_000 });
     await expect.poll(() => page.locator('#event-list li[data-type="snapshot-acked"]').count(), { timeout: 5000 }).toBeGreaterThan(2);

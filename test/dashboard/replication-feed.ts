@@ -34,6 +34,8 @@ interface VolumeBook {
   /** Every point seen closed (the volume forgets points every sink acknowledged). */
   readonly points: Map<number, SnapshotPoint>;
   nextCloseAt: number | null;
+  /** A leveled schedule's offset (as the node reports it), or null. */
+  levelOffsetMs: number | null;
 }
 
 export class ReplicationFeed implements FeedSource {
@@ -56,7 +58,7 @@ export class ReplicationFeed implements FeedSource {
   }
 
   addVolume(volume: Volume): void {
-    const book: VolumeBook = { volume, sinks: new Map(), points: new Map(), nextCloseAt: null };
+    const book: VolumeBook = { volume, sinks: new Map(), points: new Map(), nextCloseAt: null, levelOffsetMs: null };
     this.volumes.set(volume.info.id, book);
     this.learnPoints(book);
   }
@@ -74,6 +76,10 @@ export class ReplicationFeed implements FeedSource {
 
   setNextClose(volumeId: string, at: number | null): void {
     this.volumes.get(volumeId)!.nextCloseAt = at;
+  }
+
+  setLevelOffset(volumeId: string, ms: number | null): void {
+    this.volumes.get(volumeId)!.levelOffsetMs = ms;
   }
 
   /** Closes the open point as scheduled at `scheduledAt`, and tells the browsers. */
@@ -232,6 +238,7 @@ export class ReplicationFeed implements FeedSource {
         latestClosedPoint: latest ? { n: latest.n, scheduledAt: latest.scheduledAt, closedAt: latest.closedAt, committedAt: null } : null,
         committedPoint: null,
         nextCloseAt: book.nextCloseAt,
+        levelOffsetMs: book.levelOffsetMs,
         sinks: [...book.sinks.values()].map((s) => this.sinkStatus(book, s, now)),
       });
     }

@@ -131,5 +131,6 @@ function toFeedVolume(v: VolumeView, now: number, caps: readonly LinkCapView[]):
     disk: v.disk,
     closeFailing: v.closeFailing === null ? null : { code: v.closeFailing.code, since: v.closeFailing.since, attempts: v.closeFailing.attempts },
     group: v.group,
+    levelOffsetMs: v.levelOffsetMs,
   };
 }

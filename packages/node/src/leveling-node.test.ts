@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
 import { validateConfig } from './config';
+import { toFeedStatus } from './dashboard';
 import { silentLogger } from './logger';
 import { metricsRegistry } from './metrics';
 import { startNode, type HeadstartNode } from './node';
@@ -38,6 +39,9 @@ describe('load leveling on a node', () => {
     const metric = await metricsRegistry(node).getSingleMetricAsString('headstart_level_offset_seconds');
     expect(metric).toContain('headstart_level_offset_seconds{volume="c"} 2');
     expect(metric).not.toContain('volume="plain"');
+    // The dashboard's feed carries the offsets too.
+    const feed = toFeedStatus(node.status());
+    expect(feed.volumes.map((v) => [v.name, v.levelOffsetMs])).toEqual([['a', 0], ['b', 1000], ['c', 2000], ['plain', null]]);
     for (const name of ['a', 'b', 'c', 'plain']) {
       const v = view(name);
       expect((v.nextCloseAt! - (v.levelOffsetMs ?? 0)) % 3000).toBe(0);

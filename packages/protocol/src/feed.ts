@@ -117,6 +117,12 @@ export interface FeedVolume extends VolumeStatus {
   readonly closeFailing?: { readonly code: string; readonly since: number; readonly attempts: number } | null;
   /** The consistency group the volume closes, commits and fails over with, or null (absent from older nodes). */
   readonly group?: string | null;
+  /**
+   * A leveled schedule's offset into its interval (`schedule.level`): the node closes this
+   * volume that long after the clock's marks, so that its volumes do not all send at once;
+   * null when not leveled (absent from older nodes).
+   */
+  readonly levelOffsetMs?: number | null;
 }
 
 export interface FeedDisk {

@@ -186,6 +186,10 @@ export class SinkTable {
     v.cells.throughput.title = s.rateLimit === null ? '' : `link cap ${formatRate(s.rateLimit)}${s.capReason ? `: ${s.capReason}` : ''}`;
     const ts = vol.nextCloseAt !== null ? vol.nextCloseAt - now : s.secondsToClose === null ? null : s.secondsToClose * 1000 - since;
     this.set(v, 'ts', ts === null ? '—' : formatDuration(Math.max(0, ts)));
+    // A leveled schedule closes this volume at an offset from the clock's marks: say so where
+    // an operator wonders why it closes at :03:45 rather than on the quarter hour.
+    const offset = vol.levelOffsetMs ?? null;
+    v.cells.ts.title = offset === null ? '' : `leveled: closes ${formatDuration(offset)} after the clock's marks (schedule.level)`;
     this.set(v, 'presend', formatClock(s.presendStartAt));
     this.set(v, 'presented', formatBytes(s.presentBytes));
     this.set(v, 'collided', formatBytes(s.collidedBytes));
