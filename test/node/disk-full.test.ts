@@ -139,7 +139,7 @@ describe.skipIf([disk, replicaDisk, commitDisk, restartDisk, restartReplicaDisk]
 
   it('on the replica: staging waits for room, the source keeps its points, and the replica catches up equal', async () => {
     mkdirSync(join(replicaDisk!, 'data'));
-    const { a, b, siteA, siteB, client, verify, caughtUp } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(replicaDisk!, 'data'));
+    const { a, b, ports, siteA, siteB, client, verify, caughtUp } = await pairSites(join(tempDir('headstart-disk-full-a-'), 'data'), join(replicaDisk!, 'data'));
     const first = randomBytes(8 * MiB);
     await client.write(0, first);
     await client.flush();
@@ -158,21 +158,30 @@ describe.skipIf([disk, replicaDisk, commitDisk, restartDisk, restartReplicaDisk]
     expect(`${siteB.log()}\n${waiting.sinks[0].lastError ?? ''}`).toContain('VOLUME_NO_SPACE');
     expect(await status(b), 'site-b answers status with a full disk').not.toBeNull();
     // No room for a promotion's record either: refused, and the volume goes back into
-    // service as the replica it still is (the catch-up below needs it).
+    // service as the replica it still is (the catch-up below needs it). The source is
+    // stopped first and the disk filled again: while it keeps sending, the replica drops
+    // half-staged points it cannot finish (NACK), which frees room now and then, and a
+    // promotion that finds room for its record rightly goes ahead.
+    await client.close();
+    expect(await stopGracefully(siteA.process)).toBe(0);
+    fillDisk(replicaDisk!);
     const refused = await runCli(['promote', 'vol', '--force', '-c', b]);
     expect(refused.code, refused.stdout).not.toBe(0);
     expect(refused.stderr).toContain('VOLUME_NO_SPACE');
     expect((await status(b))!.volumes[0].role).toBe('replica');
 
+    const siteA2 = startServe(a);
+    await waitServing(siteA2, a);
+    const client2 = await waitFor('NBD on site-a after its restart', () => connectNbd({ host: '127.0.0.1', port: ports.aNbd, exportName: 'vol' }));
     rmSync(join(replicaDisk!, 'filler'));
     await waitFor('the replica caught up after space was freed', caughtUp, 90_000).catch(async (err: Error) => {
-      throw new Error(`${err.message}\ndf: ${execFileSync('df', ['-k', replicaDisk!]).toString()}\nfiles: ${execFileSync('find', [replicaDisk!, '-type', 'f', '-printf', '%p %s %b\\n']).toString()}\nsite-a status: ${JSON.stringify((await status(a))?.volumes[0].sinks)}\nsite-b log: ${siteB.log().slice(-4000)}\nsite-a log: ${siteA.log().slice(-3000)}`);
+      throw new Error(`${err.message}\ndf: ${execFileSync('df', ['-k', replicaDisk!]).toString()}\nfiles: ${execFileSync('find', [replicaDisk!, '-type', 'f', '-printf', '%p %s %b\\n']).toString()}\nsite-a status: ${JSON.stringify((await status(a))?.volumes[0].sinks)}\nsite-b log: ${siteB.log().slice(-4000)}\nsite-a log: ${siteA2.log().slice(-3000)}`);
     });
     expect((await verify()).equal).toBe(true);
-    expect(Buffer.compare(await client.read(16 * MiB, 16 * MiB), second)).toBe(0);
-    await client.close();
+    expect(Buffer.compare(await client2.read(16 * MiB, 16 * MiB), second)).toBe(0);
+    await client2.close();
     expect(siteB.log()).not.toContain('Unhandled');
-    expect(await stopGracefully(siteA.process)).toBe(0);
+    expect(await stopGracefully(siteA2.process)).toBe(0);
     expect(await stopGracefully(siteB.process)).toBe(0);
   }, 240_000);
 
