@@ -6,7 +6,7 @@ import { blockHash, loadHasher, zeroBlockHash } from '@headstart/protocol';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fillDisk, smallDisk } from '../../../test/helpers/small-disk';
 import { alignedBuffer } from '@headstart/volume';
-import { closeSync, constants as fsConstants, openSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { directSupported, openDirect } from '../../../test/helpers/direct-io';
 import { Staging } from './staging';
 import { randomBlock } from './testing.test-helpers';
 
@@ -25,19 +25,6 @@ async function content(s: Staging, n: number): Promise<Map<number, string>> {
   return out;
 }
 
-/** Whether this process holds `path` open with O_DIRECT (the flags in /proc/self/fdinfo). */
-function openDirect(path: string): boolean {
-  return readdirSync('/proc/self/fd').some((fd) => {
-    try {
-      if (readlinkSync(`/proc/self/fd/${fd}`) !== path) return false;
-      const flags = /flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-      return flags !== null && (parseInt(flags[1], 8) & fsConstants.O_DIRECT) !== 0;
-    } catch {
-      return false;
-    }
-  });
-}
-
 describe('staging run records', () => {
   it('stages and reads back for the commit past the page cache where the file system allows it', async () => {
     dir = await mkdtemp(join(tmpdir(), 'hs-staging-'));
@@ -48,13 +35,7 @@ describe('staging run records', () => {
     await s.stage(1, blocks(200, a.slice(200)));
     await s.stage(1, blocks(7, [b])); // resent: the newer copy wins
     const file = join(dir, 'st', 'data-1');
-    let supported = true;
-    try {
-      closeSync(openSync(file, fsConstants.O_RDONLY | fsConstants.O_DIRECT));
-    } catch {
-      supported = false;
-    }
-    expect(openDirect(file)).toBe(supported);
+    expect(openDirect(file)).toBe(directSupported(file));
     const buf = alignedBuffer(1 << 20);
     const seen = new Map<number, Buffer>();
     for (const run of s.plan(1, 1 << 20)) {

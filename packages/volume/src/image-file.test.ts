@@ -1,8 +1,9 @@
-import { closeSync, constants as fsConstants, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isHeadstartError } from '@headstart/errors';
+import { directSupported, openDirect } from '../../../test/helpers/direct-io';
 import { ImageFile, alignedBuffer } from './image-file';
 
 describe('ImageFile', () => {
@@ -84,35 +85,17 @@ describe('ImageFile', () => {
     await expect(ImageFile.open(join(dir, 'missing'), 'r+')).rejects.toThrow();
   });
 
-  /** Whether this process holds `path` open with O_DIRECT (the flags in /proc/self/fdinfo). */
-  function openDirect(path: string): boolean {
-    return readdirSync('/proc/self/fd').some((fd) => {
-      try {
-        if (readlinkSync(`/proc/self/fd/${fd}`) !== path) return false;
-        const flags = /flags:\s+([0-7]+)/.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-        return flags !== null && (parseInt(flags[1], 8) & fsConstants.O_DIRECT) !== 0;
-      } catch {
-        return false; // closed meanwhile
-      }
-    });
-  }
-
   it('writes past the page cache from aligned buffers, falls back to the cache for anything else, and stays coherent with cached I/O', async () => {
     const path = join(dir, 'img');
     const f = await ImageFile.open(path, 'w+');
     await f.truncate(8 << 20);
-    let directSupported = true;
-    try {
-      closeSync(openSync(path, fsConstants.O_RDWR | fsConstants.O_DIRECT));
-    } catch {
-      directSupported = false; // tmpfs: every write below takes the cached path
-    }
+    const direct = directSupported(path); // a tmpfs: every write below takes the cached path
     // A cached write first, then a direct one over the same range: the read sees the latter.
     await f.pwrite(Buffer.alloc(1 << 20, 0x33), 1 << 20);
     const aligned = alignedBuffer(1 << 20).fill(0x44);
     expect(aligned.byteOffset % 4096).toBe(0);
     await f.pwriteDirect(aligned, 1 << 20);
-    expect(openDirect(path)).toBe(directSupported);
+    expect(openDirect(path)).toBe(direct);
     // Not aligned in memory (a plain Buffer: the kernel says EINVAL), in the file, or in length: cached.
     const plain = Buffer.alloc(64 << 10, 0x55);
     await f.pwriteDirect(plain, 4 << 20);
