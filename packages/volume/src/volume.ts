@@ -542,11 +542,9 @@ export class Volume implements BlockDevice {
   /**
    * Closes the open snapshot: every write that arrived before this call belongs to it, every
    * later one to the next. Resolves once the point is recorded and its writes are complete.
-   */
-  /**
-   * Closes the open point. `closedAt` (default now) may name an earlier instant of the cut:
-   * a consistency group's member closed at a node's start for the cut its group took
-   * before the node went down (see the node's closeTornGroups).
+   * `closedAt` (default now) may name an earlier instant of the cut: a consistency group's
+   * volume closed at a node's start for the cut its group took before the node went down
+   * (the node's closeTornGroups).
    */
   async closeSnapshot(options: { scheduledAt?: number; closedAt?: number } = {}): Promise<SnapshotPoint> {
     this.checkWritable();
