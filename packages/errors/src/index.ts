@@ -35,6 +35,7 @@ export const ERRORS = {
   VOLUME_BAD_GEOMETRY: { hint: 'Block size must be a power of two from 512 B to 1 MiB, and the size a positive multiple of it.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   VOLUME_NO_SPACE: { hint: 'Free space on the volume\'s file system; nothing was written.', retryable: true, nbdErrno: ENOSPC, wsClose: 4507 },
   VOLUME_IO: { hint: 'The disk under the volume failed; check the system log.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
+  VOLUME_BETWEEN_POINTS: { hint: 'The replica is writing a committed point into its image and a read would see two points at once; reads resume when the commit finishes (if it cannot, the node log says why: a full disk most often).', retryable: true, nbdErrno: EIO, wsClose: 4503 },
   SNAPSHOT_UNKNOWN: { hint: 'That snapshot point does not exist or is no longer kept.', retryable: false, nbdErrno: EINVAL, wsClose: 4404 },
   SNAPSHOT_RELEASED: { hint: 'Every sink acknowledged that point, so its old content is no longer kept.', retryable: false, nbdErrno: EINVAL, wsClose: 4410 },
   SINK_UNKNOWN: { hint: 'Add the sink first (headstart pair / archive config).', retryable: false, nbdErrno: EINVAL, wsClose: 4404 },

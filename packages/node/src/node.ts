@@ -352,11 +352,14 @@ class Node implements HeadstartNode {
           this.recorders.push(recorder);
           this.recorderOf.set(m.config.name, { record: (op, offset, length, timeMs) => recorder.record({ op: op === 'zero' ? 'write' : op, offset, length, time: timeMs }) });
         }
-        this.nbd.addExport(m.config.name, m.volume, this.exportOptions(m));
+        if (!m.volume.readOnly) this.nbd.addExport(m.config.name, m.volume, this.exportOptions(m));
       }
       this.log.info({ port: this.nbd.port }, 'NBD server listening');
     }
     await this.startReplicaServer();
+    // Replicas are exported once the replica server has finished any commit a crash
+    // interrupted (its redo journal): before that, an image can be between two points.
+    for (const m of this.managed.values()) if (m.volume.readOnly) this.nbd?.addExport(m.config.name, m.volume, this.exportOptions(m));
     // Leveled schedules first, so no timer is armed on the clock's marks to be moved later.
     this.levelSchedules('start');
     for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);

@@ -194,6 +194,9 @@ export class ReplicaTarget implements GroupMember {
     // Several runs read from staging and written to the image at once: both go through
     // libuv's thread pool and overlap; runs are disjoint, so their order does not matter.
     const plan = this.staging.plan(point.n, APPLY_RUN_BYTES);
+    // Readers of the export see n - 1 until n is recorded, then n: never a mix (volume.ts,
+    // beginApply). A failure below keeps them held: the image is between two points.
+    await this.volume.beginApply(point.n);
     let next = 0;
     const worker = async () => {
       // One per worker, reused: no page faults per run, and direct writes need aligned memory.
@@ -211,6 +214,7 @@ export class ReplicaTarget implements GroupMember {
     await Promise.all(Array.from({ length: APPLY_PARALLEL }, worker));
     await this.config.onCommitPhase?.('applied', point.n);
     await this.volume.setCommitted(point);
+    this.volume.endApply();
     await this.config.onCommitPhase?.('recorded', point.n);
   }
 

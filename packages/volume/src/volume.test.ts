@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { stat } from 'node:fs/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { isHeadstartError } from '@headstart/errors';
 import { tempDir } from '../../../test/helpers/tmp';
 import { createVolume, openVolume } from './index';
@@ -247,6 +247,35 @@ describe('volume', () => {
     // Generous bound: this guards against an O(size) open, not against a slow machine.
     expect(openMs).toBeLessThan(5000);
     expect((await stat(join(dir, 'image.raw'))).blocks * 512).toBeLessThan(64 * MiB);
+  });
+});
+
+describe('a replica commit and its readers', () => {
+  it('holds reads while a commit writes the image, and fails them with VOLUME_BETWEEN_POINTS if it never finishes', async () => {
+    const v = await createVolume(tempDir(), { size: MiB, role: 'replica' });
+    await v.beginApply(1);
+    let done = false;
+    const held = v.read(0, 4096).then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(done, 'a read during the commit waits').toBe(false);
+    v.endApply();
+    await held;
+    expect(done).toBe(true);
+    // A commit that stops half-way (a full disk) and is never retried.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      await v.beginApply(2);
+      const stuck = v.read(0, 4096);
+      const outcome = stuck.then(() => 'read', (err: unknown) => (isHeadstartError(err) ? err.code : String(err)));
+      await vi.advanceTimersByTimeAsync(59_000);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(await outcome).toBe('VOLUME_BETWEEN_POINTS');
+    } finally {
+      vi.useRealTimers();
+    }
+    v.endApply();
+    expect((await v.read(0, 4096)).length).toBe(4096);
+    await v.shutdown();
   });
 });
 

@@ -73,6 +73,8 @@ const ZERO_PIECE = 8 << 20;
 const IMAGE_FILE = 'image.raw';
 const META_DIR = 'meta.lmdb';
 const LOCK_FILE = 'lock';
+/** How long a read of a replica waits for a commit's image writes before it fails (see Volume.applying). */
+const READ_HOLD_MS = 60_000;
 /**
  * LMDB commits without fsync: a commit is in the file (page cache) when its promise
  * resolves, which survives a crash of this process, and `flush()` syncs explicitly, as NBD's
@@ -331,10 +333,8 @@ export class Volume implements BlockDevice {
   // ---------------------------------------------------------------- block I/O
 
   async read(offset: number, length: number): Promise<Buffer> {
-    this.checkOpen();
-    this.checkRange(offset, length);
     const buf = Buffer.allocUnsafe(length);
-    await this.image.pread(buf, offset);
+    await this.readInto(offset, buf);
     return buf;
   }
 
@@ -342,7 +342,56 @@ export class Volume implements BlockDevice {
   async readInto(offset: number, target: Uint8Array): Promise<void> {
     this.checkOpen();
     this.checkRange(offset, target.length);
-    await this.image.pread(target, offset);
+    if (this.applying !== null) await this.waitApplied();
+    this.readsInFlight++;
+    try {
+      await this.image.pread(target, offset);
+    } finally {
+      if (--this.readsInFlight === 0 && this.readsDrained !== null) this.readsDrained();
+    }
+  }
+
+  // ---------------------------------------------------------------- replica commits and readers
+
+  /**
+   * Set from beginApply to endApply: a replica is writing committed point n into its image.
+   * Its export must only ever show committed points, so reads wait meanwhile (a commit's
+   * writes take a fraction of a second per 100 MiB) and the ones under way finish first.
+   * A commit that fails half-way (a full disk) leaves the image between two points: the
+   * hold stays until a retry of the commit finishes, and reads that wait longer than
+   * READ_HOLD_MS fail with VOLUME_BETWEEN_POINTS rather than return a mix.
+   */
+  private applying: { n: number; done: Promise<void>; release: () => void } | null = null;
+  private readsInFlight = 0;
+  private readsDrained: (() => void) | null = null;
+
+  /** A replica's commit of point n starts writing its image (see `applying`); resolves once no read is under way. */
+  async beginApply(n: number): Promise<void> {
+    if (this.applying === null) {
+      let release!: () => void;
+      const done = new Promise<void>((resolve) => (release = resolve));
+      this.applying = { n, done, release };
+    }
+    while (this.readsInFlight > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
+    this.readsDrained = null;
+  }
+
+  /** The commit's image writes are done and its point recorded: reads go on. */
+  endApply(): void {
+    const a = this.applying;
+    this.applying = null;
+    a?.release();
+  }
+
+  private async waitApplied(): Promise<void> {
+    for (let a = this.applying; a !== null; a = this.applying) {
+      let timer: NodeJS.Timeout | undefined;
+      const expired = await Promise.race([a.done.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), READ_HOLD_MS)))]);
+      clearTimeout(timer);
+      if (expired && this.applying === a) {
+        throw new HeadstartError('VOLUME_BETWEEN_POINTS', `volume ${this.record.name} is between points ${this.replicaPoint?.n ?? 'none'} and ${a.n}: its commit of point ${a.n} has not finished writing the image after ${READ_HOLD_MS / 1000} s`);
+      }
+    }
   }
 
   async write(offset: number, data: Uint8Array, options?: WriteOptions): Promise<void> {
