@@ -853,7 +853,7 @@ class Node implements HeadstartNode {
 
   private onReplicaEvent(e: ReplicaEvent): void {
     const m = e.volume === null ? undefined : this.managed.get(e.volume);
-    if (m) m.lastSessionAt = e.type === 'link-error' ? 0 : Date.now();
+    if (m && e.type !== 'recovery-failed') m.lastSessionAt = e.type === 'link-error' ? 0 : Date.now();
     if (e.type === 'committed') {
       this.emit({ type: 'snapshot-committed', time: Date.now(), volume: e.volume, n: e.n });
       this.log.info({ volume: e.volume, n: e.n }, 'snapshot point committed');
@@ -861,6 +861,8 @@ class Node implements HeadstartNode {
       this.log.warn({ volume: e.volume, code: e.code, message: e.message }, 'replication link error');
     } else if (e.type === 'nack') {
       this.log.error({ volume: e.volume, n: e.n, message: e.message }, 'snapshot point refused');
+    } else if (e.type === 'recovery-failed') {
+      this.log.error({ volume: e.volume, code: e.code, message: e.message }, 'the replica cannot finish the commit its journal holds (a crash interrupted it): it is finished when the source sends the point again; until then reads of the replica wait');
     }
   }
 

@@ -13,7 +13,7 @@
  */
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { HeadstartError } from '@headstart/errors';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import {
   HANDSHAKE_TIMEOUT_MS, MAX_BLOCKS_FRAME, MAX_CONTROL_FRAME, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, ReplicaInbound,
   agreeVersion, blockHash, computeProof, freshNonce, loadHasher, verifyProof, zeroBlockHash,
@@ -47,7 +47,9 @@ export type ReplicaEvent =
   | { readonly type: 'session'; readonly volume: string; readonly peer: string }
   | { readonly type: 'committed'; readonly volume: string; readonly n: number }
   | { readonly type: 'nack'; readonly volume: string; readonly n: number; readonly message: string }
-  | { readonly type: 'link-error'; readonly volume: string | null; readonly code: string; readonly message: string };
+  | { readonly type: 'link-error'; readonly volume: string | null; readonly code: string; readonly message: string }
+  /** A commit interrupted by a crash could not be finished at start (a full disk): it is, once the source sends its CLOSE again. */
+  | { readonly type: 'recovery-failed'; readonly volume: string; readonly code: string; readonly message: string };
 
 export interface ReplicaServer {
   readonly port: number;
@@ -84,7 +86,11 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
   }
   // Members of a group are recovered once all of them are open: whether a member's journal
   // is redone depends on the others' (commit-group.ts).
-  for (const cfg of options.volumes) if (cfg.group !== undefined) await targets.get(cfg.volume.info.id)!.recover();
+  for (const cfg of options.volumes) if (cfg.group !== undefined) await targets.get(cfg.volume.info.id)!.recoverOrDefer();
+  for (const t of targets.values()) {
+    const err = t.recoveryFailed;
+    if (isHeadstartError(err)) options.onEvent?.({ type: 'recovery-failed', volume: t.id, code: err.code, message: err.message });
+  }
   let https: HttpsServer | undefined;
   if (options.tls) {
     if (!options.tls.cert || !options.tls.key) throw new HeadstartError('LINK_TLS_CONFIG', 'TLS needs both a certificate and a key');

@@ -18,7 +18,7 @@
  * journals for it are durable too; its journal is redone at open only if theirs were, and
  * dropped otherwise (no member has written that point then).
  */
-import { HeadstartError } from '@headstart/errors';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { MAX_RESUME_STAGED, rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
 import { alignedBuffer, type SnapshotPoint, type Volume } from '@headstart/volume';
 import type { CommitGroup, GroupMember, GroupWait } from './commit-group';
@@ -75,10 +75,31 @@ export class ReplicaTarget implements GroupMember {
    */
   static async open(config: ReplicaVolumeConfig, group: CommitGroup | null = null): Promise<ReplicaTarget> {
     const t = new ReplicaTarget(config, await Staging.open(config.stagingDir, config.volume.blockSize), group);
-    if (group === null) await t.recover();
+    if (group === null) await t.recoverOrDefer();
     else group.join(t.id, t);
     return t;
   }
+
+  /**
+   * recover(), except that a failure worth retrying (a disk still full) leaves the target
+   * open with its journal, instead of failing the whole replica server (and with it every
+   * other volume of the node): the commit is finished by the normal path when the source
+   * connects and sends its CLOSE again, and meanwhile reads of the volume wait (the image
+   * may be between two points: volume.ts, beginApply). Returns the failure, or null.
+   */
+  async recoverOrDefer(): Promise<unknown> {
+    try {
+      await this.recover();
+      return null;
+    } catch (err) {
+      if (!isHeadstartError(err) || !err.retryable) throw err;
+      this.recoveryFailed = err;
+      return err;
+    }
+  }
+
+  /** What the last recovery at open failed with, if it did (see recoverOrDefer); null once a commit succeeds. */
+  recoveryFailed: unknown = null;
 
   /**
    * Finishes a commit interrupted by a crash or a failure (or, in a group whose other
@@ -187,6 +208,7 @@ export class ReplicaTarget implements GroupMember {
     await this.apply(point);
     await this.staging.finish(point.n);
     this.preparedAt = null;
+    this.recoveryFailed = null;
     await this.config.onCommitPhase?.('finished', point.n);
   }
 

@@ -72,7 +72,7 @@ describe('staging run records', () => {
     await s.close();
   });
 
-  it('a marker left by another boot wipes the store (it may hold torn pages); one from this boot keeps it', async () => {
+  it('a marker left by another boot wipes the store (it may hold torn pages); one from this boot, or an empty one, keeps it', async () => {
     dir = await mkdtemp(join(tmpdir(), 'hs-staging-'));
     let s = await Staging.open(join(dir, 'st'), BS);
     await s.stage(1, blocks(0, [randomBlock(BS, 1)]));
@@ -81,6 +81,12 @@ describe('staging run records', () => {
     expect(s.snapshots()).toEqual([1]);
     await s.close();
     await writeFile(join(dir, 'st', 'unsynced'), (await import('node:fs')).readFileSync('/proc/sys/kernel/random/boot_id', 'utf8'));
+    s = await Staging.open(join(dir, 'st'), BS);
+    expect(s.snapshots()).toEqual([1]);
+    await s.close();
+    // An empty marker: a mark() that never finished (a full disk, a crash before its fsync),
+    // so no unsynced write followed it: kept (it may hold a live commit journal).
+    await writeFile(join(dir, 'st', 'unsynced'), '');
     s = await Staging.open(join(dir, 'st'), BS);
     expect(s.snapshots()).toEqual([1]);
     await s.close();

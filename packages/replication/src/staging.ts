@@ -37,7 +37,8 @@
  *   - on open, a marker from ANOTHER boot means the machine went down with unsynced data,
  *     which may be torn: the store is wiped (nothing in it was needed: either no journal was
  *     live, or its point is already recorded on the volume). A marker from this boot means
- *     only our process died; the kernel kept every page, the store is intact.
+ *     only our process died; the kernel kept every page, the store is intact. An empty
+ *     marker is one whose making never finished (no write followed it): kept too.
  *   - a staging file is deleted only after the removal of its records is durable, so a live
  *     record never points into a missing file (files without records are removed on open).
  */
@@ -173,7 +174,13 @@ export class Staging {
     const marker = join(dir, 'unsynced');
     if (existsSync(marker)) {
       const boot = readFileSync(marker, 'utf8').trim();
-      if (boot !== bootId() || boot === 'unknown') rmSync(dir, { recursive: true, force: true });
+      // An empty marker is one mark() never finished (a full disk, or a crash before its
+      // fsync): no write followed it, and the store is as its last full sync left it, which
+      // may hold a live commit journal. Wiping it then would lose the journal of a commit
+      // whose image writes had begun (found by recover-full-disk.test.ts: a retried
+      // commit's marker met a full disk, and the restart wiped the first attempt's journal).
+      if (boot === '') rmSync(marker, { force: true });
+      else if (boot !== bootId() || boot === 'unknown') rmSync(dir, { recursive: true, force: true });
     }
     guardLmdbCommitRejections();
     // A large map costs only address space; the index stays small (16 B per run).
@@ -274,12 +281,23 @@ export class Staging {
     return out.fill(0, done);
   }
 
-  /** Makes the "unsynced writes may exist" marker durable before the first such write. */
+  /**
+   * Makes the "unsynced writes may exist" marker durable before the first such write. If it
+   * cannot (a full disk), nothing was written after it: the partial marker goes (open()
+   * reads an empty one as guarding nothing) and the caller gets VOLUME_NO_SPACE, not a raw
+   * ENOSPC that the link would report as an internal failure.
+   */
   private mark(): void {
     if (this.marked) return;
-    writeFileSync(join(this.dir, 'unsynced'), bootId());
-    fsyncPath(join(this.dir, 'unsynced'));
-    fsyncPath(this.dir);
+    const path = join(this.dir, 'unsynced');
+    try {
+      writeFileSync(path, bootId());
+      fsyncPath(path);
+      fsyncPath(this.dir);
+    } catch (err) {
+      rmSync(path, { force: true });
+      throw fromSystemError(err, 'marking the staging store before unsynced writes');
+    }
     this.marked = true;
   }
 
