@@ -17,6 +17,9 @@
  *   kill-source-disk-full  the source's file system filled, the source killed -9 and
  *                        restarted on the full disk (it must come up: reads and shipping go
  *                        on, writes are refused), then the space freed after 1.5 s
+ *   kill-replica-disk-full the replica's file system filled, the replica killed -9 (often
+ *                        mid-commit) and restarted on the full disk (it must come up, its
+ *                        unfinished commit kept), then the space freed after 1.5 s
  * (The disk faults need to mount a tmpfs, as root; elsewhere the campaign runs without them.)
  *
  * Judged, for every point: the replica's whole image after each commit (and after each
@@ -48,13 +51,13 @@ import { seededRandom } from '../helpers/random';
 import { checkInvariant, Proc, type Ev } from '../replication/procs';
 import { FaultyLink } from './faulty-link';
 
-export const FAULT_KINDS = ['kill-replica', 'kill-replica-commit', 'kill-source', 'cut', 'corrupt', 'stall', 'wrong-key', 'garbage', 'source-disk-full', 'replica-disk-full', 'kill-source-disk-full'] as const;
+export const FAULT_KINDS = ['kill-replica', 'kill-replica-commit', 'kill-source', 'cut', 'corrupt', 'stall', 'wrong-key', 'garbage', 'source-disk-full', 'replica-disk-full', 'kill-source-disk-full', 'kill-replica-disk-full'] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 /** The kinds that need a tmpfs mounted (root): skipped where mounting is not allowed. */
-export const DISK_FAULTS: readonly FaultKind[] = ['source-disk-full', 'replica-disk-full', 'kill-source-disk-full'];
+export const DISK_FAULTS: readonly FaultKind[] = ['source-disk-full', 'replica-disk-full', 'kill-source-disk-full', 'kill-replica-disk-full'];
 
-/** How often each kind comes up, in 52 faults. */
-const WEIGHTS: Record<FaultKind, number> = { 'kill-replica': 6, 'kill-replica-commit': 6, 'kill-source': 5, cut: 8, corrupt: 8, stall: 4, 'wrong-key': 3, garbage: 4, 'source-disk-full': 3, 'replica-disk-full': 3, 'kill-source-disk-full': 2 };
+/** How often each kind comes up, in 54 faults. */
+const WEIGHTS: Record<FaultKind, number> = { 'kill-replica': 6, 'kill-replica-commit': 6, 'kill-source': 5, cut: 8, corrupt: 8, stall: 4, 'wrong-key': 3, garbage: 4, 'source-disk-full': 3, 'replica-disk-full': 3, 'kill-source-disk-full': 2, 'kill-replica-disk-full': 2 };
 
 const SECRET = 'fault-campaign-pairing-secret';
 const SIZE = 8 * 1024 * 1024;
@@ -264,6 +267,16 @@ export async function runCampaign(options: { faults: number; seed: number; polic
           source = await startSource();
           await sleep(1500);
           await rm(join(srcDisk!, 'filler'), { force: true });
+          break;
+        }
+        case 'kill-replica-disk-full': {
+          fillDisk(repDisk!);
+          replicaEvents.push(...replica.events);
+          await kill(replica);
+          replica = await startReplica();
+          link.retarget(replicaPort);
+          await sleep(1500);
+          await rm(join(repDisk!, 'filler'), { force: true });
           break;
         }
         case 'source-disk-full':
