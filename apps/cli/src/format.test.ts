@@ -5,7 +5,7 @@ import { formatStatus } from './format';
 const now = Date.parse('2026-12-06T10:00:00Z');
 const volume = (extra: Partial<VolumeView>): VolumeView =>
   ({
-    name: 'db', group: null, groupWait: null, role: 'primary', epoch: 1, size: 1 << 30, blockSize: 4096, openSnapshot: 7, latestClosed: 6,
+    name: 'db', group: null, groupWait: null, betweenPoints: null, role: 'primary', epoch: 1, size: 1 << 30, blockSize: 4096, openSnapshot: 7, latestClosed: 6,
     nextCloseAt: now + 40_000, levelOffsetMs: null, committed: null, rpoTargetMs: null, dirtyBytes: 0, policy: 'predictive', planner: null,
     sinks: [], history: [], lastVerify: null, closeFailing: null, disk: { freeBytes: null, reserveBytes: 1 << 20, warnBytes: 4 << 20 }, ...extra,
   }) as VolumeView;
@@ -16,5 +16,11 @@ describe('headstart status', () => {
     expect(formatStatus(status(volume({ levelOffsetMs: 225_000 })))).toContain("next close in 40 s (leveled: 225 s after the clock's marks)");
     expect(formatStatus(status(volume({ levelOffsetMs: 1_500 })))).toContain('(leveled: 1.5 s after');
     expect(formatStatus(status(volume({})))).toMatch(/next close in 40 s, policy/);
+  });
+
+  it('says when a replica is stuck between two points, not while a commit is just writing', () => {
+    const replica = (since: number) => volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, betweenPoints: { n: 7, since } });
+    expect(formatStatus(status(replica(now - 95_000)))).toContain('BETWEEN POINTS: the commit of point 7 has been writing the image for 95.0 s; reads of the export wait');
+    expect(formatStatus(status(replica(now - 200)))).not.toContain('BETWEEN POINTS');
   });
 });

@@ -85,6 +85,12 @@ export interface VolumeView {
   readonly group: string | null;
   /** Replica side: the commit of a point held until the rest of its group has it, or null. */
   readonly groupWait: GroupWait | null;
+  /**
+   * Replica side: the commit writing point n into the image since `since` (epoch ms), or
+   * null. Reads of the export wait meanwhile; one that lasts (a commit stopped half-way by
+   * a full disk) is a replica between two points until the commit is finished.
+   */
+  readonly betweenPoints: { readonly n: number; readonly since: number } | null;
   readonly role: 'primary' | 'replica';
   readonly epoch: number;
   readonly size: number;
@@ -1090,6 +1096,7 @@ class Node implements HeadstartNode {
         name: m.config.name,
         group: m.config.group ?? null,
         groupWait: v.readOnly ? (this.replicaServer?.targets.get(v.info.id)?.groupWait() ?? null) : null,
+        betweenPoints: v.applyingPoint,
         role: v.info.role,
         epoch: v.info.epoch,
         size: v.size,

@@ -65,7 +65,9 @@ describe.skipIf(disk === null)('a replica restarted with a commit it cannot fini
     const failed = events.find((e) => e.type === 'recovery-failed');
     expect(failed, JSON.stringify(events)).toBeDefined();
     expect(failed).toMatchObject({ volume: 'vol-r', code: 'VOLUME_NO_SPACE' });
-    // Reads of the half-written image wait (they would fail after a minute).
+    // The volume says it is between two points (status: BETWEEN POINTS), and reads of the
+    // half-written image wait (they would fail after a minute).
+    expect(replica.applyingPoint?.n).toBe(p.n);
     let answered = false;
     const read = replica.read(0, 4096).then(() => (answered = true), (err: unknown) => (answered = isHeadstartError(err)));
     await new Promise((r) => setTimeout(r, 300));
@@ -76,6 +78,7 @@ describe.skipIf(disk === null)('a replica restarted with a commit it cannot fini
     await link.waitAcked(p.n, 30_000);
     await read;
     expect(answered).toBe(true);
+    expect(replica.applyingPoint).toBeNull();
     expect(await imageHash(replica)).toBe(await sourceHashAt(source, p.n));
     await link.stop();
     await server.close();

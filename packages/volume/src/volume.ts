@@ -361,7 +361,7 @@ export class Volume implements BlockDevice {
    * hold stays until a retry of the commit finishes, and reads that wait longer than
    * READ_HOLD_MS fail with VOLUME_BETWEEN_POINTS rather than return a mix.
    */
-  private applying: { n: number; done: Promise<void>; release: () => void } | null = null;
+  private applying: { n: number; since: number; done: Promise<void>; release: () => void } | null = null;
   private readsInFlight = 0;
   private readsDrained: (() => void) | null = null;
 
@@ -370,10 +370,15 @@ export class Volume implements BlockDevice {
     if (this.applying === null) {
       let release!: () => void;
       const done = new Promise<void>((resolve) => (release = resolve));
-      this.applying = { n, done, release };
+      this.applying = { n, since: Date.now(), done, release };
     }
     while (this.readsInFlight > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
     this.readsDrained = null;
+  }
+
+  /** The point a replica's commit is writing into the image (or stopped half-way in) and since when (epoch ms), or null. */
+  get applyingPoint(): { n: number; since: number } | null {
+    return this.applying === null ? null : { n: this.applying.n, since: this.applying.since };
   }
 
   /** The commit's image writes are done and its point recorded: reads go on. */
