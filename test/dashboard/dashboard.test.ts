@@ -32,6 +32,8 @@ let server: ReplicaServer | null = null;
 let port: number;
 const sources: Volume[] = [];
 const replicas: Volume[] = [];
+/** A replica outside replication, shown as a node would show one stuck between two points. */
+let stuck: Volume | null = null;
 const links: SourceLink[] = [];
 let feed: ReplicationFeed;
 let dashboard: Dashboard;
@@ -113,6 +115,10 @@ beforeAll(async () => {
     feed.addSink(v.id, { name: v.sink, link, policy: v.policy, rpoTargetMs: RPO_TARGET_MS });
   }
   feed.setLevelOffset('vol-b', 250); // as a node reports a leveled schedule (schedule.level)
+  // A replica volume of this node whose commit stopped half-way 15 s ago (as a node reports it).
+  stuck = await createVolume(join(dir, 'stuck-rep'), { size: SIZE, blockSize: BS, id: 'vol-stuck', name: 'stuck-replica', role: 'replica' });
+  feed.addVolume(stuck);
+  feed.setBetweenPoints('vol-stuck', { n: 9, forMs: 15_000 });
   workload = startWorkload();
   dashboard = await startDashboard({ token: TOKEN, source: feed });
   browser = await openBrowser();
@@ -127,6 +133,7 @@ afterAll(async () => {
   for (const l of links) await l.stop();
   await server?.close();
   for (const v of [...sources, ...replicas]) await v.shutdown();
+  await stuck?.shutdown();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -165,6 +172,10 @@ describe('dashboard in chromium over real replication', () => {
     // A leveled volume's "next close" says why it is off the clock's marks; the other's says nothing.
     expect(await page.locator(`${row('build-cache')} [data-col="ts"]`).getAttribute('title')).toBe('leveled: closes 250 ms after the clock\'s marks (schedule.level)');
     expect(await page.locator(`${row('orders-db')} [data-col="ts"]`).getAttribute('title')).toBe('');
+    // A replica stuck between two points is broken, and says why.
+    const stuckRow = page.locator('#sink-rows .row[data-volume="stuck-replica"]');
+    await stuckRow.and(page.locator('[data-health="broken"]')).waitFor({ timeout: 5000 });
+    expect(await stuckRow.textContent()).toContain('between points: the commit of #9 has not finished for');
     // Throughput B was measured at some point, and the events and the charts filled in.
     await page.waitForFunction(() => [...document.querySelectorAll('#sinks [data-col="throughput"]')].some((td) => /^[1-9]|^0\.[0-9]*[1-9]/.test(td.textContent ?? '')), null, { timeout: 10_000 });
     await expect.poll(() => page.locator('#event-list li[data-type="snapshot-acked"]').count(), { timeout: 5000 }).toBeGreaterThan(2);

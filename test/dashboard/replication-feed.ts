@@ -36,6 +36,8 @@ interface VolumeBook {
   nextCloseAt: number | null;
   /** A leveled schedule's offset (as the node reports it), or null. */
   levelOffsetMs: number | null;
+  /** Replica side: a commit stuck writing its image, as the node reports it, or null. */
+  betweenPoints: { n: number; forMs: number } | null;
 }
 
 export class ReplicationFeed implements FeedSource {
@@ -58,7 +60,7 @@ export class ReplicationFeed implements FeedSource {
   }
 
   addVolume(volume: Volume): void {
-    const book: VolumeBook = { volume, sinks: new Map(), points: new Map(), nextCloseAt: null, levelOffsetMs: null };
+    const book: VolumeBook = { volume, sinks: new Map(), points: new Map(), nextCloseAt: null, levelOffsetMs: null, betweenPoints: null };
     this.volumes.set(volume.info.id, book);
     this.learnPoints(book);
   }
@@ -80,6 +82,10 @@ export class ReplicationFeed implements FeedSource {
 
   setLevelOffset(volumeId: string, ms: number | null): void {
     this.volumes.get(volumeId)!.levelOffsetMs = ms;
+  }
+
+  setBetweenPoints(volumeId: string, between: { n: number; forMs: number } | null): void {
+    this.volumes.get(volumeId)!.betweenPoints = between;
   }
 
   /** Closes the open point as scheduled at `scheduledAt`, and tells the browsers. */
@@ -239,6 +245,7 @@ export class ReplicationFeed implements FeedSource {
         committedPoint: null,
         nextCloseAt: book.nextCloseAt,
         levelOffsetMs: book.levelOffsetMs,
+        betweenPoints: book.betweenPoints,
         sinks: [...book.sinks.values()].map((s) => this.sinkStatus(book, s, now)),
       });
     }

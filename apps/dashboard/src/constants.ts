@@ -25,3 +25,6 @@ export const TOKEN_COOKIE = 'hs_dashboard';
 export const LAG_TREND_POINTS = 4;
 export const LAG_TREND_MIN_SHARE = 0.1;
 export const LAG_TREND_NEAR_SHARE = 0.5;
+
+/** A replica whose commit has been writing its image this long is shown broken: it stopped half-way (reads of it wait). */
+export const BETWEEN_POINTS_BROKEN_MS = 10_000;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { lagGrowing, sinkHealth, worst } from './health';
+import { lagGrowing, replicaHealth, sinkHealth, worst } from './health';
 
 const T = 60_000;
 
@@ -60,5 +60,14 @@ describe('worst', () => {
     expect(worst(['healthy', 'behind', 'healthy'])).toBe('behind');
     expect(worst(['healthy', 'broken', 'behind'])).toBe('broken');
     expect(worst([])).toBe(null);
+  });
+});
+
+describe('a replica volume on its own', () => {
+  it('broken once a commit has been writing its image for 10 s (it stopped half-way), else no verdict', () => {
+    expect(replicaHealth({ betweenPoints: null })).toBeNull();
+    expect(replicaHealth({})).toBeNull(); // an older node says nothing
+    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 300 } })).toBeNull(); // a commit under way
+    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 9_000 } }, 2_000)).toEqual({ health: 'broken', reason: 'between points: the commit of #7 has not finished for 11 s' });
   });
 });

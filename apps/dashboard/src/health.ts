@@ -13,7 +13,7 @@
  * recovery-point signal: it keeps growing on a silent stall, where throughput looks fine.
  */
 import type { FeedSink, FeedVolume } from '@headstart/protocol';
-import { LAG_TREND_MIN_SHARE, LAG_TREND_NEAR_SHARE, LAG_TREND_POINTS } from './constants';
+import { BETWEEN_POINTS_BROKEN_MS, LAG_TREND_MIN_SHARE, LAG_TREND_NEAR_SHARE, LAG_TREND_POINTS } from './constants';
 
 export type Health = 'healthy' | 'behind' | 'broken';
 
@@ -63,6 +63,19 @@ export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = 
   if (s.notConverging === true) return { health: 'behind', reason: 'not converging: writes outrun the link' };
   if (lagGrowing(lagsOldestFirst, target)) return { health: 'behind', reason: 'lag growing' };
   return { health: 'healthy', reason: 'within target' };
+}
+
+/**
+ * A replica volume's own verdict (its row has no sink): broken once a commit has been
+ * writing its image for BETWEEN_POINTS_BROKEN_MS (it stopped half-way, a full disk most
+ * often, and reads of the replica wait), else none. `sinceStatusMs` ages the figure.
+ */
+export function replicaHealth(v: Pick<FeedVolume, 'betweenPoints'>, sinceStatusMs = 0): HealthVerdict | null {
+  const bp = v.betweenPoints;
+  if (!bp) return null;
+  const ms = bp.forMs + sinceStatusMs;
+  if (ms < BETWEEN_POINTS_BROKEN_MS) return null;
+  return { health: 'broken', reason: `between points: the commit of #${bp.n} has not finished for ${Math.round(ms / 1000)} s` };
 }
 
 /** Worst of several verdicts (a volume is as healthy as its worst sink). */

@@ -1,6 +1,6 @@
 /**
  * A replica whose commit is writing its image (or stopped half-way) is "between points":
- * status and metrics say so, and reads of its NBD export wait for the commit, so that a
+ * status, metrics and the dashboard's feed say so, and reads of its NBD export wait for the commit, so that a
  * client only ever reads a committed point.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd } from '@headstart/nbd';
 import { validateConfig } from './config';
+import { toFeedStatus } from './dashboard';
 import { silentLogger } from './logger';
 import { metricsRegistry } from './metrics';
 import { startNode } from './node';
@@ -24,6 +25,7 @@ describe('a replica between two points', () => {
       await node.volume('r').beginApply(3);
       const view = node.status().volumes[0].betweenPoints;
       expect(view?.n).toBe(3);
+      expect(toFeedStatus(node.status()).volumes[0].betweenPoints?.n, 'the dashboard feed carries it').toBe(3);
       await new Promise((r) => setTimeout(r, 1100));
       const metric = await metricsRegistry(node).getSingleMetricAsString('headstart_replica_between_points_seconds');
       const seconds = Number(/volume="r"} ([0-9.]+)/.exec(metric)?.[1]);

@@ -123,6 +123,12 @@ export interface FeedVolume extends VolumeStatus {
    * null when not leveled (absent from older nodes).
    */
   readonly levelOffsetMs?: number | null;
+  /**
+   * Replica side: a commit writing point n into the image for `forMs` at the status's time
+   * (reads of the export wait meanwhile); one that lasts stopped half-way. Null when none
+   * (absent from older nodes).
+   */
+  readonly betweenPoints?: { readonly n: number; readonly forMs: number } | null;
 }
 
 export interface FeedDisk {

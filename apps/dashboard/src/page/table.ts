@@ -7,7 +7,7 @@
  */
 import type { FeedSink, FeedVolume } from '@headstart/protocol';
 import { formatBytes, formatClock, formatDateTime, formatDuration, formatRate, formatTarget } from '../format';
-import { sinkHealth, type Health, type HealthVerdict } from '../health';
+import { replicaHealth, sinkHealth, type Health, type HealthVerdict } from '../health';
 import type { Model, Row } from './model';
 
 /** Figures of a row are repainted at most this often (health is judged on every render). */
@@ -40,8 +40,8 @@ export interface Counts {
 export function rowVerdict(model: Model, row: Row, now: number, feedLive: boolean): HealthVerdict | null {
   if (!feedLive) return null;
   const s = row.sink;
-  if (!s) return null;
   const since = Math.max(0, now - row.statusTime);
+  if (!s) return row.volume.role === 'replica' ? replicaHealth(row.volume, since) : null;
   return sinkHealth({ state: s.state, rpoAgeMs: s.rpoAgeMs === null ? null : s.rpoAgeMs + since, rpoTargetMs: s.rpoTargetMs, notConverging: s.notConverging, volume: row.volume }, model.lags(row.key));
 }
 
