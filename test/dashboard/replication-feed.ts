@@ -37,7 +37,7 @@ interface VolumeBook {
   /** A leveled schedule's offset (as the node reports it), or null. */
   levelOffsetMs: number | null;
   /** Replica side: a commit stuck writing its image, as the node reports it, or null. */
-  betweenPoints: { n: number; forMs: number } | null;
+  betweenPoints: { n: number; forMs: number; stalled: boolean } | null;
 }
 
 export class ReplicationFeed implements FeedSource {
@@ -84,7 +84,7 @@ export class ReplicationFeed implements FeedSource {
     this.volumes.get(volumeId)!.levelOffsetMs = ms;
   }
 
-  setBetweenPoints(volumeId: string, between: { n: number; forMs: number } | null): void {
+  setBetweenPoints(volumeId: string, between: { n: number; forMs: number; stalled: boolean } | null): void {
     this.volumes.get(volumeId)!.betweenPoints = between;
   }
 

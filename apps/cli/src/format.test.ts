@@ -18,9 +18,11 @@ describe('headstart status', () => {
     expect(formatStatus(status(volume({})))).toMatch(/next close in 40 s, policy/);
   });
 
-  it('says when a replica is stuck between two points, not while a commit is just writing', () => {
-    const replica = (since: number) => volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, betweenPoints: { n: 7, since } });
-    expect(formatStatus(status(replica(now - 95_000)))).toContain('BETWEEN POINTS: the commit of point 7 has been writing the image for 95.0 s; reads of the export wait');
-    expect(formatStatus(status(replica(now - 200)))).not.toContain('BETWEEN POINTS');
+  it('says when a replica is stuck between two points, and when a long commit is only writing', () => {
+    const replica = (since: number, stalled: boolean) => volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, betweenPoints: { n: 7, since, stalled } });
+    expect(formatStatus(status(replica(now - 95_000, true)))).toContain('BETWEEN POINTS: the commit of point 7 (begun 95.0 s ago) stopped half-way; reads of the export wait');
+    expect(formatStatus(status(replica(now - 95_000, false)))).toContain('committing point 7: writing the image for 95.0 s; reads of the export wait until it is done');
+    expect(formatStatus(status(replica(now - 95_000, false)))).not.toContain('BETWEEN POINTS');
+    expect(formatStatus(status(replica(now - 200, false)))).not.toContain('committing point');
   });
 });

@@ -2,7 +2,7 @@
 import type { LinkCapView, NodeStatus } from '@headstart/node';
 
 const MiB = 1 << 20;
-/** A replica's commit writing its image for this long is shown as stuck between two points. */
+/** A replica's commit writing its image for this long is said in status (reads of it wait meanwhile). */
 const BETWEEN_POINTS_SHOWN_MS = 10_000;
 const seconds = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(1)} s`);
 const bytes = (b: number) => (b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
@@ -45,10 +45,13 @@ export function formatStatus(s: NodeStatus): string {
     if (cf) {
       lines.push(`  CLOSE FAILING: the point due at ${new Date(cf.scheduledAt).toISOString()} could not be closed (${cf.attempts} attempt(s) since ${seconds(s.time - cf.since)} ago): ${cf.code}: ${cf.message}; it stays open, retried every few seconds`);
     }
-    // A commit's image writes take well under a second per 100 MiB: one that lasts stopped.
+    // A commit that stopped half-way leaves the image between two points; a large one under
+    // way (an initial copy) is only said once it takes a while: reads wait meanwhile.
     const bp = v.betweenPoints;
-    if (bp && s.time - bp.since >= BETWEEN_POINTS_SHOWN_MS) {
-      lines.push(`  BETWEEN POINTS: the commit of point ${bp.n} has been writing the image for ${seconds(s.time - bp.since)}; reads of the export wait (and fail after a minute) until it finishes: see the node log (a full disk most often)`);
+    if (bp?.stalled) {
+      lines.push(`  BETWEEN POINTS: the commit of point ${bp.n} (begun ${seconds(s.time - bp.since)} ago) stopped half-way; reads of the export wait (and fail after a minute) until a retry finishes it: see the node log (a full disk most often)`);
+    } else if (bp && s.time - bp.since >= BETWEEN_POINTS_SHOWN_MS) {
+      lines.push(`  committing point ${bp.n}: writing the image for ${seconds(s.time - bp.since)}; reads of the export wait until it is done`);
     }
     const gw = v.groupWait;
     if (gw) {

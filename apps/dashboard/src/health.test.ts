@@ -64,10 +64,11 @@ describe('worst', () => {
 });
 
 describe('a replica volume on its own', () => {
-  it('broken once a commit has been writing its image for 10 s (it stopped half-way), else no verdict', () => {
+  it('broken once a commit that stopped half-way has left it between two points for 10 s; a commit still writing is no fault', () => {
     expect(replicaHealth({ betweenPoints: null })).toBeNull();
     expect(replicaHealth({})).toBeNull(); // an older node says nothing
-    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 300 } })).toBeNull(); // a commit under way
-    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 9_000 } }, 2_000)).toEqual({ health: 'broken', reason: 'between points: the commit of #7 has not finished for 11 s' });
+    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 300, stalled: true } })).toBeNull();
+    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 600_000, stalled: false } })).toBeNull(); // a large commit under way
+    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 9_000, stalled: true } }, 2_000)).toEqual({ health: 'broken', reason: 'between points: the commit of #7 (begun 11 s ago) stopped half-way' });
   });
 });

@@ -66,16 +66,17 @@ export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = 
 }
 
 /**
- * A replica volume's own verdict (its row has no sink): broken once a commit has been
- * writing its image for BETWEEN_POINTS_BROKEN_MS (it stopped half-way, a full disk most
- * often, and reads of the replica wait), else none. `sinceStatusMs` ages the figure.
+ * A replica volume's own verdict (its row has no sink): broken while a commit that stopped
+ * half-way leaves its image between two points (a full disk most often; reads of the
+ * replica wait), once that has lasted BETWEEN_POINTS_BROKEN_MS; else none. A large commit
+ * still writing is no fault. `sinceStatusMs` ages the figure.
  */
 export function replicaHealth(v: Pick<FeedVolume, 'betweenPoints'>, sinceStatusMs = 0): HealthVerdict | null {
   const bp = v.betweenPoints;
-  if (!bp) return null;
+  if (!bp?.stalled) return null;
   const ms = bp.forMs + sinceStatusMs;
   if (ms < BETWEEN_POINTS_BROKEN_MS) return null;
-  return { health: 'broken', reason: `between points: the commit of #${bp.n} has not finished for ${Math.round(ms / 1000)} s` };
+  return { health: 'broken', reason: `between points: the commit of #${bp.n} (begun ${Math.round(ms / 1000)} s ago) stopped half-way` };
 }
 
 /** Worst of several verdicts (a volume is as healthy as its worst sink). */

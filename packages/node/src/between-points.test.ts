@@ -27,9 +27,11 @@ describe('a replica between two points', () => {
       expect(view?.n).toBe(3);
       expect(toFeedStatus(node.status()).volumes[0].betweenPoints?.n, 'the dashboard feed carries it').toBe(3);
       await new Promise((r) => setTimeout(r, 1100));
-      const metric = await metricsRegistry(node).getSingleMetricAsString('headstart_replica_between_points_seconds');
-      const seconds = Number(/volume="r"} ([0-9.]+)/.exec(metric)?.[1]);
-      expect(seconds).toBeGreaterThan(1);
+      const metricSeconds = async () => Number(/volume="r"} ([0-9.]+)/.exec(await metricsRegistry(node).getSingleMetricAsString('headstart_replica_between_points_seconds'))?.[1]);
+      expect(await metricSeconds(), 'a commit still writing is no alarm').toBe(0);
+      node.volume('r').applyFailed(); // its image writes stopped half-way (a full disk)
+      expect(node.status().volumes[0].betweenPoints?.stalled).toBe(true);
+      expect(await metricSeconds()).toBeGreaterThan(1);
       const client = await connectNbd({ host: '127.0.0.1', port: node.nbdPort!, exportName: 'r' });
       let read = false;
       const reading = client.read(0, 4096).then(() => (read = true));

@@ -132,6 +132,6 @@ function toFeedVolume(v: VolumeView, now: number, caps: readonly LinkCapView[]):
     closeFailing: v.closeFailing === null ? null : { code: v.closeFailing.code, since: v.closeFailing.since, attempts: v.closeFailing.attempts },
     group: v.group,
     levelOffsetMs: v.levelOffsetMs,
-    betweenPoints: v.betweenPoints === null ? null : { n: v.betweenPoints.n, forMs: Math.max(0, now - v.betweenPoints.since) },
+    betweenPoints: v.betweenPoints === null ? null : { n: v.betweenPoints.n, forMs: Math.max(0, now - v.betweenPoints.since), stalled: v.betweenPoints.stalled },
   };
 }

@@ -36,8 +36,8 @@ export function metricsRegistry(node: HeadstartNode): Registry {
   gauge('headstart_level_offset_seconds', "Load leveling (schedule.level): where in its interval the volume's points fall, seconds after the clock's marks.", ['volume'], (g) =>
     volumes().forEach((v) => v.levelOffsetMs != null && g.set({ volume: v.name }, v.levelOffsetMs / 1000)),
   );
-  gauge('headstart_replica_between_points_seconds', 'How long a replica\'s commit has been writing its image (0 when none): reads of its export wait meanwhile; one that lasts stopped half-way (see status).', ['volume'], (g) =>
-    volumes().forEach((v) => v.role === 'replica' && g.set({ volume: v.name }, v.betweenPoints === null ? 0 : (Date.now() - v.betweenPoints.since) / 1000)),
+  gauge('headstart_replica_between_points_seconds', 'While a replica\'s commit has stopped half-way (its image is between two points; reads of its export wait), seconds since that commit began; 0 otherwise (see status).', ['volume'], (g) =>
+    volumes().forEach((v) => v.role === 'replica' && g.set({ volume: v.name }, v.betweenPoints?.stalled === true ? (Date.now() - v.betweenPoints.since) / 1000 : 0)),
   );
   gauge('headstart_close_failing', '1 while a scheduled snapshot close keeps failing (retried every 5 s; see status).', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.closeFailing === null ? 0 : 1)));
   gauge('headstart_group_wait_seconds', "Replica side: how long the volume's next commit has waited for the rest of its consistency group (0 when it does not wait).", ['volume', 'group'], (g) =>

@@ -87,10 +87,10 @@ export interface VolumeView {
   readonly groupWait: GroupWait | null;
   /**
    * Replica side: the commit writing point n into the image since `since` (epoch ms), or
-   * null. Reads of the export wait meanwhile; one that lasts (a commit stopped half-way by
-   * a full disk) is a replica between two points until the commit is finished.
+   * null. Reads of the export wait meanwhile. `stalled`: it stopped half-way (a full disk
+   * most often), and the replica is between two points until a retry finishes it.
    */
-  readonly betweenPoints: { readonly n: number; readonly since: number } | null;
+  readonly betweenPoints: { readonly n: number; readonly since: number; readonly stalled: boolean } | null;
   readonly role: 'primary' | 'replica';
   readonly epoch: number;
   readonly size: number;

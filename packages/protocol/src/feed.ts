@@ -125,10 +125,10 @@ export interface FeedVolume extends VolumeStatus {
   readonly levelOffsetMs?: number | null;
   /**
    * Replica side: a commit writing point n into the image for `forMs` at the status's time
-   * (reads of the export wait meanwhile); one that lasts stopped half-way. Null when none
-   * (absent from older nodes).
+   * (reads of the export wait meanwhile); `stalled` when it stopped half-way (the replica is
+   * between two points until a retry finishes it). Null when none (absent from older nodes).
    */
-  readonly betweenPoints?: { readonly n: number; readonly forMs: number } | null;
+  readonly betweenPoints?: { readonly n: number; readonly forMs: number; readonly stalled: boolean } | null;
 }
 
 export interface FeedDisk {

@@ -67,7 +67,7 @@ describe.skipIf(disk === null)('a replica restarted with a commit it cannot fini
     expect(failed).toMatchObject({ volume: 'vol-r', code: 'VOLUME_NO_SPACE' });
     // The volume says it is between two points (status: BETWEEN POINTS), and reads of the
     // half-written image wait (they would fail after a minute).
-    expect(replica.applyingPoint?.n).toBe(p.n);
+    expect(replica.applyingPoint).toMatchObject({ n: p.n, stalled: true });
     let answered = false;
     const read = replica.read(0, 4096).then(() => (answered = true), (err: unknown) => (answered = isHeadstartError(err)));
     await new Promise((r) => setTimeout(r, 300));

@@ -213,12 +213,26 @@ export class ReplicaTarget implements GroupMember {
   }
 
   private async apply(point: SnapshotPoint): Promise<void> {
-    // Several runs read from staging and written to the image at once: both go through
-    // libuv's thread pool and overlap; runs are disjoint, so their order does not matter.
     const plan = this.staging.plan(point.n, APPLY_RUN_BYTES);
     // Readers of the export see n - 1 until n is recorded, then n: never a mix (volume.ts,
     // beginApply). A failure below keeps them held: the image is between two points.
     await this.volume.beginApply(point.n);
+    try {
+      await this.applyRuns(point, plan);
+    } catch (err) {
+      this.volume.applyFailed();
+      throw err;
+    }
+    this.volume.endApply();
+    await this.config.onCommitPhase?.('recorded', point.n);
+  }
+
+  /**
+   * apply(): the staged runs into the image, then the point recorded. Several runs are read
+   * from staging and written to the image at once: both go through libuv's thread pool and
+   * overlap; runs are disjoint, so their order does not matter.
+   */
+  private async applyRuns(point: SnapshotPoint, plan: readonly { block: number; count: number; zero: boolean }[]): Promise<void> {
     let next = 0;
     const worker = async () => {
       // One per worker, reused: no page faults per run, and direct writes need aligned memory.
@@ -236,8 +250,6 @@ export class ReplicaTarget implements GroupMember {
     await Promise.all(Array.from({ length: APPLY_PARALLEL }, worker));
     await this.config.onCommitPhase?.('applied', point.n);
     await this.volume.setCommitted(point);
-    this.volume.endApply();
-    await this.config.onCommitPhase?.('recorded', point.n);
   }
 
   /** Hashes of the image over ranges of `rangeBlocks` blocks (initial sync against a held copy). */

@@ -361,7 +361,7 @@ export class Volume implements BlockDevice {
    * hold stays until a retry of the commit finishes, and reads that wait longer than
    * READ_HOLD_MS fail with VOLUME_BETWEEN_POINTS rather than return a mix.
    */
-  private applying: { n: number; since: number; done: Promise<void>; release: () => void } | null = null;
+  private applying: { n: number; since: number; stalled: boolean; done: Promise<void>; release: () => void } | null = null;
   private readsInFlight = 0;
   private readsDrained: (() => void) | null = null;
 
@@ -370,15 +370,25 @@ export class Volume implements BlockDevice {
     if (this.applying === null) {
       let release!: () => void;
       const done = new Promise<void>((resolve) => (release = resolve));
-      this.applying = { n, since: Date.now(), done, release };
+      this.applying = { n, since: Date.now(), stalled: false, done, release };
     }
+    this.applying.stalled = false; // a retry of a stopped commit is writing again
     while (this.readsInFlight > 0) await new Promise<void>((resolve) => (this.readsDrained = resolve));
     this.readsDrained = null;
   }
 
-  /** The point a replica's commit is writing into the image (or stopped half-way in) and since when (epoch ms), or null. */
-  get applyingPoint(): { n: number; since: number } | null {
-    return this.applying === null ? null : { n: this.applying.n, since: this.applying.since };
+  /**
+   * The point a replica's commit is writing into the image and since when (epoch ms), and
+   * whether it stopped half-way (applyFailed: until a retry, the image is between two
+   * points), or null.
+   */
+  get applyingPoint(): { n: number; since: number; stalled: boolean } | null {
+    return this.applying === null ? null : { n: this.applying.n, since: this.applying.since, stalled: this.applying.stalled };
+  }
+
+  /** The commit's image writes failed half-way: reads stay held (see `applying`) until a retry finishes. */
+  applyFailed(): void {
+    if (this.applying !== null) this.applying.stalled = true;
   }
 
   /** The commit's image writes are done and its point recorded: reads go on. */
