@@ -275,7 +275,13 @@ describe('a replica commit and its readers', () => {
     }
     v.endApply();
     expect((await v.read(0, 4096)).length).toBe(4096);
+    // Shut down while a read waits for a stopped commit: the read fails at once.
+    await v.beginApply(3);
+    const waiting = v.read(0, 4096).then(() => 'read', (err: unknown) => (isHeadstartError(err) ? err.code : String(err)));
+    const t0 = Date.now();
     await v.shutdown();
+    expect(await waiting).toBe('VOLUME_CLOSED');
+    expect(Date.now() - t0).toBeLessThan(5_000);
   });
 });
 

@@ -403,6 +403,7 @@ export class Volume implements BlockDevice {
       let timer: NodeJS.Timeout | undefined;
       const expired = await Promise.race([a.done.then(() => false), new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(true), READ_HOLD_MS)))]);
       clearTimeout(timer);
+      this.checkOpen(); // shut down meanwhile (shutdown wakes the waiting reads)
       if (expired && this.applying === a) {
         throw new HeadstartError('VOLUME_BETWEEN_POINTS', `volume ${this.record.name} is between points ${this.replicaPoint?.n ?? 'none'} and ${a.n}: its commit of point ${a.n} has not finished writing the image after ${READ_HOLD_MS / 1000} s`);
       }
@@ -927,6 +928,7 @@ export class Volume implements BlockDevice {
     await this.locks.drain();
     await this.pendingTrim;
     this.shut = true;
+    this.applying?.release(); // reads waiting for a commit fail now (VOLUME_CLOSED), not in a minute
     await this.image.datasync().catch(() => {});
     // With no room left, skipped: the next open takes it for a process crash (same boot),
     // which costs nothing but the log replay every open does anyway.
