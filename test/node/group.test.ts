@@ -104,7 +104,10 @@ describe('a consistency group', () => {
     }
 
     // db's points take longer over the capped link: the replica's wal waits for them, and says so.
-    const held = await waitFor('wal held for db on site-b', async () => (await status(b))?.volumes.find((v) => v.name === 'wal')?.groupWait ?? null, 20_000, 100);
+    // Only while db lags, a part of each interval: sampled through the CLI (a process per
+    // sample, slow on a loaded machine), so the wait gets a minute to be seen (one CI run
+    // missed it in 20 s after the replica's commits got faster).
+    const held = await waitFor('wal held for db on site-b', async () => (await status(b))?.volumes.find((v) => v.name === 'wal')?.groupWait ?? null, 60_000, 100);
     expect(held.waitingFor).toEqual(['db']);
     expect(held.group).toBe('app');
 
