@@ -44,7 +44,7 @@
  */
 import { HeadstartError, fromSystemError, isHeadstartError } from '@headstart/errors';
 import { MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE, SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
-import { SpaceGuard, alignedBuffer, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
+import { DIRECT_ALIGN, SpaceGuard, alignedBuffer, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
 import { constants as fsConstants, closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -113,8 +113,6 @@ const batchBuffers: Buffer[] = [];
 const BATCH_BUFFERS_KEPT = 32;
 const KIND_ZERO = 0;
 const KIND_DATA = 1;
-/** Direct I/O needs offsets, lengths and memory on this boundary (see the volume's image-file.ts). */
-const DIRECT_ALIGN = 4096;
 
 interface StageFile {
   fh: FileHandle;

@@ -68,7 +68,7 @@ const WRITE_BATCH_BYTES = 16 * 1024 * 1024;
  * O_DIRECT needs the file offset, the length and the buffer's address aligned to the
  * device's logical block size: 4096 covers every disk (512e and 4Kn alike).
  */
-const DIRECT_ALIGN = 4096;
+export const DIRECT_ALIGN = 4096;
 
 /** The one part of the WebAssembly API used here (the project's TypeScript libs do not declare it). */
 declare const WebAssembly: { Memory: new (descriptor: { initial: number; maximum?: number }) => { readonly buffer: ArrayBuffer } };
