@@ -154,6 +154,8 @@ interface Managed {
   history: SnapshotRecord[];
   /** Replica side: the last time a source's session for this volume was seen alive. */
   lastSessionAt: number;
+  /** The code the replica's last retry of a stopped commit failed with (logged once per code), or null. */
+  redoFailing: string | null;
   /** A verification in progress: the schedule is held until it ends. */
   verifyHold: NodeJS.Timeout | null;
   /** The next scheduled verification (volume.verify). */
@@ -337,6 +339,7 @@ class Node implements HeadstartNode {
         levelOffsetMs: null,
         pointBytes: [],
         lastSessionAt: 0,
+        redoFailing: null,
         verifyHold: null,
         verifyTimer: null,
         lastVerify: null,
@@ -859,7 +862,7 @@ class Node implements HeadstartNode {
 
   private onReplicaEvent(e: ReplicaEvent): void {
     const m = e.volume === null ? undefined : this.managed.get(e.volume);
-    if (m && e.type !== 'recovery-failed') m.lastSessionAt = e.type === 'link-error' ? 0 : Date.now();
+    if (m && e.type !== 'recovery-failed' && e.type !== 'redo') m.lastSessionAt = e.type === 'link-error' ? 0 : Date.now();
     if (e.type === 'committed') {
       this.emit({ type: 'snapshot-committed', time: Date.now(), volume: e.volume, n: e.n });
       this.log.info({ volume: e.volume, n: e.n }, 'snapshot point committed');
@@ -868,7 +871,16 @@ class Node implements HeadstartNode {
     } else if (e.type === 'nack') {
       this.log.error({ volume: e.volume, n: e.n, message: e.message }, 'snapshot point refused');
     } else if (e.type === 'recovery-failed') {
-      this.log.error({ volume: e.volume, code: e.code, message: e.message }, 'the replica cannot finish the commit its journal holds (a crash interrupted it): it is finished when the source sends the point again; until then reads of the replica wait');
+      this.log.error({ volume: e.volume, code: e.code, message: e.message }, 'the replica cannot finish the commit its journal holds (a crash interrupted it): it retries every few seconds, and reads of the replica wait until it is finished');
+    } else if (e.type === 'redo' && m) {
+      if (e.code === null) {
+        m.redoFailing = null;
+        this.log.info({ volume: e.volume, n: e.n }, 'the replica finished the commit it had stopped half-way (from its journal); reads go on');
+      } else if (m.redoFailing !== e.code) {
+        // Once per cause: a retry every few seconds on a full disk would flood the log.
+        m.redoFailing = e.code;
+        this.log.error({ volume: e.volume, n: e.n, code: e.code, message: e.message }, 'the replica still cannot finish the commit it stopped half-way; it keeps retrying');
+      }
     }
   }
 

@@ -48,8 +48,10 @@ export type ReplicaEvent =
   | { readonly type: 'committed'; readonly volume: string; readonly n: number }
   | { readonly type: 'nack'; readonly volume: string; readonly n: number; readonly message: string }
   | { readonly type: 'link-error'; readonly volume: string | null; readonly code: string; readonly message: string }
-  /** A commit interrupted by a crash could not be finished at start (a full disk): it is, once the source sends its CLOSE again. */
-  | { readonly type: 'recovery-failed'; readonly volume: string; readonly code: string; readonly message: string };
+  /** A commit interrupted by a crash could not be finished at start (a full disk): it is retried (REDO_RETRY_MS), and finished by a source's CLOSE too. */
+  | { readonly type: 'recovery-failed'; readonly volume: string; readonly code: string; readonly message: string }
+  /** A retry of a commit stopped half-way (replica-target.ts, REDO_RETRY_MS): finished (`code` null), or failed again. */
+  | { readonly type: 'redo'; readonly volume: string; readonly n: number; readonly code: string | null; readonly message: string };
 
 export interface ReplicaServer {
   readonly port: number;
@@ -79,10 +81,20 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     if (g === undefined) groups.set(cfg.group, (g = new CommitGroup(cfg.group)));
     return g;
   };
+  // A target's own retries of a stopped commit, as events.
+  const reporting = (cfg: ReplicaVolumeConfig): ReplicaVolumeConfig => ({
+    ...cfg,
+    onRedo: (n, err) => {
+      cfg.onRedo?.(n, err);
+      const volume = cfg.volume.info.id;
+      if (err === null) options.onEvent?.({ type: 'redo', volume, n, code: null, message: `finished the commit of point ${n} from its journal` });
+      else options.onEvent?.({ type: 'redo', volume, n, code: isHeadstartError(err) ? err.code : 'REPL_INTERNAL', message: err instanceof Error ? err.message : String(err) });
+    },
+  });
   for (const cfg of options.volumes) {
     // A primary volume may be a target too (a node lists all its volumes, whose roles change
     // at run time): the handshake refuses a stream into it as fenced while it is primary.
-    targets.set(cfg.volume.info.id, await ReplicaTarget.open(cfg, groupOf(cfg)));
+    targets.set(cfg.volume.info.id, await ReplicaTarget.open(reporting(cfg), groupOf(cfg)));
   }
   // Members of a group are recovered once all of them are open: whether a member's journal
   // is redone depends on the others' (commit-group.ts).
@@ -131,7 +143,8 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
         // export must never get a torn image.
         await t.recover();
       } catch (err) {
-        detached.delete(volumeId); // back in service: its source resumes and retries the commit
+        detached.delete(volumeId); // back in service: its source resumes and retries the commit, and so does the target
+        t.resumeService();
         throw err;
       }
       targets.delete(volumeId);
@@ -140,7 +153,7 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     async attach(config) {
       const id = config.volume.info.id;
       if (targets.has(id)) throw new HeadstartError('REPL_INTERNAL', `volume ${id} is attached already`);
-      const t = await ReplicaTarget.open(config, groupOf(config));
+      const t = await ReplicaTarget.open(reporting(config), groupOf(config));
       if (config.group !== undefined) await t.recover();
       targets.set(id, t);
       detached.delete(id);

@@ -31,6 +31,14 @@ const APPLY_PARALLEL = 4;
 /** The apply workers' buffers, page-aligned for direct writes (alignedBuffer), shared by every commit of the process. */
 const applyBuffers: Buffer[] = [];
 
+/**
+ * How often (ms) a replica retries, from its journal, a commit that stopped half-way (a full
+ * disk): its source sends the point again when it reconnects, but a source whose site is
+ * gone, the case a replica exists for, never will, and the export's reads would wait on it
+ * for good. A retry that still fails costs a journal read and one failed write.
+ */
+export const REDO_RETRY_MS = 5_000;
+
 /** 'ready': about to write the journal (a group member: every other member accepted the point). */
 export type CommitPhase = 'ready' | 'journaled' | 'applied' | 'recorded' | 'finished';
 
@@ -44,6 +52,10 @@ export interface ReplicaVolumeConfig {
   readonly group?: string;
   /** Observability (and fault-injection in tests): awaited after each commit phase. */
   readonly onCommitPhase?: (phase: CommitPhase, n: number) => void | Promise<void>;
+  /** A commit stopped half-way was retried from its journal (REDO_RETRY_MS): `err` null when it is finished. */
+  readonly onRedo?: (n: number, err: unknown) => void;
+  /** Overrides REDO_RETRY_MS (tests). */
+  readonly redoRetryMs?: number;
 }
 
 export class ReplicaTarget implements GroupMember {
@@ -56,6 +68,8 @@ export class ReplicaTarget implements GroupMember {
   preparedAt: number | null;
   /** Scheduled times of the accepted points whose commit has not ended (GroupMember). */
   readonly pendingAt = new Set<number>();
+  private redoTimer: NodeJS.Timeout | null = null;
+  private closing = false;
 
   private constructor(readonly config: ReplicaVolumeConfig, readonly staging: Staging, private readonly group: CommitGroup | null) {
     this.preparedAt = staging.journal()?.point.scheduledAt ?? null;
@@ -83,9 +97,10 @@ export class ReplicaTarget implements GroupMember {
   /**
    * recover(), except that a failure worth retrying (a disk still full) leaves the target
    * open with its journal, instead of failing the whole replica server (and with it every
-   * other volume of the node): the commit is finished by the normal path when the source
-   * connects and sends its CLOSE again, and meanwhile reads of the volume wait (the image
-   * may be between two points: volume.ts, beginApply). Returns the failure, or null.
+   * other volume of the node): the commit is finished by a retry (REDO_RETRY_MS), or by the
+   * normal path if the source sends its CLOSE again first, and meanwhile reads of the volume
+   * wait (the image may be between two points: volume.ts, beginApply). Returns the failure,
+   * or null.
    */
   async recoverOrDefer(): Promise<unknown> {
     try {
@@ -94,6 +109,7 @@ export class ReplicaTarget implements GroupMember {
     } catch (err) {
       if (!isHeadstartError(err) || !err.retryable) throw err;
       this.recoveryFailed = err;
+      this.scheduleRedo();
       return err;
     }
   }
@@ -111,7 +127,9 @@ export class ReplicaTarget implements GroupMember {
     if (j) {
       const c = this.volume.committed;
       if (c !== null && c.n >= j.point.n) await this.staging.finish(j.point.n);
-      else if (this.group === null || this.group.decided(this, j.point.scheduledAt)) {
+      // A point whose image writes have begun (a retry after they stopped half-way) is
+      // finished whatever the group says: dropping its journal would leave a torn image.
+      else if (this.group === null || this.volume.applyingPoint?.n === j.point.n || this.group.decided(this, j.point.scheduledAt)) {
         await this.apply(j.point);
         await this.staging.finish(j.point.n);
       } else await this.staging.dropJournal();
@@ -131,9 +149,23 @@ export class ReplicaTarget implements GroupMember {
    * the group stops counting this volume's queued points; then waits for the commits to end.
    */
   async quiesce(): Promise<void> {
+    this.stopRedo();
     this.pendingAt.clear();
     this.group?.leave(this.id);
     await this.commitChain.catch(() => undefined);
+  }
+
+  /** Back in service after a quiesce (a detach that could not finish the stopped commit). */
+  resumeService(): void {
+    this.closing = false;
+    if (this.staging.journal() !== null && this.volume.applyingPoint?.stalled) this.scheduleRedo();
+  }
+
+  /** Out of service: no more retries of a stopped commit (detach and promotion redo it themselves). */
+  private stopRedo(): void {
+    this.closing = true;
+    if (this.redoTimer !== null) clearTimeout(this.redoTimer);
+    this.redoTimer = null;
   }
 
   private async dropCommitted(): Promise<void> {
@@ -188,7 +220,10 @@ export class ReplicaTarget implements GroupMember {
     this.commitChain = run;
     run.then(
       () => this.pendingAt.delete(point.scheduledAt),
-      () => this.pendingAt.clear(), // every commit queued behind it fails too
+      () => {
+        this.pendingAt.clear(); // every commit queued behind it fails too
+        if (this.volume.applyingPoint?.stalled) this.scheduleRedo();
+      },
     ).finally(() => this.group?.changed());
     this.group?.changed();
     return run;
@@ -252,6 +287,48 @@ export class ReplicaTarget implements GroupMember {
     await this.volume.setCommitted(point);
   }
 
+  /**
+   * A commit stopped half-way (its journal durable, the image between two points): retry it
+   * from the journal in REDO_RETRY_MS, after whatever commit is queued, until it is finished
+   * (by this or by a session's commit). Its failure fails the commits queued behind it, as a
+   * commit's own would (enqueueCommit).
+   */
+  private scheduleRedo(): void {
+    if (this.redoTimer !== null || this.closing) return;
+    this.redoTimer = setTimeout(() => {
+      this.redoTimer = null;
+      const j = this.staging.journal();
+      if (this.closing || j === null) return;
+      // A session is connected: its source sends the point again (resume() would race a
+      // redo over staging); look again later, in case it goes away without doing so.
+      if (this.active !== null) return this.scheduleRedo();
+      const run = this.commitChain.catch(() => undefined).then(async () => {
+        if (this.closing || this.staging.journal() === null) return false;
+        if (this.active !== null) {
+          this.scheduleRedo();
+          return false;
+        }
+        await this.recover();
+        return true;
+      });
+      this.commitChain = run.then(() => undefined);
+      this.commitChain.catch(() => undefined); // handled below; a commit queued behind still sees it
+      run.then(
+        (done) => {
+          if (!done) return;
+          this.recoveryFailed = null;
+          this.config.onRedo?.(j.point.n, null);
+        },
+        (err: unknown) => {
+          this.recoveryFailed = err;
+          this.config.onRedo?.(j.point.n, err);
+          this.scheduleRedo();
+        },
+      );
+    }, this.config.redoRetryMs ?? REDO_RETRY_MS);
+    this.redoTimer.unref();
+  }
+
   /** Hashes of the image over ranges of `rangeBlocks` blocks (initial sync against a held copy). */
   async checksums(first: number, count: number, rangeBlocks: number): Promise<Buffer> {
     const bs = this.volume.blockSize;
@@ -268,6 +345,7 @@ export class ReplicaTarget implements GroupMember {
   }
 
   async close(): Promise<void> {
+    this.stopRedo();
     await this.active?.close();
     await this.quiesce();
     await this.staging.close();
