@@ -36,7 +36,7 @@ function must(cmd: string, args: string[]): string {
 function missing(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
   if (!existsSync('/dev/fuse')) return 'no /dev/fuse';
-  for (const tool of ['nbdfuse', 'mkfs.ext4', 'e2fsck', 'fsfreeze', 'losetup', 'nbdcopy']) {
+  for (const tool of ['nbdfuse', 'mkfs.ext4', 'e2fsck', 'fsfreeze', 'losetup', 'nbdcopy', 'python3']) {
     if (run('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`]).code !== 0) return `no ${tool}`;
   }
   // A loop mount of a small ext4 image: the kernel must allow it here.
@@ -111,6 +111,21 @@ function churn(root: string, rand: () => number, files: number, tag: string): vo
   }
 }
 
+/** Writes files with fsync, renames and deletes some, in a loop until killed (argv[1]: its directory). */
+const LOADER = `
+import os, random, sys
+root = sys.argv[1]; rnd = random.Random(11); i = 0
+while True:
+    d = os.path.join(root, 'd%d' % rnd.randrange(8)); os.makedirs(d, exist_ok=True)
+    p = os.path.join(d, 'f%d.bin' % i); i += 1
+    with open(p, 'wb') as f:
+        f.write(os.urandom(int(rnd.random() * rnd.random() * 512 * 1024))); f.flush(); os.fsync(f.fileno())
+    names = os.listdir(d); r = rnd.random()
+    if r < 0.1 and len(names) > 1: os.unlink(os.path.join(d, rnd.choice(names)))
+    elif r < 0.2 and len(names) > 1:
+        n = rnd.choice(names); os.rename(os.path.join(d, n), os.path.join(d, n + '.moved'))
+`;
+
 describe.skipIf(why !== null)('a real ext4 file system on a replicated volume (kernel loop over nbdfuse)', () => {
   it('a frozen point reads back file for file; after kill -9 mid-load the promoted replica mounts and fscks clean', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hs-ext4-'));
@@ -165,22 +180,19 @@ describe.skipIf(why !== null)('a real ext4 file system on a replicated volume (k
         must('umount', [checkDir]);
       }
 
-      // --- load in new directories (the frozen files stay as they were), points every 2 s, then kill -9 mid-load.
-      const rand = prng(11);
-      const loadRoot = join(fsDir, 'load');
-      mkdirSync(loadRoot);
-      const until = Date.now() + 7000;
-      let round = 0;
-      while (Date.now() < until) {
-        churn(join(loadRoot, `r${round}`), rand, 20, `b${round}`);
-        round++;
-        await new Promise((r) => setImmediate(r));
-      }
-      const status = JSON.parse(await ok(['status', '--json', '-c', b])) as { volumes: { committed: { n: number } | null }[] };
-      expect(status.volumes[0].committed!.n).toBeGreaterThan(frozen);
+      // --- a load in new directories (the frozen files stay as they were), points every 2 s;
+      // kill -9 of the source while it runs.
+      const loader = spawn('python3', ['-c', LOADER, join(fsDir, 'load')], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let loaderErr = '';
+      loader.stderr!.on('data', (d: Buffer) => (loaderErr += d.toString()));
+      const committedOnB = async () => (JSON.parse(await ok(['status', '--json', '-c', b])) as { volumes: { committed: { n: number } | null }[] }).volumes[0].committed?.n ?? -1;
+      await waitFor('the replica commits points of the load', async () => (await committedOnB()) > frozen + 1 || (loader.exitCode !== null && Promise.reject(new Error(`the load stopped: ${loaderErr}`))), 60_000);
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(loader.exitCode, loaderErr).toBeNull();
       await killHard(siteA.process);
       siteA = null;
       // The source is gone: drop the stack above it at once (its I/O fails from here on).
+      loader.kill('SIGKILL');
       nbdfuse.kill('SIGKILL');
       run('umount', ['-l', fsDir]);
       if (loopDev) run('losetup', ['-d', loopDev]);
