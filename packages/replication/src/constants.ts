@@ -33,3 +33,12 @@ export const THROUGHPUT_WINDOW_MS = 5_000;
  * messages (a few KiB per connection instead of 300+), frames under 4 KiB go as they are.
  */
 export const LINK_DEFLATE = { threshold: 4096, zlibDeflateOptions: { level: 1 }, serverNoContextTakeover: true, clientNoContextTakeover: true } as const;
+/** Payload between two samples of a link's wire bytes per payload byte (SourceSession.wireRatio). */
+export const WIRE_RATIO_SAMPLE_BYTES = 256 * 1024;
+/**
+ * Bounds of that ratio. Deflate of zero-filled blocks reaches ~1/1000, but a link whose data
+ * turns incompressible is charged the old ratio until the next sample: at most 1/20 keeps
+ * that overrun of the cap under a sample's payload.
+ */
+export const WIRE_RATIO_MIN = 0.05;
+export const WIRE_RATIO_MAX = 2;

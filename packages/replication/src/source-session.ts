@@ -28,7 +28,7 @@ import {
 } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
-import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES } from './constants';
+import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
 
 /** A pre-send's place among links waiting for a shared cap: after every closed point. */
 const PRESEND_DEADLINE = Number.MAX_SAFE_INTEGER;
@@ -54,6 +54,11 @@ export interface SessionContext {
   readonly policy: PresendPolicy;
   readonly windowBytes: number;
   readonly bucket: RateGate;
+  /**
+   * Bytes the connection's socket has written so far (after compression; frame, TLS and
+   * upgrade headers included), for charging caps in wire bytes (wireRatio); absent: payload.
+   */
+  readonly wireBytes?: () => number | undefined;
   readonly meter: ThroughputMeter;
   readonly onAcked: (n: number, shipped: ShippedSnapshot | undefined) => void;
   readonly onReady: () => void;
@@ -113,6 +118,35 @@ export class SourceSession {
   }
   /** Block payload bytes sent on this connection (resends included). */
   payloadSent = 0;
+  /**
+   * Socket bytes per payload byte, measured (measureWireRatio): caps limit what the link
+   * carries, so a send is charged its payload times this. Compressible data on a compressed
+   * link then goes as fast as the cap allows on the wire; charged in payload bytes, a cap of
+   * 512 KiB/s carried text at 114 KiB/s of wire bytes (replication.test.ts).
+   */
+  private wireRatio = 1;
+  private ratioMark: { payload: number; wire: number; sums: { payload: number; wire: number } } | null = null;
+
+  /**
+   * Updates wireRatio from the socket's byte count, every WIRE_RATIO_SAMPLE_BYTES of payload:
+   * the ratio of the two sums, each halved at every sample so that the ratio follows the
+   * data. The count trails the frames handed to the WebSocket (by what is being compressed),
+   * but what one sample misses the next one counts, so the sums carry it over.
+   */
+  private measureWireRatio(): void {
+    const wire = this.ctx.wireBytes?.();
+    if (wire === undefined) return;
+    const mark = this.ratioMark;
+    if (mark === null) {
+      this.ratioMark = { payload: this.payloadSent, wire, sums: { payload: 0, wire: 0 } };
+      return;
+    }
+    const payload = this.payloadSent - mark.payload;
+    if (payload < WIRE_RATIO_SAMPLE_BYTES) return;
+    const sums = { payload: mark.sums.payload / 2 + payload, wire: mark.sums.wire / 2 + (wire - mark.wire) };
+    this.wireRatio = Math.min(WIRE_RATIO_MAX, Math.max(WIRE_RATIO_MIN, sums.wire / sums.payload));
+    this.ratioMark = { payload: this.payloadSent, wire, sums };
+  }
 
   private poke(): void {
     const w = this.wake;
@@ -321,11 +355,12 @@ export class SourceSession {
       await this.nap(1000);
     }
     this.check();
-    await this.ctx.bucket.acquire(bytes, deadline);
+    await this.ctx.bucket.acquire(Math.ceil(bytes * this.wireRatio), deadline);
     this.check();
     const batch = ++this.batchSeq;
     this.inFlightBytes += bytes;
     this.payloadSent += bytes;
+    this.measureWireRatio();
     const s = this.shipped.get(n) ?? { sentBytes: 0, minimalBytes: 0 };
     s.sentBytes += bytes;
     this.shipped.set(n, s);
@@ -368,7 +403,7 @@ export class SourceSession {
       while (v.openSnapshot === n) {
         this.check();
         const credit = this.ctx.windowBytes - this.inFlightBytes;
-        const budget = Math.min(credit, this.ctx.bucket.available(), MAX_BLOCKS_PAYLOAD);
+        const budget = Math.min(credit, this.ctx.bucket.available() / this.wireRatio, MAX_BLOCKS_PAYLOAD);
         const picks = pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
         if (picks.length === 0) {
           await this.nap(PRESEND_TICK_MS);

@@ -38,7 +38,8 @@ export interface SourceOptions {
   /**
    * Compress frames on the wire (WebSocket permessage-deflate, zlib level 1, no context
    * kept between messages): for slow WAN links and compressible data; it costs CPU on both
-   * ends. Caps and the throughput B count block bytes before compression.
+   * ends. Caps count bytes on the wire, after compression (measured as the link runs:
+   * SourceSession.wireRatio); the throughput B the planner uses counts block bytes.
    */
   readonly compress?: boolean;
   /** For wss: the CA that signed the replica's certificate, or that certificate itself (pinned): a PEM file's path or content, read once at start. */
@@ -178,6 +179,7 @@ class Source implements SourceLink {
         policy: o.policy ?? continuousPolicy(),
         windowBytes: o.windowBytes ?? DEFAULT_WINDOW_BYTES,
         bucket: this.limits,
+        wireBytes: () => this.socket?.bytesWritten,
         meter: this.meter,
         onReady: () => {
           this.state = 'connected';
