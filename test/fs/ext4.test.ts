@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { killHard, runCli, startServe, stopGracefully, waitFor, waitServing, type Serve } from '../helpers/cli';
+import { seededRandom } from '../helpers/random';
 import { pairedSites } from '../helpers/sites';
 
 const MiB = 1 << 20;
@@ -60,17 +61,6 @@ function missing(): string | null {
 
 const why = missing();
 if (why !== null) console.warn(`ext4 over NBD: skipped (${why})`);
-
-/** A deterministic PRNG (xorshift32) for the file tree's shape (the contents are random bytes). */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
-}
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -157,7 +147,7 @@ describe.skipIf(why !== null)('a real ext4 file system on a replicated volume (k
       loopDev = must('losetup', ['-j', disk]).split(':')[0] || null;
 
       // --- a frozen point: the replica's copy reads back file for file.
-      churn(fsDir, prng(7), 150, 'a');
+      churn(fsDir, seededRandom(7), 150, 'a');
       const frozenTree = tree(fsDir);
       expect(frozenTree.size).toBeGreaterThan(100);
       must('fsfreeze', ['-f', fsDir]);
