@@ -27,6 +27,12 @@ export interface BenchResult {
 export interface BenchSuite {
   readonly name: string;
   readonly description: string;
+  /**
+   * The suite's own flags (beyond --quick and --json), each with what it takes and does:
+   * `--help` prints them, and a flag no suite knows is refused (a typo would otherwise run
+   * the whole default sweep, for minutes, and report figures of something not asked for).
+   */
+  readonly flags?: Readonly<Record<string, string>>;
   run(options: BenchOptions): Promise<BenchResult>;
 }
 

@@ -112,6 +112,7 @@ async function fileCopySeconds(src: string, dst: string): Promise<number> {
 export default defineSuite({
   name: 'link',
   description: 'loopback replication end to end vs plain file copy; wire bytes per block byte',
+  flags: { '--size': 'MiB: the point replicated (default 512, 128 with --quick)' },
   async run({ quick, args, log }) {
     const sizeMiB = Number(argValue(args, '--size') ?? (quick ? 128 : 512));
     const size = sizeMiB * 1024 * 1024;

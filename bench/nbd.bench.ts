@@ -128,6 +128,13 @@ async function volumeDirect(dir: string, size: number, seconds: number): Promise
 export default defineSuite({
   name: 'nbd',
   description: 'fio (nbd engine) against headstart export of a Volume vs nbdkit file plugin',
+  flags: {
+    '--size': 'MiB: the exported volume (default 1024, 256 with --quick)',
+    '--runtime': 's: each fio job (default 8, 2 with --quick)',
+    '--rounds': 'alternating rounds of headstart and nbdkit (default 4)',
+    '--case': 'prefix: only the cases whose key starts with it (e.g. write_4k)',
+    '--profile': 'DIR: write a CPU profile of the headstart server there',
+  },
   async run({ quick, args, log }) {
     const sizeMiB = Number(argValue(args, '--size') ?? (quick ? 256 : 1024));
     const runtime = Number(argValue(args, '--runtime') ?? (quick ? 2 : 8));

@@ -160,6 +160,14 @@ async function runOnce(spec: RunSpec): Promise<RunFigures> {
 export default defineSuite({
   name: 'policies',
   description: 'load leveling of capture times on the real engine: the link peak and the RPO targets, aligned against leveled',
+  flags: {
+    '--volumes': 'volumes sharing the cap (default 4)',
+    '--interval': 's: the snapshot interval (default 4)',
+    '--intervals': 'intervals to run (default 20, 6 with --quick)',
+    '--policy': 'predictive (default), continuous or at-snapshot',
+    '--cap-x': 'the shared cap, as a multiple of the volumes\' summed write rate (default 3)',
+    '--rpo-x': 'the RPO target, as a multiple of the interval (default 1.5)',
+  },
   async run({ quick, args, log }) {
     const volumes = Number(arg(args, '--volumes', '4'));
     const intervalMs = Number(arg(args, '--interval', '4')) * 1000;

@@ -60,6 +60,14 @@ const mean = (xs: number[]) => (xs.length === 0 ? 0 : xs.reduce((a, b) => a + b,
 export default defineSuite({
   name: 'replay',
   description: 'a real source -> replica pair replays a trace, time-compressed, against the evaluator',
+  flags: {
+    '--trace': 'FILE: the trace to replay (default ../shared/traces/cloudphysics-vm.vscsi)',
+    '--speedup': 'time compression (default 10)',
+    '--interval': 's: the snapshot interval in trace time (default 300)',
+    '--link-x': 'the link, as a multiple of the trace\'s mean write rate (default 2)',
+    '--minutes': 'minutes of the trace replayed (default 60, 20 with --quick)',
+    '--policy': 'predictive (default), continuous or at-snapshot',
+  },
   async run({ quick, args, log }) {
     const trace = arg(args, '--trace', join(SHARED, 'cloudphysics-vm.vscsi'));
     // Time compression multiplies the engine's fixed wall-clock costs (the replica's commit of a

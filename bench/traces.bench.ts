@@ -80,6 +80,16 @@ function meets(e: Evaluation): { redundancy: boolean; lag: boolean } {
 export default defineSuite({
   name: 'traces',
   description: 'planner policies replayed over real block traces: redundancy and completion lag',
+  flags: {
+    '--trace': 'FILE: a trace in any supported format (repeatable; default: every trace in ../shared/traces)',
+    '--interval': 's,s,...: snapshot intervals (default 60,300,900,3600; 60,300 with --quick)',
+    '--link-x': 'x,x,...: link throughput as multiples of the trace\'s mean write rate (default 1.2,2,5; 2 with --quick)',
+    '--varying': 'a square-wave link instead of a constant one',
+    '--planner': 'JSON: planner option overrides for the predictive policy',
+    '--restart-every': 's: restart the predictive planner every S s from its saved state',
+    '--restart-cold': 'with --restart-every: restart from nothing',
+    '--gaps': 'also print how a block\'s next gap depends on its previous one',
+  },
   async run({ quick, args, log }) {
     // Quick: one trace, the intervals and link where a CI machine finishes in seconds.
     const intervals = list(flag(args, '--interval')) ?? (quick ? [60, 300] : [60, 300, 900, 3600]);

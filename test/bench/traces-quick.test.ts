@@ -50,4 +50,18 @@ describe('npm run bench:traces -- --quick --json', () => {
       expect(predictive.lag_mean_s).toBeLessThan(r.policies['at-snapshot'].lag_mean_s);
     }
   }, 120_000);
+
+  it('lists its flags on --help, and refuses one it does not know instead of running the whole sweep', async () => {
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), 'traces', ...args], { cwd: root }).then(
+        (r) => ({ code: 0, ...r }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+      );
+    const help = await run(['--help']);
+    expect(help.code).toBe(0);
+    for (const flag of ['--trace', '--interval', '--link-x', '--planner', '--gaps']) expect(help.stdout).toContain(flag);
+    const typo = await run(['--quick', '--intervals', '60']);
+    expect(typo.code).toBe(2);
+    expect(typo.stderr).toContain('unknown flag --intervals for traces');
+  }, 60_000);
 });
