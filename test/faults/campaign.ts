@@ -404,6 +404,18 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const i = args.indexOf(flag);
     return i >= 0 ? args[i + 1] : undefined;
   };
+  const usage = 'usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--group] [--no-disk-faults] [--json]\n';
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(usage);
+    process.exit(0);
+  }
+  // A flag not known (a typo) would otherwise run the default 200 faults, for minutes.
+  const known = new Set(['--quick', '--faults', '--seed', '--policy', '--group', '--no-disk-faults', '--json']);
+  const unknown = args.filter((a, i) => a.startsWith('-') && !known.has(a) && !['--faults', '--seed', '--policy'].includes(args[i - 1]));
+  if (unknown.length > 0) {
+    process.stderr.write(`unknown flag ${unknown.join(', ')}\n${usage}`);
+    process.exit(2);
+  }
   const json = args.includes('--json');
   const faults = Number(value('--faults') ?? (args.includes('--quick') ? 50 : 200));
   const seed = Number(value('--seed') ?? Date.now() % 100_000);
@@ -411,7 +423,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const group = args.includes('--group');
   const diskFaults = !args.includes('--no-disk-faults');
   if (!Number.isInteger(faults) || faults < 1 || !Number.isInteger(seed) || !['predictive', 'continuous', 'at-snapshot'].includes(policy)) {
-    process.stderr.write('usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--group] [--no-disk-faults] [--json]\n');
+    process.stderr.write(usage);
     process.exit(2);
   }
   const r = await runCampaign({ faults, seed, policy, group, diskFaults, log: (l) => process.stderr.write(`${l}\n`) });
