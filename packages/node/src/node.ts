@@ -359,7 +359,8 @@ class Node implements HeadstartNode {
           // headstart becomes a workload for the planner's evaluator and for `demo --trace`.
           const recorder = await TraceRecorder.open(m.config.record);
           this.recorders.push(recorder);
-          this.recorderOf.set(m.config.name, { record: (op, offset, length, timeMs) => recorder.record({ op: op === 'zero' ? 'write' : op, offset, length, time: timeMs }) });
+          // A zeroing is recorded as a trim: both leave zeroes, which replicate as a flag.
+          this.recorderOf.set(m.config.name, { record: (op, offset, length, timeMs) => recorder.record({ op: op === 'zero' ? 'trim' : op, offset, length, time: timeMs }) });
         }
         if (!m.volume.readOnly) this.nbd.addExport(m.config.name, m.volume, this.exportOptions(m));
       }

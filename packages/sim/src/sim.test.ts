@@ -200,3 +200,24 @@ describe('evaluator quick run on a generated recording (CI)', () => {
     expect(predictive.redundancy_mean).toBeLessThan(continuous.redundancy_mean);
   });
 });
+
+describe('loading a trace', () => {
+  it('keeps the writes and leaves out reads and trims (zeroes ship as a flag: they cost the link next to nothing)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-sim-load-'));
+    try {
+      const path = join(dir, 'fs.trace');
+      const rec = await TraceRecorder.open(path);
+      rec.record({ time: 1_700_000_000_000, op: 'trim', offset: 0, length: 1 << 30 }); // mkfs discards the device
+      rec.record({ time: 1_700_000_001_000, op: 'write', offset: 8192, length: 4096 });
+      rec.record({ time: 1_700_000_002_000, op: 'read', offset: 0, length: 4096 });
+      rec.record({ time: 1_700_000_003_000, op: 'write', offset: 0, length: 8192 });
+      await rec.close();
+      const [w] = await loadWorkloads(path, 'fs');
+      expect([...w.offset]).toEqual([8192, 0]);
+      expect(w.writtenBytes).toBe(12288);
+      expect(w.duration).toBe(3); // the trace's span counts every record
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
