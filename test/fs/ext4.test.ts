@@ -6,8 +6,9 @@
  *   - a point taken with the file system frozen (`fsfreeze`, the way backup agents quiesce
  *     one) reads back on the replica file for file, and fscks clean;
  *   - after kill -9 of the source mid-load, the promoted replica is a crash-consistent ext4:
- *     it mounts (the kernel replays the journal), fscks clean, and the files of the frozen
- *     point that the load did not touch are intact.
+ *     it mounts (the kernel replays the journal), fscks clean, the files of the frozen point
+ *     that the load did not touch are intact, and the load's SQLite database opens, checks
+ *     intact and holds no transaction in part.
  * Needs root, /dev/fuse and loop devices (as on CI); skipped where they are missing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -101,10 +102,20 @@ function churn(root: string, rand: () => number, files: number, tag: string): vo
   }
 }
 
-/** Writes files with fsync, renames and deletes some, in a loop until killed (argv[1]: its directory). */
+/**
+ * The load, until killed (argv[1]: its directory): files written with fsync, some renamed or
+ * deleted, and a SQLite bank (WAL, synchronous=FULL) whose transactions move money between
+ * accounts: whatever point the replica holds, the total must be what it always is.
+ */
 const LOADER = `
-import os, random, sys
+import os, random, sqlite3, sys
 root = sys.argv[1]; rnd = random.Random(11); i = 0
+os.makedirs(root, exist_ok=True)
+db = sqlite3.connect(os.path.join(root, 'bank.db'), isolation_level=None)
+db.execute('PRAGMA journal_mode=WAL'); db.execute('PRAGMA synchronous=FULL')
+db.execute('CREATE TABLE account(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL)')
+db.execute('CREATE TABLE transfer(id INTEGER PRIMARY KEY, src INTEGER, dst INTEGER, amount INTEGER, note BLOB)')
+db.execute('BEGIN'); db.executemany('INSERT INTO account VALUES (?, 1000)', [(a,) for a in range(1000)]); db.execute('COMMIT')
 while True:
     d = os.path.join(root, 'd%d' % rnd.randrange(8)); os.makedirs(d, exist_ok=True)
     p = os.path.join(d, 'f%d.bin' % i); i += 1
@@ -114,10 +125,28 @@ while True:
     if r < 0.1 and len(names) > 1: os.unlink(os.path.join(d, rnd.choice(names)))
     elif r < 0.2 and len(names) > 1:
         n = rnd.choice(names); os.rename(os.path.join(d, n), os.path.join(d, n + '.moved'))
+    for _ in range(5):
+        db.execute('BEGIN')
+        for _ in range(20):
+            a, b, m = rnd.randrange(1000), rnd.randrange(1000), rnd.randrange(1, 50)
+            db.execute('UPDATE account SET balance = balance - ? WHERE id = ?', (m, a))
+            db.execute('UPDATE account SET balance = balance + ? WHERE id = ?', (m, b))
+            db.execute('INSERT INTO transfer(src, dst, amount, note) VALUES (?, ?, ?, ?)', (a, b, m, os.urandom(200)))
+        db.execute('COMMIT')
+`;
+
+/** What a SQLite database holds (argv[1]): its integrity check, the accounts' total and the transfers. */
+const BANK_CHECK = `
+import json, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+print(json.dumps({'integrity': db.execute('PRAGMA integrity_check').fetchone()[0],
+  'total': db.execute('SELECT sum(balance) FROM account').fetchone()[0],
+  'accounts': db.execute('SELECT count(*) FROM account').fetchone()[0],
+  'transfers': db.execute('SELECT count(*) FROM transfer').fetchone()[0]}))
 `;
 
 describe.skipIf(why !== null)('a real ext4 file system on a replicated volume (kernel loop over nbdfuse)', () => {
-  it('a frozen point reads back file for file; after kill -9 mid-load the promoted replica mounts and fscks clean', async () => {
+  it('a frozen point reads back file for file; after kill -9 mid-load the promoted replica mounts, fscks clean, and its SQLite database adds up', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'hs-ext4-'));
     const fuseDir = join(dir, 'fuse');
     const fsDir = join(dir, 'fs');
@@ -197,16 +226,22 @@ describe.skipIf(why !== null)('a real ext4 file system on a replicated volume (k
       must('nbdcopy', [`nbd://127.0.0.1:${ports.bNbd}/fs`, crashImg]);
       // Mounting replays the journal (what a VM booted at the DR site does), then fsck.
       must('mount', ['-o', 'loop', crashImg, checkDir]);
+      let bank: { integrity: string; accounts: number; total: number; transfers: number } | null = null;
       try {
         const after = tree(checkDir);
         for (const [path, hash] of frozenTree) expect(after.get(path), path).toBe(hash);
         expect(after.size).toBeGreaterThan(frozenTree.size);
+        // The database opens (SQLite recovers its WAL), checks intact, and no transaction is
+        // there in part: the money adds up.
+        bank = JSON.parse(must('python3', ['-c', BANK_CHECK, join(checkDir, 'load', 'bank.db')])) as typeof bank;
+        expect(bank).toMatchObject({ integrity: 'ok', accounts: 1000, total: 1_000_000 });
+        expect(bank!.transfers).toBeGreaterThan(0);
       } finally {
         must('umount', [checkDir]);
       }
       const crashFsck = run('e2fsck', ['-fn', crashImg]);
       expect(crashFsck.code, crashFsck.out).toBe(0);
-      console.log(`ext4 over NBD: frozen point ${frozen} (${frozenTree.size} files) equal on the replica; promoted at point ${promoted.point} after kill -9, fsck clean`);
+      console.log(`ext4 over NBD: frozen point ${frozen} (${frozenTree.size} files) equal on the replica; promoted at point ${promoted.point} after kill -9, fsck clean, SQLite intact with ${bank!.transfers} transfers`);
       expect(await stopGracefully(siteB.process)).toBe(0);
       siteB = null;
     } finally {
