@@ -59,6 +59,8 @@ export interface SessionContext {
    * upgrade headers included), for charging caps in wire bytes (wireRatio); absent: payload.
    */
   readonly wireBytes?: () => number | undefined;
+  /** The link's wire bytes per payload byte as its last connection measured it (kept across reconnects); the session updates it. */
+  readonly wireRatio?: { value: number };
   readonly meter: ThroughputMeter;
   readonly onAcked: (n: number, shipped: ShippedSnapshot | undefined) => void;
   readonly onReady: () => void;
@@ -119,12 +121,15 @@ export class SourceSession {
   /** Block payload bytes sent on this connection (resends included). */
   payloadSent = 0;
   /**
-   * Socket bytes per payload byte, measured (measureWireRatio): caps limit what the link
-   * carries, so a send is charged its payload times this. Compressible data on a compressed
-   * link then goes as fast as the cap allows on the wire; charged in payload bytes, a cap of
-   * 512 KiB/s carried text at 114 KiB/s of wire bytes (replication.test.ts).
+   * Socket bytes per payload byte, measured (measureWireRatio) and kept by the link across
+   * reconnects (1 without one): caps limit what the link carries, so a send is charged its
+   * payload times this. Compressible data on a compressed link then goes as fast as the cap
+   * allows on the wire; charged in payload bytes, a cap of 512 KiB/s carried text at
+   * 114 KiB/s of wire bytes (replication.test.ts).
    */
-  private wireRatio = 1;
+  private get wireRatio(): number {
+    return this.ctx.wireRatio?.value ?? 1;
+  }
   private ratioMark: { payload: number; wire: number; sums: { payload: number; wire: number } } | null = null;
 
   /**
@@ -144,7 +149,7 @@ export class SourceSession {
     const payload = this.payloadSent - mark.payload;
     if (payload < WIRE_RATIO_SAMPLE_BYTES) return;
     const sums = { payload: mark.sums.payload / 2 + payload, wire: mark.sums.wire / 2 + (wire - mark.wire) };
-    this.wireRatio = Math.min(WIRE_RATIO_MAX, Math.max(WIRE_RATIO_MIN, sums.wire / sums.payload));
+    if (this.ctx.wireRatio) this.ctx.wireRatio.value = Math.min(WIRE_RATIO_MAX, Math.max(WIRE_RATIO_MIN, sums.wire / sums.payload));
     this.ratioMark = { payload: this.payloadSent, wire, sums };
   }
 

@@ -132,6 +132,8 @@ class Source implements SourceLink {
   private readonly bucket: TokenBucket;
   private readonly limits: RateLimits;
   private readonly meter = new ThroughputMeter();
+  /** Wire bytes per payload byte, measured by the sessions (SourceSession.measureWireRatio) and kept across reconnects. */
+  private readonly wireRatio = { value: 1 };
   private session: SourceSession | null = null;
   private state: SinkStatus['state'] = 'connecting';
   private lastError: string | null = null;
@@ -180,6 +182,7 @@ class Source implements SourceLink {
         windowBytes: o.windowBytes ?? DEFAULT_WINDOW_BYTES,
         bucket: this.limits,
         wireBytes: () => this.socket?.bytesWritten,
+        wireRatio: this.wireRatio,
         meter: this.meter,
         onReady: () => {
           this.state = 'connected';
