@@ -165,7 +165,9 @@ describe.skipIf([disk, replicaDisk, commitDisk, restartDisk, restartReplicaDisk]
     await client.close();
     expect(await stopGracefully(siteA.process)).toBe(0);
     fillDisk(replicaDisk!);
-    const refused = await runCli(['promote', 'vol', '--force', '-c', b]);
+    const refused = await runCli(['promote', 'vol', '--force', '-c', b]).catch((err: Error) => {
+      throw new Error(`${err.message}\nsite-b log: ${siteB.log().slice(-4000)}`);
+    });
     expect(refused.code, refused.stdout).not.toBe(0);
     expect(refused.stderr).toContain('VOLUME_NO_SPACE');
     expect((await status(b))!.volumes[0].role).toBe('replica');

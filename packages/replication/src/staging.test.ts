@@ -156,4 +156,26 @@ describe('staging on a full disk', () => {
       await s.close();
     }
   });
+
+  it('a journal that cannot be written does not leave staging shut: later batches and close() go on', async (ctx) => {
+    const disk = smallDisk('8m');
+    if (disk === null) return ctx.skip();
+    const s = await Staging.open(join(disk, 'st'), BS);
+    await s.stage(1, blocks(0, [randomBlock(BS, 1), randomBlock(BS, 2)]));
+    fillDisk(disk);
+    let refused: unknown;
+    await s.writeJournal({ n: 1, scheduledAt: 1000, closedAt: 1000, lastSeq: 2 }).catch((err: unknown) => (refused = err));
+    expect(isHeadstartError(refused, 'VOLUME_NO_SPACE'), String(refused)).toBe(true);
+    expect(s.journal()).toBeNull();
+    // Before: writeJournal shut the gate that holds staging writes until the commit ends,
+    // and nothing opened it again. Every later batch waited for good, and so did close()
+    // (a promotion's detach of the volume hung on it: test/node/disk-full.test.ts in CI).
+    const later = s.stage(2, blocks(10, [randomBlock(BS, 3)])).then(() => 'staged', (err: unknown) => (isHeadstartError(err) ? err.code : String(err)));
+    const outcome = await Promise.race([later, new Promise((r) => setTimeout(() => r('still waiting after 5 s'), 5000))]);
+    expect(outcome).toBe('VOLUME_NO_SPACE');
+    await rm(join(disk, 'filler'));
+    await s.stage(2, blocks(10, [randomBlock(BS, 3)]));
+    expect(s.staged(2)!.hashes.size).toBe(1);
+    await s.close();
+  }, 30_000);
 });

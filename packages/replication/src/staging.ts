@@ -484,12 +484,24 @@ export class Staging {
    * until finish(), staging writes wait. */
   async writeJournal(point: SnapshotPoint): Promise<void> {
     if (!this.gate) this.gate = new Promise((r) => (this.openGate = r));
-    await Promise.all([...this.running].map((r) => r.catch(() => undefined)));
-    await this.syncAll();
-    this.mark();
-    this.space.forMetadata(`journaling the commit of point ${point.n}`);
-    await this.meta.put('journal', { point: { n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, lastSeq: point.lastSeq } });
-    await this.syncAll();
+    try {
+      await Promise.all([...this.running].map((r) => r.catch(() => undefined)));
+      await this.syncAll();
+      this.mark();
+      this.space.forMetadata(`journaling the commit of point ${point.n}`);
+      await this.meta.put('journal', { point: { n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, lastSeq: point.lastSeq } });
+      await this.syncAll();
+    } catch (err) {
+      // No journal, no commit to finish: open the gate again, or every later batch, and
+      // close(), would wait for a finish() that never comes (a full disk refused the journal:
+      // a promotion hung on it). A journal that was written stays, gate shut, for the redo.
+      if (this.journal() === null) {
+        this.gate = null;
+        this.openGate?.();
+        this.openGate = null;
+      }
+      throw err;
+    }
   }
 
   /**
