@@ -178,4 +178,24 @@ describe('staging on a full disk', () => {
     expect(s.staged(2)!.hashes.size).toBe(1);
     await s.close();
   }, 30_000);
+
+  it('close() does not wait for batches held by the gate of a commit that stopped half-way; the journal stays for the redo', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-staging-gate-'));
+    try {
+      const s = await Staging.open(join(dir, 'st'), BS);
+      await s.stage(1, blocks(0, [randomBlock(BS, 1)]));
+      await s.writeJournal({ n: 1, scheduledAt: 1000, closedAt: 1000, lastSeq: 1 });
+      // The commit's image writes stop here (a full disk); the session staged point 2 meanwhile.
+      const held = s.stage(2, blocks(5, [randomBlock(BS, 2)])).then(() => 'staged', (err: unknown) => (isHeadstartError(err) ? err.code : String(err)));
+      const closed = s.close().then(() => 'closed');
+      expect(await Promise.race([closed, new Promise((r) => setTimeout(() => r('close still waiting after 5 s'), 5000))])).toBe('closed');
+      expect(await held).toBe('REPL_STOPPED');
+      const again = await Staging.open(join(dir, 'st'), BS);
+      expect(again.journal()?.point.n).toBe(1);
+      expect(again.staged(2)).toBeUndefined();
+      await again.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 30_000);
 });

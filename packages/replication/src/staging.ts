@@ -143,6 +143,8 @@ export class Staging {
   /** Set while a commit is live: staging writes wait for it (see the header). */
   private gate: Promise<void> | null = null;
   private openGate: (() => void) | null = null;
+  /** close() has begun: batches still waiting at the gate give up instead of writing. */
+  private closing = false;
   private gen = 0;
   private readonly files = new Map<number, StageFile>();
   private readonly opening = new Map<number, Promise<StageFile>>();
@@ -367,6 +369,7 @@ export class Staging {
     const write = async () => {
       if (before.length > 0) await Promise.all(before);
       while (this.gate) await this.gate;
+      if (this.closing) throw new HeadstartError('REPL_STOPPED', `staging closed before point ${n}'s batch could be written`);
       const run = this.writeRecords(n, records);
       this.running.add(run);
       try {
@@ -607,6 +610,16 @@ export class Staging {
   }
 
   async close(): Promise<void> {
+    // Batches waiting at a live journal's gate (its commit stopped half-way) would wait for a
+    // finish() that this process will not do: they give up (the source sends them again),
+    // and the journal stays for the next open's redo.
+    this.closing = true;
+    if (this.gate) {
+      const open = this.openGate;
+      this.gate = null;
+      this.openGate = null;
+      open?.();
+    }
     await this.settled();
     await this.syncAll().catch(() => undefined);
     for (const f of this.files.values()) {
