@@ -299,11 +299,11 @@ export class ReplicaTarget implements GroupMember {
       this.redoTimer = null;
       const j = this.staging.journal();
       if (this.closing || j === null) return;
-      // A session is connected: its source sends the point again (resume() would race a
-      // redo over staging); look again later, in case it goes away without doing so.
-      if (this.active !== null) return this.scheduleRedo();
-      const run = this.commitChain.catch(() => undefined).then(async () => {
+      const before = this.commitChain;
+      const run = before.catch(() => undefined).then(async () => {
         if (this.closing || this.staging.journal() === null) return false;
+        // A session is connected: its source sends the point again (and its resume() would
+        // race a redo over staging); look again later, in case it goes away without doing so.
         if (this.active !== null) {
           this.scheduleRedo();
           return false;
@@ -311,8 +311,10 @@ export class ReplicaTarget implements GroupMember {
         await this.recover();
         return true;
       });
-      this.commitChain = run.then(() => undefined);
-      this.commitChain.catch(() => undefined); // handled below; a commit queued behind still sees it
+      // Not redone: the chain keeps the outcome it had (a failed commit still fails the ones
+      // queued behind it); redone: it goes on; failed: it fails them, as a commit's own would.
+      this.commitChain = run.then((done) => (done ? undefined : before));
+      this.commitChain.catch(() => undefined); // handled below and by whoever queues behind
       run.then(
         (done) => {
           if (!done) return;

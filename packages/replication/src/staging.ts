@@ -473,6 +473,14 @@ export class Staging {
     }
   }
 
+  /** Opens the commit gate (see the header): the batches waiting at it go on. */
+  private releaseGate(): void {
+    const open = this.openGate;
+    this.gate = null;
+    this.openGate = null;
+    open?.();
+  }
+
   /** Every stage() so far is written (or failed). */
   async settled(): Promise<void> {
     await Promise.all([...this.pending].map((p) => p.done));
@@ -498,11 +506,7 @@ export class Staging {
       // No journal, no commit to finish: open the gate again, or every later batch, and
       // close(), would wait for a finish() that never comes (a full disk refused the journal:
       // a promotion hung on it). A journal that was written stays, gate shut, for the redo.
-      if (this.journal() === null) {
-        this.gate = null;
-        this.openGate?.();
-        this.openGate = null;
-      }
+      if (this.journal() === null) this.releaseGate();
       throw err;
     }
   }
@@ -519,9 +523,7 @@ export class Staging {
       await this.meta.remove('journal');
       await this.syncAll();
     } finally {
-      this.gate = null;
-      this.openGate?.();
-      this.openGate = null;
+      this.releaseGate();
     }
   }
 
@@ -587,9 +589,7 @@ export class Staging {
       await this.syncAll();
       await this.dropFile(n);
     } finally {
-      this.gate = null;
-      this.openGate?.();
-      this.openGate = null;
+      this.releaseGate();
     }
   }
 
@@ -614,12 +614,7 @@ export class Staging {
     // finish() that this process will not do: they give up (the source sends them again),
     // and the journal stays for the next open's redo.
     this.closing = true;
-    if (this.gate) {
-      const open = this.openGate;
-      this.gate = null;
-      this.openGate = null;
-      open?.();
-    }
+    this.releaseGate();
     await this.settled();
     await this.syncAll().catch(() => undefined);
     for (const f of this.files.values()) {
