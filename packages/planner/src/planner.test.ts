@@ -144,10 +144,11 @@ describe('the resend allowance', () => {
     // Ten regions of 256 dirty blocks, all alike: ranked equal, region 0's come first. The
     // allowance buys fewer blocks than one region holds. Uncapped, it all goes on region 0
     // (one group rewrite there would cost all of it); capped, region 0 takes at most twice
-    // its tenth of the dirty blocks, and the rest goes to other regions.
+    // its tenth of the dirty blocks, and the rest goes to other regions. (All are written in
+    // the same second: the cohort cap is lifted, or it would spread them alone.)
     const REGION = MiB / BS;
     const sentPerRegion = (regionShare?: number) => {
-      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 1000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.01, pace: false, adaptBudget: false, regionShare });
+      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 1000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.01, pace: false, adaptBudget: false, regionShare, cohortShare: 1 });
       // First teach the model that blocks are rewritten a few hundred seconds on.
       for (let k = 0; k < 4; k++) for (let b = 0; b < 2 * REGION; b++) p.onWrite({ time: k * 200 + b / 1000, offset: (30 * REGION + b) * BS, length: BS });
       p.onClose(1, 1000, 3000);
@@ -167,6 +168,33 @@ describe('the resend allowance', () => {
     expect(capped.filter((c) => c > 0).length).toBeGreaterThanOrEqual(5);
     // Spread, not cut: about as many blocks go.
     expect(capped.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(0.9 * total);
+  });
+
+  it('spreads over cohorts, blocks written in the same second, even within one region', () => {
+    // Ten cohorts of 100 blocks, each written at its own second, all in one region (its cap
+    // lifted). The oldest cohort is the cheapest and ranks first; the allowance buys fewer
+    // blocks than one cohort holds. Uncapped, it all goes on that cohort (one group rewrite
+    // would cost all of it); capped, no cohort takes more than a tenth of the allowance.
+    const sentPerCohort = (cohortShare?: number) => {
+      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 1000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.01, pace: false, adaptBudget: false, regionShare: 1, cohortShare });
+      for (let k = 0; k < 4; k++) for (let b = 0; b < 512; b++) p.onWrite({ time: k * 200 + b / 1000, offset: (4096 + b) * BS, length: BS });
+      p.onClose(1, 1000, 3000);
+      for (let c = 0; c < 10; c++) writeBlocks(p, 1000 + c, range(c * 100, 100));
+      const counts = new Array<number>(10).fill(0);
+      for (const { n, block } of p.next(1100, 1e9)) if (n === 2) counts[Math.floor(block / 100)]++;
+      return counts;
+    };
+    const uncapped = sentPerCohort(1);
+    const total = uncapped.reduce((a, b) => a + b, 0);
+    expect(total).toBeGreaterThan(10);
+    expect(total).toBeLessThan(100);
+    expect(Math.max(...uncapped)).toBe(total);
+    const capped = sentPerCohort();
+    const cappedTotal = capped.reduce((a, b) => a + b, 0);
+    // Prices differ a little by age: a tenth of the allowance buys about a tenth of the blocks.
+    expect(Math.max(...capped)).toBeLessThanOrEqual(Math.ceil(0.15 * cappedTotal));
+    expect(capped.filter((c) => c > 0).length).toBeGreaterThanOrEqual(5);
+    expect(cappedTotal).toBeGreaterThanOrEqual(0.8 * total);
   });
 });
 

@@ -79,6 +79,11 @@ export interface PlannerOptions {
    */
   readonly regionShare?: number;
   /**
+   * Most of the resend allowance one cohort (blocks last written in the same second) may
+   * take (see COHORT_ALLOWANCE_SHARE); 1 lifts the cap.
+   */
+  readonly cohortShare?: number;
+  /**
    * Most the allowance grows by once the snapshot is late (see DEFAULT_LATE_BOOST); 1 turns
    * the growth off.
    */

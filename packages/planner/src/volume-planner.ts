@@ -21,6 +21,8 @@ interface ClosedRemainder {
 }
 
 const PACK = 2 ** 26;
+/** What one entry of a Map of numbers costs V8, about: cohorts are at most one per second of the interval. */
+const COHORT_ENTRY_BYTES = 64;
 
 function bad(message: string): never {
   throw new HeadstartError('PLANNER_BAD_INPUT', message);
@@ -64,6 +66,12 @@ export class VolumePlanner {
   /** Whether the allowance held a block back in the open snapshot. */
   private allowanceBound = false;
   private readonly pace: boolean;
+  private readonly cohortShare: number;
+  /**
+   * The allowance the open snapshot's pre-sends bet per cohort (blocks last written in the
+   * same COHORT_SECONDS), at their price when sent, like regionSpent.
+   */
+  private readonly cohortSpent = new Map<number, number>();
   /** TS when the start rule first fired for the open snapshot (pacing), or null. */
   private firedTS: number | null = null;
   private readonly future: OracleFuture | undefined;
@@ -157,6 +165,7 @@ export class VolumePlanner {
     this.calibrate = options.calibrate ?? false;
     this.adapt = options.adaptBudget ?? true;
     this.pace = options.pace ?? true;
+    this.cohortShare = option('cohortShare', options.cohortShare, C.COHORT_ALLOWANCE_SHARE, (v) => v > 0 && v <= 1);
     this.lateBoost = option('lateBoost', options.lateBoost, C.DEFAULT_LATE_BOOST, (v) => v >= 1);
     this.lateFloor = option('lateFloor', options.lateFloor, C.DEFAULT_LATE_FLOOR, (v) => v >= 0 && v < 1);
     this.freeLead = option('freeLead', options.freeLead, C.DEFAULT_FREE_LEAD, (v) => v >= 1);
@@ -451,6 +460,7 @@ export class VolumePlanner {
     this.planAt = -Infinity;
     this.unsent = this.present = this.collided = this.spent = this.charged = this.freeCollided = 0;
     this.allowanceBound = false;
+    this.cohortSpent.clear();
     this.firedTS = null;
     this.open = n + 1;
     this.openedAt = time;
@@ -618,6 +628,16 @@ export class VolumePlanner {
         break;
       }
       const free = p < this.pFree && freeOpen;
+      // Its cohort's cap (COHORT_ALLOWANCE_SHARE): blocks written together are rewritten
+      // together. Held back, the allowance did bind: the gain may grow, widening every
+      // cohort's share.
+      const cohort = free || this.cohortShare >= 1 ? null : Math.floor(tb.last[i] / C.COHORT_SECONDS);
+      const cohortSpent = cohort === null ? 0 : (this.cohortSpent.get(cohort) ?? 0);
+      if (cohort !== null && cohortSpent + cost > this.cohortShare * this.fullAllowance) {
+        if (fired) this.allowanceBound = true;
+        this.planPos++;
+        continue;
+      }
       if (!free && this.regionShare < 1) {
         // Its region's cap on the allowance (REGION_ALLOWANCE_SHARE): skip it, not stop,
         // so that blocks of other regions still go.
@@ -629,6 +649,7 @@ export class VolumePlanner {
         }
         this.regionSpent[r] += cost;
       }
+      if (cohort !== null) this.cohortSpent.set(cohort, cohortSpent + cost);
       this.planPos++;
       this.markSent(i, b, out, free ? FREE_SENT : SENT);
       this.spent += cost;
@@ -777,6 +798,6 @@ export class VolumePlanner {
   get memoryBytes(): number {
     let closed = 0;
     for (const c of this.closed) closed += c.keys.byteLength;
-    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed;
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed + COHORT_ENTRY_BYTES * this.cohortSpent.size;
   }
 }
