@@ -11,7 +11,9 @@ import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../apps/cli/src/main';
+import { createArchiveSink, listPoints, openDirectoryStore, protectPoint } from '@headstart/archive';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
+import { createVolume } from '@headstart/volume';
 import { callAdmin, loadConfig, type NodeStatus, type SinkView } from '@headstart/node';
 import { freePort, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
@@ -109,6 +111,41 @@ describe('headstart archive --help', () => {
       expect(text).toContain(`Usage: headstart ${cmd.join(' ')}`);
       if (cmd.length > 1) expect(text).toContain('--json');
     }
+  });
+});
+
+describe('headstart archive prune: a consistency group', () => {
+  it('keeps the same times in each of its volumes: a time one protects stays in the other', async () => {
+    const dir = tempDir('headstart-archive-group-');
+    const config = join(dir, 'headstart.yaml');
+    const volume = (name: string) => [`  - name: ${name}`, `    size: ${MiB}`, '    group: app', '    schedule: { cron: "0 0 29 2 *" }', '    archive:', '      store: "dir:./archive"', '      retention: { keepLast: 1 }'];
+    await writeFile(config, ['node: { name: site-a, dataDir: ./data }', 'volumes:', ...volume('wal'), ...volume('db'), ''].join('\n'));
+    // Both volumes' points, archived at the same scheduled times (as the group's node closes them).
+    const store = await openDirectoryStore({ path: join(dir, 'archive') });
+    const T = (Math.floor(Date.now() / 86_400_000) + 1) * 86_400_000;
+    for (const name of ['wal', 'db']) {
+      const v = await createVolume(join(dir, 'vols', name), { id: name, name, size: MiB, blockSize: 4096 });
+      const sink = await createArchiveSink({ store, source: v });
+      await sink.catchUp(v);
+      for (let k = 1; k <= 3; k++) {
+        await v.write(k * 4096, Buffer.alloc(4096, k));
+        await v.closeSnapshot({ scheduledAt: T + k * 1000 });
+        await sink.catchUp(v);
+      }
+      await v.shutdown();
+    }
+    const at = async (id: string, t: number) => (await listPoints({ store, volumeId: id })).find((p) => p.scheduledAt === t)!.n;
+    await protectPoint({ store, volumeId: 'db', n: await at('db', T + 1000) });
+    const r = await inProcess(['archive', 'prune', '--json', '-c', config]);
+    expect(r.code, r.stderr).toBe(0);
+    const pruned = JSON.parse(r.stdout) as { volumes: { volume: string; kept: { n: number; reasons: string[] }[] }[] };
+    const wal = pruned.volumes.find((v) => v.volume === 'wal')!;
+    expect(wal.kept).toEqual([
+      { n: await at('wal', T + 1000), reasons: ['protected'] },
+      { n: await at('wal', T + 3000), reasons: ['newest', 'last'] },
+    ]);
+    for (const id of ['wal', 'db']) expect((await listPoints({ store, volumeId: id })).map((p) => p.scheduledAt - T)).toEqual([1000, 3000]);
+    await store.close();
   });
 });
 

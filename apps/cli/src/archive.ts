@@ -33,6 +33,8 @@ interface Target {
   readonly volumeId: string;
   readonly store: ObjectStore;
   readonly retention: RetentionPolicy | undefined;
+  /** The other volumes of its consistency group (from the configuration): retention plans them together. */
+  readonly group: readonly string[];
 }
 
 const MiB = 1 << 20;
@@ -67,7 +69,7 @@ async function targets(o: Where): Promise<{ list: Target[]; close: () => Promise
     if (o.store !== undefined) {
       const store = await open(o.store);
       const ids = o.volume !== undefined ? [o.volume] : await listVolumes({ store });
-      return { list: ids.map((volumeId) => ({ volumeId, store, retention: undefined })), close };
+      return { list: ids.map((volumeId) => ({ volumeId, store, retention: undefined, group: [] })), close };
     }
     const { loadConfig } = await nodeLib();
     const config = await loadConfig(o.config);
@@ -78,7 +80,10 @@ async function targets(o: Where): Promise<{ list: Target[]; close: () => Promise
     }
     if (archived.length === 0) throw new HeadstartError('ARCHIVE_CONFIG', `no volume in ${o.config} has an archive: block; give --store URL`);
     const list: Target[] = [];
-    for (const v of archived) list.push({ volumeId: v.name, store: await open(v.archive!.store), retention: v.archive!.retention });
+    for (const v of archived) {
+      const group = v.group === undefined ? [] : config.volumes.filter((x) => x.group === v.group && x.name !== v.name).map((x) => x.name);
+      list.push({ volumeId: v.name, store: await open(v.archive!.store), retention: v.archive!.retention, group });
+    }
     return { list, close };
   } catch (err) {
     await close();
@@ -183,7 +188,7 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
       );
     });
 
-  where(cmd.command('prune').description('Apply retention: delete points the policy does not keep, and objects no kept point needs'))
+  where(cmd.command('prune').description('Apply retention: delete points the policy does not keep, and objects no kept point needs (a configured consistency group: the same times in all its volumes)'))
     .option('--dry-run', 'only show what would be deleted')
     .option('--daily <n>', 'keep the newest point of each of the last N days', countArg)
     .option('--weekly <n>', 'keep the newest point of each of the last N weeks', countArg)
@@ -207,7 +212,7 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
           // Flags override the configured retention key by key.
           const policy = { ...t.retention, ...flags };
           if (Object.keys(policy).length === 0) throw new HeadstartError('ARCHIVE_CONFIG', `archive prune: no retention for ${t.volumeId}; give --daily/--weekly/--monthly/--keep-last/--max-bytes or configure archive.retention`);
-          res.push({ volume: t.volumeId, policy, ...(await prune({ store: t.store, volumeId: t.volumeId, policy, dryRun: o.dryRun === true })) });
+          res.push({ volume: t.volumeId, policy, ...(await prune({ store: t.store, volumeId: t.volumeId, policy, group: t.group, dryRun: o.dryRun === true })) });
         }
         return res;
       });

@@ -12,6 +12,6 @@ export { withRetry, type RetryOptions } from './retry';
 export { ArchiveSink, createArchiveSink, type ArchiveSinkOptions, type ArchiveResult } from './sink';
 export type { ArchiveSource, ArchiveSinkSource } from './source';
 export { restorePoint, restoreToDevice, restoreToNewVolume, type RestoreOptions, type RestoreProgress, type RestoreResult } from './restore';
-export { prune, planRetention, type PruneOptions, type PruneReport, type RetentionPolicy, type RetentionPlan, type RetentionInput, type KeepReason } from './retention';
+export { prune, planRetention, planGroupRetention, type PruneOptions, type PruneReport, type RetentionPolicy, type RetentionPlan, type RetentionInput, type KeepReason } from './retention';
 export { listPoints, listVolumes, protectPoint, verifyArchive, type PointInfo, type VerifyReport, type VerifyProblem } from './points';
 export { DEFAULT_CHUNK_BYTES, DEFAULT_MAX_CHAIN, DEFAULT_CONCURRENCY, DEFAULT_SINK_NAME } from './constants';

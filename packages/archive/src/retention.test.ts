@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { manifestKey, objectKey } from './layout';
 import { listPoints, protectPoint, verifyArchive } from './points';
 import { restorePoint } from './restore';
-import { planRetention, prune, type RetentionInput } from './retention';
+import { planGroupRetention, planRetention, prune, type RetentionInput } from './retention';
 import { createArchiveSink } from './sink';
 import { openDirectoryStore } from './store/directory';
 import { newVolume, rng, TempDirs } from './testing/fixture';
@@ -89,6 +89,49 @@ describe('planRetention', () => {
   });
 });
 
+describe('planGroupRetention', () => {
+  /** A member's points on the given days (one a day from T0), each object `size` bytes. */
+  const member = (days: number[], size: number, prot: number[] = []): RetentionInput[] =>
+    days.map((d, n) => ({ n, time: T0 + d * DAY, protected: prot.includes(d), objects: new Map([[`o${n}`, size]]) }));
+  const keptDays = (pts: RetentionInput[], keep: ReadonlyMap<number, unknown>) => pts.filter((p) => keep.has(p.n)).map((p) => Math.round((p.time - T0) / DAY));
+  const days = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+  it('keeps the same times in every member: a time one protects, the byte cap, points ahead of the others', () => {
+    // a's day 3 is protected; b's points are ten times a's; a has uploaded day 20, b not yet.
+    const a = member(days(0, 20), 100, [3]);
+    const b = member(days(0, 19), 1000);
+    const policy = { daily: 15, maxBytes: 8000 };
+    // Alone, b would drop day 3 (a's protection is a's) and cap itself harder than a.
+    expect(keptDays(b, planRetention(b, policy).keep)).not.toContain(3);
+    const plans = planGroupRetention(new Map([['a', a], ['b', b]]), policy);
+    const ka = keptDays(a, plans.get('a')!.keep);
+    const kb = keptDays(b, plans.get('b')!.keep);
+    expect(kb).toContain(3);
+    expect(ka.filter((d) => d !== 20)).toEqual(kb);
+    expect(plans.get('a')!.keep.get(20)).toEqual(['newest', 'ahead']);
+    // The cap is each member's: the two together within twice it, common times only.
+    expect(plans.get('a')!.keptBytes + plans.get('b')!.keptBytes - 100).toBeLessThanOrEqual(2 * policy.maxBytes);
+    expect(kb.length).toBeLessThan(15);
+    expect(plans.get('b')!.drop.length + plans.get('b')!.keep.size).toBe(b.length);
+  });
+
+  it('a volume that joined the group later does not void its older history', () => {
+    const a = member(days(0, 19), 100);
+    const c = member(days(10, 19), 100);
+    const plans = planGroupRetention(new Map([['a', a], ['c', c]]), { daily: 30 });
+    expect(keptDays(a, plans.get('a')!.keep)).toEqual(days(0, 19));
+    expect(keptDays(c, plans.get('c')!.keep)).toEqual(days(10, 19));
+  });
+
+  it('drops a time that a member lacks, since the group cannot be restored at it', () => {
+    const a = member(days(0, 9), 100);
+    const b = member([0, 1, 2, 3, 4, 6, 7, 8, 9], 100);
+    const plans = planGroupRetention(new Map([['a', a], ['b', b]]), { daily: 30 });
+    expect(plans.get('a')!.drop).toEqual([5]);
+    expect(keptDays(b, plans.get('b')!.keep)).toEqual([0, 1, 2, 3, 4, 6, 7, 8, 9]);
+  });
+});
+
 describe('prune on a real archive', () => {
   const dirs = new TempDirs();
   afterEach(() => dirs.cleanup());
@@ -149,5 +192,46 @@ describe('prune on a real archive', () => {
     await restorePoint({ store, volumeId: v.info.id, n: p.n, path: join(path, 'last') });
     expect((await readFile(join(path, 'last'))).equals(await v.read(0, v.size))).toBe(true);
     await v.shutdown();
+  });
+
+  it('prunes a consistency group to common times: a point one volume protects stays in the other, and restores', async () => {
+    const BS = 4096;
+    const CHUNK = 8 * BS;
+    const path = await dirs.make();
+    const store = await openDirectoryStore({ path });
+    const vols = [await newVolume(dirs, 4 * CHUNK, BS), await newVolume(dirs, 4 * CHUNK, BS)];
+    const sinks = await Promise.all(vols.map((v) => createArchiveSink({ store, source: v, chunkBytes: CHUNK })));
+    const images = vols.map(() => new Map<number, Buffer>());
+    for (let i = 0; i < 2; i++) await sinks[i].catchUp(vols[i]);
+    // Six points a day apart, closed at the same scheduled times in both (as a group closes
+    // them), after point 0 (each volume's own, scheduled when it was made).
+    const T1 = (Math.floor(Date.now() / DAY) + 1) * DAY;
+    for (let d = 1; d <= 6; d++) {
+      for (let i = 0; i < 2; i++) {
+        await vols[i].write(((d * 3 + i) % 32) * BS, Buffer.alloc(BS, d * 16 + i));
+        const p = await vols[i].closeSnapshot({ scheduledAt: T1 + d * DAY });
+        images[i].set(p.n, await vols[i].read(0, vols[i].size));
+        await sinks[i].catchUp(vols[i]);
+      }
+    }
+    const [a, b] = vols.map((v) => v.info.id);
+    const pointAt = async (id: string, d: number) => (await listPoints({ store, volumeId: id })).find((p) => p.scheduledAt === T1 + d * DAY)!.n;
+    await protectPoint({ store, volumeId: b, n: await pointAt(b, 2) });
+    // Alone, a would let day 2 go: b's protection is b's.
+    const alone = await prune({ store, volumeId: a, policy: { daily: 2 }, dryRun: true });
+    expect(alone.deletedPoints).toContain(await pointAt(a, 2));
+    const na2 = await pointAt(a, 2);
+    const grouped = await prune({ store, volumeId: a, policy: { daily: 2 }, group: [b] });
+    expect(grouped.kept.map((k) => k.n)).toEqual([na2, await pointAt(a, 5), await pointAt(a, 6)]);
+    await prune({ store, volumeId: b, policy: { daily: 2 }, group: [a] });
+    for (const id of [a, b]) expect((await listPoints({ store, volumeId: id })).map((p) => (p.scheduledAt - T1) / DAY)).toEqual([2, 5, 6]);
+    // The group restores at day 2: both volumes, each equal to what it held then.
+    for (let i = 0; i < 2; i++) {
+      const n = await pointAt(vols[i].info.id, 2);
+      const out = join(path, `g${i}`);
+      await restorePoint({ store, volumeId: vols[i].info.id, n, path: out });
+      expect((await readFile(out)).equals(images[i].get(n)!), `volume ${i} day 2`).toBe(true);
+    }
+    for (const v of vols) await v.shutdown();
   });
 });

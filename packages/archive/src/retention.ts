@@ -9,6 +9,10 @@
  * drops kept points, least valuable first (kept only as a daily before a weekly before a
  * monthly; oldest first within a tier), until the objects the kept points need fit.
  *
+ * A consistency group's volumes are planned together (`planGroupRetention`): the calendar,
+ * keepLast and the byte cap pick the group's common times, so a kept time is there for every
+ * member and the group can be restored as one; each member deletes only its own points.
+ *
  * Deletion never removes an object a kept point needs: an object goes only if no kept
  * manifest names it. Manifests go first, then their objects, so a crash mid-prune leaves
  * at worst unreferenced objects, which the next prune sweeps (with stale markers).
@@ -44,7 +48,8 @@ export interface RetentionInput {
   readonly objects: ReadonlyMap<string, number>;
 }
 
-export type KeepReason = 'newest' | 'protected' | 'last' | 'daily' | 'weekly' | 'monthly';
+/** 'ahead': a group member's point newer than the group's newest common time (the others are still uploading it). */
+export type KeepReason = 'newest' | 'protected' | 'last' | 'daily' | 'weekly' | 'monthly' | 'ahead';
 
 export interface RetentionPlan {
   /** Kept points, ascending, with why. */
@@ -111,7 +116,7 @@ export function planRetention(points: readonly RetentionInput[], policy: Retenti
   let keptBytes = bytesOf(keep.keys());
   let capExceeded = false;
   if (policy.maxBytes !== undefined) {
-    const tier = (reasons: readonly KeepReason[]) => Math.max(...reasons.map((r) => ({ newest: 9, protected: 9, monthly: 3, weekly: 2, daily: 1, last: 0 })[r]));
+    const tier = (reasons: readonly KeepReason[]) => Math.max(...reasons.map((r) => ({ newest: 9, protected: 9, ahead: 9, monthly: 3, weekly: 2, daily: 1, last: 0 })[r]));
     while (keptBytes > policy.maxBytes) {
       const candidates = [...keep].filter(([, r]) => !r.includes('newest') && !r.includes('protected'));
       if (candidates.length === 0) {
@@ -127,10 +132,75 @@ export function planRetention(points: readonly RetentionInput[], policy: Retenti
   return { keep: new Map([...keep].sort((a, b) => a[0] - b[0])), drop, keptBytes, capExceeded };
 }
 
+/**
+ * Retention for the volumes of one consistency group (their points share scheduled times),
+ * one plan per member. Planned alone, each member's byte cap would drop its own points, and
+ * a group restore could find no time that every member still has.
+ *
+ * A time is common once every member that has archived anything as old holds a point at it
+ * (a volume added to the group later does not void the group's older history). The policy
+ * is applied to the common times as if they were one volume's points: protected if any
+ * member protected it, and the byte cap, which is each volume's, caps the members' objects
+ * together at the sum of their caps. Each member keeps its points at
+ * the kept common times, its own newest and protected points, and every point newer than
+ * the newest common time ('ahead': the other members have not uploaded that time yet).
+ * Its points at older times that are not common (restorable only alone) go.
+ */
+export function planGroupRetention(members: ReadonlyMap<string, readonly RetentionInput[]>, policy: RetentionPolicy): Map<string, RetentionPlan> {
+  const oldest = new Map<string, number>();
+  const byTime = new Map<number, Map<string, RetentionInput>>();
+  for (const [id, pts] of members) {
+    oldest.set(id, pts.length === 0 ? Infinity : Math.min(...pts.map((p) => p.time)));
+    for (const p of pts) {
+      const at = byTime.get(p.time) ?? new Map<string, RetentionInput>();
+      at.set(id, p);
+      byTime.set(p.time, at);
+    }
+  }
+  const common = [...byTime.keys()].sort((a, b) => a - b).filter((t) => [...members.keys()].every((id) => oldest.get(id)! > t || byTime.get(t)!.has(id)));
+  const joint = planRetention(
+    common.map((t, i) => {
+      const objects = new Map<string, number>();
+      let prot = false;
+      for (const [id, p] of byTime.get(t)!) {
+        prot ||= p.protected;
+        for (const [k, size] of p.objects) objects.set(`${id}\0${k}`, size);
+      }
+      return { n: i, time: t, protected: prot, objects };
+    }),
+    policy.maxBytes === undefined ? policy : { ...policy, maxBytes: policy.maxBytes * members.size },
+  );
+  const keptAt = new Map(common.map((t, i) => [t, joint.keep.get(i)] as const).filter((e): e is [number, readonly KeepReason[]] => e[1] !== undefined));
+  const newestCommon = common.length > 0 ? common[common.length - 1] : -Infinity;
+  const plans = new Map<string, RetentionPlan>();
+  for (const [id, pts] of members) {
+    const sorted = [...pts].sort((a, b) => a.n - b.n);
+    const keep = new Map<number, KeepReason[]>();
+    sorted.forEach((p, i) => {
+      const reasons = new Set<KeepReason>(keptAt.get(p.time) ?? []);
+      if (i === sorted.length - 1) reasons.add('newest');
+      if (p.protected) reasons.add('protected');
+      if (p.time > newestCommon) reasons.add('ahead');
+      if (reasons.size > 0) keep.set(p.n, [...reasons]);
+    });
+    const objects = new Map<string, number>();
+    for (const p of sorted) if (keep.has(p.n)) for (const [k, size] of p.objects) objects.set(k, size);
+    let keptBytes = 0;
+    for (const size of objects.values()) keptBytes += size;
+    plans.set(id, { keep, drop: sorted.filter((p) => !keep.has(p.n)).map((p) => p.n), keptBytes, capExceeded: joint.capExceeded });
+  }
+  return plans;
+}
+
 export interface PruneOptions {
   readonly store: ObjectStore;
   readonly volumeId: string;
   readonly policy: RetentionPolicy;
+  /**
+   * The other volumes of its consistency group, archived in the same store: retention is
+   * planned for the group (planGroupRetention); only this volume's points are deleted.
+   */
+  readonly group?: readonly string[];
   /** Report what would go, delete nothing. */
   readonly dryRun?: boolean;
   readonly concurrency?: number;
@@ -149,11 +219,8 @@ export interface PruneReport {
   readonly capExceeded: boolean;
 }
 
-export async function prune(options: PruneOptions): Promise<PruneReport> {
-  const { store, policy } = options;
-  const vol = checkVolumeId(options.volumeId);
-  const hasher = await loadHasher();
-  const retry = options.retry;
+/** One volume's archived points as retention sees them: scheduled time, protection, the objects each needs. */
+async function retentionInputs(store: ObjectStore, hasher: Awaited<ReturnType<typeof loadHasher>>, vol: string, retry: PruneOptions['retry']) {
   const points = await manifestPoints(store, vol, retry);
   const prot = await protectedPoints(store, vol, retry);
   const manifests = new Map<number, Manifest>();
@@ -164,7 +231,25 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     for (const [c, chain] of m.chunks) for (const e of chain) objects.set(objectKey(vol, c, e), e.size);
     return { n, time: m.point.scheduledAt, protected: prot.has(n), objects };
   });
-  const plan = planRetention(inputs, policy);
+  return { points, prot, manifests, inputs };
+}
+
+export async function prune(options: PruneOptions): Promise<PruneReport> {
+  const { store, policy } = options;
+  const vol = checkVolumeId(options.volumeId);
+  const hasher = await loadHasher();
+  const retry = options.retry;
+  const { points, prot, manifests, inputs } = await retentionInputs(store, hasher, vol, retry);
+  let plan: RetentionPlan;
+  if (options.group === undefined || options.group.length === 0) plan = planRetention(inputs, policy);
+  else {
+    const members = new Map([[vol, inputs]]);
+    for (const other of options.group) {
+      const id = checkVolumeId(other);
+      if (id !== vol) members.set(id, (await retentionInputs(store, hasher, id, retry)).inputs);
+    }
+    plan = planGroupRetention(members, policy).get(vol)!;
+  }
   const needed = new Set<string>();
   for (const p of inputs) if (plan.keep.has(p.n)) for (const k of p.objects.keys()) needed.add(k);
 

@@ -2,7 +2,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { listPoints, openStore } from '@headstart/archive';
+import { listPoints, openStore, protectPoint } from '@headstart/archive';
 import { createVolume, type Volume } from '@headstart/volume';
 import { startArchiver, type ArchivedEvent, type ArchiveConfig, type Archiver } from './archiving';
 import { silentLogger } from './logger';
@@ -56,6 +56,44 @@ describe('the archive sink of a node volume', () => {
     await store.close();
     // The volume released what the archive (its only sink) acknowledged.
     expect(t.volume.snapshots().every((p) => p.n >= ns[2])).toBe(true);
+  });
+
+  it('prunes the volumes of a consistency group together: a time one of them protects stays in both', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-archiving-'));
+    dirs.push(dir);
+    const path = join(dir, 'archive');
+    const names = ['wal', 'db'];
+    const members: { volume: Volume; archiver: Archiver }[] = [];
+    for (const name of names) {
+      const volume = await createVolume(join(dir, name), { id: name, name, size: 1 << 20, blockSize: 4096 });
+      const archiver = await startArchiver(volume, { retention: { keepLast: 2 }, store: { kind: "dir", path } }, silentLogger(), () => {}, names.filter((n) => n !== name));
+      members.push({ volume, archiver });
+      open.push({ volume, archiver });
+    }
+    const t0 = Date.now();
+    const closeAll = async (k: number) => {
+      let n = -1;
+      for (const m of members) {
+        await m.volume.write(k * 4096, Buffer.alloc(4096, k));
+        n = (await m.volume.closeSnapshot({ scheduledAt: t0 + k * 1000 })).n;
+        m.archiver.kick();
+      }
+      const until = Date.now() + 20_000;
+      while (members.some((m) => (m.archiver.view().acked ?? -1) < n || m.archiver.view().busy)) {
+        if (Date.now() > until) throw new Error(`point ${n} not archived by both`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    await closeAll(1);
+    const store = await openStore(path);
+    const times = async (id: string) => (await listPoints({ store, volumeId: id })).map((p) => p.scheduledAt - t0);
+    await protectPoint({ store, volumeId: 'db', n: (await listPoints({ store, volumeId: 'db' })).find((p) => p.scheduledAt === t0 + 1000)!.n });
+    for (let k = 2; k <= 5; k++) await closeAll(k);
+    // keepLast 2 alone would have let wal's point at 1 s go: db protects that time.
+    expect(await times('wal')).toContain(1000);
+    expect(await times('db')).toContain(1000);
+    expect(await times('wal')).not.toContain(2000);
+    await store.close();
   });
 
   it('with `every`, catches up at most that often: points closed meanwhile go up together', async () => {

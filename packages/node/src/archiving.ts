@@ -5,7 +5,8 @@
  * it has not acknowledged, exactly as for a replica. One worker per volume, never more than
  * one run at a time, runs `catchUp` (a full copy of the sink's baseline the first time, then
  * every closed point in order, each acknowledged once its manifest is stored) and then
- * retention pruning, which never deletes an object a kept point needs.
+ * retention pruning, which never deletes an object a kept point needs (for a consistency
+ * group, planned over the group's volumes, so that the times kept are kept in all).
  *
  * When it runs: after every close (`kick`), or with `every` at most that often (points
  * closed meanwhile go up together: each is still archived, as a delta over the one before,
@@ -65,9 +66,10 @@ export interface Archiver {
  * close a point: the sink is added here, first, so the volume keeps points for the archive
  * even while the store is unreachable, and so adding it never races a close (a sink added
  * while a point is closing could pick the previous point as its baseline after a write of
- * the closing point overwrote it without a preserved copy).
+ * the closing point overwrote it without a preserved copy). `group`: the other volumes of
+ * its consistency group (configured with the same archive), pruned with it to common times.
  */
-export async function startArchiver(volume: Volume, config: ArchiveConfig, log: Logger, onArchived: (e: ArchivedEvent) => void): Promise<Archiver> {
+export async function startArchiver(volume: Volume, config: ArchiveConfig, log: Logger, onArchived: (e: ArchivedEvent) => void, group: readonly string[] = []): Promise<Archiver> {
   const name = volume.info.id;
   if (!volume.sinks().some((s) => s.name === ARCHIVE_SINK)) await volume.addSink(ARCHIVE_SINK);
   const abort = new AbortController();
@@ -136,7 +138,7 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
         ackedScheduledAt = (await listPoints({ store, volumeId: name })).find((p) => p.n === acked())?.scheduledAt ?? null;
       }
       if (results.length > 0 && config.retention !== undefined) {
-        const report = await prune({ store, volumeId: name, policy: config.retention, concurrency: config.concurrency });
+        const report = await prune({ store, volumeId: name, policy: config.retention, group, concurrency: config.concurrency });
         if (report.deletedPoints.length > 0) log.info({ volume: name, deletedPoints: report.deletedPoints, freedBytes: report.freedBytes }, 'archive retention pruned points');
       }
       uploaded += bytes;

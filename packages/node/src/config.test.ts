@@ -39,6 +39,10 @@ describe('configuration', () => {
     expect(problem({ ...base, peers, volumes: [vol('wal', {}), vol('db', { schedule: { every: '5m' } })] })).toContain('volumes[1].schedule: volumes of group app close together: the same schedule as wal');
     expect(problem({ ...base, peers, volumes: [vol('wal', {}), vol('db', { sinks: ['site-b', 'site-c'] })] })).toContain('volumes[1].sinks: volumes of group app ship together: the same sinks as wal (site-b)');
     expect(problem({ ...base, peers, listen: { peers: '127.0.0.1:7800' }, volumes: [vol('wal', {}), vol('db', { role: 'replica' })] })).toContain('volumes[1].role: volumes of group app change roles together');
+    const archive = { store: '/archive', retention: { daily: 7 } };
+    expect(validateConfig({ ...base, peers, volumes: [vol('wal', { archive }), vol('db', { archive })] }, 'test.yaml', '/base').volumes[1].archive?.retention).toEqual({ daily: 7 });
+    expect(problem({ ...base, peers, volumes: [vol('wal', { archive }), vol('db', {})] })).toContain('volumes[1].archive: volumes of group app are archived together');
+    expect(problem({ ...base, peers, volumes: [vol('wal', { archive }), vol('db', { archive: { ...archive, retention: { daily: 7, maxBytes: '1GiB' } } })] })).toContain('the same archive as wal, or none on all');
     expect(problem({ ...base, volumes: [{ name: 'db', size: '1GiB', group: 'a b' }] })).toContain('volumes[0].group');
   });
 

@@ -310,7 +310,7 @@ export const configSchema = z
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'rpoTarget'], message: `${v.rpoTarget / 1000} s is not more than the schedule's interval (${longest / 1000} s): the recovery point reaches that age before every point, so the target would be missed all the time; give it the interval plus the time a point takes to ship` });
       }
     });
-    // A group's volumes close together: one schedule, and the same sinks (each sink commits the group as one).
+    // A group's volumes close together: one schedule, and the same sinks (each sink commits the group as one) and archive.
     const firstOfGroup = new Map<string, number>();
     c.volumes.forEach((v, i) => {
       if (v.group === undefined) return;
@@ -329,6 +329,9 @@ export const configSchema = z
       }
       if (f.role !== v.role) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'role'], message: `volumes of group ${v.group} change roles together: the same role as ${f.name}` });
+      }
+      if (JSON.stringify(f.archive ?? null) !== JSON.stringify(v.archive ?? null)) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'archive'], message: `volumes of group ${v.group} are archived together (one store, one retention, restorable at the same points): the same archive as ${f.name}, or none on all` });
       }
     });
     if (c.volumes.some((v) => v.role === 'replica') && c.listen.peers === undefined) {

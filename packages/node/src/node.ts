@@ -576,7 +576,7 @@ class Node implements HeadstartNode {
       if (rec) rec.acks[ARCHIVE_SINK] = { ackedAt: Date.now(), lagMs, sentBytes: e.uploadedBytes, minimalBytes: e.changedBytes };
       this.emit({ type: 'snapshot-acked', time: Date.now(), volume: m.config.name, sink: ARCHIVE_SINK, n: e.n, lagMs, sentBytes: e.uploadedBytes, minimalBytes: e.changedBytes });
       this.log.info({ volume: m.config.name, n: e.n, uploadedBytes: e.uploadedBytes, changedBytes: e.changedBytes }, 'snapshot point archived');
-    });
+    }, this.groupPeersOf(m));
   }
 
   /**
@@ -596,6 +596,13 @@ class Node implements HeadstartNode {
       .then(() => saveLearnt(path, policy.exportLearnt!()))
       .catch((err: unknown) => this.log.warn({ err, volume: m.config.name, path }, 'saving the planner\'s model failed; a later close tries again'));
     return m.learntSaving;
+  }
+
+  /** The names of the other volumes of m's consistency group on this node (archive retention plans them together). */
+  private groupPeersOf(m: Managed): string[] {
+    return this.groupOf(m)
+      .map((x) => x.config.name)
+      .filter((n) => n !== m.config.name);
   }
 
   /** The volumes of m's consistency group on this node, in configuration order (m alone without a group). */
