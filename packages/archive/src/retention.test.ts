@@ -9,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { manifestKey, objectKey } from './layout';
 import { listPoints, protectPoint, verifyArchive } from './points';
 import { restorePoint } from './restore';
+import { HeadstartError } from '@headstart/errors';
 import { planGroupRetention, planRetention, prune, type RetentionInput } from './retention';
 import { createArchiveSink } from './sink';
 import { openDirectoryStore } from './store/directory';
@@ -232,6 +233,19 @@ describe('prune on a real archive', () => {
       await restorePoint({ store, volumeId: vols[i].info.id, n, path: out });
       expect((await readFile(out)).equals(images[i].get(n)!), `volume ${i} day 2`).toBe(true);
     }
+    // b's own archiver pruning while a plans: a manifest of b listed but gone when read is
+    // skipped (a's own are not: those are an error).
+    const gone = manifestKey(b, await pointAt(b, 5));
+    const racing = new Proxy(store, {
+      get: (target, prop) => {
+        if (prop === 'get') return async (key: string) => (key === gone ? Promise.reject(new HeadstartError('ARCHIVE_NOT_FOUND', `${key} is gone`)) : target.get(key));
+        const v = Reflect.get(target, prop);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    const during = await prune({ store: racing, volumeId: a, policy: { daily: 2 }, group: [b], dryRun: true });
+    // Day 5 is then no common time: a would let it go.
+    expect(during.kept.map((k) => k.n)).toEqual([na2, await pointAt(a, 6)]);
     for (const v of vols) await v.shutdown();
   });
 });

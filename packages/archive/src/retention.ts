@@ -18,7 +18,7 @@
  * at worst unreferenced objects, which the next prune sweeps (with stale markers).
  */
 import PQueue from 'p-queue';
-import { HeadstartError } from '@headstart/errors';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { manifestPoints, protectedPoints, readManifest } from './catalog';
 import { loadHasher } from './format/hash';
 import type { Manifest } from './format/manifest';
@@ -150,7 +150,7 @@ export function planGroupRetention(members: ReadonlyMap<string, readonly Retenti
   const oldest = new Map<string, number>();
   const byTime = new Map<number, Map<string, RetentionInput>>();
   for (const [id, pts] of members) {
-    oldest.set(id, pts.length === 0 ? Infinity : Math.min(...pts.map((p) => p.time)));
+    oldest.set(id, pts.reduce((t, p) => Math.min(t, p.time), Infinity));
     for (const p of pts) {
       const at = byTime.get(p.time) ?? new Map<string, RetentionInput>();
       at.set(id, p);
@@ -219,12 +219,23 @@ export interface PruneReport {
   readonly capExceeded: boolean;
 }
 
-/** One volume's archived points as retention sees them: scheduled time, protection, the objects each needs. */
-async function retentionInputs(store: ObjectStore, hasher: Awaited<ReturnType<typeof loadHasher>>, vol: string, retry: PruneOptions['retry']) {
-  const points = await manifestPoints(store, vol, retry);
+/**
+ * One volume's archived points as retention sees them: scheduled time, protection, the
+ * objects each needs. `other`: a group member whose own archiver may be pruning it right
+ * now, so a manifest listed but gone by the time it is read is skipped, not an error.
+ */
+async function retentionInputs(store: ObjectStore, hasher: Awaited<ReturnType<typeof loadHasher>>, vol: string, retry: PruneOptions['retry'], other = false) {
+  const listed = await manifestPoints(store, vol, retry);
   const prot = await protectedPoints(store, vol, retry);
   const manifests = new Map<number, Manifest>();
-  for (const n of points) manifests.set(n, await readManifest(store, hasher, vol, n, retry));
+  for (const n of listed) {
+    try {
+      manifests.set(n, await readManifest(store, hasher, vol, n, retry));
+    } catch (err) {
+      if (!(other && isHeadstartError(err, 'ARCHIVE_NOT_FOUND'))) throw err;
+    }
+  }
+  const points = listed.filter((n) => manifests.has(n));
   const inputs: RetentionInput[] = points.map((n) => {
     const m = manifests.get(n)!;
     const objects = new Map<string, number>();
@@ -246,7 +257,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     const members = new Map([[vol, inputs]]);
     for (const other of options.group) {
       const id = checkVolumeId(other);
-      if (id !== vol) members.set(id, (await retentionInputs(store, hasher, id, retry)).inputs);
+      if (id !== vol) members.set(id, (await retentionInputs(store, hasher, id, retry, true)).inputs);
     }
     plan = planGroupRetention(members, policy).get(vol)!;
   }
