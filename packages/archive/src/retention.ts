@@ -134,17 +134,17 @@ export function planRetention(points: readonly RetentionInput[], policy: Retenti
 
 /**
  * Retention for the volumes of one consistency group (their points share scheduled times),
- * one plan per member. Planned alone, each member's byte cap would drop its own points, and
- * a group restore could find no time that every member still has.
+ * one plan per member. Planned alone, a time that one member protects, or that its own byte
+ * cap keeps, can be gone from another, and the group cannot be restored at it.
  *
  * A time is common once every member that has archived anything as old holds a point at it
  * (a volume added to the group later does not void the group's older history). The policy
  * is applied to the common times as if they were one volume's points: protected if any
  * member protected it, and the byte cap, which is each volume's, caps the members' objects
- * together at the sum of their caps. Each member keeps its points at
- * the kept common times, its own newest and protected points, and every point newer than
- * the newest common time ('ahead': the other members have not uploaded that time yet).
- * Its points at older times that are not common (restorable only alone) go.
+ * together at the sum of their caps. Each member keeps its points at the kept common times,
+ * its own newest and protected points, and every point newer than the newest common time
+ * ('ahead': the other members have not uploaded that time yet). Its points at older times
+ * that are not common (restorable only alone) go.
  */
 export function planGroupRetention(members: ReadonlyMap<string, readonly RetentionInput[]>, policy: RetentionPolicy): Map<string, RetentionPlan> {
   const oldest = new Map<string, number>();
