@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../apps/cli/src/main';
 import { createArchiveSink, listPoints, openDirectoryStore, protectPoint } from '@headstart/archive';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
-import { createVolume } from '@headstart/volume';
+import { createVolume, openVolume } from '@headstart/volume';
 import { callAdmin, loadConfig, type NodeStatus, type SinkView } from '@headstart/node';
 import { freePort, runCli, startServe, stopGracefully, waitFor } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
@@ -114,27 +114,37 @@ describe('headstart archive --help', () => {
   });
 });
 
-describe('headstart archive prune: a consistency group', () => {
-  it('keeps the same times in each of its volumes: a time one protects stays in the other', async () => {
+describe('headstart archive: a consistency group', () => {
+  /**
+   * Two volumes of group app in one configuration, archived (through the library) at the
+   * same scheduled times T + 1, 2, 3 s, as the group's node closes them; their images then.
+   */
+  async function groupArchive() {
     const dir = tempDir('headstart-archive-group-');
     const config = join(dir, 'headstart.yaml');
     const volume = (name: string) => [`  - name: ${name}`, `    size: ${MiB}`, '    group: app', '    schedule: { cron: "0 0 29 2 *" }', '    archive:', '      store: "dir:./archive"', '      retention: { keepLast: 1 }'];
     await writeFile(config, ['node: { name: site-a, dataDir: ./data }', 'volumes:', ...volume('wal'), ...volume('db'), ''].join('\n'));
-    // Both volumes' points, archived at the same scheduled times (as the group's node closes them).
     const store = await openDirectoryStore({ path: join(dir, 'archive') });
     const T = (Math.floor(Date.now() / 86_400_000) + 1) * 86_400_000;
+    const images = new Map<string, Buffer>();
     for (const name of ['wal', 'db']) {
       const v = await createVolume(join(dir, 'vols', name), { id: name, name, size: MiB, blockSize: 4096 });
       const sink = await createArchiveSink({ store, source: v });
       await sink.catchUp(v);
       for (let k = 1; k <= 3; k++) {
-        await v.write(k * 4096, Buffer.alloc(4096, k));
+        await v.write((k + (name === 'db' ? 10 : 0)) * 4096, Buffer.alloc(4096, k));
         await v.closeSnapshot({ scheduledAt: T + k * 1000 });
+        images.set(`${name}@${k * 1000}`, await v.read(0, MiB));
         await sink.catchUp(v);
       }
       await v.shutdown();
     }
     const at = async (id: string, t: number) => (await listPoints({ store, volumeId: id })).find((p) => p.scheduledAt === t)!.n;
+    return { dir, config, store, T, images, at };
+  }
+
+  it('prune keeps the same times in each of its volumes: a time one protects stays in the other', async () => {
+    const { config, store, T, at } = await groupArchive();
     await protectPoint({ store, volumeId: 'db', n: await at('db', T + 1000) });
     const r = await inProcess(['archive', 'prune', '--json', '-c', config]);
     expect(r.code, r.stderr).toBe(0);
@@ -145,6 +155,43 @@ describe('headstart archive prune: a consistency group', () => {
       { n: await at('wal', T + 3000), reasons: ['newest', 'last'] },
     ]);
     for (const id of ['wal', 'db']) expect((await listPoints({ store, volumeId: id })).map((p) => p.scheduledAt - T)).toEqual([1000, 3000]);
+    await store.close();
+  });
+
+  it('restore --group rebuilds every volume at one time; refuses a time a volume lacks, or a target that exists', async () => {
+    const { dir, config, store, T, images, at } = await groupArchive();
+    const out = join(dir, 'restored');
+    const r = await inProcess(['archive', 'restore', 'db', String(await at('db', T + 2000)), '--group', '--out', out, '--json', '-c', config]);
+    expect(r.code, r.stderr).toBe(0);
+    const res = JSON.parse(r.stdout) as { group: string; scheduledAt: number; volumes: { volume: string; n: number; target: string }[] };
+    expect(res).toMatchObject({ group: 'app', scheduledAt: T + 2000 });
+    expect(res.volumes.map((v) => [v.volume, v.n, v.target])).toEqual([
+      ['db', await at('db', T + 2000), join(out, 'db.raw')],
+      ['wal', await at('wal', T + 2000), join(out, 'wal.raw')],
+    ]);
+    for (const name of ['wal', 'db']) expect((await readFile(join(out, `${name}.raw`))).equals(images.get(`${name}@2000`)!), name).toBe(true);
+    // As replica volumes a node can take over, one directory each.
+    const vols = join(dir, 'volumes');
+    const seeded = await inProcess(['archive', 'restore', 'wal', String(await at('wal', T + 3000)), '--group', '--to-volume', vols, '-c', config]);
+    expect(seeded.code, seeded.stderr).toBe(0);
+    expect(seeded.stdout).toContain('restored group app at');
+    for (const name of ['wal', 'db']) {
+      const v = await openVolume(join(vols, name));
+      expect(v.info.role).toBe('replica');
+      expect((await v.read(0, MiB)).equals(images.get(`${name}@3000`)!), name).toBe(true);
+      await v.shutdown();
+    }
+    // Again into the same directory: nothing is overwritten.
+    const again = await inProcess(['archive', 'restore', 'wal', String(await at('wal', T + 3000)), '--group', '--out', out, '-c', config]);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toContain('exists; restore never overwrites');
+    // A time one volume no longer holds: refused before anything is written.
+    await inProcess(['archive', 'prune', '--volume', 'wal', '--keep-last', '1', '-c', config]);
+    const torn = await inProcess(['archive', 'restore', 'db', String(await at('db', T + 1000)), '--group', '--out', join(dir, 'torn'), '-c', config]);
+    expect(torn.code).toBe(1);
+    expect(torn.stderr).toContain('group app cannot be restored at');
+    expect(torn.stderr).toContain('no point scheduled then in wal');
+    expect(await readdir(dir)).not.toContain('torn');
     await store.close();
   });
 });

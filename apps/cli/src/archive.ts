@@ -10,6 +10,8 @@
  * The archive package (and the AWS SDK under it) loads only when one of these commands
  * runs, so `headstart --help` stays instant.
  */
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { HeadstartError } from '@headstart/errors';
 import type { ObjectStore, PointInfo, RetentionPolicy, StoreSpec } from '@headstart/archive';
@@ -33,7 +35,9 @@ interface Target {
   readonly volumeId: string;
   readonly store: ObjectStore;
   readonly retention: RetentionPolicy | undefined;
-  /** The other volumes of its consistency group (from the configuration): retention plans them together. */
+  /** Its consistency group in the configuration, or null. */
+  readonly groupName: string | null;
+  /** The other volumes of that group: retention plans them together, `restore --group` restores them at the same time. */
   readonly group: readonly string[];
 }
 
@@ -69,7 +73,7 @@ async function targets(o: Where): Promise<{ list: Target[]; close: () => Promise
     if (o.store !== undefined) {
       const store = await open(o.store);
       const ids = o.volume !== undefined ? [o.volume] : await listVolumes({ store });
-      return { list: ids.map((volumeId) => ({ volumeId, store, retention: undefined, group: [] })), close };
+      return { list: ids.map((volumeId) => ({ volumeId, store, retention: undefined, groupName: null, group: [] })), close };
     }
     const { loadConfig } = await nodeLib();
     const config = await loadConfig(o.config);
@@ -82,7 +86,7 @@ async function targets(o: Where): Promise<{ list: Target[]; close: () => Promise
     const list: Target[] = [];
     for (const v of archived) {
       const group = v.group === undefined ? [] : config.volumes.filter((x) => x.group === v.group && x.name !== v.name).map((x) => x.name);
-      list.push({ volumeId: v.name, store: await open(v.archive!.store), retention: v.archive!.retention, group });
+      list.push({ volumeId: v.name, store: await open(v.archive!.store), retention: v.archive!.retention, groupName: v.group ?? null, group });
     }
     return { list, close };
   } catch (err) {
@@ -129,6 +133,65 @@ function pointLine(p: PointInfo): string {
   return `  ${String(p.n).padStart(6)}  ${new Date(p.scheduledAt).toISOString()}  ${mib(p.bytes).padStart(11)}  ${mib(p.uniqueBytes).padStart(11)}${flags ? `  (${flags})` : ''}`;
 }
 
+type RestoreFlags = Where & { json?: boolean; out?: string; toVolume?: string; group?: boolean };
+
+/**
+ * `archive restore V N --group`: every volume of V's consistency group at point N's
+ * scheduled time (a group closes its points at one time; retention keeps such times in
+ * all its volumes), each into `<out>/<volume>.raw` or `<to-volume>/<volume>`. Nothing is
+ * written unless every member has a point at that time and no target exists.
+ */
+async function restoreGroup(volume: string, n: number, o: RestoreFlags): Promise<void> {
+  if (o.store !== undefined) throw new HeadstartError('ARCHIVE_CONFIG', 'archive restore --group: the group comes from the node configuration (-c FILE), not from --store');
+  const { listPoints, restorePoint, restoreToNewVolume } = await archiveLib();
+  const started = performance.now();
+  const done = await withTargets({ ...o, volume: undefined }, async (all) => {
+    const t = all.find((x) => x.volumeId === volume);
+    if (t === undefined) throw new HeadstartError('ARCHIVE_CONFIG', `${o.config} has no archived volume ${JSON.stringify(volume)}`);
+    if (t.groupName === null) throw new HeadstartError('ARCHIVE_CONFIG', `volume ${volume} is in no consistency group in ${o.config}: restore it without --group`);
+    const own = (await listPoints({ store: t.store, volumeId: volume })).find((p) => p.n === n);
+    if (own === undefined) throw new HeadstartError('ARCHIVE_NOT_FOUND', `volume ${volume} has no archived point ${n} (see archive list)`);
+    const at = new Date(own.scheduledAt).toISOString();
+    const plan: { volume: string; store: ObjectStore; n: number; target: string }[] = [];
+    const missing: string[] = [];
+    for (const name of [volume, ...t.group]) {
+      const m = all.find((x) => x.volumeId === name);
+      const p = m === undefined ? undefined : (await listPoints({ store: m.store, volumeId: name })).find((q) => q.scheduledAt === own.scheduledAt);
+      if (m === undefined || p === undefined) missing.push(name);
+      else plan.push({ volume: name, store: m.store, n: p.n, target: o.out !== undefined ? join(o.out, `${name}.raw`) : join(o.toVolume!, name) });
+    }
+    if (missing.length > 0) throw new HeadstartError('ARCHIVE_NOT_FOUND', `group ${t.groupName} cannot be restored at ${at}: no point scheduled then in ${missing.join(', ')} (archive list shows each volume's points)`);
+    for (const x of plan) if (await stat(x.target).then(() => true, () => false)) throw new HeadstartError('ARCHIVE_CONFIG', `restore target ${x.target} exists; restore never overwrites, choose a new directory`);
+    await mkdir(o.out ?? o.toVolume!, { recursive: true });
+    const results = [];
+    for (const x of plan) {
+      const bar = await progressBar(!o.json, `restoring ${x.volume} point ${x.n} [{bar}] {percentage}% | {value}/{total} MiB | ETA {eta}s`);
+      const onProgress = (p: { bytesDone: number; bytesTotal: number }) => bar.update(Math.round(p.bytesDone / MiB), Math.round(p.bytesTotal / MiB));
+      try {
+        let r;
+        if (o.out !== undefined) r = await restorePoint({ store: x.store, volumeId: x.volume, n: x.n, path: x.target, onProgress });
+        else {
+          const seeded = await restoreToNewVolume({ store: x.store, volumeId: x.volume, n: x.n, dir: x.target, role: 'replica', id: x.volume, name: x.volume, onProgress });
+          await seeded.volume.shutdown();
+          r = seeded.result;
+        }
+        results.push({ volume: x.volume, n: r.n, target: x.target, size: r.size, bytesWritten: r.bytesWritten });
+      } finally {
+        bar.stop();
+      }
+    }
+    return { group: t.groupName, scheduledAt: own.scheduledAt, at, volumes: results };
+  });
+  const seconds = (performance.now() - started) / 1000;
+  out(o.json, { group: done.group, scheduledAt: done.scheduledAt, volumes: done.volumes, seconds }, () =>
+    [
+      `restored group ${done.group} at ${done.at} (${seconds.toFixed(1)} s):`,
+      ...done.volumes.map((v) => `  ${v.volume} point ${v.n} to ${v.target}: ${mib(v.size)}, ${mib(v.bytesWritten)} of data`),
+      ...(o.toVolume !== undefined ? ['each volume is a replica that committed its point; add them as <dataDir>/volumes/<name> of a node listing them as replicas'] : []),
+    ].join('\n'),
+  );
+}
+
 /** Adds the archive subcommands to `cmd` (made with program.command('archive'), so they inherit its error handling). */
 export function archiveCommands(cmd: Command, setCode: (code: number) => void, exit: ArchiveExit): Command {
   cmd.description('List, restore, prune and verify snapshot points kept in an object-store archive');
@@ -160,8 +223,10 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
   where(cmd.command('restore').argument('<volume>', 'the archived volume').argument('<point>', 'the point number (see archive list)', pointArg).description('Rebuild an archived point into a new raw image (--out) or a new replica volume (--to-volume) that its source can catch up'), true)
     .option('--out <file>', 'write a sparse raw image here (never overwrites)')
     .option('--to-volume <dir>', 'create a replica volume here holding the point as committed (then add it to a node as a replica of its source)')
-    .action(async (volume: string, n: number, o: Where & { json?: boolean; out?: string; toVolume?: string }) => {
+    .option('--group', "restore the volume's whole consistency group (from -c) at the point's scheduled time: --out and --to-volume are then directories, one image or volume per member")
+    .action(async (volume: string, n: number, o: RestoreFlags) => {
       if ((o.out === undefined) === (o.toVolume === undefined)) throw new HeadstartError('ARCHIVE_CONFIG', 'archive restore: give exactly one of --out FILE or --to-volume DIR');
+      if (o.group === true) return restoreGroup(volume, n, o);
       const bar = await progressBar(!o.json, `restoring ${volume} point ${n} [{bar}] {percentage}% | {value}/{total} MiB | ETA {eta}s`);
       const onProgress = (p: { bytesDone: number; bytesTotal: number }) => bar.update(Math.round(p.bytesDone / MiB), Math.round(p.bytesTotal / MiB));
       const started = performance.now();
