@@ -185,6 +185,14 @@ describe('headstart archive: a consistency group', () => {
     const again = await inProcess(['archive', 'restore', 'wal', String(await at('wal', T + 3000)), '--group', '--out', out, '-c', config]);
     expect(again.code).toBe(2);
     expect(again.stderr).toContain('exists; restore never overwrites');
+    // A member that fails half-way (its image cannot be written): the error says which, and which were done.
+    const half = join(dir, 'half');
+    await mkdir(join(half, 'wal.raw.partial'), { recursive: true });
+    const failed = await inProcess(['archive', 'restore', 'db', String(await at('db', T + 3000)), '--group', '--out', half, '-c', config]);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toContain(`group app: restoring wal to ${join(half, 'wal.raw')} failed`);
+    expect(failed.stderr).toContain(`restored before it: db (${join(half, 'db.raw')})`);
+    expect((await readFile(join(half, 'db.raw'))).equals(images.get('db@3000')!)).toBe(true);
     // A time one volume no longer holds: refused before anything is written.
     await inProcess(['archive', 'prune', '--volume', 'wal', '--keep-last', '1', '-c', config]);
     const torn = await inProcess(['archive', 'restore', 'db', String(await at('db', T + 1000)), '--group', '--out', join(dir, 'torn'), '-c', config]);

@@ -13,7 +13,7 @@
 import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { HeadstartError } from '@headstart/errors';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import type { ObjectStore, PointInfo, RetentionPolicy, StoreSpec } from '@headstart/archive';
 
 const archiveLib = () => import('@headstart/archive');
@@ -176,6 +176,10 @@ async function restoreGroup(volume: string, n: number, o: RestoreFlags): Promise
           r = seeded.result;
         }
         results.push({ volume: x.volume, n: r.n, target: x.target, size: r.size, bytesWritten: r.bytesWritten });
+      } catch (err) {
+        // Say which members are done (their targets stay) and which failed, keeping the cause's code.
+        const done = results.map((d) => `${d.volume} (${d.target})`).join(', ') || 'none';
+        throw new HeadstartError(isHeadstartError(err) ? err.code : 'VOLUME_IO', `group ${t.groupName}: restoring ${x.volume} to ${x.target} failed (${(err as Error).message}); restored before it: ${done}`, { cause: err });
       } finally {
         bar.stop();
       }
