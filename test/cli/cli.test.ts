@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli';
 import { tempDir } from '../helpers/tmp';
@@ -71,6 +71,21 @@ describe('headstart CLI', () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("volumes[1].rpoTarget: 300 s is not more than the schedule's interval (300 s)");
     expect(readFileSync(config, 'utf8')).toBe(text); // refused: the file is as it was
+  });
+
+  it('adds a volume to a consistency group whose volumes are archived with their archive block', async () => {
+    const dir = tempDir();
+    const config = join(dir, 'h.yaml');
+    expect((await runCli(['init', 'node', 'site-x', '-c', config, '--no-tls'])).code).toBe(0);
+    expect((await runCli(['init', 'volume', 'wal', '--size', '1GiB', '--every', '5m', '--group', 'app', '-c', config])).code).toBe(0);
+    // The operator gives wal an archive by hand, then adds db to the group.
+    const doc = parseYaml(readFileSync(config, 'utf8')) as { volumes: Record<string, unknown>[] };
+    doc.volumes[0].archive = { store: './archive', retention: { daily: 7 } };
+    writeFileSync(config, stringifyYaml(doc));
+    const r = await runCli(['init', 'volume', 'db', '--size', '1GiB', '--every', '5m', '--group', 'app', '-c', config]);
+    expect(r.code, r.stderr).toBe(0);
+    const volumes = (parseYaml(readFileSync(config, 'utf8')) as { volumes: Record<string, unknown>[] }).volumes;
+    expect(volumes[1]).toMatchObject({ name: 'db', group: 'app', archive: { store: './archive', retention: { daily: 7 } } });
   });
 
   it('exits 3 when the node is not running', async () => {

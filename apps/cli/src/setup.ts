@@ -78,6 +78,14 @@ export async function initNode(path: string, o: { name: string; data: string; nb
   }
 }
 
+/** The archive block of the volumes of `group` already in the configuration, as written, if any. */
+function groupArchive(doc: Document, group: string | undefined): { archive?: unknown } {
+  if (group === undefined) return {};
+  const volumes = (doc.toJS() as { volumes?: { group?: unknown; archive?: unknown }[] }).volumes ?? [];
+  const member = volumes.find((x) => x.group === group && x.archive !== undefined);
+  return member === undefined ? {} : { archive: member.archive };
+}
+
 export async function addVolume(path: string, v: { name: string; size: string; blockSize: number; role: string; every: string; sinks: string[]; group?: string; level?: boolean; rpoTarget?: string }): Promise<void> {
   const doc = await loadDoc(path);
   const volume = {
@@ -90,6 +98,9 @@ export async function addVolume(path: string, v: { name: string; size: string; b
     ...(v.rpoTarget === undefined ? {} : { rpoTarget: v.rpoTarget }),
     sinks: v.sinks,
     ...(v.group === undefined ? {} : { group: v.group }),
+    // A group's volumes are archived together (the configuration requires the same block):
+    // a volume joining a group whose volumes are archived takes their archive block.
+    ...groupArchive(doc, v.group),
   };
   if (!doc.has('volumes')) doc.set('volumes', doc.createNode([]));
   (doc.get('volumes') as { add(x: unknown): void }).add(doc.createNode(volume));
