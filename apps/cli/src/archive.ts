@@ -136,6 +136,25 @@ function pointLine(p: PointInfo): string {
 type RestoreFlags = Where & { json?: boolean; out?: string; toVolume?: string; group?: boolean };
 
 /**
+ * One archived point into a new raw image (`--out`) or a new replica volume
+ * (`--to-volume`), with a progress bar on a terminal: what `restore` does per volume.
+ */
+async function restoreOne(store: ObjectStore, volume: string, n: number, target: string, asVolume: boolean, json: boolean | undefined) {
+  const { restorePoint, restoreToNewVolume } = await archiveLib();
+  const bar = await progressBar(!json, `restoring ${volume} point ${n} [{bar}] {percentage}% | {value}/{total} MiB | ETA {eta}s`);
+  const onProgress = (p: { bytesDone: number; bytesTotal: number }) => bar.update(Math.round(p.bytesDone / MiB), Math.round(p.bytesTotal / MiB));
+  try {
+    if (!asVolume) return await restorePoint({ store, volumeId: volume, n, path: target, onProgress });
+    // A node pairs a replica with its source by volume id, which is the configured name: the archive's volume id.
+    const seeded = await restoreToNewVolume({ store, volumeId: volume, n, dir: target, role: 'replica', id: volume, name: volume, onProgress });
+    await seeded.volume.shutdown();
+    return seeded.result;
+  } finally {
+    bar.stop();
+  }
+}
+
+/**
  * `archive restore V N --group`: every volume of V's consistency group at point N's
  * scheduled time (a group closes its points at one time; retention keeps such times in
  * all its volumes), each into `<out>/<volume>.raw` or `<to-volume>/<volume>`. Nothing is
@@ -143,20 +162,22 @@ type RestoreFlags = Where & { json?: boolean; out?: string; toVolume?: string; g
  */
 async function restoreGroup(volume: string, n: number, o: RestoreFlags): Promise<void> {
   if (o.store !== undefined) throw new HeadstartError('ARCHIVE_CONFIG', 'archive restore --group: the group comes from the node configuration (-c FILE), not from --store');
-  const { listPoints, restorePoint, restoreToNewVolume } = await archiveLib();
+  const { listPoints } = await archiveLib();
   const started = performance.now();
   const done = await withTargets({ ...o, volume: undefined }, async (all) => {
     const t = all.find((x) => x.volumeId === volume);
     if (t === undefined) throw new HeadstartError('ARCHIVE_CONFIG', `${o.config} has no archived volume ${JSON.stringify(volume)}`);
     if (t.groupName === null) throw new HeadstartError('ARCHIVE_CONFIG', `volume ${volume} is in no consistency group in ${o.config}: restore it without --group`);
-    const own = (await listPoints({ store: t.store, volumeId: volume })).find((p) => p.n === n);
+    const owned = await listPoints({ store: t.store, volumeId: volume });
+    const own = owned.find((p) => p.n === n);
     if (own === undefined) throw new HeadstartError('ARCHIVE_NOT_FOUND', `volume ${volume} has no archived point ${n} (see archive list)`);
     const at = new Date(own.scheduledAt).toISOString();
     const plan: { volume: string; store: ObjectStore; n: number; target: string }[] = [];
     const missing: string[] = [];
     for (const name of [volume, ...t.group]) {
       const m = all.find((x) => x.volumeId === name);
-      const p = m === undefined ? undefined : (await listPoints({ store: m.store, volumeId: name })).find((q) => q.scheduledAt === own.scheduledAt);
+      const points = m === undefined ? [] : name === volume ? owned : await listPoints({ store: m.store, volumeId: name });
+      const p = points.find((q) => q.scheduledAt === own.scheduledAt);
       if (m === undefined || p === undefined) missing.push(name);
       else plan.push({ volume: name, store: m.store, n: p.n, target: o.out !== undefined ? join(o.out, `${name}.raw`) : join(o.toVolume!, name) });
     }
@@ -165,23 +186,13 @@ async function restoreGroup(volume: string, n: number, o: RestoreFlags): Promise
     await mkdir(o.out ?? o.toVolume!, { recursive: true });
     const results = [];
     for (const x of plan) {
-      const bar = await progressBar(!o.json, `restoring ${x.volume} point ${x.n} [{bar}] {percentage}% | {value}/{total} MiB | ETA {eta}s`);
-      const onProgress = (p: { bytesDone: number; bytesTotal: number }) => bar.update(Math.round(p.bytesDone / MiB), Math.round(p.bytesTotal / MiB));
       try {
-        let r;
-        if (o.out !== undefined) r = await restorePoint({ store: x.store, volumeId: x.volume, n: x.n, path: x.target, onProgress });
-        else {
-          const seeded = await restoreToNewVolume({ store: x.store, volumeId: x.volume, n: x.n, dir: x.target, role: 'replica', id: x.volume, name: x.volume, onProgress });
-          await seeded.volume.shutdown();
-          r = seeded.result;
-        }
+        const r = await restoreOne(x.store, x.volume, x.n, x.target, o.toVolume !== undefined, o.json);
         results.push({ volume: x.volume, n: r.n, target: x.target, size: r.size, bytesWritten: r.bytesWritten });
       } catch (err) {
         // Say which members are done (their targets stay) and which failed, keeping the cause's code.
         const done = results.map((d) => `${d.volume} (${d.target})`).join(', ') || 'none';
         throw new HeadstartError(isHeadstartError(err) ? err.code : 'VOLUME_IO', `group ${t.groupName}: restoring ${x.volume} to ${x.target} failed (${(err as Error).message}); restored before it: ${done}`, { cause: err });
-      } finally {
-        bar.stop();
       }
     }
     return { group: t.groupName, scheduledAt: own.scheduledAt, at, volumes: results };
@@ -231,26 +242,10 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
     .action(async (volume: string, n: number, o: RestoreFlags) => {
       if ((o.out === undefined) === (o.toVolume === undefined)) throw new HeadstartError('ARCHIVE_CONFIG', 'archive restore: give exactly one of --out FILE or --to-volume DIR');
       if (o.group === true) return restoreGroup(volume, n, o);
-      const bar = await progressBar(!o.json, `restoring ${volume} point ${n} [{bar}] {percentage}% | {value}/{total} MiB | ETA {eta}s`);
-      const onProgress = (p: { bytesDone: number; bytesTotal: number }) => bar.update(Math.round(p.bytesDone / MiB), Math.round(p.bytesTotal / MiB));
-      const started = performance.now();
-      const result = await withTargets({ ...o, volume }, async ([t]) => {
-        try {
-          if (o.out !== undefined) {
-            const { restorePoint } = await archiveLib();
-            return await restorePoint({ store: t.store, volumeId: volume, n, path: o.out, onProgress });
-          }
-          // A node pairs a replica with its source by volume id, which is the configured name: the archive's volume id.
-          const { restoreToNewVolume } = await archiveLib();
-          const seeded = await restoreToNewVolume({ store: t.store, volumeId: volume, n, dir: o.toVolume!, role: 'replica', id: volume, name: volume, onProgress });
-          await seeded.volume.shutdown();
-          return seeded.result;
-        } finally {
-          bar.stop();
-        }
-      });
-      const seconds = (performance.now() - started) / 1000;
       const target = o.out ?? o.toVolume!;
+      const started = performance.now();
+      const result = await withTargets({ ...o, volume }, ([t]) => restoreOne(t.store, volume, n, target, o.toVolume !== undefined, o.json));
+      const seconds = (performance.now() - started) / 1000;
       out(o.json, { volume, n: result.n, target, size: result.size, bytesWritten: result.bytesWritten, seconds, scheduledAt: result.point.scheduledAt }, () =>
         `restored point ${result.n} of ${volume} (scheduled ${new Date(result.point.scheduledAt).toISOString()}) to ${target}: ${mib(result.size)}, ${mib(result.bytesWritten)} of data, ${seconds.toFixed(1)} s` +
           (o.toVolume !== undefined ? `\nthe volume is a replica that committed point ${result.n}; add it as <dataDir>/volumes/${volume} of a node listing it as a replica, and its source sends only what differs` : ''),

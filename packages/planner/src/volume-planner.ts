@@ -632,8 +632,8 @@ export class VolumePlanner {
       // together. Held back, the allowance did bind: the gain may grow, widening every
       // cohort's share.
       const cohort = free || this.cohortShare >= 1 ? null : Math.floor(tb.last[i] / C.COHORT_SECONDS);
-      const cohortSpent = cohort === null ? 0 : (this.cohortSpent.get(cohort) ?? 0);
-      if (cohort !== null && cohortSpent + cost > this.cohortShare * this.fullAllowance) {
+      const cohortBet = cohort === null ? 0 : (this.cohortSpent.get(cohort) ?? 0);
+      if (cohort !== null && cohortBet + cost > this.cohortShare * this.fullAllowance) {
         if (fired) this.allowanceBound = true;
         this.planPos++;
         continue;
@@ -649,7 +649,7 @@ export class VolumePlanner {
         }
         this.regionSpent[r] += cost;
       }
-      if (cohort !== null) this.cohortSpent.set(cohort, cohortSpent + cost);
+      if (cohort !== null) this.cohortSpent.set(cohort, cohortBet + cost);
       this.planPos++;
       this.markSent(i, b, out, free ? FREE_SENT : SENT);
       this.spent += cost;
