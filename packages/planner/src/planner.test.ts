@@ -196,6 +196,29 @@ describe('the resend allowance', () => {
     expect(capped.filter((c) => c > 0).length).toBeGreaterThanOrEqual(5);
     expect(cappedTotal).toBeGreaterThanOrEqual(0.8 * total);
   });
+
+  it('with cohortExposure, caps the bytes one cohort has at stake, not only its expected cost', () => {
+    // One cohort of 2,000 blocks priced low (the model has seen such blocks sit for long):
+    // its tenth of the allowance, in expected cost, buys many of them; every one would be
+    // resent if the group is rewritten at once. With cohortExposure 0.5 its pre-sent bytes
+    // stay within half the allowance.
+    const sent = (cohortExposure?: number) => {
+      const p = createPlanner({ volumeSize: 64 * MiB, policy: 'predictive', openedAt: 0, closeAt: 1000, K: 1, L: 0, linkHint: 1, PT: 1, pFree: 0, redundancyBudget: 0.01, pace: false, adaptBudget: false, lateBoost: 1, regionShare: 1, cohortExposure });
+      // Blocks written once and never again over 1,000 s: long quiet blocks are cheap.
+      for (let b = 0; b < 4096; b++) p.onWrite({ time: b / 10, offset: (8192 + b) * BS, length: BS });
+      p.onClose(1, 1000, 3000);
+      writeBlocks(p, 1000, range(0, 2000));
+      const status = p.status(2990);
+      const items = p.next(2990, 1e9).filter((i) => i.n === 2);
+      return { count: items.length, allowanceBlocks: (0.01 * status.dirtyBytes) / BS };
+    };
+    const free = sent();
+    expect(free.count).toBeGreaterThan(free.allowanceBlocks);
+    const capped = sent(0.5);
+    expect(capped.count).toBeGreaterThan(0);
+    expect(capped.count).toBeLessThanOrEqual(0.5 * capped.allowanceBlocks);
+    expect(code(() => createPlanner({ volumeSize: 64 * MiB, cohortExposure: 0 }))).toBe('PLANNER_BAD_OPTION');
+  });
 });
 
 describe('the allowance gain', () => {

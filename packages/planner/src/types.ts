@@ -84,6 +84,12 @@ export interface PlannerOptions {
    */
   readonly cohortShare?: number;
   /**
+   * Most bytes one cohort may have pre-sent in a snapshot, as a share of its resend
+   * allowance (see COHORT_EXPOSURE_SHARE): off by default. Lifted with the cohort cap
+   * (cohortShare 1).
+   */
+  readonly cohortExposure?: number;
+  /**
    * Most the allowance grows by once the snapshot is late (see DEFAULT_LATE_BOOST); 1 turns
    * the growth off.
    */

@@ -67,6 +67,10 @@ export class VolumePlanner {
   private allowanceBound = false;
   private readonly pace: boolean;
   private readonly cohortShare: number;
+  /** The most bytes one cohort may have pre-sent, as a share of the allowance (off: Infinity). */
+  private readonly cohortExposure: number;
+  /** The open snapshot's blocks pre-sent per cohort (for cohortExposure). */
+  private readonly cohortSent = new Map<number, number>();
   /**
    * The allowance the open snapshot's pre-sends bet per cohort (blocks last written in the
    * same COHORT_SECONDS), at their price when sent, like regionSpent.
@@ -165,6 +169,7 @@ export class VolumePlanner {
     this.calibrate = options.calibrate ?? false;
     this.adapt = options.adaptBudget ?? true;
     this.pace = options.pace ?? true;
+    this.cohortExposure = option('cohortExposure', options.cohortExposure, C.COHORT_EXPOSURE_SHARE, (v) => v > 0);
     this.cohortShare = option('cohortShare', options.cohortShare, C.COHORT_ALLOWANCE_SHARE, (v) => v > 0 && v <= 1);
     this.lateBoost = option('lateBoost', options.lateBoost, C.DEFAULT_LATE_BOOST, (v) => v >= 1);
     this.lateFloor = option('lateFloor', options.lateFloor, C.DEFAULT_LATE_FLOOR, (v) => v >= 0 && v < 1);
@@ -461,6 +466,7 @@ export class VolumePlanner {
     this.unsent = this.present = this.collided = this.spent = this.charged = this.freeCollided = 0;
     this.allowanceBound = false;
     this.cohortSpent.clear();
+    this.cohortSent.clear();
     this.firedTS = null;
     this.open = n + 1;
     this.openedAt = time;
@@ -633,7 +639,10 @@ export class VolumePlanner {
       // cohort's share.
       const cohort = free || this.cohortShare >= 1 ? null : Math.floor(tb.last[i] / C.COHORT_SECONDS);
       const cohortBet = cohort === null ? 0 : (this.cohortSpent.get(cohort) ?? 0);
-      if (cohort !== null && cohortBet + cost > this.cohortShare * this.fullAllowance) {
+      // And, if set, its bytes at stake (COHORT_EXPOSURE_SHARE): priced low, a cohort's
+      // expected cost stays small while the whole of it can be rewritten at once.
+      const cohortBlocks = cohort === null ? 0 : (this.cohortSent.get(cohort) ?? 0);
+      if (cohort !== null && (cohortBet + cost > this.cohortShare * this.fullAllowance || (cohortBlocks + 1) * bs > this.cohortExposure * this.fullAllowance)) {
         if (fired) this.allowanceBound = true;
         this.planPos++;
         continue;
@@ -649,7 +658,10 @@ export class VolumePlanner {
         }
         this.regionSpent[r] += cost;
       }
-      if (cohort !== null) this.cohortSpent.set(cohort, cohortBet + cost);
+      if (cohort !== null) {
+        this.cohortSpent.set(cohort, cohortBet + cost);
+        this.cohortSent.set(cohort, cohortBlocks + 1);
+      }
       this.planPos++;
       this.markSent(i, b, out, free ? FREE_SENT : SENT);
       this.spent += cost;
@@ -798,6 +810,6 @@ export class VolumePlanner {
   get memoryBytes(): number {
     let closed = 0;
     for (const c of this.closed) closed += c.keys.byteLength;
-    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed + COHORT_ENTRY_BYTES * this.cohortSpent.size;
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed + COHORT_ENTRY_BYTES * (this.cohortSpent.size + this.cohortSent.size);
   }
 }
