@@ -96,6 +96,37 @@ describe('predictivePolicy on a real volume', () => {
     p.dispose();
   });
 
+  it('keeps zeroes (trim, write-zeroes) out of the planner and offers them when the link has room', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-predictive-'));
+    dirs.push(dir);
+    const size = 256 << 20;
+    const v = await createVolume(join(dir, 'big'), { id: 'big', name: 'big', size, blockSize: BS });
+    volumes.push(v);
+    const start = Date.now();
+    const p = predictivePolicy({ volume: v, linkHint: 1e9, nextCloseAt: () => start + 60_000 });
+    // mkfs.ext4 discards the whole device first: 65,536 blocks that go as flags.
+    await v.trim(0, size);
+    await v.write(10 * BS, Buffer.alloc(BS, 7)); // data over the zeroes: the planner's block
+    const s = p.status(start + 1000);
+    expect(s.D).toBe(BS);
+    expect(s.dirtyBytes).toBe(BS);
+    expect(s.memoryBytes).toBeLessThan(2 << 20);
+    // Long before the close the planner holds its block back; the zeroed blocks go, in
+    // order, as many as the budget has room for, each once, and only those still pending.
+    const pending = new Set([...Array(64).keys()].filter((b) => b !== 3));
+    const first = p.next(start + 1000, 16 * BS, view(v, pending));
+    expect([...first]).toEqual([0, 1, 2, 4, 5, 6, 7, 8, 9, 11, 12, 13, 14, 15, 16, 17]);
+    const second = p.next(start + 1010, 4 * BS, view(v, pending));
+    expect([...second]).toEqual([18, 19, 20, 21]);
+    // A zeroing after the close belongs to the next point; the closed one's are the shipper's.
+    const point = await v.closeSnapshot({ scheduledAt: Date.now() });
+    p.onClose(point.n, point.closedAt, start + 120_000);
+    expect(p.next(start + 61_000, 4 * BS, view(v, pending))).toEqual([]);
+    await v.writeZeroes(100 * BS, 2 * BS);
+    expect([...p.next(start + 61_010, 4 * BS, view(v, new Set([100, 101, 102])))]).toEqual([100, 101]);
+    p.dispose();
+  });
+
   it("after a restart knows the open snapshot's earlier writes and starts from the saved model", async () => {
     const v = await volume();
     const start = Date.now();

@@ -764,6 +764,12 @@ export class VolumePlanner {
     this.charged = this.collided - this.freeCollided + sentRisk * this.blockSize;
   }
 
+  /** Whether `block` was written in the open snapshot, as far as the planner was told (sent or not). */
+  isDirty(block: number): boolean {
+    const i = this.table.find(block);
+    return i >= 0 && this.table.state[i] !== CLEAN;
+  }
+
   status(now: number): PlannerStatus {
     const { fired, startAt } = this.policy === 'predictive' ? this.startRule(now) : { fired: this.policy !== 'at-snapshot', startAt: this.policy === 'at-snapshot' ? this.closeAt : now };
     return {
