@@ -7,7 +7,9 @@
  * (@headstart/sim) drive the same object:
  *
  *   const p = createPlanner({ volumeSize, blockSize, policy: 'predictive', closeAt, openedAt?, K?, L?, PT?, linkHint?, shipsClosed? });
- *   p.onWrite({ time, offset, length })   // every write/zero/trim, in time order
+ *   p.onWrite({ time, offset, length })   // every write whose bytes go on the link, in time order
+ *                                         // (zeroes go as a flag: the engine and the simulator keep them out)
+ *   p.isDirty(block)                      // written in the open snapshot, as far as the planner was told
  *   p.onClose(n, time, nextCloseAt)       // snapshot n closed; the next one is scheduled
  *   p.schedule(closeAt)                   // move the open snapshot's close
  *   p.next(now, budgetBytes) -> SendItem[] // blocks to put on the link now, in order; counted as sent

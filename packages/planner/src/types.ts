@@ -104,7 +104,7 @@ export interface PlannerOptions {
   readonly learnt?: Uint8Array;
 }
 
-/** A write (or zero/trim: anything that changes blocks), times in seconds on any fixed origin. */
+/** A write, times in seconds on any fixed origin (zeroes too if the caller wants them planned as data; the engine and the simulator keep them out). */
 export interface PlannerWrite {
   readonly time: number;
   readonly offset: number;
