@@ -15,6 +15,17 @@ export const CHECKSUM_RANGE_BLOCKS = 256;
 export const CHECKSUM_RANGES_PER_REQUEST = 256;
 /** How often an idle pre-send loop asks the policy again and checks for a close. */
 export const PRESEND_TICK_MS = 20;
+/**
+ * Pre-send only while the open point has at most this many dirty blocks (16 GiB at 4 KiB);
+ * a larger point ships at its close. The shipper keeps the open point's pending blocks in a
+ * JS Set, in write order, and V8 caps a Set (and a Map) at 2^24 entries: past that, adding
+ * throws. A discard of a 100 GiB device (mkfs.ext4 does one), an fstrim that frees as much,
+ * or a bulk copy reach it in one point. At 2^22 the Set is ~130 MB; a closed point ships
+ * from the volume's compact dirty set, whatever its size.
+ */
+export const PRESEND_MAX_BLOCKS = 1 << 22;
+/** Staged blocks a reconnecting source takes from the replica's RESUME to skip (see reconcile). */
+export const KNOWN_MAX_BLOCKS = 1 << 23;
 /** Reconnect backoff after a link failure. */
 export const RECONNECT_MIN_MS = 100;
 export const RECONNECT_MAX_MS = 5_000;

@@ -70,6 +70,32 @@ describe('replication in process over a real WebSocket', () => {
     expect(last.sentBytes).toBe(25 * bs); // 20 pre-sent + 5 collided resends
   });
 
+  it('does not pre-send an open point of more blocks than presendMaxBlocks: it ships at its close', async () => {
+    // The shipper's pending set is a JS Set, which V8 caps at 2^24 entries; past the limit
+    // (PRESEND_MAX_BLOCKS, 8 here) the point waits for its close instead of failing.
+    const acked: { n: number; sentBytes: number | null; minimalBytes: number | null }[] = [];
+    pair = await makePair({ source: { presendMaxBlocks: 8, onEvent: (e) => e.type === 'acked' && acked.push(e) } });
+    const { source, replica, link } = pair;
+    const bs = source.blockSize;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    for (let i = 0; i < 4; i++) await source.write(i * bs, randomBlock(bs, 400 + i));
+    // Under the limit the continuous policy pre-sends as usual.
+    const deadline = Date.now() + 10_000;
+    while (link.status().throughput === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(link.status().throughput).toBeGreaterThan(0);
+    // One write of 16 blocks: 16 pending, over the limit.
+    await source.write(4 * bs, Buffer.concat(Array.from({ length: 16 }, (_, i) => randomBlock(bs, 400 + i))));
+    await new Promise((r) => setTimeout(r, 500));
+    // Rewritten: pre-sent, each would have cost a resend.
+    await source.write(4 * bs, Buffer.concat(Array.from({ length: 16 }, (_, i) => randomBlock(bs, 500 + i))));
+    const p = await source.closeSnapshot();
+    await link.waitAcked(p.n, 20_000);
+    expect(await imageHash(replica)).toBe(await sourceHashAt(source, p.n));
+    const last = acked.find((a) => a.n === p.n)!;
+    expect(last.minimalBytes).toBe(20 * bs);
+    expect(last.sentBytes).toBe(20 * bs); // 0-3 pre-sent, 4-19 once at the close
+  });
+
   it('resumes after a disconnect mid-transfer without resending staged blocks', async () => {
     const acked: { n: number; sentBytes: number | null }[] = [];
     pair = await makePair({ size: 16 * 1024 * 1024, source: { policy: atSnapshotPolicy(), rateLimit: 2 * 1024 * 1024, windowBytes: 1024 * 1024, onEvent: (e) => e.type === 'acked' && acked.push(e) } });

@@ -28,7 +28,7 @@ import {
 } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
-import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
+import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, KNOWN_MAX_BLOCKS, PRESEND_MAX_BLOCKS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
 
 /** A pre-send's place among links waiting for a shared cap: after every closed point. */
 const PRESEND_DEADLINE = Number.MAX_SAFE_INTEGER;
@@ -53,6 +53,8 @@ export interface SessionContext {
   readonly node: string;
   readonly policy: PresendPolicy;
   readonly windowBytes: number;
+  /** Pre-send only while the open point has at most this many dirty blocks (PRESEND_MAX_BLOCKS). */
+  readonly presendMaxBlocks?: number;
   readonly bucket: RateGate;
   /**
    * Bytes the connection's socket has written so far (after compression; frame, TLS and
@@ -274,8 +276,10 @@ export class SourceSession {
       await this.ackLost(c);
     }
     for (const set of r.staged) {
+      // What the replica staged, so that it is not sent again: at most KNOWN_MAX_BLOCKS of
+      // it (a Map holds 2^24 entries); the rest is sent again, which is only slower.
       const map = new Map<number, bigint>();
-      for (let i = 0; i < set.entries.length; i += 16) map.set(Number(bytesToU64(set.entries, i)), bytesToU64(set.entries, i + 8));
+      for (let i = 0; i < set.entries.length && map.size < KNOWN_MAX_BLOCKS; i += 16) map.set(Number(bytesToU64(set.entries, i)), bytesToU64(set.entries, i + 8));
       this.known.set(set.n, map);
       this.stagedCount.set(set.n, map.size);
     }
@@ -350,9 +354,13 @@ export class SourceSession {
   /**
    * Sends one BLOCKS frame, waiting for window credit and rate tokens first. `deadline`
    * orders the links that wait for a shared cap: a closed point's scheduled time; pre-sends
-   * come after every closed point.
+   * come after every closed point. `remember`: keep each block's hash in `known`, so a
+   * later send of n skips it while unchanged (pre-sends); a closed point's shipment sends
+   * each block once and keeps none, or a point of more than 2^24 blocks (64 GiB at 4 KiB:
+   * an initial sync of a big volume) would overflow the Map (V8's limit) and fail at that
+   * block on every reconnect.
    */
-  private async sendBlocks(n: number, blocks: WireBlock[], deadline: number): Promise<void> {
+  private async sendBlocks(n: number, blocks: WireBlock[], deadline: number, remember = true): Promise<void> {
     let bytes = 0;
     for (const b of blocks) bytes += b.data.length;
     while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.ctx.windowBytes) {
@@ -373,7 +381,7 @@ export class SourceSession {
     let fresh = 0;
     for (const b of blocks) {
       if (!known.has(b.block)) fresh++;
-      known.set(b.block, b.hash);
+      if (remember) known.set(b.block, b.hash);
     }
     this.inFlight.set(batch, { bytes, n, fresh });
     this.link.send({ type: 'BLOCKS', n, batch, blocks });
@@ -383,14 +391,23 @@ export class SourceSession {
   private async presend(n: number): Promise<void> {
     const v = this.ctx.volume;
     const bs = v.blockSize;
-    const pending = new Set<number>(v.dirtyBlocks(n));
+    // Too many blocks to hold as a Set (PRESEND_MAX_BLOCKS): the point ships at its close.
+    const limit = this.ctx.presendMaxBlocks ?? PRESEND_MAX_BLOCKS;
+    const dirty = v.dirtyBlocks(n);
+    let oversized = dirty.size > limit;
+    const pending = new Set<number>(oversized ? [] : dirty);
     let touched: Set<number> | null = null;
     const off = v.onWrite((e) => {
-      if (e.snapshot === n) {
+      if (e.snapshot === n && !oversized) {
         for (let b = e.firstBlock; b < e.firstBlock + e.blockCount; b++) {
           pending.delete(b); // re-insert: pending keeps oldest-write-first order
           pending.add(b);
           touched?.add(b);
+          if (pending.size > limit) {
+            oversized = true;
+            pending.clear();
+            break;
+          }
         }
       }
       this.poke();
@@ -409,7 +426,9 @@ export class SourceSession {
         this.check();
         const credit = this.ctx.windowBytes - this.inFlightBytes;
         const budget = Math.min(credit, this.ctx.bucket.available() / this.wireRatio, MAX_BLOCKS_PAYLOAD);
-        const picks = pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
+        // Blocks pre-sent and not written since stay known (their hash): the close skips them.
+        if (this.knownOf(n).size > limit) oversized = true;
+        const picks = !oversized && pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
         if (picks.length === 0) {
           await this.nap(PRESEND_TICK_MS);
           continue;
@@ -478,7 +497,7 @@ export class SourceSession {
       const out = batch;
       batch = [];
       batchBytes = 0;
-      await this.sendBlocks(n, out, point.scheduledAt);
+      await this.sendBlocks(n, out, point.scheduledAt, false);
     };
     /** Adds blocks [first, first+count) with their content as of n; `sparse`: zero blocks are not part of n's set. */
     const take = async (first: number, data: Buffer, sparse: boolean) => {

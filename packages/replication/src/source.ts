@@ -35,6 +35,8 @@ export interface SourceOptions {
    */
   readonly sharedLimits?: readonly TokenBucket[];
   readonly windowBytes?: number;
+  /** Pre-send only while the open point has at most this many dirty blocks (default PRESEND_MAX_BLOCKS). */
+  readonly presendMaxBlocks?: number;
   /**
    * Compress frames on the wire (WebSocket permessage-deflate, zlib level 1, no context
    * kept between messages): for slow WAN links and compressible data; it costs CPU on both
@@ -180,6 +182,7 @@ class Source implements SourceLink {
         node: o.node ?? 'source',
         policy: o.policy ?? continuousPolicy(),
         windowBytes: o.windowBytes ?? DEFAULT_WINDOW_BYTES,
+        presendMaxBlocks: o.presendMaxBlocks,
         bucket: this.limits,
         wireBytes: () => this.socket?.bytesWritten,
         wireRatio: this.wireRatio,
