@@ -640,9 +640,11 @@ export class VolumePlanner {
       const cohort = free || this.cohortShare >= 1 ? null : Math.floor(tb.last[i] / C.COHORT_SECONDS);
       const cohortBet = cohort === null ? 0 : (this.cohortSpent.get(cohort) ?? 0);
       // And, if set, its bytes at stake (COHORT_EXPOSURE_SHARE): priced low, a cohort's
-      // expected cost stays small while the whole of it can be rewritten at once.
-      const cohortBlocks = cohort === null ? 0 : (this.cohortSent.get(cohort) ?? 0);
-      if (cohort !== null && (cohortBet + cost > this.cohortShare * this.fullAllowance || (cohortBlocks + 1) * bs > this.cohortExposure * this.fullAllowance)) {
+      // expected cost stays small while the whole of it can be rewritten at once. Off (the
+      // default), nothing is counted.
+      const exposed = cohort !== null && this.cohortExposure < Infinity;
+      const cohortBlocks = exposed ? (this.cohortSent.get(cohort) ?? 0) : 0;
+      if (cohort !== null && (cohortBet + cost > this.cohortShare * this.fullAllowance || (exposed && (cohortBlocks + 1) * bs > this.cohortExposure * this.fullAllowance))) {
         if (fired) this.allowanceBound = true;
         this.planPos++;
         continue;
@@ -658,10 +660,8 @@ export class VolumePlanner {
         }
         this.regionSpent[r] += cost;
       }
-      if (cohort !== null) {
-        this.cohortSpent.set(cohort, cohortBet + cost);
-        this.cohortSent.set(cohort, cohortBlocks + 1);
-      }
+      if (cohort !== null) this.cohortSpent.set(cohort, cohortBet + cost);
+      if (exposed) this.cohortSent.set(cohort, cohortBlocks + 1);
       this.planPos++;
       this.markSent(i, b, out, free ? FREE_SENT : SENT);
       this.spent += cost;

@@ -4,6 +4,12 @@ import { atSnapshotPolicy } from './policy';
 import { imageHash, makePair, randomBlock, sourceHashAt, type Pair } from './testing.test-helpers';
 
 let pair: Pair | undefined;
+
+/** Until the link has carried block bytes (the open point's pre-sends reached the replica), at most 10 s. */
+async function untilSending(link: Pair['link']): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (link.status().throughput === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+}
 afterEach(async () => {
   await pair?.cleanup();
   pair = undefined;
@@ -58,8 +64,7 @@ describe('replication in process over a real WebSocket', () => {
     await link.waitAcked(source.latestClosed!.n, 20_000);
     for (let i = 0; i < 20; i++) await source.write(i * bs, randomBlock(bs, 200 + i));
     // wait until pre-sent: the replica has it staged before the close
-    const deadline = Date.now() + 10_000;
-    while (link.status().throughput === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await untilSending(link);
     await new Promise((r) => setTimeout(r, 200));
     for (let i = 0; i < 5; i++) await source.write(i * bs, randomBlock(bs, 300 + i)); // collisions
     const p = await source.closeSnapshot();
@@ -80,8 +85,7 @@ describe('replication in process over a real WebSocket', () => {
     await link.waitAcked(source.latestClosed!.n, 20_000);
     for (let i = 0; i < 4; i++) await source.write(i * bs, randomBlock(bs, 400 + i));
     // Under the limit the continuous policy pre-sends as usual.
-    const deadline = Date.now() + 10_000;
-    while (link.status().throughput === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await untilSending(link);
     expect(link.status().throughput).toBeGreaterThan(0);
     // One write of 16 blocks: 16 pending, over the limit.
     await source.write(4 * bs, Buffer.concat(Array.from({ length: 16 }, (_, i) => randomBlock(bs, 400 + i))));
