@@ -205,7 +205,7 @@ export class ReplicationFeed implements FeedSource {
       } catch {
         total = null;
       }
-      staging = { n: from, stagedBlocks: target.staging.staged(from)?.hashes.size ?? 0, totalBlocks: total };
+      staging = { n: from, stagedBlocks: target.staging.staged(from)?.blocks.size ?? 0, totalBlocks: total };
     }
     return {
       ...link,

@@ -326,7 +326,7 @@ class ReplicaSession {
     const n = m.point.n;
     await this.lastStage;
     const set = t.staging.staged(n);
-    const count = set?.hashes.size ?? 0;
+    const count = set?.blocks.size ?? 0;
     const digest = set?.digest.value ?? 0n;
     this.current = null;
     if (count !== m.count || digest !== m.digest) {

@@ -19,7 +19,7 @@
  * dropped otherwise (no member has written that point then).
  */
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
-import { MAX_RESUME_STAGED, rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
+import { MAX_RESUME_ENTRIES, MAX_RESUME_STAGED, rangeHash, type ResumeMsg, type StagedSet } from '@headstart/protocol';
 import { alignedBuffer, type SnapshotPoint, type Volume } from '@headstart/volume';
 import type { CommitGroup, GroupMember, GroupWait } from './commit-group';
 import { Staging } from './staging';
@@ -184,16 +184,24 @@ export class ReplicaTarget implements GroupMember {
     // and sent again; listed, they would make the source refuse every RESUME for good.
     const points = this.staging.snapshots().sort((a, b) => a - b);
     await this.staging.discard(points.slice(MAX_RESUME_STAGED));
+    // And at most MAX_RESUME_ENTRIES blocks in all, the earliest points first: a source
+    // refuses a longer RESUME as malformed, so a replica that had staged more (16 GiB of
+    // 4 KiB blocks: any large initial sync) could never resume. What is left out stays
+    // staged; the source sends it again and the newer copy replaces it, which is only slower.
     const staged: StagedSet[] = [];
+    let room = MAX_RESUME_ENTRIES;
     for (const n of points.slice(0, MAX_RESUME_STAGED)) {
       const set = this.staging.staged(n)!;
-      const entries = Buffer.allocUnsafe(set.hashes.size * 16);
+      const listed = Math.min(set.blocks.size, room);
+      const entries = Buffer.allocUnsafe(listed * 16);
       let i = 0;
-      for (const [block, hash] of set.hashes) {
+      set.blocks.forEach((block, _gen, hash) => {
+        if (i === entries.length) return false;
         entries.writeBigUInt64LE(BigInt(block), i);
         entries.writeBigUInt64LE(hash, i + 8);
         i += 16;
-      }
+      });
+      room -= listed;
       staged.push({ n, entries });
     }
     const c = this.volume.committed;

@@ -112,7 +112,7 @@ describe('replication in process over a real WebSocket', () => {
     const inFlight = link.status().inFlightBytes;
     expect(inFlight).toBeLessThanOrEqual(1024 * 1024); // the window bounds what is in flight
     link.reconnect();
-    const staged = server.targets.get('vol-1')!.staging.staged(p.n)?.hashes.size ?? 0;
+    const staged = server.targets.get('vol-1')!.staging.staged(p.n)?.blocks.size ?? 0;
     expect(staged).toBeGreaterThan(0);
     link.setRateLimit(null);
     await link.waitAcked(p.n, 20_000);

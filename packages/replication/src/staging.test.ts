@@ -61,7 +61,7 @@ describe('staging run records', () => {
     ].map(([k, v]) => [k as number, (v as Buffer).toString('hex').slice(0, 16)]));
     expect(await content(s, 1)).toEqual(expected);
     const digest = s.staged(1)!.digest.value;
-    expect(s.staged(1)!.hashes.size).toBe(7);
+    expect(s.staged(1)!.blocks.size).toBe(7);
     await s.close();
     s = await Staging.open(join(dir, 'st'), BS);
     expect(await content(s, 1)).toEqual(expected);
@@ -138,7 +138,7 @@ describe('staging on a full disk', () => {
       const s = await Staging.open(join(disk, 'st'), BS);
       const first = [0, 1, 2].map((i) => randomBlock(BS, 20 + i));
       await s.stage(1, blocks(0, first));
-      const before = { size: s.staged(1)!.hashes.size, digest: s.staged(1)!.digest.value };
+      const before = { size: s.staged(1)!.blocks.size, digest: s.staged(1)!.digest.value };
       // Take what is left; the next batch (1 MiB) does not fit.
       fillDisk(disk, 64 << 10);
       const big = Array.from({ length: 256 }, (_, i) => randomBlock(BS, 100 + i));
@@ -147,11 +147,11 @@ describe('staging on a full disk', () => {
       expect(isHeadstartError(refused, 'VOLUME_NO_SPACE'), String(refused)).toBe(true);
       // The set is as it was: a resuming source is asked for those blocks again, and a
       // CLOSE whose digest includes them does not match.
-      expect(s.staged(1)!.hashes.size).toBe(before.size);
+      expect(s.staged(1)!.blocks.size).toBe(before.size);
       expect(s.staged(1)!.digest.value).toBe(before.digest);
       await rm(join(disk, 'filler'));
       await s.stage(1, blocks(100, big));
-      expect(s.staged(1)!.hashes.size).toBe(before.size + 256);
+      expect(s.staged(1)!.blocks.size).toBe(before.size + 256);
       expect((await content(s, 1)).get(100)).toBe(big[0].toString('hex').slice(0, 16));
       await s.close();
     }
@@ -175,7 +175,7 @@ describe('staging on a full disk', () => {
     expect(outcome).toBe('VOLUME_NO_SPACE');
     await rm(join(disk, 'filler'));
     await s.stage(2, blocks(10, [randomBlock(BS, 3)]));
-    expect(s.staged(2)!.hashes.size).toBe(1);
+    expect(s.staged(2)!.blocks.size).toBe(1);
     await s.close();
   }, 30_000);
 

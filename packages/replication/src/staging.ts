@@ -49,6 +49,7 @@ import { constants as fsConstants, closeSync, existsSync, fsyncSync, openSync, r
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import { StagedBlocks } from './staged-blocks';
 
 function bootId(): string {
   try {
@@ -68,10 +69,9 @@ function fsyncPath(path: string): void {
 }
 
 export interface StagedSetInfo {
-  readonly hashes: Map<number, bigint>;
+  /** block -> the gen of the record holding its live copy, and that copy's hash. */
+  readonly blocks: StagedBlocks;
   readonly digest: SnapshotDigest;
-  /** block -> gen of the record holding its live copy. */
-  readonly owner: Map<number, number>;
 }
 
 export interface Journal {
@@ -196,7 +196,7 @@ export class Staging {
     }
     for (const r of records) {
       const set = s.setOf(r.n);
-      for (let i = 0; i < r.count; i++) if ((set.owner.get(r.first + i) ?? -1) < r.gen) set.owner.set(r.first + i, r.gen);
+      for (let i = 0; i < r.count; i++) if ((set.blocks.gen(r.first + i) ?? -1) < r.gen) set.blocks.put(r.first + i, r.gen, 0n);
     }
     // Hashes from the bytes held: zero runs by their kind, data runs read back from the file.
     for (const r of records) {
@@ -204,11 +204,11 @@ export class Staging {
       const data = r.kind === KIND_DATA ? await s.readData(r.n, r.first, r.count) : null;
       for (let i = 0; i < r.count; i++) {
         const b = r.first + i;
-        if (set.owner.get(b) !== r.gen) continue;
-        set.hashes.set(b, data === null ? zeroBlockHash(blockSize) : blockHash(data.subarray(i * blockSize, (i + 1) * blockSize)));
+        if (set.blocks.gen(b) !== r.gen) continue;
+        set.blocks.put(b, r.gen, data === null ? zeroBlockHash(blockSize) : blockHash(data.subarray(i * blockSize, (i + 1) * blockSize)));
       }
     }
-    for (const set of s.sets.values()) for (const [b, h] of set.hashes) set.digest.add(b, h);
+    for (const set of s.sets.values()) set.blocks.forEach((b, _gen, h) => set.digest.add(b, h));
     // Files whose records are gone (a crash between dropping the records and the file).
     for (const name of readdirSync(dir)) {
       const m = /^data-(\d+)$/.exec(name);
@@ -319,7 +319,7 @@ export class Staging {
   private setOf(n: number): StagedSetInfo {
     let set = this.sets.get(n);
     if (!set) {
-      set = { hashes: new Map(), digest: new SnapshotDigest(), owner: new Map() };
+      set = { blocks: new StagedBlocks(), digest: new SnapshotDigest() };
       this.sets.set(n, set);
     }
     return set;
@@ -327,7 +327,7 @@ export class Staging {
 
   /** Snapshots with staged blocks, ascending. */
   snapshots(): number[] {
-    return [...this.sets.keys()].filter((n) => this.sets.get(n)!.hashes.size > 0).sort((a, b) => a - b);
+    return [...this.sets.keys()].filter((n) => this.sets.get(n)!.blocks.size > 0).sort((a, b) => a - b);
   }
 
   staged(n: number): StagedSetInfo | undefined {
@@ -337,17 +337,11 @@ export class Staging {
   /**
    * Stages a batch of blocks of snapshot n (replacing earlier versions): the data runs go to
    * n's staging file with one writev each, straight from the frame's buffers; then one
-   * LMDB transaction records the runs. The in-memory set (hashes, digest) changes at once.
+   * LMDB transaction records the runs. The in-memory set (blocks, digest) changes at once.
    * Resolves once the batch is written (after the commit gate, if one is live).
    */
   stage(n: number, blocks: readonly { block: number; hash: bigint; data: Uint8Array }[]): Promise<unknown> {
     const set = this.setOf(n);
-    for (const { block, hash } of blocks) {
-      const old = set.hashes.get(block);
-      if (old !== undefined) set.digest.remove(block, old);
-      set.hashes.set(block, hash);
-      set.digest.add(block, hash);
-    }
     // Cut the batch into runs of adjacent blocks of one kind (data or zero); one record each.
     const records: { first: number; gen: number; count: number; data: Uint8Array[] | null }[] = [];
     for (let i = 0; i < blocks.length; ) {
@@ -355,7 +349,13 @@ export class Staging {
       let j = i + 1;
       while (j < blocks.length && blocks[j].block === blocks[j - 1].block + 1 && (blocks[j].data.length === 0) === zero) j++;
       const gen = ++this.gen;
-      for (let k = i; k < j; k++) set.owner.set(blocks[k].block, gen);
+      for (let k = i; k < j; k++) {
+        const { block, hash } = blocks[k];
+        const old = set.blocks.hash(block);
+        if (old !== undefined) set.digest.remove(block, old);
+        set.blocks.put(block, gen, hash);
+        set.digest.add(block, hash);
+      }
       records.push({ first: blocks[i].block, gen, count: j - i, data: zero ? null : blocks.slice(i, j).map((b) => b.data) });
       i = j;
     }
@@ -387,11 +387,9 @@ export class Staging {
     written.catch(() => {
       for (const r of records) {
         for (let b = r.first; b < r.first + r.count; b++) {
-          if (set.owner.get(b) !== r.gen) continue;
-          const hash = set.hashes.get(b);
-          if (hash !== undefined) set.digest.remove(b, hash);
-          set.hashes.delete(b);
-          set.owner.delete(b);
+          if (set.blocks.gen(b) !== r.gen) continue;
+          set.digest.remove(b, set.blocks.hash(b)!);
+          set.blocks.delete(b);
         }
       }
     });
@@ -538,12 +536,12 @@ export class Staging {
       const [, first, gen] = this.checkKey(key);
       const { count, kind } = this.checkValue(value);
       for (let i = 0; i < count; ) {
-        if (set.owner.get(first + i) !== gen) {
+        if (set.blocks.gen(first + i) !== gen) {
           i++;
           continue;
         }
         let j = i + 1;
-        while (j < count && j - i < maxBlocks && set.owner.get(first + j) === gen) j++;
+        while (j < count && j - i < maxBlocks && set.blocks.gen(first + j) === gen) j++;
         out.push({ block: first + i, count: j - i, zero: kind === KIND_ZERO });
         i = j;
       }
