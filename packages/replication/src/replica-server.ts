@@ -329,9 +329,11 @@ class ReplicaSession {
     const count = set?.blocks.size ?? 0;
     const digest = set?.digest.value ?? 0n;
     this.current = null;
-    if (count !== m.count || digest !== m.digest) {
+    if (set?.broken || count !== m.count || digest !== m.digest) {
       await t.staging.discard([n]);
-      const message = `snapshot ${n}: staged ${count} blocks (digest ${digest.toString(16)}), source says ${m.count} (digest ${m.digest.toString(16)}); dropped, to be sent again`;
+      const message = set?.broken
+        ? `snapshot ${n}: a staging write failed part-way; dropped, to be sent again`
+        : `snapshot ${n}: staged ${count} blocks (digest ${digest.toString(16)}), source says ${m.count} (digest ${m.digest.toString(16)}); dropped, to be sent again`;
       this.options.onEvent?.({ type: 'nack', volume: t.id, n, message });
       this.link.send({ type: 'NACK', n, code: 'REPL_DIGEST_MISMATCH', message });
       // The source has already moved on to n+1; end the link so it resumes from n cleanly.

@@ -182,6 +182,9 @@ export class ReplicaTarget implements GroupMember {
     // RESUME lists at most MAX_RESUME_STAGED points: the next ones to commit. Any beyond
     // (held by a replica from before sources bounded how far ahead they ship) are dropped
     // and sent again; listed, they would make the source refuse every RESUME for good.
+    // A point whose staging write failed part-way is dropped first (see StagedSetInfo.broken).
+    await this.staging.settled();
+    await this.staging.discard(this.staging.snapshots().filter((n) => this.staging.staged(n)!.broken));
     const points = this.staging.snapshots().sort((a, b) => a - b);
     await this.staging.discard(points.slice(MAX_RESUME_STAGED));
     // And at most MAX_RESUME_ENTRIES blocks in all, the earliest points first: a source
@@ -191,17 +194,8 @@ export class ReplicaTarget implements GroupMember {
     const staged: StagedSet[] = [];
     let room = MAX_RESUME_ENTRIES;
     for (const n of points.slice(0, MAX_RESUME_STAGED)) {
-      const set = this.staging.staged(n)!;
-      const listed = Math.min(set.blocks.size, room);
-      const entries = Buffer.allocUnsafe(listed * 16);
-      let i = 0;
-      set.blocks.forEach((block, _gen, hash) => {
-        if (i === entries.length) return false;
-        entries.writeBigUInt64LE(BigInt(block), i);
-        entries.writeBigUInt64LE(hash, i + 8);
-        i += 16;
-      });
-      room -= listed;
+      const entries = await this.staging.entries(n, room);
+      room -= entries.length / 16;
       staged.push({ n, entries });
     }
     const c = this.volume.committed;

@@ -2,11 +2,13 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isHeadstartError } from '@headstart/errors';
-import { blockHash, loadHasher, zeroBlockHash } from '@headstart/protocol';
+import { SnapshotDigest, blockHash, loadHasher, zeroBlockHash } from '@headstart/protocol';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { fillDisk, smallDisk } from '../../../test/helpers/small-disk';
-import { alignedBuffer } from '@headstart/volume';
+import { alignedBuffer, createVolume } from '@headstart/volume';
+import { spawnSync } from 'node:child_process';
 import { directSupported, openDirect } from '../../../test/helpers/direct-io';
+import { ReplicaTarget } from './replica-target';
 import { Staging } from './staging';
 import { randomBlock } from './testing.test-helpers';
 
@@ -198,4 +200,72 @@ describe('staging on a full disk', () => {
       await rm(dir, { recursive: true, force: true });
     }
   }, 30_000);
+
+  it('batches that fail before writing leave their blocks as they were, also when a later failed batch restaged the same blocks', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-staging-unstage-'));
+    const s = await Staging.open(join(dir, 'st'), BS);
+    const a = randomBlock(BS, 1);
+    await s.stage(1, blocks(0, [randomBlock(BS, 2)]));
+    await s.stage(2, blocks(5, [a])); // point 2, block 5: staged and written
+    // Point 1's commit shuts the gate: the next batches of point 2 wait for it...
+    await s.writeJournal({ n: 1, scheduledAt: 1000, closedAt: 1000, lastSeq: 1 });
+    // ...B restages block 5 as a zero block and adds 6; C restages 6 and adds 7.
+    const b = s.stage(2, blocks(5, [Buffer.alloc(0), randomBlock(BS, 3)]));
+    const c = s.stage(2, blocks(6, [randomBlock(BS, 4), randomBlock(BS, 5)]));
+    expect([...s.staged(2)!.blocks]).toEqual([5, 6, 7]);
+    expect([...s.staged(2)!.zero]).toEqual([5]);
+    // ...and the process stops before the commit ends: neither is written.
+    await s.close();
+    expect(await b.then(() => 'staged', (err: unknown) => (isHeadstartError(err) ? err.code : String(err)))).toBe('REPL_STOPPED');
+    expect(await c.then(() => 'staged', (err: unknown) => (isHeadstartError(err) ? err.code : String(err)))).toBe('REPL_STOPPED');
+    // Point 2 is what was written: block 5 as data, nothing of 6 (B's, restaged by C, which
+    // failed too) nor of 7, and its digest is that copy's alone.
+    const set = s.staged(2)!;
+    expect([...set.blocks]).toEqual([5]);
+    expect([...set.zero]).toEqual([]);
+    expect(set.broken).toBe(false);
+    const expected = new SnapshotDigest();
+    expected.add(5, blockHash(a));
+    expect(set.digest.value).toBe(expected.value);
+    // The next process reads the same from the records and the bytes.
+    const again = await Staging.open(join(dir, 'st'), BS);
+    expect([...again.staged(2)!.blocks]).toEqual([5]);
+    expect(again.staged(2)!.digest.value).toBe(expected.value);
+    expect(await again.entries(2, 10)).toEqual(Buffer.concat([u64(5), u64(blockHash(a))]));
+    await again.close();
+  });
 });
+
+describe('a staging write that fails part-way', () => {
+  it('marks its point broken: RESUME then drops the point, so the source sends it whole again', async (ctx) => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-staging-broken-'));
+    const volume = await createVolume(join(dir, 'rep'), { size: 1 << 20, id: 'v', role: 'replica' });
+    const target = await ReplicaTarget.open({ volume, stagingDir: join(dir, 'st') });
+    const data = join(dir, 'st', 'data-2');
+    try {
+      await target.staging.stage(2, blocks(0, [randomBlock(BS, 1)]));
+      // The data file refuses writes (EPERM) from here, as a failing disk would (EIO).
+      if (spawnSync('chattr', ['+i', data]).status !== 0) return ctx.skip();
+      let refused: unknown;
+      await target.staging.stage(2, blocks(8, [randomBlock(BS, 2)])).catch((err: unknown) => (refused = err));
+      expect(isHeadstartError(refused), String(refused)).toBe(true);
+      // Its hash went to the hash file first: what the point's files hold is not known any more.
+      expect(target.staging.staged(2)!.broken).toBe(true);
+      expect(await target.staging.entries(2, 10)).toEqual(Buffer.alloc(0));
+      spawnSync('chattr', ['-i', data]);
+      const resume = await target.resume();
+      expect(resume.staged).toEqual([]);
+      expect(target.staging.snapshots()).toEqual([]);
+    } finally {
+      spawnSync('chattr', ['-i', data]);
+      await target.close();
+      await volume.shutdown();
+    }
+  });
+});
+
+function u64(x: number | bigint): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(BigInt(x));
+  return b;
+}

@@ -14,13 +14,21 @@
  *
  * `gen` grows with every record written; a block resent later (a collision on the source)
  * lands in a newer record and overwrites the same place in the file, and the record with
- * the highest gen is the live one (tracked in memory, rebuilt on open). A write waits for
- * the earlier writes of the same snapshot whose block span overlaps its own (others run
- * alongside), so the file holds the latest copy of every block it holds;
- * a record is written only after its content is in the file. Hashes are recomputed from
- * the file on open (xxhash runs at GB/s), so whatever a crash left there, the hashes the
- * replica reports (RESUME) and commits against are those of the bytes it holds.
- * The replica volume does not change while blocks stage.
+ * the highest gen is the live one. A write waits for the earlier writes of the same
+ * snapshot whose block span overlaps its own (others run alongside), so the file holds the
+ * latest copy of every block it holds; a record is written only after its content is in
+ * the file. The replica volume does not change while blocks stage.
+ *
+ * In memory, per staged point, only two compact block sets (BlockSet: a few bits a block
+ * where dense): the blocks staged, and which of them are zero blocks. Each staged block's
+ * hash is in a sparse file beside the data, `hashes-<n>`, 8 bytes at the block's index
+ * times 8, written with the block; the point's digest (what CLOSE compares) is kept as
+ * batches land. Before, two JS Maps per point held both: V8 caps a Map at 2^24 entries, so
+ * a point of 64 GiB of 4 KiB blocks (any large initial sync) threw, and they took ~50
+ * bytes a block. The hash file is a cache of this process: on open every live block's
+ * hash is recomputed from the bytes held (xxhash runs at GB/s) and written again, so
+ * whatever a crash left there, the hashes the replica reports (RESUME) and commits
+ * against are those of the bytes it holds.
  *
  * It also holds the commit's redo journal ('journal' = the point being committed): see
  * replica-target.ts for the commit protocol.
@@ -44,12 +52,11 @@
  */
 import { HeadstartError, fromSystemError, isHeadstartError } from '@headstart/errors';
 import { MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE, SnapshotDigest, blockHash, zeroBlockHash } from '@headstart/protocol';
-import { DIRECT_ALIGN, SpaceGuard, alignedBuffer, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
-import { constants as fsConstants, closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { BlockSet, DIRECT_ALIGN, SpaceGuard, alignedBuffer, guardLmdbCommitRejections, type SnapshotPoint } from '@headstart/volume';
+import { constants as fsConstants, writeSync, closeSync, existsSync, fsyncSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import { StagedBlocks } from './staged-blocks';
 
 function bootId(): string {
   try {
@@ -69,9 +76,36 @@ function fsyncPath(path: string): void {
 }
 
 export interface StagedSetInfo {
-  /** block -> the gen of the record holding its live copy, and that copy's hash. */
-  readonly blocks: StagedBlocks;
+  /** The blocks staged (whose batch is written or on its way). */
+  readonly blocks: BlockSet;
+  /** Those of them whose live copy is a zero block (never written to the file). */
+  readonly zero: BlockSet;
+  /** The digest of the live copies of the batches written so far: the point's, once settled(). */
   readonly digest: SnapshotDigest;
+  /** A staging write failed part-way: what the files hold for this point is not known any
+   * more. Its CLOSE fails the digest check and RESUME drops it, so it is sent again. */
+  readonly broken: boolean;
+}
+
+interface StagedSet extends StagedSetInfo {
+  broken: boolean;
+}
+
+/** A staged block's state before a batch restaged it: whether it was staged, and as a zero block. */
+interface Before {
+  staged: boolean;
+  zero: boolean;
+}
+
+/** A staging write in flight: the block span it covers, and the state it replaced per block
+ * (handed on to the next batch of the same block if this one fails before writing). */
+interface PendingBatch {
+  readonly n: number;
+  readonly seq: number;
+  readonly lo: number;
+  readonly hi: number;
+  readonly before: Map<number, Before>;
+  done: Promise<unknown>;
 }
 
 export interface Journal {
@@ -113,6 +147,27 @@ const batchBuffers: Buffer[] = [];
 const BATCH_BUFFERS_KEPT = 32;
 const KIND_ZERO = 0;
 const KIND_DATA = 1;
+/** On open, live blocks are read back and hashed in runs of at most this many bytes. */
+const REHASH_RUN_BYTES = 1 << 20;
+/** RESUME's hashes are read from the hash file in windows of at most this many blocks, a
+ * window spanning gaps of up to HASH_READ_GAP blocks (scattered blocks: fewer, larger reads). */
+const HASH_READ_WINDOW = 1 << 16;
+const HASH_READ_GAP = 512;
+
+async function writeFull(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buf.length; ) done += (await fh.write(buf, done, buf.length - done, position + done)).bytesWritten;
+}
+
+/** Reads buf.length bytes at position; past the end of the file reads as zeroes. */
+async function readFull(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
+  let done = 0;
+  while (done < buf.length) {
+    const { bytesRead } = await fh.read(buf, done, buf.length - done, position + done);
+    if (bytesRead === 0) break;
+    done += bytesRead;
+  }
+  buf.fill(0, done);
+}
 
 interface StageFile {
   fh: FileHandle;
@@ -125,18 +180,34 @@ interface StageFile {
    * drops cached pages in the range of a direct read or write.
    */
   direct: FileHandle | null;
+  /** The point's hash file (see the header): through the page cache, never synced. */
+  hashes: FileHandle;
   /** Bytes written since the last flush started. */
   unflushed: number;
   /** The latest background flush (a full sync waits for it, then syncs again). */
   flushing: Promise<unknown>;
 }
 
+interface StageRecord {
+  readonly first: number;
+  readonly gen: number;
+  readonly blocks: readonly { block: number; hash: bigint; data: Uint8Array }[];
+  readonly zero: boolean;
+}
+
+function dedupeKeepingLast<T extends { block: number }>(batch: readonly T[]): readonly T[] {
+  const last = new Map<number, number>();
+  batch.forEach((b, i) => last.set(b.block, i));
+  return last.size === batch.length ? batch : batch.filter((b, i) => last.get(b.block) === i);
+}
+
 export class Staging {
-  private readonly sets = new Map<number, StagedSetInfo>();
-  /** Staging writes not finished yet, with the block span each covers: a write waits for the
+  private readonly sets = new Map<number, StagedSet>();
+  /** Staging writes not finished yet, in the order they were asked for: a write waits for the
    * earlier ones of the same snapshot whose span overlaps its own (so the file ends up with
    * the latest copy of a resent block), and runs alongside the others. */
-  private readonly pending = new Set<{ n: number; lo: number; hi: number; done: Promise<unknown> }>();
+  private readonly pending = new Set<PendingBatch>();
+  private batchSeq = 0;
   /** Staging writes past the gate (a journal waits for them; the others wait on the gate). */
   private readonly running = new Set<Promise<unknown>>();
   private marked = false;
@@ -194,25 +265,36 @@ export class Staging {
       records.push({ n, first, gen, count, kind });
       s.gen = Math.max(s.gen, gen);
     }
+    // Oldest record first: a block's live copy is the one of its newest record.
+    records.sort((a, b) => a.gen - b.gen);
     for (const r of records) {
       const set = s.setOf(r.n);
-      for (let i = 0; i < r.count; i++) if ((set.blocks.gen(r.first + i) ?? -1) < r.gen) set.blocks.put(r.first + i, r.gen, 0n);
+      set.blocks.addRange(r.first, r.count);
+      if (r.kind === KIND_ZERO) set.zero.addRange(r.first, r.count);
+      else for (let b = r.first; b < r.first + r.count; b++) set.zero.delete(b);
     }
-    // Hashes from the bytes held: zero runs by their kind, data runs read back from the file.
-    for (const r of records) {
-      const set = s.sets.get(r.n)!;
-      const data = r.kind === KIND_DATA ? await s.readData(r.n, r.first, r.count) : null;
-      for (let i = 0; i < r.count; i++) {
-        const b = r.first + i;
-        if (set.blocks.gen(b) !== r.gen) continue;
-        set.blocks.put(b, r.gen, data === null ? zeroBlockHash(blockSize) : blockHash(data.subarray(i * blockSize, (i + 1) * blockSize)));
-      }
-    }
-    for (const set of s.sets.values()) set.blocks.forEach((b, _gen, h) => set.digest.add(b, h));
     // Files whose records are gone (a crash between dropping the records and the file).
     for (const name of readdirSync(dir)) {
-      const m = /^data-(\d+)$/.exec(name);
+      const m = /^(?:data|hashes)-(\d+)$/.exec(name);
       if (m && !s.sets.has(Number(m[1]))) await rm(join(dir, name), { force: true });
+    }
+    // Hashes from the bytes held: zero blocks by their kind, the others read back from the file.
+    const zeroHash = zeroBlockHash(blockSize);
+    for (const [n, set] of s.sets) {
+      const f = await s.fileOf(n);
+      for (const [first, count] of set.blocks.runs(Math.max(1, Math.floor(REHASH_RUN_BYTES / blockSize)))) {
+        let anyData = false;
+        for (let b = first; b < first + count && !anyData; b++) anyData = !set.zero.has(b);
+        const data = anyData ? await s.readData(n, first, count) : null;
+        const hashes = Buffer.allocUnsafe(count * 8);
+        for (let i = 0; i < count; i++) {
+          const b = first + i;
+          const h = data === null || set.zero.has(b) ? zeroHash : blockHash(data.subarray(i * blockSize, (i + 1) * blockSize));
+          hashes.writeBigUInt64LE(h, i * 8);
+          set.digest.add(b, h);
+        }
+        await writeFull(f.hashes, hashes, first * 8);
+      }
     }
     return s;
   }
@@ -236,6 +318,10 @@ export class Staging {
     return join(this.dir, `data-${n}`);
   }
 
+  private hashFileName(n: number): string {
+    return join(this.dir, `hashes-${n}`);
+  }
+
   private fileOf(n: number): Promise<StageFile> {
     const f = this.files.get(n);
     if (f) return Promise.resolve(f);
@@ -245,7 +331,8 @@ export class Staging {
       p = openFile(this.fileName(n), fsConstants.O_RDWR | fsConstants.O_CREAT)
         .then(async (fh) => {
           const direct = await openFile(this.fileName(n), fsConstants.O_RDWR | fsConstants.O_DIRECT).catch(() => null);
-          const file: StageFile = { fh, direct, unflushed: 0, flushing: Promise.resolve() };
+          const hashes = await openFile(this.hashFileName(n), fsConstants.O_RDWR | fsConstants.O_CREAT);
+          const file: StageFile = { fh, direct, hashes, unflushed: 0, flushing: Promise.resolve() };
           this.files.set(n, file);
           return file;
         })
@@ -316,10 +403,10 @@ export class Staging {
     }
   }
 
-  private setOf(n: number): StagedSetInfo {
+  private setOf(n: number): StagedSet {
     let set = this.sets.get(n);
     if (!set) {
-      set = { blocks: new StagedBlocks(), digest: new SnapshotDigest() };
+      set = { blocks: new BlockSet(), zero: new BlockSet(), digest: new SnapshotDigest(), broken: false };
       this.sets.set(n, set);
     }
     return set;
@@ -336,27 +423,29 @@ export class Staging {
 
   /**
    * Stages a batch of blocks of snapshot n (replacing earlier versions): the data runs go to
-   * n's staging file with one writev each, straight from the frame's buffers; then one
-   * LMDB transaction records the runs. The in-memory set (blocks, digest) changes at once.
-   * Resolves once the batch is written (after the commit gate, if one is live).
+   * n's staging file, gathered from the frame's buffers, and every block's hash to its hash
+   * file; then one LMDB transaction records the runs, and the digest takes the batch in.
+   * Which blocks are staged (and which as zero blocks) changes at once. Resolves once the
+   * batch is written (after the commit gate, if one is live).
    */
-  stage(n: number, blocks: readonly { block: number; hash: bigint; data: Uint8Array }[]): Promise<unknown> {
+  stage(n: number, batch: readonly { block: number; hash: bigint; data: Uint8Array }[]): Promise<unknown> {
     const set = this.setOf(n);
+    // A block twice in one batch (the wire allows it): its later copy is the newer one.
+    const blocks = dedupeKeepingLast(batch);
+    const before = new Map<number, Before>();
+    for (const { block, data } of blocks) {
+      before.set(block, { staged: set.blocks.has(block), zero: set.zero.has(block) });
+      set.blocks.add(block);
+      if (data.length === 0) set.zero.add(block);
+      else set.zero.delete(block);
+    }
     // Cut the batch into runs of adjacent blocks of one kind (data or zero); one record each.
-    const records: { first: number; gen: number; count: number; data: Uint8Array[] | null }[] = [];
+    const records: StageRecord[] = [];
     for (let i = 0; i < blocks.length; ) {
       const zero = blocks[i].data.length === 0;
       let j = i + 1;
       while (j < blocks.length && blocks[j].block === blocks[j - 1].block + 1 && (blocks[j].data.length === 0) === zero) j++;
-      const gen = ++this.gen;
-      for (let k = i; k < j; k++) {
-        const { block, hash } = blocks[k];
-        const old = set.blocks.hash(block);
-        if (old !== undefined) set.digest.remove(block, old);
-        set.blocks.put(block, gen, hash);
-        set.digest.add(block, hash);
-      }
-      records.push({ first: blocks[i].block, gen, count: j - i, data: zero ? null : blocks.slice(i, j).map((b) => b.data) });
+      records.push({ first: blocks[i].block, gen: ++this.gen, blocks: blocks.slice(i, j), zero });
       i = j;
     }
     let lo = Infinity;
@@ -365,12 +454,14 @@ export class Staging {
       lo = Math.min(lo, block);
       hi = Math.max(hi, block);
     }
-    const before = [...this.pending].filter((p) => p.n === n && p.lo <= hi && lo <= p.hi).map((p) => p.done);
+    const earlier = [...this.pending].filter((p) => p.n === n && p.lo <= hi && lo <= p.hi).map((p) => p.done);
+    const entry: PendingBatch = { n, seq: ++this.batchSeq, lo, hi, before, done: Promise.resolve() };
+    const progress = { wrote: false };
     const write = async () => {
-      if (before.length > 0) await Promise.all(before);
+      if (earlier.length > 0) await Promise.all(earlier);
       while (this.gate) await this.gate;
       if (this.closing) throw new HeadstartError('REPL_STOPPED', `staging closed before point ${n}'s batch could be written`);
-      const run = this.writeRecords(n, records);
+      const run = this.writeRecords(n, set, records, before, progress);
       this.running.add(run);
       try {
         await run;
@@ -379,38 +470,54 @@ export class Staging {
       }
     };
     const written = write();
-    // A batch that failed to stage (a full disk) must not count as staged: the set already
-    // holds its hashes, and the source's RESUME skips what the set says the replica has,
-    // so the replica committed points without those blocks and acknowledged them. Its
-    // blocks leave the set (unless a later batch has replaced them meanwhile): the digest
-    // then disagrees at CLOSE, or RESUME asks for them again.
-    written.catch(() => {
-      for (const r of records) {
-        for (let b = r.first; b < r.first + r.count; b++) {
-          if (set.blocks.gen(b) !== r.gen) continue;
-          set.digest.remove(b, set.blocks.hash(b)!);
-          set.blocks.delete(b);
-        }
-      }
-    });
-    const entry = { n, lo, hi, done: written.catch(() => undefined) };
+    // A batch that failed to stage (a full disk) must not count as staged: the source's RESUME
+    // skips what the replica lists, so the replica would commit points without those blocks.
+    written.catch(() => this.unstage(set, entry, progress.wrote));
+    entry.done = written.catch(() => undefined);
     this.pending.add(entry);
     void entry.done.then(() => this.pending.delete(entry));
     return written;
   }
 
-  private async writeRecords(n: number, records: readonly { first: number; gen: number; count: number; data: Uint8Array[] | null }[]): Promise<void> {
+  /**
+   * Undoes a failed batch's place in its point. Failed before writing anything (the space
+   * guard refused it, staging closed): its blocks are as they were before it, unless a later
+   * batch restages them (that batch then replaces what this one replaced). Failed part-way: the
+   * files may hold part of it and its hashes, so the point is marked broken (see StagedSetInfo).
+   */
+  private unstage(set: StagedSet, entry: PendingBatch, wrote: boolean): void {
+    if (wrote) {
+      set.broken = true;
+      return;
+    }
+    const later = [...this.pending].filter((p) => p.n === entry.n && p.seq > entry.seq);
+    for (const [block, was] of entry.before) {
+      const next = later.find((p) => p.before.has(block));
+      if (next) next.before.set(block, was);
+      else if (!was.staged) {
+        set.blocks.delete(block);
+        set.zero.delete(block);
+      } else if (was.zero) set.zero.add(block);
+      else set.zero.delete(block);
+    }
+  }
+
+  private async writeRecords(n: number, set: StagedSet, records: readonly StageRecord[], before: ReadonlyMap<number, Before>, progress: { wrote: boolean }): Promise<void> {
     const bs = this.blockSize;
     let dataBytes = 0;
-    for (const r of records) if (r.data !== null) dataBytes += r.count * bs;
-    // The blocks and their index records must fit with the reserve to spare; a commit and
-    // its cleanup (which free the space) still find room in the reserve.
-    this.space.forWrites(records.length * 64, dataBytes, `staging ${records.length} run(s) of point ${n}`);
+    let blockCount = 0;
+    for (const r of records) {
+      blockCount += r.blocks.length;
+      if (!r.zero) dataBytes += r.blocks.length * bs;
+    }
+    // The blocks, their hashes and their index records must fit with the reserve to spare; a
+    // commit and its cleanup (which free the space) still find room in the reserve.
+    this.space.forWrites(records.length * 64, dataBytes + blockCount * 8, `staging ${records.length} run(s) of point ${n}`);
     // Batches stage concurrently: each counts the others' bytes until they are written.
     this.space.writeStarted(dataBytes);
     try {
       this.mark();
-      await this.writeRuns(n, records);
+      await this.writeRuns(n, set, records, before, progress);
     } catch (err) {
       throw isHeadstartError(err) ? err : fromSystemError(err, `staging blocks of point ${n}`);
     } finally {
@@ -418,24 +525,43 @@ export class Staging {
     }
   }
 
-  private async writeRuns(n: number, records: readonly { first: number; gen: number; count: number; data: Uint8Array[] | null }[]): Promise<void> {
+  private async writeRuns(n: number, set: StagedSet, records: readonly StageRecord[], before: ReadonlyMap<number, Before>, progress: { wrote: boolean }): Promise<void> {
     const bs = this.blockSize;
-    let f: StageFile | null = null;
+    const f = await this.fileOf(n);
+    // The hashes of the copies this batch replaces, which the digest holds (the hash file has
+    // them: the batches that wrote them are done, as overlapping batches go in order).
+    const replaced = new Map<number, bigint>();
+    for (const r of records) {
+      if (!r.blocks.some((b) => before.get(b.block)!.staged)) continue;
+      const old = Buffer.allocUnsafe(r.blocks.length * 8);
+      await readFull(f.hashes, old, r.first * 8);
+      r.blocks.forEach((b, i) => {
+        if (before.get(b.block)!.staged) replaced.set(b.block, old.readBigUInt64LE(i * 8));
+      });
+    }
+    progress.wrote = true;
+    // The hashes, one small write per run into the page cache: written synchronously, as a
+    // thread-pool round trip each they made staging 256 MiB of single scattered blocks 10-25 %
+    // slower (tmp-diag/stagespeed.ts); synchronous, no slower than keeping them in a Map was.
+    for (const r of records) {
+      const hashes = Buffer.allocUnsafe(r.blocks.length * 8);
+      r.blocks.forEach((b, i) => hashes.writeBigUInt64LE(b.hash, i * 8));
+      for (let done = 0; done < hashes.length; ) done += writeSync(f.hashes.fd, hashes, done, hashes.length - done, r.first * 8 + done);
+    }
     // The batch's data runs are gathered into one reused buffer and written one plain write
     // per run: a writev of one iovec per 4 KiB block cost more main-thread time (1.3 ms per
     // MiB) than the copy, and a fresh buffer per batch costs page faults.
     let total = 0;
-    for (const r of records) if (r.data !== null) for (const d of r.data) total += d.length;
+    for (const r of records) if (!r.zero) for (const b of r.blocks) total += b.data.length;
     const buf = total > 0 ? this.takeBuffer(total) : null;
     try {
       let off = 0;
       for (const r of records) {
-        if (r.data === null) continue;
-        f ??= await this.fileOf(n);
+        if (r.zero) continue;
         const start = off;
-        for (const d of r.data) {
-          buf!.set(d, off);
-          off += d.length;
+        for (const b of r.blocks) {
+          buf!.set(b.data, off);
+          off += b.data.length;
         }
         // Past the page cache when everything is aligned (see StageFile.direct); a write may
         // take less than asked: go on from where it stopped (through the cache if off the boundary).
@@ -450,7 +576,7 @@ export class Staging {
           }
           if ((done - start) % DIRECT_ALIGN !== 0) direct = false;
         }
-        f.unflushed += r.count * bs;
+        f.unflushed += r.blocks.length * bs;
       }
     } finally {
       if (buf) this.giveBuffer(buf);
@@ -458,17 +584,63 @@ export class Staging {
     this.root.transactionSync(() => {
       for (const r of records) {
         const value = Buffer.allocUnsafe(8);
-        value.writeUInt32LE(r.count, 0);
-        value.writeUInt32LE(r.data === null ? KIND_ZERO : KIND_DATA, 4);
+        value.writeUInt32LE(r.blocks.length, 0);
+        value.writeUInt32LE(r.zero ? KIND_ZERO : KIND_DATA, 4);
         this.index.putSync([n, r.first, r.gen], value);
       }
     });
-    if (f && f.unflushed >= STAGE_FLUSH_BYTES) {
+    for (const r of records) {
+      for (const { block, hash } of r.blocks) {
+        const old = replaced.get(block);
+        if (old !== undefined) set.digest.remove(block, old);
+        set.digest.add(block, hash);
+      }
+    }
+    if (f.unflushed >= STAGE_FLUSH_BYTES) {
       // Let the disk take what is staged while more arrives; a commit's sync then finds little left.
       f.unflushed = 0;
-      const file = f;
-      file.flushing = file.flushing.then(() => file.fh.datasync()).catch(() => undefined);
+      f.flushing = f.flushing.then(() => f.fh.datasync()).catch(() => undefined);
     }
+  }
+
+  /**
+   * What RESUME lists of point n: at most `max` of its staged blocks, ascending, as
+   * [block u64 LE, hash u64 LE] entries (after every batch in flight has landed).
+   */
+  async entries(n: number, max: number): Promise<Buffer> {
+    await this.settled();
+    const set = this.sets.get(n);
+    if (!set || set.broken) return Buffer.alloc(0);
+    const out = Buffer.allocUnsafe(Math.min(set.blocks.size, max) * 16);
+    const f = await this.fileOf(n);
+    let at = 0;
+    let window: [number, number][] = [];
+    const readWindow = async () => {
+      if (window.length === 0) return;
+      const first = window[0][0];
+      const last = window.at(-1)!;
+      const hashes = Buffer.allocUnsafe((last[0] + last[1] - first) * 8);
+      await readFull(f.hashes, hashes, first * 8);
+      for (const [b, count] of window) {
+        for (let i = 0; i < count; i++) {
+          out.writeBigUInt64LE(BigInt(b + i), at);
+          hashes.copy(out, at + 8, (b + i - first) * 8, (b + i - first + 1) * 8);
+          at += 16;
+        }
+      }
+      window = [];
+    };
+    for (const [first, whole] of set.blocks.runs(HASH_READ_WINDOW)) {
+      const listed = at / 16 + window.reduce((sum, [, c]) => sum + c, 0);
+      if (listed >= out.length / 16) break;
+      const count = Math.min(whole, out.length / 16 - listed);
+      const start = window.length > 0 ? window[0][0] : first;
+      const end = window.length > 0 ? window.at(-1)![0] + window.at(-1)![1] : first;
+      if (window.length > 0 && (first - end > HASH_READ_GAP || first + count - start > HASH_READ_WINDOW)) await readWindow();
+      window.push([first, count]);
+    }
+    await readWindow();
+    return out.subarray(0, at);
   }
 
   /** Opens the commit gate (see the header): the batches waiting at it go on. */
@@ -525,24 +697,19 @@ export class Staging {
     }
   }
 
-  /** Where the live staged blocks of n are: runs of at most maxBytes, in record order (runs
-   * are disjoint, so the order they are applied in does not matter). */
+  /** Where the live staged blocks of n are: runs of one kind (data or zero) of at most
+   * maxBytes, ascending. */
   plan(n: number, maxBytes: number): { block: number; count: number; zero: boolean }[] {
     const set = this.sets.get(n);
     if (!set) return [];
     const maxBlocks = Math.max(1, Math.floor(maxBytes / this.blockSize));
     const out: { block: number; count: number; zero: boolean }[] = [];
-    for (const { key, value } of this.index.getRange({ start: [n], end: [n + 1] })) {
-      const [, first, gen] = this.checkKey(key);
-      const { count, kind } = this.checkValue(value);
+    for (const [first, count] of set.blocks.runs()) {
       for (let i = 0; i < count; ) {
-        if (set.blocks.gen(first + i) !== gen) {
-          i++;
-          continue;
-        }
+        const zero = set.zero.has(first + i);
         let j = i + 1;
-        while (j < count && j - i < maxBlocks && set.blocks.gen(first + j) === gen) j++;
-        out.push({ block: first + i, count: j - i, zero: kind === KIND_ZERO });
+        while (j < count && j - i < maxBlocks && set.zero.has(first + j) === zero) j++;
+        out.push({ block: first + i, count: j - i, zero });
         i = j;
       }
     }
@@ -569,8 +736,10 @@ export class Staging {
       await f.flushing.catch(() => undefined);
       await f.fh.close().catch(() => undefined);
       await f.direct?.close().catch(() => undefined);
+      await f.hashes.close().catch(() => undefined);
     }
     await rm(this.fileName(n), { force: true });
+    await rm(this.hashFileName(n), { force: true });
   }
 
   /** Drops the journal and the staged blocks of n in one transaction (the end of a commit),
@@ -618,6 +787,7 @@ export class Staging {
     for (const f of this.files.values()) {
       await f.fh.close().catch(() => undefined);
       await f.direct?.close().catch(() => undefined);
+      await f.hashes.close().catch(() => undefined);
     }
     this.files.clear();
     await this.root.close();

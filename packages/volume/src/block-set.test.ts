@@ -64,5 +64,34 @@ describe('BlockSet', () => {
       { numRuns: 60 },
     );
   });
-});
 
+  it('delete undoes add, in array and bitmap containers, and empties a container it clears', () => {
+    const op = fc.oneof(
+      fc.record({ kind: fc.constant('range' as const), first: fc.nat(140_000), count: fc.integer({ min: 1, max: 9000 }) }),
+      fc.record({ kind: fc.constantFrom('add' as const, 'delete' as const), block: fc.oneof(fc.nat(140_000), fc.nat(2 ** 40)) }),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 120 }), (ops) => {
+        const set = new BlockSet();
+        const model = new Set<number>();
+        for (const o of ops) {
+          if (o.kind === 'range') {
+            set.addRange(o.first, o.count);
+            for (let b = o.first; b < o.first + o.count; b++) model.add(b);
+          } else if (o.kind === 'add') {
+            expect(set.add(o.block)).toBe(!model.has(o.block) && (model.add(o.block), true));
+          } else {
+            expect(set.delete(o.block)).toBe(model.delete(o.block));
+            expect(set.has(o.block)).toBe(false);
+          }
+        }
+        expect(set.size).toBe(model.size);
+        expect([...set]).toEqual([...model].sort((a, b) => a - b));
+        for (const b of model) set.delete(b);
+        expect(set.size).toBe(0);
+        expect(set.byteSize()).toBe(0);
+      }),
+      { numRuns: 60 },
+    );
+  });
+});

@@ -137,6 +137,28 @@ export class BlockSet implements Iterable<number> {
     }
   }
 
+  /** Removes a block; returns true if it was a member. A bitmap container stays a bitmap. */
+  delete(block: number): boolean {
+    const key = Math.floor(block / CONTAINER_SPAN);
+    const c = this.containers.get(key);
+    if (c === undefined) return false;
+    const low = block & LOW_MASK;
+    if (c.kind === 'bitmap') {
+      const word = low >>> 5;
+      const bit = 1 << (low & 31);
+      if ((c.words[word] & bit) === 0) return false;
+      c.words[word] &= ~bit;
+    } else {
+      const at = lowerBound(c.values, c.count, low);
+      if (at >= c.count || c.values[at] !== low) return false;
+      c.values.copyWithin(at, at + 1, c.count);
+    }
+    c.count--;
+    this.total--;
+    if (c.count === 0) this.containers.delete(key);
+    return true;
+  }
+
   has(block: number): boolean {
     const c = this.containers.get(Math.floor(block / CONTAINER_SPAN));
     if (c === undefined) return false;
