@@ -79,7 +79,8 @@ describe('replication in process over a real WebSocket', () => {
     // The shipper's pending set is a JS Set, which V8 caps at 2^24 entries; past the limit
     // (PRESEND_MAX_BLOCKS, 8 here) the point waits for its close instead of failing.
     const acked: { n: number; sentBytes: number | null; minimalBytes: number | null }[] = [];
-    pair = await makePair({ source: { presendMaxBlocks: 8, onEvent: (e) => e.type === 'acked' && acked.push(e) } });
+    const stopped: { n: number; limit: number }[] = [];
+    pair = await makePair({ source: { presendMaxBlocks: 8, onEvent: (e) => (e.type === 'acked' && acked.push(e)) || (e.type === 'presend-stopped' && stopped.push(e)) } });
     const { source, replica, link } = pair;
     const bs = source.blockSize;
     await link.waitAcked(source.latestClosed!.n, 20_000);
@@ -98,6 +99,8 @@ describe('replication in process over a real WebSocket', () => {
     const last = acked.find((a) => a.n === p.n)!;
     expect(last.minimalBytes).toBe(20 * bs);
     expect(last.sentBytes).toBe(20 * bs); // 0-3 pre-sent, 4-19 once at the close
+    // The operator is told, once (the node logs it: the point's lag will grow).
+    expect(stopped).toEqual([{ type: 'presend-stopped', sink: 'r1', n: p.n, limit: 8 }]);
   });
 
   it('resumes after a disconnect mid-transfer without resending staged blocks', async () => {

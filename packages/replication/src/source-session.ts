@@ -66,6 +66,8 @@ export interface SessionContext {
   readonly meter: ThroughputMeter;
   readonly onAcked: (n: number, shipped: ShippedSnapshot | undefined) => void;
   readonly onReady: () => void;
+  /** Pre-sends of open point n stopped: it has more dirty blocks than presendMaxBlocks. */
+  readonly onPresendStopped?: (n: number, limit: number) => void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -395,6 +397,14 @@ export class SourceSession {
     const limit = this.ctx.presendMaxBlocks ?? PRESEND_MAX_BLOCKS;
     const dirty = v.dirtyBlocks(n);
     let oversized = dirty.size > limit;
+    let told = false;
+    /** Said once per point (and per session): the operator sees why this point's lag grows. */
+    const tell = () => {
+      if (told) return;
+      told = true;
+      this.ctx.onPresendStopped?.(n, limit);
+    };
+    if (oversized) tell();
     const pending = new Set<number>(oversized ? [] : dirty);
     let touched: Set<number> | null = null;
     const off = v.onWrite((e) => {
@@ -406,6 +416,7 @@ export class SourceSession {
           if (pending.size > limit) {
             oversized = true;
             pending.clear();
+            tell();
             break;
           }
         }
@@ -427,7 +438,10 @@ export class SourceSession {
         const credit = this.ctx.windowBytes - this.inFlightBytes;
         const budget = Math.min(credit, this.ctx.bucket.available() / this.wireRatio, MAX_BLOCKS_PAYLOAD);
         // Blocks pre-sent and not written since stay known (their hash): the close skips them.
-        if (this.knownOf(n).size > limit) oversized = true;
+        if (this.knownOf(n).size > limit) {
+          oversized = true;
+          tell();
+        }
         const picks = !oversized && pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
         if (picks.length === 0) {
           await this.nap(PRESEND_TICK_MS);

@@ -56,7 +56,8 @@ export interface SourceOptions {
 export type SourceEvent =
   | { readonly type: 'connected'; readonly sink: string }
   | { readonly type: 'disconnected'; readonly sink: string; readonly code: string; readonly message: string }
-  | { readonly type: 'acked'; readonly sink: string; readonly n: number; readonly lagMs: number; readonly sentBytes: number | null; readonly minimalBytes: number | null };
+  | { readonly type: 'acked'; readonly sink: string; readonly n: number; readonly lagMs: number; readonly sentBytes: number | null; readonly minimalBytes: number | null }
+  | { readonly type: 'presend-stopped'; readonly sink: string; readonly n: number; readonly limit: number };
 
 export interface SourceLink {
   status(): SinkStatus;
@@ -192,6 +193,7 @@ class Source implements SourceLink {
           this.lastError = null;
           o.onEvent?.({ type: 'connected', sink: o.sink });
         },
+        onPresendStopped: (n, limit) => o.onEvent?.({ type: 'presend-stopped', sink: o.sink, n, limit }),
         onAcked: (n, shipped) => {
           // The backoff starts over once the replica commits something, not at each
           // handshake: a replica that accepts the link and fails every session (its disk is
