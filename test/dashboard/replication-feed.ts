@@ -113,7 +113,7 @@ export class ReplicationFeed implements FeedSource {
     const now = Date.now();
     if (e.type === 'connected') this.emit({ type: 'link-connected', time: now, volume: volumeId, sink: e.sink });
     else if (e.type === 'disconnected') this.emit({ type: 'link-disconnected', time: now, volume: volumeId, sink: e.sink, code: e.code, message: e.message });
-    else {
+    else if (e.type === 'acked') {
       if (!book || !s) return;
       s.acked.set(e.n, { at: now, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes });
       this.learnPoints(book);
