@@ -830,6 +830,7 @@ class Node implements HeadstartNode {
       this.emit({ type: 'link-error', time: Date.now(), volume, sink: e.sink, code: e.code, message: e.message });
       this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message }, 'link to sink down');
     } else if (e.type === 'presend-stopped') {
+      this.emit({ type: 'presend-stopped', time: Date.now(), volume, sink: e.sink, n: e.n, limit: e.limit });
       this.log.warn({ volume, sink: e.sink, n: e.n, limit: e.limit }, 'pre-sends stopped: the open point has more dirty blocks than the limit, it ships whole at its close (its lag grows)');
     } else {
       this.log.info({ volume, sink: e.sink }, 'link to sink up');
