@@ -236,6 +236,22 @@ describe('staging on a full disk', () => {
   });
 });
 
+describe('a batch holding a block twice', () => {
+  it('stages the later copy, counted once', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-staging-dup-'));
+    const s = await Staging.open(join(dir, 'st'), BS);
+    const [x, y, z] = [1, 2, 3].map((i) => randomBlock(BS, 30 + i));
+    await s.stage(1, [...blocks(4, [x]), ...blocks(2, [y]), ...blocks(4, [z])]);
+    const expected = new SnapshotDigest();
+    expected.add(2, blockHash(y));
+    expected.add(4, blockHash(z));
+    expect(s.staged(1)!.blocks.size).toBe(2);
+    expect(s.staged(1)!.digest.value).toBe(expected.value);
+    expect((await content(s, 1)).get(4)).toBe(z.toString('hex').slice(0, 16));
+    await s.close();
+  });
+});
+
 describe('a staging write that fails part-way', () => {
   it('marks its point broken: RESUME then drops the point, so the source sends it whole again', async (ctx) => {
     dir = await mkdtemp(join(tmpdir(), 'hs-staging-broken-'));

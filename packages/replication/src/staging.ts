@@ -205,6 +205,11 @@ interface StageRecord {
 }
 
 function dedupeKeepingLast<T extends { block: number }>(batch: readonly T[]): readonly T[] {
+  // The shipper sends its blocks in ascending order: then there is nothing to drop, and no
+  // Map to build per batch on the replica's hot path.
+  let ascending = true;
+  for (let i = 1; i < batch.length && ascending; i++) ascending = batch[i].block > batch[i - 1].block;
+  if (ascending) return batch;
   const last = new Map<number, number>();
   batch.forEach((b, i) => last.set(b.block, i));
   return last.size === batch.length ? batch : batch.filter((b, i) => last.get(b.block) === i);
