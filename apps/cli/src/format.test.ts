@@ -18,6 +18,12 @@ describe('headstart status', () => {
     expect(formatStatus(status(volume({})))).toMatch(/next close in 40 s, policy/);
   });
 
+  it('says how much of the open point is over the planner\'s tracked blocks', () => {
+    const planner = { D: 5 * 2 ** 30, untrackedBytes: 4 * 2 ** 30, restoredFrom: null } as VolumeView['planner'];
+    expect(formatStatus(status(volume({ planner })))).toContain('D 5120.0 MiB (4096.0 MiB of it over the planner\'s tracked blocks: ships at the close), planner model new since start');
+    expect(formatStatus(status(volume({ planner: { ...planner!, untrackedBytes: 0 } })))).not.toContain('tracked blocks');
+  });
+
   it('says when a replica is stuck between two points, and when a long commit is only writing', () => {
     const replica = (since: number, stalled: boolean) => volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, betweenPoints: { n: 7, since, stalled } });
     expect(formatStatus(status(replica(now - 95_000, true)))).toContain('BETWEEN POINTS: the commit of point 7 (begun 95.0 s ago) stopped half-way; reads of the export wait');

@@ -7,6 +7,11 @@ const BETWEEN_POINTS_SHOWN_MS = 10_000;
 const seconds = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(1)} s`);
 const bytes = (b: number) => (b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
 
+/** The open point's blocks over what the planner tracks: not pre-sent, so its lag grows. */
+function untracked(p: NodeStatus['volumes'][number]['planner']): string {
+  return p && p.untrackedBytes > 0 ? ` (${bytes(p.untrackedBytes)} of it over the planner's tracked blocks: ships at the close)` : '';
+}
+
 /** Whether the planner started from its saved model (it learns for hours otherwise). */
 function plannerModel(p: NodeStatus['volumes'][number]['planner']): string {
   if (!p) return '';
@@ -32,7 +37,7 @@ export function formatStatus(s: NodeStatus): string {
     lines.push(
       `volume ${v.name}${v.group ? ` (group ${v.group})` : ''}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
         (v.role === 'primary'
-          ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${plannerModel(v.planner)}`
+          ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${untracked(v.planner)}${plannerModel(v.planner)}`
           : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),
     );
     const free = v.disk.freeBytes;

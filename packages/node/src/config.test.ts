@@ -60,7 +60,7 @@ describe('configuration', () => {
         ...base,
         listen: { nbd: '127.0.0.1:10809', peers: '[::1]:7800' },
         peers: [{ name: 'site-b', url: 'ws://127.0.0.1:7801', rateLimit: '10MB/s' }],
-        volumes: [{ name: 'db', size: '1GiB', schedule: { every: '5m' }, sinks: ['site-b'], policy: { name: 'predictive', K: 1.2 } }],
+        volumes: [{ name: 'db', size: '1GiB', schedule: { every: '5m' }, sinks: ['site-b'], policy: { name: 'predictive', K: 1.2, maxOpenBlocks: 1_000_000 } }],
       },
       'x.yaml',
       '/etc/headstart',
@@ -70,12 +70,14 @@ describe('configuration', () => {
     expect(c.listen.admin).toEqual({ host: '127.0.0.1', port: 7901 });
     expect(c.volumes[0]).toMatchObject({ size: 2 ** 30, blockSize: 4096, role: 'primary', schedule: { every: 300_000 } });
     expect(c.peers[0].rateLimit).toBe(10e6);
+    expect(c.volumes[0].policy).toMatchObject({ K: 1.2, maxOpenBlocks: 1_000_000 });
   });
 
   it('names the bad key in every error', () => {
     expect(problem({ ...base, volumes: [{ name: 'v', size: 'lots' }] })).toContain('volumes[0].size: not a size');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 5000 }] })).toContain('volumes[0].size: must be a multiple of the block size 4096');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, blockSize: 3000 }] })).toContain('volumes[0].blockSize');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, policy: { name: 'predictive', maxOpenBlocks: 0.5 } }] })).toContain('volumes[0].policy.maxOpenBlocks');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, sinks: ['nobody'] }] })).toContain('volumes[0].sinks[0]: no peer named nobody');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '5 minutes' } }] })).toContain('volumes[0].schedule.every: not a duration');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { cron: 'not cron' } }] })).toContain('volumes[0].schedule.cron: bad cron expression');

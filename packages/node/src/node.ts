@@ -446,6 +446,11 @@ class Node implements HeadstartNode {
       K: vc.policy.K,
       L: vc.policy.L,
       PT: vc.policy.PT,
+      maxOpenBlocks: vc.policy.maxOpenBlocks,
+      onUntracked: (n, limit) => {
+        this.emit({ type: 'presend-limited', time: Date.now(), volume: vc.name, n, limit });
+        this.log.warn({ volume: vc.name, n, limit }, 'the open point has more dirty blocks than the planner tracks: it pre-sends from the first ones, the rest ship at the close (its lag grows)');
+      },
       timeScale: vc.policy.timeScale,
       nextCloseAt: () => m()?.nextCloseAt ?? null,
       linkHint: this.peerRate(vc),

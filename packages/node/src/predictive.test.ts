@@ -132,6 +132,36 @@ describe('predictivePolicy on a real volume', () => {
     p.dispose();
   });
 
+  it('tracks maxOpenBlocks of the open point, says so once, and leaves the rest to the close', async () => {
+    const v = await volume();
+    const start = Date.now();
+    const told: [number, number][] = [];
+    const make = () => predictivePolicy({ volume: v, linkHint: 1e9, maxOpenBlocks: 16, onUntracked: (n, limit) => told.push([n, limit]), nextCloseAt: () => start + 60_000 });
+    const p = make();
+    await v.write(0, Buffer.alloc(20 * BS, 1));
+    await v.write(30 * BS, Buffer.alloc(4 * BS, 2));
+    await v.write(18 * BS, Buffer.alloc(BS, 3)); // a rewrite of an untracked block
+    expect(told).toEqual([[v.openSnapshot, 16]]);
+    let s = p.status(start + 1000);
+    expect([s.dirtyBytes, s.untrackedBytes]).toEqual([24 * BS, 8 * BS]);
+    // Just before the close everything tracked may go; nothing untracked does, pending or not.
+    const all = new Set([...Array(64).keys()]);
+    const picked = [...p.next(start + 59_990, 1 << 20, view(v, all))].sort((a, b) => a - b);
+    expect(picked).toEqual([...Array(16).keys()]);
+    p.dispose();
+    // A restart in mid-interval hears the open point's writes from the write log: the same.
+    const q = make();
+    s = q.status(start + 1000);
+    expect([s.dirtyBytes, s.untrackedBytes]).toEqual([24 * BS, 8 * BS]);
+    expect(told).toEqual([[v.openSnapshot, 16], [v.openSnapshot, 16]]);
+    const point = await v.closeSnapshot({ scheduledAt: Date.now() });
+    q.onClose(point.n, point.closedAt, start + 120_000);
+    expect(q.status(point.closedAt).closedBytes).toBe(24 * BS); // untracked ones included
+    await v.write(0, Buffer.alloc(BS, 4));
+    expect(told).toHaveLength(2); // the next point is within the limit: nothing to say
+    q.dispose();
+  });
+
   it("after a restart knows the open snapshot's earlier writes and starts from the saved model", async () => {
     const v = await volume();
     const start = Date.now();

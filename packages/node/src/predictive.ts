@@ -25,7 +25,7 @@
  *   ranges and offered after the planner's own blocks, whenever the link has room.
  */
 import { isHeadstartError } from '@headstart/errors';
-import { createPlanner, type PlannerOptions, type PlannerStatus, type SendItem, type VolumePlanner } from '@headstart/planner';
+import { createPlanner, defaults, type PlannerOptions, type PlannerStatus, type SendItem, type VolumePlanner } from '@headstart/planner';
 import type { PresendPolicy, PresendView } from '@headstart/replication';
 import type { Volume } from '@headstart/volume';
 
@@ -95,6 +95,10 @@ export function predictivePolicy(o: {
   K?: number;
   L?: number;
   PT?: number;
+  /** Most dirty blocks of an open point the planner tracks to pre-send (DEFAULT_MAX_OPEN_BLOCKS). */
+  maxOpenBlocks?: number;
+  /** Open point n got more dirty blocks than that: the rest ship at its close. Once per point. */
+  onUntracked?: (n: number, limit: number) => void;
   /** The link's configured rate limit (bytes/s), if any. */
   linkHint?: number;
   /** Planner seconds per wall-clock second (a time-compressed replay: its speedup). Default 1. */
@@ -129,6 +133,7 @@ export function predictivePolicy(o: {
     // Its interval (and so its replan cadence) starts at the last close, if the volume had one.
     openedAt: lastClose === undefined || lastClose > Date.now() ? undefined : sec(lastClose),
     shipsClosed: true,
+    maxOpenBlocks: o.maxOpenBlocks,
   };
   // A time-compressed replay's planner clock starts at this process's start: times saved by
   // an earlier process mean nothing on it.
@@ -155,14 +160,24 @@ export function predictivePolicy(o: {
   // what it may pre-send) and each block's age. Without them it would see only the writes
   // after the restart, fire its start rule late and leave the rest for after the close.
   const zeroes = new ZeroRanges(v.blockSize);
+  let toldOf = -1;
+  /** The operator hears once per point that its planner stopped tracking (its lag grows). */
+  const tellUntracked = () => {
+    if (planner.untrackedBlocks === 0 || toldOf === planner.openSnapshot) return;
+    toldOf = planner.openSnapshot;
+    o.onUntracked?.(toldOf, o.maxOpenBlocks ?? defaults.DEFAULT_MAX_OPEN_BLOCKS);
+  };
   for (const e of v.openWrites()) {
     if (e.kind === 'write') planner.onWrite({ time: at(e.time), offset: e.offset, length: e.length });
     else zeroes.add(v.openSnapshot, e.offset, e.length);
   }
+  tellUntracked();
   at(Date.now());
   const unsubscribe = v.onWrite((e) => {
-    if (e.kind === 'write') planner.onWrite({ time: at(e.time), offset: e.offset, length: e.length });
-    else zeroes.add(e.snapshot, e.offset, e.length);
+    if (e.kind === 'write') {
+      planner.onWrite({ time: at(e.time), offset: e.offset, length: e.length });
+      tellUntracked();
+    } else zeroes.add(e.snapshot, e.offset, e.length);
   });
 
   return {

@@ -5,7 +5,8 @@
  * remains, the recent history of clean blocks (their last write time and previous
  * inter-write gap), which only sharpens the rewrite model. When the table is full, the
  * clean blocks written longest ago are forgotten first; dirty blocks are never dropped,
- * the table grows instead (the dirty set itself is the one thing that cannot be bounded).
+ * the table grows instead. The engine's planner bounds the dirty blocks it tracks
+ * (maxOpenBlocks): those written beyond it are UNTRACKED, kept only as history.
  */
 
 export const EMPTY = -1;
@@ -21,6 +22,17 @@ export const DIRTY = 1;
 export const SENT = 2;
 /** Like SENT, but pre-sent as near-certain (P < pFree), outside the resend allowance. */
 export const FREE_SENT = 3;
+/**
+ * Written in the open snapshot after it had maxOpenBlocks tracked dirty blocks: never
+ * pre-sent (the engine ships it at the close), so the table may forget it like a clean
+ * block; while it is here, a rewrite of it is known not to be a new dirty block.
+ */
+export const UNTRACKED = 4;
+
+/** States whose entries are history only: the table may forget them when full. */
+function forgettable(state: number): boolean {
+  return state === CLEAN || state === UNTRACKED;
+}
 
 /** Bytes of table memory per slot (keys 8, last 8, gap 4, credited 4, count 2, recent 4, state 1, ctx 2). */
 export const SLOT_BYTES = 33;
@@ -143,31 +155,31 @@ export class BlockTable {
     }
   }
 
-  /** Grows while under maxSlots; at the cap forgets the older half of the clean history. */
+  /** Grows while under maxSlots; at the cap forgets the older half of the clean (and untracked) history. */
   private makeRoom(onForget: Forget): void {
     let dirty = 0;
-    for (let i = 0; i < this.capacity; i++) if (this.keys[i] !== EMPTY && this.state[i] !== CLEAN) dirty++;
+    for (let i = 0; i < this.capacity; i++) if (this.keys[i] !== EMPTY && !forgettable(this.state[i])) dirty++;
     if (this.capacity * 2 <= this.maxSlots || (dirty + 1) * 2 > this.capacity) {
       this.rehash(this.capacity * 2, -Infinity, onForget);
       return;
     }
-    // Median last-write time of clean entries, from a strided sample.
+    // Median last-write time of forgettable entries, from a strided sample.
     const sample: number[] = [];
     const stride = Math.max(1, Math.floor(this.capacity / 4096));
-    for (let i = 0; i < this.capacity; i += stride) if (this.keys[i] !== EMPTY && this.state[i] === CLEAN) sample.push(this.last[i]);
+    for (let i = 0; i < this.capacity; i += stride) if (this.keys[i] !== EMPTY && forgettable(this.state[i])) sample.push(this.last[i]);
     sample.sort((a, b) => a - b);
     const cut = sample.length > 0 ? sample[Math.floor(sample.length / 2)] : -Infinity;
     this.rehash(this.capacity, cut, onForget);
   }
 
-  /** Rebuilds into `slots` slots, dropping clean entries last written at or before `forgetUpTo`. */
+  /** Rebuilds into `slots` slots, dropping forgettable entries last written at or before `forgetUpTo`. */
   private rehash(slots: number, forgetUpTo: number, onForget: Forget): void {
     const old = { keys: this.keys, last: this.last, gap: this.gap, credited: this.credited, count: this.count, recent: this.recent, state: this.state, ctx: this.ctx };
     this.alloc(slots);
     for (let j = 0; j < old.keys.length; j++) {
       const key = old.keys[j];
       if (key === EMPTY) continue;
-      if (old.state[j] === CLEAN && old.last[j] <= forgetUpTo) {
+      if (forgettable(old.state[j]) && old.last[j] <= forgetUpTo) {
         onForget(key, old.last[j], old.ctx[j], old.credited[j], old.count[j]);
         continue;
       }

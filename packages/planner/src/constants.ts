@@ -164,6 +164,17 @@ export const CREDIT_SECONDS = 60;
  * still grow the table: the dirty set must be tracked exactly.
  */
 export const DEFAULT_MAX_TABLE_SLOTS = 1 << 20;
+/**
+ * Dirty blocks of one open snapshot the engine's planner (shipsClosed) tracks one by one:
+ * 262,144 (1 GiB at 4 KiB). Those written beyond are not pre-sent; the engine ships them at
+ * the close. Each tracked block costs ~31 bytes beside its table slot (dirty list, plan,
+ * sort keys), and they take table slots from the clean history: with 2^20 slots and the
+ * region arrays of a 1 TiB volume, this keeps its planner under the 64 MiB budget however
+ * much is written. Untracked, 2 million dirty blocks of a TiB took 197 MiB and 11 us a
+ * write (tmp-diag/planmem.ts, before the bound); tracked without bound the dirty set has
+ * no ceiling (18.9 million blocks: 1.1 GB).
+ */
+export const DEFAULT_MAX_OPEN_BLOCKS = 1 << 18;
 export const DEFAULT_BLOCK_SIZE = 4096;
 /**
  * The allowance gain (see VolumePlanner.adaptBudget) moves by exp(STEP x (1 - resends /

@@ -10,6 +10,7 @@
  *   p.onWrite({ time, offset, length })   // every write whose bytes go on the link, in time order
  *                                         // (zeroes go as a flag: the engine and the simulator keep them out)
  *   p.isDirty(block)                      // written in the open snapshot, as far as the planner was told
+ *   p.untrackedBlocks                     // shipsClosed: dirty blocks over maxOpenBlocks, never pre-sent
  *   p.onClose(n, time, nextCloseAt)       // snapshot n closed; the next one is scheduled
  *   p.schedule(closeAt)                   // move the open snapshot's close
  *   p.next(now, budgetBytes) -> SendItem[] // blocks to put on the link now, in order; counted as sent
@@ -23,7 +24,11 @@
  * and reports acks (`onAcked`); closed snapshots come out of `next` first. The engine's
  * shipper sends closed snapshots itself and measures the link: it creates the planner with
  * `shipsClosed: true` (a closed snapshot's unsent bytes then count for the start rule as a
- * backlog draining at B, and never come out of `next`) and calls `setThroughput`. The
+ * backlog draining at B, and never come out of `next`) and calls `setThroughput`. Its
+ * planner tracks at most `maxOpenBlocks` dirty blocks of the open snapshot one by one
+ * (DEFAULT_MAX_OPEN_BLOCKS): those written beyond count in D but are never pre-sent, and
+ * the engine ships them at the close, so the planner's memory stays bounded whatever is
+ * written. The simulator's planner must hand out every block, so it tracks them all. The
  * planner re-ranks, and decides the start rule, the free-send window and the allowance, on
  * a grid of 1/120 of the interval anchored at the snapshot's opening, however often it is
  * asked, so a shipper asking every 20 ms and a simulator ticking every few seconds send the
@@ -48,7 +53,7 @@
  * pre-sent block that is written again is a collision: it is queued again and only its
  * latest version is ever sent [1, 10]. `P` comes from hazard.ts (empirical rewrite hazard
  * by age, rhythm, region and recent writes, learnt online); per-block state lives in
- * block-table.ts (bounded: a 1 TiB volume's planner stays under 64 MiB). `LinkScheduler`
+ * block-table.ts (bounded: a 1 TiB volume's engine planner stays under 64 MiB). `LinkScheduler`
  * shares one link among many volumes' planners by deadline.
  */
 import { VolumePlanner } from './volume-planner';

@@ -442,6 +442,30 @@ describe('bounds and bad input', () => {
     expect(s.memoryBytes).toBeLessThan(64 * MiB);
   });
 
+  it("keeps a 1 TiB volume's engine planner under 64 MiB however much of it one point dirties", () => {
+    const TiB = 2 ** 40;
+    const p = createPlanner({ volumeSize: TiB, policy: 'predictive', closeAt: 600, openedAt: 0, linkHint: 100 * MiB, shipsClosed: true });
+    // 1,048,576 distinct blocks (4 GiB, four times DEFAULT_MAX_OPEN_BLOCKS) in runs of 8
+    // scattered over the whole TiB, replanned along the way; then the last 8,192 written
+    // again, which the table still holds: rewrites, not new blocks.
+    const runs = 131_072;
+    const stride = Math.floor(TiB / BS / runs);
+    const at = (r: number) => ((r * 40_503) % runs) * stride * BS;
+    for (let r = 0; r < runs; r++) {
+      p.onWrite({ time: (r / runs) * 500, offset: at(r), length: 8 * BS });
+      if (r % 8192 === 0) p.next((r / runs) * 500, 1);
+    }
+    for (let r = runs - 1024; r < runs; r++) p.onWrite({ time: 510, offset: at(r), length: 8 * BS });
+    p.next(520, 1);
+    const s = p.status(520);
+    expect(s.dirtyBytes).toBe(runs * 8 * BS);
+    expect(s.untrackedBytes).toBe((runs * 8 - defaults.DEFAULT_MAX_OPEN_BLOCKS) * BS);
+    expect(s.memoryBytes).toBeLessThan(64 * MiB);
+    p.onClose(1, 600, 1200);
+    expect(p.status(600).closedBytes).toBe(runs * 8 * BS);
+    expect(p.status(600).memoryBytes).toBeLessThan(64 * MiB);
+  });
+
   it('rejects bad events and options with stable codes', () => {
     const p = createPlanner({ volumeSize: MiB, closeAt: 10 });
     p.onWrite({ time: 5, offset: 0, length: BS });
@@ -523,6 +547,34 @@ describe('engine interface', () => {
     q.onClose(2, 12, 30); // 2 s later: 2 blocks of the first backlog drained
     expect(q.status(12).closedBytes).toBe(18 * BS);
     expect(q.deadline()).toBe(10); // the oldest unfinished close
+  });
+
+  it('shipsClosed: tracks maxOpenBlocks dirty blocks of the open point; the rest count in D and ship at the close', () => {
+    // continuous: every tracked dirty block is due at once, so what comes out of next is
+    // exactly what the planner tracks.
+    const p = createPlanner({ volumeSize: 64 * MiB, policy: 'continuous', closeAt: 100, openedAt: 0, linkHint: 1000 * BS, shipsClosed: true, maxOpenBlocks: 100 });
+    writeBlocks(p, 1, range(0, 150));
+    writeBlocks(p, 2, range(90, 30)); // rewrites of tracked (90-99) and untracked (100-119) blocks: none is new
+    let s = p.status(2);
+    expect([s.dirtyBytes, s.untrackedBytes, s.D]).toEqual([150 * BS, 50 * BS, 150 * BS]);
+    expect(p.untrackedBlocks).toBe(50);
+    expect(p.isDirty(140)).toBe(true); // the zero path must not offer it either: it is the close's
+    expect(blocksOf(p.next(3, 1e9))).toEqual(range(0, 100));
+    expect(p.next(4, 1e9)).toEqual([]);
+    writeBlocks(p, 5, [7]); // a collision of a pre-sent block: due again
+    expect(p.status(5).D).toBe(51 * BS);
+    expect(blocksOf(p.next(6, 1e9))).toEqual([7]);
+    p.onClose(1, 100, 200);
+    // The close's backlog holds the untracked blocks: the engine ships them.
+    s = p.status(100);
+    expect([s.closedBytes, s.dirtyBytes, s.untrackedBytes]).toEqual([50 * BS, 0, 0]);
+    // The next point tracks from scratch: a block untracked in point 1 is a tracked dirty block of 2.
+    writeBlocks(p, 101, [140]);
+    expect([p.status(101).dirtyBytes, p.status(101).untrackedBytes]).toEqual([BS, 0]);
+    expect(blocksOf(p.next(101, 1e9))).toEqual([140]);
+    // Not for the simulator's planner, which must hand out every block itself.
+    expect(code(() => createPlanner({ volumeSize: MiB, maxOpenBlocks: 10 }))).toBe('PLANNER_BAD_OPTION');
+    expect(code(() => createPlanner({ volumeSize: MiB, shipsClosed: true, maxOpenBlocks: 0 }))).toBe('PLANNER_BAD_OPTION');
   });
 
   it('replans on a grid of the interval, however often it is asked', () => {

@@ -58,6 +58,12 @@ export interface PlannerOptions {
   readonly closeAt?: number;
   /** Upper bound of per-block table slots (memory); see DEFAULT_MAX_TABLE_SLOTS. */
   readonly maxTableSlots?: number;
+  /**
+   * With shipsClosed only: the most dirty blocks of the open snapshot tracked one by one
+   * (DEFAULT_MAX_OPEN_BLOCKS). Blocks written beyond are counted in D but never pre-sent:
+   * the engine ships them at the close. Bounds the planner's memory whatever is written.
+   */
+  readonly maxOpenBlocks?: number;
   /** Required by the oracle policy. */
   readonly future?: OracleFuture;
   /**
@@ -143,6 +149,8 @@ export interface PlannerStatus {
   readonly budgetGain: number;
   /** Dirty bytes of the open snapshot so far. */
   readonly dirtyBytes: number;
+  /** Of which over maxOpenBlocks: never pre-sent, they ship at the close. */
+  readonly untrackedBytes: number;
   /** Bytes of closed snapshots not yet handed to the link. */
   readonly closedBytes: number;
   /** Forecast rate (bytes/s) at which the open snapshot gains bytes to send. */

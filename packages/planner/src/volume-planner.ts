@@ -4,7 +4,7 @@
  * go on the link now. Pure: every input carries its time, nothing reads a clock.
  */
 import { HeadstartError } from '@headstart/errors';
-import { BlockTable, CLEAN, DIRTY, FREE_SENT, SENT, type Forget } from './block-table';
+import { BlockTable, CLEAN, DIRTY, FREE_SENT, SENT, UNTRACKED, type Forget } from './block-table';
 import { HazardModel, contextOf } from './hazard';
 import { KeyList } from './key-list';
 import { decodeLearnt, encodeLearnt } from './learnt';
@@ -45,6 +45,8 @@ export class VolumePlanner {
   /** Explicit replan cadence (s), or null: derived from the open snapshot's interval. */
   private readonly replanSeconds: number | null;
   private readonly shipsClosed: boolean;
+  /** Most dirty blocks of the open snapshot tracked (and so pre-sendable); see DEFAULT_MAX_OPEN_BLOCKS. */
+  private readonly maxOpenBlocks: number;
   /** shipsClosed: bytes of closed snapshots the engine still had to send at `backlogAt`, and when the oldest closed. */
   private backlogBytes = 0;
   private backlogAt = 0;
@@ -115,8 +117,11 @@ export class VolumePlanner {
   private closeAt: number;
   private openedAt: number | null = null;
 
-  /** Blocks that became dirty in the open snapshot (each once). */
+  /** Blocks that became dirty in the open snapshot (each once), up to maxOpenBlocks. */
   private readonly openDirty = new KeyList();
+  /** Dirty blocks of the open snapshot beyond maxOpenBlocks (UNTRACKED): they ship at the close. */
+  private untracked = 0;
+  /** Dirty blocks of the open snapshot not pre-sent (untracked ones included). */
   private unsent = 0;
   private present = 0;
   private collided = 0;
@@ -137,8 +142,11 @@ export class VolumePlanner {
   private fifoPos = 0;
 
   /** predictive: the current plan, ascending P. */
-  private planKeys = new Float64Array(0);
-  private planP = new Float32Array(0);
+  /**
+   * Each entry packs a block's P (quantized to 1/PACK) and its index in openDirty as
+   * P * PACK * PACK + index, so sorting the numbers sorts by P: 8 bytes a planned block.
+   */
+  private plan = new Float64Array(0);
   private planLen = 0;
   private planPos = 0;
   private planAt = -Infinity;
@@ -165,6 +173,10 @@ export class VolumePlanner {
     this.redundancyBudget = option('redundancyBudget', options.redundancyBudget, C.DEFAULT_REDUNDANCY_BUDGET, (v) => v >= 0 && v <= 1);
     this.replanSeconds = options.replanSeconds === undefined ? null : option('replanSeconds', options.replanSeconds, 0, (v) => v > 0 && Number.isFinite(v));
     this.shipsClosed = options.shipsClosed ?? false;
+    // Only an engine that ships closed snapshots itself can leave blocks untracked: the
+    // planner would otherwise have to hand out their numbers after the close.
+    if (options.maxOpenBlocks !== undefined && !this.shipsClosed) throw new HeadstartError('PLANNER_BAD_OPTION', 'planner option maxOpenBlocks needs shipsClosed (the engine then ships the untracked blocks at the close)');
+    this.maxOpenBlocks = this.shipsClosed ? option('maxOpenBlocks', options.maxOpenBlocks, C.DEFAULT_MAX_OPEN_BLOCKS, (v) => Number.isSafeInteger(v) && v >= 1 && v < PACK) : PACK - 1;
     this.regionContext = options.regionContext ?? true;
     this.calibrate = options.calibrate ?? false;
     this.adapt = options.adaptBudget ?? true;
@@ -312,7 +324,7 @@ export class VolumePlanner {
    * Snapshots the allowance did not limit and did not overspend say nothing and leave it.
    */
   private adaptBudget(): void {
-    const dirtyBytes = this.openDirty.length * this.blockSize;
+    const dirtyBytes = this.dirtyCount * this.blockSize;
     const budget = this.redundancyBudget * dirtyBytes;
     if (!(budget > 0)) return;
     const realized = this.collided / budget;
@@ -361,16 +373,31 @@ export class VolumePlanner {
     const tb = this.table;
     const i = tb.upsert(b, this.forget);
     if (tb.state[i] !== CLEAN) return;
-    this.addDirty(b, this.regionOf(b));
-    tb.state[i] = DIRTY;
-    this.queueFifo(b, CLEAN, this.now);
+    tb.state[i] = this.addDirty(b, this.regionOf(b));
+    if (tb.state[i] === DIRTY) this.queueFifo(b, CLEAN, this.now);
   }
 
-  /** A clean block joins the open snapshot's dirty set (and its region's count). */
-  private addDirty(b: number, region: number): void {
+  /**
+   * A clean block joins the open snapshot's dirty set (and its region's count); returns its
+   * state: DIRTY, or UNTRACKED once the set holds maxOpenBlocks.
+   */
+  private addDirty(b: number, region: number): number {
+    this.unsent++;
+    if (this.openDirty.length >= this.maxOpenBlocks) {
+      // Not the engine's planner (shipsClosed): it must hand out every block itself, and the
+      // replan's sort keys hold a dirty-list index below PACK.
+      if (!this.shipsClosed) bad(`the open snapshot has more than ${PACK - 1} dirty blocks: only an engine that ships closed snapshots itself (shipsClosed) can plan it`);
+      this.untracked++;
+      return UNTRACKED;
+    }
     this.openDirty.push(b);
     if (this.regionDirty[region] < 65535) this.regionDirty[region]++;
-    this.unsent++;
+    return DIRTY;
+  }
+
+  /** Dirty blocks of the open snapshot, tracked or not. */
+  private get dirtyCount(): number {
+    return this.openDirty.length + this.untracked;
   }
 
   /** The FIFO policies' queue: continuous sends a block each time it becomes due, the oracle right after its last write before the close. */
@@ -402,8 +429,9 @@ export class VolumePlanner {
     tb.credited[i] = 0;
     if (tb.count[i] < 65535) tb.count[i]++;
     const state = tb.state[i];
+    let next = state === UNTRACKED ? UNTRACKED : DIRTY;
     if (state === CLEAN) {
-      this.addDirty(b, region);
+      next = this.addDirty(b, region);
       this.newDirtyBytes += this.blockSize;
     } else if (state === SENT || state === FREE_SENT) {
       // A collision: the pre-sent version is stale, the block is queued again.
@@ -420,8 +448,8 @@ export class VolumePlanner {
       else this.freeCollided += this.blockSize;
       this.newDirtyBytes += this.blockSize;
     }
-    tb.state[i] = DIRTY;
-    this.queueFifo(b, state, t);
+    tb.state[i] = next;
+    if (next === DIRTY) this.queueFifo(b, state, t);
   }
 
   /** Closes the open snapshot `n` at `time`; `nextCloseAt` schedules the next one. */
@@ -440,11 +468,14 @@ export class VolumePlanner {
       if (tb.state[i] === DIRTY) keys.push(b);
       tb.state[i] = CLEAN;
     }
+    if (this.untracked > 0) {
+      for (let i = 0; i < tb.capacity; i++) if (tb.state[i] === UNTRACKED) tb.state[i] = CLEAN;
+    }
     if (this.shipsClosed) {
       // The engine sends these itself, at full rate from now on.
       const left = this.closedBacklog(time);
       if (left === 0) this.backlogSince = time;
-      this.backlogBytes = left + keys.length * this.blockSize;
+      this.backlogBytes = left + (keys.length + this.untracked) * this.blockSize;
       this.backlogAt = time;
     } else if (keys.length > 0) {
       this.closed.push({ n, closedAt: time, keys: keys.toArray(), pos: 0 });
@@ -459,6 +490,7 @@ export class VolumePlanner {
     }
     if (this.adapt && this.policy === 'predictive' && this.openDirty.length > 0) this.adaptBudget();
     this.openDirty.clear();
+    this.untracked = 0;
     this.fifo.clear();
     this.fifoPos = 0;
     this.planLen = this.planPos = 0;
@@ -609,7 +641,7 @@ export class VolumePlanner {
       // up to lateBoost times (DEFAULT_LATE_BOOST, DEFAULT_LATE_FLOOR).
       const span = this.openedAt !== null ? this.closeAt - this.openedAt : 0;
       const late = rule.fired && ts > 0 ? Math.min(this.lateBoost, Math.max(1, (rule.lead - this.lateFloor * span) / ts)) : 1;
-      this.fullAllowance = late * this.budgetGain * this.redundancyBudget * (this.openDirty.length * bs + this.futureBytes(now));
+      this.fullAllowance = late * this.budgetGain * this.redundancyBudget * (this.dirtyCount * bs + this.futureBytes(now));
       this.planAllowance = share * this.fullAllowance;
     }
     const fired = this.planFired;
@@ -617,8 +649,9 @@ export class VolumePlanner {
     let allowance = this.planAllowance - this.charged;
     const tb = this.table;
     while (budget >= bs && this.planPos < this.planLen) {
-      const b = this.planKeys[this.planPos];
-      const p = this.planP[this.planPos];
+      const packed = this.plan[this.planPos];
+      const b = this.openDirty.data[packed % PACK];
+      const p = Math.floor(packed / PACK) / PACK;
       const i = tb.find(b);
       if (i < 0 || tb.state[i] !== DIRTY || tb.last[i] > this.planAt) {
         this.planPos++;
@@ -723,12 +756,8 @@ export class VolumePlanner {
     const f = this.calibration;
     const tb = this.table;
     const n = this.openDirty.length;
-    if (this.planKeys.length < n || this.planKeys.length > 4 * n + 4096) {
-      const size = Math.ceil(n * 1.25) + 1024;
-      this.planKeys = new Float64Array(size);
-      this.planP = new Float32Array(size);
-    }
-    const packed = new Float64Array(n);
+    if (this.plan.length < n || this.plan.length > 4 * n + 4096) this.plan = new Float64Array(Math.ceil(n * 1.25) + 1024);
+    const packed = this.plan;
     let m = 0;
     // The allowance bounds the snapshot's expected resends on the blocks it paid for: those
     // that happened plus the risk its pre-sent, still current blocks carry from now to the
@@ -752,12 +781,7 @@ export class VolumePlanner {
       if (p >= this.PT) continue;
       packed[m++] = Math.floor(p * PACK) * PACK + j;
     }
-    const sorted = packed.subarray(0, m).sort();
-    for (let r = 0; r < m; r++) {
-      const j = sorted[r] % PACK;
-      this.planKeys[r] = this.openDirty.data[j];
-      this.planP[r] = Math.floor(sorted[r] / PACK) / PACK;
-    }
+    packed.subarray(0, m).sort();
     this.planLen = m;
     this.planPos = 0;
     this.planAt = now;
@@ -785,12 +809,18 @@ export class VolumePlanner {
       expectedResendBytes: this.spent,
       calibration: this.calibration,
       budgetGain: this.budgetGain,
-      dirtyBytes: this.openDirty.length * this.blockSize,
+      dirtyBytes: this.dirtyCount * this.blockSize,
+      untrackedBytes: this.untracked * this.blockSize,
       closedBytes: this.closedBacklog(now),
       newDirtyRate: this.newDirtyRate,
       memoryBytes: this.memoryBytes,
       restoredFrom: Number.isFinite(this.knownUpTo) ? this.knownUpTo : null,
     };
+  }
+
+  /** Dirty blocks of the open snapshot beyond maxOpenBlocks: never pre-sent, they ship at the close. */
+  get untrackedBlocks(): number {
+    return this.untracked;
   }
 
   /** Whether anything is left to send (for a simulator skipping idle time). */
@@ -816,6 +846,6 @@ export class VolumePlanner {
   get memoryBytes(): number {
     let closed = 0;
     for (const c of this.closed) closed += c.keys.byteLength;
-    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.planKeys.byteLength + this.planP.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed + COHORT_ENTRY_BYTES * (this.cohortSpent.size + this.cohortSent.size);
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.plan.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed + COHORT_ENTRY_BYTES * (this.cohortSpent.size + this.cohortSent.size);
   }
 }

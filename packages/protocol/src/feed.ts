@@ -174,6 +174,8 @@ export type FeedEvent =
   | { readonly type: 'link-error'; readonly time: number; readonly volume: string; readonly sink: string; readonly code: string; readonly message: string }
   /** Open point n has more dirty blocks than `limit`: it is not pre-sent, it ships whole at its close. */
   | { readonly type: 'presend-stopped'; readonly time: number; readonly volume: string; readonly sink: string; readonly n: number; readonly limit: number }
+  /** Open point n has more dirty blocks than its planner tracks (`limit`): those beyond ship at its close. */
+  | { readonly type: 'presend-limited'; readonly time: number; readonly volume: string; readonly n: number; readonly limit: number }
   /** Insert or replace the record of (volume, sink, n): sent as a point closes and commits. */
   | { readonly type: 'snapshot'; readonly time: number; readonly record: SnapshotRecord }
   | { readonly type: 'link-connected'; readonly time: number; readonly volume: string; readonly sink: string }

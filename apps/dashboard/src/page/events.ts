@@ -15,6 +15,8 @@ export function describe(e: FeedEvent, name: (id: string) => string): { text: st
       return { text: `${name(e.volume)} → ${e.sink}: link error ${e.code}: ${e.message}`, tone: 'bad' };
     case 'presend-stopped':
       return { text: `${name(e.volume)} → ${e.sink}: open point #${e.n} has more than ${e.limit.toLocaleString('en')} dirty blocks; not pre-sent, it ships whole at its close (its lag grows)`, tone: 'bad' };
+    case 'presend-limited':
+      return { text: `${name(e.volume)}: open point #${e.n} has more than ${e.limit.toLocaleString('en')} dirty blocks; the planner pre-sends from the first ${e.limit.toLocaleString('en')}, the rest ship at its close (its lag grows)`, tone: 'bad' };
     case 'link-connected':
       return { text: `${name(e.volume)} → ${e.sink}: link connected`, tone: 'good' };
     case 'link-disconnected':
