@@ -141,10 +141,10 @@ export class VolumePlanner {
   private readonly fifo = new KeyList();
   private fifoPos = 0;
 
-  /** predictive: the current plan, ascending P. */
   /**
-   * Each entry packs a block's P (quantized to 1/PACK) and its index in openDirty as
-   * P * PACK * PACK + index, so sorting the numbers sorts by P: 8 bytes a planned block.
+   * predictive: the current plan, ascending P. Each entry packs a block's P (quantized to
+   * 1/PACK) and its index in openDirty as P * PACK * PACK + index, so sorting the numbers
+   * sorts by P: 8 bytes a planned block.
    */
   private plan = new Float64Array(0);
   private planLen = 0;
