@@ -7,7 +7,7 @@
  * error and the node catches up once the store answers.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../../apps/cli/src/main';
@@ -185,14 +185,22 @@ describe('headstart archive: a consistency group', () => {
     const again = await inProcess(['archive', 'restore', 'wal', String(await at('wal', T + 3000)), '--group', '--out', out, '-c', config]);
     expect(again.code).toBe(2);
     expect(again.stderr).toContain('exists; restore never overwrites');
-    // A member that fails half-way (its image cannot be written): the error says which, and which were done.
+    // A member that fails half-way (its image cannot be written: a directory stands where
+    // its temporary file goes): the error says which, and db, restored before it, is not
+    // kept either, so the group is never half restored.
     const half = join(dir, 'half');
-    await mkdir(join(half, 'wal.raw.partial'), { recursive: true });
+    await mkdir(join(half, 'wal.raw.group-partial.partial'), { recursive: true });
     const failed = await inProcess(['archive', 'restore', 'db', String(await at('db', T + 3000)), '--group', '--out', half, '-c', config]);
     expect(failed.code).not.toBe(0);
     expect(failed.stderr).toContain(`group app: restoring wal to ${join(half, 'wal.raw')} failed`);
-    expect(failed.stderr).toContain(`restored before it: db (${join(half, 'db.raw')})`);
-    expect((await readFile(join(half, 'db.raw'))).equals(images.get('db@3000')!)).toBe(true);
+    expect(failed.stderr).toContain('nothing of the group was kept');
+    expect(await readdir(half)).toEqual(['wal.raw.group-partial.partial']);
+    // Cleared, the same restore succeeds.
+    await rm(join(half, 'wal.raw.group-partial.partial'), { recursive: true });
+    const retried = await inProcess(['archive', 'restore', 'db', String(await at('db', T + 3000)), '--group', '--out', half, '-c', config]);
+    expect(retried.code, retried.stderr).toBe(0);
+    for (const name of ['wal', 'db']) expect((await readFile(join(half, `${name}.raw`))).equals(images.get(`${name}@3000`)!), name).toBe(true);
+    expect((await readdir(half)).sort()).toEqual(['db.raw', 'wal.raw']);
     // A time one volume no longer holds: refused before anything is written.
     await inProcess(['archive', 'prune', '--volume', 'wal', '--keep-last', '1', '-c', config]);
     const torn = await inProcess(['archive', 'restore', 'db', String(await at('db', T + 1000)), '--group', '--out', join(dir, 'torn'), '-c', config]);

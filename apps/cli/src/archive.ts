@@ -10,7 +10,7 @@
  * The archive package (and the AWS SDK under it) loads only when one of these commands
  * runs, so `headstart --help` stays instant.
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
@@ -158,7 +158,10 @@ async function restoreOne(store: ObjectStore, volume: string, n: number, target:
  * `archive restore V N --group`: every volume of V's consistency group at point N's
  * scheduled time (a group closes its points at one time; retention keeps such times in
  * all its volumes), each into `<out>/<volume>.raw` or `<to-volume>/<volume>`. Nothing is
- * written unless every member has a point at that time and no target exists.
+ * written unless every member has a point at that time and no target exists, and nothing is
+ * kept unless every member was restored: each is restored under `<target>.group-partial`
+ * and renamed to its target once all are, so a failure (a full disk, a damaged object)
+ * never leaves a group half restored, some members at the point and some missing.
  */
 async function restoreGroup(volume: string, n: number, o: RestoreFlags): Promise<void> {
   if (o.store !== undefined) throw new HeadstartError('ARCHIVE_CONFIG', 'archive restore --group: the group comes from the node configuration (-c FILE), not from --store');
@@ -182,19 +185,25 @@ async function restoreGroup(volume: string, n: number, o: RestoreFlags): Promise
       else plan.push({ volume: name, store: m.store, n: p.n, target: o.out !== undefined ? join(o.out, `${name}.raw`) : join(o.toVolume!, name) });
     }
     if (missing.length > 0) throw new HeadstartError('ARCHIVE_NOT_FOUND', `group ${t.groupName} cannot be restored at ${at}: no point scheduled then in ${missing.join(', ')} (archive list shows each volume's points)`);
-    for (const x of plan) if (await stat(x.target).then(() => true, () => false)) throw new HeadstartError('ARCHIVE_CONFIG', `restore target ${x.target} exists; restore never overwrites, choose a new directory`);
+    const staged = (x: { target: string }) => `${x.target}.group-partial`;
+    const exists = (path: string) => stat(path).then(() => true, () => false);
+    for (const x of plan) if (await exists(x.target)) throw new HeadstartError('ARCHIVE_CONFIG', `restore target ${x.target} exists; restore never overwrites, choose a new directory`);
+    for (const x of plan) if (await exists(staged(x))) throw new HeadstartError('ARCHIVE_CONFIG', `${staged(x)} exists (an interrupted group restore left it): remove it, or choose a new directory`);
     await mkdir(o.out ?? o.toVolume!, { recursive: true });
     const results = [];
     for (const x of plan) {
       try {
-        const r = await restoreOne(x.store, x.volume, x.n, x.target, o.toVolume !== undefined, o.json);
+        const r = await restoreOne(x.store, x.volume, x.n, staged(x), o.toVolume !== undefined, o.json);
         results.push({ volume: x.volume, n: r.n, target: x.target, size: r.size, bytesWritten: r.bytesWritten });
       } catch (err) {
-        // Say which members are done (their targets stay) and which failed, keeping the cause's code.
-        const done = results.map((d) => `${d.volume} (${d.target})`).join(', ') || 'none';
-        throw new HeadstartError(isHeadstartError(err) ? err.code : 'VOLUME_IO', `group ${t.groupName}: restoring ${x.volume} to ${x.target} failed (${(err as Error).message}); restored before it: ${done}`, { cause: err });
+        // All or nothing: the members restored so far go too. Say which failed, keeping the cause's code.
+        const removed = await Promise.all(plan.map((y) => rm(staged(y), { recursive: true, force: true }).then(() => null, (e: Error) => `${staged(y)} (${e.message})`)));
+        const left = removed.filter((r) => r !== null);
+        const kept = left.length === 0 ? 'nothing of the group was kept' : `could not remove ${left.join(', ')}`;
+        throw new HeadstartError(isHeadstartError(err) ? err.code : 'VOLUME_IO', `group ${t.groupName}: restoring ${x.volume} to ${x.target} failed (${(err as Error).message}); ${kept}`, { cause: err });
       }
     }
+    for (const x of plan) await rename(staged(x), x.target);
     return { group: t.groupName, scheduledAt: own.scheduledAt, at, volumes: results };
   });
   const seconds = (performance.now() - started) / 1000;
