@@ -50,6 +50,7 @@ export function metricsRegistry(node: HeadstartNode): Registry {
   gauge('headstart_disk_reserve_bytes', 'Free bytes below which the volume refuses writes (kept for its own records).', ['volume'], (g) => volumes().forEach((v) => g.set({ volume: v.name }, v.disk.reserveBytes)));
   gauge('headstart_inflight_bytes', 'Payload bytes sent and not yet staged by the sink.', ['volume', 'sink'], (g) => volumes().forEach((v) => v.sinks.forEach((s) => g.set({ volume: v.name, sink: s.name }, s.inFlightBytes))));
   gauge('headstart_presend_bytes', 'Bytes of the open point pre-sent and still current.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.presentBytes)));
+  gauge('headstart_untracked_bytes', "Bytes of the open point over the planner's tracked blocks (policy.maxOpenBlocks): not pre-sent, they ship at the close.", ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.untrackedBytes)));
   gauge('headstart_collided_bytes', 'Bytes of the open point pre-sent and then written again.', ['volume'], (g) => volumes().forEach((v) => v.planner && g.set({ volume: v.name }, v.planner.collidedBytes)));
   gauge('headstart_last_committed_point', 'Number of the newest point committed (replica) or acknowledged (per sink).', ['volume', 'sink'], (g) =>
     volumes().forEach((v) => {
