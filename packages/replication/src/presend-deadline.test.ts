@@ -33,10 +33,10 @@ describe('pre-sends on a shared cap', () => {
     const laterSent = sent(later) - before[1];
     console.log(`pre-sends by deadline: ${(soonSent / MiB).toFixed(2)} MiB for the point due soonest while ${(laterSent / MiB).toFixed(2)} MiB for the later one`);
     expect(soonSent).toBe(8 * MiB);
-    // Measured 2 MiB: a first frame before the sooner link's write landed, and a reserve
-    // turn. First come, first served, the two interleaved (measured before: 8 MiB each).
+    // About 8/7 MiB by the reserve turns; first come, first served, the two interleaved
+    // (measured before: 8 MiB each).
     expect(laterSent).toBeGreaterThan(0);
-    expect(laterSent).toBeLessThan(4 * MiB);
+    expect(laterSent).toBeLessThan(3 * MiB);
     // Then the later one has the cap to itself.
     while (sent(later) - before[1] < 8 * MiB && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     expect(sent(later) - before[1]).toBe(8 * MiB);

@@ -497,7 +497,7 @@ export class SourceSession {
         let r: 'idle' | 'sent' | 'closed';
         try {
           this.check();
-          r = v.openSnapshot === n ? await round(release !== null) : 'closed'; // it may have closed while we waited
+          r = await round(release !== null);
         } finally {
           release?.();
         }
