@@ -30,7 +30,7 @@ import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
 import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, KNOWN_MAX_BLOCKS, PRESEND_MAX_BLOCKS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
 
-/** A pre-send's place on a shared cap when its point has no scheduled close: after every closed point and every scheduled one. */
+/** A pre-send's place among links waiting for a shared cap: after every closed point. */
 const PRESEND_DEADLINE = Number.MAX_SAFE_INTEGER;
 import { Link } from './link';
 import type { PresendPolicy, PresendView } from './policy';
@@ -55,8 +55,6 @@ export interface SessionContext {
   readonly windowBytes: number;
   /** Pre-send only while the open point has at most this many dirty blocks (PRESEND_MAX_BLOCKS). */
   readonly presendMaxBlocks?: number;
-  /** The open point's scheduled close (epoch ms), or null: its pre-sends' deadline on shared caps. */
-  readonly nextCloseAt?: () => number | null;
   readonly bucket: RateGate;
   /**
    * Bytes the connection's socket has written so far (after compression; frame, TLS and
@@ -364,7 +362,7 @@ export class SourceSession {
    * an initial sync of a big volume) would overflow the Map (V8's limit) and fail at that
    * block on every reconnect.
    */
-  private async sendBlocks(n: number, blocks: WireBlock[], deadline: number | null, remember = true): Promise<void> {
+  private async sendBlocks(n: number, blocks: WireBlock[], deadline: number, remember = true): Promise<void> {
     let bytes = 0;
     for (const b of blocks) bytes += b.data.length;
     while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.ctx.windowBytes) {
@@ -372,9 +370,7 @@ export class SourceSession {
       await this.nap(1000);
     }
     this.check();
-    const charge = Math.ceil(bytes * this.wireRatio);
-    // null: the caller holds the link's turn on its shared caps (a pre-send round)
-    await (deadline === null ? this.ctx.bucket.spend(charge) : this.ctx.bucket.acquire(charge, deadline));
+    await this.ctx.bucket.acquire(Math.ceil(bytes * this.wireRatio), deadline);
     this.check();
     const batch = ++this.batchSeq;
     this.inFlightBytes += bytes;
@@ -436,73 +432,53 @@ export class SourceSession {
         return meter.bytesPerSecond;
       },
     };
-    /**
-     * One round of pre-sends: the policy's picks for the budget, read and sent. 'idle' when
-     * the policy named nothing to send (the loop then waits a tick). With `turn`, the link
-     * holds its turn on its shared caps: the round is sized to their burst (a quarter second
-     * of the tightest) and waits off its tokens while it holds the turn.
-     */
-    const round = async (turn: boolean): Promise<'idle' | 'sent' | 'closed'> => {
-      const credit = this.ctx.windowBytes - this.inFlightBytes;
-      const room = turn ? this.ctx.bucket.frameBytes() : this.ctx.bucket.available();
-      const budget = Math.min(credit, room / this.wireRatio, MAX_BLOCKS_PAYLOAD);
-      const picks = !oversized && pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
-      if (picks.length === 0) return 'idle';
-      const known = this.knownOf(n);
-      const batch: WireBlock[] = [];
-      touched = new Set();
-      const reads: { block: number; data: Buffer }[] = [];
-      // never more than the budget, whatever the policy returned
-      const chosen = picks.slice(0, Math.floor(budget / bs)).sort((x, y) => x - y).filter((b) => pending.delete(b));
-      if (chosen.length === 0) {
-        // the policy named no pending block: do not spin on it
-        touched = null;
-        return 'idle';
-      }
-      // one read per run of adjacent blocks
-      for (let i = 0; i < chosen.length; ) {
-        let j = i + 1;
-        while (j < chosen.length && chosen[j] === chosen[j - 1] + 1) j++;
-        const run = await v.read(chosen[i] * bs, (j - i) * bs);
-        for (let k = i; k < j; k++) reads.push({ block: chosen[k], data: run.subarray((k - i) * bs, (k - i + 1) * bs) });
-        i = j;
-      }
-      const changed = touched;
-      touched = null;
-      // Closed while we read: what we read may belong to n+1; the close path re-reads exactly.
-      if (v.openSnapshot !== n) return 'closed';
-      for (const { block, data } of reads) {
-        if (changed.has(block)) continue; // written during the read: it is pending again
-        const zero = isZero(data);
-        const hash = zero ? zeroBlockHash(bs) : blockHash(data);
-        if (known.get(block) === hash) continue;
-        batch.push({ block, hash, data: zero ? EMPTY : data });
-      }
-      if (batch.length > 0) await this.sendBlocks(n, batch, turn ? null : PRESEND_DEADLINE);
-      return 'sent';
-    };
     try {
       while (v.openSnapshot === n) {
         this.check();
+        const credit = this.ctx.windowBytes - this.inFlightBytes;
+        const budget = Math.min(credit, this.ctx.bucket.available() / this.wireRatio, MAX_BLOCKS_PAYLOAD);
         // Blocks pre-sent and not written since stay known (their hash): the close skips them.
         if (this.knownOf(n).size > limit) {
           oversized = true;
           tell();
         }
-        // Through a shared cap, pre-sends wait for their turn by their point's deadline like
-        // closed points (DESIGN "Scale"): polling the cap's spare tokens instead, two links
-        // pre-sending at once shared it first come, first served, whichever point was due.
-        const queue = !oversized && pending.size > 0 && this.ctx.bucket.sharedCapped;
-        const release = queue ? await this.ctx.bucket.hold(this.ctx.nextCloseAt?.() ?? PRESEND_DEADLINE) : null;
-        let r: 'idle' | 'sent' | 'closed';
-        try {
-          this.check();
-          r = await round(release !== null);
-        } finally {
-          release?.();
+        const picks = !oversized && pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
+        if (picks.length === 0) {
+          await this.nap(PRESEND_TICK_MS);
+          continue;
         }
-        if (r === 'closed') break;
-        if (r === 'idle') await this.nap(PRESEND_TICK_MS);
+        const known = this.knownOf(n);
+        const batch: WireBlock[] = [];
+        touched = new Set();
+        const reads: { block: number; data: Buffer }[] = [];
+        // never more than the budget, whatever the policy returned
+        const chosen = picks.slice(0, Math.floor(budget / bs)).sort((x, y) => x - y).filter((b) => pending.delete(b));
+        if (chosen.length === 0) {
+          // the policy named no pending block: do not spin on it
+          touched = null;
+          await this.nap(PRESEND_TICK_MS);
+          continue;
+        }
+        // one read per run of adjacent blocks
+        for (let i = 0; i < chosen.length; ) {
+          let j = i + 1;
+          while (j < chosen.length && chosen[j] === chosen[j - 1] + 1) j++;
+          const run = await v.read(chosen[i] * bs, (j - i) * bs);
+          for (let k = i; k < j; k++) reads.push({ block: chosen[k], data: run.subarray((k - i) * bs, (k - i + 1) * bs) });
+          i = j;
+        }
+        const changed = touched;
+        touched = null;
+        // Closed while we read: what we read may belong to n+1; the close path re-reads exactly.
+        if (v.openSnapshot !== n) break;
+        for (const { block, data } of reads) {
+          if (changed.has(block)) continue; // written during the read: it is pending again
+          const zero = isZero(data);
+          const hash = zero ? zeroBlockHash(bs) : blockHash(data);
+          if (known.get(block) === hash) continue;
+          batch.push({ block, hash, data: zero ? EMPTY : data });
+        }
+        if (batch.length > 0) await this.sendBlocks(n, batch, PRESEND_DEADLINE);
       }
     } finally {
       off();
