@@ -34,11 +34,12 @@
  * runners close them in one step and the replica commits them together), written at random;
  * also judged: after every replica restart both hold the same point. `--no-disk-faults`: no
  * tmpfs, the data on the temporary directory's file system (where the replica's direct I/O
- * runs). `npm run faults -- [--quick] [--faults N] [--seed N] [--policy P] [--group] [--no-disk-faults] [--json]`;
- * `--quick` is 50 faults.
+ * runs). `npm run faults -- [--quick] [--faults N] [--seed N] [--policy P] [--group] [--no-disk-faults] [--events FILE] [--json]`;
+ * `--quick` is 50 faults. `--events FILE` writes every event both sides printed, as JSON lines
+ * in the order received (`side`, `receivedAt`): what a failed seed needs to be understood.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,7 +93,7 @@ const blockHash = (b: Buffer) => createHash('sha1').update(b).digest('hex');
 
 export type CampaignPolicy = 'predictive' | 'continuous' | 'at-snapshot';
 
-export async function runCampaign(options: { faults: number; seed: number; policy?: CampaignPolicy; group?: boolean; diskFaults?: boolean; log?: (line: string) => void }): Promise<CampaignResult> {
+export async function runCampaign(options: { faults: number; seed: number; policy?: CampaignPolicy; group?: boolean; diskFaults?: boolean; eventsFile?: string; log?: (line: string) => void }): Promise<CampaignResult> {
   const policy = options.policy ?? 'predictive'; // the node's default
   // One volume, or a consistency group of two (runners' `members`): their exports' names.
   const volumes = options.group ? ['wal', 'db'] : ['vol'];
@@ -363,6 +364,11 @@ export async function runCampaign(options: { faults: number; seed: number; polic
   }
   sourceEvents.push(...source.p.events);
   replicaEvents.push(...replica.events);
+  if (options.eventsFile !== undefined) {
+    const lines = [...sourceEvents.map((e) => ({ side: 'source', ...e })), ...replicaEvents.map((e) => ({ side: 'replica', ...e }))];
+    lines.sort((x, y) => (x.receivedAt ?? 0) - (y.receivedAt ?? 0));
+    await writeFile(options.eventsFile, lines.map((e) => JSON.stringify(e)).join('\n') + '\n');
+  }
   const invariant = checkInvariant(sourceEvents, replicaEvents);
   checked = invariant.checked;
   problems.push(...invariant.mismatches.map((m) => `replica not equal to the source's point: ${m}`));
@@ -404,14 +410,14 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const i = args.indexOf(flag);
     return i >= 0 ? args[i + 1] : undefined;
   };
-  const usage = 'usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--group] [--no-disk-faults] [--json]\n';
+  const usage = 'usage: npm run faults -- [--quick] [--faults N] [--seed N] [--policy predictive|continuous|at-snapshot] [--group] [--no-disk-faults] [--events FILE] [--json]\n';
   if (args.includes('--help') || args.includes('-h')) {
     process.stdout.write(usage);
     process.exit(0);
   }
   // A flag not known (a typo) would otherwise run the default 200 faults, for minutes.
-  const known = new Set(['--quick', '--faults', '--seed', '--policy', '--group', '--no-disk-faults', '--json']);
-  const unknown = args.filter((a, i) => a.startsWith('-') && !known.has(a) && !['--faults', '--seed', '--policy'].includes(args[i - 1]));
+  const known = new Set(['--quick', '--faults', '--seed', '--policy', '--group', '--no-disk-faults', '--events', '--json']);
+  const unknown = args.filter((a, i) => a.startsWith('-') && !known.has(a) && !['--faults', '--seed', '--policy', '--events'].includes(args[i - 1]));
   if (unknown.length > 0) {
     process.stderr.write(`unknown flag ${unknown.join(', ')}\n${usage}`);
     process.exit(2);
@@ -422,11 +428,11 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const policy = (value('--policy') ?? 'predictive') as CampaignPolicy;
   const group = args.includes('--group');
   const diskFaults = !args.includes('--no-disk-faults');
-  if (!Number.isInteger(faults) || faults < 1 || !Number.isInteger(seed) || !['predictive', 'continuous', 'at-snapshot'].includes(policy)) {
+  if ((args.includes('--events') && (value('--events') ?? '-').startsWith('-')) || !Number.isInteger(faults) || faults < 1 || !Number.isInteger(seed) || !['predictive', 'continuous', 'at-snapshot'].includes(policy)) {
     process.stderr.write(usage);
     process.exit(2);
   }
-  const r = await runCampaign({ faults, seed, policy, group, diskFaults, log: (l) => process.stderr.write(`${l}\n`) });
+  const r = await runCampaign({ faults, seed, policy, group, diskFaults, eventsFile: value('--events'), log: (l) => process.stderr.write(`${l}\n`) });
   if (!json) {
     process.stdout.write(`fault campaign, seed ${r.seed}, policy ${r.policy}${r.group ? `, a consistency group of two volumes (${r.group_restarts_checked} replica restarts checked for one common point)` : ''}: ${r.faults} faults in ${r.duration_s} s\n`);
     for (const [k, c] of Object.entries(r.by_kind)) process.stdout.write(`  ${k.padEnd(20)} ${c}\n`);

@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 
 export interface Ev {
   event: string;
+  /** When this process read the line (Date.now()): orders both sides' events in one log. */
+  receivedAt?: number;
   [k: string]: unknown;
 }
 
@@ -20,7 +22,7 @@ export class Proc {
     this.child = spawn(process.execPath, ['--import', 'tsx', path, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
     createInterface({ input: this.child.stdout! }).on('line', (l) => {
       try {
-        this.events.push(JSON.parse(l) as Ev);
+        this.events.push({ ...(JSON.parse(l) as Ev), receivedAt: Date.now() });
       } catch {
         this.stderr += `(stdout) ${l}\n`;
       }

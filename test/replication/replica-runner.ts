@@ -29,6 +29,11 @@ interface Config {
 }
 
 const cfg = config<Config>();
+// The server takes sessions as soon as it is started, and a session's commit would change
+// an image while 'recovered' below hashes it (a hash of no point, reported as the recovered
+// one): commits wait until what recovery left is reported.
+let reportRecovered: () => void = () => undefined;
+const recoveredReported = new Promise<void>((resolve) => (reportRecovered = resolve));
 const specs = cfg.members ? cfg.members.map((id) => ({ id, dir: join(cfg.dir, id) })) : [{ id: cfg.id, dir: cfg.dir }];
 const volumes: { id: string; volume: Volume }[] = [];
 for (const spec of specs) {
@@ -44,6 +49,7 @@ const server = await startReplicaServer({
       stagingDir: `${spec.dir}-staging`,
       group: cfg.group,
       onCommitPhase: async (phase: CommitPhase, n: number) => {
+        if (phase === 'ready') await recoveredReported;
         const cpu = process.cpuUsage();
         emit({ event: 'phase', volume: spec.id, phase, n, t: Date.now(), cpuUs: cpu.user + cpu.system, userUs: cpu.user, sysUs: cpu.system });
         if (phase === 'finished') emit({ event: 'committed', volume: spec.id, n, scheduledAt: volume.committed?.scheduledAt, hash: cfg.noHash ? null : await imageHash(volume), t: Date.now() });
@@ -58,6 +64,7 @@ for (const { id, volume } of volumes) {
   const c = volume.committed;
   emit({ event: 'recovered', volume: id, n: c?.n ?? null, scheduledAt: c?.scheduledAt ?? null, hash: c && !cfg.noHash ? await imageHash(volume) : null });
 }
+reportRecovered();
 // The first volume's point again for callers of one volume (its hash is in 'recovered': not computed twice).
 emit({ event: 'listening', url: server.url, port: server.port, volume: volumes[0].id, committed: volumes[0].volume.committed?.n ?? null });
 // A commit held for its group, every 2 s: what a stuck campaign reports.
