@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
-import type { NodeStatus } from '@headstart/node';
+import { callAdmin, loadConfig, type NodeStatus } from '@headstart/node';
 import { killHard, runCli, startServe, waitFor, waitServing } from '../helpers/cli';
 import { pairedSites } from '../helpers/sites';
 import { openBrowser } from '../dashboard/browser';
@@ -104,10 +104,12 @@ describe('a consistency group', () => {
     }
 
     // db's points take longer over the capped link: the replica's wal waits for them, and says so.
-    // Only while db lags, a part of each interval: sampled through the CLI (a process per
-    // sample, slow on a loaded machine), so the wait gets a minute to be seen (one CI run
-    // missed it in 20 s after the replica's commits got faster).
-    const held = await waitFor('wal held for db on site-b', async () => (await status(b))?.volumes.find((v) => v.name === 'wal')?.groupWait ?? null, 60_000, 100);
+    // Only while db lags, a part of each interval, which gets shorter as commits get faster:
+    // sampled every 20 ms through the admin API the CLI calls (a CLI process per sample, slow
+    // on a loaded machine, missed it in CI twice), and given a minute.
+    const bConfig = await loadConfig(b);
+    const walWait = async () => ((await callAdmin(bConfig, 'GET', '/v1/status').catch(() => null)) as NodeStatus | null)?.volumes.find((v) => v.name === 'wal')?.groupWait ?? null;
+    const held = await waitFor('wal held for db on site-b', walWait, 60_000, 20);
     expect(held.waitingFor).toEqual(['db']);
     expect(held.group).toBe('app');
 
