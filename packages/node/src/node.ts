@@ -556,6 +556,7 @@ class Node implements HeadstartNode {
         policy: m.policy,
         rateLimit: null, // the caps are shared: see peerCaps and nodeCap
         sharedLimits: [this.peerCap(peer.name).bucket, this.nodeCap.bucket],
+        nextCloseAt: () => m.nextCloseAt,
         compress: peer.compress,
         ca: peer.ca,
         verifyHost: peer.verifyHost,

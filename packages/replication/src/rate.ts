@@ -81,6 +81,11 @@ export class TokenBucket {
     return this.tokens >= 0 ? 0 : (-this.tokens / this.rate) * 1000;
   }
 
+  /** What the bucket may save up (Infinity without a limit): the largest frame that waits at most a quarter second. */
+  get burstBytes(): number {
+    return this.rate === null ? Infinity : this.burst;
+  }
+
   /** Bytes that may go now without waiting (Infinity without a limit). */
   available(): number {
     if (this.rate === null) return Infinity;
@@ -159,6 +164,18 @@ export interface RateGate {
   acquire(bytes: number, deadline: number): Promise<void>;
   /** Bytes that may go now without waiting; none while another link waits for a shared cap. */
   available(): number;
+  /** Whether a shared cap limits the link (then its pre-sends take turns too: see hold). */
+  readonly sharedCapped: boolean;
+  /**
+   * Waits for the link's turn on every shared cap, by `deadline`, and returns the function
+   * that ends it: acquire's first half, for a caller that sizes its frame once it holds the
+   * turn (pre-sends) and then calls `spend`.
+   */
+  hold(deadline: number): Promise<() => void>;
+  /** Takes `bytes` and waits off what they overdraw: acquire's second half, with the turn held. */
+  spend(bytes: number): Promise<void>;
+  /** The largest frame a turn should carry: the tightest limit's burst (a quarter second of it; Infinity without one). */
+  frameBytes(): number;
 }
 
 /**
@@ -175,16 +192,40 @@ export class RateLimits implements RateGate {
   }
 
   async acquire(bytes: number, deadline: number): Promise<void> {
-    const ends: (() => void)[] = [];
+    const release = await this.hold(deadline);
     try {
-      // Always in the same order (the links' shared caps are listed alike), so no two links
-      // can each hold a turn the other waits for.
-      for (const b of this.shared) ends.push(await b.turn(deadline, this));
-      const wait = this.take(bytes);
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      await this.spend(bytes);
     } finally {
-      for (const end of ends.reverse()) end();
+      release();
     }
+  }
+
+  async hold(deadline: number): Promise<() => void> {
+    const ends: (() => void)[] = [];
+    // Always in the same order (the links' shared caps are listed alike), so no two links
+    // can each hold a turn the other waits for.
+    for (const b of this.shared) ends.push(await b.turn(deadline, this));
+    let ended = false;
+    return () => {
+      if (ended) return;
+      ended = true;
+      for (const end of ends.reverse()) end();
+    };
+  }
+
+  async spend(bytes: number): Promise<void> {
+    const wait = this.take(bytes);
+    if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+  }
+
+  get sharedCapped(): boolean {
+    return this.shared.some((b) => b.limit !== null);
+  }
+
+  frameBytes(): number {
+    let f = this.own.burstBytes;
+    for (const b of this.shared) f = Math.min(f, b.burstBytes);
+    return f;
   }
 
   available(): number {

@@ -30,7 +30,7 @@ import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
 import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, KNOWN_MAX_BLOCKS, PRESEND_MAX_BLOCKS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
 
-/** A pre-send's place among links waiting for a shared cap: after every closed point. */
+/** A pre-send's place on a shared cap when its point has no scheduled close: after every closed point and every scheduled one. */
 const PRESEND_DEADLINE = Number.MAX_SAFE_INTEGER;
 import { Link } from './link';
 import type { PresendPolicy, PresendView } from './policy';
@@ -55,6 +55,8 @@ export interface SessionContext {
   readonly windowBytes: number;
   /** Pre-send only while the open point has at most this many dirty blocks (PRESEND_MAX_BLOCKS). */
   readonly presendMaxBlocks?: number;
+  /** The open point's scheduled close (epoch ms), or null: its pre-sends' deadline on shared caps. */
+  readonly nextCloseAt?: () => number | null;
   readonly bucket: RateGate;
   /**
    * Bytes the connection's socket has written so far (after compression; frame, TLS and
@@ -362,7 +364,7 @@ export class SourceSession {
    * an initial sync of a big volume) would overflow the Map (V8's limit) and fail at that
    * block on every reconnect.
    */
-  private async sendBlocks(n: number, blocks: WireBlock[], deadline: number, remember = true): Promise<void> {
+  private async sendBlocks(n: number, blocks: WireBlock[], deadline: number | null, remember = true): Promise<void> {
     let bytes = 0;
     for (const b of blocks) bytes += b.data.length;
     while (this.inFlightBytes > 0 && this.inFlightBytes + bytes > this.ctx.windowBytes) {
@@ -370,7 +372,9 @@ export class SourceSession {
       await this.nap(1000);
     }
     this.check();
-    await this.ctx.bucket.acquire(Math.ceil(bytes * this.wireRatio), deadline);
+    const charge = Math.ceil(bytes * this.wireRatio);
+    // null: the caller holds the link's turn on its shared caps (a pre-send round)
+    await (deadline === null ? this.ctx.bucket.spend(charge) : this.ctx.bucket.acquire(charge, deadline));
     this.check();
     const batch = ++this.batchSeq;
     this.inFlightBytes += bytes;
@@ -432,34 +436,39 @@ export class SourceSession {
         return meter.bytesPerSecond;
       },
     };
-    try {
-      while (v.openSnapshot === n) {
+    /**
+     * One round of pre-sends: the policy's picks for the budget, read and sent. 'idle' when
+     * the policy named nothing to send (the loop then waits a tick). Through a shared cap, a
+     * round with blocks to send first takes the link's turn on it, by its point's scheduled
+     * close, like closed points (DESIGN "Scale"): polling the cap's spare tokens instead, two
+     * links pre-sending at once shared it first come, first served, whichever point was due.
+     * The round is then sized to the caps' burst (a quarter second of the tightest) and waits
+     * off its tokens while it holds the turn. Only a round with blocks takes a turn: a link
+     * with nothing to pre-send taking (and giving back) one every tick brought the reserve
+     * turn round so often that a later closed point went before an earlier one.
+     */
+    const round = async (): Promise<'idle' | 'sent' | 'closed'> => {
+      const shared = this.ctx.bucket.sharedCapped;
+      const credit = this.ctx.windowBytes - this.inFlightBytes;
+      const room = shared ? this.ctx.bucket.frameBytes() : this.ctx.bucket.available();
+      const budget = Math.min(credit, room / this.wireRatio, MAX_BLOCKS_PAYLOAD);
+      const picks = !oversized && pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
+      if (picks.length === 0) return 'idle';
+      // Written from here on: pending again, and not sent from this round's read.
+      const changed = new Set<number>();
+      touched = changed;
+      // never more than the budget, whatever the policy returned
+      const chosen = picks.slice(0, Math.floor(budget / bs)).sort((x, y) => x - y).filter((b) => pending.delete(b));
+      let release: (() => void) | null = null;
+      try {
+        // the policy named no pending block: do not spin on it
+        if (chosen.length === 0) return 'idle';
+        if (shared) release = await this.ctx.bucket.hold(this.ctx.nextCloseAt?.() ?? PRESEND_DEADLINE);
         this.check();
-        const credit = this.ctx.windowBytes - this.inFlightBytes;
-        const budget = Math.min(credit, this.ctx.bucket.available() / this.wireRatio, MAX_BLOCKS_PAYLOAD);
-        // Blocks pre-sent and not written since stay known (their hash): the close skips them.
-        if (this.knownOf(n).size > limit) {
-          oversized = true;
-          tell();
-        }
-        const picks = !oversized && pending.size > 0 && budget >= bs ? this.ctx.policy.next(Date.now(), budget, view) : [];
-        if (picks.length === 0) {
-          await this.nap(PRESEND_TICK_MS);
-          continue;
-        }
-        const known = this.knownOf(n);
-        const batch: WireBlock[] = [];
-        touched = new Set();
-        const reads: { block: number; data: Buffer }[] = [];
-        // never more than the budget, whatever the policy returned
-        const chosen = picks.slice(0, Math.floor(budget / bs)).sort((x, y) => x - y).filter((b) => pending.delete(b));
-        if (chosen.length === 0) {
-          // the policy named no pending block: do not spin on it
-          touched = null;
-          await this.nap(PRESEND_TICK_MS);
-          continue;
-        }
+        // Closed while it waited for the turn: the close sends every block not sent.
+        if (v.openSnapshot !== n) return 'closed';
         // one read per run of adjacent blocks
+        const reads: { block: number; data: Buffer }[] = [];
         for (let i = 0; i < chosen.length; ) {
           let j = i + 1;
           while (j < chosen.length && chosen[j] === chosen[j - 1] + 1) j++;
@@ -467,18 +476,36 @@ export class SourceSession {
           for (let k = i; k < j; k++) reads.push({ block: chosen[k], data: run.subarray((k - i) * bs, (k - i + 1) * bs) });
           i = j;
         }
-        const changed = touched;
         touched = null;
         // Closed while we read: what we read may belong to n+1; the close path re-reads exactly.
-        if (v.openSnapshot !== n) break;
+        if (v.openSnapshot !== n) return 'closed';
+        const known = this.knownOf(n);
+        const batch: WireBlock[] = [];
         for (const { block, data } of reads) {
-          if (changed.has(block)) continue; // written during the read: it is pending again
+          if (changed.has(block)) continue; // written since it was chosen: it is pending again
           const zero = isZero(data);
           const hash = zero ? zeroBlockHash(bs) : blockHash(data);
           if (known.get(block) === hash) continue;
           batch.push({ block, hash, data: zero ? EMPTY : data });
         }
-        if (batch.length > 0) await this.sendBlocks(n, batch, PRESEND_DEADLINE);
+        if (batch.length > 0) await this.sendBlocks(n, batch, release !== null ? null : PRESEND_DEADLINE);
+        return 'sent';
+      } finally {
+        touched = null;
+        release?.();
+      }
+    };
+    try {
+      while (v.openSnapshot === n) {
+        this.check();
+        // Blocks pre-sent and not written since stay known (their hash): the close skips them.
+        if (this.knownOf(n).size > limit) {
+          oversized = true;
+          tell();
+        }
+        const r = await round();
+        if (r === 'closed') break;
+        if (r === 'idle') await this.nap(PRESEND_TICK_MS);
       }
     } finally {
       off();

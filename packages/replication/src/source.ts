@@ -38,6 +38,13 @@ export interface SourceOptions {
   /** Pre-send only while the open point has at most this many dirty blocks (default PRESEND_MAX_BLOCKS). */
   readonly presendMaxBlocks?: number;
   /**
+   * When the open point is scheduled to close (epoch ms), or null: its pre-sends' turn on
+   * shared caps (DESIGN "Scale": by deadline), so the volume whose point is due soonest
+   * pre-sends first; closed points, due already, go before any but one turn in eight.
+   * Without it, pre-sends wait for their turn after every closed and scheduled point.
+   */
+  readonly nextCloseAt?: () => number | null;
+  /**
    * Compress frames on the wire (WebSocket permessage-deflate, zlib level 1, no context
    * kept between messages): for slow WAN links and compressible data; it costs CPU on both
    * ends. Caps count bytes on the wire, after compression (measured as the link runs:
@@ -184,6 +191,7 @@ class Source implements SourceLink {
         policy: o.policy ?? continuousPolicy(),
         windowBytes: o.windowBytes ?? DEFAULT_WINDOW_BYTES,
         presendMaxBlocks: o.presendMaxBlocks,
+        nextCloseAt: o.nextCloseAt,
         bucket: this.limits,
         wireBytes: () => this.socket?.bytesWritten,
         wireRatio: this.wireRatio,
