@@ -7,6 +7,13 @@ export const MAX_UNSTAGED_BYTES = 4 * 16 * 1024 * 1024;
 export const DEFAULT_WINDOW_BYTES = 16 * 1024 * 1024;
 /** Blocks read from the volume per read call while shipping a closed point (1 MiB at 4 KiB). */
 export const READ_RUN_BYTES = 1024 * 1024;
+/**
+ * Dirty runs of a closed point this close together are read in one call, the gap read and
+ * dropped: one read per scattered 4 KiB block cost a thread-pool round trip each (a point of
+ * 405,868 of them, 2 GiB written by fio at random over 4 GiB). Reading 64 KiB more costs
+ * less than another read, from the page cache or a disk.
+ */
+export const READ_MERGE_GAP_BYTES = 64 * 1024;
 /** Runs read ahead of the one being framed (memory: READ_AHEAD x READ_RUN_BYTES). */
 export const READ_AHEAD = 4;
 /** Blocks per checksum range in initial sync: 1 MiB ranges at 4 KiB blocks. */

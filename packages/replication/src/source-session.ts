@@ -28,7 +28,7 @@ import {
 } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
-import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, KNOWN_MAX_BLOCKS, PRESEND_MAX_BLOCKS, PRESEND_TICK_MS, READ_AHEAD, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
+import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, KNOWN_MAX_BLOCKS, PRESEND_MAX_BLOCKS, PRESEND_TICK_MS, READ_AHEAD, READ_MERGE_GAP_BYTES, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
 
 /** A pre-send's place on a shared cap when its point has no scheduled close: after every closed point and every scheduled one. */
 const PRESEND_DEADLINE = Number.MAX_SAFE_INTEGER;
@@ -556,37 +556,42 @@ export class SourceSession {
       }
     };
     const runBlocks = Math.max(1, Math.floor(READ_RUN_BYTES / bs));
-    /** Keeps READ_AHEAD runs being read while one is hashed and framed, so disk and CPU
-     * overlap (reads go through libuv's thread pool, whose latency grows on a busy machine). */
-    const pipeline = async (runs: Iterable<[number, number]>, sparse: boolean) => {
-      const it = runs[Symbol.iterator]();
-      const queue: Promise<{ first: number; data: Buffer }>[] = [];
+    /** Keeps READ_AHEAD spans being read while one is hashed and framed, so disk and CPU
+     * overlap (reads go through libuv's thread pool, whose latency grows on a busy machine);
+     * only each span's runs are taken. */
+    const pipeline = async (spans: Iterable<ReadSpan>, sparse: boolean) => {
+      const it = spans[Symbol.iterator]();
+      const queue: Promise<{ span: ReadSpan; data: Buffer }>[] = [];
       const fill = () => {
         while (queue.length < READ_AHEAD) {
           const r = it.next();
           if (r.done) return;
-          const read = v.readBlocksAt(n, r.value[0], r.value[1]).then((data) => ({ first: r.value[0], data }));
+          const span = r.value;
+          const read = v.readBlocksAt(n, span.first, span.count).then((data) => ({ span, data }));
           read.catch(() => undefined); // awaited in order below; this only avoids an unhandled rejection
           queue.push(read);
         }
       };
       fill();
       while (queue.length > 0) {
-        const { first, data } = await queue.shift()!;
+        const { span, data } = await queue.shift()!;
         this.check();
         fill();
-        await take(first, data, sparse);
+        for (const [first, count] of span.runs) await take(first, data.subarray((first - span.first) * bs, (first - span.first + count) * bs), sparse);
       }
     };
     if (kind === 'delta') {
-      await pipeline(v.dirtyBlocks(n).runs(runBlocks), false);
+      await pipeline(readSpans(v.dirtyBlocks(n).runs(runBlocks), runBlocks, Math.floor(READ_MERGE_GAP_BYTES / bs)), false);
     } else if (!haveCopy && v.isZeroPoint(n)) {
       // The point is the empty image the volume was created as: nothing to read or send.
     } else if (!haveCopy) {
       // Initial sync to an empty replica: only non-zero blocks move.
       const total = v.size / bs;
       await pipeline((function* () {
-        for (let first = 0; first < total; first += runBlocks) yield [first, Math.min(runBlocks, total - first)] as [number, number];
+        for (let first = 0; first < total; first += runBlocks) {
+          const count = Math.min(runBlocks, total - first);
+          yield { first, count, runs: [[first, count]] };
+        }
       })(), true);
     } else {
       // The replica holds a copy: compare range hashes, move only ranges that differ.
@@ -611,4 +616,30 @@ export class SourceSession {
     this.link.send({ type: 'CLOSE', point: { n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, lastSeq: point.lastSeq }, count: digest.count, digest: digest.value });
     this.known.delete(n);
   }
+}
+
+/** Blocks read in one call: [first, first + count), of which only `runs` are taken. */
+export interface ReadSpan {
+  readonly first: number;
+  readonly count: number;
+  readonly runs: readonly (readonly [number, number])[];
+}
+
+/**
+ * Groups ascending runs of blocks into spans of at most `maxBlocks`, joining runs whose gap
+ * is at most `gapBlocks` (READ_MERGE_GAP_BYTES): scattered dirty blocks are read a span at a
+ * time instead of one read each.
+ */
+export function* readSpans(runs: Iterable<[number, number]>, maxBlocks: number, gapBlocks: number): Generator<ReadSpan> {
+  let span: { first: number; count: number; runs: [number, number][] } | null = null;
+  for (const [first, count] of runs) {
+    if (span !== null && first - (span.first + span.count) <= gapBlocks && first + count - span.first <= maxBlocks) {
+      span.runs.push([first, count]);
+      span.count = first + count - span.first;
+      continue;
+    }
+    if (span !== null) yield span;
+    span = { first, count, runs: [[first, count]] };
+  }
+  if (span !== null) yield span;
 }

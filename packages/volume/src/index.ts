@@ -5,7 +5,7 @@
  */
 export { createVolume, openVolume, Volume, DEFAULT_BLOCK_SIZE, type CreateVolumeOptions, type OpenVolumeOptions } from './volume';
 export { BlockSet } from './block-set';
-export { DIRECT_ALIGN, alignedBuffer } from './image-file';
+export { DIRECT_ALIGN, DIRECT_WRITE_MIN_BYTES, alignedBuffer } from './image-file';
 export { guardLmdbCommitRejections } from './lmdb-guard';
 export { SpaceGuard } from './space';
 export type { BlockDevice, Clock, SinkState, SnapshotPoint, VolumeInfo, VolumeRole, WriteEntry, WriteEvent, WriteOptions } from './types';
