@@ -58,6 +58,18 @@ describe('rate limit (token bucket)', () => {
     // Seven turns by deadline, the eighth to the longest waiting (the late one), then the rest.
     expect(order).toEqual([10, 20, 30, 35, 40, 50, 60, 1000, 70, 80, 90]);
     expect(b.contended).toBe(false);
+    // A turn its holder sent nothing in does not count toward the reserve turn: with the
+    // earliest six sending nothing, the late link gets no reserve turn among these eleven.
+    const third = await b.turn(0);
+    const order2: number[] = [];
+    const wait2 = (deadline: number) => b.turn(deadline).then((end) => {
+      order2.push(deadline);
+      end(deadline >= 60);
+    });
+    const all2 = [wait2(1000), ...[30, 10, 20, 90, 80, 70, 60, 50, 40, 35].map(wait2)];
+    third();
+    await Promise.all(all2);
+    expect(order2).toEqual([10, 20, 30, 35, 40, 50, 60, 70, 80, 90, 1000]);
     // Without a limit there is no turn to wait for.
     const free = new TokenBucket(null, MiB);
     const end = await free.turn(5);

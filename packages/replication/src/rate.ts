@@ -100,12 +100,13 @@ export class TokenBucket {
 
   /**
    * Waits for this cap's turn, by `deadline` (epoch ms; smaller first), and returns the
-   * function that ends it. `who` (the link) may find the turn kept for it after its last
-   * frame. Without a limit there is no turn to wait for.
+   * function that ends it: `used` false for a turn its holder sent nothing in, which then
+   * neither counts toward the reserve turn nor is kept for its holder. `who` (the link) may
+   * find the turn kept for it after its last frame. Without a limit there is no turn to wait for.
    */
-  async turn(deadline: number, who: object = {}): Promise<() => void> {
+  async turn(deadline: number, who: object = {}): Promise<(used?: boolean) => void> {
     if (this.rate === null) return () => {};
-    const end = () => this.pass(deadline, who);
+    const end = (used = true) => this.pass(deadline, who, used);
     if (this.keptFor === who) {
       clearTimeout(this.keepTimer!);
       this.keptFor = null;
@@ -126,15 +127,15 @@ export class TokenBucket {
     return this.queue.reduce((best, w) => (before(w, best) ? w : best));
   }
 
-  private pass(deadline: number, who: object): void {
+  private pass(deadline: number, who: object, used: boolean): void {
     if (this.queue.length === 0) {
       this.held = false;
       return;
     }
-    this.turns++;
-    const reserve = this.turns % RESERVE_TURN === 0;
+    if (used) this.turns++;
+    const reserve = used && this.turns % RESERVE_TURN === 0;
     const best = this.next(reserve);
-    if (!reserve && deadline < best.deadline) {
+    if (used && !reserve && deadline < best.deadline) {
       // Kept a moment for the link that just sent: it is due sooner than every waiter.
       this.keptFor = who;
       this.keepTimer = setTimeout(() => {
@@ -169,9 +170,10 @@ export interface RateGate {
   /**
    * Waits for the link's turn on every shared cap, by `deadline`, and returns the function
    * that ends it: acquire's first half, for a caller that sizes its frame once it holds the
-   * turn (pre-sends) and then calls `spend`.
+   * turn (pre-sends) and then calls `spend`. Ended with `used` false, the turn does not count
+   * (TokenBucket.turn).
    */
-  hold(deadline: number): Promise<() => void>;
+  hold(deadline: number): Promise<(used?: boolean) => void>;
   /** Takes `bytes` and waits off what they overdraw: acquire's second half, with the turn held. */
   spend(bytes: number): Promise<void>;
   /** The largest frame a turn should carry: the tightest limit's burst (a quarter second of it; Infinity without one). */
@@ -200,16 +202,16 @@ export class RateLimits implements RateGate {
     }
   }
 
-  async hold(deadline: number): Promise<() => void> {
-    const ends: (() => void)[] = [];
+  async hold(deadline: number): Promise<(used?: boolean) => void> {
+    const ends: ((used?: boolean) => void)[] = [];
     // Always in the same order (the links' shared caps are listed alike), so no two links
     // can each hold a turn the other waits for.
     for (const b of this.shared) ends.push(await b.turn(deadline, this));
     let ended = false;
-    return () => {
+    return (used = true) => {
       if (ended) return;
       ended = true;
-      for (const end of ends.reverse()) end();
+      for (const end of ends.reverse()) end(used);
     };
   }
 

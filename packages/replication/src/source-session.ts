@@ -459,7 +459,8 @@ export class SourceSession {
       touched = changed;
       // never more than the budget, whatever the policy returned
       const chosen = picks.slice(0, Math.floor(budget / bs)).sort((x, y) => x - y).filter((b) => pending.delete(b));
-      let release: (() => void) | null = null;
+      let release: ((used?: boolean) => void) | null = null;
+      let sent = false;
       try {
         // the policy named no pending block: do not spin on it
         if (chosen.length === 0) return 'idle';
@@ -489,10 +490,11 @@ export class SourceSession {
           batch.push({ block, hash, data: zero ? EMPTY : data });
         }
         if (batch.length > 0) await this.sendBlocks(n, batch, release !== null ? null : PRESEND_DEADLINE);
+        sent = batch.length > 0;
         return 'sent';
       } finally {
         touched = null;
-        release?.();
+        release?.(sent); // a turn it sent nothing in (closed meanwhile, every block unchanged) does not count
       }
     };
     try {
