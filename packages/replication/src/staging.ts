@@ -136,8 +136,6 @@ function envSync(root: RootDatabase): Promise<void> {
 
 /** A staging file is flushed in the background after this many bytes written to it. */
 const STAGE_FLUSH_BYTES = 64 * 1024 * 1024;
-/** A batch's data runs written at once (libuv's thread pool has 4 threads by default). */
-const STAGE_WRITES_PARALLEL = 4;
 /** A BLOCKS frame's payload fits (MAX_BLOCKS_PAYLOAD, or one block of the largest size). */
 const BATCH_BUFFER_BYTES = Math.max(MAX_BLOCKS_PAYLOAD, MAX_BLOCK_SIZE);
 /**
@@ -586,7 +584,6 @@ export class Staging {
     for (const r of records) if (!r.zero) for (const b of r.blocks) total += b.data.length;
     const buf = total > 0 ? this.takeBuffer(total) : null;
     try {
-      const writes: { first: number; start: number; end: number }[] = [];
       let off = 0;
       for (const r of records) {
         if (r.zero) continue;
@@ -595,19 +592,15 @@ export class Staging {
           buf!.set(b.data, off);
           off += b.data.length;
         }
-        writes.push({ first: r.first, start, end: off });
-        f.unflushed += r.blocks.length * bs;
-      }
-      // Past the page cache when everything is aligned (see StageFile.direct) and the run is
-      // not short: a short direct write into the sparse file's hole allocates its block there
-      // and then, one write at a time per file (DIRECT_WRITE_MIN_BYTES); through the cache the
-      // file system allocates at writeback, adjacent blocks together. A write may take less
-      // than asked: go on from where it stopped (through the cache if off the boundary).
-      const writeRun = async ({ first, start, end }: { first: number; start: number; end: number }) => {
-        let direct = end - start >= DIRECT_WRITE_MIN_BYTES && f.direct !== null && start % DIRECT_ALIGN === 0 && (end - start) % DIRECT_ALIGN === 0 && (first * bs) % DIRECT_ALIGN === 0;
-        for (let done = start; done < end; ) {
+        // Past the page cache when everything is aligned (see StageFile.direct) and the run is
+        // not short: a short direct write into the sparse file's hole allocates its block there
+        // and then, one write at a time per file (DIRECT_WRITE_MIN_BYTES); through the cache the
+        // file system allocates at writeback, adjacent blocks together. A write may take less
+        // than asked: go on from where it stopped (through the cache if off the boundary).
+        let direct = off - start >= DIRECT_WRITE_MIN_BYTES && f.direct !== null && start % DIRECT_ALIGN === 0 && (off - start) % DIRECT_ALIGN === 0 && (r.first * bs) % DIRECT_ALIGN === 0;
+        for (let done = start; done < off; ) {
           try {
-            done += (await (direct ? f.direct! : f.fh).write(buf!, done, end - done, first * bs + (done - start))).bytesWritten;
+            done += (await (direct ? f.direct! : f.fh).write(buf!, done, off - done, r.first * bs + (done - start))).bytesWritten;
           } catch (err) {
             if (!direct || (err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
             direct = false;
@@ -615,18 +608,8 @@ export class Staging {
           }
           if ((done - start) % DIRECT_ALIGN !== 0) direct = false;
         }
-      };
-      // Runs are disjoint: STAGE_WRITES_PARALLEL of them in flight at once. One at a time, a
-      // batch of scattered 4 KiB blocks waited out the disk's latency for each (a point of
-      // 405,868 of them staged at ~8,500 blocks/s; this disk does 13,800 direct 4 KiB writes
-      // a second one at a time and 26,000 four at a time, fio).
-      let next = 0;
-      const worker = async () => {
-        while (next < writes.length) await writeRun(writes[next++]);
-      };
-      // Every write done before the buffer goes back to be reused, whichever failed.
-      const ends = await Promise.allSettled(Array.from({ length: Math.min(STAGE_WRITES_PARALLEL, writes.length) }, worker));
-      for (const e of ends) if (e.status === 'rejected') throw e.reason;
+        f.unflushed += r.blocks.length * bs;
+      }
     } finally {
       if (buf) this.giveBuffer(buf);
     }

@@ -49,8 +49,9 @@ const INLINE_WRITE_MAX = 1024 * 1024;
  * a hole of the sparse image allocates its blocks there and then, one write at a time per
  * file (ext4 serializes those and journals each): a commit of 122,718 scattered 4 KiB blocks
  * ran at ~5,000 blocks/s. Through the cache the file system allocates at writeback, adjacent
- * blocks together, and the commit's datasync writes them out (tmp-diag/e2e-fio-phases.sh:
- * that point acknowledged 29.9 s after its close instead of 39.5 s).
+ * blocks together, and the commit's datasync writes them out (tmp-diag/e2e-fio-phases.sh,
+ * with staging's short runs going through the cache too: that point acknowledged 23.8 s
+ * after its close instead of 39.3 s).
  */
 export const DIRECT_WRITE_MIN_BYTES = 64 * 1024;
 /**
