@@ -90,10 +90,14 @@ export class Link {
       .catch((err: unknown) => this.fail(asHeadstartError(err)));
   }
 
-  /** Sends one message; returns the frame's size in bytes. Dropped silently once ended. */
-  send(m: Message): number {
+  /**
+   * Sends one message; returns the frame's size in bytes. Dropped silently once ended.
+   * `written` (BLOCKS only) is called once the socket has taken the frame (after its
+   * compression, on a compressed link), or with the error that ended the socket.
+   */
+  send(m: Message, written?: (err?: Error) => void): number {
     if (this.endedWith) return 0;
-    if (m.type === 'BLOCKS') return this.sendBlocks(m);
+    if (m.type === 'BLOCKS') return this.sendBlocks(m, written);
     const frame = encodeFrame(m);
     this.wireBytesOut += frame.length;
     this.ws.send(frame);
@@ -103,7 +107,7 @@ export class Link {
   /** BLOCKS frames are encoded into reused buffers: each goes back to the pool once the
    * socket has taken it (ws's send callback), so the pool holds at most the frames of one
    * window. Fresh 1 MiB buffers cost page faults on every frame. */
-  private sendBlocks(m: Extract<Message, { type: 'BLOCKS' }>): number {
+  private sendBlocks(m: Extract<Message, { type: 'BLOCKS' }>, written?: (err?: Error) => void): number {
     let whole: Buffer | null = null;
     const frame = encodeFrameWith(m, (size) => {
       if (size > MAX_BLOCKS_FRAME) return Buffer.allocUnsafe(size); // refused by encodeFrame's limit
@@ -111,8 +115,9 @@ export class Link {
       return whole.subarray(0, size);
     });
     this.wireBytesOut += frame.length;
-    this.ws.send(frame, () => {
+    this.ws.send(frame, (err) => {
       if (whole && this.framePool.length < FRAME_POOL_MAX) this.framePool.push(whole);
+      written?.(err ?? undefined);
     });
     return frame.length;
   }

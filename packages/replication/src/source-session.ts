@@ -137,26 +137,29 @@ export class SourceSession {
     return this.ctx.wireRatio?.value ?? 1;
   }
   private ratioMark: { payload: number; wire: number; sums: { payload: number; wire: number } } | null = null;
+  /** BLOCKS frames handed to the WebSocket on this connection, and the payload of those it has written out. */
+  private framesOut = 0;
+  private payloadWritten = 0;
 
   /**
    * Updates wireRatio from the socket's byte count, every WIRE_RATIO_SAMPLE_BYTES of payload:
    * the ratio of the two sums, each halved at every sample so that the ratio follows the
-   * data. The count trails the frames handed to the WebSocket (by what is being compressed),
-   * but what one sample misses the next one counts, so the sums carry it over.
+   * data. Called when the WebSocket has written out the last frame handed to it: the socket's
+   * count then holds exactly the frames whose payload payloadWritten holds. (Sampled at the
+   * send, a compressed frame's bytes were not counted yet, nor on a plain link the frame
+   * itself: when frames grew from a pre-send round's to a closed point's 1 MiB the ratio fell
+   * to 0.2-0.4, and the link ran ~25% over its cap for the next few MiB.)
    */
   private measureWireRatio(): void {
     const wire = this.ctx.wireBytes?.();
     if (wire === undefined) return;
     const mark = this.ratioMark;
-    if (mark === null) {
-      this.ratioMark = { payload: this.payloadSent, wire, sums: { payload: 0, wire: 0 } };
-      return;
-    }
-    const payload = this.payloadSent - mark.payload;
+    if (mark === null) return;
+    const payload = this.payloadWritten - mark.payload;
     if (payload < WIRE_RATIO_SAMPLE_BYTES) return;
     const sums = { payload: mark.sums.payload / 2 + payload, wire: mark.sums.wire / 2 + (wire - mark.wire) };
     if (this.ctx.wireRatio) this.ctx.wireRatio.value = Math.min(WIRE_RATIO_MAX, Math.max(WIRE_RATIO_MIN, sums.wire / sums.payload));
-    this.ratioMark = { payload: this.payloadSent, wire, sums };
+    this.ratioMark = { payload: this.payloadWritten, wire, sums };
   }
 
   private poke(): void {
@@ -379,7 +382,6 @@ export class SourceSession {
     const batch = ++this.batchSeq;
     this.inFlightBytes += bytes;
     this.payloadSent += bytes;
-    this.measureWireRatio();
     const s = this.shipped.get(n) ?? { sentBytes: 0, minimalBytes: 0 };
     s.sentBytes += bytes;
     this.shipped.set(n, s);
@@ -390,7 +392,17 @@ export class SourceSession {
       if (remember) known.set(b.block, b.hash);
     }
     this.inFlight.set(batch, { bytes, n, fresh });
-    this.link.send({ type: 'BLOCKS', n, batch, blocks });
+    // The first frame's wire bytes count from here: the socket has written all it was given (HELLO, AUTH, ...).
+    if (this.ratioMark === null) {
+      const wire = this.ctx.wireBytes?.();
+      if (wire !== undefined) this.ratioMark = { payload: this.payloadWritten, wire, sums: { payload: 0, wire: 0 } };
+    }
+    const frame = ++this.framesOut;
+    this.link.send({ type: 'BLOCKS', n, batch, blocks }, (err) => {
+      if (err) return;
+      this.payloadWritten += bytes;
+      if (frame === this.framesOut) this.measureWireRatio();
+    });
   }
 
   /** Pre-sends blocks of the open snapshot n as the policy decides, until n closes. */
