@@ -16,6 +16,20 @@ describe('LinkGauge: which throughput readings measure the link', () => {
     expect(g.bytesPerSecond).toBe(1000);
   });
 
+  it('counts the cap in wire bytes: a compressed link carries cap / wire ratio of payload', () => {
+    const g = new LinkGauge(1000, 5000, 250);
+    g.observe(0, 3500, false, 0.25); // payload at 3.5x the cap, a quarter of it on the wire
+    expect(g.bytesPerSecond).toBe(3500);
+    g.observe(100, 5000, false, 0.25);
+    expect(g.bytesPerSecond).toBe(4000);
+    // The data stopped compressing: the ceiling comes down with the ratio, reading or not.
+    g.observe(200, 0, false, 1);
+    expect(g.bytesPerSecond).toBe(1000);
+    // A plain link's framing costs a little: a little less payload than the cap.
+    g.observe(300, 1000, false, 1.25);
+    expect(g.bytesPerSecond).toBe(800);
+  });
+
   it('a reading taken while the planner held back can only raise the figure', () => {
     const g = new LinkGauge(undefined, 5000, 250);
     g.observe(0, 800, false);
@@ -68,6 +82,18 @@ describe('predictivePolicy on a real volume', () => {
     expect(s.TS).toBeCloseTo((now + 10_000 - asked) / 1000, 3);
     expect(s.B).toBeCloseTo(60 * BS, 6); // bytes per wall second, as configured
     expect(() => predictivePolicy({ volume: v, timeScale: 0, nextCloseAt: () => null })).toThrow(RangeError);
+    p.dispose();
+  });
+
+  it('takes a compressed link for what it carries in payload, not for its cap', async () => {
+    const v = await volume();
+    const start = Date.now();
+    const p = predictivePolicy({ volume: v, linkHint: 100 * BS, nextCloseAt: () => start + 60_000 });
+    await v.write(0, Buffer.alloc(BS, 1));
+    expect(p.status(start).B).toBe(100 * BS);
+    // The shipper measured 300 blocks a second of payload through the cap, at a wire ratio of 0.25.
+    p.next(start + 1000, BS, { ...view(v, new Set([0]), 300 * BS), wireRatio: 0.25 });
+    expect(p.status(start + 1000).B).toBe(300 * BS);
     p.dispose();
   });
 

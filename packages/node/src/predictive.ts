@@ -44,8 +44,10 @@ export interface PredictivePolicy extends PresendPolicy {
  * The shipper's throughput meter counts acknowledged bytes over a window: that is the
  * link's capacity only while the sender kept it busy. So a reading lowers the estimate only
  * after the planner has filled every budget the shipper offered for a whole window (the link,
- * not the planner, was the limit); otherwise it can only raise it. Never above the
- * configured rate limit, which is a hard cap on what the link carries.
+ * not the planner, was the limit); otherwise it can only raise it. Never above what the
+ * configured rate limit lets through: it is a hard cap on the bytes the link carries, which
+ * are the payload times the link's wire ratio (a compressed link carries more payload than
+ * its cap; capped at the cap itself, its planner took it for a link 4x slower than it was).
  */
 export class LinkGauge {
   private estimate: number | null;
@@ -76,17 +78,23 @@ export class LinkGauge {
     return this.estimate;
   }
 
-  /** One call of the shipper at `nowMs`: `measured` is its meter, `saturated` whether the planner filled the budget. */
-  observe(nowMs: number, measured: number, saturated: boolean): void {
+  /**
+   * One call of the shipper at `nowMs`: `measured` is its meter, `saturated` whether the
+   * planner filled the budget, `wireRatio` the link's wire bytes per payload byte.
+   */
+  observe(nowMs: number, measured: number, saturated: boolean, wireRatio = 1): void {
     if (nowMs - this.lastCall > this.gapMs) this.busySince = null;
     this.lastCall = nowMs;
     if (!saturated) this.busySince = null;
     else if (this.busySince === null) this.busySince = nowMs;
-    if (!(measured > 0) || !Number.isFinite(measured)) return;
+    const ceiling = this.cap !== undefined && this.cap > 0 && wireRatio > 0 ? this.cap / wireRatio : Infinity;
+    if (!(measured > 0) || !Number.isFinite(measured)) {
+      if (this.estimate !== null && this.estimate > ceiling) this.estimate = ceiling;
+      return;
+    }
     const capacity = this.busySince !== null && nowMs - this.busySince >= this.windowMs;
-    let next = this.estimate === null || capacity ? measured : Math.max(this.estimate, measured);
-    if (this.cap !== undefined && this.cap > 0) next = Math.min(next, this.cap);
-    this.estimate = next;
+    const next = this.estimate === null || capacity ? measured : Math.max(this.estimate, measured);
+    this.estimate = Math.min(next, ceiling);
   }
 }
 
@@ -199,7 +207,7 @@ export function predictivePolicy(o: {
       // over the zeroes) is its to send.
       const room = Math.floor(budgetBytes / view.blockSize) - out.length;
       if (room > 0) zeroes.take(view.snapshot, room, (b) => view.pending.has(b) && !planner.isDirty(b), out);
-      gauge.observe(nowMs, view.throughput, (out.length + 1) * view.blockSize > budgetBytes);
+      gauge.observe(nowMs, view.throughput, (out.length + 1) * view.blockSize > budgetBytes, view.wireRatio);
       const B = gauge.bytesPerSecond;
       if (B !== null && B !== stated) {
         planner.setThroughput(B / scale, t);

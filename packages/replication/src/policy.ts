@@ -15,6 +15,12 @@ export interface PresendView {
   readonly pending: ReadonlySet<number>;
   /** Link throughput B measured from acknowledged bytes, bytes/s (0 until measured). */
   readonly throughput: number;
+  /**
+   * The link's wire bytes per payload byte, as measured (1 until then; below 1 on a
+   * compressed link with compressible data). A rate cap limits wire bytes: it lets
+   * cap / wireRatio payload bytes a second through.
+   */
+  readonly wireRatio?: number;
 }
 
 export interface PresendPolicy {

@@ -1,6 +1,6 @@
 import { HeadstartError } from '@headstart/errors';
 import { afterEach, describe, expect, it } from 'vitest';
-import { atSnapshotPolicy } from './policy';
+import { atSnapshotPolicy, type PresendView } from './policy';
 import { imageHash, makePair, randomBlock, sourceHashAt, type Pair } from './testing.test-helpers';
 
 let pair: Pair | undefined;
@@ -344,6 +344,24 @@ describe('compression on the wire (permessage-deflate)', () => {
     console.log(`compressed link, 2 MiB of text after a reconnection: ${seconds.toFixed(2)} s at a cap of ${CAP / 1024} KiB/s`);
     expect(seconds).toBeLessThan(3);
     expect(await imageHash(replica)).toBe(await sourceHashAt(source, p.n));
+  }, 90_000);
+
+  it('tells the pre-send policy the wire ratio it measured (what a cap lets through in payload)', async () => {
+    const seen: number[] = [];
+    const watcher = { name: 'watcher', next: (_now: number, _budget: number, view: PresendView) => (seen.push(view.wireRatio ?? NaN), []) };
+    pair = await makePair({ size: 16 * 1024 * 1024, source: { compress: true, rateLimit: CAP, policy: watcher } });
+    const { source, link } = pair;
+    const bs = source.blockSize;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    for (let i = 0; i < 512; i++) await source.write(i * bs, textBlock(bs, i)); // 2 MiB of text
+    await link.waitAcked((await source.closeSnapshot()).n, 60_000);
+    seen.length = 0;
+    await source.write(0, textBlock(bs, 9999)); // pending: the policy is asked
+    const deadline = Date.now() + 5000;
+    while (seen.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.at(-1)!).toBeGreaterThan(0.05);
+    expect(seen.at(-1)!).toBeLessThan(0.5); // text deflates ~4x
   }, 90_000);
 
   it('an uncompressed link writes at least the payload to the socket', async () => {

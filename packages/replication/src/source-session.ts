@@ -440,12 +440,16 @@ export class SourceSession {
       this.poke();
     });
     const meter = this.ctx.meter;
+    const ratio = () => this.wireRatio;
     const view: PresendView = {
       snapshot: n,
       blockSize: bs,
       pending,
       get throughput() {
         return meter.bytesPerSecond;
+      },
+      get wireRatio() {
+        return ratio();
       },
     };
     /**
