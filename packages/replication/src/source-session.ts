@@ -399,7 +399,8 @@ export class SourceSession {
     }
     const frame = ++this.framesOut;
     this.link.send({ type: 'BLOCKS', n, batch, blocks }, (err) => {
-      if (err) return;
+      // An ended link's late callback: the source may hold the next connection's socket already.
+      if (err || this.link.ended) return;
       this.payloadWritten += bytes;
       if (frame === this.framesOut) this.measureWireRatio();
     });
