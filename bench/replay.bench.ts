@@ -123,6 +123,9 @@ export default defineSuite({
       .filter((p, i, all) => p.n >= 1 && p.n <= closes && Math.abs(p.at - p.n * interval) < interval * 0.05 && all.findIndex((q) => q.n === p.n) === i)
       .sort((a, b) => a.n - b.n);
     const lagTrace = points.map((p) => p.lag_s * speedup);
+    // Of each lag, the replica's commit as the source saw it (CLOSE sent -> ACK): a wall-clock
+    // cost the evaluator counts as zero and the time compression multiplies by the speedup.
+    const commitTrace = points.map((p) => (p.commit_s ?? 0) * speedup);
     // The same evaluator on the writes as the engine's NBD export received them (its recorder,
     // epoch ms, mapped to trace time): the replay's client falls behind the trace in a burst
     // (hundreds of MiB in a few trace seconds at this speedup), so some writes land in a later
@@ -161,11 +164,13 @@ export default defineSuite({
       ['oracle lag mean, s', round(oracle.lag_mean_s, 2), '-', '-'],
       ['lag mean, evaluator on the writes as the engine received them, s', round(recvLag, 2), round(engineLag, 2), pct(recvLagDiff)],
       ['redundancy mean, evaluator on the writes as received', round(recv.redundancy_mean, 4), round(redundancy, 4), pct(Math.abs(redundancy - recv.redundancy_mean) / recv.redundancy_mean)],
+      ['replica commit per point (CLOSE -> ACK), mean, s', 0, round(mean(commitTrace), 2), '-'],
+      ['lag mean less the replica commit, s', round(simLag, 2), round(engineLag - mean(commitTrace), 2), pct(Math.abs(engineLag - mean(commitTrace) - simLag) / Math.max(simLag, interval * 0.05))],
       ['lag mean, evaluator on a fluid link (no burst), s', round(fluid.lag_mean_s, 2), round(engineLag, 2), pct(Math.abs(engineLag - fluid.lag_mean_s) / Math.max(fluid.lag_mean_s, interval * 0.05))],
     ];
     const perPoint = simRun.snapshots.map((s) => {
       const e = points.find((p) => p.n === s.n);
-      return `n=${s.n}: lag ${s.lag.toFixed(1)} / ${e ? (e.lag_s * speedup).toFixed(1) : '-'} s, M ${(s.M / 2 ** 20).toFixed(3)} / ${e ? (e.minimal_bytes / 2 ** 20).toFixed(3) : '-'} MiB, S/M ${s.M > 0 ? (s.S / s.M).toFixed(4) : '-'} / ${e && e.minimal_bytes > 0 ? (e.sent_bytes / e.minimal_bytes).toFixed(4) : '-'}`;
+      return `n=${s.n}: lag ${s.lag.toFixed(1)} / ${e ? (e.lag_s * speedup).toFixed(1) : '-'} s (commit ${e?.commit_s != null ? (e.commit_s * speedup).toFixed(1) : '-'} s), M ${(s.M / 2 ** 20).toFixed(3)} / ${e ? (e.minimal_bytes / 2 ** 20).toFixed(3) : '-'} MiB, S/M ${s.M > 0 ? (s.S / s.M).toFixed(4) : '-'} / ${e && e.minimal_bytes > 0 ? (e.sent_bytes / e.minimal_bytes).toFixed(4) : '-'}`;
     });
     return {
       table,
@@ -181,6 +186,7 @@ export default defineSuite({
         lag_difference: round(lagDiff, 3),
         lag_mean_s_evaluator_as_received: round(recvLag, 3),
         lag_difference_as_received: round(recvLagDiff, 3),
+        commit_mean_s_engine: round(mean(commitTrace), 3),
         redundancy_evaluator_as_received: round(recv.redundancy_mean, 4),
         bytes_in_another_point: Math.round(movedBytes),
         redundancy_engine: round(redundancy, 4),

@@ -60,7 +60,7 @@ export interface DemoResult {
   /** Epoch ms the workload started (and, aligned, the origin of the schedule). */
   readonly started_at: number;
   /** Every point the replica committed, as the engine measured it. */
-  readonly points: readonly { n: number; scheduled_at: number; lag_s: number; sent_bytes: number; minimal_bytes: number }[];
+  readonly points: readonly { n: number; scheduled_at: number; lag_s: number; commit_s: number | null; sent_bytes: number; minimal_bytes: number }[];
 }
 
 const MiB = 1 << 20;
@@ -84,7 +84,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   let replicaNode: HeadstartNode | null = null;
   let sourceNode: HeadstartNode | null = null;
   let services: Services | null = null;
-  const acks: { n: number; lagMs: number; sent: number; minimal: number }[] = [];
+  const acks: { n: number; lagMs: number; commitMs: number | null; sent: number; minimal: number }[] = [];
   const policy = o.policy ?? 'predictive';
   // Aligned: the schedule's origin, a moment after both nodes are up, when the workload starts.
   const origin = o.alignToWorkload ? Date.now() + 3000 : undefined;
@@ -111,7 +111,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     services = await startServices(sourceNode, sourceConfig, o.logger, { admin: false });
     const scheduled = new Map<number, number>();
     sourceNode.subscribe((e) => {
-      if (e.type === 'snapshot-acked') acks.push({ n: e.n, lagMs: e.lagMs, sent: e.sentBytes, minimal: e.minimalBytes });
+      if (e.type === 'snapshot-acked') acks.push({ n: e.n, lagMs: e.lagMs, commitMs: e.commitMs ?? null, sent: e.sentBytes, minimal: e.minimalBytes });
       if (e.type === 'snapshot-closed') scheduled.set(e.n, sourceNode!.volume('demo').snapshots().find((p) => p.n === e.n)?.scheduledAt ?? e.time);
     });
     const nbd = `nbd://127.0.0.1:${sourceNode.nbdPort}/demo`;
@@ -166,7 +166,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
       policy,
       workload: stats,
       started_at: workloadStartedAt,
-      points: acks.map((a) => ({ n: a.n, scheduled_at: scheduled.get(a.n) ?? 0, lag_s: a.lagMs / 1000, sent_bytes: a.sent, minimal_bytes: a.minimal })),
+      points: acks.map((a) => ({ n: a.n, scheduled_at: scheduled.get(a.n) ?? 0, lag_s: a.lagMs / 1000, commit_s: a.commitMs === null ? null : a.commitMs / 1000, sent_bytes: a.sent, minimal_bytes: a.minimal })),
     };
   } finally {
     await services?.stop().catch(() => {});

@@ -830,8 +830,8 @@ class Node implements HeadstartNode {
     if (e.type === 'acked') {
       const rec = m.history.find((h) => h.n === e.n);
       if (rec) rec.acks[e.sink] = { ackedAt: Date.now(), lagMs: e.lagMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes };
-      this.emit({ type: 'snapshot-acked', time: Date.now(), volume, sink: e.sink, n: e.n, lagMs: e.lagMs, sentBytes: e.sentBytes ?? 0, minimalBytes: e.minimalBytes ?? 0 });
-      this.log.info({ volume, sink: e.sink, n: e.n, lagMs: e.lagMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes }, 'snapshot point committed on sink');
+      this.emit({ type: 'snapshot-acked', time: Date.now(), volume, sink: e.sink, n: e.n, lagMs: e.lagMs, sentBytes: e.sentBytes ?? 0, minimalBytes: e.minimalBytes ?? 0, commitMs: e.commitMs });
+      this.log.info({ volume, sink: e.sink, n: e.n, lagMs: e.lagMs, commitMs: e.commitMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes }, 'snapshot point committed on sink');
     } else if (e.type === 'disconnected') {
       this.emit({ type: 'link-error', time: Date.now(), volume, sink: e.sink, code: e.code, message: e.message });
       this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message }, 'link to sink down');

@@ -169,7 +169,18 @@ export type FeedEvent =
   /** A source says its status changed; the dashboard server answers by pushing status() soon. Never forwarded to browsers. */
   | { readonly type: 'status'; readonly time: number; readonly volumes: readonly VolumeStatus[] }
   | { readonly type: 'snapshot-closed'; readonly time: number; readonly volume: string; readonly n: number }
-  | { readonly type: 'snapshot-acked'; readonly time: number; readonly volume: string; readonly sink: string; readonly n: number; readonly lagMs: number; readonly sentBytes: number; readonly minimalBytes: number }
+  | {
+      readonly type: 'snapshot-acked';
+      readonly time: number;
+      readonly volume: string;
+      readonly sink: string;
+      readonly n: number;
+      readonly lagMs: number;
+      readonly sentBytes: number;
+      readonly minimalBytes: number;
+      /** Of the lag, from the point's last frame (CLOSE) to the sink's ACK: its commit; null when not measured (an archive upload, a reconnect). */
+      readonly commitMs?: number | null;
+    }
   | { readonly type: 'snapshot-committed'; readonly time: number; readonly volume: string; readonly n: number }
   | { readonly type: 'link-error'; readonly time: number; readonly volume: string; readonly sink: string; readonly code: string; readonly message: string }
   /** Open point n has more dirty blocks than `limit`: it is not pre-sent, it ships whole at its close. */

@@ -103,6 +103,21 @@ describe('replication in process over a real WebSocket', () => {
     expect(stopped).toEqual([{ type: 'presend-stopped', sink: 'r1', n: p.n, limit: 8 }]);
   });
 
+  it('tells, per acknowledged point, how long the replica took from CLOSE to its ACK', async () => {
+    const acked: { n: number; lagMs: number; commitMs: number | null }[] = [];
+    pair = await makePair({ source: { policy: atSnapshotPolicy(), onEvent: (e) => e.type === 'acked' && acked.push(e) } });
+    const { source, link } = pair;
+    const bs = source.blockSize;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    for (let i = 0; i < 64; i++) await source.write(i * 3 * bs, randomBlock(bs, 300 + i));
+    const p = await source.closeSnapshot();
+    await link.waitAcked(p.n, 20_000);
+    const a = acked.find((x) => x.n === p.n)!;
+    expect(a.commitMs).not.toBeNull();
+    expect(a.commitMs!).toBeGreaterThanOrEqual(0);
+    expect(a.commitMs!).toBeLessThanOrEqual(a.lagMs);
+  });
+
   it('resumes after a disconnect mid-transfer without resending staged blocks', async () => {
     const acked: { n: number; sentBytes: number | null }[] = [];
     pair = await makePair({ size: 16 * 1024 * 1024, source: { policy: atSnapshotPolicy(), rateLimit: 2 * 1024 * 1024, windowBytes: 1024 * 1024, onEvent: (e) => e.type === 'acked' && acked.push(e) } });

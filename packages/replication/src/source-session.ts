@@ -42,6 +42,8 @@ export interface ShippedSnapshot {
   readonly sentBytes: number;
   /** Block size x blocks of n: M(n). */
   readonly minimalBytes: number;
+  /** When CLOSE of n went on this connection (epoch ms), if it did. */
+  readonly closeSentAt?: number;
 }
 
 export interface SessionContext {
@@ -93,7 +95,7 @@ export class SourceSession {
   private current: { n: number; total: () => number | null } | null = null;
   private inFlightBytes = 0;
   private batchSeq = 0;
-  private readonly shipped = new Map<number, { sentBytes: number; minimalBytes: number }>();
+  private readonly shipped = new Map<number, { sentBytes: number; minimalBytes: number; closeSentAt?: number }>();
   private wake: (() => void) | null = null;
   private readonly checksumWaiters = new Map<number, (hashes: Uint8Array) => void>();
   private checksumSeq = 0;
@@ -631,6 +633,7 @@ export class SourceSession {
     await flush();
     const s = this.shipped.get(n) ?? { sentBytes: 0, minimalBytes: 0 };
     s.minimalBytes = digest.count * bs;
+    s.closeSentAt = Date.now();
     this.shipped.set(n, s);
     this.link.send({ type: 'CLOSE', point: { n: point.n, scheduledAt: point.scheduledAt, closedAt: point.closedAt, lastSeq: point.lastSeq }, count: digest.count, digest: digest.value });
     this.known.delete(n);

@@ -63,7 +63,20 @@ export interface SourceOptions {
 export type SourceEvent =
   | { readonly type: 'connected'; readonly sink: string }
   | { readonly type: 'disconnected'; readonly sink: string; readonly code: string; readonly message: string }
-  | { readonly type: 'acked'; readonly sink: string; readonly n: number; readonly lagMs: number; readonly sentBytes: number | null; readonly minimalBytes: number | null }
+  | {
+      readonly type: 'acked';
+      readonly sink: string;
+      readonly n: number;
+      readonly lagMs: number;
+      readonly sentBytes: number | null;
+      readonly minimalBytes: number | null;
+      /**
+       * From CLOSE sent to its ACK: the sink's commit (journal, apply, syncs) and a round
+       * trip, the part of the lag that is not the link's; null when CLOSE went on an earlier
+       * connection.
+       */
+      readonly commitMs: number | null;
+    }
   | { readonly type: 'presend-stopped'; readonly sink: string; readonly n: number; readonly limit: number };
 
 export interface SourceLink {
@@ -249,6 +262,7 @@ class Source implements SourceLink {
       lagMs: point ? Math.max(0, Date.now() - point.scheduledAt) : 0,
       sentBytes: shipped?.sentBytes ?? null,
       minimalBytes: shipped?.minimalBytes ?? null,
+      commitMs: shipped?.closeSentAt === undefined ? null : Math.max(0, Date.now() - shipped.closeSentAt),
     });
     for (const w of [...this.ackWaiters]) w();
   }

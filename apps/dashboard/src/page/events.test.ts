@@ -13,4 +13,11 @@ suite('the event list', () => {
     expect(text).toBe('db: open point #9 has more than 262,144 dirty blocks; the planner pre-sends from the first 262,144, the rest ship at its close (its lag grows)');
     expect(tone).toBe('bad');
   });
+
+  it('says how much of a committed point\'s lag was the sink\'s commit, when it was measured', () => {
+    const acked = { type: 'snapshot-acked' as const, time: 0, volume: 'v1', sink: 'site-b', n: 12, lagMs: 4200, sentBytes: 3 * 2 ** 20, minimalBytes: 3 * 2 ** 20 };
+    const name = (id: string) => (id === 'v1' ? 'db' : id);
+    expect(describe({ ...acked, commitMs: 1600 }, name).text).toBe('db → site-b: committed #12, lag 4.20 s (its commit 1.60 s), sent 3.00 MiB of 3.00 MiB minimal');
+    expect(describe({ ...acked, commitMs: null }, name).text).not.toMatch(/its commit/);
+  });
 });

@@ -8,7 +8,7 @@ export function describe(e: FeedEvent, name: (id: string) => string): { text: st
     case 'snapshot-closed':
       return { text: `${name(e.volume)}: closed snapshot #${e.n}`, tone: '' };
     case 'snapshot-acked':
-      return { text: `${name(e.volume)} → ${e.sink}: committed #${e.n}, lag ${formatDuration(e.lagMs)}, sent ${formatBytes(e.sentBytes)} of ${formatBytes(e.minimalBytes)} minimal`, tone: 'good' };
+      return { text: `${name(e.volume)} → ${e.sink}: committed #${e.n}, lag ${formatDuration(e.lagMs)}${e.commitMs != null ? ` (its commit ${formatDuration(e.commitMs)})` : ''}, sent ${formatBytes(e.sentBytes)} of ${formatBytes(e.minimalBytes)} minimal`, tone: 'good' };
     case 'snapshot-committed':
       return { text: `${name(e.volume)}: replica committed #${e.n}`, tone: 'good' };
     case 'link-error':
