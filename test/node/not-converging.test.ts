@@ -10,6 +10,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { startNode, validateConfig, type HeadstartNode } from '@headstart/node';
+import { formatStatus } from '../../apps/cli/src/format';
 
 const SECRET = 'not-converging-test-secret';
 const INTERVAL_MS = 1000; // the shortest interval a configuration accepts
@@ -50,6 +51,12 @@ describe('a sink that cannot keep up', () => {
     const sink = () => primary.status().volumes[0].sinks.find((s) => s.name === 'site-b')!;
     await until('the first point acknowledged', () => sink().acked !== null, 20_000);
     expect(sink().notConverging).toBe(false);
+    // Of a scheduled point's lag, the replica's commit (CLOSE to ACK), in status as in its text.
+    await until('a scheduled point acknowledged', () => sink().lastLagMs !== null, 20_000);
+    const first = sink();
+    expect(first.lastCommitMs).not.toBeNull();
+    expect(first.lastCommitMs!).toBeLessThanOrEqual(first.lastLagMs!);
+    expect(formatStatus(primary.status())).toMatch(/sink site-b: link connected, .*, lag \d+\.\d s \(its commit \d+\.\d s\), RPO age/);
 
     // Twice what the link carries: 128 KiB of fresh blocks per 1 s interval, at 64 KiB/s.
     const volume = primary.volume('vol');

@@ -73,7 +73,7 @@ export function formatStatus(s: NodeStatus): string {
       const target = v.rpoTargetMs !== null && k.rpoAgeMs !== null && k.rpoAgeMs > v.rpoTargetMs ? ' (over target!)' : '';
       const link = k.name === 'archive' ? `archive store ${k.state === 'connected' ? 'ok' : k.state === 'error' ? 'failing (retrying)' : k.state}` : `link ${k.state}`;
       const converging = k.notConverging ? ', NOT CONVERGING (the points waiting grow with every close: writes outrun the link)' : '';
-      lines.push(`  sink ${k.name}: ${link}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${converging}${k.lastError ? `, last error: ${k.lastError}` : ''}`);
+      lines.push(`  sink ${k.name}: ${link}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}${k.lastCommitMs !== null && k.lastCommitMs !== undefined ? ` (its commit ${seconds(k.lastCommitMs)})` : ''}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${converging}${k.lastError ? `, last error: ${k.lastError}` : ''}`);
     }
   }
   return lines.join('\n');

@@ -48,14 +48,16 @@ export interface SnapshotRecord {
   readonly n: number;
   readonly scheduledAt: number;
   readonly closedAt: number;
-  /** Per sink: when it acknowledged, the lag, bytes sent and minimal bytes. */
-  readonly acks: Record<string, { ackedAt: number; lagMs: number; sentBytes: number | null; minimalBytes: number | null }>;
+  /** Per sink: when it acknowledged, the lag (and of it, the sink's commit: CLOSE to ACK), bytes sent and minimal bytes. */
+  readonly acks: Record<string, { ackedAt: number; lagMs: number; commitMs?: number | null; sentBytes: number | null; minimalBytes: number | null }>;
 }
 
 /** One sink of a volume in status: the link's own SinkStatus plus what the node derives. */
 export interface SinkView extends SinkStatus {
   readonly rpoAgeMs: number | null;
   readonly lastLagMs: number | null;
+  /** Of lastLagMs, from the point's CLOSE to the sink's ACK: the replica's commit and a round trip (null: not measured, or an archive). */
+  readonly lastCommitMs: number | null;
   /** Block payload bytes sent to this sink since the link started (resends included). */
   readonly payloadBytesSent: number;
   /** Bytes on the wire to this sink (frames, headers, checksums included), before compression. */
@@ -829,7 +831,7 @@ class Node implements HeadstartNode {
     const volume = m.config.name;
     if (e.type === 'acked') {
       const rec = m.history.find((h) => h.n === e.n);
-      if (rec) rec.acks[e.sink] = { ackedAt: Date.now(), lagMs: e.lagMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes };
+      if (rec) rec.acks[e.sink] = { ackedAt: Date.now(), lagMs: e.lagMs, commitMs: e.commitMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes };
       this.emit({ type: 'snapshot-acked', time: Date.now(), volume, sink: e.sink, n: e.n, lagMs: e.lagMs, sentBytes: e.sentBytes ?? 0, minimalBytes: e.minimalBytes ?? 0, commitMs: e.commitMs });
       this.log.info({ volume, sink: e.sink, n: e.n, lagMs: e.lagMs, commitMs: e.commitMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes }, 'snapshot point committed on sink');
     } else if (e.type === 'disconnected') {
@@ -1112,6 +1114,7 @@ class Node implements HeadstartNode {
           socketBytesOut: counters.socketBytesOut,
           rpoAgeMs: s.ackedScheduledAt === null ? null : now - s.ackedScheduledAt,
           lastLagMs: lastAck?.acks[s.name]?.lagMs ?? null,
+          lastCommitMs: lastAck?.acks[s.name]?.commitMs ?? null,
           notConverging: notConverging(m.history, s.name),
         };
       });
@@ -1119,7 +1122,7 @@ class Node implements HeadstartNode {
         // The archive is one more sink in status: the CLI, the dashboard feed and metrics show it as such.
         const { busy: _busy, ...view } = m.archiver.view();
         const lastAck = [...m.history].reverse().find((h) => h.acks[ARCHIVE_SINK] !== undefined);
-        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null, notConverging: notConverging(m.history, ARCHIVE_SINK) });
+        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null, lastCommitMs: null, notConverging: notConverging(m.history, ARCHIVE_SINK) });
       }
       return {
         name: m.config.name,
