@@ -139,8 +139,7 @@ export class SourceSession {
     return this.ctx.wireRatio?.value ?? 1;
   }
   private ratioMark: { payload: number; wire: number; sums: { payload: number; wire: number } } | null = null;
-  /** BLOCKS frames handed to the WebSocket on this connection, and the payload of those it has written out. */
-  private framesOut = 0;
+  /** Payload of the BLOCKS frames the WebSocket has written out on this connection. */
   private payloadWritten = 0;
 
   /**
@@ -399,12 +398,11 @@ export class SourceSession {
       const wire = this.ctx.wireBytes?.();
       if (wire !== undefined) this.ratioMark = { payload: this.payloadWritten, wire, sums: { payload: 0, wire: 0 } };
     }
-    const frame = ++this.framesOut;
     this.link.send({ type: 'BLOCKS', n, batch, blocks }, (err) => {
       // An ended link's late callback: the source may hold the next connection's socket already.
       if (err || this.link.ended) return;
       this.payloadWritten += bytes;
-      if (frame === this.framesOut) this.measureWireRatio();
+      if (batch === this.batchSeq) this.measureWireRatio(); // the last frame handed out (batchSeq counts them)
     });
   }
 
