@@ -81,7 +81,7 @@ export default defineSuite({
   name: 'traces',
   description: 'planner policies replayed over real block traces: redundancy and completion lag',
   flags: {
-    '--trace': 'FILE: a trace in any supported format (repeatable; default: every trace in ../shared/traces)',
+    '--trace': 'FILE: a trace in any supported format, plain or compressed (repeatable; default: every trace in ../shared/traces)',
     '--interval': 's,s,...: snapshot intervals (default 60,300,900,3600; 60,300 with --quick)',
     '--link-x': 'x,x,...: link throughput as multiples of the trace\'s mean write rate (default 1.2,2,5; 2 with --quick)',
     '--varying': 'a square-wave link instead of a constant one',

@@ -50,7 +50,7 @@ export async function main(argv: string[]): Promise<number> {
     .option('--rate <rate>', 'mean workload write rate', '1MiB/s')
     .option('--link <rate>', 'replication link rate limit', '4MiB/s')
     .option('--size <size>', 'volume size', '256MiB')
-    .option('--trace <file>', 'replay a block trace (any supported format) instead of the built-in workload')
+    .option('--trace <file>', 'replay a block trace (any supported format, plain or compressed) instead of the built-in workload')
     .option('--speedup <factor>', 'replay the trace this many times faster than recorded', '60')
     .option('--no-dashboard', 'do not serve the dashboard')
     .action(async (o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; dashboard: boolean }) => {

@@ -11,6 +11,8 @@
  * multi-disk traces carry `volume` (MSR DiskNumber, SPC ASU, Alibaba device_id, FIU
  * major:minor) and `{ volume }` keeps one. A malformed line throws TRACE_MALFORMED naming
  * its line (or vscsi record) number; `{ lenient: true }` skips it and counts it in `stats`.
+ * Files may be compressed (gzip, bzip2, xz, zstd, lz4: told by their magic bytes, see
+ * source.ts); an archive of several files (tar, zip) is refused with a clear error.
  */
 export { TRACE_FORMATS, type TraceFormat, type TraceOp, type TraceRecord, type TraceReadOptions, type TraceParser, type ParseStats } from './types';
 export { createParser, MAX_LINE_BYTES } from './parser';

@@ -1,35 +1,30 @@
 /**
  * Reading a trace file as a stream of normalised records, in bounded memory: the file is
- * read in chunks and pushed through the format's parser.
+ * read in chunks (decompressed if it is compressed, see source.ts) and pushed through the
+ * format's parser.
  */
-import { open } from 'node:fs/promises';
-import { HeadstartError } from '@headstart/errors';
 import { createParser } from './parser';
 import { detectFormat, DETECT_BYTES } from './detect';
+import { traceBytes } from './source';
 import type { ParseStats, TraceFormat, TraceReadOptions, TraceRecord } from './types';
 
-const CHUNK_BYTES = 1 << 20;
-
-function ioError(path: string, err: unknown): HeadstartError {
-  return new HeadstartError('TRACE_IO', `cannot read trace ${path}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-}
-
-/** Detects the format of a file from its first bytes. */
+/** Detects the format of a file from its first (decompressed) bytes. */
 export async function detectFileFormat(path: string): Promise<TraceFormat> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    throw ioError(path, err);
+  const held: Uint8Array[] = [];
+  let bytes = 0;
+  let complete = true;
+  for await (const chunk of traceBytes(path)) {
+    held.push(chunk);
+    bytes += chunk.length;
+    if (bytes >= DETECT_BYTES) {
+      complete = false;
+      break;
+    }
   }
-  try {
-    const buf = Buffer.alloc(DETECT_BYTES);
-    const { bytesRead } = await fh.read(buf, 0, DETECT_BYTES, 0);
-    const size = (await fh.stat()).size;
-    return detectFormat(buf.subarray(0, bytesRead), bytesRead >= size);
-  } finally {
-    await fh.close();
-  }
+  const head = Buffer.concat(held);
+  // A file of exactly DETECT_BYTES counts as cut: its last line is then left out, which
+  // only costs detection one sample line.
+  return detectFormat(head.subarray(0, DETECT_BYTES), complete);
 }
 
 export interface TraceStream extends AsyncIterable<TraceRecord> {
@@ -38,33 +33,13 @@ export interface TraceStream extends AsyncIterable<TraceRecord> {
   readonly stats: ParseStats;
 }
 
-/** Streams the records of a trace file (format auto-detected unless given). */
+/** Streams the records of a trace file (format auto-detected unless given; gzip, bzip2, xz, zstd and lz4 decompressed). */
 export async function readTrace(path: string, options: TraceReadOptions = {}): Promise<TraceStream> {
   const format = options.format ?? (await detectFileFormat(path));
   const parser = createParser(format, options);
   async function* records(): AsyncGenerator<TraceRecord> {
-    let fh;
-    try {
-      fh = await open(path, 'r');
-    } catch (err) {
-      throw ioError(path, err);
-    }
-    try {
-      const buf = Buffer.alloc(CHUNK_BYTES);
-      for (;;) {
-        let n: number;
-        try {
-          n = (await fh.read(buf, 0, CHUNK_BYTES, null)).bytesRead;
-        } catch (err) {
-          throw ioError(path, err);
-        }
-        if (n === 0) break;
-        yield* parser.feed(buf.subarray(0, n));
-      }
-      yield* parser.end();
-    } finally {
-      await fh.close();
-    }
+    for await (const chunk of traceBytes(path)) yield* parser.feed(chunk);
+    yield* parser.end();
   }
   return { format, stats: parser.stats, [Symbol.asyncIterator]: records };
 }
