@@ -56,6 +56,39 @@ describe('trace formats', () => {
     expect(records[2].time).toBeCloseTo(1, 6);
   });
 
+  it('reads FIU lines whose process name has spaces, with or without the md5', () => {
+    const { records } = parseTrace(Buffer.from('89974261659200 4164 kworker u8 1 74228064 8 W 6 0 3f5c2e8e1c9d7d1c1d4c3b2a19087f6e\n89975261659200 4164 syslogd 64 16 W 6 0\n'), { format: 'fiu' });
+    expect(records).toEqual([
+      { time: 0, op: 'write', offset: 74228064 * 512, length: 4096, volume: '6:0' },
+      { time: 1, op: 'write', offset: 64 * 512, length: 8192, volume: '6:0' },
+    ]);
+  });
+
+  it('reads blkparse default output: each bio once, at its Q event; summaries skipped', async () => {
+    const { format, records } = await collect(join(FIXTURES, 'blkparse.txt'));
+    expect(format).toBe('blkparse');
+    // Times count from the first record: the first Q, 0.00000031 s into the recording.
+    const at = (s: number) => expect.closeTo(s - 0.00000031, 9);
+    expect(records).toEqual([
+      // The journal write, queued as two bios (merged later: M, then one D and one C of 16 sectors).
+      { time: 0, op: 'write', offset: 223490 * 512, length: 4096, volume: '8:0' },
+      { time: at(0.0000031), op: 'write', offset: 223498 * 512, length: 4096, volume: '8:0' },
+      { time: at(0.25), op: 'read', offset: 272208 * 512, length: 1024, volume: '8:0' },
+      { time: at(0.5), op: 'flush', offset: 0, length: 0, volume: '8:0' },
+      // A discard (its split, X, is not a second request).
+      { time: at(1), op: 'trim', offset: 4096 * 512, length: 2048 * 512, volume: '8:16' },
+      { time: at(1.5), op: 'write', offset: 1024 * 512, length: 256 * 512, volume: '8:16' },
+    ]);
+    // Written blocks: 2 x 4 KiB journal + 128 KiB, as blkparse's own "Writes Queued" totals (136KiB).
+    expect(records.filter((r) => r.op === 'write').reduce((a, r) => a + r.length, 0)).toBe(136 * 1024);
+  });
+
+  it('names the line of a malformed blkparse event', () => {
+    expect(() => parseTrace(Buffer.from('  8,0    1        1     0.000000000   697  Q  WS 223490 + 8 [jbd2]\n  8,0    1        2     0.1   697  Q  WS x + 8 [jbd2]\n'), { format: 'blkparse' })).toThrow(
+      expect.objectContaining({ code: 'TRACE_MALFORMED', message: 'blkparse trace, line 2: sector is not a number: "x"' }),
+    );
+  });
+
   it('reads Alibaba CSV: bytes and microseconds', async () => {
     const { format, records } = await collect(join(FIXTURES, 'alibaba.csv'));
     expect(format).toBe('alibaba');

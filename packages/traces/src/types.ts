@@ -1,8 +1,8 @@
 /** The normalised shapes every trace reader produces (see index.ts for the door). */
 
-export type TraceFormat = 'vscsi' | 'msr' | 'spc' | 'fiu' | 'alibaba' | 'headstart';
+export type TraceFormat = 'vscsi' | 'msr' | 'spc' | 'fiu' | 'blkparse' | 'alibaba' | 'headstart';
 
-export const TRACE_FORMATS: readonly TraceFormat[] = ['vscsi', 'msr', 'spc', 'fiu', 'alibaba', 'headstart'];
+export const TRACE_FORMATS: readonly TraceFormat[] = ['vscsi', 'msr', 'spc', 'fiu', 'blkparse', 'alibaba', 'headstart'];
 
 export type TraceOp = 'write' | 'read' | 'trim' | 'flush' | 'other';
 
@@ -15,7 +15,7 @@ export interface TraceRecord {
   readonly offset: number;
   /** Bytes. */
   readonly length: number;
-  /** For traces of several disks (MSR DiskNumber, SPC ASU, Alibaba device, FIU major:minor): which one. */
+  /** For traces of several disks (MSR DiskNumber, SPC ASU, Alibaba device, FIU and blkparse major:minor): which one. */
   readonly volume?: string;
 }
 

@@ -105,16 +105,51 @@ const alibaba: LineParser = (line) => {
 
 /**
  * FIU (blkparse-style): `ts pid process lba size op major minor md5`, whitespace-separated;
- * ts in nanoseconds, lba and size in 512-byte sectors.
+ * ts in nanoseconds, lba and size in 512-byte sectors. The fields after the process name are
+ * read from the line's end, so a process name with spaces in it is still one field; the
+ * md5 (32 hex digits) may be missing.
  */
 const fiu: LineParser = (line) => {
   const f = line.trim().split(/\s+/);
-  if (f.length < 8 || f.length > 9) return { error: `expected 9 whitespace-separated fields, got ${f.length}` };
+  const end = f.length >= 9 && /^[0-9a-f]{32}$/i.test(f[f.length - 1]) ? f.length - 1 : f.length;
+  if (end < 8 || (end > 8 && f.length === end)) return { error: `expected 9 whitespace-separated fields (ts pid process lba size op major minor md5), got ${f.length}` };
+  const [lbaField, sizeField, opField, major, minor] = f.slice(end - 5, end);
   const ns = nonNegative(num(f[0], 'ts'), 'ts');
-  const lba = nonNegative(num(f[3], 'lba'), 'lba');
-  const size = nonNegative(num(f[4], 'size'), 'size');
-  if (!/^\d+$/.test(f[6]) || !/^\d+$/.test(f[7])) return { error: 'major and minor must be whole numbers' };
-  return build(typeof ns === 'number' ? ns / 1e9 : ns, opFromWord(f[5]), f[5], typeof lba === 'number' ? lba * SECTOR : lba, typeof size === 'number' ? size * SECTOR : size, `${f[6]}:${f[7]}`);
+  if (!/^\d+$/.test(f[1])) return { error: `pid is not a whole number: ${JSON.stringify(f[1].slice(0, 20))}` };
+  const lba = nonNegative(num(lbaField, 'lba'), 'lba');
+  const size = nonNegative(num(sizeField, 'size'), 'size');
+  if (!/^\d+$/.test(major) || !/^\d+$/.test(minor)) return { error: 'major and minor must be whole numbers' };
+  return build(typeof ns === 'number' ? ns / 1e9 : ns, opFromWord(opField), opField, typeof lba === 'number' ? lba * SECTOR : lba, typeof size === 'number' ? size * SECTOR : size, `${major}:${minor}`);
+};
+
+/**
+ * blkparse's own default output (`blktrace -d /dev/sdX -o - | blkparse -i -`), what a Linux
+ * user records a workload with: `maj,min cpu seq secs.ns pid action rwbs sector + count
+ * [process]`, sectors of 512 bytes. A request shows up as several events on its way down
+ * (Q queued, G, I, D issued, C completed; X split, M/F merged, A remapped from a
+ * partition); each bio is counted once, at its Q, when the program issued it. Other events,
+ * and the lines that are not events (blkparse's closing summary: "CPU0 (8,0):", "Total
+ * (8,0):", "Throughput ...", "Events ..."), are skipped. rwbs: D discard (a trim), W write, R
+ * read, F alone a flush. A trace filtered to other events (`blkparse -a complete`) has no Q
+ * and so no records: record it unfiltered.
+ */
+const blkparse: LineParser = (line) => {
+  const f = line.trim().split(/\s+/);
+  if (!/^\d+,\d+$/.test(f[0])) return SKIP;
+  if (f.length < 7) return { error: `expected at least 7 whitespace-separated fields (dev cpu seq time pid action rwbs), got ${f.length}` };
+  if (f[5] !== 'Q') return SKIP;
+  const t = nonNegative(num(f[3], 'time'), 'time');
+  const rwbs = f[6].toUpperCase();
+  const volume = f[0].replace(',', ':');
+  if (f[8] !== '+') {
+    // A flush carries no sectors ("Q FWS [jbd2/sda1-8]").
+    if (rwbs.includes('F')) return build(t, 'flush', rwbs, 0, 0, volume);
+    return { error: `expected "sector + count" after ${JSON.stringify(f[6].slice(0, 8))}` };
+  }
+  const op: TraceOp = rwbs.includes('D') ? 'trim' : rwbs.includes('W') ? 'write' : rwbs.includes('R') ? 'read' : 'other';
+  const sector = nonNegative(num(f[7], 'sector'), 'sector');
+  const count = nonNegative(num(f[9], 'sector count'), 'sector count');
+  return build(t, op, rwbs, typeof sector === 'number' ? sector * SECTOR : sector, typeof count === 'number' ? count * SECTOR : count, volume);
 };
 
 /** The header line of headstart's own recording format (see recorder.ts). */
@@ -129,4 +164,4 @@ const headstart: LineParser = (line) => {
   return build(typeof ms === 'number' ? ms / 1000 : ms, opFromWord(f[1]), f[1], nonNegative(num(f[2], 'offset'), 'offset'), nonNegative(num(f[3], 'length'), 'length'));
 };
 
-export const LINE_PARSERS: Record<Exclude<TraceFormat, 'vscsi'>, LineParser> = { msr, spc, alibaba, fiu, headstart };
+export const LINE_PARSERS: Record<Exclude<TraceFormat, 'vscsi'>, LineParser> = { msr, spc, alibaba, fiu, blkparse, headstart };
