@@ -29,7 +29,7 @@ import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
 import type { FeedEvent, SinkStatus } from '@headstart/protocol';
-import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent, type GroupWait } from '@headstart/replication';
+import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent, type GroupWait, type WaitOptions } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
 import { intervalSchedule, scheduleFrom, type Schedule } from './schedule';
@@ -236,7 +236,7 @@ export interface HeadstartNode {
   /** Closes a snapshot point of a primary volume now (outside its schedule). */
   snapshotNow(name: string): Promise<SnapshotPoint>;
   /** Waits until every sink of `name` acknowledged point n. */
-  waitAcked(name: string, n: number, timeoutMs?: number): Promise<void>;
+  waitAcked(name: string, n: number, timeoutMs?: number, options?: WaitOptions): Promise<void>;
   /** Promotes a replica (with its consistency group). */
   promote(name: string, options?: { force?: boolean; allowTorn?: boolean }): Promise<PromoteResult>;
   /**
@@ -921,9 +921,9 @@ class Node implements HeadstartNode {
     return this.closePoint(m, Date.now());
   }
 
-  async waitAcked(name: string, n: number, timeoutMs = 60_000): Promise<void> {
+  async waitAcked(name: string, n: number, timeoutMs = 60_000, options?: WaitOptions): Promise<void> {
     const m = this.get(name);
-    await Promise.all([...m.sources.values()].map((s) => s.waitAcked(n, timeoutMs)));
+    await Promise.all([...m.sources.values()].map((s) => s.waitAcked(n, timeoutMs, options)));
   }
 
   async beginVerify(name: string, options: { timeoutMs?: number } = {}): Promise<VerifyPlan> {

@@ -4,7 +4,7 @@
  * on the replica (replica-server.ts, replica-target.ts, staging.ts). The byte formats are
  * in @headstart/protocol.
  */
-export { startSource, sharedRateLimit, type LinkStats, type SourceLink, type SourceOptions, type SourceEvent } from './source';
+export { startSource, sharedRateLimit, type LinkStats, type SourceLink, type SourceOptions, type SourceEvent, type WaitOptions } from './source';
 export type { ShippedSnapshot } from './source-session';
 export { startReplicaServer, type ReplicaServer, type ReplicaServerOptions, type ReplicaEvent, type TlsFiles } from './replica-server';
 export { ReplicaTarget, type ReplicaVolumeConfig, type CommitPhase } from './replica-target';

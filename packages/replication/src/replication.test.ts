@@ -228,6 +228,34 @@ describe('replication in process over a real WebSocket', () => {
     expect(Date.now() - t1).toBeLessThan(slow);
   });
 
+  it('a wait counted from the last progress outlasts a slow backlog, fails once the link stops moving, and ends at stop', async () => {
+    pair = await makePair({ size: 8 * 1024 * 1024, source: { policy: atSnapshotPolicy(), rateLimit: 1024 * 1024 } });
+    const { source, replica, link } = pair;
+    await link.waitAcked(source.latestClosed!.n, 20_000);
+    // 6 MiB at a 1 MiB/s cap: at least 5.75 s (a cap only slows), in frames of at most 1 MiB.
+    await source.write(0, randomBlock(6 * 1024 * 1024, 7));
+    const p = await source.closeSnapshot();
+    await expect(link.waitAcked(p.n, 2500)).rejects.toMatchObject({ code: 'LINK_TIMEOUT', message: expect.stringContaining(`did not acknowledge point ${p.n} within 2500 ms`) });
+    await link.waitAcked(p.n, 2500, { whileProgressing: true });
+    expect(replica.committed?.n).toBe(p.n);
+
+    // No replica to talk to: the link makes no progress, and the wait says so.
+    await pair.server.close();
+    await source.write(0, randomBlock(source.blockSize, 8));
+    const q = await source.closeSnapshot();
+    const t0 = Date.now();
+    await expect(link.waitAcked(q.n, 1500, { whileProgressing: true })).rejects.toMatchObject({
+      code: 'LINK_TIMEOUT',
+      message: expect.stringContaining(`made no progress for 1500 ms towards point ${q.n} (acknowledged: ${p.n})`),
+    });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1500);
+    // Stopping replication ends a pending wait at once instead of at its timeout.
+    const pending = link.waitAcked(q.n, 60_000, { whileProgressing: true });
+    await link.stop();
+    await expect(pending).rejects.toMatchObject({ code: 'REPL_STOPPED' });
+    await expect(link.waitAcked(q.n, 60_000)).rejects.toMatchObject({ code: 'REPL_STOPPED' });
+  });
+
   it('a staged set that does not match the digest is dropped (NACK) and the point is sent again', async () => {
     pair = await makePair({ startLink: false });
     const { source, replica, server } = pair;

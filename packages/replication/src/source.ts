@@ -79,14 +79,23 @@ export type SourceEvent =
     }
   | { readonly type: 'presend-stopped'; readonly sink: string; readonly n: number; readonly limit: number };
 
+export interface WaitOptions {
+  /** timeoutMs counts from the link's last progress, not from the call. */
+  readonly whileProgressing?: boolean;
+}
+
 export interface SourceLink {
   status(): SinkStatus;
   /** Changes the rate limit at once (bytes/s, null = none). */
   setRateLimit(bytesPerSecond: number | null): void;
   /** Link throughput from acknowledged (staged) bytes, bytes/s. */
   readonly throughput: number;
-  /** Resolves once the sink acknowledged point n or later. */
-  waitAcked(n: number, timeoutMs?: number): Promise<void>;
+  /**
+   * Resolves once the sink acknowledged point n or later; LINK_TIMEOUT after timeoutMs, or
+   * with `whileProgressing`, after timeoutMs in which the link made no progress (no point
+   * acknowledged, no payload sent): a long backlog on a slow link is not a stuck peer.
+   */
+  waitAcked(n: number, timeoutMs?: number, options?: WaitOptions): Promise<void>;
   /** Byte counters over every connection so far: frames on the wire vs block payload. */
   stats(): LinkStats;
   /** Closes the link; replication stops until started again. */
@@ -163,6 +172,8 @@ class Source implements SourceLink {
   private stopped = false;
   private loop: Promise<void> = Promise.resolve();
   private readonly ackWaiters = new Set<() => void>();
+  /** Ends each pending waitAcked with an error (at stop: no acknowledgement will come). */
+  private readonly waitEnders = new Set<(err: HeadstartError) => void>();
   private sleeper: (() => void) | null = null;
   private readonly totals = { wireBytesOut: 0, wireBytesIn: 0, payloadBytesSent: 0, socketBytesOut: 0 };
   /** The current connection's TCP socket (its byte count). */
@@ -302,22 +313,45 @@ class Source implements SourceLink {
     return this.meter.bytesPerSecond;
   }
 
-  waitAcked(n: number, timeoutMs = 60_000): Promise<void> {
+  waitAcked(n: number, timeoutMs = 60_000, options: WaitOptions = {}): Promise<void> {
     return new Promise((resolve, reject) => {
-      const check = () => {
-        const a = this.options.volume.sink(this.options.sink).acked;
-        if (a !== null && a >= n) {
-          this.ackWaiters.delete(check);
-          clearTimeout(t);
-          resolve();
-        }
-      };
-      const t = setTimeout(() => {
+      const acked = () => this.options.volume.sink(this.options.sink).acked;
+      const end = (err: HeadstartError | null) => {
         this.ackWaiters.delete(check);
-        reject(new HeadstartError('LINK_TIMEOUT', `sink ${this.options.sink} did not acknowledge point ${n} within ${timeoutMs} ms (${this.lastError ?? this.state})`));
-      }, timeoutMs);
+        this.waitEnders.delete(end);
+        clearTimeout(t);
+        if (err === null) resolve();
+        else reject(err);
+      };
+      const check = () => {
+        const a = acked();
+        if (a !== null && a >= n) end(null);
+      };
+      // What the link has done so far: a change is progress (whileProgressing).
+      const mark = () => `${acked()}/${this.stats().payloadBytesSent}`;
+      let seen = mark();
+      let progressAt = Date.now();
+      const expire = () => {
+        if (options.whileProgressing === true) {
+          const now = mark();
+          if (now !== seen) {
+            seen = now;
+            progressAt = Date.now();
+          }
+          const left = progressAt + timeoutMs - Date.now();
+          if (left > 0) {
+            t = setTimeout(expire, Math.min(left, 1000));
+            return;
+          }
+        }
+        const why = options.whileProgressing === true ? `made no progress for ${timeoutMs} ms towards point ${n} (acknowledged: ${acked() ?? 'none'})` : `did not acknowledge point ${n} within ${timeoutMs} ms`;
+        end(new HeadstartError('LINK_TIMEOUT', `sink ${this.options.sink} ${why} (${this.lastError ?? this.state})`));
+      };
+      let t = setTimeout(expire, options.whileProgressing === true ? Math.min(timeoutMs, 1000) : timeoutMs);
       this.ackWaiters.add(check);
+      this.waitEnders.add(end);
       check();
+      if (this.stopped && this.waitEnders.has(end)) end(new HeadstartError('REPL_STOPPED', `replication to ${this.options.sink} is stopped: point ${n} will not be acknowledged`));
     });
   }
 
@@ -327,6 +361,7 @@ class Source implements SourceLink {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    for (const end of [...this.waitEnders]) end(new HeadstartError('REPL_STOPPED', `replication to ${this.options.sink} stopped before the point was acknowledged`));
     this.session?.link.close(new HeadstartError('REPL_STOPPED', 'replication stopped'));
     this.sleeper?.();
     await this.loop;
