@@ -74,10 +74,22 @@ export function contextOf(gap: number, regionRewriteShare: number, recentWrites 
     g = 1 + Math.floor(Math.log2(gap) + 4);
     if (g >= RHYTHMS) g = RHYTHMS - 1;
   }
+  return withRhythm(g, regionRewriteShare, recentWrites);
+}
+
+/** The top of the lowest recent-write class (about one write lately). */
+export const COUNT_LOW = 1.5;
+
+function withRhythm(g: number, regionRewriteShare: number, recentWrites: number): number {
   const q = regionRewriteShare;
   const r = q < 0.02 ? 0 : q < 0.2 ? 1 : q < 0.6 ? 2 : 3;
-  const n = recentWrites <= 1.5 ? 0 : recentWrites <= 4 ? 1 : 2;
+  const n = recentWrites <= COUNT_LOW ? 0 : recentWrites <= 4 ? 1 : 2;
   return (g * NEIGHBOURHOODS + r) * COUNT_CLASSES + n;
+}
+
+/** Context `c` with its rhythm kept and its region share and recent writes as given now. */
+export function withNeighbourhood(c: number, regionRewriteShare: number, recentWrites: number): number {
+  return withRhythm(Math.floor(c / (NEIGHBOURHOODS * COUNT_CLASSES)), regionRewriteShare, recentWrites);
 }
 
 export interface HazardOptions {

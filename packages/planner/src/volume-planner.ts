@@ -5,7 +5,7 @@
  */
 import { HeadstartError } from '@headstart/errors';
 import { BlockTable, CLEAN, DIRTY, FREE_SENT, SENT, UNTRACKED, type Forget } from './block-table';
-import { HazardModel, contextOf } from './hazard';
+import { COUNT_LOW, HazardModel, contextOf, withNeighbourhood } from './hazard';
 import { KeyList } from './key-list';
 import { decodeLearnt, encodeLearnt } from './learnt';
 import { ThroughputEstimator } from './throughput';
@@ -95,6 +95,8 @@ export class VolumePlanner {
   private readonly regionWrites: Float32Array;
   private readonly regionRewrites: Float32Array;
   private readonly regionShift: number;
+  /** Regions per block (blockSize / region bytes, a power of two): regionOf without a division. */
+  private readonly regionPerBlock: number;
   /**
    * The open snapshot's dirty blocks and the allowance its pre-sends bet, per region (see
    * REGION_ALLOWANCE_SHARE): each pre-send counts at its price when sent, not re-priced as
@@ -208,6 +210,7 @@ export class VolumePlanner {
     let shift = 20;
     while (this.volumeSize / 2 ** shift > 1 << 20) shift++;
     this.regionShift = shift;
+    this.regionPerBlock = this.blockSize / 2 ** shift;
     const regions = Math.ceil(this.volumeSize / 2 ** shift);
     this.regionLast = new Float64Array(regions).fill(-Infinity);
     this.regionWrites = new Float32Array(regions);
@@ -279,7 +282,8 @@ export class VolumePlanner {
   }
 
   private regionOf(block: number): number {
-    return Math.floor((block * this.blockSize) / 2 ** this.regionShift);
+    // blockSize / 2^regionShift is a power of two: the product is exact.
+    return Math.floor(block * this.regionPerBlock);
   }
 
   /**
@@ -288,15 +292,22 @@ export class VolumePlanner {
    * about one interval (the span a rewrite would cost a resend in).
    */
   private recentWrites(recentAtLast: number, age: number): number {
-    const span = Number.isFinite(this.closeAt) && this.openedAt !== null ? Math.max(1, this.closeAt - this.openedAt) : 600;
-    return recentAtLast * Math.pow(2, -age / span);
+    return recentAtLast * Math.pow(2, -age / this.recentSpan());
+  }
+
+  private recentSpan(): number {
+    return Number.isFinite(this.closeAt) && this.openedAt !== null ? Math.max(1, this.closeAt - this.openedAt) : 600;
   }
 
   private contextAt(block: number, gap: number, recent: number): number {
-    if (!this.regionContext) return contextOf(gap, 1, recent);
+    return contextOf(gap, this.regionContext ? this.regionShareOf(block) : 1, recent);
+  }
+
+  /** The block's region's decayed share of rewrites among its writes. */
+  private regionShareOf(block: number): number {
     const r = this.regionOf(block);
     // A small prior: an unknown region counts as "medium" until a few writes say otherwise.
-    return contextOf(gap, (this.regionRewrites[r] + 0.1) / (this.regionWrites[r] + 0.2), recent);
+    return (this.regionRewrites[r] + 0.1) / (this.regionWrites[r] + 0.2);
   }
 
   /** Counts a block write in its region's heat map (decayed with a 1 h half-life); returns the region. */
@@ -622,7 +633,7 @@ export class VolumePlanner {
     // at the same points of the schedule (the last replan before a close decides a lot).
     const bs = this.blockSize;
     if (this.replanDue(now)) {
-      this.replan(now);
+      this.learn(now);
       // The start rule, the free-send window and the allowance are decided on the same grid
       // as the plan, so that an engine asking every few ms and the simulator (once a tick)
       // send the same blocks.
@@ -630,6 +641,10 @@ export class VolumePlanner {
       this.planFired = rule.fired;
       // Free sends wait until the close is near: earlier they buy no lag, only risk.
       this.freeOpen = this.closeAt - now < this.freeLead * rule.lead;
+      // Neither open, nothing goes on the link before the next replan: a ranking would be
+      // thrown away (on a long trace, most of the evaluator's time went into those).
+      if (rule.fired || this.freeOpen) this.rank(now);
+      else this.dropPlan(now);
       // Pacing: a block's P falls as the close nears, so the same allowance buys more blocks
       // later. From the moment the rule fires, release the allowance in step with the time
       // elapsed (a fifth at once), instead of spending it all on the first tick.
@@ -726,19 +741,28 @@ export class VolumePlanner {
   /** Credits every tracked block's time at risk, so blocks that survive count too. */
   private creditAll(now: number): void {
     const tb = this.table;
+    // Every tracked block, every CREDIT_SECONDS: on a week-long trace of a million blocks
+    // this loop is most of the evaluator's time, so it does no more than it must. A block's
+    // rhythm (its last gap) is fixed until its next write, so it is kept from its context;
+    // its recent writes only decay, so one at most COUNT_LOW as of its last write stays in
+    // the lowest class without the power.
+    const span = this.recentSpan();
     for (let i = 0; i < tb.capacity; i++) {
       if (tb.keys[i] < 0 || tb.count[i] === 0) continue;
       const age = now - tb.last[i];
-      this.model.expose(tb.ctx[i], tb.credited[i], age);
+      const ctx = tb.ctx[i];
+      this.model.expose(ctx, tb.credited[i], age);
       tb.credited[i] = age;
-      tb.ctx[i] = this.contextAt(tb.keys[i], tb.count[i] > 1 ? tb.gap[i] : 0, this.recentWrites(tb.recent[i], age));
+      const atLast = tb.recent[i];
+      const recent = atLast <= COUNT_LOW ? atLast : atLast * Math.pow(2, -age / span);
+      tb.ctx[i] = withNeighbourhood(ctx, this.regionContext ? this.regionShareOf(tb.keys[i]) : 1, recent);
     }
     this.model.decay(now);
     this.creditedAt = now;
   }
 
-  /** Re-ranks the open snapshot's unsent blocks by P (rewrite before the close), ascending. */
-  private replan(now: number): void {
+  /** What a replan learns first: survivors' exposure (creditAll) and the forecast of bytes still to come. */
+  private learn(now: number): void {
     if (now - this.creditedAt >= C.CREDIT_SECONDS) this.creditAll(now);
     // Forecast of the bytes the snapshot still gains, for the start rule.
     if (this.newDirtyAt !== null && now > this.newDirtyAt) {
@@ -752,6 +776,16 @@ export class VolumePlanner {
       this.newDirtyAt = now;
       this.newDirtyBytes = 0;
     }
+  }
+
+  /** A replan whose ranking nothing would use; the allowance is re-priced at the next rank. */
+  private dropPlan(now: number): void {
+    this.planLen = this.planPos = 0;
+    this.planAt = now;
+  }
+
+  /** Re-ranks the open snapshot's unsent blocks by P (rewrite before the close), ascending. */
+  private rank(now: number): void {
     const horizon = this.closeAt - now;
     const f = this.calibration;
     const tb = this.table;
