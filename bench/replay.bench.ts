@@ -30,7 +30,7 @@ import { runDemo, silentLogger, type TraceWrite } from '@headstart/node';
 import { compactWorkload, constantLink, historyFor, loadWorkloads, meanWriteRate, simulate, sliceWorkload, summarise, type Workload } from '@headstart/sim';
 import { MAX_BLOCKS_FRAME } from '@headstart/protocol';
 import { TokenBucket } from '@headstart/replication';
-import { defineSuite, round, arg } from './lib';
+import { defineSuite, round, arg, argValue } from './lib';
 
 /**
  * The writes the engine's NBD export received, as a workload in trace time: the recorder
@@ -62,6 +62,7 @@ export default defineSuite({
   description: 'a real source -> replica pair replays a trace, time-compressed, against the evaluator',
   flags: {
     '--trace': 'FILE: the trace to replay (default ../shared/traces/cloudphysics-vm.vscsi)',
+    '--disk': 'ID: the disk of a multi-disk trace to replay (default: the first)',
     '--speedup': 'time compression (default 10)',
     '--interval': 's: the snapshot interval in trace time (default 300)',
     '--link-x': 'the link, as a multiple of the trace\'s mean write rate (default 2)',
@@ -77,7 +78,12 @@ export default defineSuite({
     const interval = Number(arg(args, '--interval', '300'));
     const linkX = Number(arg(args, '--link-x', '2'));
     const minutes = Number(arg(args, '--minutes', quick ? '20' : '60'));
-    const [whole] = await loadWorkloads(trace, trace.split('/').at(-1)!);
+    const disk = argValue(args, '--disk');
+    const disks = await loadWorkloads(trace, trace.split('/').at(-1)!, disk === undefined ? {} : { volume: disk });
+    if (disks.length === 0) throw new Error(`${trace} has no writes${disk === undefined ? '' : ` on disk ${disk}`}`);
+    // A multi-disk trace's disks are separate volumes: one is replayed, and the log says which.
+    if (disks.length > 1) log(`  the trace has ${disks.length} disks (${disks.map((d) => d.name).join(', ')}): replaying ${disks[0].name} (--disk picks another)`);
+    const whole = disks[0];
     const w = compactWorkload(sliceWorkload(whole, minutes * 60));
     const rate = meanWriteRate(w);
     log(`  ${w.name}: ${w.count} writes, mean ${(rate / 1e6).toFixed(3)} MB/s; link ${linkX}x; interval ${interval} s; replay at ${speedup}x`);

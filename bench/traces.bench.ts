@@ -84,6 +84,7 @@ export default defineSuite({
     '--trace': 'FILE: a trace in any supported format, plain or compressed (repeatable; default: every trace in ../shared/traces)',
     '--interval': 's,s,...: snapshot intervals (default 60,300,900,3600; 60,300 with --quick)',
     '--link-x': 'x,x,...: link throughput as multiples of the trace\'s mean write rate (default 1.2,2,5; 2 with --quick)',
+    '--disk': 'ID: of a multi-disk trace, only this disk (MSR DiskNumber, SPC ASU, Alibaba device_id, FIU/blkparse major:minor)',
     '--varying': 'a square-wave link instead of a constant one',
     '--planner': 'JSON: planner option overrides for the predictive policy',
     '--restart-every': 's: restart the predictive planner every S s from its saved state',
@@ -113,7 +114,9 @@ export default defineSuite({
     const notes: string[] = [];
     for (const file of await traceFiles(args, quick)) {
       const t0 = Date.now();
-      const workloads = await loadWorkloads(file, basename(file));
+      const disk = flag(args, '--disk').at(-1);
+      const workloads = await loadWorkloads(file, basename(file), disk === undefined ? {} : { volume: disk });
+      if (workloads.length === 0) throw new Error(`${basename(file)} has no writes${disk === undefined ? '' : ` on disk ${disk}`}`);
       log(`loaded ${basename(file)}: ${workloads.map((w) => `${w.name} ${w.count} writes over ${w.duration.toFixed(0)} s`).join('; ')} (${Date.now() - t0} ms)`);
       if (args.includes('--gaps')) for (const w of workloads) for (const line of gapTable(w)) log(line);
       for (const w of workloads) {

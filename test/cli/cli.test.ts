@@ -5,8 +5,10 @@
  */
 import { X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli';
@@ -111,5 +113,37 @@ describe('headstart CLI', () => {
     const points = j.points as { n: number; sent_bytes: number; minimal_bytes: number }[];
     expect(points.length).toBe(j.snapshots_committed);
     for (const p of points) expect(p.sent_bytes, `point ${p.n}`).toBeGreaterThanOrEqual(p.minimal_bytes);
+  }, 150_000);
+
+  it('replays one disk of a multi-disk, gzip-compressed trace and says which, and when offsets wrap', async () => {
+    // MSR Cambridge layout: disk 0 writes three blocks, one of them at 858 MiB (beyond the
+    // default 256 MiB volume); disk 1 writes one.
+    const lines = [
+      '128166372003061629,hm,0,Write,8192,4096,26',
+      '128166372008061629,hm,1,Write,8192,8192,26',
+      '128166372013061629,hm,0,Write,900001792,4096,26',
+      '128166372018061629,hm,0,Write,16384,4096,26',
+    ];
+    const dir = await mkdtemp(join(tmpdir(), 'hs-cli-trace-'));
+    try {
+      const path = join(dir, 'two-disks.csv.gz');
+      await writeFile(path, gzipSync(lines.join('\n') + '\n'));
+      const first = await runCli(['demo', '--for', '4s', '--json', '--trace', path, '--speedup', '1'], { timeoutMs: 120_000 });
+      expect(first.code, first.stderr).toBe(0);
+      expect(first.stderr).toContain('the trace has several disks: replaying disk 0 only (--disk picks another)');
+      expect(first.stderr).toContain('the trace writes beyond the 256.0 MiB volume (at 858.3 MiB): offsets wrap around it');
+      const a = JSON.parse(first.stdout.trim().split('\n').at(-1)!) as { replica_equal: boolean; workload: { writes: number; bytes: number } };
+      expect(a.replica_equal).toBe(true);
+      expect(a.workload).toMatchObject({ writes: 3, bytes: 3 * 4096 });
+      const second = await runCli(['demo', '--for', '4s', '--json', '--trace', path, '--speedup', '1', '--disk', '1'], { timeoutMs: 120_000 });
+      expect(second.code, second.stderr).toBe(0);
+      expect(second.stderr).not.toContain('several disks');
+      expect(second.stderr).not.toContain('wrap');
+      const b = JSON.parse(second.stdout.trim().split('\n').at(-1)!) as { replica_equal: boolean; workload: { writes: number; bytes: number } };
+      expect(b.replica_equal).toBe(true);
+      expect(b.workload).toMatchObject({ writes: 1, bytes: 8192 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   }, 150_000);
 });

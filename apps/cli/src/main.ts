@@ -52,8 +52,9 @@ export async function main(argv: string[]): Promise<number> {
     .option('--size <size>', 'volume size', '256MiB')
     .option('--trace <file>', 'replay a block trace (any supported format, plain or compressed) instead of the built-in workload')
     .option('--speedup <factor>', 'replay the trace this many times faster than recorded', '60')
+    .option('--disk <id>', 'the disk of a multi-disk trace to replay (MSR DiskNumber, SPC ASU, ...; default: the first)')
     .option('--no-dashboard', 'do not serve the dashboard')
-    .action(async (o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; dashboard: boolean }) => {
+    .action(async (o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; disk?: string; dashboard: boolean }) => {
       code = await demo(o);
     });
 
@@ -281,7 +282,7 @@ async function serve(configPath: string): Promise<number> {
   return EXIT.ok;
 }
 
-async function demo(o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; dashboard: boolean }): Promise<number> {
+async function demo(o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; disk?: string; dashboard: boolean }): Promise<number> {
   const { parseDuration } = await nodeLib();
   const forMs = o.for === undefined ? undefined : parseDuration(o.for);
   const abort = new AbortController();
@@ -295,7 +296,7 @@ async function demo(o: { for?: string; json?: boolean; interval?: string; rate: 
   let trace: { writes: AsyncIterable<{ time: number; offset: number; length: number }>; speedup: number } | undefined;
   if (o.trace !== undefined) {
     const { readTraceWrites } = await import('./trace');
-    trace = { writes: readTraceWrites(o.trace), speedup: Number(o.speedup) };
+    trace = { writes: readTraceWrites(o.trace, { disk: o.disk, volumeSize: parseSize(o.size), onNote: (note) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}headstart demo: ${note}\n`) }), speedup: Number(o.speedup) };
   }
   let result: DemoResult;
   try {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -216,6 +216,25 @@ describe('loading a trace', () => {
       expect([...w.offset]).toEqual([8192, 0]);
       expect(w.writtenBytes).toBe(12288);
       expect(w.duration).toBe(3); // the trace's span counts every record
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('loading one disk of a multi-disk trace', () => {
+  it('keeps its writes, its number in the name, and the whole trace\'s duration (so the same link)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-sim-disks-'));
+    try {
+      const path = join(dir, 'two.csv');
+      // MSR Cambridge layout; disk 1's last record is 10 s before the trace's end (a read on disk 0).
+      const tick = (s: number) => 128166372003061629 + s * 1e7;
+      await writeFile(path, [`${tick(0)},hm,0,Write,0,4096,1`, `${tick(5)},hm,1,Write,8192,8192,1`, `${tick(10)},hm,1,Write,0,4096,1`, `${tick(20)},hm,0,Read,0,4096,1`].join('\n') + '\n');
+      const all = await loadWorkloads(path, 'two.csv');
+      expect(all.map((w) => [w.name, w.count, w.duration])).toEqual([['two.csv#0', 1, 20], ['two.csv#1', 2, 20]]);
+      const [one] = await loadWorkloads(path, 'two.csv', { volume: '1' });
+      expect([one.name, one.count, one.duration, one.writtenBytes]).toEqual(['two.csv#1', 2, 20, 12288]);
+      expect(await loadWorkloads(path, 'two.csv', { volume: '7' })).toEqual([]);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

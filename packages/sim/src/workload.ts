@@ -34,12 +34,16 @@ class Builder {
 
 /** Loads a trace file's writes, split by volume. */
 export async function loadWorkloads(path: string, name: string, options: TraceReadOptions = {}): Promise<Workload[]> {
-  const stream = await readTrace(path, options);
+  // One disk is kept here rather than by the reader, so that the trace's duration (its
+  // last record, any disk) and so its mean write rate are the same as without the choice.
+  const { volume, ...readOptions } = options;
+  const stream = await readTrace(path, readOptions);
   const byVolume = new Map<string, Builder>();
   let last = 0;
   for await (const r of stream) {
     if (r.time > last) last = r.time;
     if (r.op !== 'write') continue;
+    if (volume !== undefined && r.volume !== volume) continue;
     if (r.length === 0) continue;
     const key = r.volume ?? '';
     let b = byVolume.get(key);
@@ -52,7 +56,8 @@ export async function loadWorkloads(path: string, name: string, options: TraceRe
   }
   const out: Workload[] = [];
   const keys = [...byVolume.keys()].sort();
-  for (const key of keys) out.push(build(keys.length > 1 ? `${name}#${key}` : name, byVolume.get(key)!, last));
+  // One disk of several keeps its number in the name, whether the trace had others or the caller picked it.
+  for (const key of keys) out.push(build(keys.length > 1 || (volume !== undefined && key !== '') ? `${name}#${key}` : name, byVolume.get(key)!, last));
   return out;
 }
 
