@@ -4,7 +4,7 @@
  * the issue's `plain` reference planner beside them (packages/sim/src/plain.ts: the yardstick
  * headstart's planner must clearly beat). Default sweep: every trace in ../shared/traces x intervals 60/300/900/3600 s x link
  * 1.2x/2x/5x the trace's mean write rate. Flags (after `--`): --quick, --json,
- * --trace FILE (repeatable), --interval 60,300, --link-x 1.2,2, --varying (square-wave link),
+ * --trace FILE (repeatable; plain or compressed), --disk ID (one disk of a multi-disk trace), --interval 60,300, --link-x 1.2,2, --varying (square-wave link),
  * --planner '{"redundancyBudget":0.02}' (planner option overrides, for the predictive policy's
  * lag/redundancy trade-off: the oracle and the other policies are not affected by them),
  * --restart-every S (the predictive planner restarts every S s, at a close, from what it had
@@ -112,9 +112,9 @@ export default defineSuite({
     const restart = restartEvery === undefined ? undefined : { every: restartEvery, warm: !args.includes('--restart-cold') };
     const runs: Evaluation[] = [];
     const notes: string[] = [];
+    const disk = flag(args, '--disk').at(-1);
     for (const file of await traceFiles(args, quick)) {
       const t0 = Date.now();
-      const disk = flag(args, '--disk').at(-1);
       const workloads = await loadWorkloads(file, basename(file), disk === undefined ? {} : { volume: disk });
       if (workloads.length === 0) throw new Error(`${basename(file)} has no writes${disk === undefined ? '' : ` on disk ${disk}`}`);
       log(`loaded ${basename(file)}: ${workloads.map((w) => `${w.name} ${w.count} writes over ${w.duration.toFixed(0)} s`).join('; ')} (${Date.now() - t0} ms)`);
