@@ -7,7 +7,7 @@ const volume = (extra: Partial<VolumeView>): VolumeView =>
   ({
     name: 'db', group: null, groupWait: null, betweenPoints: null, role: 'primary', epoch: 1, size: 1 << 30, blockSize: 4096, openSnapshot: 7, latestClosed: 6,
     nextCloseAt: now + 40_000, levelOffsetMs: null, committed: null, rpoTargetMs: null, dirtyBytes: 0, policy: 'predictive', planner: null,
-    sinks: [], history: [], lastVerify: null, closeFailing: null, disk: { freeBytes: null, reserveBytes: 1 << 20, warnBytes: 4 << 20 }, ...extra,
+    sinks: [], history: [], lastVerify: null, verifyDeferred: 0, closeFailing: null, disk: { freeBytes: null, reserveBytes: 1 << 20, warnBytes: 4 << 20 }, ...extra,
   }) as VolumeView;
 const status = (v: VolumeView): NodeStatus => ({ node: 'site-a', time: now, listen: { nbd: null, peers: null }, linkCaps: [], volumes: [v] });
 
@@ -22,6 +22,11 @@ describe('headstart status', () => {
     const planner = { D: 5 * 2 ** 30, untrackedBytes: 4 * 2 ** 30, restoredFrom: null } as VolumeView['planner'];
     expect(formatStatus(status(volume({ planner })))).toContain('D 5120.0 MiB (4096.0 MiB of it over the planner\'s tracked blocks: ships at the close), planner model new since start');
     expect(formatStatus(status(volume({ planner: { ...planner!, untrackedBytes: 0 } })))).not.toContain('tracked blocks');
+  });
+
+  it('says when scheduled verifications wait for a sink that is behind', () => {
+    expect(formatStatus(status(volume({ verifyDeferred: 3 })))).toContain('verification: the last 3 scheduled one(s) deferred: a sink has not committed the latest point yet (a backlog)');
+    expect(formatStatus(status(volume({})))).not.toContain('deferred');
   });
 
   it('says when a replica is stuck between two points, and when a long commit is only writing', () => {

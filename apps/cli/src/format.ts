@@ -68,6 +68,8 @@ export function formatStatus(s: NodeStatus): string {
       const when = `${seconds(s.time - lv.at)} ago`;
       lines.push(lv.error !== null ? `  verification: could not run (${when}): ${lv.error}` : lv.equal ? `  verification: replica equal at point ${lv.point} (${when})` : `  verification: REPLICA DIFFERS at point ${lv.point} (${when}): ${bytes(lv.differingBytes ?? 0)} in ${lv.ranges.length}${lv.ranges.length === 16 ? '+' : ''} range(s), first at byte ${lv.ranges[0]?.[0]}`);
     }
+    // An older serve's status has no such field (the CLI may be newer than the node).
+    if ((v.verifyDeferred ?? 0) > 0) lines.push(`  verification: the last ${v.verifyDeferred} scheduled one(s) deferred: a sink has not committed the latest point yet (a backlog)`);
     for (const k of v.sinks) {
       const rpo = k.rpoAgeMs === null ? '-' : seconds(k.rpoAgeMs);
       const target = v.rpoTargetMs !== null && k.rpoAgeMs !== null && k.rpoAgeMs > v.rpoTargetMs ? ' (over target!)' : '';

@@ -111,6 +111,8 @@ export interface VolumeView {
   readonly history: readonly SnapshotRecord[];
   /** The last scheduled verification against the replica (volume.verify), or null. */
   readonly lastVerify: VerifyResult | null;
+  /** Scheduled verifications skipped in a row because a sink had not committed the latest point (a backlog). */
+  readonly verifyDeferred: number;
   /** A scheduled close that keeps failing (retried every few seconds), or null. */
   readonly closeFailing: CloseFailure | null;
   /** The volume's file system: free bytes (null if unknown), and the reserve below which writes are refused. */
@@ -164,6 +166,8 @@ interface Managed {
   verifyTimer: NodeJS.Timeout | null;
   /** How the last scheduled verification ended. */
   lastVerify: VerifyResult | null;
+  /** Scheduled verifications deferred in a row because a sink was behind (runScheduledVerify). */
+  verifyDeferred: number;
   /** The planner's model being saved (planner-state.ts), resolved when none is. */
   learntSaving: Promise<void>;
   /** When the last save began (epoch ms). */
@@ -345,6 +349,7 @@ class Node implements HeadstartNode {
         verifyHold: null,
         verifyTimer: null,
         lastVerify: null,
+        verifyDeferred: 0,
         learntSaving: Promise.resolve(),
         learntSavedAt: -Infinity,
         archiver: null,
@@ -520,6 +525,20 @@ class Node implements HeadstartNode {
   private async runScheduledVerify(m: Managed, replica: string): Promise<void> {
     const name = m.config.name;
     if (m.volume.readOnly || this.stopping || m.verifyHold !== null) return; // a replica here, or an operator's verify under way
+    // A sink still shipping earlier points (a backlog, a link that cannot keep up): a
+    // verification now would hold the schedule (so the RPO) while it waits, up to five
+    // minutes, and then fail on the wait, not on the data. It waits for a slot with no backlog.
+    const latest = m.volume.latestClosed?.n ?? null;
+    const behind = latest === null ? [] : m.config.sinks.filter((s) => {
+      const acked = m.volume.sink(s).acked;
+      return acked === null || acked < latest;
+    });
+    if (behind.length > 0) {
+      m.verifyDeferred++;
+      this.log.info({ volume: name, behind, point: latest, deferred: m.verifyDeferred }, 'scheduled verification deferred: a sink has not committed the latest point yet (a backlog); the next slot tries again');
+      return;
+    }
+    m.verifyDeferred = 0;
     const at = Date.now();
     try {
       const plan = await this.beginVerify(name);
@@ -1145,6 +1164,7 @@ class Node implements HeadstartNode {
         sinks,
         history: m.history.slice(-50),
         lastVerify: m.lastVerify,
+        verifyDeferred: m.verifyDeferred,
         closeFailing: m.closeFailing,
         disk: v.room(),
       };
