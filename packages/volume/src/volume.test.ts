@@ -128,6 +128,36 @@ describe('volume', () => {
     await v.shutdown();
   });
 
+  it('a point released while a read of it waits on the disk fails that read as released, never with another point\'s bytes', async () => {
+    // Seen in a fault campaign: a runner hashing a point that its last sink acknowledged at
+    // that moment got VOLUME_CORRUPT ("preserved copy of block 1344 as of point 0 is missing").
+    const v = await createVolume(tempDir(), { size: MiB });
+    await v.addSink('replica');
+    await v.write(0, Buffer.alloc(4096, 1));
+    const p1 = await v.closeSnapshot();
+    await v.write(0, Buffer.alloc(4096, 2));
+    const p2 = await v.closeSnapshot();
+    await v.write(0, Buffer.alloc(4096, 3));
+    // A slow disk: the image read of point 1 waits until the point has been released.
+    const image = (v as unknown as { image: { pread(buf: Uint8Array, position: number): Promise<void> } }).image;
+    const pread = image.pread.bind(image);
+    let go!: () => void;
+    const released = new Promise<void>((resolve) => (go = resolve));
+    image.pread = async (buf, position) => {
+      await released;
+      return pread(buf, position);
+    };
+    const read = v.readBlocksAt(p1.n, 0, 1);
+    await v.acknowledge('replica', p2.n);
+    go();
+    await expectCode(read, 'SNAPSHOT_RELEASED');
+    image.pread = pread;
+    // Both points are released now (the sink has point 2, and block 0 was written since).
+    await expectCode(v.readBlocksAt(p2.n, 0, 1), 'SNAPSHOT_RELEASED');
+    expect((await v.read(0, 4096))[0]).toBe(3);
+    await v.shutdown();
+  });
+
   it('reads closed points exactly while newer writes overwrite them (copy-on-write)', async () => {
     const dir = tempDir();
     const v = await createVolume(dir, { size: MiB });

@@ -724,6 +724,10 @@ export class Volume implements BlockDevice {
     try {
       if (!this.isReadable(n)) throw this.unknownPoint(n);
       await this.image.pread(out, firstBlock * bs);
+      // The point may have been released while the image was read (its last sink
+      // acknowledged it): its dirty sets are gone at once and its preserved copies soon
+      // after, so what follows would find newer copies or none. The rest is synchronous.
+      if (!this.isReadable(n)) throw this.unknownPoint(n);
       for (let i = 0; i < count; i++) {
         const b = firstBlock + i;
         for (let k = n; k < this.openN; k++) {
