@@ -528,11 +528,10 @@ class Node implements HeadstartNode {
     // A sink still shipping earlier points (a backlog, a link that cannot keep up): a
     // verification now would hold the schedule (so the RPO) while it waits, up to five
     // minutes, and then fail on the wait, not on the data. It waits for a slot with no backlog.
+    // (From the volume's sinks, not sink(name): a configured sink its source has not
+    // registered yet must not throw here, outside the try below.)
     const latest = m.volume.latestClosed?.n ?? null;
-    const behind = latest === null ? [] : m.config.sinks.filter((s) => {
-      const acked = m.volume.sink(s).acked;
-      return acked === null || acked < latest;
-    });
+    const behind = latest === null ? [] : m.volume.sinks().filter((s) => m.config.sinks.includes(s.name) && (s.acked === null || s.acked < latest)).map((s) => s.name);
     if (behind.length > 0) {
       m.verifyDeferred++;
       this.log.info({ volume: name, behind, point: latest, deferred: m.verifyDeferred }, 'scheduled verification deferred: a sink has not committed the latest point yet (a backlog); the next slot tries again');
