@@ -291,8 +291,8 @@ export class VolumePlanner {
    * decayed with a half-life of the open snapshot's interval, so it counts the writes of
    * about one interval (the span a rewrite would cost a resend in).
    */
-  private recentWrites(recentAtLast: number, age: number): number {
-    return recentAtLast * Math.pow(2, -age / this.recentSpan());
+  private recentWrites(recentAtLast: number, age: number, span = this.recentSpan()): number {
+    return recentAtLast * Math.pow(2, -age / span);
   }
 
   private recentSpan(): number {
@@ -754,7 +754,7 @@ export class VolumePlanner {
       this.model.expose(ctx, tb.credited[i], age);
       tb.credited[i] = age;
       const atLast = tb.recent[i];
-      const recent = atLast <= COUNT_LOW ? atLast : atLast * Math.pow(2, -age / span);
+      const recent = atLast <= COUNT_LOW ? atLast : this.recentWrites(atLast, age, span);
       tb.ctx[i] = withNeighbourhood(ctx, this.regionContext ? this.regionShareOf(tb.keys[i]) : 1, recent);
     }
     this.model.decay(now);

@@ -173,7 +173,6 @@ class ReplicaSession {
   private hello: HelloMsg | null = null;
   private version = 0;
   private target: ReplicaTarget | null = null;
-  private current: { n: number; kind: 'full' | 'delta' } | null = null;
   private lastStage: Promise<unknown> = Promise.resolve();
   private unstagedBytes = 0;
 
@@ -287,7 +286,6 @@ class ReplicaSession {
     if (kind === 'full' && base !== null && n <= base) {
       throw new HeadstartError('LINK_OUT_OF_ORDER', `full copy of ${n} is not newer than the replica's point ${base}`);
     }
-    this.current = { n, kind };
   }
 
   private blocks(n: number, batch: number, blocks: readonly { block: number; hash: bigint; data: Uint8Array }[]): void {
@@ -328,7 +326,6 @@ class ReplicaSession {
     const set = t.staging.staged(n);
     const count = set?.blocks.size ?? 0;
     const digest = set?.digest.value ?? 0n;
-    this.current = null;
     if (set?.broken || count !== m.count || digest !== m.digest) {
       await t.staging.discard([n]);
       const message = set?.broken
