@@ -110,6 +110,10 @@ describe('DR drill: failover and failback between two sites', () => {
     const healthy = await verifyB();
     expect(healthy.code, healthy.stderr).toBe(0);
     expect(healthy.report!.equal).toBe(true);
+    const noReplica = await runCli(['verify', 'vol', '-c', a]);
+    expect(noReplica.code).toBe(2);
+    expect(noReplica.stderr).toContain('verify needs --replica');
+    expect(await ok(['verify', 'vol', '--end', '-c', a])).toBe('vol: no verification holds its schedule now');
     expect(await stopGracefully(siteB.process)).toBe(0);
     const image = join(dir, 'b', 'data', 'volumes', 'vol', 'image.raw');
     const fh = await open(image, 'r+');

@@ -1,13 +1,15 @@
 /**
  * Scheduled verification: the primary compares itself with the replica's read-only NBD export
  * on its own, with no false alarm while it is healthy, and names the damaged range when the
- * replica's image is changed behind headstart's back (bit rot, a stray write).
+ * replica's image is changed behind headstart's back (bit rot, a stray write). An operator's
+ * verification waits out a backlog that moves, and lets the schedule go when called off.
  */
-import { open, mkdtemp, rm } from 'node:fs/promises';
+import { open, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { silentLogger, startNode, validateConfig, type HeadstartNode } from '@headstart/node';
+import { silentLogger, startNode, startServices, validateConfig, type HeadstartNode } from '@headstart/node';
 import { freePort } from '../helpers/cli';
 
 const SECRET = 'scheduled-verify-secret';
@@ -28,8 +30,11 @@ async function until<T>(what: string, get: () => T | null | undefined, ms = 30_0
   }
 }
 
-/** A replica node and a primary that verifies against its read-only export every second. */
-async function pair(prefix: string, rateLimit?: string): Promise<{ dir: string; primary: HeadstartNode }> {
+/**
+ * A replica node and a primary that verifies against its read-only export every second
+ * (`scheduled: false`: only when asked, with its admin API up).
+ */
+async function pair(prefix: string, rateLimit?: string, scheduled = true): Promise<{ dir: string; primary: HeadstartNode; replica: HeadstartNode; adminPort: number | null }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const nbdPort = await freePort();
@@ -39,13 +44,32 @@ async function pair(prefix: string, rateLimit?: string): Promise<{ dir: string; 
     volumes: [{ name: 'vol', size: 8 * MiB, role: 'replica', sinks: [] }],
   }), silentLogger());
   cleanup.push(() => replica.stop());
-  const primary: HeadstartNode = await startNode(validateConfig({
+  const config = validateConfig({
     node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET },
     peers: [{ name: 'site-b', url: `ws://127.0.0.1:${replica.peersPort}`, ...(rateLimit === undefined ? {} : { rateLimit }) }],
-    volumes: [{ name: 'vol', size: 8 * MiB, role: 'primary', schedule: { every: '1h' }, sinks: ['site-b'], verify: { every: '1s', replica: `nbd://127.0.0.1:${nbdPort}/vol` } }],
-  }), silentLogger());
+    ...(scheduled ? {} : { listen: { admin: `127.0.0.1:${await freePort()}` } }),
+    volumes: [{ name: 'vol', size: 8 * MiB, role: 'primary', schedule: { every: '1h' }, sinks: ['site-b'], ...(scheduled ? { verify: { every: '1s', replica: `nbd://127.0.0.1:${nbdPort}/vol` } } : {}) }],
+  });
+  const primary: HeadstartNode = await startNode(config, silentLogger());
   cleanup.push(() => primary.stop());
-  return { dir, primary };
+  let adminPort: number | null = null;
+  if (!scheduled) {
+    const services = await startServices(primary, config, silentLogger());
+    cleanup.push(() => services.stop());
+    adminPort = services.adminPort;
+  }
+  return { dir, primary, replica, adminPort };
+}
+
+/** 4 MiB of random blocks: at 512 KiB/s a backlog of about 8 s (a cap only slows it). */
+function randomBytes4MiB(): Buffer {
+  const data = Buffer.alloc(4 * MiB);
+  for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
+  return data;
+}
+
+async function rejection(p: Promise<unknown>): Promise<{ code?: string; message?: string }> {
+  return p.then(() => ({ code: 'resolved' }), (err: { code?: string; message?: string }) => err);
 }
 
 describe('scheduled verification', () => {
@@ -72,10 +96,7 @@ describe('scheduled verification', () => {
   it('waits while a sink is behind, without holding the schedule or closing a point, then verifies', async () => {
     const { primary } = await pair('hs-sverify-behind-', '512KiB/s');
     await until('a first verification', () => primary.status().volumes[0].lastVerify);
-    // 4 MiB of random blocks at 512 KiB/s: a backlog of about 8 s (a cap only slows it).
-    const data = Buffer.alloc(4 * MiB);
-    for (let i = 0; i < data.length; i += 4) data.writeUInt32LE((Math.random() * 2 ** 32) >>> 0, i);
-    await primary.volume('vol').write(0, data);
+    await primary.volume('vol').write(0, randomBytes4MiB());
     const point = await primary.snapshotNow('vol');
     const before = primary.status().volumes[0].lastVerify!;
     await until('a deferred verification', () => (primary.status().volumes[0].verifyDeferred >= 2 ? true : null), 6_000);
@@ -93,4 +114,78 @@ describe('scheduled verification', () => {
     expect(after.point!).toBeGreaterThan(point.n);
     expect(primary.status().volumes[0].verifyDeferred).toBe(0);
   }, 90_000);
+
+  it("an operator's verification waits out a backlog that moves, and fails on a link that does not", async () => {
+    const { primary, replica } = await pair('hs-verify-backlog-', '512KiB/s', false);
+    await primary.volume('vol').write(0, randomBytes4MiB());
+    // No progress for 2 s would fail it; the backlog takes about 8 s, and it moves.
+    const started = Date.now();
+    const plan = await primary.beginVerify('vol', { timeoutMs: 2_000 });
+    expect(Date.now() - started).toBeGreaterThan(4_000);
+    expect(primary.status().volumes[0].sinks[0].acked).toBe(plan.n);
+    expect((await rejection(primary.beginVerify('vol'))).code).toBe('VERIFY_BUSY');
+    expect(primary.status().volumes[0].nextCloseAt).toBeNull(); // held while it is compared
+    await primary.endVerify('vol');
+    expect(primary.status().volumes[0].nextCloseAt).not.toBeNull();
+
+    // The replica's site gone: no progress for 1.5 s fails it, and the schedule goes on.
+    await replica.stop();
+    await primary.volume('vol').write(0, Buffer.alloc(64 * 1024, 0x11));
+    const dead = await rejection(primary.beginVerify('vol', { timeoutMs: 1_500 }));
+    expect(dead.code).toBe('LINK_TIMEOUT');
+    expect(dead.message).toContain('made no progress for 1500 ms');
+    expect(primary.status().volumes[0].nextCloseAt).not.toBeNull();
+    expect(primary.volume('vol').sinks().map((s) => s.name)).toEqual(['site-b']);
+  }, 90_000);
+
+  it('a verification called off while it waits (verify --end, its caller gone) lets the schedule go at once', async () => {
+    const { dir, primary, adminPort } = await pair('hs-verify-calloff-', '512KiB/s', false);
+    await primary.volume('vol').write(0, randomBytes4MiB());
+    // Ended by the operator (`headstart verify vol --end`) while the backlog drains.
+    const ended = rejection(primary.beginVerify('vol'));
+    await new Promise((r) => setTimeout(r, 500));
+    expect(primary.status().volumes[0].nextCloseAt).toBeNull();
+    await primary.endVerify('vol');
+    expect((await ended).code).toBe('VERIFY_ENDED');
+    expect(primary.status().volumes[0].nextCloseAt).not.toBeNull();
+    expect(primary.volume('vol').sinks().map((s) => s.name)).toEqual(['site-b']);
+
+    // Through the admin API, the caller goes away (Ctrl-C of `headstart verify`): the node
+    // calls the wait off, rather than holding the schedule until the backlog drains.
+    await primary.volume('vol').write(0, randomBytes4MiB());
+    const token = (await readFile(join(dir, 'a', 'admin.token'), 'utf8')).trim();
+    const req = request({ host: '127.0.0.1', port: adminPort!, method: 'POST', path: '/v1/volumes/vol/verify-begin', headers: { authorization: `Bearer ${token}` } });
+    req.on('error', () => {});
+    req.end();
+    await until('the verification to hold the schedule', () => (primary.status().volumes[0].nextCloseAt === null ? true : null), 5_000);
+    const acked = primary.status().volumes[0].sinks[0].acked;
+    req.destroy();
+    await until('the hold to end once its caller went away', () => (primary.status().volumes[0].nextCloseAt !== null ? true : null), 3_000);
+    expect(primary.volume('vol').sinks().map((s) => s.name)).toEqual(['site-b']);
+    // Called off well before the backlog drained.
+    expect(primary.status().volumes[0].sinks[0].acked).toBe(acked);
+  }, 90_000);
+
+  it('exports and begins a verification while its sink has acknowledged nothing yet (its first copy)', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-verify-first-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    // Nobody listens at the peer's address: the sink stays in its first copy.
+    const primary = await startNode(validateConfig({
+      node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET },
+      peers: [{ name: 'site-b', url: `ws://127.0.0.1:${await freePort()}` }],
+      volumes: [{ name: 'vol', size: 8 * MiB, role: 'primary', schedule: { every: '1h' }, sinks: ['site-b'] }],
+    }), silentLogger());
+    cleanup.push(() => primary.stop());
+    const data = randomBytes4MiB();
+    await primary.volume('vol').write(0, data);
+    expect(primary.status().volumes[0].sinks[0].acked).toBeNull();
+    // Both used to fail with SINK_BAD_ACK ("point -1 is no longer kept ... full resync").
+    const exported = await primary.exportImage('vol', join(dir, 'export.raw'));
+    expect((await readFile(join(dir, 'export.raw'))).subarray(0, 4 * MiB).equals(data)).toBe(true);
+    expect(exported.bytes).toBe(8 * MiB);
+    const verify = await rejection(primary.beginVerify('vol', { timeoutMs: 1_000 }));
+    expect(verify.code).toBe('LINK_TIMEOUT'); // the replica is unreachable: the honest reason
+    expect(primary.volume('vol').sinks().map((s) => s.name)).toEqual(['site-b']);
+    expect(primary.status().volumes[0].nextCloseAt).not.toBeNull();
+  }, 60_000);
 });

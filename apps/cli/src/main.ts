@@ -4,7 +4,7 @@
  * takes --json (one JSON object on stdout); exit codes are stable (see EXIT below).
  */
 import { Command, CommanderError, Option } from 'commander';
-import { isHeadstartError } from '@headstart/errors';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import type { DemoResult, LinkCapView, NodeConfig, NodeStatus } from '@headstart/node';
 import { archiveCommands } from './archive';
 
@@ -81,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
     .command('snapshot <volume>')
     .description('Take a snapshot point of a primary volume now')
     .addOption(configOption())
-    .option('--wait', 'wait until every sink committed it')
+    .option('--wait', 'wait until every sink committed it (fails after 5 minutes in which no link made progress)')
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; wait?: boolean; json?: boolean }) => {
       const p = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/snapshot`)) as { n: number };
@@ -137,9 +137,16 @@ export async function main(argv: string[]): Promise<number> {
     .command('verify <volume>')
     .description('Compare a replica with its source at a fresh point, by range checksums; report differing ranges')
     .addOption(configOption())
-    .requiredOption('--replica <url>', "the replica's read-only NBD export, nbd://host:port/name")
+    .option('--replica <url>', "the replica's read-only NBD export, nbd://host:port/name")
+    .option('--end', "end a verification under way (or left by a killed verify): the source's schedule resumes")
     .option('--json', 'print JSON')
-    .action(async (volume: string, o: { config: string; replica: string; json?: boolean }) => {
+    .action(async (volume: string, o: { config: string; replica?: string; end?: boolean; json?: boolean }) => {
+      if (o.end === true) {
+        const r = await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/verify-end`);
+        print(o.json, r, () => `${volume}: no verification holds its schedule now`);
+        return;
+      }
+      if (o.replica === undefined) throw new HeadstartError('CONFIG_INVALID', "verify needs --replica nbd://host:port/name (the replica's read-only export), or --end");
       const { verify } = await import('./verify');
       const r = await verify(o.config, volume, o.replica, !o.json && process.stderr.isTTY === true);
       print(o.json, r, () =>
@@ -238,8 +245,13 @@ export async function main(argv: string[]): Promise<number> {
  * Waits until every sink of `volume` committed point n (an initial sync or a failback can
  * take long): on a terminal, a live line per sink with the bytes sent so far and the rate.
  */
+/** How long `snapshot --wait` waits on links that make no progress (a backlog that moves is waited out). */
+const WAIT_NO_PROGRESS_MS = 5 * 60_000;
+
 async function waitCommitted(configPath: string, volume: string, n: number, live: boolean): Promise<void> {
   const started = Date.now();
+  let seen = '';
+  let progressAt = started;
   for (;;) {
     const status = (await admin(configPath, 'GET', '/v1/status')) as NodeStatus;
     const v = status.volumes.find((x) => x.name === volume);
@@ -247,6 +259,15 @@ async function waitCommitted(configPath: string, volume: string, n: number, live
     if (sinks.every((s) => s.acked !== null && s.acked >= n)) {
       if (live) process.stderr.write('\r\x1b[K');
       return;
+    }
+    const mark = sinks.map((s) => `${s.acked}/${s.payloadBytesSent}`).join(' ');
+    if (mark !== seen) {
+      seen = mark;
+      progressAt = Date.now();
+    } else if (Date.now() - progressAt > WAIT_NO_PROGRESS_MS) {
+      if (live) process.stderr.write('\n');
+      const behind = sinks.filter((s) => s.acked === null || s.acked < n).map((s) => `${s.name} (acknowledged ${s.acked ?? 'none'}, link ${s.state}${s.lastError ? `: ${s.lastError}` : ''})`);
+      throw new HeadstartError('LINK_TIMEOUT', `point ${n} of ${volume} is closed, but no link made progress towards it for ${WAIT_NO_PROGRESS_MS / 60_000} minutes: ${behind.join('; ')}`);
     }
     if (live) {
       const parts = sinks.map((s) => `${s.name}: ${s.acked !== null && s.acked >= n ? 'committed' : `${(s.payloadBytesSent / 2 ** 20).toFixed(1)} MiB sent, ${(s.throughput / 1e6).toFixed(2)} MB/s, link ${s.state}`}`);

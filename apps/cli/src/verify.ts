@@ -21,6 +21,9 @@ export async function verify(configPath: string, volume: string, replicaUrl: str
   const config = await loadConfig(configPath);
   parseNbdUrl(replicaUrl); // a bad URL is refused before the source holds anything
   const base = `/v1/volumes/${encodeURIComponent(volume)}`;
+  // Behind a backlog the point takes as long as the link needs (the node waits while the link
+  // makes progress); say so, or a silent terminal looks hung.
+  if (showProgress) process.stderr.write(`closing a point of ${volume} and waiting until every sink committed it (headstart status shows the link)...\n`);
   const plan = (await callAdmin(config, 'POST', `${base}/verify-begin`)) as { volume: string; n: number; size: number; rangeBytes: number; hashes: string[] };
   try {
     const bar = showProgress ? new SingleBar({ format: 'verify {bar} {percentage}% | {value}/{total} MiB | {eta}s left', hideCursor: true }, Presets.shades_classic) : null;

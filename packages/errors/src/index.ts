@@ -94,7 +94,8 @@ export const ERRORS = {
   NODE_UNREACHABLE: { hint: 'Start the node (headstart serve) or check --config and listen.admin.', retryable: true, nbdErrno: EIO, wsClose: 4503 },
   NODE_ADMIN_DENIED: { hint: 'The admin token (in the node\'s data directory) did not match.', retryable: false, nbdErrno: EPERM, wsClose: 4401 },
   VERIFY_SHAPE: { hint: 'Source and replica differ in size or range layout; check that you compare the right volume.', retryable: false, nbdErrno: 22, wsClose: 4400 },
-  VERIFY_BUSY: { hint: 'A verification of this volume is already running; wait for it or end it with `headstart verify --end`.', retryable: true, nbdErrno: 16, wsClose: 4409 },
+  VERIFY_BUSY: { hint: 'A verification of this volume is already running; wait for it or end it with `headstart verify VOLUME --end`.', retryable: true, nbdErrno: 16, wsClose: 4409 },
+  VERIFY_ENDED: { hint: 'The verification was ended (`headstart verify --end`, a role change, its caller gone) before its point reached the replica; run it again.', retryable: true, nbdErrno: 4, wsClose: 4409 },
   EXPORT_EXISTS: { hint: 'Choose another output path, or pass --force to replace the file.', retryable: false, nbdErrno: 17, wsClose: 4409 },
   CONFIG_INVALID: { hint: 'Fix the named key in the configuration file.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   // --- dashboard ---

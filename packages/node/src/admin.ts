@@ -26,7 +26,13 @@ export async function startAdminServer(node: HeadstartNode, config: NodeConfig):
     const send = (status: number, body: unknown) => res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
     const given = Buffer.from(req.headers.authorization ?? '');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return send(401, { code: 'NODE_ADMIN_DENIED', message: 'bad or missing admin token' });
-    void handle(node, req).then(
+    // A caller that goes away (Ctrl-C, kill) before the answer calls off what it waited for:
+    // a verification's hold of the schedule, a wait for acknowledgement.
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort(new HeadstartError('VERIFY_ENDED', 'the caller went away before the answer'));
+    });
+    void handle(node, req, gone.signal).then(
       (body) => send(200, body),
       (err: unknown) => {
         const e = isHeadstartError(err) ? err : new HeadstartError('VOLUME_IO', String((err as Error)?.message ?? err));
@@ -42,7 +48,7 @@ export async function startAdminServer(node: HeadstartNode, config: NodeConfig):
   return { server, port: typeof addr === 'object' && addr !== null ? addr.port : port };
 }
 
-async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknown> {
+async function handle(node: HeadstartNode, req: IncomingMessage, callerGone: AbortSignal): Promise<unknown> {
   const url = new URL(req.url ?? '/', 'http://admin');
   const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-end|export)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/v1/status') return node.status();
@@ -57,11 +63,12 @@ async function handle(node: HeadstartNode, req: IncomingMessage): Promise<unknow
     const name = decodeURIComponent(m[1]);
     if (m[2] === 'snapshot') {
       const point = await node.snapshotNow(name);
-      if (url.searchParams.get('wait') === '1') await node.waitAcked(name, point.n, Number(url.searchParams.get('timeoutMs') ?? 120_000));
+      // timeoutMs without progress: a backlog that moves is waited out, a stuck link is not.
+      if (url.searchParams.get('wait') === '1') await node.waitAcked(name, point.n, Number(url.searchParams.get('timeoutMs') ?? 120_000), { whileProgressing: true, signal: callerGone });
       return point;
     }
     if (m[2] === 'promote') return node.promote(name, { force: url.searchParams.get('force') === '1', allowTorn: url.searchParams.get('allowTorn') === '1' });
-    if (m[2] === 'verify-begin') return node.beginVerify(name);
+    if (m[2] === 'verify-begin') return node.beginVerify(name, { signal: callerGone });
     if (m[2] === 'export') {
       const out = url.searchParams.get('out');
       if (out === null || !isAbsolute(out)) throw new HeadstartError('CONFIG_INVALID', 'export needs an absolute output path (out=)');

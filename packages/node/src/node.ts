@@ -160,8 +160,12 @@ interface Managed {
   lastSessionAt: number;
   /** The code the replica's last retry of a stopped commit failed with (logged once per code), or null. */
   redoFailing: string | null;
-  /** A verification in progress: the schedule is held until it ends. */
-  verifyHold: NodeJS.Timeout | null;
+  /**
+   * A verification in progress: the schedule is held until it ends. `waiting` calls off its
+   * wait for the sinks' acknowledgement; `expiry` ends the hold VERIFY_HOLD_MS after the
+   * sinks hold its point, whatever happens to the caller.
+   */
+  verifyHold: { waiting: AbortController; expiry: NodeJS.Timeout | null } | null;
   /** The next scheduled verification (volume.verify). */
   verifyTimer: NodeJS.Timeout | null;
   /** How the last scheduled verification ended. */
@@ -251,8 +255,12 @@ export interface HeadstartNode {
   setRateLimit(peer: string | null, bytesPerSecond: number | null | 'auto'): { peer: string | null; rateLimit: number | null; links: number; cap: LinkCapView };
   /** Every link cap of the node (linkCap, then each peer's) and what sets it now. */
   linkCaps(): LinkCapView[];
-  /** Holds point n of a primary volume for comparison with its sinks (see verify.ts). */
-  beginVerify(name: string, options?: { timeoutMs?: number }): Promise<VerifyPlan>;
+  /**
+   * Closes a point of a primary volume and holds it for comparison with its sinks (see
+   * verify.ts), once every sink acknowledged it. The wait fails after timeoutMs in which the
+   * link made no progress (not on a long backlog that moves), or when `signal` aborts.
+   */
+  beginVerify(name: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<VerifyPlan>;
   endVerify(name: string): Promise<void>;
   /** Writes a point to a raw image file: a fresh point of a primary, the committed point of a replica. */
   exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<{ n: number; bytes: number; path: string }>;
@@ -944,24 +952,35 @@ class Node implements HeadstartNode {
     await Promise.all([...m.sources.values()].map((s) => s.waitAcked(n, timeoutMs, options)));
   }
 
-  async beginVerify(name: string, options: { timeoutMs?: number } = {}): Promise<VerifyPlan> {
+  async beginVerify(name: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<VerifyPlan> {
     const m = this.get(name);
     if (m.volume.readOnly) throw new HeadstartError('VOLUME_READ_ONLY', `volume ${name} is a replica here; verify from its primary`);
     if (m.verifyHold !== null) throw new HeadstartError('VERIFY_BUSY', `volume ${name} is being verified already`);
     // Hold the schedule (no later point may close on the replica) and keep the point readable.
-    m.verifyHold = setTimeout(() => void this.endVerify(name).catch(() => {}), VERIFY_HOLD_MS);
+    const hold: NonNullable<Managed['verifyHold']> = { waiting: new AbortController(), expiry: null };
+    m.verifyHold = hold;
+    const callerGone = () => hold.waiting.abort(new HeadstartError('VERIFY_ENDED', `the verification of ${name} was called off by its caller before the replica held its point`));
+    options.signal?.addEventListener('abort', callerGone);
+    if (options.signal?.aborted === true) callerGone();
     if (m.timer) clearTimeout(m.timer);
     m.timer = null;
     m.nextCloseAt = null;
     try {
-      await m.volume.addSink(VERIFY_SINK, { acked: m.volume.floor });
-      const point = await this.closePoint(m, Date.now());
-      await Promise.all([...m.sources.values()].map((s) => s.waitAcked(point.n, options.timeoutMs ?? 300_000)));
+      const point = await this.closeHeld(m, VERIFY_SINK);
+      // Behind a backlog the point can take longer than any fixed wait: the wait fails only
+      // when the link stops making progress, and the hold's expiry starts once the sinks hold it.
+      const wait = { whileProgressing: true, signal: hold.waiting.signal };
+      await Promise.all([...m.sources.values()].map((s) => s.waitAcked(point.n, options.timeoutMs ?? 300_000, wait)));
+      hold.waiting.signal.throwIfAborted();
       const hashes = await hashPoint(m.volume, point.n);
+      hold.expiry = setTimeout(() => void (m.verifyHold === hold ? this.endVerify(name) : Promise.resolve()).catch(() => {}), VERIFY_HOLD_MS);
       return { volume: name, n: point.n, size: m.volume.size, rangeBytes: VERIFY_RANGE_BYTES, hashes };
     } catch (err) {
-      await this.endVerify(name);
+      // Not a later verification's hold: this one may have been ended (and another begun) meanwhile.
+      if (m.verifyHold === hold) await this.endVerify(name);
       throw err;
+    } finally {
+      options.signal?.removeEventListener('abort', callerGone);
     }
   }
 
@@ -971,13 +990,13 @@ class Node implements HeadstartNode {
     if (!v.readOnly) {
       // A fresh point, kept readable by a temporary sink while it is copied out.
       const hold = `export-${process.pid}-${Date.now()}`;
-      await v.addSink(hold, { acked: v.floor });
       try {
-        const point = await this.closePoint(m, Date.now());
+        const point = await this.closeHeld(m, hold);
         await writeImage(v, out, (first, count) => v.readBlocksAt(point.n, first, count), options.overwrite === true);
         return { n: point.n, bytes: v.size, path: out };
       } finally {
-        await v.removeSink(hold);
+        // Absent when the hold itself could not be added: the error that says why goes on.
+        if (v.sinks().some((s) => s.name === hold)) await v.removeSink(hold);
       }
     }
     // A replica changes only when it commits: this volume takes no stream while it is copied
@@ -994,10 +1013,27 @@ class Node implements HeadstartNode {
     }
   }
 
+  /**
+   * Closes a fresh point of a primary and keeps it readable under a sink named `hold` until
+   * that sink is removed (added first, so no write after the close can miss its copy). The
+   * hold starts from the latest closed point, which is always kept, not from the floor:
+   * while a sink takes its full copy the floor is a point before any (-1) or one released.
+   */
+  private async closeHeld(m: Managed, hold: string): Promise<SnapshotPoint> {
+    const latest = m.volume.latestClosed;
+    // No point yet (a volume without sinks): the hold's own full copy closes the first one.
+    await m.volume.addSink(hold, latest === null ? {} : { acked: latest.n });
+    return this.closePoint(m, Date.now());
+  }
+
   async endVerify(name: string): Promise<void> {
     const m = this.get(name);
-    if (m.verifyHold !== null) clearTimeout(m.verifyHold);
+    const hold = m.verifyHold;
     m.verifyHold = null;
+    if (hold !== null) {
+      if (hold.expiry !== null) clearTimeout(hold.expiry);
+      hold.waiting.abort(new HeadstartError('VERIFY_ENDED', `the verification of ${name} was ended before the replica held its point`));
+    }
     if (m.volume.sinks().some((s) => s.name === VERIFY_SINK)) await m.volume.removeSink(VERIFY_SINK);
     this.scheduleNext(m);
   }
@@ -1191,7 +1227,10 @@ class Node implements HeadstartNode {
     this.stopping = true;
     for (const m of this.managed.values()) {
       if (m.timer) clearTimeout(m.timer);
-      if (m.verifyHold) clearTimeout(m.verifyHold);
+      if (m.verifyHold) {
+        if (m.verifyHold.expiry !== null) clearTimeout(m.verifyHold.expiry);
+        m.verifyHold.waiting.abort(new HeadstartError('REPL_STOPPED', `node ${this.config.node.name} is stopping`));
+      }
       if (m.verifyTimer) clearTimeout(m.verifyTimer);
     }
     await Promise.allSettled([...this.managed.values()].flatMap((m) => [...m.sources.values()].map((s) => s.stop())));

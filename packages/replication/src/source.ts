@@ -4,7 +4,7 @@
  * safe: the replica tells what it has). Owns what outlives a connection: the rate limit,
  * the throughput meter, and the status the node and the dashboard show.
  */
-import { HeadstartError } from '@headstart/errors';
+import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { MAX_BLOCKS_FRAME, MAX_BLOCKS_PAYLOAD, MAX_FRAME, loadHasher, type SinkStatus } from '@headstart/protocol';
 import type { Volume } from '@headstart/volume';
 import WebSocket from 'ws';
@@ -82,6 +82,8 @@ export type SourceEvent =
 export interface WaitOptions {
   /** timeoutMs counts from the link's last progress, not from the call. */
   readonly whileProgressing?: boolean;
+  /** Ends the wait early with the signal's reason (a HeadstartError), e.g. when its caller went away. */
+  readonly signal?: AbortSignal;
 }
 
 export interface SourceLink {
@@ -320,8 +322,13 @@ class Source implements SourceLink {
         this.ackWaiters.delete(check);
         this.waitEnders.delete(end);
         clearTimeout(t);
+        options.signal?.removeEventListener('abort', aborted);
         if (err === null) resolve();
         else reject(err);
+      };
+      const aborted = () => {
+        const reason: unknown = options.signal?.reason;
+        end(isHeadstartError(reason) ? reason : new HeadstartError('REPL_STOPPED', `the wait for point ${n} on ${this.options.sink} was called off`));
       };
       const check = () => {
         const a = acked();
@@ -350,8 +357,10 @@ class Source implements SourceLink {
       let t = setTimeout(expire, options.whileProgressing === true ? Math.min(timeoutMs, 1000) : timeoutMs);
       this.ackWaiters.add(check);
       this.waitEnders.add(end);
+      options.signal?.addEventListener('abort', aborted);
       check();
       if (this.stopped && this.waitEnders.has(end)) end(new HeadstartError('REPL_STOPPED', `replication to ${this.options.sink} is stopped: point ${n} will not be acknowledged`));
+      if (options.signal?.aborted === true && this.waitEnders.has(end)) aborted();
     });
   }
 
