@@ -36,7 +36,8 @@ export function detectFormat(head: Uint8Array, complete = false): TraceFormat {
   const sample = lines.map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '').slice(0, SAMPLE_LINES);
   if (sample[0]?.startsWith(HEADSTART_HEADER.slice(0, '# headstart-trace'.length))) return 'headstart';
   const fits: TraceFormat[] = [];
-  for (const [format, parse] of Object.entries(LINE_PARSERS) as [Exclude<TraceFormat, 'vscsi'>, (typeof LINE_PARSERS)['msr']][]) {
+  for (const [format, parser] of Object.entries(LINE_PARSERS) as [Exclude<TraceFormat, 'vscsi'>, (typeof LINE_PARSERS)['msr']][]) {
+    const parse = parser();
     let records = 0;
     let ok = true;
     for (const line of sample) {

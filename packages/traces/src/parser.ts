@@ -50,7 +50,7 @@ class TextParser extends BaseParser {
 
   constructor(format: Exclude<TraceFormat, 'vscsi'>, options: TraceReadOptions) {
     super(format, options);
-    this.parseLine = LINE_PARSERS[format];
+    this.parseLine = LINE_PARSERS[format]();
   }
 
   feed(chunk: Uint8Array): TraceRecord[] {

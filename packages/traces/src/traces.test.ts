@@ -83,6 +83,33 @@ describe('trace formats', () => {
     expect(records.filter((r) => r.op === 'write').reduce((a, r) => a + r.length, 0)).toBe(136 * 1024);
   });
 
+  it('reads a blkparse trace filtered to completions (-a complete), and requests under way when tracing began', () => {
+    const completions = [
+      '  8,0    0        1     0.000106130     0  C  WS 223490 + 16 [0]',
+      '  8,0    0        2     0.250300000     0  C   R 272208 + 2 [0]',
+      '  8,0    0        3     0.500020000     0  C FWS 0 [0]',
+      '  8,16   0        4     1.600000000     0  C   W 1024 + 256 [0]',
+    ].join('\n');
+    const filtered = parseTrace(Buffer.from(completions + '\n'));
+    expect(filtered.format).toBe('blkparse');
+    expect(filtered.records.map((r) => [r.op, r.offset, r.length, r.volume])).toEqual([
+      ['write', 223490 * 512, 16 * 512, '8:0'],
+      ['read', 272208 * 512, 1024, '8:0'],
+      ['flush', 0, 0, '8:0'],
+      ['write', 1024 * 512, 256 * 512, '8:16'],
+    ]);
+    // Unfiltered, begun while two writes were under way: the one issued before tracing (its D
+    // and C, no Q) is counted once, at its D; from the first Q on, only Q events count.
+    const unfiltered = [
+      '  8,0    1        1     0.000000000     0  D   W 800 + 8 [kworker]',
+      '  8,0    0        2     0.000050000     0  C   W 800 + 8 [0]',
+      '  8,0    1        3     0.000100000   697  Q   W 900 + 8 [dd]',
+      '  8,0    1        4     0.000200000   697  D   W 900 + 8 [dd]',
+      '  8,0    0        5     0.000300000     0  C   W 900 + 8 [0]',
+    ].join('\n');
+    expect(parseTrace(Buffer.from(unfiltered + '\n'), { format: 'blkparse' }).records.map((r) => r.offset / 512)).toEqual([800, 900]);
+  });
+
   it('names the line of a malformed blkparse event', () => {
     expect(() => parseTrace(Buffer.from('  8,0    1        1     0.000000000   697  Q  WS 223490 + 8 [jbd2]\n  8,0    1        2     0.1   697  Q  WS x + 8 [jbd2]\n'), { format: 'blkparse' })).toThrow(
       expect.objectContaining({ code: 'TRACE_MALFORMED', message: 'blkparse trace, line 2: sector is not a number: "x"' }),

@@ -130,14 +130,31 @@ const fiu: LineParser = (line) => {
  * partition); each bio is counted once, at its Q, when the program issued it. Other events,
  * and the lines that are not events (blkparse's closing summary: "CPU0 (8,0):", "Total
  * (8,0):", "Throughput ...", "Events ..."), are skipped. rwbs: D discard (a trim), W write, R
- * read, F alone a flush. A trace filtered to other events (`blkparse -a complete`) has no Q
- * and so no records: record it unfiltered.
+ * read, F alone a flush.
+ *
+ * Until a disk shows its first Q, its requests are counted at the first of D or C it shows,
+ * and only at that one: a trace filtered to one kind (`blkparse -a complete`, `-a issue`)
+ * is then read whole, and an unfiltered one also counts the requests that were under way
+ * when tracing began (their Q came before it) and show before the disk's first Q.
  */
-const blkparse: LineParser = (line) => {
-  const f = line.trim().split(/\s+/);
-  if (!/^\d+,\d+$/.test(f[0])) return SKIP;
-  if (f.length < 7) return { error: `expected at least 7 whitespace-separated fields (dev cpu seq time pid action rwbs), got ${f.length}` };
-  if (f[5] !== 'Q') return SKIP;
+function blkparse(): LineParser {
+  /** Per disk: 'Q' once it showed a Q, else the one of D or C it is counted at. */
+  const countedAt = new Map<string, 'Q' | 'D' | 'C'>();
+  return (line) => {
+    const f = line.trim().split(/\s+/);
+    if (!/^\d+,\d+$/.test(f[0])) return SKIP;
+    if (f.length < 7) return { error: `expected at least 7 whitespace-separated fields (dev cpu seq time pid action rwbs), got ${f.length}` };
+    const action = f[5];
+    if (action !== 'Q' && action !== 'D' && action !== 'C') return SKIP;
+    const kind = countedAt.get(f[0]);
+    if (action === 'Q') countedAt.set(f[0], 'Q');
+    else if (kind === undefined) countedAt.set(f[0], action);
+    else if (kind !== action) return SKIP;
+    return blkparseEvent(f);
+  };
+}
+
+function blkparseEvent(f: string[]): LineResult {
   const t = nonNegative(num(f[3], 'time'), 'time');
   const rwbs = f[6].toUpperCase();
   const volume = f[0].replace(',', ':');
@@ -150,7 +167,7 @@ const blkparse: LineParser = (line) => {
   const sector = nonNegative(num(f[7], 'sector'), 'sector');
   const count = nonNegative(num(f[9], 'sector count'), 'sector count');
   return build(t, op, rwbs, typeof sector === 'number' ? sector * SECTOR : sector, typeof count === 'number' ? count * SECTOR : count, volume);
-};
+}
 
 /** The header line of headstart's own recording format (see recorder.ts). */
 export const HEADSTART_HEADER = '# headstart-trace v1 time_ms,op,offset,length';
@@ -164,4 +181,5 @@ const headstart: LineParser = (line) => {
   return build(typeof ms === 'number' ? ms / 1000 : ms, opFromWord(f[1]), f[1], nonNegative(num(f[2], 'offset'), 'offset'), nonNegative(num(f[3], 'length'), 'length'));
 };
 
-export const LINE_PARSERS: Record<Exclude<TraceFormat, 'vscsi'>, LineParser> = { msr, spc, alibaba, fiu, blkparse, headstart };
+/** A parser per format for one file (blkparse's keeps state from line to line). */
+export const LINE_PARSERS: Record<Exclude<TraceFormat, 'vscsi'>, () => LineParser> = { msr: () => msr, spc: () => spc, alibaba: () => alibaba, fiu: () => fiu, blkparse, headstart: () => headstart };
