@@ -10,15 +10,19 @@
  * --restart-every S (the predictive planner restarts every S s, at a close, from what it had
  * learnt, as a node does from its saved state; with --restart-cold, from nothing),
  * --gaps (also print, per volume, how a block's next gap depends on its previous one: where
- * the rows are alike, a block's own history cannot tell which blocks will be rewritten).
+ * the rows are alike, a block's own history cannot tell which blocks will be rewritten),
+ * --jobs N (runs at once, in worker threads; default one per core: the figures are the same).
  * Target per run: predictive redundancy_mean <= 1.01 and lag_mean <= 1.05 x oracle + 1 s.
  */
 import { existsSync, readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { detectFileFormat } from '@headstart/traces';
 import { POLICIES, type PlannerOptions } from '@headstart/planner';
-import { BlockHistory, evaluate, loadWorkloads, snapshotCount, varyingLink, constantLink, type Evaluation, type Workload } from '@headstart/sim';
+import { BlockHistory, loadWorkloads, snapshotCount, type Evaluation, type Workload } from '@headstart/sim';
 import { defineSuite, round } from './lib';
+import { runTask, type RunAnswer, type RunTask } from './traces-worker';
 
 const SHARED = new URL('../../shared/traces/', import.meta.url).pathname;
 const QUICK_TRACE = 'cloudphysics-vm.vscsi';
@@ -72,6 +76,52 @@ function gapTable(w: Workload): string[] {
   return lines;
 }
 
+/**
+ * Every run, `jobs` at once in worker threads (one at a time in this thread with --jobs 1),
+ * returned in the order of `tasks`. A run that fails fails the suite, naming the run.
+ */
+async function evaluateAll(tasks: readonly { task: RunTask; w: Workload }[], jobs: number, done: (e: Evaluation, ms: number) => void): Promise<Evaluation[]> {
+  const out: Evaluation[] = new Array(tasks.length);
+  if (jobs <= 1) {
+    for (const { task, w } of tasks) {
+      const started = Date.now();
+      out[task.id] = runTask(w, task);
+      done(out[task.id], Date.now() - started);
+    }
+    return out;
+  }
+  const workers = Array.from({ length: jobs }, () => new Worker(new URL('./traces-worker.mjs', import.meta.url)));
+  try {
+    let next = 0;
+    await Promise.all(
+      workers.map(
+        (worker) =>
+          new Promise<void>((resolve, reject) => {
+            const give = () => {
+              if (next >= tasks.length) return resolve();
+              worker.postMessage(tasks[next++].task);
+            };
+            worker.on('message', (a: RunAnswer) => {
+              if ('error' in a) {
+                const t = tasks[a.id].task;
+                return reject(new Error(`run ${basename(t.file)} ${t.interval}s x${t.x} failed: ${a.error}`));
+              }
+              out[a.id] = a.evaluation;
+              done(a.evaluation, a.ms);
+              give();
+            });
+            worker.on('error', reject);
+            worker.on('exit', (code) => (next < tasks.length || code !== 0 ? reject(new Error(`an evaluator worker exited with code ${code} before its runs were done`)) : undefined));
+            give();
+          }),
+      ),
+    );
+  } finally {
+    await Promise.all(workers.map((w) => w.terminate()));
+  }
+  return out;
+}
+
 function meets(e: Evaluation): { redundancy: boolean; lag: boolean } {
   const p = e.policies.predictive;
   return { redundancy: p.redundancy_mean <= 1.01, lag: p.lag_mean_s <= 1.05 * e.policies.oracle.lag_mean_s + 1 };
@@ -90,6 +140,7 @@ export default defineSuite({
     '--restart-every': 's: restart the predictive planner every S s from its saved state',
     '--restart-cold': 'with --restart-every: restart from nothing',
     '--gaps': 'also print how a block\'s next gap depends on its previous one',
+    '--jobs': 'N: runs evaluated at once, each in a worker thread (default: one per core; the figures do not depend on it)',
   },
   async run({ quick, args, log }) {
     // Quick: one trace, the intervals and link where a CI machine finishes in seconds.
@@ -110,31 +161,34 @@ export default defineSuite({
     const restartEvery = restartArg === undefined ? undefined : Number(restartArg);
     if (restartEvery !== undefined && !(restartEvery > 0)) throw new Error(`--restart-every takes a positive number of seconds, not ${restartArg}`);
     const restart = restartEvery === undefined ? undefined : { every: restartEvery, warm: !args.includes('--restart-cold') };
-    const runs: Evaluation[] = [];
+    const jobsArg = flag(args, '--jobs').at(-1);
+    const jobs = jobsArg === undefined ? availableParallelism() : Number(jobsArg);
+    if (!(Number.isInteger(jobs) && jobs >= 1)) throw new Error(`--jobs takes a whole number of runs at once (1 or more), not ${jobsArg}`);
     const notes: string[] = [];
     const disk = flag(args, '--disk').at(-1);
+    const tasks: { task: RunTask; w: Workload }[] = [];
     for (const file of await traceFiles(args, quick)) {
       const t0 = Date.now();
       const workloads = await loadWorkloads(file, basename(file), disk === undefined ? {} : { volume: disk });
       if (workloads.length === 0) throw new Error(`${basename(file)} has no writes${disk === undefined ? '' : ` on disk ${disk}`}`);
       log(`loaded ${basename(file)}: ${workloads.map((w) => `${w.name} ${w.count} writes over ${w.duration.toFixed(0)} s`).join('; ')} (${Date.now() - t0} ms)`);
       if (args.includes('--gaps')) for (const w of workloads) for (const line of gapTable(w)) log(line);
-      for (const w of workloads) {
+      workloads.forEach((w, workload) => {
         for (const interval of intervals) {
           if (snapshotCount(w, interval) < 1) {
             notes.push(`${w.name}: skipped ${interval} s interval (trace is ${w.duration.toFixed(0)} s long, no snapshot closes inside it)`);
             continue;
           }
-          for (const x of linkXs) {
-            const t1 = Date.now();
-            const e = evaluate(w, interval, x, { link: varying ? (b) => varyingLink(b) : constantLink, planner, plain: true, restart });
-            runs.push(e);
-            const m = meets(e);
-            log(`  ${w.name} ${interval}s x${x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, plain ${e.plain!.redundancy_mean.toFixed(4)} / ${e.plain!.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${Date.now() - t1} ms)`);
-          }
+          for (const x of linkXs) tasks.push({ w, task: { id: tasks.length, file, disk, workload, interval, x, varying, planner, restart } });
         }
-      }
+      });
     }
+    const done = (e: Evaluation, ms: number) => {
+      const m = meets(e);
+      log(`  ${e.trace} ${e.interval_s}s x${e.link_x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, plain ${e.plain!.redundancy_mean.toFixed(4)} / ${e.plain!.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${ms} ms)`);
+    };
+    // In the order of the sweep, whichever worker finished each.
+    const runs = await evaluateAll(tasks, Math.min(jobs, tasks.length), done);
     const table: (string | number)[][] = [['trace', 'interval s', 'link x', 'policy', 'red mean', 'red p99', 'lag mean s', 'lag p50 s', 'lag p99 s', 'lag/oracle', 'lag/at-snap', 'lag/plain', 'target']];
     let plainLagWorse = 0;
     let plainRedundancyWorse = 0;

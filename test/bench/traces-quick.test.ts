@@ -33,8 +33,14 @@ describe('npm run bench:traces -- --quick --json', () => {
     }
     await rec.close();
 
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), 'traces', '--quick', '--json', '--trace', path], { cwd: root, maxBuffer: 1 << 24 });
-    const j = JSON.parse(stdout.trim().split('\n').at(-1)!) as { runs: { trace: string; interval_s: number; link_x: number; policies: Record<string, Record<string, number>> }[] };
+    const bench = async (...more: string[]) => {
+      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), 'traces', '--quick', '--json', '--trace', path, ...more], { cwd: root, maxBuffer: 1 << 24 });
+      return stdout.trim().split('\n').at(-1)!;
+    };
+    // Two runs at once in worker threads, and one after another in the main thread: the same figures.
+    const [parallel, serial] = [await bench('--jobs', '2'), await bench('--jobs', '1')];
+    expect(parallel).toBe(serial);
+    const j = JSON.parse(parallel) as { runs: { trace: string; interval_s: number; link_x: number; policies: Record<string, Record<string, number>> }[] };
     expect(j.runs.map((r) => [r.interval_s, r.link_x])).toEqual([
       [60, 2],
       [300, 2],
@@ -59,7 +65,10 @@ describe('npm run bench:traces -- --quick --json', () => {
       );
     const help = await run(['--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--trace', '--interval', '--link-x', '--planner', '--gaps']) expect(help.stdout).toContain(flag);
+    for (const flag of ['--trace', '--interval', '--link-x', '--planner', '--gaps', '--jobs']) expect(help.stdout).toContain(flag);
+    const noJobs = await run(['--quick', '--jobs', '0']);
+    expect(noJobs.code).toBe(1);
+    expect(noJobs.stderr).toContain('--jobs takes a whole number of runs at once (1 or more), not 0');
     const typo = await run(['--quick', '--intervals', '60']);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain('unknown flag --intervals for traces');

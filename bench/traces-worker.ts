@@ -1,0 +1,47 @@
+/**
+ * A worker of the trace evaluator (traces.bench.ts): runs evaluator runs it is sent, one at a
+ * time, and posts each Evaluation back. Runs are independent and deterministic, so spread
+ * over the machine's cores they give the same figures as one after another, sooner. It
+ * loads each trace once (as the main thread did, with the same disk choice) and keeps it.
+ */
+import { parentPort } from 'node:worker_threads';
+import { basename } from 'node:path';
+import type { PlannerOptions } from '@headstart/planner';
+import { constantLink, evaluate, loadWorkloads, varyingLink, type Evaluation, type Workload } from '@headstart/sim';
+
+export interface RunTask {
+  readonly id: number;
+  readonly file: string;
+  readonly disk: string | undefined;
+  /** Which of the file's workloads (one per disk). */
+  readonly workload: number;
+  readonly interval: number;
+  readonly x: number;
+  readonly varying: boolean;
+  readonly planner: Partial<PlannerOptions> | undefined;
+  readonly restart: { every: number; warm: boolean } | undefined;
+}
+
+export type RunAnswer = { readonly id: number; readonly evaluation: Evaluation; readonly ms: number } | { readonly id: number; readonly error: string };
+
+/** The one place a task becomes an Evaluation, in a worker or in the main thread. */
+export function runTask(w: Workload, t: RunTask): Evaluation {
+  return evaluate(w, t.interval, t.x, { link: t.varying ? (b) => varyingLink(b) : constantLink, planner: t.planner, plain: true, restart: t.restart });
+}
+
+const loaded = new Map<string, Promise<Workload[]>>();
+
+parentPort?.on('message', (t: RunTask) => {
+  void (async () => {
+    try {
+      const key = `${t.file}\0${t.disk ?? ''}`;
+      if (!loaded.has(key)) loaded.set(key, loadWorkloads(t.file, basename(t.file), t.disk === undefined ? {} : { volume: t.disk }));
+      const w = (await loaded.get(key)!)[t.workload];
+      const started = Date.now();
+      const evaluation = runTask(w, t);
+      parentPort!.postMessage({ id: t.id, evaluation, ms: Date.now() - started } satisfies RunAnswer);
+    } catch (err) {
+      parentPort!.postMessage({ id: t.id, error: (err as Error)?.stack ?? String(err) } satisfies RunAnswer);
+    }
+  })();
+});
