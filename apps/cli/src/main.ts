@@ -241,13 +241,13 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+/** How long `snapshot --wait` waits on links that make no progress (a backlog that moves is waited out). */
+const WAIT_NO_PROGRESS_MS = 5 * 60_000;
+
 /**
  * Waits until every sink of `volume` committed point n (an initial sync or a failback can
  * take long): on a terminal, a live line per sink with the bytes sent so far and the rate.
  */
-/** How long `snapshot --wait` waits on links that make no progress (a backlog that moves is waited out). */
-const WAIT_NO_PROGRESS_MS = 5 * 60_000;
-
 async function waitCommitted(configPath: string, volume: string, n: number, live: boolean): Promise<void> {
   const started = Date.now();
   let seen = '';
