@@ -293,7 +293,14 @@ async function serve(configPath: string): Promise<number> {
   const config = await loadConfig(configPath);
   const log = createLogger({ name: config.node.name });
   const node = await startNode(config, log);
-  const services = await startServices(node, config, log);
+  let services: Awaited<ReturnType<typeof startServices>>;
+  try {
+    services = await startServices(node, config, log);
+  } catch (err) {
+    // Half a node (exports and links up, no admin API to stop it) must not stay behind.
+    await node.stop().catch((e: unknown) => log.error({ err: e }, 'stopping the node after its services failed'));
+    throw err;
+  }
   log.info({ nbd: node.nbdPort, peers: node.peersPort, dashboard: services.dashboardUrl, metrics: services.metricsUrl, admin: services.adminPort }, 'node running');
   if (services.dashboardUrl) process.stderr.write(`dashboard: ${services.dashboardUrl}\n`);
   await stopRequested;

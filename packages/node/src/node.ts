@@ -42,6 +42,7 @@ import type { RateWindow } from './rate-windows';
 import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
 import { notConverging } from './convergence';
 import type { Logger } from './logger';
+import { listening } from './listen';
 import { VERIFY_HOLD_MS, VERIFY_RANGE_BYTES, VERIFY_SINK, compareWithReplica, hashPoint, type VerifyPlan } from './verify';
 
 export interface SnapshotRecord {
@@ -367,7 +368,7 @@ class Node implements HeadstartNode {
     await this.closeTornGroups();
     const nbdListen = this.config.listen.nbd;
     if (nbdListen !== undefined) {
-      this.nbd = await startNbdServer({ host: nbdListen.host, port: nbdListen.port, logger: this.log });
+      this.nbd = await listening('listen.nbd', nbdListen.host, nbdListen.port, () => startNbdServer({ host: nbdListen.host, port: nbdListen.port, logger: this.log }));
       for (const m of this.managed.values()) {
         if (m.config.record !== undefined) {
           // Every write the export receives goes into a trace file: real software run through
@@ -883,15 +884,18 @@ class Node implements HeadstartNode {
     const listen = this.config.listen.peers;
     if (listen === undefined) return;
     if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: a node that accepts peers needs a pairing secret');
-    this.replicaServer = await startReplicaServer({
-      secret: this.secret,
-      host: listen.host,
-      port: listen.port,
-      node: this.config.node.name,
-      tls: this.config.tls,
-      volumes: replicas.map((m) => this.targetConfig(m)),
-      onEvent: (e) => this.onReplicaEvent(e),
-    });
+    const secret = this.secret;
+    this.replicaServer = await listening('listen.peers', listen.host, listen.port, () =>
+      startReplicaServer({
+        secret,
+        host: listen.host,
+        port: listen.port,
+        node: this.config.node.name,
+        tls: this.config.tls,
+        volumes: replicas.map((m) => this.targetConfig(m)),
+        onEvent: (e) => this.onReplicaEvent(e),
+      }),
+    );
     this.log.info({ port: this.replicaServer.port, replicas: replicas.filter((m) => m.volume.readOnly).map((m) => m.config.name) }, 'accepting replication links');
   }
 

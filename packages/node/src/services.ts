@@ -10,6 +10,7 @@ import type { Logger } from './logger';
 import { startAdminServer } from './admin';
 import { startMetricsServer } from './metrics';
 import { startNodeDashboard } from './dashboard';
+import { listening } from './listen';
 
 export interface Services {
   readonly adminPort: number | null;
@@ -26,17 +27,19 @@ export async function startServices(node: HeadstartNode, config: NodeConfig, log
   let dashboardUrl: string | null = null;
   try {
     if (options.admin !== false) {
-      const admin = await startAdminServer(node, config);
+      const admin = await listening('listen.admin', config.listen.admin.host, config.listen.admin.port, () => startAdminServer(node, config));
       servers.push(admin.server);
       adminPort = admin.port;
     }
     if (config.listen.metrics) {
-      const m = await startMetricsServer(node, config.listen.metrics.host, config.listen.metrics.port);
+      const { host, port } = config.listen.metrics;
+      const m = await listening('listen.metrics', host, port, () => startMetricsServer(node, host, port));
       servers.push(m.server);
       metricsUrl = `http://${config.listen.metrics.host}:${m.port}/metrics`;
     }
     if (config.listen.dashboard) {
-      const d = await startNodeDashboard(node, config, log);
+      const { host, port } = config.listen.dashboard;
+      const d = await listening('listen.dashboard', host, port, () => startNodeDashboard(node, config, log));
       dashboardUrl = d.url;
       stops.push(d.stop);
     }

@@ -115,7 +115,9 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
   // frame from an unauthenticated peer cannot make the replica inflate more than that.
   const wssOptions = { maxPayload: Math.max(MAX_BLOCKS_FRAME, MAX_CONTROL_FRAME) + 1024, perMessageDeflate: LINK_DEFLATE, clientTracking: true };
   const wss = https ? new WebSocketServer({ ...wssOptions, server: https }) : new WebSocketServer({ ...wssOptions, host: options.host ?? '127.0.0.1', port: options.port ?? 0 });
-  if (https) await new Promise<void>((resolve, reject) => https!.once('error', reject).listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve()));
+  // ws passes the HTTPS server's errors on as its own: without a listener on wss, a port in
+  // use threw them as an uncaught 'error' event and killed the process.
+  if (https) await new Promise<void>((resolve, reject) => { wss.once('error', reject); https!.once('error', reject).listen(options.port ?? 0, options.host ?? '127.0.0.1', () => resolve()); });
   else await new Promise<void>((resolve, reject) => wss.once('listening', resolve).once('error', reject));
   const sessions = new Set<ReplicaSession>();
   /** Volumes taken out of service by detach(): their sources are told to retry. */

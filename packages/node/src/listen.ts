@@ -1,0 +1,31 @@
+/**
+ * A listener that cannot start (NBD, peers, admin, metrics, dashboard) is an operator's
+ * configuration problem: it is reported as the key to change and why, in words, instead of
+ * a system error's stack.
+ */
+import { HeadstartError } from '@headstart/errors';
+
+const WHY: Record<string, string> = {
+  EADDRINUSE: 'the address is in use (another program, or another headstart node, listens there)',
+  EACCES: 'permission denied (ports below 1024 need privileges)',
+  EADDRNOTAVAIL: 'this machine has no such address',
+  ENOTFOUND: 'no such host name',
+};
+
+function systemCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return e.code;
+  }
+  return undefined;
+}
+
+/** Runs `start`; a system error from it becomes CONFIG_INVALID naming `key` and the address. */
+export async function listening<T>(key: string, host: string, port: number, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (err) {
+    const code = systemCode(err);
+    if (code === undefined) throw err;
+    throw new HeadstartError('CONFIG_INVALID', `${key} ${host.includes(':') ? `[${host}]` : host}:${port}: cannot listen: ${WHY[code] ?? code}`, { cause: err });
+  }
+}
