@@ -5,13 +5,22 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isHeadstartError } from '@headstart/errors';
+import { isHeadstartError, type HeadstartError } from '@headstart/errors';
 import { createVolume, type Volume } from '@headstart/volume';
 import { connectNbd } from './client';
 import { startNbdServer } from './server';
 import type { NbdServer } from './types';
 
 const MiB = 1024 * 1024;
+
+/** A port nobody listens on: bound by the kernel's choice, then released. */
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
+  const port = (probe.address() as { port: number }).port;
+  await new Promise<void>((r) => probe.close(() => r()));
+  return port;
+}
 
 describe('connectNbd', () => {
   let dir: string;
@@ -24,10 +33,7 @@ describe('connectNbd', () => {
     volume = await createVolume(join(dir, 'v'), { size: 8 * MiB });
     server = await startNbdServer({ exports: { vol: volume } });
     server.addExport('ro', volume, { readOnly: true });
-    const probe = createServer();
-    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
-    kitPort = (probe.address() as { port: number }).port;
-    await new Promise<void>((r) => probe.close(() => r()));
+    kitPort = await freePort();
     nbdkit = spawn('nbdkit', ['-f', '--exit-with-parent', '-i', '127.0.0.1', '-p', String(kitPort), 'memory', '4M'], { stdio: 'ignore' });
     for (let i = 0; i < 100; i++) {
       try {
@@ -58,7 +64,12 @@ describe('connectNbd', () => {
     await c.flush();
     expect((await c.read(0, 3 * 4096)).every((x) => x === 0)).toBe(true);
     expect((await volume.read(3 * 4096, 1))[0]).toBe(4);
-    expect((await c.read(0, 0)).length).toBe(0);
+    // Zero-length requests are refused (EINVAL, as nbdkit does) and the connection goes on.
+    const empty = await c.read(0, 0).catch((e: unknown) => e);
+    expect(isHeadstartError(empty, 'NBD_CLIENT_REQUEST_FAILED') && empty.details?.errno).toBe(22);
+    const emptyWrite = await c.write(4096, Buffer.alloc(0)).catch((e: unknown) => e);
+    expect(isHeadstartError(emptyWrite, 'NBD_CLIENT_REQUEST_FAILED') && emptyWrite.details?.errno).toBe(22);
+    expect((await c.read(3 * 4096, 4)).equals(Buffer.alloc(4, 4))).toBe(true);
     await c.close();
   });
 
@@ -71,6 +82,31 @@ describe('connectNbd', () => {
     expect(isHeadstartError(range, 'NBD_CLIENT_REQUEST_FAILED') && range.details?.errno).toBe(22);
     expect((await c.read(0, 4)).length).toBe(4);
     await c.close();
+  });
+
+  it('a refused connection rejects with NBD_CLIENT_PROTOCOL naming host:port and the cause', async () => {
+    const port = await freePort();
+    const err = await connectNbd({ host: '127.0.0.1', port, exportName: 'vol' }).catch((e: unknown) => e);
+    expect(isHeadstartError(err, 'NBD_CLIENT_PROTOCOL')).toBe(true);
+    expect((err as Error).message).toBe(`cannot connect to the NBD server at 127.0.0.1:${port}: connect ECONNREFUSED`);
+    expect((err as HeadstartError).details).toMatchObject({ host: '127.0.0.1', port, errno: 'ECONNREFUSED' });
+  });
+
+  it('a server that hangs up during the handshake rejects with NBD_CLIENT_PROTOCOL naming host:port', async () => {
+    // Sends the greeting, then closes as soon as the client answers: not an NBD server we can use.
+    const rude = createServer((s) => {
+      s.write(Buffer.concat([Buffer.from('4e42444d41474943', 'hex'), Buffer.from('49484156454f5054', 'hex'), Buffer.from([0, 3])]));
+      s.once('data', () => s.destroy());
+    });
+    await new Promise<void>((r) => rude.listen(0, '127.0.0.1', () => r()));
+    const port = (rude.address() as { port: number }).port;
+    try {
+      const err = await connectNbd({ port, exportName: 'vol' }).catch((e: unknown) => e);
+      expect(isHeadstartError(err, 'NBD_CLIENT_PROTOCOL')).toBe(true);
+      expect((err as Error).message).toMatch(new RegExp(`^cannot connect to the NBD server at 127\\.0\\.0\\.1:${port}: (connection closed during the handshake|read ECONNRESET)$`));
+    } finally {
+      await new Promise<void>((r) => rude.close(() => r()));
+    }
   });
 
   it('refuses an unknown export with NBD_EXPORT_UNKNOWN', async () => {

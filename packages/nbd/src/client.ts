@@ -123,28 +123,55 @@ interface Pending {
   reject(err: Error): void;
 }
 
+/**
+ * Connects and negotiates the export. A failure to get there (refused, unknown host, reset,
+ * closed during the handshake, timeout) rejects with NBD_CLIENT_PROTOCOL naming host:port
+ * and the cause; a server that refuses the export name, with NBD_EXPORT_UNKNOWN.
+ */
 export async function connectNbd(options: ConnectNbdOptions): Promise<NbdClient> {
   const exportName = options.exportName ?? '';
-  const socket = connect(options.port, options.host ?? '127.0.0.1');
+  const host = options.host ?? '127.0.0.1';
+  const where = address(host, options.port);
+  const socket = connect(options.port, host);
   socket.setNoDelay(true);
   const inbox = new Inbox();
+  let connected = false;
   let closedError: Error | null = null;
   socket.on('data', (c: Buffer) => inbox.push(c));
-  socket.on('error', (err) => (closedError ??= err));
+  socket.on('error', (err) => (closedError ??= connected ? err : connectError(host, options.port, err)));
   socket.on('close', () => {
-    closedError ??= new HeadstartError('NBD_CLIENT_PROTOCOL', 'NBD connection closed');
+    closedError ??= connected
+      ? new HeadstartError('NBD_CLIENT_PROTOCOL', 'NBD connection closed')
+      : new HeadstartError('NBD_CLIENT_PROTOCOL', `cannot connect to the NBD server at ${where}: connection closed during the handshake`, { details: { host, port: options.port } });
     inbox.fail(closedError);
   });
-  const timer = setTimeout(() => socket.destroy(new HeadstartError('NBD_CLIENT_PROTOCOL', `no NBD handshake from ${options.host ?? '127.0.0.1'}:${options.port} in time`)), options.timeoutMs ?? 10_000);
+  const timer = setTimeout(() => socket.destroy(new HeadstartError('NBD_CLIENT_PROTOCOL', `no NBD handshake from ${where} in time`, { details: { host, port: options.port } })), options.timeoutMs ?? 10_000);
   try {
     const { size, flags } = await handshake(socket, inbox, exportName);
     clearTimeout(timer);
+    connected = true;
     return new Client(socket, inbox, exportName, size, flags);
   } catch (err) {
     clearTimeout(timer);
     socket.destroy();
     throw err;
   }
+}
+
+/**
+ * A socket error before the handshake finished, as a HeadstartError: "cannot connect to the
+ * NBD server at 127.0.0.1:1: connect ECONNREFUSED" (Node's own message repeats the address).
+ */
+function connectError(host: string, port: number, err: Error): HeadstartError {
+  if (err instanceof HeadstartError) return err; // our handshake timeout
+  const { code, syscall } = err as NodeJS.ErrnoException;
+  // Every address of a name refused (Node's happy eyeballs): an AggregateError with a code, no message.
+  const cause = code && syscall ? `${syscall} ${code}` : err.message || (code ? `connect ${code}` : String(err));
+  return new HeadstartError('NBD_CLIENT_PROTOCOL', `cannot connect to the NBD server at ${address(host, port)}: ${cause}`, { cause: err, details: { host, port, errno: code } });
+}
+
+function address(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 async function handshake(socket: Socket, inbox: Inbox, exportName: string): Promise<{ size: number; flags: number }> {

@@ -349,7 +349,10 @@ export class NbdConnection implements ParserSink {
         if ((req.flags & ~ALLOWED_FLAGS) !== 0) return this.replyError(req, NBD_EINVAL, 'unsupported command flags');
         if (req.length > this.ctx.maxRequest) return this.replyError(req, NBD_EINVAL, `read of ${req.length} bytes exceeds the maximum block size`);
         if (req.offset + req.length > device.size) return this.replyError(req, NBD_EINVAL, 'read beyond the end of the export');
-        if (req.length === 0) return this.replyRead(req, Buffer.alloc(0));
+        // Zero-length requests get EINVAL, as nbdkit answers them: a structured reply has no
+        // valid way to carry 0 bytes (libnbd treats an empty data chunk as out of bounds and
+        // kills the handle), and simple and structured connections must answer alike.
+        if (req.length === 0) return this.replyError(req, NBD_EINVAL, 'zero-length read');
         this.begin(req.length);
         if (device.readInto !== undefined) return this.readPooled(req, device.readInto.bind(device));
         let p: Promise<Buffer>;
@@ -379,7 +382,9 @@ export class NbdConnection implements ParserSink {
         if ((req.flags & ~allowed) !== 0) return this.replyError(req, NBD_EINVAL, 'unsupported command flags');
         if (isReadOnly(entry)) return this.replyError(req, NBD_EPERM, 'export is read-only');
         if (req.offset + req.length > device.size) return this.replyError(req, NBD_EINVAL, 'write beyond the end of the export');
-        if (req.length === 0) return this.replyOk(req);
+        // As nbdkit does (see READ). A zero-length WRITE carries no payload: the parser
+        // already handed it over without reading any.
+        if (req.length === 0) return this.replyError(req, NBD_EINVAL, `zero-length ${req.type === NBD_CMD_WRITE ? 'write' : req.type === NBD_CMD_TRIM ? 'trim' : 'write-zeroes'}`);
         const op = req.type === NBD_CMD_WRITE ? 'write' : req.type === NBD_CMD_TRIM ? 'trim' : 'zero';
         if (entry.recorder) entry.recorder.record(op, req.offset, req.length, this.ctx.now());
         const options = (req.flags & NBD_CMD_FLAG_FUA) !== 0 ? FUA : undefined;
