@@ -911,10 +911,14 @@ class Node implements HeadstartNode {
 
   private onReplicaEvent(e: ReplicaEvent): void {
     const m = e.volume === null ? undefined : this.managed.get(e.volume);
-    if (m && e.type !== 'recovery-failed' && e.type !== 'redo') m.lastSessionAt = e.type === 'link-error' ? 0 : Date.now();
+    // A session that ended, on an error or by the source's own stop (a demote, its node shut
+    // down), no longer counts as a primary shipping here: promote needs no --force for it.
+    if (m && e.type !== 'recovery-failed' && e.type !== 'redo') m.lastSessionAt = e.type === 'link-error' || e.type === 'source-stopped' ? 0 : Date.now();
     if (e.type === 'committed') {
       this.emit({ type: 'snapshot-committed', time: Date.now(), volume: e.volume, n: e.n });
       this.log.info({ volume: e.volume, n: e.n }, 'snapshot point committed');
+    } else if (e.type === 'source-stopped') {
+      this.log.info({ volume: e.volume, peer: e.peer }, 'the primary stopped replicating to this node (demoted, or its node shut down)');
     } else if (e.type === 'link-error') {
       this.log.warn({ volume: e.volume, code: e.code, message: e.message }, 'replication link error');
     } else if (e.type === 'nack') {
@@ -1058,6 +1062,11 @@ class Node implements HeadstartNode {
       const aliveMs = Date.now() - m.lastSessionAt;
       if (!options.force && m.lastSessionAt > 0 && aliveMs < 15_000) {
         throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${m.config.name} is still shipping to this node (last seen ${Math.round(aliveMs / 1000)} s ago); demote it first, or use --force if its site is gone`);
+      }
+      // Nothing committed: no point of any primary is here, so the "promoted" data would be
+      // whatever the image holds (zeroes, for a replica that never synced). Only on purpose.
+      if (!options.force && m.volume.committed === null) {
+        throw new HeadstartError('SNAPSHOT_UNKNOWN', `replica ${m.config.name} has not committed any point from a primary yet: promoted, it would hold no data of its primary (zeroes if it never synced); use --force if that is what you want`);
       }
     }
     // End each volume's session (a commit under way finishes first; the node's other volumes

@@ -40,6 +40,8 @@ export class Link {
   private queue: Promise<void> = Promise.resolve();
   private readonly framePool: Buffer[] = [];
   private endedWith: HeadstartError | null = null;
+  /** Whether the peer closed the link (its close frame came first), rather than this side. */
+  closedByPeer = false;
   private resolveDone!: (err: HeadstartError) => void;
   /** Resolves (never rejects) with the reason the link ended. */
   readonly done: Promise<HeadstartError> = new Promise((r) => (this.resolveDone = r));
@@ -54,7 +56,10 @@ export class Link {
   ) {
     ws.binaryType = 'nodebuffer';
     ws.on('message', (data, isBinary) => this.receive(data, isBinary));
-    ws.on('close', (code, reason) => this.end(errorFromClose(code, reason.toString())));
+    ws.on('close', (code, reason) => {
+      if (this.endedWith === null) this.closedByPeer = true;
+      this.end(errorFromClose(code, reason.toString()));
+    });
     ws.on('error', (err) => this.end(new HeadstartError('LINK_CLOSED', `link error: ${err.message}`, { cause: err })));
   }
 

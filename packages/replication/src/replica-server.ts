@@ -48,6 +48,8 @@ export type ReplicaEvent =
   | { readonly type: 'committed'; readonly volume: string; readonly n: number }
   | { readonly type: 'nack'; readonly volume: string; readonly n: number; readonly message: string }
   | { readonly type: 'link-error'; readonly volume: string | null; readonly code: string; readonly message: string }
+  /** The source ended its session on purpose (REPL_STOPPED: it was demoted, or its node stopped): it ships no more. */
+  | { readonly type: 'source-stopped'; readonly volume: string; readonly peer: string }
   /** A commit interrupted by a crash could not be finished at start (a full disk): it is retried (REDO_RETRY_MS), and finished by a source's CLOSE too. */
   | { readonly type: 'recovery-failed'; readonly volume: string; readonly code: string; readonly message: string }
   /** A retry of a commit stopped half-way (replica-target.ts, REDO_RETRY_MS): finished (`code` null), or failed again. */
@@ -198,6 +200,7 @@ class ReplicaSession {
       clearInterval(keepalive);
       if (this.target?.active === this) this.target.active = null;
       if (err.code !== 'REPL_STOPPED' && err.code !== 'LINK_CLOSED') this.options.onEvent?.({ type: 'link-error', volume: this.target?.id ?? this.hello?.volume.id ?? null, code: err.code, message: err.message });
+      else if (err.code === 'REPL_STOPPED' && this.link.closedByPeer && this.target) this.options.onEvent?.({ type: 'source-stopped', volume: this.target.id, peer: this.peer });
     });
   }
 

@@ -1,0 +1,81 @@
+/**
+ * A planned switchover, as docs/operations.md's runbook does it: the primary is demoted,
+ * then the replica promoted at once. The replica used to refuse for 15 s after the demote
+ * (NODE_PRIMARY_REACHABLE, "still shipping to this node"), because a source that stopped on
+ * purpose looked like one whose link had just dropped. A source that is only cut off still
+ * counts as alive for those 15 s.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { silentLogger, startNode, validateConfig, type HeadstartNode } from '@headstart/node';
+import { freePort } from '../helpers/cli';
+
+const SECRET = 'switchover-secret';
+const MiB = 1 << 20;
+const cleanup: (() => Promise<void>)[] = [];
+afterAll(async () => {
+  for (const c of cleanup.reverse()) await c();
+});
+
+async function sites(): Promise<{ a: HeadstartNode; b: HeadstartNode }> {
+  const dir = await mkdtemp(join(tmpdir(), 'hs-switchover-'));
+  cleanup.push(() => rm(dir, { recursive: true, force: true }));
+  const [aPeers, bPeers] = [await freePort(), await freePort()];
+  const node = (name: string, peer: string, port: number, peerPort: number, role: 'primary' | 'replica') =>
+    startNode(validateConfig({
+      node: { name, dataDir: join(dir, name), secret: SECRET },
+      listen: { peers: `127.0.0.1:${port}` },
+      peers: [{ name: peer, url: `ws://127.0.0.1:${peerPort}` }],
+      volumes: [{ name: 'vol', size: 4 * MiB, role, schedule: { every: '1h' }, sinks: [peer] }],
+    }), silentLogger());
+  const b = await node('site-b', 'site-a', bPeers, aPeers, 'replica');
+  cleanup.push(() => b.stop());
+  const a = await node('site-a', 'site-b', aPeers, bPeers, 'primary');
+  cleanup.push(() => a.stop());
+  await a.volume('vol').write(0, Buffer.alloc(64 * 1024, 0x3c));
+  const p = await a.snapshotNow('vol');
+  await a.waitAcked('vol', p.n, 30_000);
+  return { a, b };
+}
+
+describe('planned switchover', () => {
+  it('promotes the replica right after its primary was demoted', async () => {
+    const { a, b } = await sites();
+    await a.demote('vol');
+    // The session's end reaches the replica a moment after the demote returns.
+    let promoted: Awaited<ReturnType<HeadstartNode['promote']>> | null = null;
+    for (const end = Date.now() + 5_000; promoted === null && Date.now() < end; ) {
+      promoted = await b.promote('vol').catch((err: { code?: string }) => {
+        if (err.code !== 'NODE_PRIMARY_REACHABLE') throw err;
+        return new Promise<null>((r) => setTimeout(() => r(null), 100));
+      });
+    }
+    expect(promoted, 'still refused 5 s after the demote').not.toBeNull();
+    expect(promoted!.epoch).toBe(2);
+  }, 60_000);
+
+  it('still refuses while the primary is alive and shipping', async () => {
+    const { b } = await sites();
+    await expect(b.promote('vol')).rejects.toMatchObject({ code: 'NODE_PRIMARY_REACHABLE' });
+  }, 60_000);
+});
+
+describe('promoting a replica that never committed a point', () => {
+  it('is refused without --force (it would be a volume of zeroes), and done with it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-never-synced-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    // Its primary's address answers nothing: the replica never receives a point.
+    const b = await startNode(validateConfig({
+      node: { name: 'site-b', dataDir: join(dir, 'b'), secret: SECRET },
+      listen: { peers: '127.0.0.1:0' },
+      peers: [{ name: 'site-a', url: `ws://127.0.0.1:${await freePort()}` }],
+      volumes: [{ name: 'vol', size: 4 * MiB, role: 'replica', schedule: { every: '1h' }, sinks: ['site-a'] }],
+    }), silentLogger());
+    cleanup.push(() => b.stop());
+    await expect(b.promote('vol')).rejects.toMatchObject({ code: 'SNAPSHOT_UNKNOWN', message: expect.stringContaining('has not committed any point from a primary yet') });
+    expect(b.volume('vol').readOnly).toBe(true);
+    expect((await b.promote('vol', { force: true })).epoch).toBe(2);
+  }, 60_000);
+});
