@@ -3,12 +3,13 @@
  * (the old site) is in its first copy and has acknowledged nothing: an export and a
  * verification of the new primary must work then, the case they matter most in.
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger, startNode, validateConfig, type HeadstartNode } from '@headstart/node';
 import { freePort } from '../helpers/cli';
+import { smallDisk } from '../helpers/small-disk';
 
 const SECRET = 'promoted-export-secret';
 const MiB = 1 << 20;
@@ -50,6 +51,13 @@ describe('a promoted primary whose old site is gone', () => {
     expect(exported.n).toBeGreaterThan(point.n);
     const image = await readFile(join(dir, 'promoted.raw'));
     expect(image.subarray(MiB, 3 * MiB).equals(data)).toBe(true);
+    // The output's own problems are the output's, not a failing volume disk (VOLUME_IO).
+    await expect(replica.exportImage('vol', join(dir, 'no-such-dir', 'x.raw'))).rejects.toMatchObject({ code: 'EXPORT_OUTPUT', message: expect.stringContaining(`cannot create ${join(dir, 'no-such-dir', 'x.raw')}: ENOENT`) });
+    const small = smallDisk('1m'); // 2 MiB of data do not fit
+    if (small !== null) {
+      await expect(replica.exportImage('vol', join(small, 'x.raw'))).rejects.toMatchObject({ code: 'EXPORT_OUTPUT', message: expect.stringContaining('ENOSPC') });
+      expect(await readdir(small)).toEqual([]); // the partial file is gone
+    }
     const verify = await replica.beginVerify('vol', { timeoutMs: 1_000 }).then(() => 'resolved', (err: { code?: string }) => err.code);
     expect(verify).toBe('LINK_TIMEOUT');
     expect(replica.volume('vol').sinks().map((s) => s.name)).toEqual(['site-a']);

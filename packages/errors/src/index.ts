@@ -97,6 +97,7 @@ export const ERRORS = {
   VERIFY_BUSY: { hint: 'A verification of this volume is already running; wait for it or end it with `headstart verify VOLUME --end`.', retryable: true, nbdErrno: 16, wsClose: 4409 },
   VERIFY_ENDED: { hint: 'The verification was ended (`headstart verify --end`, a role change, its caller gone) before its point reached the replica; run it again.', retryable: true, nbdErrno: 4, wsClose: 4409 },
   EXPORT_EXISTS: { hint: 'Choose another output path, or pass --force to replace the file.', retryable: false, nbdErrno: 17, wsClose: 4409 },
+  EXPORT_OUTPUT: { hint: 'Check the output path: its directory must exist and be writable, with room for the image (sparse: the data written, not the volume size).', retryable: false, nbdErrno: EIO, wsClose: 4409 },
   CONFIG_INVALID: { hint: 'Fix the named key in the configuration file.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   // --- dashboard ---
   DASHBOARD_UNPROTECTED: { hint: 'Give the dashboard a token (dashboard.token / --dashboard-token), or bind it to 127.0.0.1 or ::1 only.', retryable: false, nbdErrno: EPERM, wsClose: 4403 },

@@ -215,25 +215,39 @@ async function writeImage(v: Volume, out: string, read: (first: number, count: n
     throw new HeadstartError('EXPORT_EXISTS', `${out} exists; choose another path or pass --force`);
   }
   const tmp = `${out}.partial-${process.pid}`;
-  const fh = await open(tmp, 'w');
+  // What fails on the output file is the output's problem (no such directory, no room), not
+  // the volume's disk: EXPORT_OUTPUT, naming the file; a failed read of the volume stays its own.
+  const onOutput = async <T>(what: string, op: Promise<T>): Promise<T> => {
+    try {
+      return await op;
+    } catch (err) {
+      throw new HeadstartError('EXPORT_OUTPUT', `cannot ${what} ${out}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+    }
+  };
+  const fh = await onOutput('create', open(tmp, 'w'));
   try {
-    await fh.truncate(v.size);
+    await onOutput('size', fh.truncate(v.size));
     const per = Math.max(1, Math.floor((1 << 20) / v.blockSize));
     const zero = Buffer.alloc(per * v.blockSize);
     for (let first = 0; first < v.blockCount; first += per) {
       const count = Math.min(per, v.blockCount - first);
       const data = await read(first, count);
       if (data.equals(zero.subarray(0, data.length))) continue; // stays a hole
-      await fh.write(data, 0, data.length, first * v.blockSize);
+      await onOutput('write', fh.write(data, 0, data.length, first * v.blockSize));
     }
-    await fh.datasync();
+    await onOutput('sync', fh.datasync());
   } catch (err) {
     await fh.close().catch(() => {});
     await rm(tmp, { force: true });
     throw err;
   }
-  await fh.close();
-  await rename(tmp, out);
+  try {
+    await onOutput('close', fh.close());
+    await onOutput('rename into place', rename(tmp, out));
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
 }
 
 export interface HeadstartNode {
