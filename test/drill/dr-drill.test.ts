@@ -154,6 +154,12 @@ describe('DR drill: failover and failback between two sites', () => {
       return s?.volumes[0].sinks[0]?.state === 'fenced' || /fenc|EPOCH/i.test(s?.volumes[0].sinks[0]?.lastError ?? '') ? true : null;
     }, 30_000);
     expect((await status(b))?.volumes[0]).toMatchObject({ role: 'primary', epoch: 2 });
+    // Both sides say which site is stale, and what to do about it.
+    await waitFor('site-a told it is the stale one', async () => (/the source is the stale one; demote it on the source's site/.test((await status(a))?.volumes[0].sinks[0]?.lastError ?? '') ? true : null), 30_000);
+    await waitFor('site-b told site-a is the old primary', async () => {
+      const e = (await status(b))?.volumes[0].sinks.find((k) => k.name === 'site-a')?.lastError ?? '';
+      return e.includes("site-a still holds volume vol as primary at epoch 1, below the source's epoch 2: it is the old primary; demote it on site-a") ? true : null;
+    }, 30_000);
 
     // --- failback: demote the old primary; only differing blocks come back
     await ok(['demote', 'vol', '-c', a]);

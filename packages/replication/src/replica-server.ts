@@ -269,7 +269,16 @@ class ReplicaSession {
       const say = (g: string | null) => (g === null ? 'in no consistency group' : `in consistency group ${g}`);
       throw new HeadstartError('REPL_VOLUME_MISMATCH', `source volume ${vol.id} is ${say(theirs)}, this replica's is ${say(ours)}: configure the same group on both sites`);
     }
-    if (info.role !== 'replica') throw new HeadstartError('REPL_EPOCH_FENCED', `volume ${vol.id} was promoted here (epoch ${info.epoch}); it no longer accepts a stream`);
+    if (info.role !== 'replica') {
+      // Two primaries. Say which is stale: the lower epoch (the higher one was promoted later).
+      const here = this.options.node ?? 'this node';
+      throw new HeadstartError(
+        'REPL_EPOCH_FENCED',
+        vol.epoch > info.epoch
+          ? `${here} still holds volume ${vol.id} as primary at epoch ${info.epoch}, below the source's epoch ${vol.epoch}: it is the old primary; demote it on ${here} and this source resynchronises it by checksum`
+          : `volume ${vol.id} is primary on ${here} at epoch ${info.epoch}, and the source's epoch ${vol.epoch} is not above it: the source is the stale one; demote it on the source's site`,
+      );
+    }
     if (vol.epoch < info.epoch) throw new HeadstartError('REPL_EPOCH_FENCED', `source epoch ${vol.epoch} is below the replica's epoch ${info.epoch}: refused (fencing)`);
     // A newer connection replaces an older one (the source reconnected before we saw the old one drop).
     const old = target.active;
