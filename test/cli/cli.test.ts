@@ -39,6 +39,35 @@ describe('headstart CLI', () => {
     expect(y.stderr).toContain('not valid YAML');
   });
 
+  it('names the flag or the token part that is wrong, once, and touches nothing', async () => {
+    const fails = async (args: string[], message: string) => {
+      const r = await runCli(args);
+      expect(r.code, `${args.join(' ')}\n${r.stderr}`).toBe(2);
+      expect(r.stderr).toContain(message);
+      return r.stderr;
+    };
+    // The demo's flags, by name (they used to surface as keys of its generated configuration, or not at all).
+    await fails(['demo', '--for', 'abc'], '--for takes a duration like 30s, 5m or 1h, not "abc"');
+    await fails(['demo', '--rate', 'zz'], '--rate takes a rate like 1MiB/s or 100Mbit/s, not "zz"');
+    await fails(['demo', '--link', '0'], '--link takes a rate');
+    await fails(['demo', '--speedup', 'abc'], '--speedup takes a factor like 60, not "abc"');
+    const dir = tempDir();
+    const config = join(dir, 'a.yaml');
+    expect((await runCli(['init', 'node', 'site-a', '-c', config, '--peers', '127.0.0.1:7812', '--no-tls'])).code).toBe(0);
+    const every = await fails(['init', 'volume', 'v', '--size', '4MiB', '--every', '0s', '-c', config], 'volumes[0].schedule.every: not a positive duration: "0s"');
+    expect(every).not.toContain('at least 1s apart');
+    await fails(['pair', 'token', '--url', 'notaurl', '-c', config], '--url "notaurl" is not a ws:// or wss:// address');
+    await fails(['pair', 'accept', 'hs1.eyJ2IjoxfQ', '-c', config], 'not a headstart pairing token: it has no node, url, secret; copy the whole token');
+    const token = (await runCli(['pair', 'token', '-c', config])).stdout.trim();
+    await fails(['pair', 'accept', token.slice(0, token.length - 7), '-c', config], 'not a headstart pairing token: its text after "hs1." does not decode');
+    // An archive directory that is not there is a typo, not an empty archive (and is not made).
+    const missing = join(dir, 'no-such-archive');
+    const r = await runCli(['archive', 'list', '--store', missing]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`ARCHIVE_CONFIG: no archive at ${missing}: no such directory`);
+    expect(() => readFileSync(missing)).toThrow(/ENOENT/);
+  });
+
   it('makes a TLS certificate for a new node by default (its pairing token carries it), none with --no-tls', async () => {
     const dir = tempDir();
     const withTls = join(dir, 'a.yaml');

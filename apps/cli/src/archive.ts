@@ -59,7 +59,7 @@ function countArg(v: string): number {
  * Stores are opened once each and closed by the returned `close`.
  */
 async function targets(o: Where): Promise<{ list: Target[]; close: () => Promise<void> }> {
-  const { openStore, listVolumes } = await archiveLib();
+  const { openStore, listVolumes, parseStoreUrl } = await archiveLib();
   const opened: ObjectStore[] = [];
   const open = async (spec: string | StoreSpec) => {
     const s = await openStore(spec);
@@ -71,7 +71,12 @@ async function targets(o: Where): Promise<{ list: Target[]; close: () => Promise
   };
   try {
     if (o.store !== undefined) {
-      const store = await open(o.store);
+      // A directory that is not there holds no archive: a typo, not an empty archive.
+      const spec = parseStoreUrl(o.store);
+      if (spec.kind === 'dir' && !(await stat(spec.path).then((st) => st.isDirectory(), () => false))) {
+        throw new HeadstartError('ARCHIVE_CONFIG', `no archive at ${spec.path}: no such directory`);
+      }
+      const store = await open(spec);
       const ids = o.volume !== undefined ? [o.volume] : await listVolumes({ store });
       return { list: ids.map((volumeId) => ({ volumeId, store, retention: undefined, groupName: null, group: [] })), close };
     }

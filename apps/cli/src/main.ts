@@ -311,29 +311,42 @@ async function serve(configPath: string): Promise<number> {
 }
 
 async function demo(o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; disk?: string; dashboard: boolean }): Promise<number> {
-  const { parseDuration } = await nodeLib();
-  const forMs = o.for === undefined ? undefined : parseDuration(o.for);
+  const { parseDuration, parseRate, parseSize } = await nodeLib();
+  // Each flag checked here, by its name: a bad one used to surface as a key of the demo's
+  // generated configuration ("volumes[0].schedule.every: not a duration"), or not at all.
+  const positive = (flag: string, value: string, parse: (v: string) => number, like: string) => {
+    const v = parse(value);
+    if (!(Number.isFinite(v) && v > 0)) throw new HeadstartError('CONFIG_INVALID', `${flag} takes ${like}, not ${JSON.stringify(value)}`);
+    return v;
+  };
+  const duration = (flag: string, value: string) => positive(flag, value, parseDuration, 'a duration like 30s, 5m or 1h');
+  const forMs = o.for === undefined ? undefined : duration('--for', o.for);
+  const intervalMs = o.interval === undefined ? undefined : duration('--interval', o.interval);
+  const writeRate = positive('--rate', o.rate, parseRate, 'a rate like 1MiB/s or 100Mbit/s');
+  const linkRate = positive('--link', o.link, parseRate, 'a rate like 4MiB/s or 100Mbit/s');
+  const volumeSize = positive('--size', o.size, parseSize, 'a size like 256MiB or 2GiB');
+  const speedup = positive('--speedup', o.speedup, Number, 'a factor like 60');
   const abort = new AbortController();
   const onSignal = () => abort.abort();
   process.once('SIGINT', onSignal);
   process.once('SIGTERM', onSignal);
-  const { createLogger, silentLogger, parseRate, parseSize, runDemo } = await nodeLib();
+  const { createLogger, silentLogger, runDemo } = await nodeLib();
   const quiet = o.json === true;
   const tty = process.stderr.isTTY === true;
   const logger = quiet || tty ? silentLogger() : createLogger({ level: 'warn' });
   let trace: { writes: AsyncIterable<{ time: number; offset: number; length: number }>; speedup: number } | undefined;
   if (o.trace !== undefined) {
     const { readTraceWrites } = await import('./trace');
-    trace = { writes: readTraceWrites(o.trace, { disk: o.disk, volumeSize: parseSize(o.size), onNote: (note) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}headstart demo: ${note}\n`) }), speedup: Number(o.speedup) };
+    trace = { writes: readTraceWrites(o.trace, { disk: o.disk, volumeSize, onNote: (note) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}headstart demo: ${note}\n`) }), speedup };
   }
   let result: DemoResult;
   try {
     result = await runDemo({
       forMs,
-      intervalMs: o.interval === undefined ? undefined : parseDuration(o.interval),
-      writeRate: parseRate(o.rate),
-      linkRate: parseRate(o.link),
-      volumeSize: parseSize(o.size),
+      intervalMs,
+      writeRate,
+      linkRate,
+      volumeSize,
       trace,
       dashboard: o.dashboard,
       signal: abort.signal,

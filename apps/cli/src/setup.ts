@@ -121,17 +121,21 @@ function encodeToken(p: PairPayload): string {
 }
 
 function decodeToken(token: string): PairPayload {
-  const bad = () => new HeadstartError('CONFIG_INVALID', 'not a headstart pairing token (it starts with "hs1.")');
-  if (!token.startsWith('hs1.')) throw bad();
+  // Cut when copied, or not a token at all: say which, so the operator knows what to fix.
+  const bad = (why: string) => new HeadstartError('CONFIG_INVALID', `not a headstart pairing token: ${why}; copy the whole token that \`headstart pair token\` printed`);
+  if (!token.startsWith('hs1.')) throw bad('a token starts with "hs1."');
   let p: unknown;
   try {
     p = JSON.parse(Buffer.from(token.slice(4), 'base64url').toString('utf8'));
   } catch {
-    throw bad();
+    throw bad('its text after "hs1." does not decode (cut short, or changed)');
   }
   const o = p as Partial<PairPayload>;
-  if (o.v !== 1 || typeof o.node !== 'string' || typeof o.url !== 'string' || typeof o.secret !== 'string' || o.secret.length < 16) throw bad();
-  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(o.node)) throw new HeadstartError('CONFIG_INVALID', `the pairing token names a node ${JSON.stringify(o.node)}, which is not a valid node name`);
+  const missing = (['node', 'url', 'secret'] as const).filter((k) => typeof o[k] !== 'string');
+  if (o.v !== 1 || missing.length > 0) throw bad(o.v !== 1 ? 'it is not a version 1 token' : `it has no ${missing.join(', ')}`);
+  if (o.secret!.length < 16) throw bad('its secret is too short');
+  checkPeerUrl(o.url!, 'the pairing token\'s url');
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(o.node!)) throw new HeadstartError('CONFIG_INVALID', `the pairing token names a node ${JSON.stringify(o.node!)}, which is not a valid node name`);
   if (o.cert !== undefined) {
     try {
       if (typeof o.cert !== 'string') throw new Error('not text');
@@ -143,8 +147,24 @@ function decodeToken(token: string): PairPayload {
   return o as PairPayload;
 }
 
+/** A peer URL as a source dials it: ws:// or wss://, a host and a port. */
+function checkPeerUrl(url: string, what: string): void {
+  let u: URL | null = null;
+  try {
+    u = new URL(url);
+  } catch {
+    // reported below
+  }
+  if (u === null || (u.protocol !== 'ws:' && u.protocol !== 'wss:') || u.hostname === '') {
+    throw new HeadstartError('CONFIG_INVALID', `${what} ${JSON.stringify(url)} is not a ws:// or wss:// address (e.g. wss://site-a.example:10800)`);
+  }
+}
+
 function ownUrl(doc: Document, given?: string): string {
-  if (given) return given;
+  if (given) {
+    checkPeerUrl(given, '--url');
+    return given;
+  }
   const peers = doc.getIn(['listen', 'peers']) as string | undefined;
   if (!peers) throw new HeadstartError('CONFIG_INVALID', 'listen.peers is not set: give --url wss://host:port (the address peers reach this node at)');
   return `${doc.has('tls') ? 'wss' : 'ws'}://${peers}`;

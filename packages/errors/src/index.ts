@@ -98,7 +98,7 @@ export const ERRORS = {
   VERIFY_ENDED: { hint: 'The verification was ended (`headstart verify --end`, a role change, its caller gone) before its point reached the replica; run it again.', retryable: true, nbdErrno: 4, wsClose: 4409 },
   EXPORT_EXISTS: { hint: 'Choose another output path, or pass --force to replace the file.', retryable: false, nbdErrno: 17, wsClose: 4409 },
   EXPORT_OUTPUT: { hint: 'Check the output path: its directory must exist and be writable, with room for the image (sparse: the data written, not the volume size).', retryable: false, nbdErrno: EIO, wsClose: 4409 },
-  CONFIG_INVALID: { hint: 'Fix the named key in the configuration file.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
+  CONFIG_INVALID: { hint: 'Fix the named configuration key or command-line flag.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   // --- dashboard ---
   DASHBOARD_UNPROTECTED: { hint: 'Give the dashboard a token (dashboard.token / --dashboard-token), or bind it to 127.0.0.1 or ::1 only.', retryable: false, nbdErrno: EPERM, wsClose: 4403 },
   DASHBOARD_BAD_OPTION: { hint: 'Fix the named dashboard option (host, port 0-65535, a non-empty token).', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },

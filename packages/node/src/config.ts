@@ -49,7 +49,7 @@ const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
 });
 const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
   const n = parseDuration(v);
-  if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a duration: ${JSON.stringify(v)} (write e.g. 90s, 5m, 1h)` });
+  if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${Number.isFinite(n) ? 'not a positive duration' : 'not a duration'}: ${JSON.stringify(v)} (write e.g. 90s, 5m, 1h)` });
   return n;
 });
 const rate = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -98,7 +98,7 @@ const scheduleWindow = z
   })
   .strict()
   .superRefine((w, ctx) => {
-    if (typeof w.every === 'number' && w.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
+    if (typeof w.every === 'number' && w.every > 0 && w.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
   })
   .transform((w, ctx): ScheduleWindow => ({ ...clockWindow(w, ctx), every: w.every === 'none' ? null : w.every }));
 const rateWindows = z.array(rateWindow).max(64, 'at most 64 windows');
@@ -143,7 +143,7 @@ const schedule = z
     if (s.windows !== undefined && s.cron !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['windows'], message: 'windows change "every" by the time of day; a cron schedule has its own calendar: write it there' });
     if (s.windows !== undefined && s.level === true) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['level'], message: 'leveling needs one interval: not with windows (yet)' });
     if (s.level === true && s.origin !== undefined) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['level'], message: '"level" and "origin" both set when the points fall: give one of them' });
-    if (s.every !== undefined && s.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
+    if (s.every !== undefined && s.every > 0 && s.every < 1000) ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['every'], message: 'snapshot points at least 1s apart' });
     if (s.cron !== undefined) {
       try {
         CronExpressionParser.parse(s.cron);
