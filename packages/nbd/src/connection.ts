@@ -4,11 +4,17 @@
  * Roles: the parser (parser.ts) turns bytes into client flags, options and requests; this
  * class answers them, talks to the export's BlockDevice and writes replies (wire.ts).
  *
- * Flow: greeting -> client flags -> options (LIST, INFO, STRUCTURED_REPLY, ... until GO or
- * EXPORT_NAME) -> transmission. In transmission every request is started at once (the
- * client pipelines; replies go back in completion order, matched by handle) and answered
- * only when the device call resolves, so a WRITE is acknowledged only once the volume has
- * it and its write-log entry. FUA is passed down; FLUSH calls device.flush().
+ * Flow: greeting -> client flags -> options (LIST, INFO, STRUCTURED_REPLY,
+ * SET_META_CONTEXT, ... until GO or EXPORT_NAME) -> transmission. In transmission every
+ * request is started at once (the client pipelines; replies go back in completion order,
+ * matched by handle) and answered only when the device call resolves, so a WRITE is
+ * acknowledged only once the volume has it and its write-log entry. FUA is passed down; FLUSH calls device.flush().
+ *
+ * Metadata: the one context we offer is `base:allocation`, and BLOCK_STATUS always answers
+ * "allocated, contents unknown" (status 0) for the range asked about. The spec allows that
+ * answer for any block; a BlockDevice does not tell us which blocks were never written or
+ * were trimmed, and reporting a hole or zeroes we are not sure of would let a client
+ * (nbdcopy, qemu-img convert) skip data it must copy.
  *
  * Backpressure: write payloads and pending read lengths count as bytes in flight; above
  * `maxInflightBytes` or `maxInflightRequests`, or while the socket holds more than
@@ -22,10 +28,14 @@
 import type { Socket } from 'node:net';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import {
+  BASE_ALLOCATION,
+  BASE_NAMESPACE,
   KNOWN_CLIENT_FLAGS,
+  NBD_CMD_BLOCK_STATUS,
   NBD_CMD_DISC,
   NBD_CMD_FLAG_FUA,
   NBD_CMD_FLAG_NO_HOLE,
+  NBD_CMD_FLAG_REQ_ONE,
   NBD_CMD_FLUSH,
   NBD_CMD_READ,
   NBD_CMD_TRIM,
@@ -51,6 +61,8 @@ import {
   NBD_OPT_GO,
   NBD_OPT_INFO,
   NBD_OPT_LIST,
+  NBD_OPT_LIST_META_CONTEXT,
+  NBD_OPT_SET_META_CONTEXT,
   NBD_OPT_STRUCTURED_REPLY,
   NBD_REP_ACK,
   NBD_REP_ERR_INVALID,
@@ -59,6 +71,7 @@ import {
   NBD_REP_ERR_UNKNOWN,
   NBD_REP_ERR_UNSUP,
   NBD_REP_INFO,
+  NBD_REP_META_CONTEXT,
   NBD_REP_SERVER,
   REQUEST_HEADER_SIZE,
   SOCKET_HIGH_WATER,
@@ -67,16 +80,19 @@ import { isReadOnly, type ExportEntry, type ExportRegistry } from './exports';
 import { NbdParser, type NbdRequest, type ParserSink } from './parser';
 import type { NbdLogger } from './types';
 import {
+  BLOCK_STATUS_CHUNK_SIZE,
   encodeErrorChunk,
   encodeExportNameReply,
   encodeGreeting,
   encodeInfoBlockSize,
   encodeInfoExport,
   encodeInfoText,
+  encodeMetaContext,
   encodeOptionReply,
   encodeServerEntry,
   encodeSimpleReply,
   READ_CHUNK_HEADER_SIZE,
+  writeBlockStatusChunk,
   writeReadChunkHeader,
   writeSimpleReply,
 } from './wire';
@@ -121,6 +137,13 @@ const DIRECT_READ_MIN = 64 * 1024;
 /** Flags a request may carry: FUA on anything (harmless on reads), NO_HOLE on WRITE_ZEROES. */
 const ALLOWED_FLAGS = NBD_CMD_FLAG_FUA;
 const ALLOWED_ZERO_FLAGS = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE;
+const ALLOWED_STATUS_FLAGS = NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+/**
+ * The id of base:allocation in NBD_REP_META_CONTEXT replies to SET and in block status
+ * chunks. Opaque to the client (the spec lets it change between SETs); not 0, the value a
+ * LIST reply carries, so a mix-up is visible in a trace.
+ */
+const BASE_ALLOCATION_ID = 1;
 
 let nextId = 1;
 
@@ -135,6 +158,13 @@ export class NbdConnection implements ParserSink {
   private readonly parser: NbdParser;
   private entry: ExportEntry | null = null;
   private structured = false;
+  /**
+   * The export (by its resolved name) for which the last NBD_OPT_SET_META_CONTEXT
+   * selected base:allocation; null if it selected nothing or failed.
+   */
+  private metaExport: string | null = null;
+  /** base:allocation is selected for the export in transmission: BLOCK_STATUS is allowed. */
+  private blockStatus = false;
   private noZeroes = false;
   private inflightRequests = 0;
   private inflightBytes = 0;
@@ -257,8 +287,11 @@ export class NbdConnection implements ParserSink {
       case NBD_OPT_INFO:
       case NBD_OPT_GO:
         return this.optInfoGo(option, data);
+      case NBD_OPT_LIST_META_CONTEXT:
+      case NBD_OPT_SET_META_CONTEXT:
+        return this.optMetaContext(option, data);
       default:
-        // STARTTLS, meta contexts and anything newer: not offered (spec: NBD_REP_ERR_UNSUP).
+        // STARTTLS, extended headers and anything newer: not offered (spec: NBD_REP_ERR_UNSUP).
         return this.optionReply(option, NBD_REP_ERR_UNSUP, `option ${option} is not supported`);
     }
   }
@@ -305,6 +338,35 @@ export class NbdConnection implements ParserSink {
     if (option === NBD_OPT_GO) this.enterTransmission(entry);
   }
 
+  /**
+   * NBD_OPT_LIST_META_CONTEXT and NBD_OPT_SET_META_CONTEXT. We know one context,
+   * base:allocation. LIST answers it for no query (list everything), for "base:" (the
+   * namespace's wildcard, which the spec requires us to support) and for "base:allocation";
+   * SET selects it only when named in full ("base:" selects nothing there, by the spec).
+   * Any other query, of any namespace, matches nothing and is not an error: the spec says
+   * unknown contexts are ignored, not refused. Matches are followed by NBD_REP_ACK.
+   */
+  private optMetaContext(option: number, data: Buffer): void {
+    const set = option === NBD_OPT_SET_META_CONTEXT;
+    // SET replaces the previous selection, even when it fails (spec).
+    if (set) this.metaExport = null;
+    // Block status can only be answered in a structured reply, so a context selected
+    // without one could never be used: the spec says a server SHOULD refuse SET with
+    // NBD_REP_ERR_INVALID then. For LIST it only MAY; LIST selects nothing, so we answer
+    // it either way, as qemu-nbd and nbdkit do.
+    if (set && !this.structured) return this.optionReply(option, NBD_REP_ERR_INVALID, 'NBD_OPT_SET_META_CONTEXT needs structured replies (NBD_OPT_STRUCTURED_REPLY) first');
+    const parsed = parseMetaContextData(data);
+    if (typeof parsed === 'string') return this.optionReply(option, NBD_REP_ERR_INVALID, parsed);
+    // Contexts are per export; one we do not serve has none (qemu-nbd answers the same).
+    const entry = this.lookup(parsed.name);
+    if (!entry) return this.optionReply(option, NBD_REP_ERR_UNKNOWN, `no export named "${parsed.name}"`);
+    const { queries } = parsed;
+    const match = set ? queries.includes(BASE_ALLOCATION) : queries.length === 0 || queries.some((q) => q === BASE_ALLOCATION || q === BASE_NAMESPACE);
+    if (match) this.send(encodeOptionReply(option, NBD_REP_META_CONTEXT, encodeMetaContext(set ? BASE_ALLOCATION_ID : 0, BASE_ALLOCATION)));
+    if (set && match) this.metaExport = entry.name;
+    this.optionReply(option, NBD_REP_ACK);
+  }
+
   private lookup(name: string): ExportEntry | undefined {
     const wanted = name === '' && this.ctx.defaultExport !== undefined ? this.ctx.defaultExport : name;
     const entry = this.ctx.registry.get(wanted);
@@ -322,11 +384,13 @@ export class NbdConnection implements ParserSink {
   private enterTransmission(entry: ExportEntry): void {
     this.entry = entry;
     entry.connections.add(this);
+    // Contexts hold only if the last SET named the export the client now enters (spec).
+    this.blockStatus = this.structured && this.metaExport === entry.name;
     this.phase = Phase.Transmission;
     this.parser.startTransmission();
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
-    this.log('info', { export: entry.name, structured: this.structured }, 'client attached');
+    this.log('info', { export: entry.name, structured: this.structured, blockStatus: this.blockStatus }, 'client attached');
   }
 
   private optionReply(option: number, type: number, message?: string): void {
@@ -409,6 +473,26 @@ export class NbdConnection implements ParserSink {
           p = Promise.reject(err);
         }
         this.settle(req, p, 0);
+        return;
+      }
+      case NBD_CMD_BLOCK_STATUS: {
+        if ((req.flags & ~ALLOWED_STATUS_FLAGS) !== 0) return this.replyError(req, NBD_EINVAL, 'unsupported command flags');
+        // The spec: SHOULD be EINVAL without a selected context. (Selecting one needs
+        // structured replies, so the error chunk below is always allowed where a success
+        // would have been.)
+        if (!this.blockStatus) return this.replyError(req, NBD_EINVAL, 'no metadata context selected (NBD_OPT_SET_META_CONTEXT base:allocation)');
+        if (req.offset + req.length > device.size) return this.replyError(req, NBD_EINVAL, 'block status beyond the end of the export');
+        // The spec leaves a zero-length query unspecified; EINVAL like the other commands
+        // (and no descriptor could describe it: extents are never empty).
+        if (req.length === 0) return this.replyError(req, NBD_EINVAL, 'zero-length block status');
+        // One extent, exactly the requested range, status 0 ("allocated, contents unknown",
+        // which the spec says a server may always report; see the header). It starts at the
+        // offset, ends inside the export, and is no longer than the request, so it also
+        // satisfies NBD_CMD_FLAG_REQ_ONE. (Without REQ_ONE the spec would let it run on to
+        // the end of the export; nbdinfo, qemu-img and nbdcopy ask for whole ranges, so that
+        // would save them nothing.) No device call: answered at once.
+        const at = this.reserve(BLOCK_STATUS_CHUNK_SIZE);
+        writeBlockStatusChunk(this.slab, at, req.handleHi, req.handleLo, BASE_ALLOCATION_ID, req.length, 0);
         return;
       }
       case NBD_CMD_DISC:
@@ -620,4 +704,28 @@ export class NbdConnection implements ParserSink {
   private log(level: 'info' | 'warn' | 'error', fields: object, msg: string): void {
     this.ctx.logger[level]({ conn: this.id, remote: this.remote, export: this.entry?.name, ...fields }, msg);
   }
+}
+
+/**
+ * The data of NBD_OPT_LIST_META_CONTEXT / NBD_OPT_SET_META_CONTEXT: u32 export name
+ * length, name, u32 query count, then per query u32 length and the query. Returns the
+ * reason if it does not add up exactly (the spec: NBD_REP_ERR_INVALID).
+ */
+function parseMetaContextData(data: Buffer): { name: string; queries: string[] } | string {
+  if (data.length < 8) return 'option data too short';
+  const nameLength = data.readUInt32BE(0);
+  if (nameLength > data.length - 8) return 'export name length exceeds option data';
+  const name = data.toString('utf8', 4, 4 + nameLength);
+  const count = data.readUInt32BE(4 + nameLength);
+  const queries: string[] = [];
+  let at = 8 + nameLength;
+  for (let i = 0; i < count; i++) {
+    if (data.length - at < 4) return 'query count exceeds option data';
+    const length = data.readUInt32BE(at);
+    if (length > data.length - at - 4) return 'query length exceeds option data';
+    queries.push(data.toString('utf8', at + 4, at + 4 + length));
+    at += 4 + length;
+  }
+  if (at !== data.length) return 'option data longer than its queries';
+  return { name, queries };
 }

@@ -40,11 +40,14 @@ export const NBD_OPT_STARTTLS = 5;
 export const NBD_OPT_INFO = 6;
 export const NBD_OPT_GO = 7;
 export const NBD_OPT_STRUCTURED_REPLY = 8;
+export const NBD_OPT_LIST_META_CONTEXT = 9;
+export const NBD_OPT_SET_META_CONTEXT = 10;
 
 // --- option replies ---
 export const NBD_REP_ACK = 1;
 export const NBD_REP_SERVER = 2;
 export const NBD_REP_INFO = 3;
+export const NBD_REP_META_CONTEXT = 4;
 const ERR = 0x80000000;
 export const NBD_REP_ERR_UNSUP = ERR + 1;
 export const NBD_REP_ERR_INVALID = ERR + 3;
@@ -65,14 +68,27 @@ export const NBD_CMD_DISC = 2;
 export const NBD_CMD_FLUSH = 3;
 export const NBD_CMD_TRIM = 4;
 export const NBD_CMD_WRITE_ZEROES = 6;
+export const NBD_CMD_BLOCK_STATUS = 7;
 export const NBD_CMD_FLAG_FUA = 1 << 0;
 export const NBD_CMD_FLAG_NO_HOLE = 1 << 1;
+/** NBD_CMD_BLOCK_STATUS: one extent per context, no longer than the request. */
+export const NBD_CMD_FLAG_REQ_ONE = 1 << 3;
 
 // --- structured replies ---
 export const NBD_REPLY_FLAG_DONE = 1 << 0;
 export const NBD_REPLY_TYPE_NONE = 0;
 export const NBD_REPLY_TYPE_OFFSET_DATA = 1;
+export const NBD_REPLY_TYPE_BLOCK_STATUS = 5;
 export const NBD_REPLY_TYPE_ERROR = (1 << 15) + 1;
+
+// --- metadata contexts (spec: "Metadata querying", "The base: metadata namespace") ---
+/** The one context the spec defines; the only one we offer. */
+export const BASE_ALLOCATION = 'base:allocation';
+/** The namespace alone: a wildcard for NBD_OPT_LIST_META_CONTEXT, ignored by SET. */
+export const BASE_NAMESPACE = 'base:';
+/** base:allocation flags. Neither is ever set by us (see connection.ts, NBD_CMD_BLOCK_STATUS). */
+export const NBD_STATE_HOLE = 1 << 0;
+export const NBD_STATE_ZERO = 1 << 1;
 
 // --- error numbers a client sees (spec: "Error values") ---
 export const NBD_EPERM = 1;

@@ -12,6 +12,7 @@ import {
   NBD_INFO_EXPORT,
   NBD_INFO_NAME,
   NBD_REPLY_FLAG_DONE,
+  NBD_REPLY_TYPE_BLOCK_STATUS,
   NBD_REPLY_TYPE_ERROR,
   NBD_REPLY_TYPE_OFFSET_DATA,
   NBDMAGIC,
@@ -87,6 +88,15 @@ export function encodeInfoBlockSize(minimum: number, preferred: number, maximum:
   return buf;
 }
 
+/** Data of NBD_REP_META_CONTEXT: context id (0 in a LIST reply, as the spec asks), name. */
+export function encodeMetaContext(id: number, name: string): Buffer {
+  const nameBytes = Buffer.from(name, 'utf8');
+  const buf = Buffer.allocUnsafe(4 + nameBytes.length);
+  buf.writeUInt32BE(id, 0);
+  nameBytes.copy(buf, 4);
+  return buf;
+}
+
 /** The reply to NBD_OPT_EXPORT_NAME: size, transmission flags, 124 zeroes unless NO_ZEROES. */
 export function encodeExportNameReply(size: number, transmissionFlags: number, noZeroes: boolean): Buffer {
   const buf = Buffer.alloc(noZeroes ? 10 : 134);
@@ -128,6 +138,20 @@ export function writeReadChunkHeader(buf: Buffer, at: number, handleHi: number, 
 }
 
 export const READ_CHUNK_HEADER_SIZE = STRUCTURED_HEADER_SIZE + 8;
+
+/**
+ * The one chunk that answers a successful BLOCK_STATUS for one context: an
+ * NBD_REPLY_TYPE_BLOCK_STATUS with the DONE flag, the context id and a single descriptor
+ * (extent length, status flags); BLOCK_STATUS_CHUNK_SIZE bytes at `at`.
+ */
+export function writeBlockStatusChunk(buf: Buffer, at: number, handleHi: number, handleLo: number, contextId: number, extentLength: number, status: number): void {
+  writeStructuredHeader(buf, at, NBD_REPLY_FLAG_DONE, NBD_REPLY_TYPE_BLOCK_STATUS, handleHi, handleLo, 12);
+  buf.writeUInt32BE(contextId, at + STRUCTURED_HEADER_SIZE);
+  buf.writeUInt32BE(extentLength, at + STRUCTURED_HEADER_SIZE + 4);
+  buf.writeUInt32BE(status, at + STRUCTURED_HEADER_SIZE + 8);
+}
+
+export const BLOCK_STATUS_CHUNK_SIZE = STRUCTURED_HEADER_SIZE + 12;
 
 /** A final NBD_REPLY_TYPE_ERROR chunk: errno plus a message for a human. */
 export function encodeErrorChunk(handleHi: number, handleLo: number, error: number, message: string): Buffer {
