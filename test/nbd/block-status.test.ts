@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { nbdPython, run, startRig, type Rig } from './helpers';
+import { byteReader, nbdPython, option, requestHeader, run, startRig, type Rig } from './helpers';
 
 const MiB = 1024 * 1024;
 const SIZE = 24 * MiB;
@@ -272,9 +272,9 @@ print(json.dumps(out))
     expect((await s.optionReply()).type).toBe(REP_ACK);
 
     // --- transmission ---
-    s.write(request(7, 1n, 4096n, 8192));
+    s.write(requestHeader(7, 1n, 4096n, 8192));
     expect(await s.chunk()).toEqual({ flags: 1, type: 5, handle: 1n, payload: [id, 8192, 0] });
-    s.write(request(7, 2n, BigInt(SIZE - 100), 100, 8)); // REQ_ONE
+    s.write(requestHeader(7, 2n, BigInt(SIZE - 100), 100, 8)); // REQ_ONE
     expect(await s.chunk()).toEqual({ flags: 1, type: 5, handle: 2n, payload: [id, 100, 0] });
     for (const [handle, offset, length, flags] of [
       [3n, BigInt(SIZE - 100), 101, 0], // past the end
@@ -283,10 +283,10 @@ print(json.dumps(out))
       [6n, 2n ** 63n, 512, 0], // absurd offset
       [7n, 0n, 0xffffffff, 0], // the largest length, longer than the export
     ] as const) {
-      s.write(request(7, handle, offset, length, flags));
+      s.write(requestHeader(7, handle, offset, length, flags));
       expect(await s.chunk()).toMatchObject({ flags: 1, type: 0x8001, handle, errno: 22 });
     }
-    s.write(request(7, 8n, 0n, SIZE));
+    s.write(requestHeader(7, 8n, 0n, SIZE));
     expect(await s.chunk()).toEqual({ flags: 1, type: 5, handle: 8n, payload: [id, SIZE, 0] });
     s.destroy();
 
@@ -300,7 +300,7 @@ print(json.dumps(out))
     t.write(option(7, Buffer.concat([u32(3), name('vol'), Buffer.from([0, 0])])));
     expect((await t.optionReply()).type).toBe(REP_INFO);
     expect((await t.optionReply()).type).toBe(REP_ACK);
-    t.write(request(7, 9n, 0n, 512));
+    t.write(requestHeader(7, 9n, 0n, 512));
     expect(await t.chunk()).toMatchObject({ type: 0x8001, handle: 9n, errno: 22 });
     t.destroy();
 
@@ -308,11 +308,11 @@ print(json.dumps(out))
     const u = await greet(rig.server.port);
     u.write(option(1, name('vol')));
     await u.bytes(10); // size + transmission flags (NO_ZEROES)
-    u.write(request(7, 11n, 0n, 512));
+    u.write(requestHeader(7, 11n, 0n, 512));
     const reply = await u.bytes(16);
     expect([reply.readUInt32BE(0), reply.readUInt32BE(4), reply.readBigUInt64BE(8)]).toEqual([0x67446698, 22, 11n]);
     // and the connection goes on
-    u.write(request(0, 12n, 0n, 4));
+    u.write(requestHeader(0, 12n, 0n, 4));
     const read = await u.bytes(20);
     expect([read.readUInt32BE(4), read.readBigUInt64BE(8), [...read.subarray(16)]]).toEqual([0, 12n, [7, 38, 69, 100]]);
     u.destroy();
@@ -333,29 +333,10 @@ function u32(n: number): Buffer {
   return b;
 }
 
-function option(code: number, data: Buffer = Buffer.alloc(0)): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeBigUInt64BE(0x49484156454f5054n, 0);
-  b.writeUInt32BE(code, 8);
-  b.writeUInt32BE(data.length, 12);
-  return Buffer.concat([b, data]);
-}
-
 /** Data of LIST/SET_META_CONTEXT: export name, query count, queries. */
 function metaData(exportName: string, queries: string[]): Buffer {
   const name = Buffer.from(exportName, 'utf8');
   return Buffer.concat([u32(name.length), name, u32(queries.length), ...queries.flatMap((q) => [u32(Buffer.byteLength(q)), Buffer.from(q, 'utf8')])]);
-}
-
-function request(type: number, handle: bigint, offset: bigint, length: number, flags = 0): Buffer {
-  const b = Buffer.alloc(28);
-  b.writeUInt32BE(0x25609513, 0);
-  b.writeUInt16BE(flags, 4);
-  b.writeUInt16BE(type, 6);
-  b.writeBigUInt64BE(handle, 8);
-  b.writeBigUInt64BE(offset, 16);
-  b.writeUInt32BE(length, 24);
-  return b;
 }
 
 interface RawClient extends Socket {
@@ -368,19 +349,7 @@ interface RawClient extends Socket {
 /** Connects, reads the greeting and sends the client flags (FIXED_NEWSTYLE | NO_ZEROES). */
 async function greet(port: number): Promise<RawClient> {
   const s = connect(port, '127.0.0.1') as unknown as RawClient;
-  let buf = Buffer.alloc(0);
-  let waiter: (() => void) | null = null;
-  s.on('data', (c: Buffer) => {
-    buf = Buffer.concat([buf, c]);
-    waiter?.();
-  });
-  s.on('error', () => {});
-  s.bytes = async (n) => {
-    while (buf.length < n) await new Promise<void>((r) => (waiter = r));
-    const out = buf.subarray(0, n);
-    buf = buf.subarray(n);
-    return out;
-  };
+  s.bytes = byteReader(s).take;
   s.optionReply = async () => {
     const head = await s.bytes(20);
     expect(head.readBigUInt64BE(0)).toBe(0x3e889045565a9n);

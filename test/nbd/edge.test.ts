@@ -7,7 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlockDevice } from '@headstart/volume';
-import { nbdPython, run, spawnClient, startRig, type Rig } from './helpers';
+import { byteReader, nbdPython, option, requestHeader, run, spawnClient, startRig, type Rig } from './helpers';
 
 const MiB = 1024 * 1024;
 
@@ -145,7 +145,7 @@ out['ok'] = h.pread(65536, base) == pat * 16
     const replies = collectSimpleReplies(s);
     const reqs: Buffer[] = [];
     for (let i = 0; i < 200; i++) {
-      reqs.push(header(1, BigInt(1000 + i), BigInt(12 * MiB + i * 4096), 4096), Buffer.alloc(4096, i & 0xff));
+      reqs.push(requestHeader(1, BigInt(1000 + i), BigInt(12 * MiB + i * 4096), 4096), Buffer.alloc(4096, i & 0xff));
     }
     s.write(Buffer.concat(reqs));
     const got = await replies.next(200);
@@ -155,8 +155,8 @@ out['ok'] = h.pread(65536, base) == pat * 16
     // NBD_CMD_DISC right behind 50 writes: every write is still answered, then the close.
     const closed = new Promise((r) => s.once('close', r));
     const tail: Buffer[] = [];
-    for (let i = 0; i < 50; i++) tail.push(header(1, BigInt(5000 + i), BigInt(13 * MiB + i * 4096), 4096), Buffer.alloc(4096, 0x61));
-    s.write(Buffer.concat([...tail, header(2, 1n, 0n, 0)]));
+    for (let i = 0; i < 50; i++) tail.push(requestHeader(1, BigInt(5000 + i), BigInt(13 * MiB + i * 4096), 4096), Buffer.alloc(4096, 0x61));
+    s.write(Buffer.concat([...tail, requestHeader(2, 1n, 0n, 0)]));
     expect((await replies.next(50)).every((r) => r.error === 0)).toBe(true);
     await closed;
     expect((await rig.volume.read(13 * MiB + 49 * 4096, 4096)).every((b) => b === 0x61)).toBe(true);
@@ -165,9 +165,9 @@ out['ok'] = h.pread(65536, base) == pat * 16
   it('an unknown command gets EINVAL; a bad request magic ends only that connection', async () => {
     const s = await attach(rig.server.port, 'vol');
     const replies = collectSimpleReplies(s);
-    s.write(header(77, 5n, 0n, 0));
+    s.write(requestHeader(77, 5n, 0n, 0));
     expect((await replies.next(1))[0]).toEqual({ handle: 5n, error: 22 });
-    const bad = header(0, 6n, 0n, 512);
+    const bad = requestHeader(0, 6n, 0n, 512);
     bad.writeUInt32BE(0xdeadbeef, 0);
     s.write(bad);
     await new Promise((r) => s.once('close', r));
@@ -179,7 +179,7 @@ out['ok'] = h.pread(65536, base) == pat * 16
 
   it('an oversized WRITE closes only that connection, before its payload is read', async () => {
     const s = await attach(rig.server.port, 'vol');
-    s.write(header(1, 9n, 0n, 64 * MiB)); // no payload follows
+    s.write(requestHeader(1, 9n, 0n, 64 * MiB)); // no payload follows
     await new Promise((r) => s.once('close', r));
     expect(rig.logger.lines.some((l) => String(l.fields.reason).startsWith('NBD_REQUEST_TOO_LARGE'))).toBe(true);
   });
@@ -220,7 +220,7 @@ out['ok'] = h.pread(65536, base) == pat * 16
   it('a client killed mid-request does not hurt the volume or other clients', async () => {
     // A raw client sends a write header and half its payload, then vanishes.
     const s = await attach(rig.server.port, 'vol');
-    s.write(Buffer.concat([header(1, 1n, 0n, 65536), Buffer.alloc(30000, 0xee)]));
+    s.write(Buffer.concat([requestHeader(1, 1n, 0n, 65536), Buffer.alloc(30000, 0xee)]));
     await new Promise((r) => setTimeout(r, 50));
     s.destroy();
     // A real client killed while copying (many writes, so it is still busy when killed
@@ -297,7 +297,7 @@ out['ok'] = h.pread(65536, base) == pat * 16
       let written = 0;
       const pump = () => {
         while (written < total) {
-          const ok = s.write(Buffer.concat([header(1, BigInt(written), BigInt((written % 64) * 65536), 65536), Buffer.alloc(65536, 7)]));
+          const ok = s.write(Buffer.concat([requestHeader(1, BigInt(written), BigInt((written % 64) * 65536), 65536), Buffer.alloc(65536, 7)]));
           written++;
           if (!ok) return void s.once('drain', pump);
         }
@@ -337,7 +337,7 @@ out['ok'] = h.pread(65536, base) == pat * 16
     const s = await attach(rig.server.port, 'tmp');
     const replies = collectSimpleReplies(s);
     const closed = new Promise((r) => s.once('close', r));
-    s.write(Buffer.concat([header(1, 1n, 0n, 4096), Buffer.alloc(4096, 3)]));
+    s.write(Buffer.concat([requestHeader(1, 1n, 0n, 4096), Buffer.alloc(4096, 3)]));
     while (started === 0) await new Promise((r) => setTimeout(r, 5));
     let removed = false;
     const removal = rig.server.removeExport('tmp').then(() => (removed = true));
@@ -355,43 +355,6 @@ out['ok'] = h.pread(65536, base) == pat * 16
 });
 
 // --- raw-socket helpers ---
-
-function option(code: number, data: Buffer = Buffer.alloc(0)): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeBigUInt64BE(0x49484156454f5054n, 0);
-  b.writeUInt32BE(code, 8);
-  b.writeUInt32BE(data.length, 12);
-  return Buffer.concat([b, data]);
-}
-
-function header(type: number, handle: bigint, offset: bigint, length: number, flags = 0): Buffer {
-  const b = Buffer.alloc(28);
-  b.writeUInt32BE(0x25609513, 0);
-  b.writeUInt16BE(flags, 4);
-  b.writeUInt16BE(type, 6);
-  b.writeBigUInt64BE(handle, 8);
-  b.writeBigUInt64BE(offset, 16);
-  b.writeUInt32BE(length, 24);
-  return b;
-}
-
-function byteReader(s: Socket) {
-  let buf = Buffer.alloc(0);
-  let waiter: (() => void) | null = null;
-  s.on('data', (c: Buffer) => {
-    buf = Buffer.concat([buf, c]);
-    waiter?.();
-  });
-  s.on('error', () => {});
-  return {
-    async take(n: number): Promise<Buffer> {
-      while (buf.length < n) await new Promise<void>((r) => (waiter = r));
-      const out = buf.subarray(0, n);
-      buf = buf.subarray(n);
-      return out;
-    },
-  };
-}
 
 /** Fixed newstyle handshake with NBD_OPT_EXPORT_NAME (simple replies only). */
 async function attach(port: number, name: string): Promise<Socket> {

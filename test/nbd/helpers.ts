@@ -7,6 +7,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Socket } from 'node:net';
 import { createVolume, type Volume } from '@headstart/volume';
 import { startNbdServer, type NbdLogger, type NbdServer, type NbdServerOptions } from '@headstart/nbd';
 
@@ -91,4 +92,46 @@ export async function nbdPython(script: string, timeoutMs = 60_000): Promise<Rec
 
 export function spawnClient(cmd: string, args: string[]): ChildProcess {
   return spawn(cmd, args, { env: CLIENT_ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+// --- raw wire pieces, for what real clients never send (malformed options, odd requests) ---
+
+/** A client option: IHAVEOPT, the option code, its data. */
+export function option(code: number, data: Buffer = Buffer.alloc(0)): Buffer {
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64BE(0x49484156454f5054n, 0);
+  b.writeUInt32BE(code, 8);
+  b.writeUInt32BE(data.length, 12);
+  return Buffer.concat([b, data]);
+}
+
+/** A transmission request header (28 bytes; a WRITE's payload follows it). */
+export function requestHeader(type: number, handle: bigint, offset: bigint, length: number, flags = 0): Buffer {
+  const b = Buffer.alloc(28);
+  b.writeUInt32BE(0x25609513, 0);
+  b.writeUInt16BE(flags, 4);
+  b.writeUInt16BE(type, 6);
+  b.writeBigUInt64BE(handle, 8);
+  b.writeBigUInt64BE(offset, 16);
+  b.writeUInt32BE(length, 24);
+  return b;
+}
+
+/** Reads exactly n bytes at a time from what `s` receives. */
+export function byteReader(s: Socket): { take(n: number): Promise<Buffer> } {
+  let buf = Buffer.alloc(0);
+  let waiter: (() => void) | null = null;
+  s.on('data', (c: Buffer) => {
+    buf = Buffer.concat([buf, c]);
+    waiter?.();
+  });
+  s.on('error', () => {});
+  return {
+    async take(n: number): Promise<Buffer> {
+      while (buf.length < n) await new Promise<void>((r) => (waiter = r));
+      const out = buf.subarray(0, n);
+      buf = buf.subarray(n);
+      return out;
+    },
+  };
 }
