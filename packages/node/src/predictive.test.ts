@@ -124,6 +124,28 @@ describe('predictivePolicy on a real volume', () => {
     p.dispose();
   });
 
+  it('catches up with points closed without it (a sink\'s first copy closes one itself) at the next close it is told of', async () => {
+    const v = await volume();
+    const start = Date.now();
+    const p = predictivePolicy({ volume: v, linkHint: 1e9, nextCloseAt: () => start + 60_000 });
+    const first = p.status(start).open;
+    await v.write(0, Buffer.alloc(2 * BS, 1));
+    // Closed by the volume itself, as addSink does for a sink's full copy: no onClose.
+    await v.addSink('fresh');
+    expect(v.openSnapshot).toBe(first + 1);
+    expect(p.status(start).open).toBe(first);
+    await v.write(8 * BS, Buffer.alloc(BS, 2));
+    const point = await v.closeSnapshot({ scheduledAt: Date.now() });
+    p.onClose(point.n, point.closedAt, start + 120_000);
+    const s = p.status(start + 1000);
+    expect(s.open).toBe(point.n + 1);
+    expect(s.dirtyBytes).toBe(0);
+    // And it plans the new point: a block written now is offered before its close.
+    await v.write(16 * BS, Buffer.alloc(BS, 3));
+    expect(p.next(start + 119_999, 1 << 20, view(v, new Set([16])))).toEqual([16]);
+    p.dispose();
+  });
+
   it('keeps zeroes (trim, write-zeroes) out of the planner and offers them when the link has room', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hs-predictive-'));
     dirs.push(dir);

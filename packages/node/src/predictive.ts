@@ -221,7 +221,10 @@ export function predictivePolicy(o: {
     onClose(n: number, closedAtMs: number, nextCloseAtMs: number | null) {
       const t = at(closedAtMs);
       zeroes.closed(n);
-      if (n !== planner.openSnapshot) return; // a point closed before the planner existed
+      // A point closed before the planner existed. One above its open point: closes it was
+      // not told of (see VolumePlanner.onClose), folded in. (Ignored, as before, they left
+      // the planner on an old point for good: no pre-sends, a D that never drained.)
+      if (n < planner.openSnapshot) return;
       planner.onClose(n, t, nextCloseAtMs === null ? undefined : sec(nextCloseAtMs));
     },
     status(nowMs: number) {
