@@ -585,7 +585,15 @@ class Node implements HeadstartNode {
     await this.startArchive(m); // before the schedule can close a point (archiving.ts)
     this.scheduleNext(m);
     this.scheduleVerify(m);
-    if (m.config.sinks.length === 0) return;
+    if (m.config.sinks.length > 0) await this.startSources(m);
+    // A sink's first copy can close a point on the volume itself (addSink, when the latest
+    // point is no longer readable), as can a group's close finished at start: tell the
+    // policy now, so its planner plans the point that is open, not one already closed.
+    const latest = m.volume.latestClosed;
+    if (latest !== null) m.policy.onClose?.(latest.n, latest.closedAt, m.nextCloseAt);
+  }
+
+  private async startSources(m: Managed): Promise<void> {
     if (this.secret === null) throw new HeadstartError('CONFIG_INVALID', 'node.secret: peers need a pairing secret');
     for (const sinkName of m.config.sinks) {
       const peer = this.config.peers.find((p) => p.name === sinkName)!;
