@@ -9,7 +9,7 @@ import { connect, type Socket } from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { byteReader, nbdPython, option, requestHeader, run, startRig, type Rig } from './helpers';
+import { PY_ERRNO, byteReader, nbdPython, option, requestHeader, run, startRig, type Rig } from './helpers';
 
 const MiB = 1024 * 1024;
 const SIZE = 24 * MiB;
@@ -119,12 +119,7 @@ out['after_zero_trim'] = status(4 * 1048576, 1048576)
 out['read'] = h.pread(4, 0) == bytes([7, 38, 69, 100])
 # Requests the server must refuse (client-side checks off so they reach it).
 h.set_strict_mode(0)
-def err(f):
-    try:
-        f()
-        return 0
-    except nbd.Error as e:
-        return e.errnum
+${PY_ERRNO}
 out['beyond_end'] = err(lambda: status(8192, size - 4096))
 out['huge_offset'] = err(lambda: status(512, 2**62))
 out['zero_length'] = err(lambda: status(0, 4096))

@@ -7,7 +7,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlockDevice } from '@headstart/volume';
-import { byteReader, nbdPython, option, requestHeader, run, spawnClient, startRig, type Rig } from './helpers';
+import { PY_ERRNO, byteReader, nbdPython, option, requestHeader, run, spawnClient, startRig, type Rig } from './helpers';
 
 const MiB = 1024 * 1024;
 
@@ -18,12 +18,7 @@ h = nbd.NBD()
 h.set_strict_mode(0)
 h.set_request_structured_replies(${structured ? 'True' : 'False'})
 h.connect_uri(${JSON.stringify(uri)})
-def err(f):
-    try:
-        f()
-        return 0
-    except nbd.Error as e:
-        return e.errnum
+${PY_ERRNO}
 out = {}
 ${body}
 h.shutdown()

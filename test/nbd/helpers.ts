@@ -135,3 +135,11 @@ export function byteReader(s: Socket): { take(n: number): Promise<Buffer> } {
     },
   };
 }
+
+/** Python for scripts run with nbdPython: err(f) is 0 if f() succeeds, else the errno the server answered. */
+export const PY_ERRNO = `def err(f):
+    try:
+        f()
+        return 0
+    except nbd.Error as e:
+        return e.errnum`;

@@ -10,7 +10,7 @@ import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { parseDocument, stringify, type Document } from 'yaml';
 import { HeadstartError } from '@headstart/errors';
-import { validateConfig } from '@headstart/node';
+import { PEER_URL, validateConfig } from '@headstart/node';
 
 async function loadDoc(path: string): Promise<Document> {
   let text: string;
@@ -147,17 +147,9 @@ function decodeToken(token: string): PairPayload {
   return o as PairPayload;
 }
 
-/** A peer URL as a source dials it: ws:// or wss://, a host and a port. */
+/** A peer URL by the configuration's own rule (PEER_URL), refused here rather than on the other site. */
 function checkPeerUrl(url: string, what: string): void {
-  let u: URL | null = null;
-  try {
-    u = new URL(url);
-  } catch {
-    // reported below
-  }
-  if (u === null || (u.protocol !== 'ws:' && u.protocol !== 'wss:') || u.hostname === '') {
-    throw new HeadstartError('CONFIG_INVALID', `${what} ${JSON.stringify(url)} is not a ws:// or wss:// address (e.g. wss://site-a.example:10800)`);
-  }
+  if (!PEER_URL.test(url)) throw new HeadstartError('CONFIG_INVALID', `${what} ${JSON.stringify(url)} is not a ws:// or wss:// address (e.g. wss://site-a.example:10800)`);
 }
 
 function ownUrl(doc: Document, given?: string): string {

@@ -41,7 +41,7 @@ export async function startAdminServer(node: HeadstartNode, config: NodeConfig):
     );
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new HeadstartError('CONFIG_INVALID', `listen.admin ${host}:${port}: ${err.message}`, { cause: err })));
+    server.once('error', reject); // named as listen.admin by the caller (listen.ts)
     server.listen(port, host, resolve);
   });
   const addr = server.address();

@@ -237,11 +237,14 @@ const volume = z
   })
   .strict();
 
+/** ws://host:port or wss://host:port of a peer's replication listener (pairing checks a token's and --url by it too). */
+export const PEER_URL = /^wss?:\/\/[^\s/]+(:\d+)?\/?$/;
+
 const peer = z
   .object({
     name,
     /** ws://host:port or wss://host:port of the peer's replication listener. */
-    url: z.string().regex(/^wss?:\/\/[^\s/]+(:\d+)?\/?$/, 'a ws:// or wss:// URL'),
+    url: z.string().regex(PEER_URL, 'a ws:// or wss:// URL'),
     rateLimit: rate.optional(),
     /** The cap by time of day and week: the first window that holds sets it, else rateLimit. */
     rateWindows: rateWindows.optional(),

@@ -3,7 +3,7 @@
  * replication links both ways, status, metrics, the admin API and the dashboard, all from
  * one YAML configuration. node.ts explains how the pieces fit.
  */
-export { loadConfig, validateConfig, readSecret, parseSize, parseDuration, parseRate, configSchema, type NodeConfig, type VolumeConfig, type PeerConfig } from './config';
+export { PEER_URL, loadConfig, validateConfig, readSecret, parseSize, parseDuration, parseRate, configSchema, type NodeConfig, type VolumeConfig, type PeerConfig } from './config';
 export { startNode, type HeadstartNode, type NodeStatus, type VolumeView, type SinkView, type SnapshotRecord, type NodeEvent } from './node';
 export { startServices, type Services } from './services';
 export { callAdmin } from './admin';
