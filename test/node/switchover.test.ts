@@ -2,8 +2,9 @@
  * A planned switchover, as docs/operations.md's runbook does it: the primary is demoted,
  * then the replica promoted at once. The replica used to refuse for 15 s after the demote
  * (NODE_PRIMARY_REACHABLE, "still shipping to this node"), because a source that stopped on
- * purpose looked like one whose link had just dropped. A source that is only cut off still
- * counts as alive for those 15 s.
+ * purpose looked like one whose link had just dropped. A source that is connected always
+ * counts as alive; one that is only cut off, or whose node stops without a demote (a restart),
+ * for 15 s after.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -59,6 +60,23 @@ describe('planned switchover', () => {
   it('still refuses while the primary is alive and shipping', async () => {
     const { b } = await sites();
     await expect(b.promote('vol')).rejects.toMatchObject({ code: 'NODE_PRIMARY_REACHABLE' });
+  }, 60_000);
+
+  it('refuses while the primary is connected, however long ago its last point was', async () => {
+    // The guard used to count only from the last commit: 15 s after it, a replica of a live,
+    // connected primary on an hourly schedule was promoted without a word (two primaries).
+    const { b } = await sites();
+    await new Promise((r) => setTimeout(r, 16_000));
+    await expect(b.promote('vol')).rejects.toMatchObject({ code: 'NODE_PRIMARY_REACHABLE', message: expect.stringContaining('is connected and shipping to this node') });
+    expect(b.volume('vol').readOnly).toBe(true);
+  }, 60_000);
+
+  it('refuses for a while after its primary node stopped without demoting (a restart), unless forced', async () => {
+    const { a, b } = await sites();
+    await a.stop();
+    await new Promise((r) => setTimeout(r, 500)); // the link's end reaches the replica
+    await expect(b.promote('vol')).rejects.toMatchObject({ code: 'NODE_PRIMARY_REACHABLE', message: expect.stringContaining('did not demote') });
+    expect((await b.promote('vol', { force: true })).epoch).toBe(2);
   }, 60_000);
 });
 

@@ -200,6 +200,11 @@ const CLOSE_RETRY_MS = 5_000;
 const LEARNT_SAVE_MS = 5 * 60_000;
 /** How early a timer may fire by Date.now() that scheduleNext still recognises its close (a clock stepped back is not). */
 const EARLY_TIMER_MS = 1000;
+/**
+ * A primary whose link dropped (or whose node stopped without demoting) may be alive and
+ * reconnecting: promote refuses without --force for this long after its session ended.
+ */
+const PRIMARY_ALIVE_MS = 15_000;
 /** Load leveling weighs a volume by the mean of its last points, this many. */
 const LEVEL_WEIGHT_POINTS = 8;
 /** Leveling plans again from measured weights once each leveled volume closed this many points... */
@@ -933,14 +938,16 @@ class Node implements HeadstartNode {
 
   private onReplicaEvent(e: ReplicaEvent): void {
     const m = e.volume === null ? undefined : this.managed.get(e.volume);
-    // A session that ended, on an error or by the source's own stop (a demote, its node shut
-    // down), no longer counts as a primary shipping here: promote needs no --force for it.
-    if (m && e.type !== 'recovery-failed' && e.type !== 'redo') m.lastSessionAt = e.type === 'link-error' || e.type === 'source-stopped' ? 0 : Date.now();
+    // When a primary last shipped here, for promote's guard: a session that ends by a demote
+    // clears it (promote needs no --force), one that drops (a failed link, a restarting node)
+    // counts as alive at that moment. Sessions live now are asked of the server directly.
+    if (m && (e.type === 'session' || e.type === 'committed' || e.type === 'nack')) m.lastSessionAt = Date.now();
+    if (m && e.type === 'session-ended' && e.how !== 'here') m.lastSessionAt = e.how === 'demoted' ? 0 : Date.now();
     if (e.type === 'committed') {
       this.emit({ type: 'snapshot-committed', time: Date.now(), volume: e.volume, n: e.n });
       this.log.info({ volume: e.volume, n: e.n }, 'snapshot point committed');
-    } else if (e.type === 'source-stopped') {
-      this.log.info({ volume: e.volume, peer: e.peer }, 'the primary stopped replicating to this node (demoted, or its node shut down)');
+    } else if (e.type === 'session-ended' && e.how === 'demoted') {
+      this.log.info({ volume: e.volume, peer: e.peer }, 'the primary was demoted: it no longer replicates to this node');
     } else if (e.type === 'link-error') {
       this.log.warn({ volume: e.volume, code: e.code, message: e.message }, 'replication link error');
     } else if (e.type === 'nack') {
@@ -1081,9 +1088,13 @@ class Node implements HeadstartNode {
     if (!first.volume.readOnly) throw new HeadstartError('NODE_ALREADY_PRIMARY', `volume ${name} is already primary here (epoch ${first.volume.info.epoch})`);
     const unit = this.groupOf(first).filter((x) => x.volume.readOnly);
     for (const m of unit) {
+      const from = options.force ? null : (this.replicaServer?.shippingFrom(m.volume.info.id) ?? null);
+      if (from !== null) {
+        throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${m.config.name} is connected and shipping to this node (from ${from}); demote it first, or use --force if its site is gone`);
+      }
       const aliveMs = Date.now() - m.lastSessionAt;
-      if (!options.force && m.lastSessionAt > 0 && aliveMs < 15_000) {
-        throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${m.config.name} is still shipping to this node (last seen ${Math.round(aliveMs / 1000)} s ago); demote it first, or use --force if its site is gone`);
+      if (!options.force && m.lastSessionAt > 0 && aliveMs < PRIMARY_ALIVE_MS) {
+        throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${m.config.name} was shipping to this node ${Math.round(aliveMs / 1000)} s ago and did not demote (its link dropped, or its node is restarting); wait ${Math.ceil((PRIMARY_ALIVE_MS - aliveMs) / 1000)} s, demote it first, or use --force if its site is gone`);
       }
       // Nothing committed: no point of any primary is here, so the "promoted" data would be
       // whatever the image holds (zeroes, for a replica that never synced). Only on purpose.
@@ -1268,7 +1279,7 @@ class Node implements HeadstartNode {
       }
       if (m.verifyTimer) clearTimeout(m.verifyTimer);
     }
-    await Promise.allSettled([...this.managed.values()].flatMap((m) => [...m.sources.values()].map((s) => s.stop())));
+    await Promise.allSettled([...this.managed.values()].flatMap((m) => [...m.sources.values()].map((s) => s.stop('shutdown'))));
     await Promise.allSettled([...this.managed.values()].map((m) => m.archiver?.stop()));
     await this.nbd?.stop().catch((err) => this.log.error({ err }, 'stopping NBD server'));
     await this.replicaServer?.close().catch((err) => this.log.error({ err }, 'stopping replica server'));

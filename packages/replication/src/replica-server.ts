@@ -48,8 +48,13 @@ export type ReplicaEvent =
   | { readonly type: 'committed'; readonly volume: string; readonly n: number }
   | { readonly type: 'nack'; readonly volume: string; readonly n: number; readonly message: string }
   | { readonly type: 'link-error'; readonly volume: string | null; readonly code: string; readonly message: string }
-  /** The source ended its session on purpose (REPL_STOPPED: it was demoted, or its node stopped): it ships no more. */
-  | { readonly type: 'source-stopped'; readonly volume: string; readonly peer: string }
+  /**
+   * An authenticated session ended. `demoted`: its source ended it on purpose (REPL_STOPPED
+   * from the source: it was demoted) and ships no more; `dropped`: the link failed, timed
+   * out or was closed by a source whose node shuts down (it may be back in seconds);
+   * `here`: this side ended it (a detach, this node stopping, a newer session of that volume).
+   */
+  | { readonly type: 'session-ended'; readonly volume: string; readonly peer: string; readonly how: 'demoted' | 'dropped' | 'here' }
   /** A commit interrupted by a crash could not be finished at start (a full disk): it is retried (REDO_RETRY_MS), and finished by a source's CLOSE too. */
   | { readonly type: 'recovery-failed'; readonly volume: string; readonly code: string; readonly message: string }
   /** A retry of a commit stopped half-way (replica-target.ts, REDO_RETRY_MS): finished (`code` null), or failed again. */
@@ -70,6 +75,8 @@ export interface ReplicaServer {
   detach(volumeId: string): Promise<void>;
   /** Puts a volume (back) in service: opens its target (finishing a journaled commit) and accepts its source again. */
   attach(config: ReplicaVolumeConfig): Promise<void>;
+  /** The source address of the session that feeds this volume now, or null: no primary is connected. */
+  shippingFrom(volumeId: string): string | null;
   close(): Promise<void>;
 }
 
@@ -162,6 +169,11 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
       targets.set(id, t);
       detached.delete(id);
     },
+    shippingFrom(volumeId) {
+      const t = targets.get(volumeId);
+      for (const s of sessions) if (t !== undefined && s.targetOf === t && !s.link.ended) return s.peer;
+      return null;
+    },
     async close() {
       for (const s of sessions) await s.close();
       await new Promise<void>((resolve) => wss.close(() => resolve()));
@@ -182,7 +194,7 @@ class ReplicaSession {
 
   constructor(
     ws: WebSocket,
-    private readonly peer: string,
+    readonly peer: string,
     private readonly options: ReplicaServerOptions,
     private readonly targets: Map<string, ReplicaTarget>,
     private readonly detached: ReadonlySet<string>,
@@ -200,7 +212,10 @@ class ReplicaSession {
       clearInterval(keepalive);
       if (this.target?.active === this) this.target.active = null;
       if (err.code !== 'REPL_STOPPED' && err.code !== 'LINK_CLOSED') this.options.onEvent?.({ type: 'link-error', volume: this.target?.id ?? this.hello?.volume.id ?? null, code: err.code, message: err.message });
-      else if (err.code === 'REPL_STOPPED' && this.link.closedByPeer && this.target) this.options.onEvent?.({ type: 'source-stopped', volume: this.target.id, peer: this.peer });
+      if (this.target) {
+        const how = err.code !== 'REPL_STOPPED' ? 'dropped' : this.link.closedByPeer ? 'demoted' : 'here';
+        this.options.onEvent?.({ type: 'session-ended', volume: this.target.id, peer: this.peer, how });
+      }
     });
   }
 

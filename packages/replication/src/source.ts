@@ -100,8 +100,11 @@ export interface SourceLink {
   waitAcked(n: number, timeoutMs?: number, options?: WaitOptions): Promise<void>;
   /** Byte counters over every connection so far: frames on the wire vs block payload. */
   stats(): LinkStats;
-  /** Closes the link; replication stops until started again. */
-  stop(): Promise<void>;
+  /**
+   * Closes the link; replication stops until started again. `demoted` (the default) tells the
+   * replica this volume is no longer its primary; `shutdown` looks to it like a dropped link.
+   */
+  stop(why?: 'demoted' | 'shutdown'): Promise<void>;
   /** Drops the current connection (it reconnects and resumes): for tests and operators. */
   reconnect(): void;
 }
@@ -368,10 +371,10 @@ class Source implements SourceLink {
     this.session?.link.close(new HeadstartError('LINK_CLOSED', 'reconnect requested'));
   }
 
-  async stop(): Promise<void> {
+  async stop(why: 'demoted' | 'shutdown' = 'demoted'): Promise<void> {
     this.stopped = true;
     for (const end of [...this.waitEnders]) end(new HeadstartError('REPL_STOPPED', `replication to ${this.options.sink} stopped before the point was acknowledged`));
-    this.session?.link.close(new HeadstartError('REPL_STOPPED', 'replication stopped'));
+    this.session?.link.close(why === 'demoted' ? new HeadstartError('REPL_STOPPED', 'replication stopped: the volume was demoted') : new HeadstartError('LINK_CLOSED', 'the source node is shutting down'));
     this.sleeper?.();
     await this.loop;
     this.state = 'disconnected';
