@@ -44,6 +44,9 @@ async function sites(): Promise<{ a: HeadstartNode; b: HeadstartNode }> {
 describe('planned switchover', () => {
   it('promotes the replica right after its primary was demoted', async () => {
     const { a, b } = await sites();
+    const link = () => b.status().volumes[0]!.primaryLink!;
+    expect(link().connected).toMatch(/^site-a at 127\.0\.0\.1:\d+$/);
+    expect(link().demotedAt).toBeNull();
     await a.demote('vol');
     // The session's end reaches the replica a moment after the demote returns.
     let promoted: Awaited<ReturnType<HeadstartNode['promote']>> | null = null;
@@ -54,6 +57,7 @@ describe('planned switchover', () => {
       });
     }
     expect(promoted, 'still refused 5 s after the demote').not.toBeNull();
+    expect(b.status().volumes[0]!.primaryLink).toBeNull(); // a primary now
     expect(promoted!.epoch).toBe(2);
   }, 60_000);
 
@@ -75,6 +79,9 @@ describe('planned switchover', () => {
     const { a, b } = await sites();
     await a.stop();
     await new Promise((r) => setTimeout(r, 500)); // the link's end reaches the replica
+    const link = b.status().volumes[0]!.primaryLink!;
+    expect(link).toMatchObject({ connected: null, demotedAt: null });
+    expect(Date.now() - link.lastSeenAt!).toBeLessThan(5_000);
     await expect(b.promote('vol')).rejects.toMatchObject({ code: 'NODE_PRIMARY_REACHABLE', message: expect.stringContaining('did not demote') });
     expect((await b.promote('vol', { force: true })).epoch).toBe(2);
   }, 60_000);

@@ -6,7 +6,7 @@ const now = Date.parse('2026-12-06T10:00:00Z');
 const volume = (extra: Partial<VolumeView>): VolumeView =>
   ({
     name: 'db', group: null, groupWait: null, betweenPoints: null, role: 'primary', epoch: 1, size: 1 << 30, blockSize: 4096, openSnapshot: 7, latestClosed: 6,
-    nextCloseAt: now + 40_000, levelOffsetMs: null, committed: null, rpoTargetMs: null, dirtyBytes: 0, policy: 'predictive', planner: null,
+    nextCloseAt: now + 40_000, levelOffsetMs: null, committed: null, primaryLink: null, rpoTargetMs: null, dirtyBytes: 0, policy: 'predictive', planner: null,
     sinks: [], history: [], lastVerify: null, verifyDeferred: 0, closeFailing: null, disk: { freeBytes: null, reserveBytes: 1 << 20, warnBytes: 4 << 20 }, ...extra,
   }) as VolumeView;
 const status = (v: VolumeView): NodeStatus => ({ node: 'site-a', time: now, listen: { nbd: null, peers: null }, linkCaps: [], volumes: [v] });
@@ -27,6 +27,14 @@ describe('headstart status', () => {
   it('says when scheduled verifications wait for a sink that is behind', () => {
     expect(formatStatus(status(volume({ verifyDeferred: 3 })))).toContain('verification: the last 3 scheduled one(s) deferred: a sink has not committed the latest point yet (a backlog)');
     expect(formatStatus(status(volume({})))).not.toContain('deferred');
+  });
+
+  it('says whether a replica\'s primary is connected, when it was last seen, or that it demoted', () => {
+    const replica = (primaryLink: VolumeView['primaryLink']) => formatStatus(status(volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, primaryLink })));
+    expect(replica({ connected: 'site-a at 10.0.0.1:40112', lastSeenAt: now - 2_000, demotedAt: null })).toContain('committed point 6 (RPO age 60.0 s), primary connected (site-a at 10.0.0.1:40112)');
+    expect(replica({ connected: null, lastSeenAt: now - 42_000, demotedAt: null })).toContain('primary not connected (last seen 42.0 s ago)');
+    expect(replica({ connected: null, lastSeenAt: now - 5_000, demotedAt: now - 5_000 })).toContain('primary demoted 5.0 s ago');
+    expect(replica({ connected: null, lastSeenAt: null, demotedAt: null })).toContain('primary not seen since this node started');
   });
 
   it('says when a replica is stuck between two points, and when a long commit is only writing', () => {

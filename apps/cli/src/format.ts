@@ -1,5 +1,5 @@
 /** Human output of `headstart status`: one block per volume, one line per sink, units always shown. */
-import type { LinkCapView, NodeStatus } from '@headstart/node';
+import type { LinkCapView, NodeStatus, VolumeView } from '@headstart/node';
 
 const MiB = 1 << 20;
 /** A replica's commit writing its image for this long is said in status (reads of it wait meanwhile). */
@@ -27,6 +27,14 @@ export function formatCap(c: LinkCapView): string {
   return c.windows > 0 && c.until !== null ? `${rate} (no window in force; the next boundary is at ${new Date(c.until).toISOString()})` : rate;
 }
 
+/** A replica's primary, as promote's guard sees it: what an operator asks before a failover. */
+function primaryLink(p: VolumeView['primaryLink'], now: number): string {
+  if (p == null) return 'primary unknown';
+  if (p.connected !== null) return `primary connected (${p.connected})`;
+  if (p.demotedAt !== null) return `primary demoted ${seconds(now - p.demotedAt)} ago`;
+  return p.lastSeenAt === null ? 'primary not seen since this node started' : `primary not connected (last seen ${seconds(now - p.lastSeenAt)} ago)`;
+}
+
 export function formatStatus(s: NodeStatus): string {
   const lines = [`node ${s.node} at ${new Date(s.time).toISOString()}`];
   const caps = (s.linkCaps ?? []).filter((c) => c.rateLimit !== null || c.windows > 0 || c.setBy === 'operator');
@@ -38,7 +46,7 @@ export function formatStatus(s: NodeStatus): string {
       `volume ${v.name}${v.group ? ` (group ${v.group})` : ''}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
         (v.role === 'primary'
           ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${untracked(v.planner)}${plannerModel(v.planner)}`
-          : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'})`),
+          : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'}), ${primaryLink(v.primaryLink, s.time)}`),
     );
     const free = v.disk.freeBytes;
     if (free !== null && free < v.disk.warnBytes) {

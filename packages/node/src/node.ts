@@ -104,6 +104,14 @@ export interface VolumeView {
   /** Load leveling (schedule.level): its points fall this many ms after the clock's marks; null when not leveled. */
   readonly levelOffsetMs: number | null;
   readonly committed: { n: number; scheduledAt: number } | null;
+  /**
+   * Replica side (null on a primary): its primary as this node sees it. `connected`: who
+   * ships to it now ("node at host:port"), or null; `lastSeenAt`: when a session of it was
+   * last alive (epoch ms; null: not since this node started); `demotedAt`: when it ended its
+   * session by a demote (null: it did not). Promote refuses without --force while it is
+   * connected, and for 15 s after it was last seen unless it demoted.
+   */
+  readonly primaryLink: { readonly connected: string | null; readonly lastSeenAt: number | null; readonly demotedAt: number | null } | null;
   readonly rpoTargetMs: number | null;
   readonly dirtyBytes: number;
   readonly policy: string;
@@ -157,8 +165,10 @@ interface Managed {
   sources: Map<string, SourceLink>;
   policy: PresendPolicy & Partial<PredictivePolicy>;
   history: SnapshotRecord[];
-  /** Replica side: the last time a source's session for this volume was seen alive. */
-  lastSessionAt: number;
+  /** Replica side: the last time a source's session for this volume was seen alive (0: not since start). */
+  primarySeenAt: number;
+  /** Replica side: when that source ended its session by a demote (null: it did not, or a session began since). */
+  primaryDemotedAt: number | null;
   /** The code the replica's last retry of a stopped commit failed with (logged once per code), or null. */
   redoFailing: string | null;
   /**
@@ -372,7 +382,8 @@ class Node implements HeadstartNode {
         closeFailing: null,
         levelOffsetMs: null,
         pointBytes: [],
-        lastSessionAt: 0,
+        primarySeenAt: 0,
+        primaryDemotedAt: null,
         redoFailing: null,
         verifyHold: null,
         verifyTimer: null,
@@ -941,8 +952,9 @@ class Node implements HeadstartNode {
     // When a primary last shipped here, for promote's guard: a session that ends by a demote
     // clears it (promote needs no --force), one that drops (a failed link, a restarting node)
     // counts as alive at that moment. Sessions live now are asked of the server directly.
-    if (m && (e.type === 'session' || e.type === 'committed' || e.type === 'nack')) m.lastSessionAt = Date.now();
-    if (m && e.type === 'session-ended' && e.how !== 'here') m.lastSessionAt = e.how === 'demoted' ? 0 : Date.now();
+    if (m && (e.type === 'session' || e.type === 'committed' || e.type === 'nack' || (e.type === 'session-ended' && e.how !== 'here'))) m.primarySeenAt = Date.now();
+    if (m && e.type === 'session') m.primaryDemotedAt = null;
+    if (m && e.type === 'session-ended' && e.how === 'demoted') m.primaryDemotedAt = Date.now();
     if (e.type === 'committed') {
       this.emit({ type: 'snapshot-committed', time: Date.now(), volume: e.volume, n: e.n });
       this.log.info({ volume: e.volume, n: e.n }, 'snapshot point committed');
@@ -1092,8 +1104,8 @@ class Node implements HeadstartNode {
       if (from !== null) {
         throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${m.config.name} is connected and shipping to this node (from ${from}); demote it first, or use --force if its site is gone`);
       }
-      const aliveMs = Date.now() - m.lastSessionAt;
-      if (!options.force && m.lastSessionAt > 0 && aliveMs < PRIMARY_ALIVE_MS) {
+      const aliveMs = Date.now() - m.primarySeenAt;
+      if (!options.force && m.primaryDemotedAt === null && m.primarySeenAt > 0 && aliveMs < PRIMARY_ALIVE_MS) {
         throw new HeadstartError('NODE_PRIMARY_REACHABLE', `the primary of ${m.config.name} was shipping to this node ${Math.round(aliveMs / 1000)} s ago and did not demote (its link dropped, or its node is restarting); wait ${Math.ceil((PRIMARY_ALIVE_MS - aliveMs) / 1000)} s, demote it first, or use --force if its site is gone`);
       }
       // Nothing committed: no point of any primary is here, so the "promoted" data would be
@@ -1238,6 +1250,7 @@ class Node implements HeadstartNode {
         nextCloseAt: m.nextCloseAt,
         levelOffsetMs: v.readOnly ? null : m.levelOffsetMs,
         committed: v.committed === null ? null : { n: v.committed.n, scheduledAt: v.committed.scheduledAt },
+        primaryLink: v.readOnly ? { connected: this.replicaServer?.shippingFrom(v.info.id) ?? null, lastSeenAt: m.primarySeenAt === 0 ? null : m.primarySeenAt, demotedAt: m.primaryDemotedAt } : null,
         rpoTargetMs: m.config.rpoTarget ?? null,
         dirtyBytes: open === null ? 0 : v.dirtyBlocks(open).size * v.blockSize,
         policy: m.policy.name,

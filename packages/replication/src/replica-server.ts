@@ -75,7 +75,7 @@ export interface ReplicaServer {
   detach(volumeId: string): Promise<void>;
   /** Puts a volume (back) in service: opens its target (finishing a journaled commit) and accepts its source again. */
   attach(config: ReplicaVolumeConfig): Promise<void>;
-  /** The source address of the session that feeds this volume now, or null: no primary is connected. */
+  /** The source of the session that feeds this volume now ("node at host:port"), or null: no primary is connected. */
   shippingFrom(volumeId: string): string | null;
   close(): Promise<void>;
 }
@@ -171,7 +171,7 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
     },
     shippingFrom(volumeId) {
       const t = targets.get(volumeId);
-      for (const s of sessions) if (t !== undefined && s.targetOf === t && !s.link.ended) return s.peer;
+      for (const s of sessions) if (t !== undefined && s.targetOf === t && !s.link.ended) return s.source;
       return null;
     },
     async close() {
@@ -194,7 +194,7 @@ class ReplicaSession {
 
   constructor(
     ws: WebSocket,
-    readonly peer: string,
+    private readonly peer: string,
     private readonly options: ReplicaServerOptions,
     private readonly targets: Map<string, ReplicaTarget>,
     private readonly detached: ReadonlySet<string>,
@@ -222,6 +222,11 @@ class ReplicaSession {
   /** The target this session feeds, once authenticated. */
   get targetOf(): ReplicaTarget | null {
     return this.target;
+  }
+
+  /** Who is on the other end: the node its HELLO named, and its address. */
+  get source(): string {
+    return this.hello === null ? this.peer : `${this.hello.node} at ${this.peer}`;
   }
 
   async close(): Promise<void> {
