@@ -7,6 +7,9 @@
  * mean little.
  */
 
+import { HeadstartError } from '@headstart/errors';
+import { TRACE_FORMATS, type TraceFormat, type TraceReadOptions } from '@headstart/traces';
+
 export interface BenchOptions {
   readonly quick: boolean;
   /** Extra command-line arguments after the suite name (for example `--trace FILE`). */
@@ -45,6 +48,27 @@ export function argValue(args: readonly string[], name: string): string | undefi
 /** The value after `--name`, or `fallback`. */
 export function arg(args: readonly string[], name: string, fallback: string): string {
   return argValue(args, name) ?? fallback;
+}
+
+/** The flags of every suite that reads a trace file, as `flags` entries. */
+export const TRACE_READ_FLAGS: Readonly<Record<string, string>> = {
+  '--format': `NAME: read the trace as this format instead of detecting it (${TRACE_FORMATS.join(', ')})`,
+  '--lenient': 'skip malformed records (counted and shown) instead of stopping at the first',
+};
+
+/** How a suite reads its trace files, from its arguments (--format, --lenient, --disk). */
+export function traceReadOptions(args: readonly string[]): TraceReadOptions {
+  const format = argValue(args, '--format');
+  if (format !== undefined && !(TRACE_FORMATS as readonly string[]).includes(format)) {
+    throw new HeadstartError('CONFIG_INVALID', `--format takes one of ${TRACE_FORMATS.join(', ')}, not ${JSON.stringify(format)}`);
+  }
+  const volume = argValue(args, '--disk');
+  return { ...(format === undefined ? {} : { format: format as TraceFormat }), ...(args.includes('--lenient') ? { lenient: true } : {}), ...(volume === undefined ? {} : { volume }) };
+}
+
+/** What a lenient read skipped, for the suite's log. */
+export function skippedNote(file: string, skipped: number, problems: readonly string[]): string {
+  return `${file}: skipped ${skipped} malformed record(s) (--lenient): ${problems.join('; ')}${skipped > problems.length ? '; ...' : ''}`;
 }
 
 export function defineSuite(suite: BenchSuite): BenchSuite {

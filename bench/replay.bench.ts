@@ -30,7 +30,8 @@ import { runDemo, silentLogger, type TraceWrite } from '@headstart/node';
 import { compactWorkload, constantLink, historyFor, loadWorkloads, meanWriteRate, simulate, sliceWorkload, summarise, type Workload } from '@headstart/sim';
 import { MAX_BLOCKS_FRAME } from '@headstart/protocol';
 import { TokenBucket } from '@headstart/replication';
-import { defineSuite, round, arg, argValue } from './lib';
+import { HeadstartError } from '@headstart/errors';
+import { defineSuite, round, arg, skippedNote, TRACE_READ_FLAGS, traceReadOptions } from './lib';
 
 /**
  * The writes the engine's NBD export received, as a workload in trace time: the recorder
@@ -68,6 +69,7 @@ export default defineSuite({
     '--link-x': 'the link, as a multiple of the trace\'s mean write rate (default 2)',
     '--minutes': 'minutes of the trace replayed (default 60, 20 with --quick)',
     '--policy': 'predictive (default), continuous or at-snapshot',
+    ...TRACE_READ_FLAGS,
   },
   async run({ quick, args, log }) {
     const trace = arg(args, '--trace', join(SHARED, 'cloudphysics-vm.vscsi'));
@@ -78,9 +80,9 @@ export default defineSuite({
     const interval = Number(arg(args, '--interval', '300'));
     const linkX = Number(arg(args, '--link-x', '2'));
     const minutes = Number(arg(args, '--minutes', quick ? '20' : '60'));
-    const disk = argValue(args, '--disk');
-    const disks = await loadWorkloads(trace, trace.split('/').at(-1)!, disk === undefined ? {} : { volume: disk });
-    if (disks.length === 0) throw new Error(`${trace} has no writes${disk === undefined ? '' : ` on disk ${disk}`}`);
+    const read = traceReadOptions(args);
+    const disks = await loadWorkloads(trace, trace.split('/').at(-1)!, { ...read, onSkipped: (n, problems) => log(`  ${skippedNote(trace, n, problems)}`) });
+    if (disks.length === 0) throw new HeadstartError('TRACE_MALFORMED', `${trace} has no writes${read.volume === undefined ? '' : ` on disk ${read.volume}`}: nothing to replay`);
     // A multi-disk trace's disks are separate volumes: one is replayed, and the log says which.
     if (disks.length > 1) log(`  the trace has ${disks.length} disks (${disks.map((d) => d.name).join(', ')}): replaying ${disks[0].name} (--disk picks another)`);
     const whole = disks[0];

@@ -2,6 +2,7 @@
 import { readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { isHeadstartError } from '@headstart/errors';
 import { formatTable, type BenchSuite } from './lib';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -48,7 +49,9 @@ for (const suite of suites) {
     (json ? process.stderr : process.stdout).write(text + '\n');
   } catch (err) {
     failed = true;
-    log(`suite ${name} failed: ${(err as Error).stack ?? String(err)}`);
+    // A HeadstartError is a diagnosis (a malformed trace, a missing file): its message, code and
+    // hint are what the user needs. Anything else is a bug: its stack, to report it.
+    log(`suite ${name} failed: ${isHeadstartError(err) ? err.describe() : ((err as Error).stack ?? String(err))}`);
     results[name] = { error: String((err as Error)?.message ?? err) };
   }
 }

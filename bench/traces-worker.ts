@@ -2,17 +2,19 @@
  * A worker of the trace evaluator (traces.bench.ts): runs evaluator runs it is sent, one at a
  * time, and posts each Evaluation back. Runs are independent and deterministic, so spread
  * over the machine's cores they give the same figures as one after another, sooner. It
- * loads each trace once (as the main thread did, with the same disk choice) and keeps it.
+ * loads each trace once (as the main thread did, read the same way) and keeps it.
  */
 import { parentPort } from 'node:worker_threads';
 import { basename } from 'node:path';
 import type { PlannerOptions } from '@headstart/planner';
+import type { TraceReadOptions } from '@headstart/traces';
 import { constantLink, evaluate, loadWorkloads, varyingLink, type Evaluation, type Workload } from '@headstart/sim';
 
 export interface RunTask {
   readonly id: number;
   readonly file: string;
-  readonly disk: string | undefined;
+  /** How the file is read (format, leniency, the disk kept): as the main thread read it. */
+  readonly read: TraceReadOptions;
   /** Which of the file's workloads (one per disk). */
   readonly workload: number;
   readonly interval: number;
@@ -34,8 +36,8 @@ const loaded = new Map<string, Promise<Workload[]>>();
 parentPort?.on('message', (t: RunTask) => {
   void (async () => {
     try {
-      const key = `${t.file}\0${t.disk ?? ''}`;
-      if (!loaded.has(key)) loaded.set(key, loadWorkloads(t.file, basename(t.file), t.disk === undefined ? {} : { volume: t.disk }));
+      const key = `${t.file}\0${JSON.stringify(t.read)}`;
+      if (!loaded.has(key)) loaded.set(key, loadWorkloads(t.file, basename(t.file), t.read));
       const w = (await loaded.get(key)!)[t.workload];
       const started = Date.now();
       const evaluation = runTask(w, t);

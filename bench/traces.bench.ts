@@ -4,7 +4,8 @@
  * the issue's `plain` reference planner beside them (packages/sim/src/plain.ts: the yardstick
  * headstart's planner must clearly beat). Default sweep: every trace in ../shared/traces x intervals 60/300/900/3600 s x link
  * 1.2x/2x/5x the trace's mean write rate. Flags (after `--`): --quick, --json,
- * --trace FILE (repeatable; plain or compressed), --disk ID (one disk of a multi-disk trace), --interval 60,300, --link-x 1.2,2, --varying (square-wave link),
+ * --trace FILE (repeatable; plain or compressed), --disk ID (one disk of a multi-disk trace),
+ * --format NAME (no detection), --lenient (skip malformed records, counted), --interval 60,300, --link-x 1.2,2, --varying (square-wave link),
  * --planner '{"redundancyBudget":0.02}' (planner option overrides, for the predictive policy's
  * lag/redundancy trade-off: the oracle and the other policies are not affected by them),
  * --restart-every S (the predictive planner restarts every S s, at a close, from what it had
@@ -21,7 +22,8 @@ import { Worker } from 'node:worker_threads';
 import { detectFileFormat } from '@headstart/traces';
 import { POLICIES, type PlannerOptions } from '@headstart/planner';
 import { BlockHistory, loadWorkloads, snapshotCount, type Evaluation, type Workload } from '@headstart/sim';
-import { defineSuite, round } from './lib';
+import { HeadstartError } from '@headstart/errors';
+import { defineSuite, round, skippedNote, TRACE_READ_FLAGS, traceReadOptions } from './lib';
 import { runTask, type RunAnswer, type RunTask } from './traces-worker';
 
 const SHARED = new URL('../../shared/traces/', import.meta.url).pathname;
@@ -41,7 +43,7 @@ const list = (s: string[] | undefined) => (s === undefined || s.length === 0 ? u
 async function traceFiles(args: readonly string[], quick: boolean): Promise<string[]> {
   const given = flag(args, '--trace');
   if (given.length > 0) return given;
-  if (!existsSync(SHARED)) throw new Error(`no traces: ${SHARED} is missing (pass --trace FILE)`);
+  if (!existsSync(SHARED)) throw new HeadstartError('TRACE_IO', `no traces: ${SHARED} is missing (pass --trace FILE)`);
   if (quick) return [join(SHARED, QUICK_TRACE)];
   const files: string[] = [];
   for (const f of readdirSync(SHARED).sort()) {
@@ -141,6 +143,7 @@ export default defineSuite({
     '--restart-cold': 'with --restart-every: restart from nothing',
     '--gaps': 'also print how a block\'s next gap depends on its previous one',
     '--jobs': 'N: runs evaluated at once, each in a worker thread (default: one per core; the figures do not depend on it)',
+    ...TRACE_READ_FLAGS,
   },
   async run({ quick, args, log }) {
     // Quick: one trace, the intervals and link where a CI machine finishes in seconds.
@@ -153,24 +156,24 @@ export default defineSuite({
       try {
         planner = JSON.parse(plannerArg) as Partial<PlannerOptions>;
       } catch (e) {
-        throw new Error(`--planner takes a JSON object of planner options, e.g. '{"redundancyBudget":0.02}': ${(e as Error).message}`);
+        throw new HeadstartError('CONFIG_INVALID', `--planner takes a JSON object of planner options, e.g. '{"redundancyBudget":0.02}': ${(e as Error).message}`);
       }
-      if (planner === null || typeof planner !== 'object' || Array.isArray(planner)) throw new Error(`--planner takes a JSON object of planner options, not ${plannerArg}`);
+      if (planner === null || typeof planner !== 'object' || Array.isArray(planner)) throw new HeadstartError('CONFIG_INVALID', `--planner takes a JSON object of planner options, not ${plannerArg}`);
     }
     const restartArg = flag(args, '--restart-every').at(-1);
     const restartEvery = restartArg === undefined ? undefined : Number(restartArg);
-    if (restartEvery !== undefined && !(restartEvery > 0)) throw new Error(`--restart-every takes a positive number of seconds, not ${restartArg}`);
+    if (restartEvery !== undefined && !(restartEvery > 0)) throw new HeadstartError('CONFIG_INVALID', `--restart-every takes a positive number of seconds, not ${restartArg}`);
     const restart = restartEvery === undefined ? undefined : { every: restartEvery, warm: !args.includes('--restart-cold') };
     const jobsArg = flag(args, '--jobs').at(-1);
     const jobs = jobsArg === undefined ? availableParallelism() : Number(jobsArg);
-    if (!(Number.isInteger(jobs) && jobs >= 1)) throw new Error(`--jobs takes a whole number of runs at once (1 or more), not ${jobsArg}`);
+    if (!(Number.isInteger(jobs) && jobs >= 1)) throw new HeadstartError('CONFIG_INVALID', `--jobs takes a whole number of runs at once (1 or more), not ${jobsArg}`);
     const notes: string[] = [];
-    const disk = flag(args, '--disk').at(-1);
+    const read = traceReadOptions(args);
     const tasks: { task: RunTask; w: Workload }[] = [];
     for (const file of await traceFiles(args, quick)) {
       const t0 = Date.now();
-      const workloads = await loadWorkloads(file, basename(file), disk === undefined ? {} : { volume: disk });
-      if (workloads.length === 0) throw new Error(`${basename(file)} has no writes${disk === undefined ? '' : ` on disk ${disk}`}`);
+      const workloads = await loadWorkloads(file, basename(file), { ...read, onSkipped: (n, problems) => notes.push(skippedNote(basename(file), n, problems)) });
+      if (workloads.length === 0) throw new HeadstartError('TRACE_MALFORMED', `${file} has no writes${read.volume === undefined ? '' : ` on disk ${read.volume}`}: nothing to replicate`);
       log(`loaded ${basename(file)}: ${workloads.map((w) => `${w.name} ${w.count} writes over ${w.duration.toFixed(0)} s`).join('; ')} (${Date.now() - t0} ms)`);
       if (args.includes('--gaps')) for (const w of workloads) for (const line of gapTable(w)) log(line);
       workloads.forEach((w, workload) => {
@@ -179,7 +182,7 @@ export default defineSuite({
             notes.push(`${w.name}: skipped ${interval} s interval (trace is ${w.duration.toFixed(0)} s long, no snapshot closes inside it)`);
             continue;
           }
-          for (const x of linkXs) tasks.push({ w, task: { id: tasks.length, file, disk, workload, interval, x, varying, planner, restart } });
+          for (const x of linkXs) tasks.push({ w, task: { id: tasks.length, file, read, workload, interval, x, varying, planner, restart } });
         }
       });
     }

@@ -6,6 +6,8 @@
  * must beat; the lag target itself is the benchmark's to report, not a timed test's.
  */
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
@@ -72,5 +74,37 @@ describe('npm run bench:traces -- --quick --json', () => {
     const typo = await run(['--quick', '--intervals', '60']);
     expect(typo.code).toBe(2);
     expect(typo.stderr).toContain('unknown flag --intervals for traces');
+    for (const flag of ['--format', '--lenient', '--disk']) expect(help.stdout).toContain(flag);
   }, 60_000);
+
+  it('names the file and line of a malformed trace without a stack, skips it with --lenient, and names a trace\'s disks', async () => {
+    const run = (args: string[]) =>
+      promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), 'traces', '--interval', '60', '--link-x', '2', '--jobs', '1', ...args], { cwd: root }).then(
+        (r) => ({ code: 0, ...r }),
+        (e: { code: number; stdout: string; stderr: string }) => ({ code: e.code, stdout: e.stdout, stderr: e.stderr }),
+      );
+    const dir = await mkdtemp(join(tmpdir(), 'hs-bad-trace-'));
+    try {
+      // MSR Cambridge layout, 10 minutes of writes on disk 0, the 100th line a typo deep in the file.
+      const lines = Array.from({ length: 600 }, (_, i) => `${128166372003061629 + i * 1e7},hm,0,${i === 99 ? 'Wrte' : 'Write'},${(i % 97) * 4096},4096,26`);
+      const path = join(dir, 'typo.csv');
+      await writeFile(path, lines.join('\n') + '\n');
+      const strict = await run(['--trace', path]);
+      expect(strict.code).toBe(1);
+      expect(strict.stderr).toContain(`TRACE_MALFORMED: ${path}: msr trace, line 100: unknown operation "Wrte"`);
+      expect(strict.stderr).not.toMatch(/^\s+at /m);
+      const lenient = await run(['--trace', path, '--lenient', '--json']);
+      expect(lenient.code, lenient.stderr).toBe(0);
+      expect(lenient.stderr).toContain('typo.csv: skipped 1 malformed record(s) (--lenient): line 100: unknown operation "Wrte"');
+      expect((JSON.parse(lenient.stdout.trim().split('\n').at(-1)!) as { runs: unknown[] }).runs).toHaveLength(1);
+      const otherDisk = await run(['--trace', path, '--lenient', '--disk', '3']);
+      expect(otherDisk.stderr).toContain(`CONFIG_INVALID: ${path} has no writes on disk 3; disks with writes: 0`);
+      const asSpc = await run(['--trace', path, '--format', 'spc']);
+      expect(asSpc.stderr).toContain(`TRACE_MALFORMED: ${path}: spc trace, line 1:`);
+      const unknown = await run(['--trace', path, '--format', 'csv']);
+      expect(unknown.stderr).toContain('--format takes one of vscsi, msr, spc, fiu, blkparse, alibaba, headstart, not "csv"');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -51,6 +51,7 @@ describe('headstart CLI', () => {
     await fails(['demo', '--rate', 'zz'], '--rate takes a rate like 1MiB/s or 100Mbit/s, not "zz"');
     await fails(['demo', '--link', '0'], '--link takes a rate');
     await fails(['demo', '--speedup', 'abc'], '--speedup takes a factor like 60, not "abc"');
+    await fails(['demo', '--trace', 'x.csv', '--format', 'csv'], '--format takes one of vscsi, msr, spc, fiu, blkparse, alibaba, headstart, not "csv"');
     const dir = tempDir();
     const config = join(dir, 'a.yaml');
     expect((await runCli(['init', 'node', 'site-a', '-c', config, '--peers', '127.0.0.1:7812', '--no-tls'])).code).toBe(0);
@@ -171,6 +172,16 @@ describe('headstart CLI', () => {
       const b = JSON.parse(second.stdout.trim().split('\n').at(-1)!) as { replica_equal: boolean; workload: { writes: number; bytes: number } };
       expect(b.replica_equal).toBe(true);
       expect(b.workload).toMatchObject({ writes: 1, bytes: 8192 });
+      // A malformed line: fatal, named; skipped and said with --lenient.
+      const typo = join(dir, 'typo.csv');
+      await writeFile(typo, [lines[0], lines[1].replace('Write', 'Wrte'), lines[3]].join('\n') + '\n');
+      const strict = await runCli(['demo', '--for', '4s', '--json', '--trace', typo, '--speedup', '1'], { timeoutMs: 120_000 });
+      expect(strict.code).toBe(1);
+      expect(strict.stderr).toContain(`TRACE_MALFORMED: ${typo}: msr trace, line 2: unknown operation "Wrte"`);
+      const lenient = await runCli(['demo', '--for', '4s', '--json', '--trace', typo, '--speedup', '1', '--lenient'], { timeoutMs: 120_000 });
+      expect(lenient.code, lenient.stderr).toBe(0);
+      expect(lenient.stderr).toContain('skipped 1 malformed record(s) of the trace (--lenient): line 2: unknown operation "Wrte"');
+      expect((JSON.parse(lenient.stdout.trim().split('\n').at(-1)!) as { workload: { writes: number } }).workload.writes).toBe(2);
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -6,6 +6,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import type { DemoResult, LinkCapView, NodeConfig, NodeStatus } from '@headstart/node';
+import type { TraceFormat } from '@headstart/traces';
 import { archiveCommands } from './archive';
 
 // The AWS SDK (under the archive's S3 store) warns on every start about Node versions it
@@ -53,8 +54,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--trace <file>', 'replay a block trace (any supported format, plain or compressed) instead of the built-in workload')
     .option('--speedup <factor>', 'replay the trace this many times faster than recorded', '60')
     .option('--disk <id>', 'the disk of a multi-disk trace to replay (MSR DiskNumber, SPC ASU, ...; default: the first)')
+    .option('--format <name>', 'read the trace as this format instead of detecting it (vscsi, msr, spc, fiu, blkparse, alibaba, headstart)')
+    .option('--lenient', 'skip the trace\'s malformed records (counted) instead of stopping at the first')
     .option('--no-dashboard', 'do not serve the dashboard')
-    .action(async (o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; disk?: string; dashboard: boolean }) => {
+    .action(async (o: DemoFlags) => {
       code = await demo(o);
     });
 
@@ -310,7 +313,9 @@ async function serve(configPath: string): Promise<number> {
   return EXIT.ok;
 }
 
-async function demo(o: { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; disk?: string; dashboard: boolean }): Promise<number> {
+interface DemoFlags { for?: string; json?: boolean; interval?: string; rate: string; link: string; size: string; trace?: string; speedup: string; disk?: string; format?: string; lenient?: boolean; dashboard: boolean }
+
+async function demo(o: DemoFlags): Promise<number> {
   const { parseDuration, parseRate, parseSize } = await nodeLib();
   // Each flag checked here, by its name: a bad one used to surface as a key of the demo's
   // generated configuration ("volumes[0].schedule.every: not a duration"), or not at all.
@@ -337,7 +342,9 @@ async function demo(o: { for?: string; json?: boolean; interval?: string; rate: 
   let trace: { writes: AsyncIterable<{ time: number; offset: number; length: number }>; speedup: number } | undefined;
   if (o.trace !== undefined) {
     const { readTraceWrites } = await import('./trace');
-    trace = { writes: readTraceWrites(o.trace, { disk: o.disk, volumeSize, onNote: (note) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}headstart demo: ${note}\n`) }), speedup };
+    const { TRACE_FORMATS } = await import('@headstart/traces'); // loaded only for a trace: it doubles the CLI's start
+    if (o.format !== undefined && !(TRACE_FORMATS as readonly string[]).includes(o.format)) throw new HeadstartError('CONFIG_INVALID', `--format takes one of ${TRACE_FORMATS.join(', ')}, not ${JSON.stringify(o.format)}`);
+    trace = { writes: readTraceWrites(o.trace, { disk: o.disk, format: o.format as TraceFormat | undefined, lenient: o.lenient === true, volumeSize, onNote: (note) => process.stderr.write(`${tty ? '\r\x1b[K' : ''}headstart demo: ${note}\n`) }), speedup };
   }
   let result: DemoResult;
   try {

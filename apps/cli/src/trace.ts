@@ -1,11 +1,14 @@
 /** Trace files for `headstart demo --trace`: any format @headstart/traces reads; writes only. */
-import { readTrace } from '@headstart/traces';
+import { readTrace, type TraceFormat } from '@headstart/traces';
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(bytes < 2 ** 30 ? 1 : 0)} MiB`;
 
 export interface TraceWritesOptions {
   /** The disk of a multi-disk trace to replay (MSR DiskNumber, SPC ASU, ...); default: the first seen. */
   readonly disk?: string;
+  /** The trace's format (default: detected), and whether malformed records are skipped (and said) rather than fatal. */
+  readonly format?: TraceFormat;
+  readonly lenient?: boolean;
   /** The demo volume's size: writes beyond it wrap around it (see replayTrace). */
   readonly volumeSize: number;
   /** Said once each: another disk was skipped, a write wrapped. */
@@ -18,7 +21,7 @@ export interface TraceWritesOptions {
  * never happened, so only one is replayed, and the operator is told which.
  */
 export async function* readTraceWrites(path: string, o: TraceWritesOptions): AsyncGenerator<{ time: number; offset: number; length: number }> {
-  const stream = await readTrace(path, o.disk === undefined ? {} : { volume: o.disk });
+  const stream = await readTrace(path, { ...(o.disk === undefined ? {} : { volume: o.disk }), ...(o.format === undefined ? {} : { format: o.format }), lenient: o.lenient === true });
   let disk: string | undefined = o.disk;
   const others = new Set<string>();
   let wrapped = false;
@@ -39,4 +42,6 @@ export async function* readTraceWrites(path: string, o: TraceWritesOptions): Asy
     yield { time: Math.max(0, r.time), offset: r.offset, length: r.length };
   }
   if (o.disk !== undefined && writes === 0) o.onNote(`the trace has no writes on disk ${o.disk}`);
+  const { skipped, problems } = stream.stats;
+  if (skipped > 0) o.onNote(`skipped ${skipped} malformed record(s) of the trace (--lenient): ${problems.join('; ')}${skipped > problems.length ? '; ...' : ''}`);
 }

@@ -77,8 +77,8 @@ export const ERRORS = {
   ARCHIVE_GEOMETRY: { hint: 'The archive holds a volume of another size or block size under this id; use another prefix or volume id.', retryable: false, nbdErrno: EINVAL, wsClose: 4409 },
   ARCHIVE_ABORTED: { hint: 'The archive operation was cancelled; run it again to finish the job.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
   // --- planner / traces ---
-  TRACE_FORMAT_UNKNOWN: { hint: 'Name the format explicitly (vscsi, msr, spc, fiu, blkparse, alibaba, headstart) or check that the file is a block trace.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
-  TRACE_MALFORMED: { hint: 'Fix or drop the named line of the trace, or read it leniently to skip bad records.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
+  TRACE_FORMAT_UNKNOWN: { hint: 'Name the format with --format (vscsi, msr, spc, fiu, blkparse, alibaba, headstart), or check that the file is a block trace.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
+  TRACE_MALFORMED: { hint: 'Fix or drop the named line of the trace, or pass --lenient to skip malformed records (they are counted and shown).', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   TRACE_IO: { hint: 'Check that the trace file exists and is readable, and that its directory is writable for recording.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
   PLANNER_BAD_INPUT: { hint: 'Planner events need finite, non-negative times, offsets and lengths, in time order, inside the volume.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   PLANNER_BAD_STATE: { hint: 'The planner\'s saved model is damaged or from another version or volume; the planner starts cold and saves a fresh one at the next close.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },

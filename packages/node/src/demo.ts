@@ -128,13 +128,27 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     const workload: Promise<WorkloadStats> = o.trace
       ? replayTrace({ client, writes: o.trace.writes, speedup: o.trace.speedup, signal: stopWorkload.signal })
       : runGeneratedWorkload({ client, bytesPerSecond: writeRate, signal: stopWorkload.signal, seed: 7 });
+    // A workload that fails (a malformed line deep in a trace, read as the replay reaches it)
+    // ends the run now; `await workload` below throws its error, after which the nodes stop.
+    // Unhandled meanwhile, its rejection killed the process with a stack dump, the nodes and
+    // the demo's directory left behind.
+    workload.catch(() => stopWorkload.abort());
     const ticker = setInterval(() => o.onStatus?.(statusLine(sourceNode!, replicaNode!)), 1000);
     if (o.forMs !== undefined) {
       const t = setTimeout(() => stopWorkload.abort(), o.forMs);
       stopWorkload.signal.addEventListener('abort', () => clearTimeout(t), { once: true });
     }
     await new Promise<void>((resolve) => stopWorkload.signal.addEventListener('abort', () => resolve(), { once: true }));
-    const stats = await workload;
+    let stats: WorkloadStats;
+    try {
+      stats = await workload;
+    } catch (err) {
+      // The status ticker and the NBD connection would keep the process alive after the error.
+      clearInterval(ticker);
+      o.signal.removeEventListener('abort', onAbort);
+      await client.close().catch(() => {});
+      throw err;
+    }
     await client.flush().catch(() => {});
     await client.close().catch(() => {});
 

@@ -12,7 +12,7 @@
  * (plain.ts: a yardstick like the oracle, never run by the engine). bench/traces.bench.ts
  * sweeps these.
  */
-export { loadWorkloads, sliceWorkload, compactWorkload, type Workload } from './workload';
+export { loadWorkloads, sliceWorkload, compactWorkload, type LoadOptions, type Workload } from './workload';
 export { BlockHistory } from './history';
 export { constantLink, varyingLink, type LinkModel } from './link';
 export { simulate, snapshotCount, historyFor, type SimOptions, type SimPolicy, type SimResult, type SnapshotFigures } from './simulate';

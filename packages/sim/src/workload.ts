@@ -7,7 +7,11 @@
  * through the kernel, made the first point 2 GiB and ten times the trace's mean write rate
  * (the link of every run is a multiple of it).
  */
-import { readTrace, type TraceReadOptions } from '@headstart/traces';
+import { HeadstartError } from '@headstart/errors';
+import { diskId, readTrace, type TraceReadOptions } from '@headstart/traces';
+
+/** A trace without writes on the disk asked for names at most this many that have some. */
+const MAX_DISKS_NAMED = 16;
 
 export interface Workload {
   /** Trace name plus `#disk` for one disk of a multi-disk trace. */
@@ -32,37 +36,58 @@ class Builder {
   end = 0;
 }
 
+export interface LoadOptions extends TraceReadOptions {
+  /** Told once, after a lenient read skipped malformed records: how many, and the first few problems. */
+  readonly onSkipped?: (skipped: number, problems: readonly string[]) => void;
+}
+
 /** Loads a trace file's writes, split by volume. */
-export async function loadWorkloads(path: string, name: string, options: TraceReadOptions = {}): Promise<Workload[]> {
+export async function loadWorkloads(path: string, name: string, options: LoadOptions = {}): Promise<Workload[]> {
   // One disk is kept here rather than by the reader, so that the trace's duration (its
   // last record, any disk) and so its mean write rate are the same as without the choice.
-  const { volume, ...readOptions } = options;
+  const { onSkipped, volume: asked, ...readOptions } = options;
+  const volume = asked === undefined ? undefined : diskId(asked);
+  /** Disks that have writes, to name them when the one asked for has none. */
+  const disks = new Set<string>();
   const stream = await readTrace(path, readOptions);
   const byVolume = new Map<string, Builder>();
-  let last = 0;
+  // The reader rebases times to the file's first record; an unsorted trace has records before
+  // it (negative times). The trace starts at its earliest record, whichever line that is.
+  let first = Infinity;
+  let last = -Infinity;
   for await (const r of stream) {
+    if (r.time < first) first = r.time;
     if (r.time > last) last = r.time;
     if (r.op !== 'write') continue;
+    if (r.volume !== undefined && disks.size < MAX_DISKS_NAMED) disks.add(r.volume);
     if (volume !== undefined && r.volume !== volume) continue;
     if (r.length === 0) continue;
     const key = r.volume ?? '';
     let b = byVolume.get(key);
     if (b === undefined) byVolume.set(key, (b = new Builder()));
-    b.time.push(Math.max(0, r.time));
+    b.time.push(r.time);
     b.offset.push(r.offset);
     b.length.push(r.length);
     b.written += r.length;
     b.end = Math.max(b.end, r.offset + r.length);
   }
+  if (stream.stats.skipped > 0) onSkipped?.(stream.stats.skipped, stream.stats.problems);
+  if (volume !== undefined && byVolume.size === 0 && disks.size > 0) {
+    const named = [...disks].sort().join(', ');
+    throw new HeadstartError('CONFIG_INVALID', `${path} has no writes on disk ${volume}; disks with writes: ${named}${disks.size === MAX_DISKS_NAMED ? ', ...' : ''}`);
+  }
   const out: Workload[] = [];
   const keys = [...byVolume.keys()].sort();
+  const origin = Number.isFinite(first) ? first : 0;
+  const duration = Number.isFinite(last) ? last - origin : 0;
   // One disk of several keeps its number in the name, whether the trace had others or the caller picked it.
-  for (const key of keys) out.push(build(keys.length > 1 || (volume !== undefined && key !== '') ? `${name}#${key}` : name, byVolume.get(key)!, last));
+  for (const key of keys) out.push(build(keys.length > 1 || (volume !== undefined && key !== '') ? `${name}#${key}` : name, byVolume.get(key)!, duration, origin));
   return out;
 }
 
-function build(name: string, b: Builder, duration: number): Workload {
+function build(name: string, b: Builder, duration: number, origin: number): Workload {
   const n = b.time.length;
+  if (origin !== 0) for (let i = 0; i < n; i++) b.time[i] -= origin;
   const order = Array.from({ length: n }, (_, i) => i);
   // Traces recorded from several processes are not always in time order: a stable sort.
   let sorted = true;

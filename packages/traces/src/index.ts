@@ -15,7 +15,7 @@
  * Files may be compressed (gzip, bzip2, xz, zstd, lz4: told by their magic bytes, see
  * source.ts); an archive of several files (tar, zip) is refused with a clear error.
  */
-export { TRACE_FORMATS, type TraceFormat, type TraceOp, type TraceRecord, type TraceReadOptions, type TraceParser, type ParseStats } from './types';
+export { TRACE_FORMATS, diskId, type TraceFormat, type TraceOp, type TraceRecord, type TraceReadOptions, type TraceParser, type ParseStats } from './types';
 export { createParser, MAX_LINE_BYTES } from './parser';
 export { detectFormat } from './detect';
 export { readTrace, parseTrace, detectFileFormat, type TraceStream } from './read';

@@ -7,7 +7,7 @@
 import { HeadstartError } from '@headstart/errors';
 import { decodeVscsi, VSCSI_RECORD_BYTES } from './formats/vscsi';
 import { LINE_PARSERS, SKIP, type RawRecord } from './formats/text';
-import type { ParseStats, TraceFormat, TraceParser, TraceReadOptions, TraceRecord } from './types';
+import { diskId, type ParseStats, type TraceFormat, type TraceParser, type TraceReadOptions, type TraceRecord } from './types';
 
 /** A line longer than this is not a trace line (a binary file read as text, or garbage). */
 export const MAX_LINE_BYTES = 4096;
@@ -16,11 +16,14 @@ const MAX_PROBLEMS = 10;
 abstract class BaseParser implements TraceParser {
   readonly stats: ParseStats = { records: 0, skipped: 0, problems: [] };
   private base: number | null = null;
+  private readonly volume: string | undefined;
 
   constructor(
     readonly format: TraceFormat,
     private readonly options: TraceReadOptions,
-  ) {}
+  ) {
+    this.volume = options.volume === undefined ? undefined : diskId(options.volume);
+  }
 
   abstract feed(chunk: Uint8Array): TraceRecord[];
   abstract end(): TraceRecord[];
@@ -34,7 +37,7 @@ abstract class BaseParser implements TraceParser {
 
   protected accept(raw: RawRecord, out: TraceRecord[]): void {
     if (this.base === null) this.base = raw.t;
-    if (this.options.volume !== undefined && raw.volume !== this.options.volume) return;
+    if (this.volume !== undefined && raw.volume !== this.volume) return;
     this.stats.records++;
     const time = raw.t - this.base;
     out.push(raw.volume === undefined ? { time, op: raw.op, offset: raw.offset, length: raw.length } : { time, op: raw.op, offset: raw.offset, length: raw.length, volume: raw.volume });

@@ -19,6 +19,16 @@ export interface TraceRecord {
   readonly volume?: string;
 }
 
+/**
+ * A disk's name as records carry it: major:minor for FIU and blkparse traces, which blkparse
+ * itself prints as "8,0", so either spelling names the same disk.
+ */
+export function diskId(name: string): string {
+  const t = name.trim();
+  const m = /^(\d+)[,:](\d+)$/.exec(t);
+  return m === null ? t : `${m[1]}:${m[2]}`;
+}
+
 export interface TraceReadOptions {
   /** Skip auto-detection. */
   readonly format?: TraceFormat;

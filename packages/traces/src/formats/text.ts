@@ -66,7 +66,8 @@ function build(t: number | { error: string }, op: TraceOp | null, opWord: string
   if (op === null) return { error: `unknown operation ${JSON.stringify(opWord.slice(0, 20))}` };
   if (typeof offset !== 'number') return offset;
   if (typeof length !== 'number') return length;
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length)) return { error: 'offset and length must be whole bytes' };
+  if (!Number.isInteger(offset) || !Number.isInteger(length)) return { error: 'offset and length must be whole bytes' };
+  if (!Number.isSafeInteger(offset + length)) return { error: `offset ${offset} + length ${length} is beyond 2^53 bytes (8 PiB): not a disk address` };
   return volume === undefined ? { t, op, offset, length } : { t, op, offset, length, volume };
 }
 
@@ -81,10 +82,13 @@ const msr: LineParser = (line) => {
   return build(typeof ticks === 'number' ? ticks / TICKS_PER_SECOND : ticks, opFromWord(f[3]), f[3], nonNegative(num(f[4], 'Offset'), 'Offset'), nonNegative(num(f[5], 'Size'), 'Size'), disk);
 };
 
-/** SNIA SPC (UMass): `ASU,LBA,Size,Op,Timestamp`, LBA in 512-byte sectors, Size in bytes, Timestamp in seconds. */
+/**
+ * SNIA SPC (UMass): `ASU,LBA,Size,Op,Timestamp`, LBA in 512-byte sectors, Size in bytes,
+ * Timestamp in seconds. The SPC trace format allows optional fields after the fifth; they are ignored.
+ */
 const spc: LineParser = (line) => {
   const f = line.split(',');
-  if (f.length < 5 || f.length > 6) return /^asu,/i.test(line) ? SKIP : { error: `expected 5 comma-separated fields, got ${f.length}` };
+  if (f.length < 5) return /^asu,/i.test(line) ? SKIP : { error: `expected 5 comma-separated fields (and optional ones after them), got ${f.length}` };
   if (/^asu$/i.test(f[0].trim())) return SKIP;
   const asu = f[0].trim();
   if (!/^\d+$/.test(asu)) return { error: `ASU is not a whole number: ${JSON.stringify(asu.slice(0, 20))}` };
@@ -111,8 +115,12 @@ const alibaba: LineParser = (line) => {
  */
 const fiu: LineParser = (line) => {
   const f = line.trim().split(/\s+/);
-  const end = f.length >= 9 && /^[0-9a-f]{32}$/i.test(f[f.length - 1]) ? f.length - 1 : f.length;
-  if (end < 8 || (end > 8 && f.length === end)) return { error: `expected 9 whitespace-separated fields (ts pid process lba size op major minor md5), got ${f.length}` };
+  // Trailing MD5s (one per record, or one per 512 bytes in some of the published sets) are
+  // dropped; then a process name with spaces in it still leaves the last five fields in place.
+  let end = f.length;
+  while (end > 8 && /^[0-9a-f]{32}$/i.test(f[end - 1])) end--;
+  if (end < 8) return { error: `expected 9 whitespace-separated fields (ts pid process lba size op major minor md5), got ${f.length}` };
+  if (end > 8 && end === f.length) return { error: `expected 9 whitespace-separated fields (ts pid process lba size op major minor md5), got ${f.length}, the last not an MD5 (32 hex digits): ${JSON.stringify(f[end - 1].slice(0, 40))}` };
   const [lbaField, sizeField, opField, major, minor] = f.slice(end - 5, end);
   const ns = nonNegative(num(f[0], 'ts'), 'ts');
   if (!/^\d+$/.test(f[1])) return { error: `pid is not a whole number: ${JSON.stringify(f[1].slice(0, 20))}` };
