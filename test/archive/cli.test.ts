@@ -114,6 +114,17 @@ describe('headstart archive --help', () => {
   });
 });
 
+describe('headstart archive verify', () => {
+  it('is not OK for a volume the archive has no point of (a typo must not pass as verified)', async () => {
+    const dir = tempDir('headstart-archive-verify-');
+    await mkdir(join(dir, 'archive'));
+    const { code, stdout } = await inProcess(['archive', 'verify', '--store', join(dir, 'archive'), '--volume', 'typo']);
+    expect(code).toBe(4);
+    expect(stdout).toContain('DAMAGED');
+    expect(stdout).toContain('ARCHIVE_NOT_FOUND: volume typo has no archived point');
+  });
+});
+
 describe('headstart archive: a consistency group', () => {
   /**
    * Two volumes of group app in one configuration, archived (through the library) at the

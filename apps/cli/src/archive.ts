@@ -300,6 +300,7 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
             [
               `volume ${v.volume}: ${v.dryRun ? 'would delete' : 'deleted'} ${v.deletedPoints.length} point(s)${v.deletedPoints.length > 0 ? ` (${v.deletedPoints.join(', ')})` : ''}, ${v.deletedObjects.length} object(s), ${mib(v.freedBytes)}; ${mib(v.bytesBefore)} -> ${mib(v.bytesAfter)}${v.capExceeded ? ' (over the byte cap: protected or newest points alone exceed it)' : ''}`,
               `  kept: ${v.kept.map((k) => `${k.n} (${k.reasons.join('+')})`).join(', ') || '-'}`,
+              ...v.damaged.map((d) => `  DAMAGED point ${d.n} (kept; retention counts only points that restore): ${d.why}; run headstart archive verify`),
             ].join('\n'),
           )
           .join('\n'),
@@ -315,7 +316,12 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
       const volumes = await withTargets(o, async (list) => {
         const res = [];
         try {
-          for (const t of list) res.push({ volume: t.volumeId, ...(await verifyArchive({ store: t.store, volumeId: t.volumeId, deep: o.deep === true, points: o.point, onProgress: (p) => bar.update(p.objectsDone) })) });
+          for (const t of list) {
+            const report = await verifyArchive({ store: t.store, volumeId: t.volumeId, deep: o.deep === true, points: o.point, onProgress: (p) => bar.update(p.objectsDone) });
+            // An archive with nothing to restore is not OK: a mistyped --volume, or every manifest gone.
+            const none = report.points === 0 ? [{ n: -1, key: `${t.volumeId}/manifests/`, code: 'ARCHIVE_NOT_FOUND', message: `volume ${t.volumeId} has no archived point in ${t.store.description}` }] : [];
+            res.push({ volume: t.volumeId, ...report, ok: report.ok && none.length === 0, problems: [...none, ...report.problems] });
+          }
         } finally {
           bar.stop();
         }
@@ -327,7 +333,7 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
           .map((v) =>
             [
               `volume ${v.volume}: ${v.ok ? 'OK' : 'DAMAGED'}, ${v.points} point(s), ${v.objects} object(s), ${mib(v.bytes)} ${o.deep ? 'read and checked' : 'present'}`,
-              ...v.problems.map((p) => `  point ${p.n}: ${p.code} ${p.key}: ${p.message}`),
+              ...v.problems.map((p) => (p.n >= 0 ? `  point ${p.n}: ${p.code} ${p.key}: ${p.message}` : `  ${p.code}: ${p.message}`)),
             ].join('\n'),
           )
           .join('\n'),

@@ -112,6 +112,8 @@ export async function verifyArchive(options: Common & { readonly volumeId: strin
     problems.push({ n, key, code: isHeadstartError(err) ? err.code : 'ARCHIVE_STORE_IO', message: (err as Error)?.message ?? String(err) });
   const points = options.points ?? (await manifestPoints(options.store, vol, options.retry));
   const seen = new Map<string, ChainEntry>();
+  // Objects found damaged or missing, by key: every later point that needs one is damaged too.
+  const bad = new Map<string, { code: string; message: string }>();
   let objects = 0;
   let bytes = 0;
   for (const n of points) {
@@ -129,6 +131,10 @@ export async function verifyArchive(options: Common & { readonly volumeId: strin
         const prior = seen.get(key);
         if (prior !== undefined) {
           if (prior.hash !== e.hash || prior.size !== e.size) push(n, key, new HeadstartError('ARCHIVE_CORRUPT', `${key}: points disagree about this object's size or hash`));
+          else {
+            const b = bad.get(key);
+            if (b !== undefined) problems.push({ n, key, code: b.code, message: `${b.message} (also needed by point ${n})` });
+          }
           return;
         }
         seen.set(key, e);
@@ -146,6 +152,7 @@ export async function verifyArchive(options: Common & { readonly volumeId: strin
               options.onProgress?.({ objectsDone: objects });
             } catch (err) {
               push(n, key, err);
+              bad.set(key, problems[problems.length - 1]);
             }
         });
       });

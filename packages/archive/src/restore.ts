@@ -5,7 +5,8 @@
  * restore either produces the archived point byte for byte or fails with a code; a raw
  * image is written under a temporary name and renamed only once complete and fsynced.
  */
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { open, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { HeadstartError } from '@headstart/errors';
 import { createVolume, type BlockDevice, type Volume } from '@headstart/volume';
 import { chunkBlocksOf, chunkCountOf, readChunk, readManifest, type ChunkData } from './catalog';
@@ -131,7 +132,15 @@ export async function restorePoint(options: RestoreOptions & { readonly path: st
     throw new HeadstartError('ARCHIVE_CONFIG', `restore target ${options.path} exists; restore never overwrites, choose a new path`);
   }
   const tmp = `${options.path}.partial`;
-  const fh = await open(tmp, 'w');
+  let fh: Awaited<ReturnType<typeof open>>;
+  try {
+    fh = await open(tmp, 'w');
+  } catch (err) {
+    // The target, not the store: a missing directory, no permission, a read-only file system.
+    const e = err as NodeJS.ErrnoException;
+    if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') throw mapLocal(err, `restore to ${options.path}`);
+    throw new HeadstartError('EXPORT_OUTPUT', `cannot write the restore target ${tmp}: ${e?.message ?? String(err)}`, { cause: err });
+  }
   try {
     await fh.truncate(m.volume.size);
     const result = await restoreInto(options, m, async (offset, data) => {
@@ -181,7 +190,13 @@ export async function restoreToNewVolume(options: RestoreOptions & { readonly di
     return { result, volume };
   } catch (err) {
     await volume.shutdown().catch(() => undefined);
-    throw err;
+    // Never leave a half-restored volume behind: it would open (and a retry would find it,
+    // VOLUME_EXISTS) though it holds neither the point nor a committed state.
+    await rm(join(options.dir, 'image.raw'), { force: true }).catch(() => undefined);
+    await rm(join(options.dir, 'meta.lmdb'), { force: true }).catch(() => undefined);
+    await rm(join(options.dir, 'meta.lmdb-lock'), { force: true }).catch(() => undefined);
+    await rmdir(options.dir).catch(() => undefined); // only if now empty: a directory we were given keeps its other files
+    throw mapLocal(err, `restore to volume ${options.dir}`);
   }
 }
 

@@ -249,3 +249,54 @@ describe('prune on a real archive', () => {
     for (const v of vols) await v.shutdown();
   });
 });
+
+describe('prune with damaged points', () => {
+  const dirs = new TempDirs();
+  afterEach(() => dirs.cleanup());
+
+  async function archived(points: number) {
+    const BS = 4096;
+    const CHUNK = 8 * BS;
+    const v = await newVolume(dirs, 8 * CHUNK, BS);
+    const path = await dirs.make();
+    const store = await openDirectoryStore({ path });
+    const sink = await createArchiveSink({ store, source: v, chunkBytes: CHUNK });
+    await sink.catchUp(v);
+    const images = new Map<number, Buffer>();
+    for (let d = 1; d <= points; d++) {
+      await v.write(d * CHUNK, Buffer.alloc(CHUNK, d)); // each point writes a chunk of its own: a full object only it needs
+      const p = await v.closeSnapshot({ scheduledAt: T0 + d * 3_600_000 });
+      images.set(p.n, await v.read(0, v.size));
+      await sink.catchUp(v);
+    }
+    await v.shutdown();
+    return { store, path, id: v.info.id, images };
+  }
+
+  it('never deletes the last restorable point because the newest one lost an object', async () => {
+    const { store, path, id, images } = await archived(3);
+    const own = (await store.list(`${id}/objects/0000000003/`)).map((o) => o.key);
+    expect(own).toHaveLength(1);
+    await store.delete(own[0]); // point 3 (the newest) can no longer be restored
+    const report = await prune({ store, volumeId: id, policy: { keepLast: 1 } });
+    expect(report.damaged.map((d) => d.n)).toEqual([3]);
+    expect(report.deletedPoints).not.toContain(2);
+    await restorePoint({ store, volumeId: id, n: 2, path: join(path, 'r2') });
+    expect((await readFile(join(path, 'r2'))).equals(images.get(2)!)).toBe(true);
+    expect((await listPoints({ store, volumeId: id })).map((p) => p.n)).toContain(3); // left for verify to report
+  });
+
+  it('one damaged manifest does not stop retention for good, and is left in place', async () => {
+    const { store, id } = await archived(4);
+    const key = manifestKey(id, 1);
+    const bytes = await store.get(key);
+    bytes[bytes.length >> 1] ^= 0xff;
+    await store.put(key, bytes);
+    await protectPoint({ store, volumeId: id, n: 2 });
+    const report = await prune({ store, volumeId: id, policy: { keepLast: 1 } });
+    expect(report.damaged.map((d) => d.n)).toEqual([1]);
+    expect(report.deletedPoints).toEqual([0, 3]);
+    expect(await store.head(key)).not.toBeNull();
+    expect(await store.head(`${id}/protected/${String(2).padStart(16, '0')}`)).not.toBeNull();
+  });
+});

@@ -49,7 +49,7 @@ export interface RetentionInput {
 }
 
 /** 'ahead': a group member's point newer than the group's newest common time (the others are still uploading it). */
-export type KeepReason = 'newest' | 'protected' | 'last' | 'daily' | 'weekly' | 'monthly' | 'ahead';
+export type KeepReason = 'newest' | 'protected' | 'last' | 'daily' | 'weekly' | 'monthly' | 'ahead' | 'damaged';
 
 export interface RetentionPlan {
   /** Kept points, ascending, with why. */
@@ -116,7 +116,7 @@ export function planRetention(points: readonly RetentionInput[], policy: Retenti
   let keptBytes = bytesOf(keep.keys());
   let capExceeded = false;
   if (policy.maxBytes !== undefined) {
-    const tier = (reasons: readonly KeepReason[]) => Math.max(...reasons.map((r) => ({ newest: 9, protected: 9, ahead: 9, monthly: 3, weekly: 2, daily: 1, last: 0 })[r]));
+    const tier = (reasons: readonly KeepReason[]) => Math.max(...reasons.map((r) => ({ newest: 9, protected: 9, ahead: 9, damaged: 9, monthly: 3, weekly: 2, daily: 1, last: 0 })[r]));
     while (keptBytes > policy.maxBytes) {
       const candidates = [...keep].filter(([, r]) => !r.includes('newest') && !r.includes('protected'));
       if (candidates.length === 0) {
@@ -217,6 +217,13 @@ export interface PruneReport {
   readonly bytesBefore: number;
   readonly bytesAfter: number;
   readonly capExceeded: boolean;
+  /**
+   * Points that cannot be restored (a manifest that does not decode, an object it names
+   * missing or of another size than it recorded): never deleted by retention, and never
+   * counted as the newest or one of the last points, so older restorable points are kept
+   * in their place. `headstart archive verify` says more.
+   */
+  readonly damaged: readonly { readonly n: number; readonly why: string }[];
 }
 
 /**
@@ -228,11 +235,15 @@ async function retentionInputs(store: ObjectStore, hasher: Awaited<ReturnType<ty
   const listed = await manifestPoints(store, vol, retry);
   const prot = await protectedPoints(store, vol, retry);
   const manifests = new Map<number, Manifest>();
+  const unreadable = new Map<number, string>();
   for (const n of listed) {
     try {
       manifests.set(n, await readManifest(store, hasher, vol, n, retry));
     } catch (err) {
-      if (!(other && isHeadstartError(err, 'ARCHIVE_NOT_FOUND'))) throw err;
+      if (other && isHeadstartError(err, 'ARCHIVE_NOT_FOUND')) continue;
+      // One damaged manifest must not stop retention for good: that point is set aside (kept).
+      if (!other && isHeadstartError(err, 'ARCHIVE_CORRUPT')) unreadable.set(n, err.message);
+      else throw err;
     }
   }
   const points = listed.filter((n) => manifests.has(n));
@@ -242,7 +253,7 @@ async function retentionInputs(store: ObjectStore, hasher: Awaited<ReturnType<ty
     for (const [c, chain] of m.chunks) for (const e of chain) objects.set(objectKey(vol, c, e), e.size);
     return { n, time: m.point.scheduledAt, protected: prot.has(n), objects };
   });
-  return { points, prot, manifests, inputs };
+  return { points, prot, manifests, inputs, unreadable };
 }
 
 export async function prune(options: PruneOptions): Promise<PruneReport> {
@@ -250,7 +261,25 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
   const vol = checkVolumeId(options.volumeId);
   const hasher = await loadHasher();
   const retry = options.retry;
-  const { points, prot, manifests, inputs } = await retentionInputs(store, hasher, vol, retry);
+  const { points: readable, prot, manifests, inputs: all, unreadable } = await retentionInputs(store, hasher, vol, retry);
+  const points = [...readable, ...unreadable.keys()].sort((a, b) => a - b);
+
+  // Everything stored for the volume: what no kept point needs goes, and a point whose
+  // objects are not all there (with the size its manifest recorded) cannot be restored.
+  const stored = await withRetry(() => store.list(objectsPrefix(vol)), retry);
+  const sizes = new Map(stored.map((o) => [o.key, o.size]));
+  const damaged = new Map<number, string>(unreadable);
+  for (const p of all) {
+    for (const [k, size] of p.objects) {
+      const have = sizes.get(k);
+      if (have === size) continue;
+      damaged.set(p.n, have === undefined ? `${k} is missing` : `${k} is ${have} bytes, the manifest recorded ${size}`);
+      break;
+    }
+  }
+  // Retention plans over the restorable points only: a damaged newest point must not make
+  // it delete the last one that restores. Damaged points themselves are left in place.
+  const inputs = all.filter((p) => !damaged.has(p.n));
   let plan: RetentionPlan;
   if (options.group === undefined || options.group.length === 0) plan = planRetention(inputs, policy);
   else {
@@ -261,14 +290,14 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     }
     plan = planGroupRetention(members, policy).get(vol)!;
   }
+  const keep = new Map(plan.keep);
+  for (const n of damaged.keys()) keep.set(n, ['damaged']);
+  plan = { ...plan, keep: new Map([...keep].sort((a, b) => a[0] - b[0])), drop: plan.drop.filter((n) => !damaged.has(n)) };
   const needed = new Set<string>();
-  for (const p of inputs) if (plan.keep.has(p.n)) for (const k of p.objects.keys()) needed.add(k);
+  for (const p of all) if (plan.keep.has(p.n)) for (const k of p.objects.keys()) needed.add(k);
 
-  // Everything stored for the volume, to find what no kept point needs. Objects of a point
-  // newer than the newest manifest belong to an upload in flight: never touch them.
+  // Objects of a point newer than the newest manifest belong to an upload in flight: never touch them.
   const newest = points.length > 0 ? points[points.length - 1] : -1;
-  const stored = await withRetry(() => store.list(objectsPrefix(vol)), retry);
-  const sizes = new Map(stored.map((o) => [o.key, o.size]));
   const bytesBefore = stored.reduce((s, o) => s + o.size, 0);
   const deleteObjects: string[] = [];
   for (const o of stored) {
@@ -281,7 +310,7 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     const n = pointOfKey(o.key, pendingPrefix(vol));
     if (n !== null && n <= newest) markers.push(o.key); // that upload finished or was abandoned
   }
-  for (const n of prot) if (!manifests.has(n)) markers.push(protectedKey(vol, n));
+  for (const n of prot) if (!manifests.has(n) && !unreadable.has(n)) markers.push(protectedKey(vol, n));
   const freedBytes = deleteObjects.reduce((s, k) => s + (sizes.get(k) ?? 0), 0);
 
   if (options.dryRun !== true) {
@@ -299,5 +328,6 @@ export async function prune(options: PruneOptions): Promise<PruneReport> {
     bytesBefore,
     bytesAfter: bytesBefore - freedBytes,
     capExceeded: plan.capExceeded,
+    damaged: [...damaged].map(([n, why]) => ({ n, why })),
   };
 }

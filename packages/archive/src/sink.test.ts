@@ -204,6 +204,53 @@ describe('archive sink (directory)', () => {
     await v.shutdown();
   });
 
+  it('never takes another volume\'s manifests under the same id for its own points (two nodes, one prefix)', async () => {
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    // Site A's volume db: three points of its data.
+    const a = await newVolume(dirs, 4 * CHUNK, BS);
+    const sa = await createArchiveSink({ store, source: a, volumeId: 'db', chunkBytes: CHUNK });
+    await sa.catchUp(a);
+    for (let i = 1; i <= 3; i++) {
+      await a.write((i - 1) * CHUNK, Buffer.alloc(CHUNK, 0x10 + i));
+      await a.closeSnapshot();
+      await sa.catchUp(a);
+    }
+    // Site B, another volume also named db, archives into the same store.
+    await new Promise((r) => setTimeout(r, 5));
+    const b = await newVolume(dirs, 4 * CHUNK, BS);
+    const sb = await createArchiveSink({ store, source: b, volumeId: 'db', chunkBytes: CHUNK });
+    await b.write(0, Buffer.alloc(CHUNK, 0xbb));
+    await b.closeSnapshot();
+    const err = await sb.catchUp(b).then(() => null, (e: unknown) => e);
+    expect(isHeadstartError(err, 'ARCHIVE_GEOMETRY'), String(err)).toBe(true);
+    // Nothing of B was acknowledged as archived: the volume keeps its points.
+    expect(b.sinks().find((s) => s.name === 'archive')?.acked).toBe(null);
+    await a.shutdown();
+    await b.shutdown();
+  });
+
+  it('never builds a delta over another volume\'s point n-1', async () => {
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    const a = await newVolume(dirs, 4 * CHUNK, BS);
+    const sa = await createArchiveSink({ store, source: a, volumeId: 'db', chunkBytes: CHUNK });
+    await sa.catchUp(a);
+    await a.write(0, Buffer.alloc(CHUNK, 0xaa));
+    await a.closeSnapshot();
+    await sa.catchUp(a); // manifests 0 and 1 of A
+    const b = await newVolume(dirs, 4 * CHUNK, BS);
+    await b.addSink('hold'); // keeps B's points (as an unacknowledged sink does)
+    await b.write(CHUNK, Buffer.alloc(BS, 0xb1));
+    const b1 = await b.closeSnapshot();
+    await b.write(2 * CHUNK, Buffer.alloc(BS, 0xb2));
+    const b2 = await b.closeSnapshot();
+    const sb = await createArchiveSink({ store, source: b, volumeId: 'db', chunkBytes: CHUNK });
+    const err = await sb.archivePoint(b2).then(() => null, (e: unknown) => e);
+    expect(b1.n).toBe(1);
+    expect(isHeadstartError(err, 'ARCHIVE_GEOMETRY'), String(err)).toBe(true);
+    await a.shutdown();
+    await b.shutdown();
+  });
+
   it('restores into a new replica volume that records the point as committed', async () => {
     const v = await newVolume(dirs, SIZE, BS);
     const store = await openDirectoryStore({ path: await dirs.make() });
@@ -213,6 +260,23 @@ describe('archive sink (directory)', () => {
     expect((await r.read(0, r.size)).equals(images.get(2)!)).toBe(true);
     expect(r.committed?.n).toBe(2);
     expect(r.readOnly).toBe(true);
+    await r.shutdown();
+    await v.shutdown();
+  });
+
+  it('a replica seeded from the archive and promoted continues the same archive (its points carry the source\'s stamps)', async () => {
+    const v = await newVolume(dirs, SIZE, BS);
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    await scenario(v, store, {}, 2, 4);
+    const { volume: r } = await restoreToNewVolume({ store, volumeId: v.info.id, n: 2, dir: join(await dirs.make(), 'r'), role: 'replica' });
+    await r.setRole('primary', r.info.epoch + 1); // the failover
+    const sink = await createArchiveSink({ store, source: r, volumeId: v.info.id, chunkBytes: CHUNK });
+    await r.write(0, Buffer.alloc(BS, 0x5e));
+    const p3 = await r.closeSnapshot();
+    await sink.catchUp(r);
+    const out = join(await dirs.make(), 'p3.raw');
+    await restorePoint({ store, volumeId: v.info.id, n: p3.n, path: out });
+    expect((await readFile(out)).equals(await r.read(0, r.size))).toBe(true);
     await r.shutdown();
     await v.shutdown();
   });
@@ -246,6 +310,63 @@ describe('archive sink (directory)', () => {
     await expect(stat(join(path, 'out.raw'))).rejects.toThrow(); // no half image left behind
     await expect(stat(join(path, 'out.raw.partial'))).rejects.toThrow();
     expect(await restorePoint({ store, volumeId: v.info.id, n: 9, path: join(path, 'x') }).catch((e: unknown) => (e as { code: string }).code)).toBe('ARCHIVE_NOT_FOUND');
+    await v.shutdown();
+  });
+});
+
+describe('archive restore and verify report what an operator needs', () => {
+  it('a restore into a directory that does not exist fails with a code, not a raw ENOENT', async () => {
+    const v = await newVolume(dirs, SIZE, BS);
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    await scenario(v, store, {}, 1, 11);
+    const err = await restorePoint({ store, volumeId: v.info.id, n: 1, path: join(await dirs.make(), 'no', 'such', 'dir', 'x.raw') }).then(() => null, (e: unknown) => e);
+    expect(isHeadstartError(err, 'EXPORT_OUTPUT'), String(err)).toBe(true);
+    await v.shutdown();
+  });
+
+  it('a failed restore into a new volume leaves no half-restored volume; a retry then works', async () => {
+    const v = await newVolume(dirs, SIZE, BS);
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    const { images } = await scenario(v, store, {}, 2, 12);
+    const m = await readManifest(store, await loadHasher(), v.info.id, 2);
+    const [chunk, chain] = [...m.chunks].at(-1)!;
+    const key = objectKey(v.info.id, chunk, chain.at(-1)!);
+    const good = await store.get(key);
+    const bad = Buffer.from(good);
+    bad[bad.length >> 1] ^= 0xff;
+    await store.put(key, bad);
+    const dir = join(await dirs.make(), 'r');
+    const err = await restoreToNewVolume({ store, volumeId: v.info.id, n: 2, dir, role: 'replica' }).then(() => null, (e: unknown) => e);
+    expect(isHeadstartError(err, 'ARCHIVE_CORRUPT'), String(err)).toBe(true);
+    await expect(stat(join(dir, 'meta.lmdb'))).rejects.toThrow();
+    await expect(stat(join(dir, 'image.raw'))).rejects.toThrow();
+    await store.put(key, good); // repaired (re-archived): the same command now succeeds
+    const { volume: r } = await restoreToNewVolume({ store, volumeId: v.info.id, n: 2, dir, role: 'replica' });
+    expect((await r.read(0, r.size)).equals(images.get(2)!)).toBe(true);
+    await r.shutdown();
+    await v.shutdown();
+  });
+
+  it('verify names every point a damaged shared object breaks, not only the first', async () => {
+    const v = await newVolume(dirs, 4 * CHUNK, BS);
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    const sink = await createArchiveSink({ store, source: v, chunkBytes: CHUNK });
+    await sink.catchUp(v);
+    await v.write(0, Buffer.alloc(CHUNK, 7)); // point 1: chunk 0 full object
+    await v.closeSnapshot();
+    for (let i = 2; i <= 4; i++) {
+      await v.write(CHUNK * 2, Buffer.alloc(BS, i)); // points 2..4 touch another chunk only
+      await v.closeSnapshot();
+    }
+    await sink.catchUp(v);
+    const full = (await store.list(`${v.info.id}/objects/0000000000/`)).map((o) => o.key);
+    expect(full).toHaveLength(1);
+    await store.delete(full[0]);
+    for (const deep of [false, true]) {
+      const report = await verifyArchive({ store, volumeId: v.info.id, deep });
+      expect(report.ok).toBe(false);
+      expect([...new Set(report.problems.map((p) => p.n))].sort(), `deep=${deep}`).toEqual([1, 2, 3, 4]);
+    }
     await v.shutdown();
   });
 });

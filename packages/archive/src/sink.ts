@@ -118,7 +118,11 @@ export class ArchiveSink {
     const result = (extra: Partial<ArchiveResult>): ArchiveResult => ({ n, alreadyArchived: false, fullCopy: false, changedBlocks: 0, changedBytes: 0, ...stats, retries, ...extra });
 
     if ((await withRetry(() => store.head(manifestKey(vol, n)), retry)) !== null) {
-      await readManifest(store, this.#hasher, vol, n, retry); // a damaged one must not pass for archived
+      const existing = await readManifest(store, this.#hasher, vol, n, retry); // a damaged one must not pass for archived
+      // Only this very point counts as archived: a manifest n written for another volume under
+      // the same id (a second node archiving to the same prefix, a volume created anew, a
+      // former primary's points after a failover) must not be acknowledged as this one's.
+      if (!samePoint(existing.point, point)) throw foreignPoint(store.description, vol, existing.point, point);
       return result({ alreadyArchived: true });
     }
 
@@ -130,6 +134,10 @@ export class ArchiveSink {
         if (!isHeadstartError(err, 'ARCHIVE_NOT_FOUND')) throw err;
       }
     }
+    // A delta is only right over this volume's own point n-1: another volume's manifest n-1
+    // (same id, another history) would make point n restore as a mix of both volumes.
+    const prev = base === null ? undefined : source.snapshots().find((p) => p.n === n - 1);
+    if (base !== null && prev !== undefined && !samePoint(base.point, prev)) throw foreignPoint(store.description, vol, base.point, prev);
     if (base !== null && (base.volume.size !== info.size || base.volume.blockSize !== info.blockSize)) {
       throw new HeadstartError('ARCHIVE_GEOMETRY', `archive of ${vol} holds a ${base.volume.size}-byte volume of ${base.volume.blockSize}-byte blocks; the source is ${info.size} / ${info.blockSize}`);
     }
@@ -278,6 +286,22 @@ export class ArchiveSink {
     }
     return out;
   }
+}
+
+type PointStamp = { readonly n: number; readonly scheduledAt: number; readonly closedAt: number; readonly lastSeq: number };
+
+/** The same point of the same volume history (a replica's committed point carries its source's stamp). */
+function samePoint(a: PointStamp, b: PointStamp): boolean {
+  return a.n === b.n && a.scheduledAt === b.scheduledAt && a.closedAt === b.closedAt && a.lastSeq === b.lastSeq;
+}
+
+function foreignPoint(where: string, vol: string, archived: PointStamp, ours: PointStamp): HeadstartError {
+  const t = (ms: number) => new Date(ms).toISOString();
+  return new HeadstartError(
+    'ARCHIVE_GEOMETRY',
+    `${where} already holds a point ${archived.n} of volume ${vol} that this volume did not take (closed ${t(archived.closedAt)}, write ${archived.lastSeq}; this volume's point ${ours.n} closed ${t(ours.closedAt)}, write ${ours.lastSeq}): ` +
+      'another volume archives under the same id, this volume was created anew, or this site was promoted and the archive holds points of the former primary that it never received (they are that primary\'s last points: keep them); archive under another prefix or volume id, or move those points aside',
+  );
 }
 
 export function createArchiveSink(options: ArchiveSinkOptions): Promise<ArchiveSink> {

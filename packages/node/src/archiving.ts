@@ -139,6 +139,7 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
       }
       if (results.length > 0 && config.retention !== undefined) {
         const report = await prune({ store, volumeId: name, policy: config.retention, group, concurrency: config.concurrency });
+        if (report.damaged.length > 0) log.warn({ volume: name, damaged: report.damaged }, 'archive retention found damaged points: kept, not counted; run headstart archive verify');
         if (report.deletedPoints.length > 0) log.info({ volume: name, deletedPoints: report.deletedPoints, freedBytes: report.freedBytes }, 'archive retention pruned points');
       }
       uploaded += bytes;

@@ -27,6 +27,15 @@ export function parseStoreUrl(url: string): StoreSpec {
     const pathStyle = u.searchParams.get('pathStyle');
     if (pathStyle !== null && pathStyle !== 'true' && pathStyle !== 'false') throw new HeadstartError('ARCHIVE_CONFIG', 'archive store: pathStyle must be true or false');
     const endpoint = u.searchParams.get('endpoint');
+    // A bad endpoint is a configuration mistake: caught here, not retried for ever as a store failure.
+    if (endpoint !== null && !/^https?:\/\/[^/?#]+/i.test(endpoint)) throw new HeadstartError('ARCHIVE_CONFIG', `archive store: endpoint ${JSON.stringify(endpoint)} is not an http:// or https:// URL`);
+    if (endpoint !== null) {
+      try {
+        new URL(endpoint);
+      } catch (cause) {
+        throw new HeadstartError('ARCHIVE_CONFIG', `archive store: endpoint ${JSON.stringify(endpoint)} is not a valid URL`, { cause });
+      }
+    }
     const region = u.searchParams.get('region');
     return {
       kind: 's3',

@@ -152,7 +152,9 @@ class S3Store implements ObjectStore {
 }
 
 const NOT_FOUND = new Set(['NoSuchKey', 'NotFound']);
-const DENIED = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NoSuchBucket', 'AllAccessDisabled', 'InvalidBucketName', 'ExpiredToken', 'InvalidToken']);
+// CredentialsProviderError: the SDK found no credentials at all (no request was sent, so no
+// HTTP status): retrying cannot fix it, the operator must provide them.
+const DENIED = new Set(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'NoSuchBucket', 'AllAccessDisabled', 'InvalidBucketName', 'ExpiredToken', 'InvalidToken', 'CredentialsProviderError']);
 
 /** Sorts an SDK or network failure into the store's error contract (see types.ts). */
 export function mapS3Error(err: unknown, what: string, signal?: AbortSignal): HeadstartError {
