@@ -298,6 +298,16 @@ describe('headstart archive: a node archives its points; the CLI lists, restores
       const damaged = await runCli(['archive', 'verify', '--deep', '-c', config]);
       expect(damaged.code, damaged.stderr).toBe(4);
       expect(damaged.stdout).toContain('ARCHIVE_CORRUPT');
+      // A damaged manifest: list still shows the other points, and names the damaged one (exit 4).
+      const manifest = join(dir, 'archive', 'vol', 'manifests', String(p2.n).padStart(16, '0'));
+      const m = await readFile(manifest);
+      m[m.length >> 1] ^= 0xff;
+      await writeFile(manifest, m);
+      const listed = await runCli(['archive', 'list', '-c', config]);
+      expect(listed.code, listed.stderr).toBe(4);
+      expect(listed.stdout).toContain(`volume vol in dir:${join(dir, 'archive')}: ${all.length - 1} point(s), 1 DAMAGED`);
+      expect(listed.stdout).toMatch(new RegExp(`DAMAGED point ${p2.n}: .*checksum mismatch`));
+      expect(listed.stdout).toMatch(new RegExp(`^\\s+${p3.n}\\s`, 'm'));
     } finally {
       expect(await stopGracefully(serve.process)).toBe(0);
     }

@@ -6,6 +6,7 @@
  * up and a restored image hashes like the source's point.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { readdirSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -76,6 +77,13 @@ describe.skipIf(disk === null)('an archive store that fills up', () => {
       expect(createHash('sha256').update(await readFile(image)).digest('hex')).toBe(source.digest('hex'));
       const verified = await runCli(['archive', 'verify', '--deep', '--json', '-c', config]);
       expect(verified.code, verified.stderr).toBe(0);
+      // Restoring onto a disk without room is the target's problem, said as such (it was
+      // ARCHIVE_NO_SPACE, whose hint is about the store), and leaves no partial image.
+      const tiny = smallDisk('2m')!;
+      const full = await runCli(['archive', 'restore', 'vol', String(big), '--out', join(tiny, 'x.raw'), '-c', config]);
+      expect(full.code).toBe(1);
+      expect(full.stderr).toContain(`EXPORT_OUTPUT: restore to ${join(tiny, 'x.raw')}: no space left on the target's device`);
+      expect(readdirSync(tiny)).toEqual([]);
       await client.close();
     } finally {
       expect(await stopGracefully(serve.process)).toBe(0);

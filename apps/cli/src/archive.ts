@@ -236,15 +236,28 @@ export function archiveCommands(cmd: Command, setCode: (code: number) => void, e
     .action(async (o: Where & { json?: boolean }) => {
       const { listPoints } = await archiveLib();
       const volumes = await withTargets(o, async (list) => {
-        const res: { volume: string; store: string; points: PointInfo[] }[] = [];
-        for (const t of list) res.push({ volume: t.volumeId, store: t.store.description, points: await listPoints({ store: t.store, volumeId: t.volumeId }) });
+        const res: { volume: string; store: string; points: PointInfo[]; damaged: { n: number; why: string }[] }[] = [];
+        for (const t of list) {
+          const damaged: { n: number; why: string }[] = [];
+          const points = await listPoints({ store: t.store, volumeId: t.volumeId, onDamaged: (n, why) => damaged.push({ n, why }) });
+          res.push({ volume: t.volumeId, store: t.store.description, points, damaged });
+        }
         return res;
       });
+      // A damaged manifest is said (exit 4, as verify does), and the good points still listed.
+      if (volumes.some((v) => v.damaged.length > 0)) setCode(exit.notEqual);
       out(o.json, { volumes }, () =>
         volumes.length === 0
           ? 'the archive holds no volume'
           : volumes
-              .map((v) => [`volume ${v.volume} in ${v.store}: ${v.points.length} point(s)`, `   point  scheduled                       needs MiB    only MiB`, ...v.points.map(pointLine)].join('\n'))
+              .map((v) =>
+                [
+                  `volume ${v.volume} in ${v.store}: ${v.points.length} point(s)${v.damaged.length > 0 ? `, ${v.damaged.length} DAMAGED` : ''}`,
+                  `   point  scheduled                       needs MiB    only MiB`,
+                  ...v.points.map(pointLine),
+                  ...v.damaged.map((d) => `  DAMAGED point ${d.n}: ${d.why}; run headstart archive verify`),
+                ].join('\n'),
+              )
               .join('\n'),
       );
     });

@@ -35,13 +35,24 @@ export async function listVolumes(options: Common): Promise<string[]> {
   return volumesOfKeys((await options.store.list('')).map((o) => o.key));
 }
 
-/** Every archived point of a volume, oldest first. */
-export async function listPoints(options: Common & { readonly volumeId: string }): Promise<PointInfo[]> {
+/**
+ * Every archived point of a volume, oldest first. A manifest that does not decode fails the
+ * listing (ARCHIVE_CORRUPT), unless `onDamaged` is given: then that point is left out and
+ * told there, and the others are listed (one damaged point must not hide the good ones).
+ */
+export async function listPoints(options: Common & { readonly volumeId: string; readonly onDamaged?: (n: number, why: string) => void }): Promise<PointInfo[]> {
   const vol = checkVolumeId(options.volumeId);
   const hasher = await loadHasher();
   const prot = await protectedPoints(options.store, vol, options.retry);
   const manifests: Manifest[] = [];
-  for (const n of await manifestPoints(options.store, vol, options.retry)) manifests.push(await readManifest(options.store, hasher, vol, n, options.retry));
+  for (const n of await manifestPoints(options.store, vol, options.retry)) {
+    try {
+      manifests.push(await readManifest(options.store, hasher, vol, n, options.retry));
+    } catch (err) {
+      if (options.onDamaged === undefined || !isHeadstartError(err, 'ARCHIVE_CORRUPT')) throw err;
+      options.onDamaged(n, err.message);
+    }
+  }
   const users = new Map<string, number>();
   const keysOf = (m: Manifest) => {
     const out = new Map<string, number>();

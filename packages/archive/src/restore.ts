@@ -137,9 +137,7 @@ export async function restorePoint(options: RestoreOptions & { readonly path: st
     fh = await open(tmp, 'w');
   } catch (err) {
     // The target, not the store: a missing directory, no permission, a read-only file system.
-    const e = err as NodeJS.ErrnoException;
-    if (e?.code === 'ENOSPC' || e?.code === 'EDQUOT') throw mapLocal(err, `restore to ${options.path}`);
-    throw new HeadstartError('EXPORT_OUTPUT', `cannot write the restore target ${tmp}: ${e?.message ?? String(err)}`, { cause: err });
+    throw mapLocal(err, `cannot write the restore target ${tmp}`);
   }
   try {
     await fh.truncate(m.volume.size);
@@ -200,9 +198,13 @@ export async function restoreToNewVolume(options: RestoreOptions & { readonly di
   }
 }
 
+/**
+ * A local failure while writing the restore target: the target's problem (its disk full, a
+ * directory unwritable), not the archive store's, which says "retried with backoff".
+ */
 function mapLocal(err: unknown, what: string): unknown {
   if (err instanceof HeadstartError) return err;
   const code = (err as NodeJS.ErrnoException)?.code;
-  if (code === 'ENOSPC' || code === 'EDQUOT') return new HeadstartError('ARCHIVE_NO_SPACE', `${what}: no space left on device`, { cause: err });
-  return new HeadstartError('ARCHIVE_STORE_IO', `${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  if (code === 'ENOSPC' || code === 'EDQUOT') return new HeadstartError('EXPORT_OUTPUT', `${what}: no space left on the target's device`, { cause: err });
+  return new HeadstartError('EXPORT_OUTPUT', `${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }

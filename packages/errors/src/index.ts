@@ -73,7 +73,7 @@ export const ERRORS = {
   ARCHIVE_NO_SPACE: { hint: 'Free space where the archive directory lives; nothing half-written was kept.', retryable: true, nbdErrno: ENOSPC, wsClose: 4507 },
   ARCHIVE_BAD_KEY: { hint: 'Object keys are relative paths of [A-Za-z0-9._-] segments separated by "/".', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   ARCHIVE_CORRUPT: { hint: 'An archive object failed its checksum or shape check; run `headstart archive verify` and re-archive from the source if needed.', retryable: false, nbdErrno: EIO, wsClose: 4500 },
-  ARCHIVE_CONFIG: { hint: 'Fix the named archive option (store, chunk size, retention, bucket).', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
+  ARCHIVE_CONFIG: { hint: 'Fix the named archive option (store, chunk size, retention, bucket), or name a restore target that does not exist yet.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   ARCHIVE_GEOMETRY: { hint: 'The archive holds another volume under this id (another size or block size, or another history: a second node or a re-created volume archiving there, or points of a former primary that this site never received); archive under another prefix or volume id, or move those points aside.', retryable: false, nbdErrno: EINVAL, wsClose: 4409 },
   ARCHIVE_ABORTED: { hint: 'The archive operation was cancelled; run it again to finish the job.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
   // --- planner / traces ---
