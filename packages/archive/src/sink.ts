@@ -70,6 +70,8 @@ export interface ArchiveResult {
   readonly objectsSkipped: number;
   /** Chunks written as a full object although they had a chain (compaction or mutate). */
   readonly folded: number;
+  /** Of those, chunks whose chain had an object missing or cut short in the store: stored whole again, so the point restores. */
+  readonly repaired: number;
   readonly retries: number;
 }
 
@@ -78,6 +80,13 @@ export class ArchiveSink {
   readonly #hasher: Hasher;
   readonly #volume: string;
   readonly #chunkBytes: number;
+  /**
+   * Chain objects this sink knows are in the store, whole (it stored them, or found them by
+   * HEAD with the size their manifest recorded). A delta only extends a chain whose objects
+   * are all there: one lost by hand or by the store would make every later point of that
+   * chunk unrestorable, acknowledged all the same. Checked once per object per process.
+   */
+  readonly #present = new Set<string>();
 
   private constructor(options: ArchiveSinkOptions, hasher: Hasher) {
     this.#o = options;
@@ -114,7 +123,7 @@ export class ArchiveSink {
     const info = source.info;
     let retries = 0;
     const retry: RetryOptions = { ...this.#o.retry, signal: this.#o.signal, onRetry: () => void retries++ };
-    const stats = { uploadedBytes: 0, objectsUploaded: 0, objectsSkipped: 0, folded: 0 };
+    const stats = { uploadedBytes: 0, objectsUploaded: 0, objectsSkipped: 0, folded: 0, repaired: 0 };
     const result = (extra: Partial<ArchiveResult>): ArchiveResult => ({ n, alreadyArchived: false, fullCopy: false, changedBlocks: 0, changedBytes: 0, ...stats, retries, ...extra });
 
     if ((await withRetry(() => store.head(manifestKey(vol, n)), retry)) !== null) {
@@ -215,7 +224,7 @@ export class ArchiveSink {
     chain: readonly ChainEntry[] | undefined,
     resuming: boolean,
     put: (key: string, bytes: Buffer) => Promise<void>,
-    stats: { objectsUploaded: number; objectsSkipped: number; folded: number },
+    stats: { objectsUploaded: number; objectsSkipped: number; folded: number; repaired: number },
     retry: RetryOptions,
   ): Promise<ChainEntry | null> {
     const { source, store } = this.#o;
@@ -227,7 +236,9 @@ export class ArchiveSink {
     // Compaction: the chain would pass maxChain objects, or its deltas would outweigh the chunk.
     const deltaBytes = chain === undefined ? 0 : chain.reduce((s, e) => s + (e.kind === KIND_DELTA ? e.size : 0), 0) + rel.length * bs;
     const compact = chain !== undefined && (chain.length >= (this.#o.maxChain ?? DEFAULT_MAX_CHAIN) || deltaBytes >= cb * bs);
-    const fold = whole || compact || (chain !== undefined && this.#o.mutate === true);
+    const broken = chain !== undefined && !whole && !compact && !(await this.#chainIntact(c, chain, retry));
+    if (broken) stats.repaired++;
+    const fold = whole || compact || broken || (chain !== undefined && this.#o.mutate === true);
     let kind: ChunkKind;
     const blocks: { index: number; data: Uint8Array }[] = [];
     if (fold) {
@@ -260,7 +271,20 @@ export class ArchiveSink {
       await put(key, enc.bytes);
       stats.objectsUploaded++;
     }
+    this.#present.add(key);
     return { point: n, kind, size: enc.bytes.length, hash: enc.hash };
+  }
+
+  /** Whether every object of chunk c's chain is in the store with the size its manifest recorded. */
+  async #chainIntact(c: number, chain: readonly ChainEntry[], retry: RetryOptions): Promise<boolean> {
+    for (const e of chain) {
+      const key = objectKey(this.#volume, c, e);
+      if (this.#present.has(key)) continue;
+      const found = await withRetry(() => this.#o.store.head(key), retry);
+      if (found === null || found.size !== e.size) return false;
+      this.#present.add(key);
+    }
+    return true;
   }
 
   /**

@@ -129,6 +129,7 @@ export async function startArchiver(volume: Volume, config: ArchiveConfig, log: 
       const results = await sink.catchUp(volume, ARCHIVE_SINK);
       for (const r of results) {
         bytes += r.uploadedBytes;
+        if (r.repaired > 0) log.warn({ volume: name, n: r.n, chunks: r.repaired }, 'archive objects that older points need are missing from the store: this point stores those chunks whole (it restores); run headstart archive verify for the older points');
         const scheduledAt = scheduled.get(r.n) ?? ackedScheduledAt ?? Date.now();
         ackedScheduledAt = scheduledAt;
         onArchived({ n: r.n, scheduledAt, uploadedBytes: r.uploadedBytes, changedBytes: r.changedBytes });
