@@ -39,6 +39,44 @@ describe('headstart CLI', () => {
     expect(y.stderr).toContain('not valid YAML');
   });
 
+  it('refuses a rate that is not one in the operator\'s words, before reaching the node', async () => {
+    const dir = tempDir();
+    const config = join(dir, 'a.yaml');
+    expect((await runCli(['init', 'node', 'site-a', '-c', config, '--peers', '127.0.0.1:7813', '--no-tls'])).code).toBe(0);
+    for (const bad of ['fast', '0']) {
+      const r = await runCli(['rate', bad, '-c', config]);
+      expect(r.code, r.stderr).toBe(2);
+      expect(r.stderr).toContain(`CONFIG_INVALID: not a rate: "${bad}"`);
+      expect(r.stderr).not.toContain('NaN');
+    }
+  });
+
+  it('pairing a third site never silently changes the secret an existing pairing uses', async () => {
+    const dir = tempDir();
+    const cfg = (n: string) => join(dir, `${n}.yaml`);
+    for (const [n, port] of [['b', 7821], ['c', 7822], ['a', 7823]] as const) expect((await runCli(['init', 'node', `site-${n}`, '-c', cfg(n), '--peers', `127.0.0.1:${port}`, '--no-tls'])).code).toBe(0);
+    // b and c pair first.
+    const tb = (await runCli(['pair', 'token', '-c', cfg('b')])).stdout.trim();
+    const back = /pair accept (\S+)/.exec((await runCli(['pair', 'accept', tb, '-c', cfg('c')])).stdout)![1];
+    expect((await runCli(['pair', 'accept', back, '-c', cfg('b')])).code).toBe(0);
+    const secretOf = (n: string) => /secret: (\S+)/.exec(readFileSync(cfg(n), 'utf8'))![1];
+    const shared = secretOf('b');
+    expect(secretOf('c')).toBe(shared);
+    // Then a's token is accepted on b: b must not take a's secret (c would be locked out).
+    const ta = (await runCli(['pair', 'token', '-c', cfg('a')])).stdout.trim();
+    const r = await runCli(['pair', 'accept', ta, '-c', cfg('b')]);
+    expect(r.code, r.stderr).toBe(2);
+    expect(r.stderr).toContain('CONFIG_INVALID');
+    expect(r.stderr).toContain('site-c');
+    expect(secretOf('b')).toBe(shared);
+    // The way round that works: a accepts b's token (a has no peers yet) and takes the shared secret.
+    const tb2 = (await runCli(['pair', 'token', '-c', cfg('b')])).stdout.trim();
+    const back2 = /pair accept (\S+)/.exec((await runCli(['pair', 'accept', tb2, '-c', cfg('a')])).stdout)![1];
+    expect((await runCli(['pair', 'accept', back2, '-c', cfg('b')])).code).toBe(0);
+    expect(secretOf('a')).toBe(shared);
+    expect(secretOf('b')).toBe(shared);
+  });
+
   it('names the flag or the token part that is wrong, once, and touches nothing', async () => {
     const fails = async (args: string[], message: string) => {
       const r = await runCli(args);

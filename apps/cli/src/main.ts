@@ -117,7 +117,10 @@ export async function main(argv: string[]): Promise<number> {
     .option('--json', 'print JSON')
     .action(async (rate: string, o: { config: string; peer?: string; json?: boolean }) => {
       const { parseRate } = await nodeLib();
-      const bytes = rate === 'none' || rate === 'auto' ? rate : String(parseRate(rate));
+      const parsed = rate === 'none' || rate === 'auto' ? null : parseRate(rate);
+      // Refused here, in the operator's words, not as the admin API's "rate=NaN".
+      if (parsed !== null && !(Number.isFinite(parsed) && parsed > 0)) throw new HeadstartError('CONFIG_INVALID', `not a rate: ${JSON.stringify(rate)} (write e.g. 20MB/s, 100Mbit/s, a number of bytes per second, none or auto)`);
+      const bytes = parsed === null ? rate : String(parsed);
       const query = `rate=${bytes}${o.peer === undefined ? '' : `&peer=${encodeURIComponent(o.peer)}`}`;
       const r = (await admin(o.config, 'POST', `/v1/rate?${query}`)) as { peer: string | null; rateLimit: number | null; links: number; cap: LinkCapView };
       const what = r.peer === null ? 'the node-wide link cap' : `the cap of peer ${r.peer}`;

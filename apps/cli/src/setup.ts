@@ -191,9 +191,18 @@ export async function pairAccept(path: string, token: string, url?: string): Pro
   const doc = await loadDoc(path);
   const mine = doc.getIn(['node', 'secret']) as string | undefined;
   const hadSame = mine === p.secret;
-  doc.setIn(['node', 'secret'], p.secret);
   if (!doc.has('peers')) doc.set('peers', doc.createNode([]));
   const peers = doc.get('peers') as { items: { get(k: string): unknown; set(k: string, v: unknown): void }[]; add(x: unknown): void };
+  // One secret per node serves every peer: taking another node's secret here would lock out
+  // the peers already paired with this one (their links fail LINK_AUTH_FAILED), silently.
+  const others = (peers.items ?? []).map((i) => String(i.get('name'))).filter((n) => n !== p.node);
+  if (!hadSame && mine !== undefined && others.length > 0) {
+    throw new HeadstartError(
+      'CONFIG_INVALID',
+      `this node is already paired with ${others.join(', ')} under another secret; accepting ${p.node}'s token would replace it and cut ${others.length === 1 ? 'that pairing' : 'those pairings'}. Pair the other way round: run \`headstart pair token\` here and accept it on ${p.node} (a node with no peers yet takes the shared secret)`,
+    );
+  }
+  doc.setIn(['node', 'secret'], p.secret);
   // The peer's certificate is pinned: it is the peer's identity, whatever address reaches it.
   const pinned = p.cert === undefined ? undefined : `./peer-${p.node}.crt`;
   if (pinned) await writeFile(resolve(dirname(resolve(path)), pinned), p.cert!, { mode: 0o644 });
