@@ -62,7 +62,6 @@ export const ERRORS = {
   REPL_UNKNOWN_VOLUME: { hint: 'The replica node has no volume with that id; create the replica volume first.', retryable: false, nbdErrno: EINVAL, wsClose: 4612 },
   REPL_DIGEST_MISMATCH: { hint: 'The staged snapshot did not match the source digest; it is discarded and sent again.', retryable: true, nbdErrno: EIO, wsClose: 4613 },
   REPL_BLOCK_CORRUPT: { hint: 'A block arrived with a wrong checksum (corruption on the wire or in memory); the link restarts and resends it.', retryable: true, nbdErrno: EIO, wsClose: 4614 },
-  REPL_DIVERGED: { hint: 'The replica claims a point the source never acknowledged or no longer has; re-pair the replica (full resync with checksum compare).', retryable: false, nbdErrno: EIO, wsClose: 4615 },
   REPL_INTERNAL: { hint: 'An unexpected failure ended the link; it reconnects and resumes. Report it with the log if it repeats.', retryable: true, nbdErrno: EIO, wsClose: 4617 },
   REPL_TARGET_BUSY: { hint: 'The replica node is promoting, demoting or exporting this volume; the source retries and resumes when it is done.', retryable: true, nbdErrno: EIO, wsClose: 4618 },
   REPL_STOPPED: { hint: 'Replication was stopped on this node.', retryable: false, nbdErrno: EIO, wsClose: 4616 },

@@ -210,6 +210,8 @@ const CLOSE_RETRY_MS = 5_000;
 const LEARNT_SAVE_MS = 5 * 60_000;
 /** How early a timer may fire by Date.now() that scheduleNext still recognises its close (a clock stepped back is not). */
 const EARLY_TIMER_MS = 1000;
+/** An export's hold on its point is a sink named this, then its process and time. */
+const EXPORT_HOLD_PREFIX = 'export-';
 /**
  * A primary whose link dropped (or whose node stopped without demoting) may be alive and
  * reconnecting: promote refuses without --force for this long after its session ended.
@@ -598,6 +600,7 @@ class Node implements HeadstartNode {
   }
 
   private async startPrimary(m: Managed): Promise<void> {
+    await this.dropStaleSinks(m);
     await this.startArchive(m); // before the schedule can close a point (archiving.ts)
     this.scheduleNext(m);
     this.scheduleVerify(m);
@@ -630,6 +633,22 @@ class Node implements HeadstartNode {
         onEvent: (e) => this.onSourceEvent(m, e),
       });
       m.sources.set(peer.name, link);
+    }
+  }
+
+  /**
+   * Sink records nothing will acknowledge any more: a peer taken out of the volume's `sinks`
+   * (the volume kept every point for it, for good, until its disk filled), and the hold of
+   * an export or a verification that the node stopped in the middle of (none runs while a
+   * volume starts as primary). The archive's sink is startArchive's. A peer put back later
+   * starts as a new sink: the replica is resynchronised by checksum.
+   */
+  private async dropStaleSinks(m: Managed): Promise<void> {
+    for (const s of m.volume.sinks()) {
+      if (m.config.sinks.includes(s.name) || s.name === ARCHIVE_SINK) continue;
+      await m.volume.removeSink(s.name);
+      const hold = s.name === VERIFY_SINK || s.name.startsWith(EXPORT_HOLD_PREFIX);
+      this.log.warn({ volume: m.config.name, sink: s.name, acked: s.acked }, hold ? 'removed the hold of an export or a verification that did not finish (the node stopped during it)' : 'sink no longer in the volume\'s configuration: removed it, and the points kept for it');
     }
   }
 
@@ -902,6 +921,8 @@ class Node implements HeadstartNode {
     } else if (e.type === 'disconnected') {
       this.emit({ type: 'link-error', time: Date.now(), volume, sink: e.sink, code: e.code, message: e.message });
       this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message }, 'link to sink down');
+    } else if (e.type === 'resync') {
+      this.log.warn({ volume, sink: e.sink, message: e.message }, 'the sink does not hold the point it acknowledged: it is copied afresh (by checksum where it holds data)');
     } else if (e.type === 'presend-stopped') {
       this.emit({ type: 'presend-stopped', time: Date.now(), volume, sink: e.sink, n: e.n, limit: e.limit });
       this.log.warn({ volume, sink: e.sink, n: e.n, limit: e.limit }, 'pre-sends stopped: the open point has more dirty blocks than the limit, it ships whole at its close (its lag grows)');
@@ -1038,7 +1059,7 @@ class Node implements HeadstartNode {
     const v = m.volume;
     if (!v.readOnly) {
       // A fresh point, kept readable by a temporary sink while it is copied out.
-      const hold = `export-${process.pid}-${Date.now()}`;
+      const hold = `${EXPORT_HOLD_PREFIX}${process.pid}-${Date.now()}`;
       try {
         const point = await this.closeHeld(m, hold);
         await writeImage(v, out, (first, count) => v.readBlocksAt(point.n, first, count), options.overwrite === true);

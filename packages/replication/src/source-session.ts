@@ -72,6 +72,8 @@ export interface SessionContext {
   readonly onReady: () => void;
   /** Pre-sends of open point n stopped: it has more dirty blocks than presendMaxBlocks. */
   readonly onPresendStopped?: (n: number, limit: number) => void;
+  /** The replica does not hold the point it acknowledged (why): its sink starts afresh and it is resynchronised. */
+  readonly onResync?: (why: string) => void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -267,21 +269,48 @@ export class SourceSession {
   private async reconcile(r: ResumeMsg): Promise<{ n: number; kind: 'full' | 'delta'; haveCopy: boolean }> {
     const v = this.ctx.volume;
     const name = this.ctx.sink;
-    const s = v.sink(name);
+    let s = v.sink(name);
     const c = r.committed?.n ?? null;
-    const closed = (n: number) => v.snapshots().some((p) => p.n === n);
+    // A point is known by its number *and* when it was taken: after a promotion the new
+    // primary numbers its own points on from its committed one, so a replica that followed
+    // the old primary further (a third site) can report a number this volume also holds,
+    // with other content. Only the same point (same scheduled and close times) is trusted.
+    const same = (n: number) => {
+      const mine = v.snapshots().find((p) => p.n === n);
+      return mine !== undefined && r.committed !== null && mine.scheduledAt === r.committed.scheduledAt && mine.closedAt === r.committed.closedAt;
+    };
     let haveCopy = r.haveCopy;
+    let fullAt: number | null = null;
+    if (s.acked !== null) {
+      // The replica does not hold what it acknowledged: its volume was created anew (a new
+      // disk) or restored from an older copy, or it followed another primary past this one's
+      // point. Its copy is no base for a delta: the sink starts afresh (a full copy, by
+      // checksum where the replica holds data), as a new sink would, and the node says so.
+      const mine = c === null ? undefined : v.snapshots().find((p) => p.n === c);
+      const why =
+        c === null ? `holds no point, but acknowledged point ${s.acked}`
+        : c < s.acked ? `holds point ${c}, older than point ${s.acked} it acknowledged`
+        : c > s.acked && mine === undefined ? `holds point ${c}, which this volume does not hold (it followed another primary further)`
+        : c > s.acked && !same(c) ? `holds a point ${c} taken at ${new Date(r.committed!.scheduledAt).toISOString()}, but this volume's point ${c} was taken at ${new Date(mine!.scheduledAt).toISOString()} (another primary's history)`
+        : null;
+      if (why !== null) {
+        await v.removeSink(name);
+        s = await v.addSink(name);
+        this.ctx.onResync?.(`replica ${why}: resynchronising it from point ${s.baseline}`);
+      } else if (c! > s.acked) await this.ackLost(c!);
+    }
     if (s.acked === null) {
       if (c !== null) {
-        if (c >= s.baseline && closed(c)) await this.ackLost(c); // it committed, our record of the ACK was lost
-        else if (c >= s.baseline) throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c}, which this volume does not hold`);
-        else haveCopy = true; // it holds some older copy: compare checksums instead of trusting it
+        if (c >= s.baseline && same(c)) await this.ackLost(c); // it committed, our record of the ACK was lost
+        else if (c >= s.baseline) {
+          // It holds a point of another history (it followed an old primary past the point
+          // this volume was promoted at): not ours, whatever its number. Resynchronise it by
+          // checksum, at a point after its own (a replica takes no full copy older than what
+          // it holds).
+          haveCopy = true;
+          fullAt = c + 1;
+        } else haveCopy = true; // it holds some older copy: compare checksums instead of trusting it
       }
-    } else if (c === null || c < s.acked) {
-      throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c ?? 'none'} but acknowledged ${s.acked} before`);
-    } else if (c > s.acked) {
-      if (!closed(c)) throw new HeadstartError('REPL_DIVERGED', `replica reports point ${c}, which this volume does not hold`);
-      await this.ackLost(c);
     }
     for (const set of r.staged) {
       // What the replica staged, so that it is not sent again: at most KNOWN_MAX_BLOCKS of
@@ -292,6 +321,7 @@ export class SourceSession {
       this.stagedCount.set(set.n, map.size);
     }
     const after = v.sink(name);
+    if (after.acked === null && fullAt !== null) return { n: Math.max(after.baseline, fullAt), kind: 'full', haveCopy: true };
     return after.acked === null ? { n: after.baseline, kind: 'full', haveCopy } : { n: after.acked + 1, kind: 'delta', haveCopy: false };
   }
 

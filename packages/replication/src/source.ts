@@ -77,7 +77,9 @@ export type SourceEvent =
        */
       readonly commitMs: number | null;
     }
-  | { readonly type: 'presend-stopped'; readonly sink: string; readonly n: number; readonly limit: number };
+  | { readonly type: 'presend-stopped'; readonly sink: string; readonly n: number; readonly limit: number }
+  /** The replica did not hold the point it acknowledged (a new disk, an older copy, another primary's history): it is copied afresh. */
+  | { readonly type: 'resync'; readonly sink: string; readonly message: string };
 
 export interface WaitOptions {
   /** timeoutMs counts from the link's last progress, not from the call. */
@@ -231,6 +233,7 @@ class Source implements SourceLink {
           o.onEvent?.({ type: 'connected', sink: o.sink });
         },
         onPresendStopped: (n, limit) => o.onEvent?.({ type: 'presend-stopped', sink: o.sink, n, limit }),
+        onResync: (message) => o.onEvent?.({ type: 'resync', sink: o.sink, message }),
         onAcked: (n, shipped) => {
           // The backoff starts over once the replica commits something, not at each
           // handshake: a replica that accepts the link and fails every session (its disk is
