@@ -57,6 +57,7 @@ export const ERRORS = {
   LINK_TIMEOUT: { hint: 'The peer did not answer in time; check the network between the sites.', retryable: true, nbdErrno: EIO, wsClose: 4606 },
   LINK_CLOSED: { hint: 'The connection to the peer was lost; replication resumes when it is back.', retryable: true, nbdErrno: EIO, wsClose: 4607 },
   LINK_TLS_CONFIG: { hint: 'Configure both a certificate and a key file (PEM), readable by headstart.', retryable: false, nbdErrno: EINVAL, wsClose: 4608 },
+  REPL_DIVERGED: { hint: 'The replica holds a history this source did not write and was not promoted over (a primary made anew, its data lost?): nothing is sent. Promote the replica if it holds the only copy, or remove its volume to copy this one anew.', retryable: false, nbdErrno: EIO, wsClose: 4615 },
   REPL_EPOCH_FENCED: { hint: 'Two sites disagree on which is primary: the one with the lower epoch is stale (the other was promoted later). Demote the stale one on its site and it resyncs by checksum; never resync without checking which holds the data you want.', retryable: false, nbdErrno: EPERM, wsClose: 4610 },
   REPL_VOLUME_MISMATCH: { hint: 'Source and replica volumes differ in id, size, block size or consistency group; pair the right volumes, with the same group on both sites.', retryable: false, nbdErrno: EINVAL, wsClose: 4611 },
   REPL_UNKNOWN_VOLUME: { hint: 'The replica node has no volume with that id; create the replica volume first.', retryable: false, nbdErrno: EINVAL, wsClose: 4612 },

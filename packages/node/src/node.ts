@@ -364,8 +364,12 @@ class Node implements HeadstartNode {
         volume = await createVolume(dir, { id: vc.name, name: vc.name, size: vc.size, blockSize: vc.blockSize, role: vc.role });
         // A planner model saved for an earlier volume of this name (its data directory was
         // removed and the node made it anew) describes another workload: a new volume starts cold.
+        const earlier = await stat(learntPath(this.config.node.dataDir, vc.name)).then(() => true, () => false);
         await rm(learntPath(this.config.node.dataDir, vc.name), { force: true });
-        this.log.info({ volume: vc.name, size: vc.size, role: vc.role }, 'created volume');
+        if (earlier && vc.role !== 'replica') {
+          // Its replicas refuse to take this empty history over theirs (REPL_DIVERGED): they may hold the only copy.
+          this.log.error({ volume: vc.name, dir }, 'a volume of this name was here before and its data directory is gone: made anew, empty; if its data was lost, promote a replica instead of writing here');
+        } else this.log.info({ volume: vc.name, size: vc.size, role: vc.role }, 'created volume');
       }
       if (volume.size !== vc.size || volume.blockSize !== vc.blockSize) {
         throw new HeadstartError('CONFIG_INVALID', `volume ${vc.name} on disk is ${volume.size} bytes in ${volume.blockSize}-byte blocks; the configuration says ${vc.size} in ${vc.blockSize}`);

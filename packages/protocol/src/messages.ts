@@ -62,7 +62,11 @@ export interface ResumeMsg {
   readonly type: 'RESUME';
   /** HMAC by the replica over both nonces, sent once the source has proved itself: proves the replica knows the secret. */
   readonly proof: Uint8Array;
-  /** The replica volume's epoch (the source refuses nothing here; the replica fenced already). */
+  /**
+   * The replica volume's epoch before this session (it takes a higher source epoch as the
+   * session begins; it fenced a lower one already): the epoch its committed point's history
+   * was written under.
+   */
   readonly epoch: number;
   readonly committed: WirePoint | null;
   /** True when the replica's image may already hold data (restored copy): compare checksums. */

@@ -304,10 +304,14 @@ class ReplicaSession {
     const old = target.active;
     target.active = this;
     if (old && old !== this) await old.close();
+    // RESUME tells the epoch the replica's committed point was taken under (before it takes
+    // this source's higher one): a source promoted over it may replace another history, an
+    // equal one may not (see SourceSession.reconcile).
+    const epochBefore = info.epoch;
     if (vol.epoch > info.epoch) await target.volume.setRole('replica', vol.epoch);
     this.target = target;
     this.options.onEvent?.({ type: 'session', volume: vol.id, peer: this.peer });
-    this.link.send({ ...(await target.resume()), proof: computeProof(this.options.secret, 'replica', this.proofInput()) });
+    this.link.send({ ...(await target.resume()), epoch: epochBefore, proof: computeProof(this.options.secret, 'replica', this.proofInput()) });
   }
 
   private begin(n: number, kind: 'full' | 'delta'): void {

@@ -303,10 +303,19 @@ export class SourceSession {
       if (c !== null) {
         if (c >= s.baseline && same(c)) await this.ackLost(c); // it committed, our record of the ACK was lost
         else if (c >= s.baseline) {
-          // It holds a point of another history (it followed an old primary past the point
-          // this volume was promoted at): not ours, whatever its number. Resynchronise it by
-          // checksum, at a point after its own (a replica takes no full copy older than what
-          // it holds).
+          // It holds a point of another history: not ours, whatever its number. If this
+          // volume was promoted over it (a higher epoch: the replica followed the old primary
+          // past the point this one was promoted at), this volume's history is the one to
+          // keep: resynchronise it by checksum, at a point after its own (a replica takes no
+          // full copy older than what it holds). At an epoch not above the replica's, this
+          // volume was not promoted over it: most likely it was made anew, its data lost, and
+          // the replica holds the only copy. Never overwrite that.
+          if (v.info.epoch <= r.epoch) {
+            throw new HeadstartError(
+              'REPL_DIVERGED',
+              `the replica holds point ${c} (taken ${new Date(r.committed!.scheduledAt).toISOString()}) of a history this volume did not write, at epoch ${r.epoch}, and this volume (epoch ${v.info.epoch}) was not promoted over it: nothing is sent. If this volume was made anew (its data lost), the replica holds the only copy: promote it on its site. To replace the replica's data with this volume's, remove the replica's volume on its site and restart that node`,
+            );
+          }
           haveCopy = true;
           fullAt = c + 1;
         } else haveCopy = true; // it holds some older copy: compare checksums instead of trusting it

@@ -155,4 +155,21 @@ describe('a replica that does not hold the point it acknowledged', () => {
     expect(events).toEqual([expect.stringMatching(/^replica holds no point, but acknowledged point 3: resynchronising it from point [34]$/)]);
     expect(await imageHash(fresh)).toBe(await sourceHashAt(a, p4.n));
   });
+
+  it('is never overwritten by a primary made anew at the same epoch (its data lost): the replica may hold the only copy', async () => {
+    const { dir, a, b, sb, open, bs } = await sites();
+    const held = await imageHash(b);
+    await a.shutdown();
+    await rm(join(dir, 'a'), { recursive: true, force: true });
+    const anew = await open('a', 'primary'); // epoch 1, as the lost one
+    await anew.write(0, randomBlock(bs, 41));
+    await anew.closeSnapshot();
+    const errors: string[] = [];
+    const l = await startSource({ volume: anew, sink: 'b', url: sb.url, secret: SECRET, onEvent: (e) => void (e.type === 'disconnected' && errors.push(`${e.code}: ${e.message}`)) });
+    cleanups.push(() => l.stop());
+    for (const end = Date.now() + 10_000; errors.length === 0 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+    expect(errors[0]).toMatch(/^REPL_DIVERGED: the replica holds point 3 .* at epoch 1, and this volume \(epoch 1\) was not promoted over it: nothing is sent/);
+    expect(b.committed?.n).toBe(3);
+    expect(await imageHash(b)).toBe(held);
+  });
 });
