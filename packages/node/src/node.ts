@@ -903,6 +903,9 @@ class Node implements HeadstartNode {
   private checkConvergence(m: Managed): void {
     const sinks = [...m.sources.keys(), ...(m.archiver ? [ARCHIVE_SINK] : [])];
     for (const sink of sinks) {
+      // Not judged while the sink is down (its link's error is logged): it falls behind for that.
+      const state = sink === ARCHIVE_SINK ? m.archiver?.view().state : m.sources.get(sink)?.status().state;
+      if (state !== 'connected') continue;
       const now = notConverging(m.history, sink);
       if (now === m.notConverging.has(sink)) continue;
       if (now) {
@@ -1252,14 +1255,16 @@ class Node implements HeadstartNode {
           rpoAgeMs: s.ackedScheduledAt === null ? null : now - s.ackedScheduledAt,
           lastLagMs: lastAck?.acks[s.name]?.lagMs ?? null,
           lastCommitMs: lastAck?.acks[s.name]?.commitMs ?? null,
-          notConverging: notConverging(m.history, s.name),
+          // A sink that is down falls behind for that reason, which its state says: "writes
+          // outrun the link" would send the operator after the wrong cause.
+          notConverging: s.state === 'connected' && notConverging(m.history, s.name),
         };
       });
       if (m.archiver !== null) {
         // The archive is one more sink in status: the CLI, the dashboard feed and metrics show it as such.
         const { busy: _busy, ...view } = m.archiver.view();
         const lastAck = [...m.history].reverse().find((h) => h.acks[ARCHIVE_SINK] !== undefined);
-        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null, lastCommitMs: null, notConverging: notConverging(m.history, ARCHIVE_SINK) });
+        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null, lastCommitMs: null, notConverging: view.state === 'connected' && notConverging(m.history, ARCHIVE_SINK) });
       }
       return {
         name: m.config.name,

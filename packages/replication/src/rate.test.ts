@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { TokenBucket, burstFor } from './rate';
+import { ThroughputMeter, TokenBucket, burstFor } from './rate';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -77,3 +77,32 @@ describe('rate limit (token bucket)', () => {
     end();
   });
 });
+
+describe('throughput meter', () => {
+  it('shows a slow link\'s rate though its window holds one acknowledgement at a time', () => {
+    let now = 0;
+    const m = new ThroughputMeter(() => now, 5_000);
+    // 1 MiB batches staged every 3.5 s: about 300 KB/s.
+    for (let i = 0; i < 6; i++) {
+      now = i * 3_500;
+      m.add(1 << 20);
+    }
+    now += 2_000; // one batch in the window, the one before it 5.5 s ago
+    expect(m.bytesPerSecond).toBe(0); // what the planner reads (its gauge skips zeroes)
+    expect(m.shownBytesPerSecond).toBeCloseTo((1 << 20) / 5.5, -3);
+    now += 30_000; // idle: nothing shown
+    expect(m.shownBytesPerSecond).toBe(0);
+  });
+
+  it('shows the window\'s rate on a fast link', () => {
+    let now = 0;
+    const m = new ThroughputMeter(() => now, 5_000);
+    for (let i = 0; i <= 50; i++) {
+      now = i * 100;
+      m.add(100_000);
+    }
+    expect(m.shownBytesPerSecond).toBe(m.bytesPerSecond);
+    expect(m.bytesPerSecond).toBeCloseTo(1_000_000, -4);
+  });
+});
+

@@ -247,6 +247,8 @@ export class RateLimits implements RateGate {
 export class ThroughputMeter {
   private readonly samples: { t: number; bytes: number }[] = [];
   private total = 0;
+  /** The last sample that left the window: where the span of the samples in it begins. */
+  private anchor: number | null = null;
   constructor(private readonly now: () => number = () => performance.now(), private readonly windowMs = THROUGHPUT_WINDOW_MS) {}
 
   add(bytes: number): void {
@@ -257,7 +259,11 @@ export class ThroughputMeter {
   }
 
   private prune(t: number): void {
-    while (this.samples.length > 0 && this.samples[0].t < t - this.windowMs) this.total -= this.samples.shift()!.bytes;
+    while (this.samples.length > 0 && this.samples[0].t < t - this.windowMs) {
+      const gone = this.samples.shift()!;
+      this.total -= gone.bytes;
+      this.anchor = gone.t;
+    }
   }
 
   /** Bytes/s over the window (0 until two samples span some time). */
@@ -268,4 +274,22 @@ export class ThroughputMeter {
     const span = Math.max(t - this.samples[0].t, 1);
     return ((this.total - this.samples[0].bytes) / span) * 1000;
   }
+
+  /**
+   * Bytes/s as an operator reads it (status, dashboard, metrics). On a slow link each
+   * acknowledgement is a whole batch seconds apart, so the window above often holds one
+   * sample and says 0 while the link is busy: here the window's bytes count from the sample
+   * before them (when it is at most ANCHOR_WINDOWS windows old), and a link that idles
+   * longer reads 0. The planner keeps bytesPerSecond (its gauge skips the zeroes).
+   */
+  get shownBytesPerSecond(): number {
+    const t = this.now();
+    this.prune(t);
+    const windowed = this.bytesPerSecond;
+    if (windowed > 0 || this.samples.length === 0 || this.anchor === null || t - this.anchor > ANCHOR_WINDOWS * this.windowMs) return windowed;
+    return (this.total / Math.max(t - this.anchor, 1)) * 1000;
+  }
 }
+
+/** How many windows back the sample before the window still counts as the start of its span. */
+const ANCHOR_WINDOWS = 4;

@@ -294,7 +294,7 @@ class Source implements SourceLink {
       state: this.state,
       acked: s.acked,
       ackedScheduledAt: p?.scheduledAt ?? null,
-      throughput: this.meter.bytesPerSecond,
+      throughput: this.meter.shownBytesPerSecond,
       inFlightBytes: this.session?.inFlightPayload ?? 0,
       rateLimit: this.limits.limit,
       lastError: this.lastError,
