@@ -88,12 +88,13 @@ describe('the planner across restarts', () => {
     expect(await stopGracefully(node.process)).toBe(0);
 
     // The volume's data removed by the operator: the node makes a new, empty volume of that
-    // name, and the model saved for the old one (another workload) is not taken.
+    // name, says loudly that one was here (its replicas refuse this empty history), and the
+    // model saved for the old one (another workload) is not taken.
     expect((await stat(saved)).size).toBeGreaterThan(0);
     await rm(join(dir, 'data', 'volumes', 'vol'), { recursive: true });
     node = startServe(config);
     await waitServing(node, config);
-    expect(node.log()).toContain('created volume');
+    expect(node.log()).toContain('a volume of this name was here before and its data directory is gone: made anew, empty');
     expect(node.log()).not.toContain('the planner starts from its saved model');
     expect((await status(config))!.volumes[0].planner!.restoredFrom).toBeNull();
     expect(await stopGracefully(node.process)).toBe(0);
