@@ -188,4 +188,35 @@ describe('scheduled verification', () => {
     expect(primary.volume('vol').sinks().map((s) => s.name)).toEqual(['site-b']);
     expect(primary.status().volumes[0].nextCloseAt).not.toBeNull();
   }, 60_000);
+
+  it('verify --sink waits for the compared replica only: another sink that is down neither delays nor fails it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-verify-sink-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const nbdPort = await freePort();
+    const replica: HeadstartNode = await startNode(validateConfig({
+      node: { name: 'site-b', dataDir: join(dir, 'b'), secret: SECRET },
+      listen: { peers: '127.0.0.1:0', nbd: `127.0.0.1:${nbdPort}` },
+      volumes: [{ name: 'vol', size: 8 * MiB, role: 'replica', sinks: [] }],
+    }), silentLogger());
+    cleanup.push(() => replica.stop());
+    const primary: HeadstartNode = await startNode(validateConfig({
+      node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET },
+      peers: [
+        { name: 'site-b', url: `ws://127.0.0.1:${replica.peersPort}` },
+        { name: 'site-c', url: `ws://127.0.0.1:${await freePort()}` }, // its site is down
+      ],
+      volumes: [{ name: 'vol', size: 8 * MiB, role: 'primary', schedule: { every: '1h' }, sinks: ['site-b', 'site-c'] }],
+    }), silentLogger());
+    cleanup.push(() => primary.stop());
+    await primary.volume('vol').write(0, Buffer.alloc(MiB, 0x5a));
+    const plan = await primary.beginVerify('vol', { sink: 'site-b', timeoutMs: 20_000 });
+    expect(plan.n).toBeGreaterThanOrEqual(1);
+    await primary.endVerify('vol');
+    const all = await rejection(primary.beginVerify('vol', { timeoutMs: 1500 }));
+    expect(all.code).toBe('LINK_TIMEOUT');
+    expect(all.message).toContain('verify --sink NAME waits for the compared replica\'s sink only; here site-c is one of site-b, site-c');
+    const typo = await rejection(primary.beginVerify('vol', { sink: 'site-x' }));
+    expect(typo).toMatchObject({ code: 'CONFIG_INVALID', message: '--sink site-x: volume vol has no sink of that name (its sinks: site-b, site-c)' });
+  }, 60_000);
 });
+

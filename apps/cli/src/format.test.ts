@@ -37,6 +37,12 @@ describe('headstart status', () => {
     expect(replica({ connected: null, lastSeenAt: null, demotedAt: null })).toContain('primary not seen since this node started');
   });
 
+  it("names a group member's committed point by its time too (members number their points apart)", () => {
+    const member = formatStatus(status(volume({ role: 'replica', group: 'app', committed: { n: 6, scheduledAt: now - 60_000 }, primaryLink: null })));
+    expect(member).toContain('committed point 6 of 2026-12-06T09:59:00.000Z (RPO age 60.0 s)');
+    expect(formatStatus(status(volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, primaryLink: null })))).toContain('committed point 6 (RPO age 60.0 s)');
+  });
+
   it('says when a replica is stuck between two points, and when a long commit is only writing', () => {
     const replica = (since: number, stalled: boolean) => volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, betweenPoints: { n: 7, since, stalled } });
     expect(formatStatus(status(replica(now - 95_000, true)))).toContain('BETWEEN POINTS: the commit of point 7 (begun 95.0 s ago) stopped half-way; reads of the export wait');

@@ -46,7 +46,8 @@ export function formatStatus(s: NodeStatus): string {
       `volume ${v.name}${v.group ? ` (group ${v.group})` : ''}: ${v.role}, epoch ${v.epoch}, ${bytes(v.size)}, ` +
         (v.role === 'primary'
           ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${untracked(v.planner)}${plannerModel(v.planner)}`
-          : `committed point ${v.committed?.n ?? '-'} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'}), ${primaryLink(v.primaryLink, s.time)}`),
+          : // A group's members number their points apart: the scheduled time says they hold the same one.
+            `committed point ${v.committed?.n ?? '-'}${v.group && v.committed ? ` of ${new Date(v.committed.scheduledAt).toISOString()}` : ''} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'}), ${primaryLink(v.primaryLink, s.time)}`),
     );
     const free = v.disk.freeBytes;
     if (free !== null && free < v.disk.warnBytes) {

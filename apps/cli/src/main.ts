@@ -144,9 +144,10 @@ export async function main(argv: string[]): Promise<number> {
     .description('Compare a replica with its source at a fresh point, by range checksums; report differing ranges')
     .addOption(configOption())
     .option('--replica <url>', "the replica's read-only NBD export, nbd://host:port/name")
+    .option('--sink <peer>', "wait for this sink only (the compared replica's site); default: every sink of the volume")
     .option('--end', "end a verification under way (or left by a killed verify): the source's schedule resumes")
     .option('--json', 'print JSON')
-    .action(async (volume: string, o: { config: string; replica?: string; end?: boolean; json?: boolean }) => {
+    .action(async (volume: string, o: { config: string; replica?: string; sink?: string; end?: boolean; json?: boolean }) => {
       if (o.end === true) {
         const r = await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/verify-end`);
         print(o.json, r, () => `${volume}: no verification holds its schedule now`);
@@ -154,7 +155,7 @@ export async function main(argv: string[]): Promise<number> {
       }
       if (o.replica === undefined) throw new HeadstartError('CONFIG_INVALID', "verify needs --replica nbd://host:port/name (the replica's read-only export), or --end");
       const { verify } = await import('./verify');
-      const r = await verify(o.config, volume, o.replica, !o.json && process.stderr.isTTY === true);
+      const r = await verify(o.config, volume, o.replica, { sink: o.sink, say: !o.json, showProgress: !o.json && process.stderr.isTTY === true });
       print(o.json, r, () =>
         r.equal
           ? `${volume}: the replica equals point ${r.point} of its source (${r.ranges_compared} ranges compared in ${r.seconds.toFixed(1)} s)`

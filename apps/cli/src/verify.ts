@@ -15,7 +15,16 @@ export interface VerifyReport {
   seconds: number;
 }
 
-export async function verify(configPath: string, volume: string, replicaUrl: string, showProgress: boolean): Promise<VerifyReport> {
+export interface VerifyOptions {
+  /** Wait for this sink only (default: every sink of the volume). */
+  readonly sink?: string;
+  /** Say what it waits for (stderr): a wait behind a backlog is long, and silence looks hung. */
+  readonly say: boolean;
+  /** A progress bar (a terminal). */
+  readonly showProgress: boolean;
+}
+
+export async function verify(configPath: string, volume: string, replicaUrl: string, o: VerifyOptions): Promise<VerifyReport> {
   const started = Date.now();
   const { loadConfig, callAdmin, compareWithReplica, parseNbdUrl } = await import('@headstart/node');
   const config = await loadConfig(configPath);
@@ -23,10 +32,10 @@ export async function verify(configPath: string, volume: string, replicaUrl: str
   const base = `/v1/volumes/${encodeURIComponent(volume)}`;
   // Behind a backlog the point takes as long as the link needs (the node waits while the link
   // makes progress); say so, or a silent terminal looks hung.
-  if (showProgress) process.stderr.write(`closing a point of ${volume} and waiting until every sink committed it (headstart status shows the link)...\n`);
-  const plan = (await callAdmin(config, 'POST', `${base}/verify-begin`)) as { volume: string; n: number; size: number; rangeBytes: number; hashes: string[] };
+  if (o.say) process.stderr.write(`closing a point of ${volume} and waiting until ${o.sink === undefined ? 'every sink' : `sink ${o.sink}`} committed it (headstart status shows the link)...\n`);
+  const plan = (await callAdmin(config, 'POST', `${base}/verify-begin${o.sink === undefined ? '' : `?sink=${encodeURIComponent(o.sink)}`}`)) as { volume: string; n: number; size: number; rangeBytes: number; hashes: string[] };
   try {
-    const bar = showProgress ? new SingleBar({ format: 'verify {bar} {percentage}% | {value}/{total} MiB | {eta}s left', hideCursor: true }, Presets.shades_classic) : null;
+    const bar = o.showProgress ? new SingleBar({ format: 'verify {bar} {percentage}% | {value}/{total} MiB | {eta}s left', hideCursor: true }, Presets.shades_classic) : null;
     bar?.start(Math.ceil(plan.size / 2 ** 20), 0);
     const r = await compareWithReplica(plan, replicaUrl, (done) => bar?.update(Math.floor(Math.min(done * plan.rangeBytes, plan.size) / 2 ** 20)));
     bar?.stop();

@@ -68,7 +68,7 @@ async function handle(node: HeadstartNode, req: IncomingMessage, callerGone: Abo
       return point;
     }
     if (m[2] === 'promote') return node.promote(name, { force: url.searchParams.get('force') === '1', allowTorn: url.searchParams.get('allowTorn') === '1' });
-    if (m[2] === 'verify-begin') return node.beginVerify(name, { signal: callerGone });
+    if (m[2] === 'verify-begin') return node.beginVerify(name, { signal: callerGone, sink: url.searchParams.get('sink') ?? undefined });
     if (m[2] === 'export') {
       const out = url.searchParams.get('out');
       if (out === null || !isAbsolute(out)) throw new HeadstartError('CONFIG_INVALID', 'export needs an absolute output path (out=)');

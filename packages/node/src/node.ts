@@ -291,8 +291,10 @@ export interface HeadstartNode {
    * Closes a point of a primary volume and holds it for comparison with its sinks (see
    * verify.ts), once every sink acknowledged it. The wait fails after timeoutMs in which the
    * link made no progress (not on a long backlog that moves), or when `signal` aborts.
+   * `sink`: wait for that sink only (the one whose replica is compared): a volume's other
+   * sinks, down or behind, then neither delay nor fail it.
    */
-  beginVerify(name: string, options?: { timeoutMs?: number; signal?: AbortSignal }): Promise<VerifyPlan>;
+  beginVerify(name: string, options?: { timeoutMs?: number; signal?: AbortSignal; sink?: string }): Promise<VerifyPlan>;
   endVerify(name: string): Promise<void>;
   /** Writes a point to a raw image file: a fresh point of a primary, the committed point of a replica. */
   exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<{ n: number; bytes: number; path: string }>;
@@ -1029,10 +1031,14 @@ class Node implements HeadstartNode {
     await Promise.all([...m.sources.values()].map((s) => s.waitAcked(n, timeoutMs, options)));
   }
 
-  async beginVerify(name: string, options: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<VerifyPlan> {
+  async beginVerify(name: string, options: { timeoutMs?: number; signal?: AbortSignal; sink?: string } = {}): Promise<VerifyPlan> {
     const m = this.get(name);
     if (m.volume.readOnly) throw new HeadstartError('VOLUME_READ_ONLY', `volume ${name} is a replica here; verify from its primary`);
     if (m.verifyHold !== null) throw new HeadstartError('VERIFY_BUSY', `volume ${name} is being verified already`);
+    const sinks = options.sink === undefined ? [...m.sources.entries()] : [...m.sources.entries()].filter(([peer]) => peer === options.sink);
+    if (options.sink !== undefined && sinks.length === 0) {
+      throw new HeadstartError('CONFIG_INVALID', `--sink ${options.sink}: volume ${name} has no sink of that name (its sinks: ${[...m.sources.keys()].join(', ') || 'none'})`);
+    }
     // Hold the schedule (no later point may close on the replica) and keep the point readable.
     const hold: NonNullable<Managed['verifyHold']> = { waiting: new AbortController(), expiry: null };
     m.verifyHold = hold;
@@ -1047,7 +1053,17 @@ class Node implements HeadstartNode {
       // Behind a backlog the point can take longer than any fixed wait: the wait fails only
       // when the link stops making progress, and the hold's expiry starts once the sinks hold it.
       const wait = { whileProgressing: true, signal: hold.waiting.signal };
-      await Promise.all([...m.sources.values()].map((s) => s.waitAcked(point.n, options.timeoutMs ?? 300_000, wait)));
+      await Promise.all(
+        sinks.map(([peer, s]) =>
+          s.waitAcked(point.n, options.timeoutMs ?? 300_000, wait).catch((err: unknown) => {
+            // Waiting for every sink, one that is down fails the check of the others: say how not to.
+            if (options.sink === undefined && m.sources.size > 1 && isHeadstartError(err, 'LINK_TIMEOUT')) {
+              throw new HeadstartError('LINK_TIMEOUT', `${err.message} (verify --sink NAME waits for the compared replica's sink only; here ${peer} is one of ${[...m.sources.keys()].join(', ')})`, { cause: err });
+            }
+            throw err;
+          }),
+        ),
+      );
       hold.waiting.signal.throwIfAborted();
       const hashes = await hashPoint(m.volume, point.n);
       hold.expiry = setTimeout(() => void (m.verifyHold === hold ? this.endVerify(name) : Promise.resolve()).catch(() => {}), VERIFY_HOLD_MS);
