@@ -291,7 +291,7 @@ export class SourceSession {
         c === null ? `holds no point, but acknowledged point ${s.acked}`
         : c < s.acked ? `holds point ${c}, older than point ${s.acked} it acknowledged`
         : c > s.acked && mine === undefined ? `holds point ${c}, which this volume does not hold (it followed another primary further)`
-        : c > s.acked && !same(c) ? `holds a point ${c} taken at ${new Date(r.committed!.scheduledAt).toISOString()}, but this volume's point ${c} was taken at ${new Date(mine!.scheduledAt).toISOString()} (another primary's history)`
+        : mine !== undefined && !same(c) ? `holds a point ${c} taken at ${new Date(r.committed!.scheduledAt).toISOString()}, but this volume's point ${c} was taken at ${new Date(mine.scheduledAt).toISOString()} (another primary's history)`
         : null;
       if (why !== null) {
         await v.removeSink(name);
