@@ -5,7 +5,7 @@
  * restore either produces the archived point byte for byte or fails with a code; a raw
  * image is written under a temporary name and renamed only once complete and fsynced.
  */
-import { open, rename, rm, rmdir, stat } from 'node:fs/promises';
+import { open, readdir, rename, rm, rmdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError } from '@headstart/errors';
 import { createVolume, type BlockDevice, type Volume } from '@headstart/volume';
@@ -174,6 +174,10 @@ export async function restoreToDevice(options: RestoreOptions & { readonly devic
 export async function restoreToNewVolume(options: RestoreOptions & { readonly dir: string; readonly role?: 'primary' | 'replica'; readonly name?: string; readonly id?: string }): Promise<{ result: RestoreResult; volume: Volume }> {
   const m = await manifestFor(options);
   const role = options.role ?? 'primary';
+  // Into a new or empty directory only: a volume's files would replace what is there (an
+  // image.raw of something else truncated), and a failed restore removes what it made.
+  const present = await readdir(options.dir).catch((err: NodeJS.ErrnoException) => (err.code === 'ENOENT' ? [] : Promise.reject(mapLocal(err, `restore to volume ${options.dir}`))));
+  if (present.length > 0) throw new HeadstartError('ARCHIVE_CONFIG', `restore target ${options.dir} is not empty (${present.slice(0, 3).join(', ')}${present.length > 3 ? ', ...' : ''}); restore never overwrites, choose a new directory`);
   const volume = await createVolume(options.dir, { size: m.volume.size, blockSize: m.volume.blockSize, role, ...(options.name !== undefined ? { name: options.name } : {}), ...(options.id !== undefined ? { id: options.id } : {}) });
   const bs = m.volume.blockSize;
   try {

@@ -4,7 +4,7 @@
  * restore of every point compared byte for byte with what the volume held at that point.
  * The main scenario runs on both backends (a directory, S3 on a real loopback server).
  */
-import { readFile, stat } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { isHeadstartError } from '@headstart/errors';
@@ -366,6 +366,18 @@ describe('archive restore and verify report what an operator needs', () => {
     const { volume: r } = await restoreToNewVolume({ store, volumeId: v.info.id, n: 2, dir, role: 'replica' });
     expect((await r.read(0, r.size)).equals(images.get(2)!)).toBe(true);
     await r.shutdown();
+    await v.shutdown();
+  });
+
+  it('a restore into a volume directory that holds files refuses, and leaves them as they were', async () => {
+    const v = await newVolume(dirs, SIZE, BS);
+    const store = await openDirectoryStore({ path: await dirs.make() });
+    await scenario(v, store, {}, 1, 13);
+    const dir = await dirs.make();
+    await writeFile(join(dir, 'image.raw'), 'somebody else\'s image');
+    const err = await restoreToNewVolume({ store, volumeId: v.info.id, n: 1, dir, role: 'replica' }).then(() => null, (e: unknown) => e);
+    expect(isHeadstartError(err, 'ARCHIVE_CONFIG') && err.message.includes('is not empty (image.raw)'), String(err)).toBe(true);
+    expect(await readFile(join(dir, 'image.raw'), 'utf8')).toBe('somebody else\'s image');
     await v.shutdown();
   });
 
