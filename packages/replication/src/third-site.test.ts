@@ -19,26 +19,31 @@ afterEach(async () => {
   cleanups.length = 0;
 });
 
+/** A temp directory of volume sites: volumes of one id (vol-1), each servable as a replica; all cleaned up after the test. */
+async function siteDir(prefix: string) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const open = async (name: string, role: 'primary' | 'replica') => {
+    const v = await createVolume(join(dir, name), { size: 4 * 1024 * 1024, id: 'vol-1', role });
+    cleanups.push(() => v.shutdown());
+    return v;
+  };
+  const serve = async (v: Volume, name: string): Promise<ReplicaServer> => {
+    const s = await startReplicaServer({ secret: SECRET, volumes: [{ volume: v, stagingDir: join(dir, `${name}-staging`) }] });
+    cleanups.push(() => s.close());
+    return s;
+  };
+  return { dir, open, serve };
+}
+
 describe('a third site after a promotion', () => {
   it('a replica that followed the old primary further is resynchronised, not taken for the new primary\'s point of the same number', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'hs-third-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const size = 4 * 1024 * 1024;
-    const open = async (name: string, role: 'primary' | 'replica') => {
-      const v = await createVolume(join(dir, name), { size, id: 'vol-1', role });
-      cleanups.push(() => v.shutdown());
-      return v;
-    };
+    const { open, serve } = await siteDir('hs-third-');
     const a = await open('a', 'primary');
     const b = await open('b', 'replica');
     const c = await open('c', 'replica');
-    const server = async (v: Volume, name: string): Promise<ReplicaServer> => {
-      const s = await startReplicaServer({ secret: SECRET, volumes: [{ volume: v, stagingDir: join(dir, `${name}-staging`) }] });
-      cleanups.push(() => s.close());
-      return s;
-    };
-    const sb = await server(b, 'b');
-    const sc = await server(c, 'c');
+    const sb = await serve(b, 'b');
+    const sc = await serve(c, 'c');
     const link = async (v: Volume, sink: string, url: string): Promise<SourceLink> => {
       const l = await startSource({ volume: v, sink, url, secret: SECRET });
       cleanups.push(() => l.stop());
@@ -86,19 +91,7 @@ describe('a third site after a promotion', () => {
 describe('a replica that does not hold the point it acknowledged', () => {
   /** A primary and two replica volumes of it, each behind its own server; B gets points 1-3, C only point 1. */
   async function sites() {
-    const dir = await mkdtemp(join(tmpdir(), 'hs-resync-'));
-    cleanups.push(() => rm(dir, { recursive: true, force: true }));
-    const size = 4 * 1024 * 1024;
-    const open = async (name: string, role: 'primary' | 'replica') => {
-      const v = await createVolume(join(dir, name), { size, id: 'vol-1', role });
-      cleanups.push(() => v.shutdown());
-      return v;
-    };
-    const serve = async (v: Volume, name: string) => {
-      const s = await startReplicaServer({ secret: SECRET, volumes: [{ volume: v, stagingDir: join(dir, `${name}-staging`) }] });
-      cleanups.push(() => s.close());
-      return s;
-    };
+    const { dir, open, serve } = await siteDir('hs-resync-');
     const a = await open('a', 'primary');
     const b = await open('b', 'replica');
     const c = await open('c', 'replica');
