@@ -75,6 +75,14 @@ describe('headstart CLI', () => {
     expect((await runCli(['pair', 'accept', back2, '-c', cfg('b')])).code).toBe(0);
     expect(secretOf('a')).toBe(shared);
     expect(secretOf('b')).toBe(shared);
+    // c and a share the secret (through b) but do not list each other: accepting a's token
+    // on c still gives the reply a needs (it used to say only "paired", and a never learnt c).
+    const ta2 = (await runCli(['pair', 'token', '-c', cfg('a')])).stdout.trim();
+    const onC = (await runCli(['pair', 'accept', ta2, '-c', cfg('c')])).stdout;
+    expect(onC).toContain('paired with site-a; if site-a does not list site-c as a peer yet, run on site-a:');
+    expect((await runCli(['pair', 'accept', /pair accept (\S+)/.exec(onC)![1], '-c', cfg('a')])).code).toBe(0);
+    const peersOf = (n: string) => [...readFileSync(cfg(n), 'utf8').matchAll(/name: (site-\w)/g)].map((m) => m[1]).filter((x) => x !== `site-${n}`).sort();
+    expect([peersOf('a'), peersOf('b'), peersOf('c')]).toEqual([['site-b', 'site-c'], ['site-a', 'site-c'], ['site-a', 'site-b']]);
   });
 
   it('names the flag or the token part that is wrong, once, and touches nothing', async () => {

@@ -20,7 +20,8 @@ afterAll(async () => {
   for (const c of cleanup.reverse()) await c();
 });
 
-async function sites(): Promise<{ a: HeadstartNode; b: HeadstartNode }> {
+/** Two sites, vol primary on site-a and replica on site-b, point 1 committed; site-a can be started again on its data directory (after a stop). */
+async function sites(): Promise<{ a: HeadstartNode; b: HeadstartNode; dir: string; restartA: () => Promise<HeadstartNode> }> {
   const dir = await mkdtemp(join(tmpdir(), 'hs-switchover-'));
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const [aPeers, bPeers] = [await freePort(), await freePort()];
@@ -38,7 +39,12 @@ async function sites(): Promise<{ a: HeadstartNode; b: HeadstartNode }> {
   await a.volume('vol').write(0, Buffer.alloc(64 * 1024, 0x3c));
   const p = await a.snapshotNow('vol');
   await a.waitAcked('vol', p.n, 30_000);
-  return { a, b };
+  const restartA = async () => {
+    const again = await node('site-a', 'site-b', aPeers, bPeers, 'primary');
+    cleanup.push(() => again.stop());
+    return again;
+  };
+  return { a, b, dir, restartA };
 }
 
 describe('planned switchover', () => {
@@ -103,4 +109,32 @@ describe('promoting a replica that never committed a point', () => {
     expect(b.volume('vol').readOnly).toBe(true);
     expect((await b.promote('vol', { force: true })).epoch).toBe(2);
   }, 60_000);
+});
+
+describe('a primary made anew (its data lost) that keeps connecting', () => {
+  it('is refused by its replica, which keeps its data and can be promoted without waiting on it', async () => {
+    const { a, b, dir, restartA } = await sites();
+    const held = await b.volume('vol').read(0, 64 * 1024);
+    await a.stop();
+    await rm(join(dir, 'site-a', 'volumes'), { recursive: true, force: true }); // its disk is lost
+    const anew = await restartA();
+    await anew.volume('vol').write(0, Buffer.alloc(4096, 0x01));
+    await anew.snapshotNow('vol');
+    const sink = () => anew.status().volumes[0]!.sinks[0]!;
+    for (const end = Date.now() + 15_000; !(sink().lastError ?? '').startsWith('REPL_DIVERGED') && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+    expect(sink().lastError).toMatch(/^REPL_DIVERGED: the replica holds point \d+ .* was not promoted over it: nothing is sent/);
+    expect((await b.volume('vol').read(0, 64 * 1024)).equals(held)).toBe(true);
+    // Its refused sessions do not count as a primary shipping: 15 s after the old one
+    // dropped, promote goes through (a refused session under way for a moment says so).
+    await new Promise((r) => setTimeout(r, 15_500));
+    let promoted: Awaited<ReturnType<HeadstartNode['promote']>> | null = null;
+    for (let i = 0; i < 10 && promoted === null; i++) {
+      promoted = await b.promote('vol').catch((err: { code?: string; message?: string }) => {
+        if (err.code !== 'NODE_PRIMARY_REACHABLE' || !String(err.message).includes('is connected')) throw err;
+        return new Promise<null>((r) => setTimeout(() => r(null), 200));
+      });
+    }
+    expect(promoted?.epoch).toBe(2);
+    expect((await b.volume('vol').read(0, 64 * 1024)).equals(held)).toBe(true);
+  }, 90_000);
 });

@@ -226,8 +226,14 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(configOption())
     .option('--url <url>', 'the address the peer reaches this node at (ws://host:port)')
     .action(async (token: string, o: { config: string; url?: string }) => {
-      const reply = await (await setup()).pairAccept(o.config, token, o.url);
-      process.stdout.write(reply === null ? 'paired\n' : `paired; now run on the other site:\n  headstart pair accept ${reply}\n`);
+      const r = await (await setup()).pairAccept(o.config, token, o.url);
+      process.stdout.write(
+        r.reply === null
+          ? `paired with ${r.peer}\n`
+          : r.sameSecret
+          ? `paired with ${r.peer}; if ${r.peer} does not list ${r.self} as a peer yet, run on ${r.peer}:\n  headstart pair accept ${r.reply}\n`
+          : `paired with ${r.peer}; now run on ${r.peer}:\n  headstart pair accept ${r.reply}\n`,
+      );
     });
 
   archiveCommands(program.command('archive'), (c) => (code = c), EXIT).addHelpText('after', EXIT_HELP);

@@ -185,8 +185,8 @@ export async function pairToken(path: string, url?: string): Promise<string> {
   return encodeToken({ v: 1, node: String(doc.getIn(['node', 'name'])), url: ownUrl(doc, url), secret, cert: await ownCert(path, doc) });
 }
 
-/** Stores the peer and the shared secret; returns the token the other site must accept, or null if it already knows us. */
-export async function pairAccept(path: string, token: string, url?: string): Promise<string | null> {
+/** Stores the peer and the shared secret; returns the token the other site accepts to list this node (null: this node listens for no peer). */
+export async function pairAccept(path: string, token: string, url?: string): Promise<{ readonly peer: string; readonly self: string; readonly reply: string | null; readonly sameSecret: boolean }> {
   const p = decodeToken(token);
   const doc = await loadDoc(path);
   const mine = doc.getIn(['node', 'secret']) as string | undefined;
@@ -211,5 +211,12 @@ export async function pairAccept(path: string, token: string, url?: string): Pro
   if (existing) for (const [k, v] of Object.entries(entry)) existing.set(k, v);
   else peers.add(doc.createNode(entry));
   await saveDoc(path, doc);
-  return hadSame ? null : encodeToken({ v: 1, node: String(doc.getIn(['node', 'name'])), url: ownUrl(doc, url), secret: p.secret, cert: await ownCert(path, doc) });
+  // The reply lets the peer list this node. Sharing its secret already (the reply of an
+  // exchange, or a third site paired through another) does not mean it lists this node: the
+  // reply is always given, and accepting it twice changes nothing.
+  // (A node that listens for no peer has no address to give; as the reply of an exchange, it needs none.)
+  const self = String(doc.getIn(['node', 'name']));
+  const listens = url !== undefined || doc.getIn(['listen', 'peers']) !== undefined;
+  const reply = hadSame && !listens ? null : encodeToken({ v: 1, node: self, url: ownUrl(doc, url), secret: p.secret, cert: await ownCert(path, doc) });
+  return { peer: p.node, self, reply, sameSecret: hadSame };
 }

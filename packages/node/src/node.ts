@@ -982,7 +982,10 @@ class Node implements HeadstartNode {
     // When a primary last shipped here, for promote's guard: a session that ends by a demote
     // clears it (promote needs no --force), one that drops (a failed link, a restarting node)
     // counts as alive at that moment. Sessions live now are asked of the server directly.
-    if (m && (e.type === 'session' || e.type === 'committed' || e.type === 'nack' || (e.type === 'session-ended' && e.how !== 'here'))) m.primarySeenAt = Date.now();
+    // (A session's start is not counted: while it lasts, shippingFrom says so, and one the
+    // source ends at once because it holds another history, 'refused', must not keep a
+    // promotion waiting for a primary that can never ship here.)
+    if (m && (e.type === 'committed' || e.type === 'nack' || (e.type === 'session-ended' && (e.how === 'dropped' || e.how === 'demoted')))) m.primarySeenAt = Date.now();
     if (m && e.type === 'session') m.primaryDemotedAt = null;
     if (m && e.type === 'session-ended' && e.how === 'demoted') m.primaryDemotedAt = Date.now();
     if (e.type === 'committed') {

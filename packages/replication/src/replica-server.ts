@@ -52,9 +52,11 @@ export type ReplicaEvent =
    * An authenticated session ended. `demoted`: its source ended it on purpose (REPL_STOPPED
    * from the source: it was demoted) and ships no more; `dropped`: the link failed, timed
    * out or was closed by a source whose node shuts down (it may be back in seconds);
-   * `here`: this side ended it (a detach, this node stopping, a newer session of that volume).
+   * `here`: this side ended it (a detach, this node stopping, a newer session of that volume);
+   * `refused`: the source found it could not ship here (REPL_DIVERGED: another history), and
+   * is no primary of this replica's data, however often it connects.
    */
-  | { readonly type: 'session-ended'; readonly volume: string; readonly peer: string; readonly how: 'demoted' | 'dropped' | 'here' }
+  | { readonly type: 'session-ended'; readonly volume: string; readonly peer: string; readonly how: 'demoted' | 'dropped' | 'here' | 'refused' }
   /** A commit interrupted by a crash could not be finished at start (a full disk): it is retried (REDO_RETRY_MS), and finished by a source's CLOSE too. */
   | { readonly type: 'recovery-failed'; readonly volume: string; readonly code: string; readonly message: string }
   /** A retry of a commit stopped half-way (replica-target.ts, REDO_RETRY_MS): finished (`code` null), or failed again. */
@@ -213,7 +215,7 @@ class ReplicaSession {
       if (this.target?.active === this) this.target.active = null;
       if (err.code !== 'REPL_STOPPED' && err.code !== 'LINK_CLOSED') this.options.onEvent?.({ type: 'link-error', volume: this.target?.id ?? this.hello?.volume.id ?? null, code: err.code, message: err.message });
       if (this.target) {
-        const how = err.code !== 'REPL_STOPPED' ? 'dropped' : this.link.closedByPeer ? 'demoted' : 'here';
+        const how = err.code === 'REPL_DIVERGED' ? 'refused' : err.code !== 'REPL_STOPPED' ? 'dropped' : this.link.closedByPeer ? 'demoted' : 'here';
         this.options.onEvent?.({ type: 'session-ended', volume: this.target.id, peer: this.peer, how });
       }
     });
@@ -307,7 +309,10 @@ class ReplicaSession {
     // RESUME tells the epoch the replica's committed point was taken under (before it takes
     // this source's higher one): a source promoted over it may replace another history, an
     // equal one may not (see SourceSession.reconcile).
-    const epochBefore = info.epoch;
+    // Not the volume's epoch: that was raised by the last source promoted over it to connect,
+    // maybe before any of its points was committed here (a link cut during the wait for a
+    // point after the replica's), and the replica still holds the old primary's history.
+    const epochBefore = target.volume.committedEpoch ?? info.epoch;
     if (vol.epoch > info.epoch) await target.volume.setRole('replica', vol.epoch);
     this.target = target;
     this.options.onEvent?.({ type: 'session', volume: vol.id, peer: this.peer });

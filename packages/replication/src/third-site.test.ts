@@ -86,6 +86,56 @@ describe('a third site after a promotion', () => {
     expect(await imageHash(c)).toBe(await sourceHashAt(b, 4));
   });
 
+  it('a link cut while the new primary has not yet closed a point after the replica\'s does not make the replica refused for good (REPL_DIVERGED)', async () => {
+    const { open, serve } = await siteDir('hs-third-cut-');
+    const a = await open('a', 'primary');
+    const b = await open('b', 'replica');
+    const c = await open('c', 'replica');
+    const sb = await serve(b, 'b');
+    const sc = await serve(c, 'c');
+    const errors: string[] = [];
+    const link = async (v: Volume, sink: string, url: string): Promise<SourceLink> => {
+      const l = await startSource({ volume: v, sink, url, secret: SECRET, onEvent: (e) => void (e.type === 'disconnected' && errors.push(`${e.code}: ${e.message}`)) });
+      cleanups.push(() => l.stop());
+      return l;
+    };
+    const bs = a.blockSize;
+    const ab = await link(a, 'b', sb.url);
+    const ac = await link(a, 'c', sc.url);
+    await a.write(0, randomBlock(bs * 8, 1));
+    const p1 = await a.closeSnapshot();
+    await ab.waitAcked(p1.n, 20_000);
+    await ac.waitAcked(p1.n, 20_000);
+    await ab.stop();
+    await a.write(0, randomBlock(bs * 8, 2));
+    await a.closeSnapshot();
+    await a.write(bs * 100, randomBlock(bs * 4, 3));
+    const p3 = await a.closeSnapshot();
+    await ac.waitAcked(p3.n, 20_000);
+    await ac.stop();
+    const held = await imageHash(c);
+
+    // B promoted at 1; it connects to C before it has closed a point after C's 3: C takes
+    // B's epoch (fencing A) but still holds A's point 3; the link is cut.
+    await b.setRole('primary', 2);
+    await b.addSink('c');
+    const first = await link(b, 'c', sc.url);
+    for (const end = Date.now() + 10_000; c.info.epoch !== 2 && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
+    expect(c.info.epoch).toBe(2);
+    await first.stop();
+    expect(c.committed?.n).toBe(3);
+    expect(await imageHash(c)).toBe(held);
+
+    // B closes 2..4 and links again: C is resynchronised, not refused as a diverged history.
+    await b.write(bs * 200, randomBlock(bs * 2, 4));
+    for (let i = 0; i < 3; i++) await b.closeSnapshot();
+    const again = await link(b, 'c', sc.url);
+    await again.waitAcked(4, 20_000);
+    expect(errors.filter((e) => e.startsWith('REPL_DIVERGED'))).toEqual([]);
+    expect(c.committed?.n).toBe(4);
+    expect(await imageHash(c)).toBe(await sourceHashAt(b, 4));
+  });
+
 });
 
 describe('a replica that does not hold the point it acknowledged', () => {

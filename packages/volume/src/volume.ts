@@ -205,6 +205,8 @@ export class Volume implements BlockDevice {
   private readonly dirty = new Map<number, BlockSet>();
   private sinkStates = new Map<string, SinkState>();
   private replicaPoint: SnapshotPoint | null = null;
+  /** The epoch of the primary whose point the replica committed last (null: not recorded, older volumes). */
+  private replicaPointEpoch: number | null = null;
   private osCrashed = false;
   private seq = 0;
   private openN = 1;
@@ -260,6 +262,8 @@ export class Volume implements BlockDevice {
     }
     const rawReplica = this.meta.get('replica');
     this.replicaPoint = rawReplica === undefined ? null : decodeReplicaPoint(rawReplica);
+    const rawEpoch = this.meta.get('replicaEpoch');
+    this.replicaPointEpoch = typeof rawEpoch === 'number' && Number.isSafeInteger(rawEpoch) ? rawEpoch : null;
     this.closed = [];
     for (const { key, value } of this.snapshotDb.getRange()) this.closed.push(decodeSnapshot(key, value));
     const latest = this.closed.at(-1);
@@ -885,6 +889,16 @@ export class Volume implements BlockDevice {
   }
 
   /**
+   * The epoch of the history the committed point belongs to: the epoch the replica held when
+   * it committed it. The volume's own epoch is raised as soon as a source promoted over it
+   * connects (fencing older primaries), before any of that source's points is here; this one
+   * is raised only by a commit. null when not recorded (a volume from before it was).
+   */
+  get committedEpoch(): number | null {
+    return this.replicaPoint === null ? null : this.replicaPointEpoch;
+  }
+
+  /**
    * Writes whole blocks straight to the image, without the write log: the replica's commit
    * (and its redo after a crash) applies a snapshot this way. Idempotent.
    */
@@ -918,9 +932,14 @@ export class Volume implements BlockDevice {
     this.checkOpen();
     await this.image.datasync('syncing the replica image before recording its point');
     this.space.forMetadata(`recording committed point ${point.n}`);
-    await this.meta.put('replica', encodeReplicaPoint(point));
+    const epoch = this.record.epoch;
+    await this.root.transaction(() => {
+      this.meta.put('replica', encodeReplicaPoint(point));
+      this.meta.put('replicaEpoch', epoch);
+    });
     await this.syncMeta();
     this.replicaPoint = point;
+    this.replicaPointEpoch = epoch;
   }
 
   /**
@@ -939,6 +958,8 @@ export class Volume implements BlockDevice {
     this.space.forMetadata(`changing volume ${this.record.name}'s role`);
     await this.root.transaction(() => {
       this.meta.put('volume', { ...next });
+      // Once primary, its data is its own history: the epoch of the point it last committed as a replica no longer says it.
+      if (role === 'primary') this.meta.remove('replicaEpoch');
       if (role === 'primary' && wasReplica) {
         // The committed point becomes the new primary's latest closed point.
         const base = this.replicaPoint ?? { n: 0, scheduledAt: this.record.createdAt, closedAt: this.record.createdAt, lastSeq: 0 };
@@ -952,6 +973,7 @@ export class Volume implements BlockDevice {
     });
     await this.syncMeta();
     this.record = next;
+    if (role === 'primary') this.replicaPointEpoch = null;
     if (role === 'primary' && wasReplica) {
       this.sinkStates.clear();
       this.dirty.clear();
