@@ -17,7 +17,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { killHard, runCli, startServe, stopGracefully, waitFor, waitServing, type Serve } from '../helpers/cli';
+import { killHard, startServe, stopGracefully, waitFor, waitServing, type Serve } from '../helpers/cli';
 import { seededRandom } from '../helpers/random';
 import { pairedSites } from '../helpers/sites';
 

@@ -22,7 +22,7 @@ import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { manifestPoints, protectedPoints, readManifest } from './catalog';
 import { loadHasher } from './format/hash';
 import type { Manifest } from './format/manifest';
-import { checkVolumeId, manifestKey, objectKey, objectsPrefix, parseObjectKey, pendingPrefix, pointOfKey, protectedKey, protectedPrefix } from './layout';
+import { checkVolumeId, manifestKey, objectKey, objectsPrefix, parseObjectKey, pendingPrefix, pointOfKey, protectedKey } from './layout';
 import { withRetry, type RetryOptions } from './retry';
 import type { ObjectStore } from './store/types';
 
