@@ -1130,6 +1130,9 @@ class Node implements HeadstartNode {
       if (hold.expiry !== null) clearTimeout(hold.expiry);
       hold.waiting.abort(new HeadstartError('VERIFY_ENDED', `the verification of ${name} was ended before the replica held its point`));
     }
+    // A node stopping shuts its volumes down next: a write now could reach LMDB after it closed
+    // (an uncaught error in lmdb's own callback). The hold left is removed at the next start.
+    if (this.stopping) return;
     if (m.volume.sinks().some((s) => s.name === VERIFY_SINK)) await m.volume.removeSink(VERIFY_SINK);
     this.scheduleNext(m);
   }

@@ -850,6 +850,7 @@ export class Volume implements BlockDevice {
   }
 
   async removeSink(name: string): Promise<void> {
+    this.checkOpen();
     this.sink(name);
     await this.sinkDb.remove(name);
     this.sinkStates.delete(name);
