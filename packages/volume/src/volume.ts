@@ -804,6 +804,7 @@ export class Volume implements BlockDevice {
     // point half-way through its close.
     await this.locks.drain();
     await this.closing;
+    this.checkOpen(); // shut down meanwhile: no LMDB write after it closed
     let state: SinkState;
     let closeNow = false;
     if (options.acked !== undefined) {
