@@ -36,40 +36,45 @@ async function siteDir(prefix: string) {
   return { dir, open, serve };
 }
 
+/**
+ * A replicates to B and C; B falls behind, and only C gets A's points 2 and 3 (B at 1, C at 3).
+ * `link` starts a source whose link errors go to `errors`.
+ */
+async function cFurtherThanB(prefix: string) {
+  const { open, serve } = await siteDir(prefix);
+  const a = await open('a', 'primary');
+  const b = await open('b', 'replica');
+  const c = await open('c', 'replica');
+  const sb = await serve(b, 'b');
+  const sc = await serve(c, 'c');
+  const errors: string[] = [];
+  const link = async (v: Volume, sink: string, url: string): Promise<SourceLink> => {
+    const l = await startSource({ volume: v, sink, url, secret: SECRET, onEvent: (e) => void (e.type === 'disconnected' && errors.push(`${e.code}: ${e.message}`)) });
+    cleanups.push(() => l.stop());
+    return l;
+  };
+  const bs = a.blockSize;
+  const ab = await link(a, 'b', sb.url);
+  const ac = await link(a, 'c', sc.url);
+  await a.write(0, randomBlock(bs * 8, 1));
+  const p1 = await a.closeSnapshot();
+  await ab.waitAcked(p1.n, 20_000);
+  await ac.waitAcked(p1.n, 20_000);
+  await ab.stop();
+  await a.write(0, randomBlock(bs * 8, 2));
+  await a.closeSnapshot();
+  await a.write(bs * 100, randomBlock(bs * 4, 3));
+  const p3 = await a.closeSnapshot();
+  await ac.waitAcked(p3.n, 20_000);
+  await ac.stop();
+  expect(c.committed?.n).toBe(3);
+  expect(b.committed?.n).toBe(1);
+  return { b, c, sc, link, errors, bs };
+}
+
 describe('a third site after a promotion', () => {
   it('a replica that followed the old primary further is resynchronised, not taken for the new primary\'s point of the same number', async () => {
-    const { open, serve } = await siteDir('hs-third-');
-    const a = await open('a', 'primary');
-    const b = await open('b', 'replica');
-    const c = await open('c', 'replica');
-    const sb = await serve(b, 'b');
-    const sc = await serve(c, 'c');
-    const link = async (v: Volume, sink: string, url: string): Promise<SourceLink> => {
-      const l = await startSource({ volume: v, sink, url, secret: SECRET });
-      cleanups.push(() => l.stop());
-      return l;
-    };
-    const bs = a.blockSize;
-
-    // A -> B and A -> C, both at point 1.
-    const ab = await link(a, 'b', sb.url);
-    const ac = await link(a, 'c', sc.url);
-    await a.write(0, randomBlock(bs * 8, 1));
-    const p1 = await a.closeSnapshot();
-    await ab.waitAcked(p1.n, 20_000);
-    await ac.waitAcked(p1.n, 20_000);
-
-    // B falls behind: only C gets A's points 2 and 3.
-    await ab.stop();
-    await a.write(0, randomBlock(bs * 8, 2));
-    await a.closeSnapshot();
-    await a.write(bs * 100, randomBlock(bs * 4, 3));
-    const p3 = await a.closeSnapshot();
-    await ac.waitAcked(p3.n, 20_000);
-    await ac.stop();
-    expect(c.committed?.n).toBe(3);
-    expect(b.committed?.n).toBe(1);
-
+    const { b, c, sc, link, bs } = await cFurtherThanB('hs-third-');
     // A is lost; B is promoted at point 1 and writes on, closing its own points 2, 3, 4.
     await b.setRole('primary', 2);
     // Its sink for C is added at once (the node does so when the volume becomes primary).
@@ -87,34 +92,8 @@ describe('a third site after a promotion', () => {
   });
 
   it('a link cut while the new primary has not yet closed a point after the replica\'s does not make the replica refused for good (REPL_DIVERGED)', async () => {
-    const { open, serve } = await siteDir('hs-third-cut-');
-    const a = await open('a', 'primary');
-    const b = await open('b', 'replica');
-    const c = await open('c', 'replica');
-    const sb = await serve(b, 'b');
-    const sc = await serve(c, 'c');
-    const errors: string[] = [];
-    const link = async (v: Volume, sink: string, url: string): Promise<SourceLink> => {
-      const l = await startSource({ volume: v, sink, url, secret: SECRET, onEvent: (e) => void (e.type === 'disconnected' && errors.push(`${e.code}: ${e.message}`)) });
-      cleanups.push(() => l.stop());
-      return l;
-    };
-    const bs = a.blockSize;
-    const ab = await link(a, 'b', sb.url);
-    const ac = await link(a, 'c', sc.url);
-    await a.write(0, randomBlock(bs * 8, 1));
-    const p1 = await a.closeSnapshot();
-    await ab.waitAcked(p1.n, 20_000);
-    await ac.waitAcked(p1.n, 20_000);
-    await ab.stop();
-    await a.write(0, randomBlock(bs * 8, 2));
-    await a.closeSnapshot();
-    await a.write(bs * 100, randomBlock(bs * 4, 3));
-    const p3 = await a.closeSnapshot();
-    await ac.waitAcked(p3.n, 20_000);
-    await ac.stop();
+    const { b, c, sc, link, errors, bs } = await cFurtherThanB('hs-third-cut-');
     const held = await imageHash(c);
-
     // B promoted at 1; it connects to C before it has closed a point after C's 3: C takes
     // B's epoch (fencing A) but still holds A's point 3; the link is cut.
     await b.setRole('primary', 2);
@@ -135,7 +114,6 @@ describe('a third site after a promotion', () => {
     expect(c.committed?.n).toBe(4);
     expect(await imageHash(c)).toBe(await sourceHashAt(b, 4));
   });
-
 });
 
 describe('a replica that does not hold the point it acknowledged', () => {
