@@ -12,7 +12,8 @@
  * learnt, as a node does from its saved state; with --restart-cold, from nothing),
  * --gaps (also print, per volume, how a block's next gap depends on its previous one: where
  * the rows are alike, a block's own history cannot tell which blocks will be rewritten),
- * --jobs N (runs at once, in worker threads; default one per core: the figures are the same).
+ * --jobs N (runs at once, in worker threads; default one per core: the figures are the same),
+ * --progress S (a run still going says how far it is every S s of wall time; default 30).
  * Target per run: predictive redundancy_mean <= 1.01 and lag_mean <= 1.05 x oracle + 1 s.
  */
 import { existsSync, readdirSync } from 'node:fs';
@@ -24,7 +25,7 @@ import { POLICIES, type PlannerOptions } from '@headstart/planner';
 import { BlockHistory, loadWorkloads, snapshotCount, type Evaluation, type Workload } from '@headstart/sim';
 import { HeadstartError } from '@headstart/errors';
 import { defineSuite, round, skippedNote, TRACE_READ_FLAGS, traceReadOptions } from './lib';
-import { runTask, type RunAnswer, type RunTask } from './traces-worker';
+import { runTask, type RunAnswer, type RunProgress, type RunTask } from './traces-worker';
 
 const SHARED = new URL('../../shared/traces/', import.meta.url).pathname;
 const QUICK_TRACE = 'cloudphysics-vm.vscsi';
@@ -82,12 +83,18 @@ function gapTable(w: Workload): string[] {
  * Every run, `jobs` at once in worker threads (one at a time in this thread with --jobs 1),
  * returned in the order of `tasks`. A run that fails fails the suite, naming the run.
  */
-async function evaluateAll(tasks: readonly { task: RunTask; w: Workload }[], jobs: number, done: (e: Evaluation, ms: number) => void): Promise<Evaluation[]> {
+async function evaluateAll(
+  tasks: readonly { task: RunTask; w: Workload }[],
+  jobs: number,
+  done: (e: Evaluation, ms: number) => void,
+  going: (t: RunTask, p: RunProgress, ms: number) => void,
+): Promise<Evaluation[]> {
   const out: Evaluation[] = new Array(tasks.length);
+  const startedAt = new Map<number, number>();
   if (jobs <= 1) {
     for (const { task, w } of tasks) {
       const started = Date.now();
-      out[task.id] = runTask(w, task);
+      out[task.id] = runTask(w, task, (p) => going(task, p, Date.now() - started));
       done(out[task.id], Date.now() - started);
     }
     return out;
@@ -101,6 +108,7 @@ async function evaluateAll(tasks: readonly { task: RunTask; w: Workload }[], job
           new Promise<void>((resolve, reject) => {
             const give = () => {
               if (next >= tasks.length) return resolve();
+              startedAt.set(next, Date.now());
               worker.postMessage(tasks[next++].task);
             };
             worker.on('message', (a: RunAnswer) => {
@@ -108,6 +116,7 @@ async function evaluateAll(tasks: readonly { task: RunTask; w: Workload }[], job
                 const t = tasks[a.id].task;
                 return reject(new Error(`run ${basename(t.file)} ${t.interval}s x${t.x} failed: ${a.error}`));
               }
+              if ('progress' in a) return going(tasks[a.id].task, a.progress, Date.now() - (startedAt.get(a.id) ?? Date.now()));
               out[a.id] = a.evaluation;
               done(a.evaluation, a.ms);
               give();
@@ -143,6 +152,7 @@ export default defineSuite({
     '--restart-cold': 'with --restart-every: restart from nothing',
     '--gaps': 'also print how a block\'s next gap depends on its previous one',
     '--jobs': 'N: runs evaluated at once, each in a worker thread (default: one per core; the figures do not depend on it)',
+    '--progress': 's: how often a run still going says how far it is (default 30; 0: never)',
     ...TRACE_READ_FLAGS,
   },
   async run({ quick, args, log }) {
@@ -167,6 +177,10 @@ export default defineSuite({
     const jobsArg = flag(args, '--jobs').at(-1);
     const jobs = jobsArg === undefined ? availableParallelism() : Number(jobsArg);
     if (!(Number.isInteger(jobs) && jobs >= 1)) throw new HeadstartError('CONFIG_INVALID', `--jobs takes a whole number of runs at once (1 or more), not ${jobsArg}`);
+    const progressArg = flag(args, '--progress').at(-1);
+    const progressSeconds = progressArg === undefined ? 30 : Number(progressArg);
+    if (!(progressSeconds >= 0)) throw new HeadstartError('CONFIG_INVALID', `--progress takes seconds between reports (0: none), not ${progressArg}`);
+    const progressMs = progressSeconds === 0 ? Infinity : progressSeconds * 1000;
     const notes: string[] = [];
     const read = traceReadOptions(args);
     const tasks: { task: RunTask; w: Workload }[] = [];
@@ -182,7 +196,7 @@ export default defineSuite({
             notes.push(`${w.name}: skipped ${interval} s interval (trace is ${w.duration.toFixed(0)} s long, no snapshot closes inside it)`);
             continue;
           }
-          for (const x of linkXs) tasks.push({ w, task: { id: tasks.length, file, read, workload, interval, x, varying, planner, restart } });
+          for (const x of linkXs) tasks.push({ w, task: { id: tasks.length, file, read, workload, interval, x, varying, planner, restart, progressMs } });
         }
       });
     }
@@ -190,8 +204,10 @@ export default defineSuite({
       const m = meets(e);
       log(`  ${e.trace} ${e.interval_s}s x${e.link_x}: predictive ${e.policies.predictive.redundancy_mean.toFixed(4)} / ${e.policies.predictive.lag_mean_s.toFixed(1)} s, plain ${e.plain!.redundancy_mean.toFixed(4)} / ${e.plain!.lag_mean_s.toFixed(1)} s, oracle ${e.policies.oracle.lag_mean_s.toFixed(1)} s ${m.redundancy && m.lag ? 'ok' : 'MISS'} (${ms} ms)`);
     };
+    const going = (t: RunTask, p: RunProgress, ms: number) =>
+      log(`  ... ${tasks[t.id].w.name} ${t.interval}s x${t.x}: ${p.policy} (policy ${[...POLICIES, 'plain'].indexOf(p.policy) + 1} of ${POLICIES.length + 1}) at ${(100 * p.done).toFixed(0)}% of the trace, ${(ms / 1000).toFixed(0)} s into the run`);
     // In the order of the sweep, whichever worker finished each.
-    const runs = await evaluateAll(tasks, Math.min(jobs, tasks.length), done);
+    const runs = await evaluateAll(tasks, Math.min(jobs, tasks.length), done, going);
     const table: (string | number)[][] = [['trace', 'interval s', 'link x', 'policy', 'red mean', 'red p99', 'lag mean s', 'lag p50 s', 'lag p99 s', 'lag/oracle', 'lag/at-snap', 'lag/plain', 'target']];
     let plainLagWorse = 0;
     let plainRedundancyWorse = 0;

@@ -35,14 +35,19 @@ describe('npm run bench:traces -- --quick --json', () => {
     }
     await rec.close();
 
+    const progress = /^ {2}\.\.\. small\.csv (60|300)s x2: (continuous|at-snapshot|predictive|oracle|plain) \(policy [1-5] of 5\) at \d+% of the trace, \d+ s into the run$/m;
     const bench = async (...more: string[]) => {
-      const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), 'traces', '--quick', '--json', '--trace', path, ...more], { cwd: root, maxBuffer: 1 << 24 });
-      return stdout.trim().split('\n').at(-1)!;
+      const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', join(root, 'bench', 'run.ts'), 'traces', '--quick', '--json', '--trace', path, ...more], { cwd: root, maxBuffer: 1 << 24 });
+      return { json: stdout.trim().split('\n').at(-1)!, stderr };
     };
-    // Two runs at once in worker threads, and one after another in the main thread: the same figures.
-    const [parallel, serial] = [await bench('--jobs', '2'), await bench('--jobs', '1')];
-    expect(parallel).toBe(serial);
-    const j = JSON.parse(parallel) as { runs: { trace: string; interval_s: number; link_x: number; policies: Record<string, Record<string, number>> }[] };
+    // Two runs at once in worker threads, and one after another in the main thread: the same
+    // figures. Both say how far a run still going is (every 30 s by default: here 0.05 s).
+    const [parallel, serial] = [await bench('--jobs', '2', '--progress', '0.05'), await bench('--jobs', '1', '--progress', '0.05')];
+    expect(parallel.json).toBe(serial.json);
+    expect(parallel.stderr).toMatch(progress);
+    expect(serial.stderr).toMatch(progress);
+    expect((await bench('--jobs', '1', '--interval', '60', '--progress', '0')).stderr).not.toContain(' of the trace, ');
+    const j = JSON.parse(parallel.json) as { runs: { trace: string; interval_s: number; link_x: number; policies: Record<string, Record<string, number>> }[] };
     expect(j.runs.map((r) => [r.interval_s, r.link_x])).toEqual([
       [60, 2],
       [300, 2],
@@ -67,7 +72,7 @@ describe('npm run bench:traces -- --quick --json', () => {
       );
     const help = await run(['--help']);
     expect(help.code).toBe(0);
-    for (const flag of ['--trace', '--interval', '--link-x', '--planner', '--gaps', '--jobs']) expect(help.stdout).toContain(flag);
+    for (const flag of ['--trace', '--interval', '--link-x', '--planner', '--gaps', '--jobs', '--progress']) expect(help.stdout).toContain(flag);
     const noJobs = await run(['--quick', '--jobs', '0']);
     expect(noJobs.code).toBe(1);
     expect(noJobs.stderr).toContain('--jobs takes a whole number of runs at once (1 or more), not 0');

@@ -35,6 +35,8 @@ export interface EvaluateOptions {
   readonly plain?: boolean;
   /** Restart the predictive planner periodically (see SimOptions.restart). */
   readonly restart?: SimOptions['restart'];
+  /** Told after every tick of each policy's run how much of the trace it has replayed (0..1). */
+  readonly onProgress?: (policy: Policy | 'plain', done: number) => void;
 }
 
 export function evaluate(w: Workload, interval: number, linkX: number, options: EvaluateOptions = {}): Evaluation {
@@ -43,13 +45,14 @@ export function evaluate(w: Workload, interval: number, linkX: number, options: 
   const policies = {} as Record<Policy, PolicyFigures>;
   let memory = 0;
   let snapshots = 0;
+  const progress = (policy: Policy | 'plain') => (options.onProgress === undefined ? {} : { onProgress: (now: number, until: number) => options.onProgress!(policy, Math.min(1, now / until)) });
   for (const policy of options.policies ?? POLICIES) {
     // Restarts cost only a planner that learns: the other policies would run the same.
-    const r = simulate(w, { interval, link, policy, history, planner: options.planner, ...(policy === 'predictive' ? { restart: options.restart } : {}) });
+    const r = simulate(w, { interval, link, policy, history, planner: options.planner, ...(policy === 'predictive' ? { restart: options.restart } : {}), ...progress(policy) });
     policies[policy] = summarise(r.snapshots);
     snapshots = r.snapshots.length;
     if (policy === 'predictive') memory = r.plannerMemoryBytes;
   }
-  const plain = options.plain ? summarise(simulate(w, { interval, link, policy: 'plain', history }).snapshots) : undefined;
+  const plain = options.plain ? summarise(simulate(w, { interval, link, policy: 'plain', history, ...progress('plain') }).snapshots) : undefined;
   return { trace: w.name, interval_s: interval, link_x: linkX, link: link.name, snapshots, policies, ...(plain ? { plain } : {}), plannerMemoryBytes: memory };
 }

@@ -45,6 +45,8 @@ export interface SimOptions {
   readonly restart?: { readonly every: number; readonly warm: boolean };
   /** Called after every planner tick (diagnostics; not for `plain`). */
   readonly onTick?: (now: number, planner: VolumePlanner) => void;
+  /** Called after every tick, any policy: how far into the judged span (`until` s) the run is. */
+  readonly onProgress?: (now: number, until: number) => void;
 }
 
 export interface SnapshotFigures {
@@ -235,6 +237,7 @@ export function simulate(w: Workload, options: SimOptions): SimResult {
       if (finish > lastFinish[n]) lastFinish[n] = finish;
     }
     if (planner instanceof VolumePlanner) options.onTick?.(now, planner);
+    options.onProgress?.(now, until);
     tryCommit(k - 1);
     if (committed >= N) break;
     const nextEvent = Math.min(wi < w.count && w.time[wi] <= until ? w.time[wi] : Infinity, k <= N ? T(k) : Infinity);
