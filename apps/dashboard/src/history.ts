@@ -23,6 +23,7 @@ export class FeedHistory {
       this.upsert(e.record);
       return;
     }
+    if (e.type === 'promoted') this.dropUncommitted(e.volume, e.time);
     this.events.push(e);
     if (this.events.length > this.maxEvents) this.events.splice(0, this.events.length - this.maxEvents);
   }
@@ -41,6 +42,15 @@ export class FeedHistory {
       const ns = [...m.keys()].sort((a, b) => a - b);
       for (const n of ns.slice(0, m.size - this.perSink)) m.delete(n);
     }
+  }
+
+  /**
+   * A volume promoted here at `time`: its points from before that never committed belong to a
+   * history that ended (a stale primary's, closed while fenced, rolled back by its demote):
+   * none is in flight.
+   */
+  private dropUncommitted(volume: string, time: number): void {
+    for (const m of this.records.values()) for (const [n, r] of m) if (r.volume === volume && r.committedAt === null && r.scheduledAt <= time) m.delete(n);
   }
 
   snapshots(): SnapshotRecord[] {

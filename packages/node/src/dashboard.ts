@@ -21,7 +21,6 @@ export function feedSource(node: HeadstartNode): FeedSource {
     status: () => toFeedStatus(node.status()),
     subscribe(listener) {
       return node.subscribe((e) => {
-        if (e.type === 'demoted') return;
         if (e.type === 'promoted') {
           listener({ type: 'promoted', time: e.time, volume: e.volume, epoch: e.epoch, n: node.volume(e.volume).latestClosed?.n ?? null });
           return;
@@ -133,5 +132,6 @@ function toFeedVolume(v: VolumeView, now: number, caps: readonly LinkCapView[]):
     group: v.group,
     levelOffsetMs: v.levelOffsetMs,
     betweenPoints: v.betweenPoints === null ? null : { n: v.betweenPoints.n, forMs: Math.max(0, now - v.betweenPoints.since), stalled: v.betweenPoints.stalled },
+    primaryLink: v.primaryLink,
   };
 }

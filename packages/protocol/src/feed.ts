@@ -129,6 +129,12 @@ export interface FeedVolume extends VolumeStatus {
    * between two points until a retry finishes it). Null when none (absent from older nodes).
    */
   readonly betweenPoints?: { readonly n: number; readonly forMs: number; readonly stalled: boolean } | null;
+  /**
+   * Replica side: its primary as this node sees it (as `headstart status` says it): who ships
+   * to it now, or null; when a session of it was last alive and when it ended one by a demote
+   * (epoch ms, null: not since this node started / it did not). Null on a primary (absent from older nodes).
+   */
+  readonly primaryLink?: { readonly connected: string | null; readonly lastSeenAt: number | null; readonly demotedAt: number | null } | null;
 }
 
 export interface FeedDisk {
@@ -192,6 +198,8 @@ export type FeedEvent =
   | { readonly type: 'link-connected'; readonly time: number; readonly volume: string; readonly sink: string }
   | { readonly type: 'link-disconnected'; readonly time: number; readonly volume: string; readonly sink: string; readonly code: string; readonly message: string }
   | { readonly type: 'promoted'; readonly time: number; readonly volume: string; readonly epoch: number; readonly n: number | null }
+  /** The volume became a replica (its epoch kept): its new primary resynchronises it by checksum. */
+  | { readonly type: 'demoted'; readonly time: number; readonly volume: string; readonly epoch: number }
   | { readonly type: 'error'; readonly time: number; readonly volume: string | null; readonly code: string; readonly message: string };
 
 /** Version of the messages below (a type, so the browser bundle imports no code); a page refuses a hello of another version. */

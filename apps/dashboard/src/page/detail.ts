@@ -80,10 +80,10 @@ export class Detail {
     const sm = model.samples.get(key);
     this.b.setData([sm?.t ?? [], sm?.b ?? []]);
     this.d.setData([sm?.t ?? [], sm?.d ?? []]);
-    this.drawTimeline(recs.slice(-TIMELINE_POINTS), now);
+    this.drawTimeline(recs.slice(-TIMELINE_POINTS), now, row.sink?.state === 'connected');
   }
 
-  private drawTimeline(recs: ReturnType<Model['sortedRecords']>, now: number): void {
+  private drawTimeline(recs: ReturnType<Model['sortedRecords']>, now: number, linkUp: boolean): void {
     const svg = document.createElementNS(SVG_NS, 'svg');
     const rowH = 16;
     const W = 1000;
@@ -110,7 +110,8 @@ export class Detail {
     };
     recs.forEach((r, i) => {
       const y = 2 + i * rowH;
-      const lag = r.lagMs !== null ? formatDuration(r.lagMs) : 'in flight';
+      // Nothing is in flight over a link that is down or fenced: the point waits (the row says why).
+      const lag = r.lagMs !== null ? formatDuration(r.lagMs) : linkUp ? 'in flight' : 'waiting';
       el('text', { x: 0, y: y + 11, 'font-size': 11, fill: '#374151' }, `#${r.n} ${formatClock(r.scheduledAt)} · ${lag}`);
       if (r.presendStartAt !== null) {
         const end = r.closedAt ?? now;

@@ -20,4 +20,10 @@ suite('the event list', () => {
     expect(describe({ ...acked, commitMs: 1600 }, name).text).toBe('db → site-b: committed #12, lag 4.20 s (its commit 1.60 s), sent 3.00 MiB of 3.00 MiB minimal');
     expect(describe({ ...acked, commitMs: null }, name).text).not.toMatch(/its commit/);
   });
+
+  it('says when a volume was demoted, as it says when one was promoted', () => {
+    const name = (id: string) => (id === 'v1' ? 'db' : id);
+    expect(describe({ type: 'demoted', time: 0, volume: 'v1', epoch: 3 }, name).text).toBe('db: demoted to replica, epoch 3 (its primary resynchronises it by checksum)');
+    expect(describe({ type: 'promoted', time: 0, volume: 'v1', epoch: 4, n: 58 }, name).text).toBe('db: promoted to primary, epoch 4, at point #58');
+  });
 });

@@ -23,6 +23,8 @@ export function describe(e: FeedEvent, name: (id: string) => string): { text: st
       return { text: `${name(e.volume)} → ${e.sink}: link lost (${e.code}: ${e.message})`, tone: 'bad' };
     case 'promoted':
       return { text: `${name(e.volume)}: promoted to primary, epoch ${e.epoch}${e.n !== null ? `, at point #${e.n}` : ''}`, tone: '' };
+    case 'demoted':
+      return { text: `${name(e.volume)}: demoted to replica, epoch ${e.epoch} (its primary resynchronises it by checksum)`, tone: '' };
     case 'error':
       return { text: `${e.volume !== null ? `${name(e.volume)}: ` : ''}${e.code}: ${e.message}`, tone: 'bad' };
     default:
@@ -30,12 +32,30 @@ export function describe(e: FeedEvent, name: (id: string) => string): { text: st
   }
 }
 
+function clock(time: number): HTMLTimeElement {
+  const t = document.createElement('time');
+  t.dateTime = new Date(time).toISOString();
+  t.textContent = formatClock(time);
+  return t;
+}
+
+/** A link that keeps failing the same way (a retry every few seconds, for hours when fenced): one line, counted. */
+interface Repeat {
+  readonly li: HTMLLIElement;
+  readonly what: string;
+  readonly first: number;
+  count: number;
+}
+
 export class EventList {
   private dropped = 0;
+  /** Per volume x sink, the line of its newest link loss, while nothing else happened on that link. */
+  private readonly repeats = new Map<string, Repeat>();
   constructor(private readonly ol: HTMLOListElement) {}
 
   reset(): void {
     this.ol.replaceChildren();
+    this.repeats.clear();
   }
 
   render(model: Model): void {
@@ -44,17 +64,26 @@ export class EventList {
     model.newEvents = [];
     const name = (id: string) => model.volumes.get(id)?.name ?? id;
     const frag = document.createDocumentFragment();
-    for (let i = fresh.length - 1; i >= 0; i--) {
-      const e = fresh[i];
+    // Oldest first, each prepended: the list reads newest first.
+    for (const e of fresh) {
       const { text, tone } = describe(e, name);
+      const link = 'sink' in e ? `${e.volume}\u0000${e.sink}` : null;
+      const r = link === null ? undefined : this.repeats.get(link);
+      if (e.type === 'link-disconnected' && r !== undefined && r.what === text) {
+        // The same loss again: the line moves up with the newest time and says how often.
+        r.count++;
+        r.li.replaceChildren(clock(e.time), `${text} · ${r.count} times since ${formatClock(r.first)}`);
+        frag.prepend(r.li);
+        continue;
+      }
       const li = document.createElement('li');
       li.dataset.type = e.type;
       if (tone) li.className = tone;
-      const t = document.createElement('time');
-      t.dateTime = new Date(e.time).toISOString();
-      t.textContent = formatClock(e.time);
-      li.append(t, text);
-      frag.append(li);
+      li.append(clock(e.time), text);
+      frag.prepend(li);
+      if (link === null) continue;
+      if (e.type === 'link-disconnected') this.repeats.set(link, { li, what: text, first: e.time, count: 1 });
+      else this.repeats.delete(link);
     }
     if (model.droppedEvents !== this.dropped) {
       const li = document.createElement('li');

@@ -179,11 +179,25 @@ export class Model {
         continue;
       }
       if (e.type === 'status') continue;
+      if (e.type === 'promoted') this.dropUncommitted(e.volume, e.time);
       this.events.push(e);
       this.newEvents.push(e);
     }
     if (this.events.length > MAX_EVENTS) this.events.splice(0, this.events.length - MAX_EVENTS);
     if (this.newEvents.length > MAX_EVENTS) this.newEvents.splice(0, this.newEvents.length - MAX_EVENTS);
+  }
+
+  /**
+   * As the server's history does (history.ts): a volume's points from before its promotion
+   * that never committed are of a history that ended, not in flight. (A hello replays the
+   * promotion after the records: the points since are kept.)
+   */
+  private dropUncommitted(volume: string, time: number): void {
+    for (const [key, m] of this.records) {
+      let dropped = false;
+      for (const [n, r] of m) if (r.volume === volume && r.committedAt === null && r.scheduledAt <= time) dropped = m.delete(n);
+      if (dropped) this.seriesChanged.add(key);
+    }
   }
 
   private readonly lagCache = new Map<string, number[]>();

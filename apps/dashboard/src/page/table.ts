@@ -50,6 +50,16 @@ function lagIsGrowing(v: FeedVolume, s: FeedSink): boolean {
   return closed !== null && (s.committedPoint?.n ?? -1) < closed;
 }
 
+/** A replica's primary as the node sees it, in the words of `headstart status` (the cell is short, its tooltip says it all). */
+export function primaryLink(p: FeedVolume['primaryLink'], now: number): { text: string; cls: string; title: string } {
+  if (p == null) return { text: '—', cls: '', title: '' };
+  if (p.connected !== null) return { text: 'primary connected', cls: 'link-connected', title: `primary connected (${p.connected})` };
+  if (p.demotedAt !== null) return { text: `demoted ${formatDuration(Math.max(0, now - p.demotedAt))} ago`, cls: '', title: `primary demoted ${formatDuration(Math.max(0, now - p.demotedAt))} ago` };
+  if (p.lastSeenAt === null) return { text: 'primary not seen', cls: 'link-disconnected', title: 'primary not seen since this node started' };
+  const ago = formatDuration(Math.max(0, now - p.lastSeenAt));
+  return { text: `lost ${ago} ago`, cls: 'link-disconnected', title: `primary not connected (last seen ${ago} ago)` };
+}
+
 export class SinkTable {
   private readonly views = new Map<string, RowView>();
 
@@ -170,12 +180,18 @@ export class SinkTable {
       v.cells.committed.title = cp ? `point #${cp.n}: scheduled ${formatDateTime(cp.scheduledAt)}${commit !== null ? `, committed ${formatDateTime(commit)}` : ''}` : '';
     }
     if (!s) {
-      for (const c of ['link', 'lag', 'rpo', 'dirty', 'throughput', 'ts', 'presend', 'presented', 'collided', 'staging', 'policy'] as const) this.set(v, c, '—');
+      for (const c of ['lag', 'dirty', 'throughput', 'ts', 'presend', 'presented', 'collided', 'staging', 'policy'] as const) this.set(v, c, '—');
+      // A replica: its link to its primary (what an operator checks before promoting), and the age of the point it holds.
+      const link = primaryLink(vol.primaryLink, now);
+      this.set(v, 'link', link.text, link.cls);
+      v.cells.link.title = link.title;
+      this.set(v, 'rpo', vol.role === 'replica' && cp ? formatDuration(Math.max(0, now - cp.scheduledAt)) : '—');
       return;
     }
     this.set(v, 'link', s.state, `link-${s.state}`);
     v.cells.link.title = s.lastError ?? '';
-    const lag = s.lagMs === null ? null : s.lagMs + (lagIsGrowing(vol, s) ? since : 0);
+    // A fenced link ships nothing (the two sites disagree on which is primary): no lag grows, none will end.
+    const lag = s.lagMs === null || s.state === 'fenced' ? null : s.lagMs + (lagIsGrowing(vol, s) ? since : 0);
     this.set(v, 'lag', formatDuration(lag));
     const age = s.rpoAgeMs === null ? null : s.rpoAgeMs + since;
     const over = age !== null && s.rpoTargetMs !== null && age > s.rpoTargetMs;
