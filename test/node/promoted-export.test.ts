@@ -49,6 +49,9 @@ describe('a promoted primary whose old site is gone', () => {
     // Both used to fail with SINK_BAD_ACK ("point N is no longer kept ... full (checksum) resync").
     const exported = await replica.exportImage('vol', join(dir, 'promoted.raw'));
     expect(exported.n).toBeGreaterThan(point.n);
+    // The point's scheduled time names it across a consistency group (members number points apart).
+    expect(exported.scheduledAt).toBe(replica.volume('vol').latestClosed!.scheduledAt);
+    expect(exported.scheduledAt).toBeGreaterThan(point.scheduledAt);
     const image = await readFile(join(dir, 'promoted.raw'));
     expect(image.subarray(MiB, 3 * MiB).equals(data)).toBe(true);
     // The output's own problems are the output's, not a failing volume disk (VOLUME_IO).

@@ -43,6 +43,12 @@ describe('headstart status', () => {
     expect(formatStatus(status(volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, primaryLink: null })))).toContain('committed point 6 (RPO age 60.0 s)');
   });
 
+  it("says that a group member's commit includes its wait for the group (not only the replica's disk)", () => {
+    const sink = { name: 'site-b', state: 'connected', acked: 6, lastLagMs: 11_400, lastCommitMs: 7_300, rpoAgeMs: 13_000, throughput: 160_000, notConverging: false, lastError: null } as unknown as VolumeView['sinks'][number];
+    expect(formatStatus(status(volume({ group: 'app', sinks: [sink] })))).toContain('lag 11.4 s (its commit 7.3 s, with its wait for group app), RPO age 13.0 s');
+    expect(formatStatus(status(volume({ sinks: [sink] })))).toContain('lag 11.4 s (its commit 7.3 s), RPO age 13.0 s');
+  });
+
   it('says when a replica is stuck between two points, and when a long commit is only writing', () => {
     const replica = (since: number, stalled: boolean) => volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, betweenPoints: { n: 7, since, stalled } });
     expect(formatStatus(status(replica(now - 95_000, true)))).toContain('BETWEEN POINTS: the commit of point 7 (begun 95.0 s ago) stopped half-way; reads of the export wait');

@@ -84,7 +84,10 @@ export function formatStatus(s: NodeStatus): string {
       const target = v.rpoTargetMs !== null && k.rpoAgeMs !== null && k.rpoAgeMs > v.rpoTargetMs ? ' (over target!)' : '';
       const link = k.name === 'archive' ? `archive store ${k.state === 'connected' ? 'ok' : k.state === 'error' ? 'failing (retrying)' : k.state}` : `link ${k.state}`;
       const converging = k.notConverging ? ', NOT CONVERGING (the points waiting grow with every close: writes outrun the link)' : '';
-      lines.push(`  sink ${k.name}: ${link}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}${k.lastCommitMs !== null && k.lastCommitMs !== undefined ? ` (its commit ${seconds(k.lastCommitMs)})` : ''}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${converging}${k.lastError ? `, last error: ${k.lastError}` : ''}`);
+      // A group member's commit on the replica includes its wait for the rest of the group
+      // (GROUP WAIT there): then a long one is another member's link, not this replica's disk.
+      const commit = k.lastCommitMs === null || k.lastCommitMs === undefined ? '' : ` (its commit ${seconds(k.lastCommitMs)}${v.group ? `, with its wait for group ${v.group}` : ''})`;
+      lines.push(`  sink ${k.name}: ${link}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}${commit}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${converging}${k.lastError ? `, last error: ${k.lastError}` : ''}`);
     }
   }
   return lines.join('\n');

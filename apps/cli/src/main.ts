@@ -174,8 +174,10 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (volume: string, o: { config: string; out: string; force?: boolean; json?: boolean }) => {
       const { resolve } = await import('node:path');
       const out = resolve(o.out);
-      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/export?out=${encodeURIComponent(out)}${o.force ? '&force=1' : ''}`)) as { n: number; bytes: number; path: string };
-      print(o.json, r, () => `point ${r.n} of ${volume} written to ${r.path} (${r.bytes} bytes, sparse)`);
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/export?out=${encodeURIComponent(out)}${o.force ? '&force=1' : ''}`)) as { n: number; scheduledAt?: number; bytes: number; path: string };
+      // A group's members number their points apart: the scheduled time says two images are one point of the group.
+      const at = r.scheduledAt === undefined ? '' : ` (of ${new Date(r.scheduledAt).toISOString()})`;
+      print(o.json, r, () => `point ${r.n}${at} of ${volume} written to ${r.path} (${r.bytes} bytes, sparse)`);
     });
 
   const init = program.command('init').description('Create a node configuration, or add a volume to one');

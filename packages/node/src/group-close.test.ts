@@ -3,11 +3,14 @@
  * at one scheduled time, whichever of them is named, and those times keep growing when the
  * clock steps back (the replica knows a group's points by them). A node that went down in
  * the middle of a group's close gives the point to the volumes that missed it at its next
- * start, at the group's cut, unless they took writes after it.
+ * start, at the group's cut, unless they took writes after it. Volumes made at different times
+ * (a new group, a volume added to one) are no such half-done close.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { connectNbd } from '@headstart/nbd';
 import { openVolume } from '@headstart/volume';
@@ -129,5 +132,51 @@ describe('a consistency group on its source', () => {
     node = await startNode(config, silentLogger());
     expect(node.volume('db').latestClosed!.scheduledAt).toBe(cut.scheduledAt);
     expect(node.volume('db').openSnapshot).toBe(dbPoint.n + 1);
+  });
+  it('takes the creation of its volumes, or of a volume added to it, for no half-done close', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-group-new-'));
+    const lines: { level: number; msg?: string; volume?: string; group?: string }[] = [];
+    const logger = pino({ level: 'info' }, new Writable({ write(chunk, _enc, done) { lines.push(JSON.parse(String(chunk))); done(); } }));
+    const vol = (name: string) => ({ name, size: '8MiB', group: 'app' });
+    const config = (names: string[]) => validateConfig({ node: { name: 'g', dataDir: join(dir, 'data') }, listen: { nbd: '127.0.0.1:0', admin: '127.0.0.1:0' }, volumes: names.map(vol) }, 'test', dir);
+    // (the test's own 'hold' sinks are removed at the restart, and said so: not the group's business)
+    const alarms = () => lines.filter((l) => l.level >= 40 && l.group !== undefined).map((l) => `${l.volume}: ${l.msg}`);
+
+    // A new group: each volume is made (its point 0) a moment after the one before.
+    node = await startNode(config(['wal', 'db']), logger);
+    expect(alarms()).toEqual([]);
+    expect([node.volume('wal').latestClosed!.n, node.volume('db').latestClosed!.n], 'no point closed but the creations').toEqual([0, 0]);
+    for (const name of ['wal', 'db']) await node.volume(name).addSink('hold', { acked: 0 });
+    const p1 = await node.snapshotNow('wal');
+    const c = await connectNbd({ host: '127.0.0.1', port: node.nbdPort!, exportName: 'wal' });
+    await c.write(0, Buffer.alloc(4096, 1)); // a write after the group's last close
+    await c.close();
+    await node.stop();
+    node = null;
+
+    // A third volume joins the group: made at this start, after the group's last close.
+    node = await startNode(config(['wal', 'db', 'idx']), logger);
+    expect(alarms()).toEqual([]);
+    expect(node.volume('wal').latestClosed).toEqual(p1);
+    expect(node.volume('db').latestClosed!.scheduledAt).toBe(p1.scheduledAt);
+    expect(node.volume('idx').latestClosed!.n).toBe(0);
+  });
+  it('makes a volume added to a group after a failover in the role the group holds, not the one it started as', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hs-group-role-'));
+    // The configuration gives a group one role, what it started as: replica on this site.
+    const vol = (name: string) => ({ name, size: '8MiB', role: 'replica', schedule: { every: '1h' }, sinks: ['site-a'], group: 'app' });
+    const config = (names: string[]) => validateConfig({ node: { name: 'site-b', dataDir: join(dir, 'data'), secret: 'group-role-secret-0123' }, listen: { peers: '127.0.0.1:0', admin: '127.0.0.1:0' }, peers: [{ name: 'site-a', url: 'ws://127.0.0.1:9' }], volumes: names.map(vol) }, 'test', dir);
+    node = await startNode(config(['wal', 'db']), silentLogger());
+    await node.promote('wal', { force: true }); // site-a is lost: the group is primary here now
+    await node.stop();
+    node = null;
+
+    node = await startNode(config(['wal', 'idx', 'db']), silentLogger());
+    const n = node;
+    expect(n.status().volumes.map((v) => `${v.name} ${v.role}`)).toEqual(['wal primary', 'idx primary', 'db primary']);
+    // It closes with the group: one point, one time, on all three.
+    const p = await n.snapshotNow('wal');
+    expect(n.volume('idx').latestClosed!.scheduledAt).toBe(p.scheduledAt);
+    expect(n.volume('db').latestClosed!.scheduledAt).toBe(p.scheduledAt);
   });
 });

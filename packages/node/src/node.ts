@@ -296,8 +296,12 @@ export interface HeadstartNode {
    */
   beginVerify(name: string, options?: { timeoutMs?: number; signal?: AbortSignal; sink?: string }): Promise<VerifyPlan>;
   endVerify(name: string): Promise<void>;
-  /** Writes a point to a raw image file: a fresh point of a primary, the committed point of a replica. */
-  exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<{ n: number; bytes: number; path: string }>;
+  /**
+   * Writes a point to a raw image file: a fresh point of a primary, the committed point of a
+   * replica. `scheduledAt` names the point across a consistency group (its members number
+   * their points apart): two members' images are one point of the group when it is equal.
+   */
+  exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<{ n: number; scheduledAt: number; bytes: number; path: string }>;
   /** Demotes a primary (with its consistency group). */
   demote(name: string): Promise<{ epoch: number; volumes: { name: string; epoch: number }[] }>;
   subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void;
@@ -356,22 +360,71 @@ class Node implements HeadstartNode {
     this.secret = await readSecret(this.config);
     const volumesDir = join(this.config.node.dataDir, 'volumes');
     await mkdir(volumesDir, { recursive: true });
+    // The volumes there are first: a new volume of a consistency group takes its group's role.
+    const existing = new Map<string, Volume>();
+    try {
+      for (const vc of this.config.volumes) {
+        try {
+          existing.set(vc.name, await openVolume(join(volumesDir, vc.name)));
+        } catch (err) {
+          if (!isHeadstartError(err, 'VOLUME_NOT_FOUND')) throw err;
+        }
+      }
+      await this.manageVolumes(volumesDir, existing);
+    } catch (err) {
+      // node.stop() shuts the managed volumes: those opened here and not managed yet are this one's to shut.
+      for (const [name, v] of existing) if (this.managed.get(name)?.volume !== v) await v.shutdown().catch(() => {});
+      throw err;
+    }
+
+    await this.closeTornGroups();
+    const nbdListen = this.config.listen.nbd;
+    if (nbdListen !== undefined) {
+      this.nbd = await listening('listen.nbd', nbdListen.host, nbdListen.port, () => startNbdServer({ host: nbdListen.host, port: nbdListen.port, logger: this.log }));
+      for (const m of this.managed.values()) {
+        if (m.config.record !== undefined) {
+          // Every write the export receives goes into a trace file: real software run through
+          // headstart becomes a workload for the planner's evaluator and for `demo --trace`.
+          const recorder = await TraceRecorder.open(m.config.record);
+          this.recorders.push(recorder);
+          // A zeroing is recorded as a trim: both leave zeroes, which replicate as a flag.
+          this.recorderOf.set(m.config.name, { record: (op, offset, length, timeMs) => recorder.record({ op: op === 'zero' ? 'trim' : op, offset, length, time: timeMs }) });
+        }
+        if (!m.volume.readOnly) this.nbd.addExport(m.config.name, m.volume, this.exportOptions(m));
+      }
+      this.log.info({ port: this.nbd.port }, 'NBD server listening');
+    }
+    await this.startReplicaServer();
+    // Replicas are exported once the replica server has finished any commit a crash
+    // interrupted (its redo journal): before that, an image can be between two points.
+    for (const m of this.managed.values()) if (m.volume.readOnly) this.nbd?.addExport(m.config.name, m.volume, this.exportOptions(m));
+    // Leveled schedules first, so no timer is armed on the clock's marks to be moved later.
+    this.levelSchedules('start');
+    for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
+  }
+
+  /** Opens or creates each configured volume (those already there first: see start) and manages it. */
+  private async manageVolumes(volumesDir: string, existing: Map<string, Volume>): Promise<void> {
     for (const vc of this.config.volumes) {
       const dir = join(volumesDir, vc.name);
-      let volume: Volume;
-      try {
-        volume = await openVolume(dir);
-      } catch (err) {
-        if (!isHeadstartError(err, 'VOLUME_NOT_FOUND')) throw err;
-        volume = await createVolume(dir, { id: vc.name, name: vc.name, size: vc.size, blockSize: vc.blockSize, role: vc.role });
+      let volume = existing.get(vc.name);
+      if (volume === undefined) {
+        // `role` is what a new volume starts as; a group's volumes keep theirs, changed by
+        // promotions since. A volume added to the group joins it in the role its volumes hold
+        // here (after a failover the configuration, which must give the group one role, says
+        // the old one): a replica among primaries would split the group between the sites.
+        const member = this.config.volumes.find((x) => x.group !== undefined && x.group === vc.group && existing.has(x.name));
+        const role = member === undefined ? vc.role : existing.get(member.name)!.info.role;
+        volume = await createVolume(dir, { id: vc.name, name: vc.name, size: vc.size, blockSize: vc.blockSize, role });
         // A planner model saved for an earlier volume of this name (its data directory was
         // removed and the node made it anew) describes another workload: a new volume starts cold.
         const earlier = await stat(learntPath(this.config.node.dataDir, vc.name)).then(() => true, () => false);
         await rm(learntPath(this.config.node.dataDir, vc.name), { force: true });
-        if (earlier && vc.role !== 'replica') {
+        if (earlier && role !== 'replica') {
           // Its replicas refuse to take this empty history over theirs (REPL_DIVERGED): they may hold the only copy.
           this.log.error({ volume: vc.name, dir }, 'a volume of this name was here before and its data directory is gone: made anew, empty; if its data was lost, promote a replica instead of writing here');
-        } else this.log.info({ volume: vc.name, size: vc.size, role: vc.role }, 'created volume');
+        } else if (role !== vc.role) this.log.warn({ volume: vc.name, size: vc.size, role, group: vc.group }, `created volume as a ${role}, the role its consistency group holds here (the configuration says ${vc.role}: what the group started as)`);
+        else this.log.info({ volume: vc.name, size: vc.size, role }, 'created volume');
       }
       if (volume.size !== vc.size || volume.blockSize !== vc.blockSize) {
         throw new HeadstartError('CONFIG_INVALID', `volume ${vc.name} on disk is ${volume.size} bytes in ${volume.blockSize}-byte blocks; the configuration says ${vc.size} in ${vc.blockSize}`);
@@ -402,31 +455,6 @@ class Node implements HeadstartNode {
         archiver: null,
       });
     }
-
-    await this.closeTornGroups();
-    const nbdListen = this.config.listen.nbd;
-    if (nbdListen !== undefined) {
-      this.nbd = await listening('listen.nbd', nbdListen.host, nbdListen.port, () => startNbdServer({ host: nbdListen.host, port: nbdListen.port, logger: this.log }));
-      for (const m of this.managed.values()) {
-        if (m.config.record !== undefined) {
-          // Every write the export receives goes into a trace file: real software run through
-          // headstart becomes a workload for the planner's evaluator and for `demo --trace`.
-          const recorder = await TraceRecorder.open(m.config.record);
-          this.recorders.push(recorder);
-          // A zeroing is recorded as a trim: both leave zeroes, which replicate as a flag.
-          this.recorderOf.set(m.config.name, { record: (op, offset, length, timeMs) => recorder.record({ op: op === 'zero' ? 'trim' : op, offset, length, time: timeMs }) });
-        }
-        if (!m.volume.readOnly) this.nbd.addExport(m.config.name, m.volume, this.exportOptions(m));
-      }
-      this.log.info({ port: this.nbd.port }, 'NBD server listening');
-    }
-    await this.startReplicaServer();
-    // Replicas are exported once the replica server has finished any commit a crash
-    // interrupted (its redo journal): before that, an image can be between two points.
-    for (const m of this.managed.values()) if (m.volume.readOnly) this.nbd?.addExport(m.config.name, m.volume, this.exportOptions(m));
-    // Leveled schedules first, so no timer is armed on the clock's marks to be moved later.
-    this.levelSchedules('start');
-    for (const m of this.managed.values()) if (!m.volume.readOnly) await this.startPrimary(m);
   }
 
   /**
@@ -451,7 +479,9 @@ class Node implements HeadstartNode {
       if (group === undefined || seen.has(group) || m.volume.readOnly) continue;
       seen.add(group);
       const unit = this.closeUnit(m);
-      const newest = unit.map((x) => x.volume.latestClosed).reduce<SnapshotPoint | null>((a, p) => (p !== null && (a === null || p.scheduledAt > a.scheduledAt) ? p : a), null);
+      // Point 0 is a volume's creation (createVolume), not a close of the group: members made
+      // at different times (a new group, a volume added to one) hold it at different times.
+      const newest = unit.map((x) => x.volume.latestClosed).reduce<SnapshotPoint | null>((a, p) => (p !== null && p.n > 0 && (a === null || p.scheduledAt > a.scheduledAt) ? p : a), null);
       if (newest === null) continue;
       for (const x of unit) {
         const latest = x.volume.latestClosed;
@@ -1080,7 +1110,7 @@ class Node implements HeadstartNode {
     }
   }
 
-  async exportImage(name: string, out: string, options: { overwrite?: boolean } = {}): Promise<{ n: number; bytes: number; path: string }> {
+  async exportImage(name: string, out: string, options: { overwrite?: boolean } = {}): Promise<{ n: number; scheduledAt: number; bytes: number; path: string }> {
     const m = this.get(name);
     const v = m.volume;
     if (!v.readOnly) {
@@ -1089,7 +1119,7 @@ class Node implements HeadstartNode {
       try {
         const point = await this.closeHeld(m, hold);
         await writeImage(v, out, (first, count) => v.readBlocksAt(point.n, first, count), options.overwrite === true);
-        return { n: point.n, bytes: v.size, path: out };
+        return { n: point.n, scheduledAt: point.scheduledAt, bytes: v.size, path: out };
       } finally {
         // Absent when the hold itself could not be added: the error that says why goes on.
         if (v.sinks().some((s) => s.name === hold)) await v.removeSink(hold);
@@ -1101,9 +1131,9 @@ class Node implements HeadstartNode {
     if (committed === null) throw new HeadstartError('SNAPSHOT_UNKNOWN', `replica ${name} has not committed any point yet`);
     await this.replicaServer?.detach(v.info.id);
     try {
-      const n = v.committed!.n;
+      const { n, scheduledAt } = v.committed!;
       await writeImage(v, out, (first, count) => v.read(first * v.blockSize, count * v.blockSize), options.overwrite === true);
-      return { n, bytes: v.size, path: out };
+      return { n, scheduledAt, bytes: v.size, path: out };
     } finally {
       await this.replicaServer?.attach(this.targetConfig(m));
     }
