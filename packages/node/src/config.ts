@@ -114,6 +114,23 @@ const address = z.string().transform((v, ctx) => {
 });
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'names use letters, digits, ".", "_" and "-" (at most 64)');
 
+/** The shortest time between two points of a cron schedule (ms), over its first 64 points; undefined if it cannot be read (reported at its key). */
+function shortestCronGap(expression: string): number | undefined {
+  try {
+    const times = CronExpressionParser.parse(expression, { currentDate: new Date(0) });
+    let last = times.next().getTime();
+    let shortest = Infinity;
+    for (let k = 0; k < 64 && times.hasNext(); k++) {
+      const t = times.next().getTime();
+      shortest = Math.min(shortest, t - last);
+      last = t;
+    }
+    return Number.isFinite(shortest) ? shortest : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 const schedule = z
   .object({
     every: duration.optional(),
@@ -318,6 +335,11 @@ export const configSchema = z
       const longest = intervals.length > 0 ? Math.max(...intervals) : undefined;
       if (v.rpoTarget !== undefined && longest !== undefined && v.rpoTarget <= longest) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'rpoTarget'], message: `${v.rpoTarget / 1000} s is not more than the schedule's interval (${longest / 1000} s): the recovery point reaches that age before every point, so the target would be missed all the time; give it the interval plus the time a point takes to ship` });
+      }
+      // A cron schedule's points are at least its shortest gap apart: a target not above it is missed before every point.
+      const gap = v.schedule?.cron === undefined ? undefined : shortestCronGap(v.schedule.cron);
+      if (v.rpoTarget !== undefined && gap !== undefined && v.rpoTarget <= gap) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'rpoTarget'], message: `${v.rpoTarget / 1000} s is not more than the time between the cron schedule's points (at least ${gap / 1000} s): the recovery point reaches that age before every point, so the target would be missed all the time; give it that time plus the time a point takes to ship` });
       }
     });
     // A group's volumes close together: one schedule, and the same sinks (each sink commits the group as one) and archive.

@@ -46,6 +46,20 @@ describe('not converging', () => {
     expect(notConverging(recovering, 'r')).toBe(false);
   });
 
+  it('a sink that caught up since the last close is not flagged (a link back after an outage)', () => {
+    // The link is down for the first seven closes: nothing acknowledged, the backlog grows.
+    const down: CloseRecord[] = Array.from({ length: 7 }, (_, i) => ({ n: i + 1, closedAt: i * MIN, acks: {} }));
+    expect(notConverging(down, 'r')).toBe(true);
+    // Back half a minute after the last close, it ships and commits all seven before the next close.
+    const back = down.map((r) => ({ ...r, acks: { r: { ackedAt: 6 * MIN + 30_000 } } }));
+    expect(backlogAtCloses(back, 'r', 7)).toEqual([1, 2, 3, 4, 5, 6, 7]); // as it was at each close
+    expect(notConverging(back, 'r', 6 * MIN + 10_000)).toBe(true); // still down then
+    expect(notConverging(back, 'r', 6 * MIN + 40_000)).toBe(false); // caught up: no backlog
+    // Only the oldest committed: still behind.
+    const partly = down.map((r, i) => (i === 0 ? { ...r, acks: { r: { ackedAt: 6 * MIN + 30_000 } } } : r));
+    expect(notConverging(partly, 'r', 6 * MIN + 40_000)).toBe(true);
+  });
+
   it('an acknowledgement of n covers the points before it (a lost ACK)', () => {
     const h: CloseRecord[] = [
       { n: 1, closedAt: 0, acks: {} },

@@ -30,27 +30,33 @@ export interface CloseRecord {
 export function backlogAtCloses(history: readonly CloseRecord[], sink: string, count: number): number[] {
   const recs = history.slice(-LOOKBACK);
   const out: number[] = [];
-  for (let i = Math.max(0, recs.length - count); i < recs.length; i++) {
-    const t = recs[i].closedAt;
-    // The newest point acknowledged by then; every point up to it is done.
-    let done = -Infinity;
-    for (const r of recs) {
-      const a = r.acks[sink];
-      if (a !== undefined && a.ackedAt <= t && r.n > done) done = r.n;
-    }
-    let waiting = 0;
-    for (let j = 0; j <= i; j++) if (recs[j].n > done) waiting++;
-    out.push(waiting);
-  }
+  for (let i = Math.max(0, recs.length - count); i < recs.length; i++) out.push(backlogAt(recs.slice(0, i + 1), sink, recs[i].closedAt));
   return out;
 }
 
-/** Whether the sink's backlog keeps growing over the last CONVERGE_WINDOW closes (see above). */
-export function notConverging(history: readonly CloseRecord[], sink: string): boolean {
+/** The points of `closed` that `sink` had not acknowledged by time t. */
+function backlogAt(closed: readonly CloseRecord[], sink: string, t: number): number {
+  // The newest point acknowledged by then (of any closed so far); every point up to it is done.
+  let done = -Infinity;
+  for (const r of closed) {
+    const a = r.acks[sink];
+    if (a !== undefined && a.ackedAt <= t && r.n > done) done = r.n;
+  }
+  return closed.filter((r) => r.n > done).length;
+}
+
+/**
+ * Whether the sink's backlog keeps growing over the last CONVERGE_WINDOW closes (see above),
+ * as of `now` (default: the last close). A sink that has acknowledged every point closed by
+ * then (a link back after an outage, its backlog shipped since the last close) has no
+ * backlog: it is not flagged while the next close, maybe an hour away, is awaited to say so.
+ */
+export function notConverging(history: readonly CloseRecord[], sink: string, now?: number): boolean {
   const b = backlogAtCloses(history, sink, CONVERGE_WINDOW);
   if (b.length < CONVERGE_WINDOW) return false;
   const first = b[0];
   const mid = b[Math.floor(b.length / 2)];
   const last = b[b.length - 1];
+  if (now !== undefined && backlogAt(history.slice(-LOOKBACK), sink, now) === 0) return false;
   return mid > first && last > mid && last >= Math.max(...b);
 }

@@ -23,7 +23,7 @@
  * The same `sinks` list serves both directions: while a volume is primary it ships to those
  * peers; while it is a replica it accepts their links.
  */
-import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
@@ -377,6 +377,13 @@ class Node implements HeadstartNode {
       throw err;
     }
 
+    // A volume taken out of the configuration is neither served nor replicated, but nothing
+    // is deleted: its data, its points and what it keeps for its sinks stay on disk, and its
+    // replicas fall behind. Said at every start, so it is not forgotten there.
+    for (const entry of await readdir(volumesDir, { withFileTypes: true })) {
+      if (!entry.isDirectory() || this.managed.has(entry.name)) continue;
+      this.log.warn({ volume: entry.name, dir: join(volumesDir, entry.name) }, 'a volume on disk is not in the configuration: not served (no export, no points, no replication: its replicas fall behind); its data stays: put it back in the configuration to serve it, or remove its directory to delete it');
+    }
     await this.closeTornGroups();
     const nbdListen = this.config.listen.nbd;
     if (nbdListen !== undefined) {
@@ -704,6 +711,7 @@ class Node implements HeadstartNode {
       if (rec) rec.acks[ARCHIVE_SINK] = { ackedAt: Date.now(), lagMs, sentBytes: e.uploadedBytes, minimalBytes: e.changedBytes };
       this.emit({ type: 'snapshot-acked', time: Date.now(), volume: m.config.name, sink: ARCHIVE_SINK, n: e.n, lagMs, sentBytes: e.uploadedBytes, minimalBytes: e.changedBytes });
       this.log.info({ volume: m.config.name, n: e.n, uploadedBytes: e.uploadedBytes, changedBytes: e.changedBytes }, 'snapshot point archived');
+      if (m.notConverging.has(ARCHIVE_SINK)) this.checkConvergence(m);
     }, this.groupPeersOf(m));
   }
 
@@ -938,7 +946,7 @@ class Node implements HeadstartNode {
       // Not judged while the sink is down (its link's error is logged): it falls behind for that.
       const state = sink === ARCHIVE_SINK ? m.archiver?.view().state : m.sources.get(sink)?.status().state;
       if (state !== 'connected') continue;
-      const now = notConverging(m.history, sink);
+      const now = notConverging(m.history, sink, Date.now());
       if (now === m.notConverging.has(sink)) continue;
       if (now) {
         m.notConverging.add(sink);
@@ -957,6 +965,8 @@ class Node implements HeadstartNode {
       if (rec) rec.acks[e.sink] = { ackedAt: Date.now(), lagMs: e.lagMs, commitMs: e.commitMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes };
       this.emit({ type: 'snapshot-acked', time: Date.now(), volume, sink: e.sink, n: e.n, lagMs: e.lagMs, sentBytes: e.sentBytes ?? 0, minimalBytes: e.minimalBytes ?? 0, commitMs: e.commitMs });
       this.log.info({ volume, sink: e.sink, n: e.n, lagMs: e.lagMs, commitMs: e.commitMs, sentBytes: e.sentBytes, minimalBytes: e.minimalBytes }, 'snapshot point committed on sink');
+      // A flagged sink that has caught up says so now, as status does, not at the next close.
+      if (m.notConverging.has(e.sink)) this.checkConvergence(m);
     } else if (e.type === 'disconnected') {
       this.emit({ type: 'link-error', time: Date.now(), volume, sink: e.sink, code: e.code, message: e.message });
       this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message }, 'link to sink down');
@@ -1309,14 +1319,14 @@ class Node implements HeadstartNode {
           lastCommitMs: lastAck?.acks[s.name]?.commitMs ?? null,
           // A sink that is down falls behind for that reason, which its state says: "writes
           // outrun the link" would send the operator after the wrong cause.
-          notConverging: s.state === 'connected' && notConverging(m.history, s.name),
+          notConverging: s.state === 'connected' && notConverging(m.history, s.name, now),
         };
       });
       if (m.archiver !== null) {
         // The archive is one more sink in status: the CLI, the dashboard feed and metrics show it as such.
         const { busy: _busy, ...view } = m.archiver.view();
         const lastAck = [...m.history].reverse().find((h) => h.acks[ARCHIVE_SINK] !== undefined);
-        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null, lastCommitMs: null, notConverging: view.state === 'connected' && notConverging(m.history, ARCHIVE_SINK) });
+        sinks.push({ ...view, rpoAgeMs: view.ackedScheduledAt === null ? null : now - view.ackedScheduledAt, lastLagMs: lastAck?.acks[ARCHIVE_SINK]?.lagMs ?? null, lastCommitMs: null, notConverging: view.state === 'connected' && notConverging(m.history, ARCHIVE_SINK, now) });
       }
       return {
         name: m.config.name,

@@ -68,6 +68,11 @@ describe('schedules by the time of day and week', () => {
     // A recovery-point target the schedule cannot meet: its longest interval is 1 h.
     expect(problem({ ...vol({ every: '5m', windows: [{ from: '22:00', to: '06:00', every: '1h' }] }), volumes: [{ name: 'db', size: '1GiB', rpoTarget: '30m', schedule: { every: '5m', windows: [{ from: '22:00', to: '06:00', every: '1h' }] } }] })).toContain('volumes[0].rpoTarget: 1800 s is not more than the schedule\'s interval (3600 s)');
     expect(problem({ ...base, volumes: [{ name: 'db', size: '1GiB', rpoTarget: '90m', schedule: { every: '5m', windows: [{ from: '22:00', to: '06:00', every: '1h' }] } }] })).toBe('accepted');
+    // A cron schedule's points are an hour apart: a target of a minute is missed before every one.
+    expect(problem({ ...base, volumes: [{ name: 'db', size: '1GiB', rpoTarget: '1m', schedule: { cron: '0 * * * *' } }] })).toContain('volumes[0].rpoTarget: 60 s is not more than the time between the cron schedule\'s points (at least 3600 s)');
+    expect(problem({ ...base, volumes: [{ name: 'db', size: '1GiB', rpoTarget: '15m', schedule: { cron: '*/15 8-18 * * 1-5' } }] })).toContain('(at least 900 s)');
+    // Nights and weekends without points are the operator's to allow for, as with windows of none.
+    expect(problem({ ...base, volumes: [{ name: 'db', size: '1GiB', rpoTarget: '20m', schedule: { cron: '*/15 8-18 * * 1-5' } }] })).toBe('accepted');
     // Two volumes of a group with different windows do not close together.
     const group = (days: string) => ({ name: `v-${days}`, size: '1GiB', group: 'g', schedule: { every: '1h', windows: [{ days, from: '08:00', to: '18:00', every: '5m' }] } });
     expect(problem({ ...base, volumes: [group('mon-fri'), group('sat,sun')] })).toContain('volumes of group g close together: the same schedule');
