@@ -9,7 +9,7 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { silentLogger, startNode, startServices, validateConfig, type HeadstartNode } from '@headstart/node';
+import { compareWithReplica, silentLogger, startNode, startServices, validateConfig, type HeadstartNode } from '@headstart/node';
 import { freePort } from '../helpers/cli';
 
 const SECRET = 'scheduled-verify-secret';
@@ -34,7 +34,7 @@ async function until<T>(what: string, get: () => T | null | undefined, ms = 30_0
  * A replica node and a primary that verifies against its read-only export every second
  * (`scheduled: false`: only when asked, with its admin API up).
  */
-async function pair(prefix: string, rateLimit?: string, scheduled = true): Promise<{ dir: string; primary: HeadstartNode; replica: HeadstartNode; adminPort: number | null }> {
+async function pair(prefix: string, rateLimit?: string, scheduled = true): Promise<{ dir: string; primary: HeadstartNode; replica: HeadstartNode; adminPort: number | null; replicaUrl: string }> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   cleanup.push(() => rm(dir, { recursive: true, force: true }));
   const nbdPort = await freePort();
@@ -58,7 +58,7 @@ async function pair(prefix: string, rateLimit?: string, scheduled = true): Promi
     cleanup.push(() => services.stop());
     adminPort = services.adminPort;
   }
-  return { dir, primary, replica, adminPort };
+  return { dir, primary, replica, adminPort, replicaUrl: `nbd://127.0.0.1:${nbdPort}/vol` };
 }
 
 /** 4 MiB of random blocks: at 512 KiB/s a backlog of about 8 s (a cap only slows it). */
@@ -165,6 +165,38 @@ describe('scheduled verification', () => {
     // Called off well before the backlog drained.
     expect(primary.status().volumes[0].sinks[0].acked).toBe(acked);
   }, 90_000);
+
+  it('a comparison renews its hold on the point, and one whose hold ended compares nothing', async () => {
+    // A large volume's comparison reads for longer than the hold (10 min): past it, newer
+    // points would commit on the replica under the read and show as false differences.
+    const { dir, primary, adminPort, replicaUrl } = await pair('hs-verify-renew-', undefined, false);
+    await primary.volume('vol').write(0, Buffer.alloc(64 * 1024, 0x42));
+    const plan = await primary.beginVerify('vol');
+    expect(await primary.renewVerify('vol', plan.n)).toEqual({ n: plan.n, heldForMs: 10 * 60_000 });
+    expect((await rejection(primary.renewVerify('vol', plan.n + 1))).code).toBe('VERIFY_ENDED');
+    let renewals = 0;
+    const r = await compareWithReplica(plan, replicaUrl, undefined, () => (renewals++, primary.renewVerify('vol', plan.n)));
+    expect(r.equal).toBe(true);
+    expect(renewals).toBeGreaterThanOrEqual(1); // at least once, when the read is done
+    await primary.endVerify('vol');
+    // The hold is gone (ended, expired, the node restarted): the comparison says so, with no verdict.
+    const ended = await rejection(compareWithReplica(plan, replicaUrl, undefined, () => primary.renewVerify('vol', plan.n)));
+    expect(ended.code).toBe('VERIFY_ENDED');
+    expect(ended.message).toContain('its comparison is void');
+    // The CLI renews through the admin API: the same answer there.
+    const token = (await readFile(join(dir, 'a', 'admin.token'), 'utf8')).trim();
+    const answer = await new Promise<{ status: number; body: { code?: string } }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: adminPort!, method: 'POST', path: `/v1/volumes/vol/verify-renew?n=${plan.n}`, headers: { authorization: `Bearer ${token}` } }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as { code?: string } }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(answer.body.code).toBe('VERIFY_ENDED');
+    expect(answer.status).toBeGreaterThanOrEqual(400);
+  }, 60_000);
 
   it('exports and begins a verification while its sink has acknowledged nothing yet (its first copy)', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hs-verify-first-'));

@@ -37,7 +37,9 @@ export async function verify(configPath: string, volume: string, replicaUrl: str
   try {
     const bar = o.showProgress ? new SingleBar({ format: 'verify {bar} {percentage}% | {value}/{total} MiB | {eta}s left', hideCursor: true }, Presets.shades_classic) : null;
     bar?.start(Math.ceil(plan.size / 2 ** 20), 0);
-    const r = await compareWithReplica(plan, replicaUrl, (done) => bar?.update(Math.floor(Math.min(done * plan.rangeBytes, plan.size) / 2 ** 20)));
+    // The source holds the point as long as the comparison renews it: a large volume reads for longer than the hold.
+    const keepHold = () => callAdmin(config, 'POST', `${base}/verify-renew?n=${plan.n}`);
+    const r = await compareWithReplica(plan, replicaUrl, (done) => bar?.update(Math.floor(Math.min(done * plan.rangeBytes, plan.size) / 2 ** 20)), keepHold);
     bar?.stop();
     return { volume, point: r.point, ranges_compared: r.rangesCompared, differing: r.differing.map(([offset, length]) => ({ offset, length })), equal: r.equal, seconds: (Date.now() - started) / 1000 };
   } finally {

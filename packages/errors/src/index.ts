@@ -95,7 +95,7 @@ export const ERRORS = {
   NODE_ADMIN_DENIED: { hint: 'The admin token (in the node\'s data directory) did not match.', retryable: false, nbdErrno: EPERM, wsClose: 4401 },
   VERIFY_SHAPE: { hint: 'Source and replica differ in size or range layout; check that you compare the right volume.', retryable: false, nbdErrno: 22, wsClose: 4400 },
   VERIFY_BUSY: { hint: 'A verification of this volume is already running; wait for it or end it with `headstart verify VOLUME --end`.', retryable: true, nbdErrno: 16, wsClose: 4409 },
-  VERIFY_ENDED: { hint: 'The verification was ended (`headstart verify --end`, a role change, its caller gone) before its point reached the replica; run it again.', retryable: true, nbdErrno: 4, wsClose: 4409 },
+  VERIFY_ENDED: { hint: 'The verification was ended (`headstart verify --end`, a role change, its caller gone, its hold not renewed for 10 min, a node restart) before its comparison was done; run it again.', retryable: true, nbdErrno: 4, wsClose: 4409 },
   EXPORT_EXISTS: { hint: 'Choose another output path, or pass --force to replace the file.', retryable: false, nbdErrno: 17, wsClose: 4409 },
   EXPORT_OUTPUT: { hint: 'Check the output path: its directory must exist and be writable, with room for the image (sparse: the data written, not the volume size).', retryable: false, nbdErrno: EIO, wsClose: 4409 },
   CONFIG_INVALID: { hint: 'Fix the named configuration key or command-line flag.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },

@@ -50,7 +50,7 @@ export async function startAdminServer(node: HeadstartNode, config: NodeConfig):
 
 async function handle(node: HeadstartNode, req: IncomingMessage, callerGone: AbortSignal): Promise<unknown> {
   const url = new URL(req.url ?? '/', 'http://admin');
-  const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-end|export)$/.exec(url.pathname);
+  const m = /^\/v1\/volumes\/([^/]+)\/(snapshot|promote|demote|verify-begin|verify-renew|verify-end|export)$/.exec(url.pathname);
   if (req.method === 'GET' && url.pathname === '/v1/status') return node.status();
   if (req.method === 'POST' && url.pathname === '/v1/rate') {
     // rate=<bytes/s>|none|auto; peer=<name> for a peer's cap, absent for the node-wide linkCap
@@ -73,6 +73,11 @@ async function handle(node: HeadstartNode, req: IncomingMessage, callerGone: Abo
       const out = url.searchParams.get('out');
       if (out === null || !isAbsolute(out)) throw new HeadstartError('CONFIG_INVALID', 'export needs an absolute output path (out=)');
       return node.exportImage(name, out, { overwrite: url.searchParams.get('force') === '1' });
+    }
+    if (m[2] === 'verify-renew') {
+      const n = Number(url.searchParams.get('n'));
+      if (!Number.isSafeInteger(n) || n < 0) throw new HeadstartError('CONFIG_INVALID', `verify-renew needs the point it holds (n=), not ${JSON.stringify(url.searchParams.get('n'))}`);
+      return node.renewVerify(name, n);
     }
     if (m[2] === 'verify-end') return node.endVerify(name).then(() => ({ ended: true }));
     return node.demote(name);

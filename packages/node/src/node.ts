@@ -174,9 +174,10 @@ interface Managed {
   /**
    * A verification in progress: the schedule is held until it ends. `waiting` calls off its
    * wait for the sinks' acknowledgement; `expiry` ends the hold VERIFY_HOLD_MS after the
-   * sinks hold its point, whatever happens to the caller.
+   * sinks hold its point `n`, or after its comparison last renewed it (renewVerify), whatever
+   * happens to the caller.
    */
-  verifyHold: { waiting: AbortController; expiry: NodeJS.Timeout | null } | null;
+  verifyHold: { waiting: AbortController; expiry: NodeJS.Timeout | null; n: number | null } | null;
   /** The next scheduled verification (volume.verify). */
   verifyTimer: NodeJS.Timeout | null;
   /** How the last scheduled verification ended. */
@@ -295,6 +296,12 @@ export interface HeadstartNode {
    * sinks, down or behind, then neither delay nor fail it.
    */
   beginVerify(name: string, options?: { timeoutMs?: number; signal?: AbortSignal; sink?: string }): Promise<VerifyPlan>;
+  /**
+   * Keeps the hold of verification at point n for another VERIFY_HOLD_MS: a comparison that
+   * outlasts it would read newer points on the replica and report differences that are not
+   * real. Throws VERIFY_ENDED if the hold ended (expired, or the node restarted).
+   */
+  renewVerify(name: string, n: number): Promise<{ n: number; heldForMs: number }>;
   endVerify(name: string): Promise<void>;
   /**
    * Writes a point to a raw image file: a fresh point of a primary, the committed point of a
@@ -626,7 +633,7 @@ class Node implements HeadstartNode {
     try {
       const plan = await this.beginVerify(name);
       try {
-        const r = await compareWithReplica(plan, replica);
+        const r = await compareWithReplica(plan, replica, undefined, () => this.renewVerify(name, plan.n));
         const differingBytes = r.differing.reduce((a, [, len]) => a + len, 0);
         const ranges = r.differing.slice(0, 16);
         m.lastVerify = { at, point: r.point, equal: r.equal, differingBytes, ranges, error: null };
@@ -1083,7 +1090,7 @@ class Node implements HeadstartNode {
       throw new HeadstartError('CONFIG_INVALID', `--sink ${options.sink}: volume ${name} has no sink of that name (its sinks: ${[...m.sources.keys()].join(', ') || 'none'})`);
     }
     // Hold the schedule (no later point may close on the replica) and keep the point readable.
-    const hold: NonNullable<Managed['verifyHold']> = { waiting: new AbortController(), expiry: null };
+    const hold: NonNullable<Managed['verifyHold']> = { waiting: new AbortController(), expiry: null, n: null };
     m.verifyHold = hold;
     const callerGone = () => hold.waiting.abort(new HeadstartError('VERIFY_ENDED', `the verification of ${name} was called off by its caller before the replica held its point`));
     options.signal?.addEventListener('abort', callerGone);
@@ -1109,7 +1116,8 @@ class Node implements HeadstartNode {
       );
       hold.waiting.signal.throwIfAborted();
       const hashes = await hashPoint(m.volume, point.n);
-      hold.expiry = setTimeout(() => void (m.verifyHold === hold ? this.endVerify(name) : Promise.resolve()).catch(() => {}), VERIFY_HOLD_MS);
+      hold.n = point.n;
+      this.armVerifyExpiry(name, m, hold);
       return { volume: name, n: point.n, size: m.volume.size, rangeBytes: VERIFY_RANGE_BYTES, hashes };
     } catch (err) {
       // Not a later verification's hold: this one may have been ended (and another begun) meanwhile.
@@ -1160,6 +1168,29 @@ class Node implements HeadstartNode {
     // No point yet (a volume without sinks): the hold's own full copy closes the first one.
     await m.volume.addSink(hold, latest === null ? {} : { acked: latest.n });
     return this.closePoint(m, Date.now());
+  }
+
+  /** Ends the hold VERIFY_HOLD_MS from now unless renewed (renewVerify) or ended before. */
+  private armVerifyExpiry(name: string, m: Managed, hold: NonNullable<Managed['verifyHold']>): void {
+    if (hold.expiry !== null) clearTimeout(hold.expiry);
+    hold.expiry = setTimeout(() => {
+      if (m.verifyHold !== hold) return;
+      this.log.warn({ volume: name, n: hold.n }, `a verification's hold on its point was not renewed for ${VERIFY_HOLD_MS / 60_000} min: ended (its comparison, if still running, is void)`);
+      void this.endVerify(name).catch(() => {});
+    }, VERIFY_HOLD_MS);
+  }
+
+  async renewVerify(name: string, n: number): Promise<{ n: number; heldForMs: number }> {
+    const m = this.get(name);
+    const hold = m.verifyHold;
+    if (hold === null || hold.n !== n) {
+      throw new HeadstartError(
+        'VERIFY_ENDED',
+        `the verification of ${name} at point ${n} no longer holds its point (its hold ends ${VERIFY_HOLD_MS / 60_000} min after the last renewal, or the node restarted): newer points may have reached the replica while it was read, so its comparison is void; run it again`,
+      );
+    }
+    this.armVerifyExpiry(name, m, hold);
+    return { n, heldForMs: VERIFY_HOLD_MS };
   }
 
   async endVerify(name: string): Promise<void> {

@@ -17,8 +17,14 @@ import type { Volume } from '@headstart/volume';
 export const VERIFY_SINK = 'verify-hold';
 /** Hash ranges of this many bytes (a differing range names where to look). */
 export const VERIFY_RANGE_BYTES = 1 << 20;
-/** A hold released by nobody ends on its own after this long. */
+/** A hold released by nobody ends on its own after this long (from its point's hashes, or its last renewal). */
 export const VERIFY_HOLD_MS = 10 * 60_000;
+/**
+ * A comparison renews the hold this often: a large volume's takes longer than the hold (a
+ * 1 TiB one reads for most of an hour), and past it newer points commit on the replica under
+ * the read, which would show as differences that are not real.
+ */
+export const VERIFY_RENEW_MS = 60_000;
 
 export interface VerifyPlan {
   readonly volume: string;
@@ -78,16 +84,25 @@ export interface VerifyOutcome {
 /**
  * Reads the replica's export range by range and compares it with the plan's hashes (the
  * replica must hold the plan's point: see beginVerify). `onRange(done, total)` reports progress.
+ * `keepHold` renews the source's hold on the point (every VERIFY_RENEW_MS, and once when the
+ * read is done): if it throws, the hold ended under the read and nothing is compared.
  */
-export async function compareWithReplica(plan: VerifyPlan, replicaUrl: string, onRange?: (done: number, total: number) => void): Promise<VerifyOutcome> {
+export async function compareWithReplica(plan: VerifyPlan, replicaUrl: string, onRange?: (done: number, total: number) => void, keepHold?: () => Promise<unknown>): Promise<VerifyOutcome> {
   const client = await connectNbd(parseNbdUrl(replicaUrl));
   try {
     if (client.size !== plan.size) throw new HeadstartError('VERIFY_SHAPE', `replica export is ${client.size} bytes, the source volume ${plan.size}`);
     const theirs: string[] = [];
+    let renewedAt = Date.now();
     for (let at = 0; at < plan.size; at += plan.rangeBytes) {
+      if (keepHold !== undefined && Date.now() - renewedAt >= VERIFY_RENEW_MS) {
+        await keepHold();
+        renewedAt = Date.now();
+      }
       theirs.push(rangeHash(await client.read(at, Math.min(plan.rangeBytes, plan.size - at))));
       onRange?.(theirs.length, plan.hashes.length);
     }
+    // Still held at the end: every range read was of the plan's point.
+    await keepHold?.();
     const differing = differingRanges(plan.hashes, theirs, plan.rangeBytes, plan.size);
     return { volume: plan.volume, point: plan.n, rangesCompared: theirs.length, differing, equal: differing.length === 0 };
   } finally {
