@@ -196,6 +196,16 @@ describe('scheduled verification', () => {
     });
     expect(answer.body.code).toBe('VERIFY_ENDED');
     expect(answer.status).toBeGreaterThanOrEqual(400);
+
+    // A comparison ends its own hold only: one whose hold expired must not end the next
+    // verification, begun by someone else meanwhile.
+    const next = await primary.beginVerify('vol');
+    expect(next.n).toBeGreaterThan(plan.n);
+    expect(await primary.endVerify('vol', plan.n)).toBe(false);
+    expect(primary.status().volumes[0].nextCloseAt).toBeNull(); // still held
+    expect(await primary.renewVerify('vol', next.n)).toEqual({ n: next.n, heldForMs: 10 * 60_000 });
+    expect(await primary.endVerify('vol', next.n)).toBe(true);
+    expect(primary.status().volumes[0].nextCloseAt).not.toBeNull();
   }, 60_000);
 
   it('exports and begins a verification while its sink has acknowledged nothing yet (its first copy)', async () => {

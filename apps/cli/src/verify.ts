@@ -43,6 +43,7 @@ export async function verify(configPath: string, volume: string, replicaUrl: str
     bar?.stop();
     return { volume, point: r.point, ranges_compared: r.rangesCompared, differing: r.differing.map(([offset, length]) => ({ offset, length })), equal: r.equal, seconds: (Date.now() - started) / 1000 };
   } finally {
-    await callAdmin(config, 'POST', `${base}/verify-end`).catch(() => {});
+    // Its own hold only: had it expired, another verification may hold the volume now.
+    await callAdmin(config, 'POST', `${base}/verify-end?n=${plan.n}`).catch(() => {});
   }
 }

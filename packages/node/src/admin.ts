@@ -79,7 +79,13 @@ async function handle(node: HeadstartNode, req: IncomingMessage, callerGone: Abo
       if (!Number.isSafeInteger(n) || n < 0) throw new HeadstartError('CONFIG_INVALID', `verify-renew needs the point it holds (n=), not ${JSON.stringify(url.searchParams.get('n'))}`);
       return node.renewVerify(name, n);
     }
-    if (m[2] === 'verify-end') return node.endVerify(name).then(() => ({ ended: true }));
+    if (m[2] === 'verify-end') {
+      // n=: only the verification holding that point (a comparison ending its own); none: whatever is held (verify --end).
+      const raw = url.searchParams.get('n');
+      const n = raw === null ? undefined : Number(raw);
+      if (n !== undefined && !(Number.isSafeInteger(n) && n >= 0)) throw new HeadstartError('CONFIG_INVALID', `verify-end takes the point it holds (n=), not ${JSON.stringify(raw)}`);
+      return node.endVerify(name, n).then((ended) => ({ ended }));
+    }
     return node.demote(name);
   }
   throw new HeadstartError('NODE_NO_SUCH_VOLUME', `no admin endpoint ${req.method} ${url.pathname}`);

@@ -302,7 +302,12 @@ export interface HeadstartNode {
    * real. Throws VERIFY_ENDED if the hold ended (expired, or the node restarted).
    */
   renewVerify(name: string, n: number): Promise<{ n: number; heldForMs: number }>;
-  endVerify(name: string): Promise<void>;
+  /**
+   * Ends the verification in progress (`headstart verify --end`), or with `n` only the one
+   * holding point n: a comparison's own end must not end another that began after its hold
+   * expired. Resolves whether it ended one.
+   */
+  endVerify(name: string, n?: number): Promise<boolean>;
   /**
    * Writes a point to a raw image file: a fresh point of a primary, the committed point of a
    * replica. `scheduledAt` names the point across a consistency group (its members number
@@ -640,7 +645,7 @@ class Node implements HeadstartNode {
         if (r.equal) this.log.info({ volume: name, n: r.point, ranges: r.rangesCompared }, 'scheduled verification: the replica equals the source');
         else this.log.error({ volume: name, n: r.point, differingBytes, ranges }, 'scheduled verification: the replica DIFFERS from the source at this point');
       } finally {
-        await this.endVerify(name).catch(() => {});
+        await this.endVerify(name, plan.n).catch(() => {});
       }
     } catch (err) {
       const message = isHeadstartError(err) ? `${err.code}: ${err.message}` : String((err as Error)?.message ?? err);
@@ -1193,9 +1198,10 @@ class Node implements HeadstartNode {
     return { n, heldForMs: VERIFY_HOLD_MS };
   }
 
-  async endVerify(name: string): Promise<void> {
+  async endVerify(name: string, n?: number): Promise<boolean> {
     const m = this.get(name);
     const hold = m.verifyHold;
+    if (n !== undefined && hold !== null && hold.n !== n) return false;
     m.verifyHold = null;
     if (hold !== null) {
       if (hold.expiry !== null) clearTimeout(hold.expiry);
@@ -1203,9 +1209,10 @@ class Node implements HeadstartNode {
     }
     // A node stopping shuts its volumes down next: a write now could reach LMDB after it closed
     // (an uncaught error in lmdb's own callback). The hold left is removed at the next start.
-    if (this.stopping) return;
+    if (this.stopping) return hold !== null;
     if (m.volume.sinks().some((s) => s.name === VERIFY_SINK)) await m.volume.removeSink(VERIFY_SINK);
     this.scheduleNext(m);
+    return hold !== null;
   }
 
   /**
