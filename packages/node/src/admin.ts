@@ -74,21 +74,21 @@ async function handle(node: HeadstartNode, req: IncomingMessage, callerGone: Abo
       if (out === null || !isAbsolute(out)) throw new HeadstartError('CONFIG_INVALID', 'export needs an absolute output path (out=)');
       return node.exportImage(name, out, { overwrite: url.searchParams.get('force') === '1' });
     }
-    if (m[2] === 'verify-renew') {
-      const n = Number(url.searchParams.get('n'));
-      if (!Number.isSafeInteger(n) || n < 0) throw new HeadstartError('CONFIG_INVALID', `verify-renew needs the point it holds (n=), not ${JSON.stringify(url.searchParams.get('n'))}`);
-      return node.renewVerify(name, n);
-    }
-    if (m[2] === 'verify-end') {
-      // n=: only the verification holding that point (a comparison ending its own); none: whatever is held (verify --end).
-      const raw = url.searchParams.get('n');
-      const n = raw === null ? undefined : Number(raw);
-      if (n !== undefined && !(Number.isSafeInteger(n) && n >= 0)) throw new HeadstartError('CONFIG_INVALID', `verify-end takes the point it holds (n=), not ${JSON.stringify(raw)}`);
-      return node.endVerify(name, n).then((ended) => ({ ended }));
-    }
+    if (m[2] === 'verify-renew') return node.renewVerify(name, heldPoint(url, m[2])!);
+    // n=: only the verification holding that point (a comparison ending its own); none: whatever is held (verify --end).
+    if (m[2] === 'verify-end') return node.endVerify(name, heldPoint(url, m[2], { optional: true })).then((ended) => ({ ended }));
     return node.demote(name);
   }
   throw new HeadstartError('NODE_NO_SUCH_VOLUME', `no admin endpoint ${req.method} ${url.pathname}`);
+}
+
+/** The point a verification holds, as its comparison names it (n=); undefined when absent and optional. */
+function heldPoint(url: URL, endpoint: string, o: { optional?: boolean } = {}): number | undefined {
+  const raw = url.searchParams.get('n');
+  if (raw === null && o.optional === true) return undefined;
+  const n = Number(raw);
+  if (raw === null || !Number.isSafeInteger(n) || n < 0) throw new HeadstartError('CONFIG_INVALID', `${endpoint} takes the point the verification holds (n=), not ${JSON.stringify(raw)}`);
+  return n;
 }
 
 /** The CLI's side: calls a running node's admin API. */
