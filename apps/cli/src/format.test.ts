@@ -20,8 +20,14 @@ describe('headstart status', () => {
 
   it('says how much of the open point is over the planner\'s tracked blocks', () => {
     const planner = { D: 5 * 2 ** 30, untrackedBytes: 4 * 2 ** 30, restoredFrom: null } as VolumeView['planner'];
-    expect(formatStatus(status(volume({ planner })))).toContain('D 5120.0 MiB (4096.0 MiB of it over the planner\'s tracked blocks: ships at the close), planner model new since start');
+    expect(formatStatus(status(volume({ planner })))).toContain('D 5.0 GiB (4.0 GiB of it over the planner\'s tracked blocks: ships at the close), planner model new since start');
     expect(formatStatus(status(volume({ planner: { ...planner!, untrackedBytes: 0 } })))).not.toContain('tracked blocks');
+  });
+
+  it('gives sizes in the unit that reads best (1 GiB is not "1024.0 MiB")', () => {
+    expect(formatStatus(status(volume({ size: 2 ** 30 })))).toContain('epoch 1, 1.0 GiB,');
+    expect(formatStatus(status(volume({ size: 2 ** 40 })))).toContain('epoch 1, 1.0 TiB,');
+    expect(formatStatus(status(volume({ size: 100 * 2 ** 20 })))).toContain('epoch 1, 100.0 MiB,');
   });
 
   it('says when scheduled verifications wait for a sink that is behind', () => {

@@ -5,7 +5,12 @@ const MiB = 1 << 20;
 /** A replica's commit writing its image for this long is said in status (reads of it wait meanwhile). */
 const BETWEEN_POINTS_SHOWN_MS = 10_000;
 const seconds = (ms: number | null) => (ms === null ? '-' : `${(ms / 1000).toFixed(1)} s`);
-const bytes = (b: number) => (b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`);
+/** Binary units, as block devices count: 1 GiB reads "1.0 GiB", not "1024.0 MiB". */
+function bytes(b: number): string {
+  if (b >= MiB * MiB) return `${(b / (MiB * MiB)).toFixed(1)} TiB`;
+  if (b >= 1024 * MiB) return `${(b / (1024 * MiB)).toFixed(1)} GiB`;
+  return b >= MiB ? `${(b / MiB).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`;
+}
 
 /** The open point's blocks over what the planner tracks: not pre-sent, so its lag grows. */
 function untracked(p: NodeStatus['volumes'][number]['planner']): string {
