@@ -43,6 +43,7 @@ import {
   NBD_CMD_WRITE_ZEROES,
   NBD_EINVAL,
   NBD_EIO,
+  NBD_ENOSPC,
   NBD_EPERM,
   NBD_ESHUTDOWN,
   NBD_FLAG_C_NO_ZEROES,
@@ -445,7 +446,12 @@ export class NbdConnection implements ParserSink {
         const allowed = req.type === NBD_CMD_WRITE_ZEROES ? ALLOWED_ZERO_FLAGS : ALLOWED_FLAGS;
         if ((req.flags & ~allowed) !== 0) return this.replyError(req, NBD_EINVAL, 'unsupported command flags');
         if (isReadOnly(entry)) return this.replyError(req, NBD_EPERM, 'export is read-only');
-        if (req.offset + req.length > device.size) return this.replyError(req, NBD_EINVAL, 'write beyond the end of the export');
+        // The spec: ENOSPC for a write or write-zeroes past the end (a file system there sees
+        // a full device, not a bad argument), EINVAL for a trim.
+        if (req.offset + req.length > device.size) {
+          const what = req.type === NBD_CMD_WRITE ? 'write' : req.type === NBD_CMD_TRIM ? 'trim' : 'write-zeroes';
+          return this.replyError(req, req.type === NBD_CMD_TRIM ? NBD_EINVAL : NBD_ENOSPC, `${what} beyond the end of the export`);
+        }
         // As nbdkit does (see READ). A zero-length WRITE carries no payload: the parser
         // already handed it over without reading any.
         if (req.length === 0) return this.replyError(req, NBD_EINVAL, `zero-length ${req.type === NBD_CMD_WRITE ? 'write' : req.type === NBD_CMD_TRIM ? 'trim' : 'write-zeroes'}`);
