@@ -81,6 +81,12 @@ describe('configuration', () => {
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, sinks: ['nobody'] }] })).toContain('volumes[0].sinks[0]: no peer named nobody');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '5 minutes' } }] })).toContain('volumes[0].schedule.every: not a duration');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { cron: 'not cron' } }] })).toContain('volumes[0].schedule.cron: bad cron expression');
+    // A YAML number past any schedule (1e300 s is beyond a date's range) or .inf (JSON shows it as null).
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: 1e300 } }] })).toContain('volumes[0].schedule.every: 1e+300 is longer than 366d, the longest duration taken');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '400d' } }] })).toContain('volumes[0].schedule.every: "400d" is longer than 366d');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: Infinity } }] })).toContain('volumes[0].schedule.every: not a duration: Infinity');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: Infinity }] })).toContain('volumes[0].size: not a size: Infinity');
+    expect(validateConfig({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '366d' } }] }, 'x.yaml', '/b').volumes[0].schedule?.every).toBe(366 * 86_400_000);
     expect(problem({ ...base, listen: { nbd: 'localhost' } })).toContain('listen.nbd: not a host:port address');
     expect(problem({ ...base, colour: 'blue' })).toContain("Unrecognized key(s) in object: 'colour'");
     expect(problem({ node: { name: 'a b' } })).toContain('node.name');
