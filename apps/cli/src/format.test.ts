@@ -43,6 +43,13 @@ describe('headstart status', () => {
     expect(replica({ connected: null, lastSeenAt: null, demotedAt: null })).toContain('primary not seen since this node started');
   });
 
+  it("flags a replica's point older than the volume's RPO target, as a sink's", () => {
+    const replica = (rpoTargetMs: number | null) => formatStatus(status(volume({ role: 'replica', committed: { n: 6, scheduledAt: now - 60_000 }, rpoTargetMs })));
+    expect(replica(30_000)).toContain('committed point 6 (RPO age 60.0 s, over target!)');
+    expect(replica(90_000)).toContain('committed point 6 (RPO age 60.0 s),');
+    expect(replica(null)).toContain('committed point 6 (RPO age 60.0 s),');
+  });
+
   it("names a group member's committed point by its time too (members number their points apart)", () => {
     const member = formatStatus(status(volume({ role: 'replica', group: 'app', committed: { n: 6, scheduledAt: now - 60_000 }, primaryLink: null })));
     expect(member).toContain('committed point 6 of 2026-12-06T09:59:00.000Z (RPO age 60.0 s)');

@@ -52,7 +52,7 @@ export function formatStatus(s: NodeStatus): string {
         (v.role === 'primary'
           ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${untracked(v.planner)}${plannerModel(v.planner)}`
           : // A group's members number their points apart: the scheduled time says they hold the same one.
-            `committed point ${v.committed?.n ?? '-'}${v.group && v.committed ? ` of ${new Date(v.committed.scheduledAt).toISOString()}` : ''} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'}), ${primaryLink(v.primaryLink, s.time)}`),
+            `committed point ${v.committed?.n ?? '-'}${v.group && v.committed ? ` of ${new Date(v.committed.scheduledAt).toISOString()}` : ''} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'}${v.committed && v.rpoTargetMs !== null && s.time - v.committed.scheduledAt > v.rpoTargetMs ? ', over target!' : ''}), ${primaryLink(v.primaryLink, s.time)}`),
     );
     const free = v.disk.freeBytes;
     if (free !== null && free < v.disk.warnBytes) {

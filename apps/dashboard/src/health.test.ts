@@ -64,11 +64,20 @@ describe('worst', () => {
 });
 
 describe('a replica volume on its own', () => {
+  const none = { committedPoint: null, rpoTargetMs: null };
   it('broken once a commit that stopped half-way has left it between two points for 10 s; a commit still writing is no fault', () => {
-    expect(replicaHealth({ betweenPoints: null })).toBeNull();
-    expect(replicaHealth({})).toBeNull(); // an older node says nothing
-    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 300, stalled: true } })).toBeNull();
-    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 600_000, stalled: false } })).toBeNull(); // a large commit under way
-    expect(replicaHealth({ betweenPoints: { n: 7, forMs: 9_000, stalled: true } }, 2_000)).toEqual({ health: 'broken', reason: 'between points: the commit of #7 (begun 11 s ago) stopped half-way' });
+    expect(replicaHealth({ ...none, betweenPoints: null }, 0)).toBeNull();
+    expect(replicaHealth({ committedPoint: null }, 0)).toBeNull(); // an older node says nothing
+    expect(replicaHealth({ ...none, betweenPoints: { n: 7, forMs: 300, stalled: true } }, 0)).toBeNull();
+    expect(replicaHealth({ ...none, betweenPoints: { n: 7, forMs: 600_000, stalled: false } }, 0)).toBeNull(); // a large commit under way
+    expect(replicaHealth({ ...none, betweenPoints: { n: 7, forMs: 9_000, stalled: true } }, 0, 2_000)).toEqual({ health: 'broken', reason: 'between points: the commit of #7 (begun 11 s ago) stopped half-way' });
+  });
+  it("by its point's age against the volume's RPO target, as a sink (the primary's site lost, this is what is left)", () => {
+    const held = (ageMs: number, rpoTargetMs: number | null) => replicaHealth({ betweenPoints: null, committedPoint: { n: 9, scheduledAt: 1_000_000 - ageMs, closedAt: null, committedAt: null }, rpoTargetMs }, 1_000_000);
+    expect(held(T, T)).toBeNull();
+    expect(held(T + 1, T)).toEqual({ health: 'behind', reason: 'RPO age over target' });
+    expect(held(2 * T + 1, T)).toEqual({ health: 'broken', reason: 'RPO age over 2x target' });
+    expect(held(100 * T, null)).toBeNull(); // no target: nothing to judge by
+    expect(replicaHealth({ betweenPoints: null, committedPoint: null, rpoTargetMs: T }, 1_000_000)).toBeNull(); // nothing held yet
   });
 });

@@ -68,15 +68,23 @@ export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = 
 /**
  * A replica volume's own verdict (its row has no sink): broken while a commit that stopped
  * half-way leaves its image between two points (a full disk most often; reads of the
- * replica wait), once that has lasted BETWEEN_POINTS_BROKEN_MS; else none. A large commit
- * still writing is no fault. `sinceStatusMs` ages the figure.
+ * replica wait), once that has lasted BETWEEN_POINTS_BROKEN_MS; by the age of the point it
+ * holds against the volume's RPO target as a sink's (behind over it, broken over twice it):
+ * with its primary's site lost, the replica's own page is the one an operator has, and a
+ * point that stopped ageing well is the one signal left. Else none. A large commit still
+ * writing is no fault. `sinceStatusMs` ages the stall's figure; `now` is the server's clock.
  */
-export function replicaHealth(v: Pick<FeedVolume, 'betweenPoints'>, sinceStatusMs = 0): HealthVerdict | null {
+export function replicaHealth(v: Pick<FeedVolume, 'betweenPoints' | 'committedPoint' | 'rpoTargetMs'>, now: number, sinceStatusMs = 0): HealthVerdict | null {
   const bp = v.betweenPoints;
-  if (!bp?.stalled) return null;
-  const ms = bp.forMs + sinceStatusMs;
-  if (ms < BETWEEN_POINTS_BROKEN_MS) return null;
-  return { health: 'broken', reason: `between points: the commit of #${bp.n} (begun ${Math.round(ms / 1000)} s ago) stopped half-way` };
+  const ms = bp?.stalled ? bp.forMs + sinceStatusMs : 0;
+  if (bp?.stalled && ms >= BETWEEN_POINTS_BROKEN_MS) return { health: 'broken', reason: `between points: the commit of #${bp.n} (begun ${Math.round(ms / 1000)} s ago) stopped half-way` };
+  const target = v.rpoTargetMs ?? null;
+  const cp = v.committedPoint;
+  if (target === null || cp === null) return null;
+  const age = now - cp.scheduledAt;
+  if (age > 2 * target) return { health: 'broken', reason: 'RPO age over 2x target' };
+  if (age > target) return { health: 'behind', reason: 'RPO age over target' };
+  return null;
 }
 
 /** Worst of several verdicts (a volume is as healthy as its worst sink). */

@@ -133,5 +133,6 @@ function toFeedVolume(v: VolumeView, now: number, caps: readonly LinkCapView[]):
     levelOffsetMs: v.levelOffsetMs,
     betweenPoints: v.betweenPoints === null ? null : { n: v.betweenPoints.n, forMs: Math.max(0, now - v.betweenPoints.since), stalled: v.betweenPoints.stalled },
     primaryLink: v.primaryLink,
+    rpoTargetMs: v.rpoTargetMs,
   };
 }

@@ -21,6 +21,9 @@ export function metricsRegistry(node: HeadstartNode): Registry {
   gauge('headstart_replica_rpo_age_seconds', 'Replica side: age of the committed point.', ['volume'], (g) =>
     volumes().forEach((v) => v.committed !== null && v.role === 'replica' && g.set({ volume: v.name }, (Date.now() - v.committed.scheduledAt) / 1000)),
   );
+  gauge('headstart_rpo_target_seconds', "The volume's RPO target (rpoTarget), for alerts on either RPO age (absent without one).", ['volume'], (g) =>
+    volumes().forEach((v) => v.rpoTargetMs !== null && g.set({ volume: v.name }, v.rpoTargetMs / 1000)),
+  );
   gauge('headstart_commit_seconds', "Of the last committed point's completion lag, from its CLOSE to the sink's ACK: the replica's commit (journal, apply, syncs) and a round trip.", ['volume', 'sink'], (g) =>
     volumes().forEach((v) => v.sinks.forEach((s) => s.lastCommitMs !== null && g.set({ volume: v.name, sink: s.name }, s.lastCommitMs / 1000))),
   );

@@ -135,6 +135,11 @@ export interface FeedVolume extends VolumeStatus {
    * (epoch ms, null: not since this node started / it did not). Null on a primary (absent from older nodes).
    */
   readonly primaryLink?: { readonly connected: string | null; readonly lastSeenAt: number | null; readonly demotedAt: number | null } | null;
+  /**
+   * The volume's RPO target (ms; `rpoTarget`), or null. A sink carries it too; on a replica it
+   * flags the point it holds once older than that (absent from older nodes).
+   */
+  readonly rpoTargetMs?: number | null;
 }
 
 export interface FeedDisk {

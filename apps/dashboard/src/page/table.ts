@@ -41,7 +41,7 @@ export function rowVerdict(model: Model, row: Row, now: number, feedLive: boolea
   if (!feedLive) return null;
   const s = row.sink;
   const since = Math.max(0, now - row.statusTime);
-  if (!s) return row.volume.role === 'replica' ? replicaHealth(row.volume, since) : null;
+  if (!s) return row.volume.role === 'replica' ? replicaHealth(row.volume, now, since) : null;
   return sinkHealth({ state: s.state, rpoAgeMs: s.rpoAgeMs === null ? null : s.rpoAgeMs + since, rpoTargetMs: s.rpoTargetMs, notConverging: s.notConverging, volume: row.volume }, model.lags(row.key));
 }
 
@@ -185,7 +185,10 @@ export class SinkTable {
       const link = primaryLink(vol.primaryLink, now);
       this.set(v, 'link', link.text, link.cls);
       v.cells.link.title = link.title;
-      this.set(v, 'rpo', vol.role === 'replica' && cp ? formatDuration(Math.max(0, now - cp.scheduledAt)) : '—');
+      // With a target, as a sink's cell shows it (a replica's volume can carry one: rpoTarget).
+      const age = vol.role === 'replica' && cp ? Math.max(0, now - cp.scheduledAt) : null;
+      const target = vol.rpoTargetMs ?? null;
+      this.set(v, 'rpo', age === null ? '—' : target === null ? formatDuration(age) : `${formatDuration(age)} / ${formatTarget(target)}`, age !== null && target !== null && age > target ? 'over' : '');
       return;
     }
     this.set(v, 'link', s.state, `link-${s.state}`);
