@@ -14,6 +14,7 @@
  * names the group on each row.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connectNbd, type NbdClient } from '@headstart/nbd';
@@ -172,6 +173,13 @@ describe('a consistency group', () => {
     const sa2 = (await status(a))!;
     expect(sa2.volumes.map((v) => v.role)).toEqual(['replica', 'replica']);
     expect(sa2.volumes[0].committed?.scheduledAt).toBe(sa2.volumes[1].committed?.scheduledAt);
+    // Both volumes' images at the one point they hold, through the CLI (export --group).
+    const images = join(dir, 'images');
+    await mkdir(images);
+    const exported = JSON.parse(await ok(['export', 'db', '--group', '-o', images, '--json', '-c', a])) as { group: string; scheduledAt: number; volumes: { volume: string; scheduledAt: number; path: string }[] };
+    expect(exported.group).toBe('app');
+    expect(exported.volumes.map((v) => [v.volume, v.scheduledAt, v.path])).toEqual([['wal', exported.scheduledAt, join(images, 'wal.raw')], ['db', exported.scheduledAt, join(images, 'db.raw')]]);
+    expect((await readdir(images)).sort()).toEqual(['db.raw', 'wal.raw']);
     await killHard(siteA2.process);
   }, 240_000);
 });

@@ -168,16 +168,24 @@ export async function main(argv: string[]): Promise<number> {
     .command('export <volume>')
     .description('Write a point to a raw image file: a fresh point of a primary, or the committed point of a replica (its replication pauses while it copies)')
     .addOption(configOption())
-    .requiredOption('-o, --out <file>', 'the raw image to write (sparse)')
-    .option('--force', 'replace the file if it exists')
+    .requiredOption('-o, --out <path>', 'the raw image to write (sparse); with --group, the directory to write VOLUME.raw into')
+    .option('--group', "every volume of the volume's consistency group, at one point of the group")
+    .option('--force', 'replace the file(s) if they exist')
     .option('--json', 'print JSON')
-    .action(async (volume: string, o: { config: string; out: string; force?: boolean; json?: boolean }) => {
+    .action(async (volume: string, o: { config: string; out: string; group?: boolean; force?: boolean; json?: boolean }) => {
       const { resolve } = await import('node:path');
       const out = resolve(o.out);
-      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/export?out=${encodeURIComponent(out)}${o.force ? '&force=1' : ''}`)) as { n: number; scheduledAt?: number; bytes: number; path: string };
+      const path = `/v1/volumes/${encodeURIComponent(volume)}/export?out=${encodeURIComponent(out)}${o.force ? '&force=1' : ''}${o.group ? '&group=1' : ''}`;
+      type Image = { volume?: string; n: number; scheduledAt?: number; bytes: number; path: string };
       // A group's members number their points apart: the scheduled time says two images are one point of the group.
-      const at = r.scheduledAt === undefined ? '' : ` (of ${new Date(r.scheduledAt).toISOString()})`;
-      print(o.json, r, () => `point ${r.n}${at} of ${volume} written to ${r.path} (${r.bytes} bytes, sparse)`);
+      const at = (r: Image) => (r.scheduledAt === undefined ? '' : ` (of ${new Date(r.scheduledAt).toISOString()})`);
+      if (o.group) {
+        const r = (await admin(o.config, 'POST', path)) as { group: string; scheduledAt: number; volumes: Image[] };
+        print(o.json, r, () => [`group ${r.group} at its point of ${new Date(r.scheduledAt).toISOString()}:`, ...r.volumes.map((v) => `  point ${v.n} of ${v.volume} written to ${v.path} (${v.bytes} bytes, sparse)`)].join('\n'));
+        return;
+      }
+      const r = (await admin(o.config, 'POST', path)) as Image;
+      print(o.json, r, () => `point ${r.n}${at(r)} of ${volume} written to ${r.path} (${r.bytes} bytes, sparse)`);
     });
 
   const init = program.command('init').description('Create a node configuration, or add a volume to one');

@@ -90,7 +90,7 @@ export const ERRORS = {
   NODE_ALREADY_PRIMARY: { hint: 'Nothing to do: this volume is already writable here.', retryable: false, nbdErrno: EINVAL, wsClose: 4409 },
   NODE_ALREADY_REPLICA: { hint: 'Nothing to do: this volume is already a replica here.', retryable: false, nbdErrno: EINVAL, wsClose: 4409 },
   NODE_PRIMARY_REACHABLE: { hint: 'Demote the old primary first (headstart demote on its site), or pass --force if that site is lost.', retryable: true, nbdErrno: EPERM, wsClose: 4409 },
-  NODE_GROUP_TORN: { hint: 'A close failed on one volume of the group, so its volumes hold different points; wait for the next point to commit on all of them, or promote with --allow-torn if the source site is gone.', retryable: true, nbdErrno: EPERM, wsClose: 4409 },
+  NODE_GROUP_TORN: { hint: 'The volumes of the group hold different points (a close failed on one of them) or roles here; wait for the next point to commit on all of them, or promote with --allow-torn if the source site is gone.', retryable: true, nbdErrno: EPERM, wsClose: 4409 },
   NODE_UNREACHABLE: { hint: 'Start the node (headstart serve) or check --config and listen.admin.', retryable: true, nbdErrno: EIO, wsClose: 4503 },
   NODE_ADMIN_DENIED: { hint: 'The admin token (in the node\'s data directory) did not match.', retryable: false, nbdErrno: EPERM, wsClose: 4401 },
   VERIFY_SHAPE: { hint: 'Source and replica differ in size or range layout; check that you compare the right volume.', retryable: false, nbdErrno: 22, wsClose: 4400 },

@@ -72,7 +72,9 @@ async function handle(node: HeadstartNode, req: IncomingMessage, callerGone: Abo
     if (m[2] === 'export') {
       const out = url.searchParams.get('out');
       if (out === null || !isAbsolute(out)) throw new HeadstartError('CONFIG_INVALID', 'export needs an absolute output path (out=)');
-      return node.exportImage(name, out, { overwrite: url.searchParams.get('force') === '1' });
+      const overwrite = url.searchParams.get('force') === '1';
+      // group=1: out is a directory, one VOLUME.raw per volume of the group, at one point.
+      return url.searchParams.get('group') === '1' ? node.exportGroup(name, out, { overwrite }) : node.exportImage(name, out, { overwrite });
     }
     if (m[2] === 'verify-renew') return node.renewVerify(name, heldPoint(url, m[2])!);
     // n=: only the verification holding that point (a comparison ending its own); none: whatever is held (verify --end).

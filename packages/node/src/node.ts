@@ -227,6 +227,15 @@ const LEVEL_RECHECK_POINTS = 24;
 /** a new plan moves schedules only if its modelled peak is this much lower (offsets stay put through noise). */
 const LEVEL_MIN_GAIN = 0.1;
 
+/** One image an export wrote: the volume's point (`scheduledAt` names it across a group) and the file. */
+export interface ExportedImage {
+  readonly volume: string;
+  readonly n: number;
+  readonly scheduledAt: number;
+  readonly bytes: number;
+  readonly path: string;
+}
+
 /** Copies a volume's content into a sparse raw image: written to a temp file, synced, renamed. */
 async function writeImage(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<void> {
   if (!overwrite && (await stat(out).then(() => true, () => false))) {
@@ -313,7 +322,13 @@ export interface HeadstartNode {
    * replica. `scheduledAt` names the point across a consistency group (its members number
    * their points apart): two members' images are one point of the group when it is equal.
    */
-  exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<{ n: number; scheduledAt: number; bytes: number; path: string }>;
+  exportImage(name: string, out: string, options?: { overwrite?: boolean }): Promise<ExportedImage>;
+  /**
+   * Writes every volume of `name`'s consistency group, at one point of the group, to
+   * `dir`/VOLUME.raw: on a primary a fresh group point, on a replica the point its members
+   * hold (refused, NODE_GROUP_TORN, if they do not hold the same one).
+   */
+  exportGroup(name: string, dir: string, options?: { overwrite?: boolean }): Promise<{ group: string; scheduledAt: number; volumes: ExportedImage[] }>;
   /** Demotes a primary (with its consistency group). */
   demote(name: string): Promise<{ epoch: number; volumes: { name: string; epoch: number }[] }>;
   subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void;
@@ -1133,46 +1148,102 @@ class Node implements HeadstartNode {
     }
   }
 
-  async exportImage(name: string, out: string, options: { overwrite?: boolean } = {}): Promise<{ n: number; scheduledAt: number; bytes: number; path: string }> {
+  async exportImage(name: string, out: string, options: { overwrite?: boolean } = {}): Promise<ExportedImage> {
+    const [image] = await this.exportUnit([this.get(name)], [out], options.overwrite === true);
+    return image;
+  }
+
+  async exportGroup(name: string, dir: string, options: { overwrite?: boolean } = {}): Promise<{ group: string; scheduledAt: number; volumes: ExportedImage[] }> {
     const m = this.get(name);
-    const v = m.volume;
-    if (!v.readOnly) {
-      // A fresh point, kept readable by a temporary sink while it is copied out.
+    const group = m.config.group;
+    if (group === undefined) throw new HeadstartError('CONFIG_INVALID', `volume ${name} is in no consistency group: export it alone (without --group)`);
+    const unit = this.groupOf(m);
+    const volumes = await this.exportUnit(unit, unit.map((x) => join(dir, `${x.config.name}.raw`)), options.overwrite === true);
+    return { group, scheduledAt: volumes[0].scheduledAt, volumes };
+  }
+
+  /**
+   * Writes one point of each volume of `unit` (one volume, or a consistency group) to its
+   * image in `outs`. Primaries: a fresh point of them all at one cut, each kept readable by
+   * a temporary sink while it is copied, so writes go on. Replicas: the point they hold;
+   * they take no stream while they are copied (their source retries; the node's other
+   * volumes go on replicating), and a group's members must hold the same point.
+   */
+  private async exportUnit(unit: readonly Managed[], outs: readonly string[], overwrite: boolean): Promise<ExportedImage[]> {
+    if (new Set(unit.map((x) => x.volume.readOnly)).size > 1) {
+      throw new HeadstartError('NODE_GROUP_TORN', `the volumes of group ${unit[0].config.group} are not in one role here (${unit.map((x) => `${x.config.name} ${x.volume.readOnly ? 'replica' : 'primary'}`).join(', ')}): promote or demote the group first`);
+    }
+    // Every image's name is checked before any is written: none of a group's is left alone.
+    if (!overwrite) {
+      for (const out of outs) if (await stat(out).then(() => true, () => false)) throw new HeadstartError('EXPORT_EXISTS', `${out} exists; choose another path or pass --force`);
+    }
+    const images: ExportedImage[] = [];
+    if (!unit[0].volume.readOnly) {
       const hold = `${EXPORT_HOLD_PREFIX}${process.pid}-${Date.now()}`;
+      const held: Managed[] = [];
       try {
-        const point = await this.closeHeld(m, hold);
-        await writeImage(v, out, (first, count) => v.readBlocksAt(point.n, first, count), options.overwrite === true);
-        return { n: point.n, scheduledAt: point.scheduledAt, bytes: v.size, path: out };
+        // Each volume's hold first, so no write after the close can miss its copy.
+        for (const x of unit) {
+          await this.holdFromLatest(x, hold);
+          held.push(x);
+        }
+        const points = await this.closePoints(this.closeUnit(unit[0]), Date.now());
+        // A member whose close failed (closePoints logged it) has no point of this cut.
+        const missing = unit.filter((x) => !points.has(x));
+        if (missing.length > 0) throw new HeadstartError('NODE_GROUP_TORN', `the point for the export could not be closed on ${missing.map((x) => x.config.name).join(', ')} (see the node log); nothing was written`);
+        for (const [i, x] of unit.entries()) {
+          const point = points.get(x)!;
+          await writeImage(x.volume, outs[i], (first, count) => x.volume.readBlocksAt(point.n, first, count), overwrite);
+          images.push({ volume: x.config.name, n: point.n, scheduledAt: point.scheduledAt, bytes: x.volume.size, path: outs[i] });
+        }
+        return images;
       } finally {
         // Absent when the hold itself could not be added: the error that says why goes on.
-        if (v.sinks().some((s) => s.name === hold)) await v.removeSink(hold);
+        for (const x of held) if (x.volume.sinks().some((s) => s.name === hold)) await x.volume.removeSink(hold);
       }
     }
-    // A replica changes only when it commits: this volume takes no stream while it is copied
-    // (its source retries); the node's other volumes go on replicating.
-    const committed = v.committed;
-    if (committed === null) throw new HeadstartError('SNAPSHOT_UNKNOWN', `replica ${name} has not committed any point yet`);
-    await this.replicaServer?.detach(v.info.id);
+    for (const x of unit) if (x.volume.committed === null) throw new HeadstartError('SNAPSHOT_UNKNOWN', `replica ${x.config.name} has not committed any point yet`);
+    const detached: Managed[] = [];
     try {
-      const { n, scheduledAt } = v.committed!;
-      await writeImage(v, out, (first, count) => v.read(first * v.blockSize, count * v.blockSize), options.overwrite === true);
-      return { n, scheduledAt, bytes: v.size, path: out };
+      for (const x of unit) {
+        // Its last commit could not be finished (a full disk): detach says so and keeps it in service.
+        await this.replicaServer?.detach(x.volume.info.id);
+        detached.push(x);
+      }
+      // Detached, a group's commit journaled by only some of its members is dropped (commit-group.ts): they hold one point unless a close on the source failed for one.
+      const points = unit.map((x) => ({ volume: x.config.name, n: x.volume.committed!.n, scheduledAt: x.volume.committed!.scheduledAt }));
+      if (new Set(points.map((p) => p.scheduledAt)).size > 1) {
+        throw new HeadstartError('NODE_GROUP_TORN', `the volumes of group ${unit[0].config.group} do not hold the same point: ${points.map((p) => `${p.volume} at point ${p.n} (${new Date(p.scheduledAt).toISOString()})`).join(', ')}; export them one by one, or after the next point commits`);
+      }
+      for (const [i, x] of unit.entries()) {
+        await writeImage(x.volume, outs[i], (first, count) => x.volume.read(first * x.volume.blockSize, count * x.volume.blockSize), overwrite);
+        images.push({ ...points[i], bytes: x.volume.size, path: outs[i] });
+      }
+      return images;
     } finally {
-      await this.replicaServer?.attach(this.targetConfig(m));
+      for (const x of detached) await this.replicaServer?.attach(this.targetConfig(x));
     }
   }
 
   /**
    * Closes a fresh point of a primary and keeps it readable under a sink named `hold` until
-   * that sink is removed (added first, so no write after the close can miss its copy). The
-   * hold starts from the latest closed point, which is always kept, not from the floor:
-   * while a sink takes its full copy the floor is a point before any (-1) or one released.
+   * that sink is removed (holdFromLatest).
    */
   private async closeHeld(m: Managed, hold: string): Promise<SnapshotPoint> {
-    const latest = m.volume.latestClosed;
-    // No point yet (a volume without sinks): the hold's own full copy closes the first one.
-    await m.volume.addSink(hold, latest === null ? {} : { acked: latest.n });
+    await this.holdFromLatest(m, hold);
     return this.closePoint(m, Date.now());
+  }
+
+  /**
+   * Adds a sink named `hold` to a primary, so that the next point it closes stays readable
+   * until that sink is removed (added before the close: no write after it can miss the
+   * copy). The hold starts from the latest closed point, which is always kept, not from the
+   * floor: while a sink takes its full copy the floor is a point before any (-1) or one
+   * released. No point yet (a volume without sinks): the hold's own full copy closes the first one.
+   */
+  private async holdFromLatest(m: Managed, hold: string): Promise<void> {
+    const latest = m.volume.latestClosed;
+    await m.volume.addSink(hold, latest === null ? {} : { acked: latest.n });
   }
 
   /** Ends the hold VERIFY_HOLD_MS from now unless renewed (renewVerify) or ended before. */
