@@ -134,9 +134,11 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(configOption())
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; json?: boolean }) => {
-      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number; volumes?: { name: string }[] };
-      const names = (r.volumes ?? [{ name: volume }]).map((v) => v.name);
-      print(o.json, r, () => `${names.join(', ')} ${names.length > 1 ? 'are replicas' : 'is a replica'} (epoch ${r.epoch}); the primary will resynchronise ${names.length > 1 ? 'them' : 'it'} by checksum`);
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number; volumes?: { name: string; epoch: number }[] };
+      const vs = r.volumes ?? [{ name: volume, epoch: r.epoch }];
+      // A group's volumes each have their own epoch (one added later counts from 1): each is said.
+      const each = vs.length > 1 ? `${vs.map((v) => `${v.name} (epoch ${v.epoch})`).join(', ')} are replicas` : `${vs[0].name} is a replica (epoch ${vs[0].epoch})`;
+      print(o.json, r, () => `${each}; the primary will resynchronise ${vs.length > 1 ? 'them' : 'it'} by checksum`);
     });
 
   program
