@@ -4,8 +4,8 @@
  * it is not, or that it demoted); a fenced sink shows no lag (nothing ships, none will end);
  * after the failback, the old primary's timeline shows no point "in flight" from the history
  * it had while fenced (rolled back by its demote), and no point "in flight" over a fenced link;
- * a link lost again and again the same way is one line in the event list; and no page logs a
- * console error.
+ * a link lost again and again the same way is one line in the event list; a node's event list
+ * survives its restart; and no page logs a console error.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -122,6 +122,10 @@ describe('dashboards through a failover and a failback', () => {
     // that will never ship (its demote rolls them back).
     a = await site('site-a', 'primary');
     const pageA = await watch(a);
+    // Its event list still has what happened before it went (kept on disk), below the line of its start.
+    const startedLines = pageA.locator('#event-list li[data-type="node-started"]');
+    await expect.poll(() => startedLines.allTextContents(), { timeout: 5000 }).toEqual([expect.stringContaining('node site-a started (the events below are from before it)'), expect.stringContaining('node site-a started')]);
+    expect(await pageA.locator('#event-list li[data-type="snapshot-acked"]').allTextContents()).toEqual(expect.arrayContaining([expect.stringMatching(/vol → site-b: committed #\d+/)]));
     await expect.poll(() => cell(pageA, 'site-b', 'link').textContent(), { timeout: 15_000 }).toBe('fenced');
     for (let i = 0; i < 2; i++) {
       await a.node.volume('vol').write(0, Buffer.alloc(4096, i + 1));

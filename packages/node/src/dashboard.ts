@@ -8,18 +8,40 @@ import type { NodeConfig } from './config';
 import type { LinkCapView } from './link-caps';
 import type { HeadstartNode, NodeStatus, SnapshotRecord as NodeRecord, VolumeView } from './node';
 import type { Logger } from './logger';
+import { EventJournal, eventJournalPath } from './event-journal';
 
 export async function startNodeDashboard(node: HeadstartNode, config: NodeConfig, log: Logger): Promise<{ url: string; stop(): Promise<void> }> {
   const listen = config.listen.dashboard!;
-  const dashboard = await startDashboard({ host: listen.host, port: listen.port, token: config.dashboard.token, source: feedSource(node), logger: log.child({ component: 'dashboard' }) });
+  const logger = log.child({ component: 'dashboard' });
+  // The event list of the last run, and where this one starts (event-journal.ts).
+  const journal = await EventJournal.open(eventJournalPath(config.node.dataDir), logger);
+  journal.add({ type: 'node-started', time: Date.now(), node: config.node.name });
+  let dashboard;
+  try {
+    dashboard = await startDashboard({ host: listen.host, port: listen.port, token: config.dashboard.token, source: feedSource(node, journal), logger });
+  } catch (err) {
+    await journal.close();
+    throw err;
+  }
   const tokenPart = config.dashboard.token ? `?token=${encodeURIComponent(config.dashboard.token)}` : '';
-  return { url: dashboard.url + tokenPart, stop: () => dashboard.stop() };
+  return {
+    url: dashboard.url + tokenPart,
+    async stop() {
+      await dashboard.stop();
+      await journal.close();
+    },
+  };
 }
 
-export function feedSource(node: HeadstartNode): FeedSource {
+/** The node as a feed; with a journal, its events are kept across restarts too (and its saved ones seed the page). */
+export function feedSource(node: HeadstartNode, journal?: EventJournal): FeedSource {
   return {
     status: () => toFeedStatus(node.status()),
-    subscribe(listener) {
+    subscribe(to) {
+      const listener = (e: FeedEvent) => {
+        journal?.add(e);
+        to(e);
+      };
       return node.subscribe((e) => {
         if (e.type === 'promoted') {
           listener({ type: 'promoted', time: e.time, volume: e.volume, epoch: e.epoch, n: node.volume(e.volume).latestClosed?.n ?? null });
@@ -40,7 +62,7 @@ export function feedSource(node: HeadstartNode): FeedSource {
     history() {
       const snapshots: SnapshotRecord[] = [];
       for (const v of node.status().volumes) for (const h of v.history) for (const s of v.sinks) snapshots.push(toRecord(v.name, s.name, h));
-      return { snapshots, events: [] as FeedEvent[] };
+      return { snapshots, events: journal?.events() ?? [] };
     },
   };
 }

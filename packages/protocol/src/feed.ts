@@ -205,7 +205,9 @@ export type FeedEvent =
   | { readonly type: 'promoted'; readonly time: number; readonly volume: string; readonly epoch: number; readonly n: number | null }
   /** The volume became a replica (its epoch kept): its new primary resynchronises it by checksum. */
   | { readonly type: 'demoted'; readonly time: number; readonly volume: string; readonly epoch: number }
-  | { readonly type: 'error'; readonly time: number; readonly volume: string | null; readonly code: string; readonly message: string };
+  | { readonly type: 'error'; readonly time: number; readonly volume: string | null; readonly code: string; readonly message: string }
+  /** The node (its dashboard) started: the events before it are from its last run, kept on disk. */
+  | { readonly type: 'node-started'; readonly time: number; readonly node: string };
 
 /** Version of the messages below (a type, so the browser bundle imports no code); a page refuses a hello of another version. */
 export type FeedVersion = 1;

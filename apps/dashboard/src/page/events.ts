@@ -27,6 +27,8 @@ export function describe(e: FeedEvent, name: (id: string) => string): { text: st
       return { text: `${name(e.volume)}: demoted to replica, epoch ${e.epoch} (its primary resynchronises it by checksum)`, tone: '' };
     case 'error':
       return { text: `${e.volume !== null ? `${name(e.volume)}: ` : ''}${e.code}: ${e.message}`, tone: 'bad' };
+    case 'node-started':
+      return { text: `node ${e.node} started (the events below are from before it)`, tone: '' };
     default:
       return { text: e.type, tone: '' };
   }
