@@ -50,6 +50,16 @@ describe('headstart status', () => {
     expect(replica(null)).toContain('committed point 6 (RPO age 60.0 s),');
   });
 
+  it("says that the replica's clock differs from its primary's, and reads the RPO age on the primary's clock", () => {
+    // The point was scheduled 60 s ago by site-a's clock; this node's clock is 5 min behind
+    // site-a's (its own reading would be -240 s), or 90 s ahead (150 s: a false alarm).
+    const replica = (clockAheadMs: number | null) =>
+      formatStatus(status(volume({ role: 'replica', committed: { n: 6, scheduledAt: now - clockAheadMs! - 60_000 }, primaryLink: { connected: 'site-a at 10.0.0.1:40112', lastSeenAt: now, demotedAt: null, clockAheadMs, clockOf: 'site-a' } })));
+    expect(replica(-300_000)).toContain("committed point 6 (RPO age 60.0 s), primary connected (site-a at 10.0.0.1:40112); CLOCKS DIFFER: this node's clock is 300.0 s behind site-a's");
+    expect(replica(90_000)).toContain("committed point 6 (RPO age 60.0 s), primary connected (site-a at 10.0.0.1:40112); CLOCKS DIFFER: this node's clock is 90.0 s ahead of site-a's");
+    expect(replica(null)).not.toContain('CLOCKS DIFFER');
+  });
+
   it("names a group member's committed point by its time too (members number their points apart)", () => {
     const member = formatStatus(status(volume({ role: 'replica', group: 'app', committed: { n: 6, scheduledAt: now - 60_000 }, primaryLink: null })));
     expect(member).toContain('committed point 6 of 2026-12-06T09:59:00.000Z (RPO age 60.0 s)');

@@ -40,6 +40,18 @@ function primaryLink(p: VolumeView['primaryLink'], now: number): string {
   return p.lastSeenAt === null ? 'primary not seen since this node started' : `primary not connected (last seen ${seconds(now - p.lastSeenAt)} ago)`;
 }
 
+/** A replica's committed point's age (RPO age), on its primary's clock: the point's scheduled time is that clock's. */
+function replicaAge(v: VolumeView, now: number): number | null {
+  return v.committed === null ? null : now - (v.primaryLink?.clockAheadMs ?? 0) - v.committed.scheduledAt;
+}
+
+/** A replica whose clock differs from its primary's: said, since its RPO age is then read on the primary's clock. */
+function clockSkew(p: VolumeView['primaryLink']): string {
+  const ahead = p?.clockAheadMs;
+  if (ahead == null) return '';
+  return `; CLOCKS DIFFER: this node's clock is ${seconds(Math.abs(ahead))} ${ahead > 0 ? 'ahead of' : 'behind'} ${p?.clockOf ?? 'the primary'}'s (RPO age on ${p?.clockOf ?? 'the primary'}'s clock; fix NTP)`;
+}
+
 export function formatStatus(s: NodeStatus): string {
   const lines = [`node ${s.node} at ${new Date(s.time).toISOString()}`];
   const caps = (s.linkCaps ?? []).filter((c) => c.rateLimit !== null || c.windows > 0 || c.setBy === 'operator');
@@ -52,7 +64,7 @@ export function formatStatus(s: NodeStatus): string {
         (v.role === 'primary'
           ? `open point ${v.openSnapshot}, last closed ${v.latestClosed ?? '-'}, next close ${next}, policy ${v.policy}, D ${bytes(v.planner?.D ?? v.dirtyBytes)}${untracked(v.planner)}${plannerModel(v.planner)}`
           : // A group's members number their points apart: the scheduled time says they hold the same one.
-            `committed point ${v.committed?.n ?? '-'}${v.group && v.committed ? ` of ${new Date(v.committed.scheduledAt).toISOString()}` : ''} (RPO age ${v.committed ? seconds(s.time - v.committed.scheduledAt) : '-'}${v.committed && v.rpoTargetMs !== null && s.time - v.committed.scheduledAt > v.rpoTargetMs ? ', over target!' : ''}), ${primaryLink(v.primaryLink, s.time)}`),
+            `committed point ${v.committed?.n ?? '-'}${v.group && v.committed ? ` of ${new Date(v.committed.scheduledAt).toISOString()}` : ''} (RPO age ${v.committed ? seconds(replicaAge(v, s.time)!) : '-'}${v.committed && v.rpoTargetMs !== null && replicaAge(v, s.time)! > v.rpoTargetMs ? ', over target!' : ''}), ${primaryLink(v.primaryLink, s.time)}${clockSkew(v.primaryLink)}`),
     );
     const free = v.disk.freeBytes;
     if (free !== null && free < v.disk.warnBytes) {

@@ -257,7 +257,7 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
     if (isHeadstartError(err)) {
       process.stderr.write(`headstart: ${err.describe()}\n`);
-      if (err.code === 'CONFIG_INVALID' || err.code === 'ARCHIVE_CONFIG') return EXIT.usage;
+      if (err.code === 'CONFIG_INVALID' || err.code === 'ARCHIVE_CONFIG' || err.code === 'LINK_TLS_CONFIG') return EXIT.usage;
       if (err.code === 'NODE_UNREACHABLE') return EXIT.unreachable;
       return EXIT.failed;
     }

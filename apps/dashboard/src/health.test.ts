@@ -80,4 +80,12 @@ describe('a replica volume on its own', () => {
     expect(held(100 * T, null)).toBeNull(); // no target: nothing to judge by
     expect(replicaHealth({ betweenPoints: null, committedPoint: null, rpoTargetMs: T }, 1_000_000)).toBeNull(); // nothing held yet
   });
+  it("reads that age on the primary's clock when this node's differs from it: no false alarm, no false calm", () => {
+    // The point was scheduled T/2 ago by the primary's clock. This node's clock is 3 T ahead
+    // (by it the point is 3.5 T old: "broken") or 3 T behind (-2.5 T: calm however old).
+    const held = (clockAheadMs: number, trueAgeMs: number) =>
+      replicaHealth({ betweenPoints: null, committedPoint: { n: 9, scheduledAt: 1_000_000 - clockAheadMs - trueAgeMs, closedAt: null, committedAt: null }, rpoTargetMs: T, primaryLink: { connected: null, lastSeenAt: null, demotedAt: null, clockAheadMs, clockOf: 'site-a' } }, 1_000_000);
+    expect(held(3 * T, T / 2)).toBeNull();
+    expect(held(-3 * T, 2 * T + 1)).toEqual({ health: 'broken', reason: 'RPO age over 2x target' });
+  });
 });

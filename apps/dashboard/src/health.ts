@@ -74,14 +74,15 @@ export function sinkHealth(s: HealthInput, lagsOldestFirst: readonly number[] = 
  * point that stopped ageing well is the one signal left. Else none. A large commit still
  * writing is no fault. `sinceStatusMs` ages the stall's figure; `now` is the server's clock.
  */
-export function replicaHealth(v: Pick<FeedVolume, 'betweenPoints' | 'committedPoint' | 'rpoTargetMs'>, now: number, sinceStatusMs = 0): HealthVerdict | null {
+export function replicaHealth(v: Pick<FeedVolume, 'betweenPoints' | 'committedPoint' | 'rpoTargetMs'> & Partial<Pick<FeedVolume, 'primaryLink'>>, now: number, sinceStatusMs = 0): HealthVerdict | null {
   const bp = v.betweenPoints;
   const ms = bp?.stalled ? bp.forMs + sinceStatusMs : 0;
   if (bp?.stalled && ms >= BETWEEN_POINTS_BROKEN_MS) return { health: 'broken', reason: `between points: the commit of #${bp.n} (begun ${Math.round(ms / 1000)} s ago) stopped half-way` };
   const target = v.rpoTargetMs ?? null;
   const cp = v.committedPoint;
   if (target === null || cp === null) return null;
-  const age = now - cp.scheduledAt;
+  // On the primary's clock (the point's scheduled time is), when this node's differs from it.
+  const age = now - (v.primaryLink?.clockAheadMs ?? 0) - cp.scheduledAt;
   if (age > 2 * target) return { health: 'broken', reason: 'RPO age over 2x target' };
   if (age > target) return { health: 'behind', reason: 'RPO age over target' };
   return null;

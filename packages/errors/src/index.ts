@@ -34,7 +34,7 @@ export const ERRORS = {
   VOLUME_LOCKED: { hint: 'Another process has this volume open; stop it first.', retryable: true, nbdErrno: EIO, wsClose: 4409 },
   VOLUME_BAD_GEOMETRY: { hint: 'Block size must be a power of two from 512 B to 1 MiB, and the size a positive multiple of it.', retryable: false, nbdErrno: EINVAL, wsClose: 4400 },
   VOLUME_NO_SPACE: { hint: 'Free space on the volume\'s file system; nothing was written.', retryable: true, nbdErrno: ENOSPC, wsClose: 4507 },
-  VOLUME_IO: { hint: 'The disk under the volume failed; check the system log.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
+  VOLUME_IO: { hint: 'The disk under the volume failed, or the system refused the access (the message says: permissions, a read-only mount); check the system log.', retryable: true, nbdErrno: EIO, wsClose: 4500 },
   VOLUME_BETWEEN_POINTS: { hint: 'The replica is writing a committed point into its image and a read would see two points at once; reads resume when the commit finishes (if it cannot, the node log says why: a full disk most often).', retryable: true, nbdErrno: EIO, wsClose: 4503 },
   SNAPSHOT_UNKNOWN: { hint: 'That snapshot point does not exist or is no longer kept.', retryable: false, nbdErrno: EINVAL, wsClose: 4404 },
   SNAPSHOT_RELEASED: { hint: 'Every sink acknowledged that point, so its old content is no longer kept.', retryable: false, nbdErrno: EINVAL, wsClose: 4410 },
@@ -141,5 +141,9 @@ export function fromSystemError(err: unknown, what: string): HeadstartError {
   // Node's fs says 'ENOSPC'; lmdb-js gives the bare errno (28 ENOSPC, 122 EDQUOT on Linux).
   const sysCode = (err as { code?: unknown } | undefined)?.code;
   if (sysCode === 'ENOSPC' || sysCode === 'EDQUOT' || sysCode === 28 || sysCode === 122) return new HeadstartError('VOLUME_NO_SPACE', `${what}: no space left on device`, { cause: err });
+  // Not a failed disk: a data directory of another user, or made read-only. Say what to do.
+  const uid = typeof process.getuid === 'function' ? ` (uid ${process.getuid()})` : '';
+  if (sysCode === 'EACCES' || sysCode === 'EPERM') return new HeadstartError('VOLUME_IO', `${what}: ${(err as Error)?.message ?? String(err)}: this process${uid} may not write there; run headstart as the user that owns the data directory, or give that user write permission on it`, { cause: err });
+  if (sysCode === 'EROFS') return new HeadstartError('VOLUME_IO', `${what}: ${(err as Error)?.message ?? String(err)}: the file system is mounted read-only; remount it read-write`, { cause: err });
   return new HeadstartError('VOLUME_IO', `${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
 }

@@ -19,7 +19,8 @@ export function metricsRegistry(node: HeadstartNode): Registry {
     volumes().forEach((v) => v.sinks.forEach((s) => s.rpoAgeMs !== null && g.set({ volume: v.name, sink: s.name }, s.rpoAgeMs / 1000))),
   );
   gauge('headstart_replica_rpo_age_seconds', 'Replica side: age of the committed point.', ['volume'], (g) =>
-    volumes().forEach((v) => v.committed !== null && v.role === 'replica' && g.set({ volume: v.name }, (Date.now() - v.committed.scheduledAt) / 1000)),
+    // On the primary's clock (its points' scheduled times are), whatever this node's says.
+    volumes().forEach((v) => v.committed !== null && v.role === 'replica' && g.set({ volume: v.name }, (Date.now() - (v.primaryLink?.clockAheadMs ?? 0) - v.committed.scheduledAt) / 1000)),
   );
   gauge('headstart_rpo_target_seconds', "The volume's RPO target (rpoTarget), for alerts on either RPO age (absent without one).", ['volume'], (g) =>
     volumes().forEach((v) => v.rpoTargetMs !== null && g.set({ volume: v.name }, v.rpoTargetMs / 1000)),

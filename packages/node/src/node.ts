@@ -111,7 +111,21 @@ export interface VolumeView {
    * session by a demote (null: it did not). Promote refuses without --force while it is
    * connected, and for 15 s after it was last seen unless it demoted.
    */
-  readonly primaryLink: { readonly connected: string | null; readonly lastSeenAt: number | null; readonly demotedAt: number | null } | null;
+  readonly primaryLink: {
+    readonly connected: string | null;
+    readonly lastSeenAt: number | null;
+    readonly demotedAt: number | null;
+    /**
+     * How far this node's clock is ahead of its primary's (ms, negative: behind), as last
+     * measured while it was connected (kept after: the clocks drift slowly), when they differ
+     * by CLOCK_SKEW_MS or more; null when they agree (or were never compared). The committed
+     * point's scheduled time is the primary's clock: its RPO age is `now - clockAheadMs -
+     * scheduledAt` (status, the dashboard and headstart_replica_rpo_age_seconds measure it so).
+     */
+    readonly clockAheadMs?: number | null;
+    /** The primary whose clock that is. */
+    readonly clockOf?: string | null;
+  } | null;
   readonly rpoTargetMs: number | null;
   readonly dirtyBytes: number;
   readonly policy: string;
@@ -169,6 +183,8 @@ interface Managed {
   primarySeenAt: number;
   /** Replica side: when that source ended its session by a demote (null: it did not, or a session began since). */
   primaryDemotedAt: number | null;
+  /** Replica side: the source's clock as last measured (its PINGs), and whether the log said they differ. */
+  sourceClock: { source: string; aheadMs: number; told: boolean } | null;
   /** The code the replica's last retry of a stopped commit failed with (logged once per code), or null. */
   redoFailing: string | null;
   /**
@@ -218,6 +234,13 @@ const EXPORT_HOLD_PREFIX = 'export-';
  * reconnecting: promote refuses without --force for this long after its session ended.
  */
 const PRIMARY_ALIVE_MS = 15_000;
+/**
+ * Clocks of a replica and its primary that differ by this much or more are reported (status,
+ * the dashboard, the log), and the replica's RPO age is measured on the primary's clock: the
+ * points' scheduled times are the primary's, and a replica 5 min behind read a negative age
+ * (a point lost 5 min ago looked fresh), one 90 s ahead a false alarm.
+ */
+const CLOCK_SKEW_MS = 1_000;
 /** Load leveling weighs a volume by the mean of its last points, this many. */
 const LEVEL_WEIGHT_POINTS = 8;
 /** Leveling plans again from measured weights once each leveled volume closed this many points... */
@@ -479,6 +502,7 @@ class Node implements HeadstartNode {
         pointBytes: [],
         primarySeenAt: 0,
         primaryDemotedAt: null,
+        sourceClock: null,
         redoFailing: null,
         verifyHold: null,
         verifyTimer: null,
@@ -1054,6 +1078,14 @@ class Node implements HeadstartNode {
     // promotion waiting for a primary that can never ship here.)
     if (m && (e.type === 'committed' || e.type === 'nack' || (e.type === 'session-ended' && (e.how === 'dropped' || e.how === 'demoted')))) m.primarySeenAt = Date.now();
     if (m && e.type === 'session') m.primaryDemotedAt = null;
+    if (m && e.type === 'source-clock') {
+      const differ = Math.abs(e.aheadMs) >= CLOCK_SKEW_MS;
+      const told = m.sourceClock?.told ?? false;
+      if (differ && !told) this.log.warn({ volume: e.volume, source: e.source, aheadMs: Math.round(e.aheadMs) }, `the clocks differ: this node's is ${(Math.abs(e.aheadMs) / 1000).toFixed(1)} s ${e.aheadMs > 0 ? 'ahead of' : 'behind'} ${e.source}'s; RPO ages here are measured on ${e.source}'s clock (set both right: NTP)`);
+      if (!differ && told) this.log.info({ volume: e.volume, source: e.source, aheadMs: Math.round(e.aheadMs) }, `the clocks agree again with ${e.source}'s`);
+      m.sourceClock = { source: e.source, aheadMs: e.aheadMs, told: differ };
+      return;
+    }
     if (m && e.type === 'session-ended' && e.how === 'demoted') m.primaryDemotedAt = Date.now();
     if (e.type === 'committed') {
       this.emit({ type: 'snapshot-committed', time: Date.now(), volume: e.volume, n: e.n });
@@ -1414,6 +1446,7 @@ class Node implements HeadstartNode {
     const volumes: VolumeView[] = [...this.managed.values()].map((m) => {
       const v = m.volume;
       const open = v.readOnly ? null : v.openSnapshot;
+      const skew = m.sourceClock !== null && Math.abs(m.sourceClock.aheadMs) >= CLOCK_SKEW_MS ? Math.round(m.sourceClock.aheadMs) : null;
       const sinks: SinkView[] = [...m.sources.values()].map((link) => {
         const s = link.status();
         const lastAck = [...m.history].reverse().find((h) => h.acks[s.name] !== undefined);
@@ -1451,7 +1484,9 @@ class Node implements HeadstartNode {
         nextCloseAt: m.nextCloseAt,
         levelOffsetMs: v.readOnly ? null : m.levelOffsetMs,
         committed: v.committed === null ? null : { n: v.committed.n, scheduledAt: v.committed.scheduledAt },
-        primaryLink: v.readOnly ? { connected: this.replicaServer?.shippingFrom(v.info.id) ?? null, lastSeenAt: m.primarySeenAt === 0 ? null : m.primarySeenAt, demotedAt: m.primaryDemotedAt } : null,
+        primaryLink: v.readOnly
+          ? { connected: this.replicaServer?.shippingFrom(v.info.id) ?? null, lastSeenAt: m.primarySeenAt === 0 ? null : m.primarySeenAt, demotedAt: m.primaryDemotedAt, clockAheadMs: skew, clockOf: m.sourceClock?.source ?? null }
+          : null,
         rpoTargetMs: m.config.rpoTarget ?? null,
         dirtyBytes: open === null ? 0 : v.dirtyBlocks(open).size * v.blockSize,
         policy: m.policy.name,

@@ -281,6 +281,25 @@ describe('the allowance gain', () => {
     expect(buy(cold).length).toBeLessThan(0.25 * trained.length);
   });
 
+  it('a restored planner saved again before anything happened (an idle volume restarted twice) keeps its model', () => {
+    // Seen on a promoted, idle volume stopped a few seconds later: the second save wrote
+    // "saved at 0" over block times of the first, and the next start refused it
+    // ("block write time 0 holds ...": PLANNER_BAD_STATE) and started cold.
+    const p = createPlanner(options);
+    snapshot(p, 1, true, false);
+    snapshot(p, 2, true, false);
+    const next = { ...options, openSnapshot: 3, openedAt: 200, closeAt: 300 };
+    const restored = createPlanner({ ...next, learnt: p.exportLearnt() });
+    const again = restored.exportLearnt(); // no write, no close, no send since the restore
+    expect(code(() => createPlanner({ ...next, learnt: again }))).toBe('none');
+    const third = createPlanner({ ...next, learnt: again });
+    expect(third.status(200).restoredFrom).toBe(restored.status(200).restoredFrom);
+    expect(third.status(200).budgetGain).toBeCloseTo(Math.exp(1), 6);
+    // A cold planner that saw nothing says it learnt nothing, not "resumed from 1970".
+    const idle = createPlanner({ ...next, learnt: createPlanner(next).exportLearnt() });
+    expect(idle.status(200).restoredFrom).toBe(null);
+  });
+
   it('refuses saved state that is damaged, or for another block size, with PLANNER_BAD_STATE', () => {
     const p = createPlanner(options);
     snapshot(p, 1, true, false);

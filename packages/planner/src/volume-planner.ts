@@ -266,7 +266,10 @@ export class VolumePlanner {
       blockSize: this.blockSize,
       volumeSize: this.volumeSize,
       regionShift: this.regionShift,
-      savedAt: Number.isFinite(this.now) ? this.now : 0,
+      // Not before what a restored state had learnt up to: a planner restored and saved again
+      // before any event (an idle volume stopped soon after its start or promotion) holds
+      // block times up to then, and "saved at 0" would make the file unreadable.
+      savedAt: Math.max(0, ...[this.now, this.knownUpTo].filter(Number.isFinite)),
       decayedAt,
       creditedAt: Number.isFinite(this.creditedAt) ? this.creditedAt : null,
       budgetGain: this.budgetGain,
@@ -852,7 +855,8 @@ export class VolumePlanner {
       closedBytes: this.closedBacklog(now),
       newDirtyRate: this.newDirtyRate,
       memoryBytes: this.memoryBytes,
-      restoredFrom: Number.isFinite(this.knownUpTo) ? this.knownUpTo : null,
+      // 0: saved by a planner that had seen nothing yet (nothing learnt, not "resumed from 1970").
+      restoredFrom: Number.isFinite(this.knownUpTo) && this.knownUpTo > 0 ? this.knownUpTo : null,
     };
   }
 

@@ -134,7 +134,14 @@ export interface FeedVolume extends VolumeStatus {
    * to it now, or null; when a session of it was last alive and when it ended one by a demote
    * (epoch ms, null: not since this node started / it did not). Null on a primary (absent from older nodes).
    */
-  readonly primaryLink?: { readonly connected: string | null; readonly lastSeenAt: number | null; readonly demotedAt: number | null } | null;
+  readonly primaryLink?: {
+    readonly connected: string | null;
+    readonly lastSeenAt: number | null;
+    readonly demotedAt: number | null;
+    /** How far this node's clock is ahead of the primary's (ms), when they differ by a second or more; else null (absent from older nodes). */
+    readonly clockAheadMs?: number | null;
+    readonly clockOf?: string | null;
+  } | null;
   /**
    * The volume's RPO target (ms; `rpoTarget`), or null. A sink carries it too; on a replica it
    * flags the point it holds once older than that (absent from older nodes).

@@ -36,6 +36,28 @@ export function asHeadstartError(err: unknown): HeadstartError {
 /** Reused BLOCKS frame buffers kept per link (16 MiB window / 1 MiB frames, plus slack). */
 const FRAME_POOL_MAX = 24;
 
+/**
+ * A socket or TLS error in words. A pinned certificate "not yet valid" or "expired" by this
+ * node's clock is almost always a clock that is wrong (a peer certificate is made at `init
+ * node`, valid from that instant): it says so, since waiting does not fix it until the clock
+ * passes that instant.
+ */
+const UNTRUSTED = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_SIGNATURE_FAILURE']);
+
+export function linkErrorMessage(err: Error & { code?: unknown }, now = Date.now()): string {
+  const clock = new Date(now).toISOString();
+  if (err.code === 'CERT_NOT_YET_VALID') {
+    return `link error: ${err.message}: the peer's certificate starts later than this node's clock says (${clock}); this clock is behind the peer's (a certificate is valid from when \`init node\` made it): set the clocks right (NTP)`;
+  }
+  if (typeof err.code === 'string' && UNTRUSTED.has(err.code)) {
+    return `link error: ${err.message}: the peer's certificate is not the one this node trusts for it (peers[].ca, pinned by pairing): the peer made a new one (\`init node\` again, a rebuilt site) or another node answers at that address; it will not connect until you pair the two sites again (headstart pair, then restart both nodes: a running node reads its peers at start) or fix the url`;
+  }
+  if (err.code === 'CERT_HAS_EXPIRED') {
+    return `link error: ${err.message}: by this node's clock (${clock}) the peer's certificate has expired; if the clock is right, make the peer a new certificate and pair again, else set the clock right (NTP)`;
+  }
+  return `link error: ${err.message}`;
+}
+
 export class Link {
   private queue: Promise<void> = Promise.resolve();
   private readonly framePool: Buffer[] = [];
@@ -47,7 +69,8 @@ export class Link {
   readonly done: Promise<HeadstartError> = new Promise((r) => (this.resolveDone = r));
   wireBytesOut = 0;
   wireBytesIn = 0;
-  lastHeard = Date.now();
+  /** When a frame last arrived, on the monotonic clock (performance.now()): a wall clock stepped forward is no silence. */
+  lastHeard = performance.now();
 
   constructor(
     readonly ws: WebSocket,
@@ -60,7 +83,7 @@ export class Link {
       if (this.endedWith === null) this.closedByPeer = true;
       this.end(errorFromClose(code, reason.toString()));
     });
-    ws.on('error', (err) => this.end(new HeadstartError('LINK_CLOSED', `link error: ${err.message}`, { cause: err })));
+    ws.on('error', (err) => this.end(new HeadstartError('LINK_CLOSED', linkErrorMessage(err), { cause: err })));
   }
 
   get ended(): boolean {
@@ -72,7 +95,7 @@ export class Link {
 
   private receive(data: WebSocket.RawData, isBinary: boolean): void {
     if (this.endedWith) return;
-    this.lastHeard = Date.now();
+    this.lastHeard = performance.now();
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     this.wireBytesIn += buf.length;
     let m: Message;

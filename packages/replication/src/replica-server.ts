@@ -60,7 +60,13 @@ export type ReplicaEvent =
   /** A commit interrupted by a crash could not be finished at start (a full disk): it is retried (REDO_RETRY_MS), and finished by a source's CLOSE too. */
   | { readonly type: 'recovery-failed'; readonly volume: string; readonly code: string; readonly message: string }
   /** A retry of a commit stopped half-way (replica-target.ts, REDO_RETRY_MS): finished (`code` null), or failed again. */
-  | { readonly type: 'redo'; readonly volume: string; readonly n: number; readonly code: string | null; readonly message: string };
+  | { readonly type: 'redo'; readonly volume: string; readonly n: number; readonly code: string | null; readonly message: string }
+  /**
+   * The source's clock, read from its keepalive PING (it carries the source's wall clock):
+   * `aheadMs` is how far this node's clock is ahead of the source's (negative: behind),
+   * less half the link's round trip as this node's own PINGs measured it.
+   */
+  | { readonly type: 'source-clock'; readonly volume: string; readonly source: string; readonly aheadMs: number };
 
 export interface ReplicaServer {
   readonly port: number;
@@ -117,7 +123,12 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
   let https: HttpsServer | undefined;
   if (options.tls) {
     if (!options.tls.cert || !options.tls.key) throw new HeadstartError('LINK_TLS_CONFIG', 'TLS needs both a certificate and a key');
-    https = createHttpsServer({ cert: await pem(options.tls.cert), key: await pem(options.tls.key) });
+    const [cert, key] = [await pem(options.tls.cert), await pem(options.tls.key)];
+    try {
+      https = createHttpsServer({ cert, key });
+    } catch (err) {
+      throw tlsFilesError(err, options.tls);
+    }
   }
   // The largest frame a replica receives is BLOCKS (RESUME and CHECKSUM_REPLY, far larger,
   // go the other way): anything bigger is cut off by ws (1009) before it is buffered whole.
@@ -187,6 +198,8 @@ export async function startReplicaServer(options: ReplicaServerOptions): Promise
 
 class ReplicaSession {
   readonly link: Link;
+  /** The round trip of this side's last PING (ms), or null before the first PONG. */
+  private rttMs: number | null = null;
   private readonly nonce = freshNonce();
   private hello: HelloMsg | null = null;
   private version = 0;
@@ -206,7 +219,7 @@ class ReplicaSession {
       if (!this.target) this.link.fail(new HeadstartError('LINK_TIMEOUT', `no complete handshake within ${HANDSHAKE_TIMEOUT_MS} ms`));
     }, HANDSHAKE_TIMEOUT_MS);
     const keepalive = setInterval(() => {
-      if (Date.now() - this.link.lastHeard > KEEPALIVE_TIMEOUT_MS) this.link.fail(new HeadstartError('LINK_TIMEOUT', `source silent for ${KEEPALIVE_TIMEOUT_MS} ms`));
+      if (performance.now() - this.link.lastHeard > KEEPALIVE_TIMEOUT_MS) this.link.fail(new HeadstartError('LINK_TIMEOUT', `source silent for ${KEEPALIVE_TIMEOUT_MS} ms`));
       else if (this.target) this.link.send({ type: 'PING', t: Date.now() });
     }, KEEPALIVE_MS);
     void this.link.done.then((err) => {
@@ -267,9 +280,14 @@ class ReplicaSession {
       }
       case 'PING':
         this.link.send({ type: 'PONG', t: m.t });
+        if (this.target) this.options.onEvent?.({ type: 'source-clock', volume: this.target.id, source: this.hello?.node ?? this.peer, aheadMs: Date.now() - m.t - (this.rttMs ?? 0) / 2 });
+        return;
+      case 'PONG':
+        // Our own PING's round trip (our clock both ways): half of it is the PING's transit.
+        this.rttMs = Math.max(0, Date.now() - m.t);
         return;
       default:
-        return; // PONG; everything else was refused by ReplicaInbound
+        return; // everything else was refused by ReplicaInbound
     }
   }
 
@@ -388,4 +406,21 @@ class ReplicaSession {
       (err: unknown) => this.link.fail(asHeadstartError(err)),
     );
   }
+}
+
+/**
+ * What openssl refused in the node's certificate and key, in words and with the files named
+ * (it says "DECODER routines::unsupported" or "key values mismatch", with a stack).
+ */
+function tlsFilesError(err: unknown, files: { cert: string | Buffer; key: string | Buffer }): HeadstartError {
+  const name = (v: string | Buffer, what: string) => (typeof v === 'string' && !v.includes('-----BEGIN') ? `${what} ${v}` : what);
+  const cert = name(files.cert, 'the certificate');
+  const key = name(files.key, 'the key');
+  const why = err instanceof Error ? err.message : String(err);
+  const what = /key values mismatch/i.test(why)
+    ? `${key} is not the private key of ${cert} (a key from another node, or made again by another init?)`
+    : /PRIVATE KEY|DECODER|bad decrypt|no start line|BAD_BASE64|ASN1|PEM/i.test(why)
+      ? `${cert} or ${key} is not a PEM certificate and unencrypted PEM private key`
+      : `${cert} and ${key} cannot be used for TLS`;
+  return new HeadstartError('LINK_TLS_CONFIG', `${what} (openssl: ${why})`, { cause: err });
 }

@@ -109,7 +109,7 @@ export class SourceSession {
     this.link = new Link(ws, new SourceInbound(), (m) => this.handle(m));
     ws.on('open', () => this.link.send({ type: 'HELLO', versionMin: PROTOCOL_VERSION_MIN, versionMax: PROTOCOL_VERSION_MAX, node: ctx.node, nonce: this.nonce, volume: this.wire }));
     const keepalive = setInterval(() => {
-      if (Date.now() - this.link.lastHeard > KEEPALIVE_TIMEOUT_MS) this.link.fail(new HeadstartError('LINK_TIMEOUT', `replica silent for ${KEEPALIVE_TIMEOUT_MS} ms`));
+      if (performance.now() - this.link.lastHeard > KEEPALIVE_TIMEOUT_MS) this.link.fail(new HeadstartError('LINK_TIMEOUT', `replica silent for ${KEEPALIVE_TIMEOUT_MS} ms`));
       else if (this.resume) this.link.send({ type: 'PING', t: Date.now() });
     }, KEEPALIVE_MS);
     void this.link.done.then(() => {

@@ -1128,7 +1128,10 @@ async function takeDirLock(dir: string): Promise<void> {
       if (Number.isSafeInteger(owner) && owner > 0 && isAlive(owner)) {
         throw new HeadstartError('VOLUME_LOCKED', `volume ${dir} is open in process ${owner}${owner === process.pid ? ' (this one)' : ''}`);
       }
-      await rm(path, { force: true });
+      // A dead owner's lock: taken over (a directory we may not write fails here, in words).
+      await rm(path, { force: true }).catch((e: unknown) => {
+        throw fromSystemError(e, `locking ${dir}`);
+      });
     }
   }
   throw new HeadstartError('VOLUME_LOCKED', `could not lock volume ${dir}`);

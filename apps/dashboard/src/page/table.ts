@@ -183,10 +183,14 @@ export class SinkTable {
       for (const c of ['lag', 'dirty', 'throughput', 'ts', 'presend', 'presented', 'collided', 'staging', 'policy'] as const) this.set(v, c, '—');
       // A replica: its link to its primary (what an operator checks before promoting), and the age of the point it holds.
       const link = primaryLink(vol.primaryLink, now);
-      this.set(v, 'link', link.text, link.cls);
-      v.cells.link.title = link.title;
+      // Clocks that differ: the age is read on the primary's clock (its points' times are), and said.
+      const ahead = vol.primaryLink?.clockAheadMs ?? null;
+      const of = vol.primaryLink?.clockOf ?? 'the primary';
+      const skew = ahead === null ? '' : `clocks differ: this node's is ${formatDuration(Math.abs(ahead))} ${ahead > 0 ? 'ahead of' : 'behind'} ${of}'s (RPO age on ${of}'s clock)`;
+      this.set(v, 'link', ahead === null ? link.text : `${link.text} · clocks differ`, link.cls);
+      v.cells.link.title = skew === '' ? link.title : `${link.title}; ${skew}`;
       // With a target, as a sink's cell shows it (a replica's volume can carry one: rpoTarget).
-      const age = vol.role === 'replica' && cp ? Math.max(0, now - cp.scheduledAt) : null;
+      const age = vol.role === 'replica' && cp ? Math.max(0, now - (ahead ?? 0) - cp.scheduledAt) : null;
       const target = vol.rpoTargetMs ?? null;
       this.set(v, 'rpo', age === null ? '—' : target === null ? formatDuration(age) : `${formatDuration(age)} / ${formatTarget(target)}`, age !== null && target !== null && age > target ? 'over' : '');
       return;
