@@ -65,6 +65,8 @@ export class BlockTable {
   /** The block's rewrite-model context when its exposure was last credited (see hazard.ts). */
   ctx!: Uint16Array;
   size = 0;
+  /** Bumped whenever entries move (a rehash): a slot index kept from before is void. */
+  generation = 0;
   private mask = 0;
 
   constructor(
@@ -176,6 +178,7 @@ export class BlockTable {
   private rehash(slots: number, forgetUpTo: number, onForget: Forget): void {
     const old = { keys: this.keys, last: this.last, gap: this.gap, credited: this.credited, count: this.count, recent: this.recent, state: this.state, ctx: this.ctx };
     this.alloc(slots);
+    this.generation++;
     for (let j = 0; j < old.keys.length; j++) {
       const key = old.keys[j];
       if (key === EMPTY) continue;

@@ -121,6 +121,14 @@ export class VolumePlanner {
 
   /** Blocks that became dirty in the open snapshot (each once), up to maxOpenBlocks. */
   private readonly openDirty = new KeyList();
+  /**
+   * Each openDirty block's table slot, valid while the table's generation is `slotsOf` (a
+   * rehash moves them; the next ranking finds them all again). A ranking visits every dirty
+   * block each replan: without it, a hash probe per block was a good part of a long trace's
+   * evaluation. The table never forgets a dirty block, so a slot once valid stays the block's.
+   */
+  private openSlots = new Int32Array(1024);
+  private slotsOf = 0;
   /** Dirty blocks of the open snapshot beyond maxOpenBlocks (UNTRACKED): they ship at the close. */
   private untracked = 0;
   /** Dirty blocks of the open snapshot not pre-sent (untracked ones included). */
@@ -387,7 +395,7 @@ export class VolumePlanner {
     const tb = this.table;
     const i = tb.upsert(b, this.forget);
     if (tb.state[i] !== CLEAN) return;
-    tb.state[i] = this.addDirty(b, this.regionOf(b));
+    tb.state[i] = this.addDirty(b, this.regionOf(b), i);
     if (tb.state[i] === DIRTY) this.queueFifo(b, CLEAN, this.now);
   }
 
@@ -395,7 +403,7 @@ export class VolumePlanner {
    * A clean block joins the open snapshot's dirty set (and its region's count); returns its
    * state: DIRTY, or UNTRACKED once the set holds maxOpenBlocks.
    */
-  private addDirty(b: number, region: number): number {
+  private addDirty(b: number, region: number, slot: number): number {
     this.unsent++;
     if (this.openDirty.length >= this.maxOpenBlocks) {
       // Not the engine's planner (shipsClosed): it must hand out every block itself, and the
@@ -404,9 +412,25 @@ export class VolumePlanner {
       this.untracked++;
       return UNTRACKED;
     }
+    if (this.openSlots.length <= this.openDirty.length) {
+      const grown = new Int32Array(this.openSlots.length * 2);
+      grown.set(this.openSlots);
+      this.openSlots = grown;
+    }
+    this.openSlots[this.openDirty.length] = slot;
     this.openDirty.push(b);
     if (this.regionDirty[region] < 65535) this.regionDirty[region]++;
     return DIRTY;
+  }
+
+  /** openDirty's table slots (openSlots), found again if the table moved them since. */
+  private dirtySlots(): Int32Array {
+    const tb = this.table;
+    if (this.slotsOf !== tb.generation) {
+      for (let j = 0; j < this.openDirty.length; j++) this.openSlots[j] = tb.find(this.openDirty.data[j]);
+      this.slotsOf = tb.generation;
+    }
+    return this.openSlots;
   }
 
   /** Dirty blocks of the open snapshot, tracked or not. */
@@ -445,7 +469,7 @@ export class VolumePlanner {
     const state = tb.state[i];
     let next = state === UNTRACKED ? UNTRACKED : DIRTY;
     if (state === CLEAN) {
-      next = this.addDirty(b, region);
+      next = this.addDirty(b, region, i);
       this.newDirtyBytes += this.blockSize;
     } else if (state === SENT || state === FREE_SENT) {
       // A collision: the pre-sent version is stale, the block is queued again.
@@ -476,12 +500,13 @@ export class VolumePlanner {
     this.clock(time);
     const tb = this.table;
     const keys = new KeyList(Math.max(16, this.unsent));
+    const slots = this.dirtySlots();
     for (let j = 0; j < this.openDirty.length; j++) {
       const b = this.openDirty.data[j];
       const r = this.regionOf(b);
       this.regionDirty[r] = 0;
       this.regionSpent[r] = 0;
-      const i = tb.find(b);
+      const i = slots[j];
       if (i < 0) continue;
       if (tb.state[i] === DIRTY) keys.push(b);
       tb.state[i] = CLEAN;
@@ -508,6 +533,8 @@ export class VolumePlanner {
     }
     if (this.adapt && this.policy === 'predictive' && this.openDirty.length > 0) this.adaptBudget();
     this.openDirty.clear();
+    this.slotsOf = tb.generation;
+    if (this.openSlots.length > 1 << 16) this.openSlots = new Int32Array(1024);
     this.untracked = 0;
     this.fifo.clear();
     this.fifoPos = 0;
@@ -807,9 +834,9 @@ export class VolumePlanner {
     // Measured on the full sweep: 27 -> 28 of 45 runs on target (CloudPhysics 1 h / 2x lag
     // 187 -> 55 s, pgbench 15 min / 1.2x 82 -> 72 s).
     let sentRisk = 0;
+    const slots = this.dirtySlots();
     for (let j = 0; j < n; j++) {
-      const b = this.openDirty.data[j];
-      const i = tb.find(b);
+      const i = slots[j];
       if (i < 0) continue;
       if (tb.state[i] === SENT) {
         sentRisk += Math.min(1, f * this.model.probability(tb.ctx[i], now - tb.last[i], horizon));
@@ -888,6 +915,6 @@ export class VolumePlanner {
   get memoryBytes(): number {
     let closed = 0;
     for (const c of this.closed) closed += c.keys.byteLength;
-    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.fifo.memoryBytes + this.plan.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed + COHORT_ENTRY_BYTES * (this.cohortSpent.size + this.cohortSent.size);
+    return this.table.memoryBytes + this.model.memoryBytes + this.openDirty.memoryBytes + this.openSlots.byteLength + this.fifo.memoryBytes + this.plan.byteLength + this.regionLast.byteLength * 2 + this.regionDirty.byteLength + this.regionSpent.byteLength + closed + COHORT_ENTRY_BYTES * (this.cohortSpent.size + this.cohortSent.size);
   }
 }
