@@ -987,7 +987,25 @@ class Node implements HeadstartNode {
       x.archiver?.kick();
       this.checkConvergence(x);
     }
+    this.followLatest([...points.keys()]);
     return points;
+  }
+
+  /**
+   * A sink that holds nothing of the volume yet and is away (the old primary's site after a
+   * failover; a new site not reachable yet) takes its full copy from the point just closed,
+   * not from its older baseline, so the points between are not kept for it
+   * (Volume.rebaseSink). A group's volumes all move or none do, so their copies start at one cut.
+   */
+  private followLatest(unit: readonly Managed[]): void {
+    const names = new Set(unit.flatMap((x) => [...x.sources.keys()]));
+    for (const sink of names) {
+      const links = unit.map((x) => x.sources.get(sink));
+      if (!links.every((l) => l?.mayFollowLatest === true)) continue;
+      for (const [i, l] of links.entries()) {
+        void l!.followLatest().catch((err: unknown) => this.log.warn({ err, volume: unit[i].config.name, sink }, 'could not move the full copy of an away sink to the latest point (the points before stay kept for it)'));
+      }
+    }
   }
 
   /** Logs when a sink starts or stops falling further behind with every point. */

@@ -109,6 +109,14 @@ export interface SourceLink {
   stop(why?: 'demoted' | 'shutdown'): Promise<void>;
   /** Drops the current connection (it reconnects and resumes): for tests and operators. */
   reconnect(): void;
+  /**
+   * Whether the sink's full copy may start from the latest closed point instead of its
+   * baseline (followLatest): it holds nothing of the volume yet, no session is under way, and
+   * none reached the replica since this link started (its copy may have begun there).
+   */
+  readonly mayFollowLatest: boolean;
+  /** Moves the sink's full copy to the latest closed point (Volume.rebaseSink), holding the next session back meanwhile; nothing unless mayFollowLatest. */
+  followLatest(): Promise<void>;
 }
 
 export interface LinkStats {
@@ -185,6 +193,10 @@ class Source implements SourceLink {
   private readonly totals = { wireBytesOut: 0, wireBytesIn: 0, payloadBytesSent: 0, socketBytesOut: 0 };
   /** The current connection's TCP socket (its byte count). */
   private socket: Socket | null = null;
+  /** A session got the replica's RESUME since this link started: the sink's copy may be under way there. */
+  private reached = false;
+  /** A followLatest under way: the next session waits for it (it reads the sink's baseline). */
+  private rebasing: Promise<void> | null = null;
 
   constructor(
     private readonly options: SourceOptions,
@@ -199,9 +211,32 @@ class Source implements SourceLink {
     this.loop = this.run();
   }
 
+  get mayFollowLatest(): boolean {
+    if (this.reached || this.stopped || this.session !== null || this.rebasing !== null) return false;
+    const v = this.options.volume;
+    return v.sinks().some((s) => s.name === this.options.sink && s.acked === null);
+  }
+
+  followLatest(): Promise<void> {
+    if (!this.mayFollowLatest) return Promise.resolve();
+    const p = this.options.volume.rebaseSink(this.options.sink);
+    // Set before any await: a session about to start sees it and waits.
+    const held: Promise<void> = p.then(
+      () => undefined,
+      () => undefined,
+    ).finally(() => {
+      if (this.rebasing === held) this.rebasing = null;
+    });
+    this.rebasing = held;
+    return p;
+  }
+
   private async run(): Promise<void> {
     let backoff = RECONNECT_MIN_MS;
     while (!this.stopped) {
+      // A move of the sink's baseline under way: the session's first step reads it.
+      while (this.rebasing !== null) await this.rebasing;
+      if (this.stopped) break;
       const ws = new WebSocket(this.options.url, {
         maxPayload: MAX_FRAME + 1024,
         perMessageDeflate: this.options.compress ? LINK_DEFLATE : false,
@@ -228,6 +263,7 @@ class Source implements SourceLink {
         wireRatio: this.wireRatio,
         meter: this.meter,
         onReady: () => {
+          this.reached = true;
           this.state = 'connected';
           this.lastError = null;
           o.onEvent?.({ type: 'connected', sink: o.sink });

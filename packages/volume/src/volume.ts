@@ -850,6 +850,31 @@ export class Volume implements BlockDevice {
     if (after > before) this.trimBelow(after);
   }
 
+  /**
+   * A sink that holds nothing of this volume yet (acked null) and has not begun its full
+   * copy starts it from the latest closed point instead of its baseline: the points before
+   * are no longer kept for it. Without this, a sink that stays away (the old primary's site
+   * after a failover, gone for days) kept every point from its baseline on, the old content
+   * of each block first written in each of them, growing the metadata store with every
+   * point; its full copy, by checksum, is no cheaper from an older point. The caller makes
+   * sure no session of the sink has read the baseline (source.ts, followLatest).
+   */
+  async rebaseSink(name: string): Promise<void> {
+    this.checkOpen();
+    const s = this.sink(name);
+    const latest = this.latestClosed;
+    if (s.acked !== null || latest === null || s.baseline >= latest.n || !this.isReadable(latest.n)) return;
+    const next: SinkState = { ...s, baseline: latest.n };
+    const before = this.floor;
+    this.space.forMetadata(`moving sink ${name}'s full copy to point ${latest.n}`);
+    // Saved first: were the floor raised before, a failed save would leave the old baseline
+    // unreadable (writes stop keeping its blocks) while the record still names it.
+    await this.sinkDb.put(name, encodeSink(next));
+    this.sinkStates.set(name, next);
+    const after = this.floor;
+    if (after > before) this.trimBelow(after);
+  }
+
   async removeSink(name: string): Promise<void> {
     this.checkOpen();
     this.sink(name);
