@@ -1,5 +1,7 @@
 import { join } from 'node:path';
-import { stat } from 'node:fs/promises';
+import { rm, stat, symlink } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import { describe, expect, it, vi } from 'vitest';
 import { isHeadstartError } from '@headstart/errors';
 import { tempDir } from '../../../test/helpers/tmp';
@@ -64,6 +66,45 @@ describe('volume', () => {
     await expectCode(createVolume(dir, { size: MiB }), 'VOLUME_EXISTS');
     await v.shutdown();
     await expectCode(openVolume(tempDir()), 'VOLUME_NOT_FOUND');
+  });
+
+  it('takes over a lock left by an earlier process that had this pid, and still refuses a live one', async () => {
+    // A node in a container restarts as the same pid after a crash (kill -9, OOM, power
+    // loss): the lock its previous run left names this very process. It was refused as
+    // "open in process N (this one)" at every start, so the node could never start again.
+    const dir = tempDir();
+    const v = await createVolume(dir, { size: MiB });
+    await v.write(0, Buffer.alloc(4096, 7));
+    await v.shutdown();
+    await symlink(String(process.pid), join(dir, 'lock'));
+    const again = await openVolume(dir);
+    expect((await again.read(0, 4096))[0]).toBe(7);
+    // this process holds it now: a second open here is refused, as before
+    await expectCode(openVolume(dir), 'VOLUME_LOCKED');
+    await again.shutdown();
+    // a lock naming another live process (the test runner's parent) is not taken over
+    await symlink(String(process.ppid), join(dir, 'lock'));
+    await expectCode(openVolume(dir), 'VOLUME_LOCKED');
+    await rm(join(dir, 'lock'));
+  });
+
+  it.runIf(process.platform === 'linux')('takes over a lock whose owner was killed and is a zombie not reaped yet', async () => {
+    // kill -9 of a node, restarted at once (a supervisor): the dead process stays a zombie
+    // until its parent reaps it, 2 s measured under a busy init; kill(pid, 0) still finds it.
+    const dir = tempDir();
+    const v = await createVolume(dir, { size: MiB });
+    await v.shutdown();
+    // `sleep 0` exits at once; its parent exec'd into `sleep 30`, which never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      const zombie = Number((await new Promise<string>((resolve) => parent.stdout!.once('data', (d: Buffer) => resolve(d.toString())))).trim());
+      await vi.waitFor(() => expect(readFileSync(`/proc/${zombie}/stat`, 'utf8')).toMatch(/\) Z /), { timeout: 5000 });
+      await symlink(String(zombie), join(dir, 'lock'));
+      const again = await openVolume(dir);
+      await again.shutdown();
+    } finally {
+      parent.kill('SIGKILL');
+    }
   });
 
   it('zeroing (trim, write-zeroes, zero blocks applied on a replica) takes no new space in the sparse image', async () => {

@@ -1141,28 +1141,42 @@ async function exists(path: string): Promise<boolean> {
  */
 async function takeDirLock(dir: string): Promise<void> {
   const path = join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      await symlink(String(process.pid), path);
-      heldLocks.add(path);
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `locking ${dir}`);
-      const target = await readlink(path).catch(() => readFile(path, 'utf8')).catch(() => '');
-      const owner = Number(target.trim());
-      if (Number.isSafeInteger(owner) && owner > 0 && isAlive(owner)) {
-        throw new HeadstartError('VOLUME_LOCKED', `volume ${dir} is open in process ${owner}${owner === process.pid ? ' (this one)' : ''}`);
-      }
-      // A dead owner's lock: taken over (a directory we may not write fails here, in words).
-      await rm(path, { force: true }).catch((e: unknown) => {
-        throw fromSystemError(e, `locking ${dir}`);
-      });
-    }
+  // This process's own hold (or its own take under way) is known here, not by the pid on
+  // disk: a lock naming this process's pid that this process does not hold was left by an
+  // earlier process that had the same pid (a container's node restarts as the same pid
+  // after a crash; pids are reused after a reboot) and is stale.
+  if (heldLocks.has(path) || takingLocks.has(path)) {
+    throw new HeadstartError('VOLUME_LOCKED', `volume ${dir} is open in process ${process.pid} (this one)`);
   }
-  throw new HeadstartError('VOLUME_LOCKED', `could not lock volume ${dir}`);
+  takingLocks.add(path);
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await symlink(String(process.pid), path);
+        heldLocks.add(path);
+        return;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw fromSystemError(err, `locking ${dir}`);
+        const target = await readlink(path).catch(() => readFile(path, 'utf8')).catch(() => '');
+        const owner = Number(target.trim());
+        if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && isAlive(owner)) {
+          throw new HeadstartError('VOLUME_LOCKED', `volume ${dir} is open in process ${owner}`);
+        }
+        // A dead owner's lock: taken over (a directory we may not write fails here, in words).
+        await rm(path, { force: true }).catch((e: unknown) => {
+          throw fromSystemError(e, `locking ${dir}`);
+        });
+      }
+    }
+    throw new HeadstartError('VOLUME_LOCKED', `could not lock volume ${dir}`);
+  } finally {
+    takingLocks.delete(path);
+  }
 }
 
 const heldLocks = new Set<string>();
+/** Locks this process is taking (between its check and its symlink). */
+const takingLocks = new Set<string>();
 
 async function releaseDirLock(dir: string): Promise<void> {
   const path = join(dir, LOCK_FILE);
@@ -1174,8 +1188,17 @@ async function releaseDirLock(dir: string): Promise<void> {
 function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A process killed a moment ago is a zombie until its parent reaps it (seconds, under a
+  // busy init): it holds no file, lock or map any more, but kill(pid, 0) still finds it, so
+  // a node restarted at once after kill -9 was refused with VOLUME_LOCKED.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return true; // no /proc (not Linux) or unreadable: alive, as kill said
   }
 }
