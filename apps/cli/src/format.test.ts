@@ -30,6 +30,16 @@ describe('headstart status', () => {
     expect(formatStatus(status(volume({ size: 100 * 2 ** 20 })))).toContain('epoch 1, 100.0 MiB,');
   });
 
+  it('names the away sink a nearly full disk keeps points for, and what to do', () => {
+    const sink = (name: string, state: string, acked: number) => ({ name, state, acked, lastLagMs: null, lastCommitMs: null, rpoAgeMs: null, throughput: 0, notConverging: false, lastError: null }) as unknown as VolumeView['sinks'][number];
+    const low = { freeBytes: 3 << 20, reserveBytes: 1 << 20, warnBytes: 4 << 20 };
+    const out = formatStatus(status(volume({ latestClosed: 40, disk: low, sinks: [sink('site-c', 'connected', 39), sink('site-b', 'disconnected', 12)] })));
+    expect(out).toContain('DISK NEARLY FULL');
+    expect(out).toContain("28 point(s) are kept for sink site-b (link disconnected, last committed 12): if it stays away, take it out of the volume's sinks and restart");
+    expect(formatStatus(status(volume({ latestClosed: 40, disk: low, sinks: [sink('site-c', 'connected', 12)] })))).not.toContain('are kept for sink');
+    expect(formatStatus(status(volume({ latestClosed: 40, sinks: [sink('site-b', 'disconnected', 12)] })))).not.toContain('are kept for sink');
+  });
+
   it('says when scheduled verifications wait for a sink that is behind', () => {
     expect(formatStatus(status(volume({ verifyDeferred: 3 })))).toContain('verification: the last 3 scheduled one(s) deferred: a sink has not committed the latest point yet (a backlog)');
     expect(formatStatus(status(volume({})))).not.toContain('deferred');

@@ -52,6 +52,13 @@ function clockSkew(p: VolumeView['primaryLink']): string {
   return `; CLOCKS DIFFER: this node's clock is ${seconds(Math.abs(ahead))} ${ahead > 0 ? 'ahead of' : 'behind'} ${p?.clockOf ?? 'the primary'}'s (RPO age on ${p?.clockOf ?? 'the primary'}'s clock; fix NTP)`;
 }
 
+/** The sink not connected that the most points are kept for (its last committed one on), if any: what fills a primary's disk while a site is away. */
+function keptFor(v: VolumeView): { name: string; state: string; acked: number; points: number } | null {
+  if (v.role !== 'primary' || v.latestClosed === null) return null;
+  const away = v.sinks.filter((k) => k.state !== 'connected' && k.acked !== null && k.acked < v.latestClosed!).sort((a, b) => a.acked! - b.acked!)[0];
+  return away === undefined ? null : { name: away.name, state: away.state, acked: away.acked!, points: v.latestClosed - away.acked! };
+}
+
 export function formatStatus(s: NodeStatus): string {
   const lines = [`node ${s.node} at ${new Date(s.time).toISOString()}`];
   const caps = (s.linkCaps ?? []).filter((c) => c.rateLimit !== null || c.windows > 0 || c.setBy === 'operator');
@@ -71,6 +78,8 @@ export function formatStatus(s: NodeStatus): string {
       lines.push(free < v.disk.reserveBytes
         ? `  DISK FULL: ${bytes(free)} free; writes are refused below ${bytes(v.disk.reserveBytes)} (kept for the write log): free space`
         : `  DISK NEARLY FULL: ${bytes(free)} free; writes will be refused below ${bytes(v.disk.reserveBytes)}`);
+      const away = keptFor(v);
+      if (away !== null) lines.push(`  ${away.points} point(s) are kept for sink ${away.name} (link ${away.state}, last committed ${away.acked}): if it stays away, take it out of the volume's sinks and restart, so they go (it then takes a full copy by checksum)`);
     }
     const cf = v.closeFailing;
     if (cf) {
