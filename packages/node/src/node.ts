@@ -42,6 +42,7 @@ import type { RateWindow } from './rate-windows';
 import { ARCHIVE_SINK, startArchiver, type Archiver } from './archiving';
 import { notConverging } from './convergence';
 import type { Logger } from './logger';
+import { Repeats } from './repeats';
 import { listening } from './listen';
 import { VERIFY_HOLD_MS, VERIFY_RANGE_BYTES, VERIFY_SINK, compareWithReplica, hashPoint, type VerifyPlan } from './verify';
 
@@ -375,6 +376,8 @@ export async function startNode(config: NodeConfig, logger: Logger): Promise<Hea
 
 class Node implements HeadstartNode {
   private readonly managed = new Map<string, Managed>();
+  /** Failures retried every few seconds (a link to a site that is down), logged once and then every few minutes. */
+  private readonly repeats = new Repeats();
   /**
    * Rate caps shared by every link to a peer (peers[].rateLimit), and by every link of the
    * node (linkCap), each following its windows (link-caps.ts).
@@ -1038,14 +1041,18 @@ class Node implements HeadstartNode {
       if (m.notConverging.has(e.sink)) this.checkConvergence(m);
     } else if (e.type === 'disconnected') {
       this.emit({ type: 'link-error', time: Date.now(), volume, sink: e.sink, code: e.code, message: e.message });
-      this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message }, 'link to sink down');
+      // Once, then a reminder every few minutes (repeats.ts): it is retried every few seconds.
+      const r = this.repeats.failed(`sink\0${volume}\0${e.sink}`, `${e.code} ${e.message}`, Date.now());
+      if (r.log && r.count === 1) this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message }, 'link to sink down');
+      else if (r.log) this.log.warn({ volume, sink: e.sink, code: e.code, message: e.message, attempts: r.count, since: new Date(r.since).toISOString() }, 'link to sink still down');
     } else if (e.type === 'resync') {
       this.log.warn({ volume, sink: e.sink, message: e.message }, 'the sink does not hold the point it acknowledged: it is copied afresh (by checksum where it holds data)');
     } else if (e.type === 'presend-stopped') {
       this.emit({ type: 'presend-stopped', time: Date.now(), volume, sink: e.sink, n: e.n, limit: e.limit });
       this.log.warn({ volume, sink: e.sink, n: e.n, limit: e.limit }, 'pre-sends stopped: the open point has more dirty blocks than the limit, it ships whole at its close (its lag grows)');
     } else {
-      this.log.info({ volume, sink: e.sink }, 'link to sink up');
+      const d = this.repeats.ended(`sink\0${volume}\0${e.sink}`, Date.now());
+      this.log.info({ volume, sink: e.sink, ...(d === null ? {} : { downForMs: d.forMs, failedAttempts: d.count }) }, 'link to sink up');
     }
   }
 
@@ -1096,6 +1103,7 @@ class Node implements HeadstartNode {
     // promotion waiting for a primary that can never ship here.)
     if (m && (e.type === 'committed' || e.type === 'nack' || (e.type === 'session-ended' && (e.how === 'dropped' || e.how === 'demoted')))) m.primarySeenAt = Date.now();
     if (m && e.type === 'session') m.primaryDemotedAt = null;
+    if (e.type === 'session') this.repeats.ended(`replica\0${e.volume}`, Date.now());
     if (m && e.type === 'source-clock') {
       const differ = Math.abs(e.aheadMs) >= CLOCK_SKEW_MS;
       const told = m.sourceClock?.told ?? false;
@@ -1111,7 +1119,9 @@ class Node implements HeadstartNode {
     } else if (e.type === 'session-ended' && e.how === 'demoted') {
       this.log.info({ volume: e.volume, peer: e.peer }, 'the primary was demoted: it no longer replicates to this node');
     } else if (e.type === 'link-error') {
-      this.log.warn({ volume: e.volume, code: e.code, message: e.message }, 'replication link error');
+      // A fenced old primary retries every few seconds until it is demoted: once, then reminders.
+      const r = this.repeats.failed(`replica\0${e.volume}`, `${e.code} ${e.message}`, Date.now());
+      if (r.log) this.log.warn({ volume: e.volume, code: e.code, message: e.message, ...(r.count > 1 ? { attempts: r.count, since: new Date(r.since).toISOString() } : {}) }, r.count > 1 ? 'replication link error, again' : 'replication link error');
     } else if (e.type === 'nack') {
       this.log.error({ volume: e.volume, n: e.n, message: e.message }, 'snapshot point refused');
     } else if (e.type === 'recovery-failed') {
