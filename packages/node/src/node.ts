@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
-import type { FeedEvent, SinkStatus } from '@headstart/protocol';
+import type { FeedEvent, PrimaryLinkView, SinkStatus } from '@headstart/protocol';
 import { startReplicaServer, startSource, policyByName, type PresendPolicy, type ReplicaServer, type ReplicaVolumeConfig, type SourceEvent, type SourceLink, type ReplicaEvent, type GroupWait, type WaitOptions } from '@headstart/replication';
 import { createVolume, openVolume, type SnapshotPoint, type Volume } from '@headstart/volume';
 import { readSecret, type NodeConfig, type VolumeConfig } from './config';
@@ -110,23 +110,10 @@ export interface VolumeView {
    * ships to it now ("node at host:port"), or null; `lastSeenAt`: when a session of it was
    * last alive (epoch ms; null: not since this node started); `demotedAt`: when it ended its
    * session by a demote (null: it did not). Promote refuses without --force while it is
-   * connected, and for 15 s after it was last seen unless it demoted.
+   * connected, and for 15 s after it was last seen unless it demoted. Its clock, when it
+   * differs from this node's (CLOCK_SKEW_MS), measures the replica's RPO age.
    */
-  readonly primaryLink: {
-    readonly connected: string | null;
-    readonly lastSeenAt: number | null;
-    readonly demotedAt: number | null;
-    /**
-     * How far this node's clock is ahead of its primary's (ms, negative: behind), as last
-     * measured while it was connected (kept after: the clocks drift slowly), when they differ
-     * by CLOCK_SKEW_MS or more; null when they agree (or were never compared). The committed
-     * point's scheduled time is the primary's clock: its RPO age is `now - clockAheadMs -
-     * scheduledAt` (status, the dashboard and headstart_replica_rpo_age_seconds measure it so).
-     */
-    readonly clockAheadMs?: number | null;
-    /** The primary whose clock that is. */
-    readonly clockOf?: string | null;
-  } | null;
+  readonly primaryLink: PrimaryLinkView | null;
   readonly rpoTargetMs: number | null;
   readonly dirtyBytes: number;
   readonly policy: string;

@@ -105,6 +105,28 @@ export interface FeedSink extends SinkStatus {
 }
 
 /** One volume on the node with its sinks (replica side: committedPoint, no sinks). */
+/**
+ * A replica's primary as its node sees it (`headstart status` and the feed): `connected`, who
+ * ships to it now ("node at host:port"), or null; `lastSeenAt`, when a session of it was last
+ * alive, and `demotedAt`, when it ended one by a demote (epoch ms; null: not since the node
+ * started / it did not).
+ */
+export interface PrimaryLinkView {
+  readonly connected: string | null;
+  readonly lastSeenAt: number | null;
+  readonly demotedAt: number | null;
+  /**
+   * How far the replica's clock is ahead of its primary's (ms, negative: behind), as last
+   * measured while connected (kept after: clocks drift slowly), when they differ by a second
+   * or more; null when they agree or were never compared (absent from older nodes). The
+   * committed point's scheduled time is the primary's clock: its RPO age is `now -
+   * clockAheadMs - scheduledAt`.
+   */
+  readonly clockAheadMs?: number | null;
+  /** The primary whose clock that is. */
+  readonly clockOf?: string | null;
+}
+
 export interface FeedVolume extends VolumeStatus {
   readonly latestClosedPoint: FeedPoint | null;
   readonly committedPoint: FeedPoint | null;
@@ -134,14 +156,7 @@ export interface FeedVolume extends VolumeStatus {
    * to it now, or null; when a session of it was last alive and when it ended one by a demote
    * (epoch ms, null: not since this node started / it did not). Null on a primary (absent from older nodes).
    */
-  readonly primaryLink?: {
-    readonly connected: string | null;
-    readonly lastSeenAt: number | null;
-    readonly demotedAt: number | null;
-    /** How far this node's clock is ahead of the primary's (ms), when they differ by a second or more; else null (absent from older nodes). */
-    readonly clockAheadMs?: number | null;
-    readonly clockOf?: string | null;
-  } | null;
+  readonly primaryLink?: PrimaryLinkView | null;
   /**
    * The volume's RPO target (ms; `rpoTarget`), or null. A sink carries it too; on a replica it
    * flags the point it holds once older than that (absent from older nodes).

@@ -4,7 +4,7 @@
  */
 export * from './constants';
 export type * from './messages';
-export type { FeedEvent, FeedMessage, FeedPoint, FeedSink, FeedStaging, FeedStatus, FeedVersion, FeedVolume, LinkState, SinkStatus, SnapshotRecord, VolumeStatus } from './feed';
+export type { FeedEvent, FeedMessage, FeedPoint, FeedSink, FeedStaging, FeedStatus, FeedVersion, FeedVolume, LinkState, PrimaryLinkView, SinkStatus, SnapshotRecord, VolumeStatus } from './feed';
 export { encodeFrame, encodeFrameWith, decodeFrame, peekType, maxFrameBytes, u64ToBytes, bytesToU64 } from './frame';
 export { loadHasher, blockHash, zeroBlockHash, isZero, rangeHash, SnapshotDigest } from './hash';
 export { freshNonce, computeProof, verifyProof, agreeVersion, type ProofInput } from './auth';
