@@ -7,6 +7,7 @@
  * busy volume). When the site returns and is demoted, it takes a full copy of the latest
  * point and follows on from there, equal to the new primary.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -61,4 +62,40 @@ describe("a promoted volume's sink for the lost site", () => {
     expect(here[0]).toBe(19);
     expect(here[3 * MiB]).toBe(1);
   }, 90_000);
+
+  it('a new sink whose first copy was cut off half-way by a restart takes it again from the latest point, and ends equal', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-away-sink-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const [aPeers, bPeers] = [await freePort(), await freePort()];
+    const siteB = () => startNode(validateConfig({ node: { name: 'site-b', dataDir: join(dir, 'b'), secret: SECRET }, listen: { peers: `127.0.0.1:${bPeers}` }, peers: [{ name: 'site-a', url: `ws://127.0.0.1:${aPeers}` }], volumes: [{ name: 'vol', size: 16 * MiB, role: 'replica', schedule: { every: '1h' }, sinks: ['site-a'] }] }), silentLogger());
+    // A slow link (4 MB/s): the first copy of 12 MiB takes about 3 s.
+    const siteA = () => startNode(validateConfig({ node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET }, listen: { peers: `127.0.0.1:${aPeers}` }, peers: [{ name: 'site-b', url: `ws://127.0.0.1:${bPeers}`, rateLimit: '4MB/s' }], volumes: [{ name: 'vol', size: 16 * MiB, role: 'primary', schedule: { every: '1h' }, sinks: ['site-b'] }] }), silentLogger());
+    let a = await siteA();
+    await a.volume('vol').write(0, randomBytes(12 * MiB));
+    await a.snapshotNow('vol');
+    let b = await siteB();
+    const v = () => a.volume('vol');
+    const baseline = v().sink('site-b').baseline;
+    // Part of the copy reaches site-b (staged there), then both sites stop.
+    await expect.poll(() => a.status().volumes[0].sinks[0]?.payloadBytesSent ?? 0, { timeout: 20_000 }).toBeGreaterThan(2 * MiB);
+    expect(v().sink('site-b').acked).toBeNull();
+    await b.stop();
+    await a.stop();
+    // site-a comes back alone and takes points: the away sink's copy moves to the latest.
+    a = await siteA();
+    for (let i = 0; i < 3; i++) {
+      await v().write(i * MiB, Buffer.alloc(MiB, 0xa0 + i));
+      await a.snapshotNow('vol');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await expect.poll(() => v().sink('site-b').baseline, { timeout: 15_000 }).toBe(v().latestClosed!.n);
+    expect(v().sink('site-b').baseline).toBeGreaterThan(baseline);
+    // site-b returns: it takes the copy at the new point and holds exactly site-a's.
+    b = await siteB();
+    cleanup.push(() => b.stop(), () => a.stop());
+    const last = await a.snapshotNow('vol');
+    await a.waitAcked('vol', last.n, 60_000);
+    expect(b.volume('vol').committed?.n).toBe(last.n);
+    expect((await b.volume('vol').read(0, 16 * MiB)).equals(await v().read(0, 16 * MiB))).toBe(true);
+  }, 120_000);
 });
