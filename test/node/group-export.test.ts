@@ -6,7 +6,7 @@
  * records W (wal) and D (db), W - 1 <= D <= W. Exported one by one, each image would be
  * its own point (the docs used to say: export again until the times match).
  */
-import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -98,4 +98,28 @@ describe('export --group', () => {
       await workload;
     }
   }, 60_000);
+  it('puts no image in place unless every one of the group can be: --force over a target that cannot be replaced leaves the others as they were', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-group-export-torn-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const primary: HeadstartNode = await startNode(validateConfig({ node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET }, volumes: ['wal', 'db'].map((name) => ({ name, size: 4 * MiB, schedule: { every: '1h' }, group: 'app' })) }), silentLogger());
+    cleanup.push(() => primary.stop());
+    await primary.volume('wal').write(0, record(7));
+    await primary.volume('db').write(0, record(7));
+    const out = join(dir, 'out');
+    await mkdir(out);
+    // An earlier export's wal.raw, and a db.raw that cannot be replaced (a directory): wal is written first.
+    await writeFile(join(out, 'wal.raw'), 'an earlier point');
+    await mkdir(join(out, 'db.raw'));
+    await writeFile(join(out, 'db.raw', 'keep'), 'x');
+    await expect(primary.exportGroup('db', out, { overwrite: true })).rejects.toMatchObject({ code: 'EXPORT_OUTPUT' });
+    expect(await readFile(join(out, 'wal.raw'), 'utf8'), 'wal.raw is not left at a point db.raw does not have').toBe('an earlier point');
+    expect((await readdir(out)).sort(), 'no temp file left').toEqual(['db.raw', 'wal.raw']);
+    // Once the target can be replaced, both go in at one point.
+    await rm(join(out, 'db.raw'), { recursive: true });
+    const done = await primary.exportGroup('db', out, { overwrite: true });
+    expect(done.volumes.map((v) => v.volume)).toEqual(['wal', 'db']);
+    expect(newest(await readFile(join(out, 'wal.raw')))).toBe(7);
+    expect(newest(await readFile(join(out, 'db.raw')))).toBe(7);
+    expect((await readdir(out)).sort()).toEqual(['db.raw', 'wal.raw']);
+  }, 30_000);
 });

@@ -86,6 +86,9 @@ describe('configuration', () => {
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '400d' } }] })).toContain('volumes[0].schedule.every: "400d" is longer than 366d');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: Infinity } }] })).toContain('volumes[0].schedule.every: not a duration: Infinity');
     expect(problem({ ...base, volumes: [{ name: 'v', size: Infinity }] })).toContain('volumes[0].size: not a size: Infinity');
+    // YAML's .nan: the key's own message, not zod's bare "Invalid input".
+    expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: NaN } }] })).toContain('volumes[0].schedule.every: not a duration: NaN');
+    expect(problem({ ...base, volumes: [{ name: 'v', size: NaN }] })).toContain('volumes[0].size: not a size: NaN');
     expect(validateConfig({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '366d' } }] }, 'x.yaml', '/b').volumes[0].schedule?.every).toBe(366 * 86_400_000);
     expect(problem({ ...base, listen: { nbd: 'localhost' } })).toContain('listen.nbd: not a host:port address');
     expect(problem({ ...base, colour: 'blue' })).toContain("Unrecognized key(s) in object: 'colour'");

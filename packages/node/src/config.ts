@@ -42,25 +42,29 @@ export function parseRate(value: string | number): number {
   return parseSize(value.replace(/\/s\s*$/i, ''));
 }
 
-/** A value as the operator wrote it (YAML's .inf is a number JSON cannot show: "null"). */
+/**
+ * A value as the operator wrote it (YAML's .inf is a number JSON cannot show: "null"). A
+ * YAML .nan is taken as a number too (z.nan beside z.number), so it gets the key's own message,
+ * not zod's "Invalid input".
+ */
 const shown = (v: string | number) => (typeof v === 'number' ? String(v) : JSON.stringify(v));
 /**
  * The longest duration any key takes: a year and a day. Longer is a typo (a YAML 1e300),
  * and past the range of a date (8.64e15 ms) a schedule's next time cannot even be printed.
  */
 const MAX_DURATION_MS = 366 * 86_400_000;
-const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+const size = z.union([z.number(), z.nan(), z.string()]).transform((v, ctx) => {
   const n = parseSize(v);
   if (!Number.isSafeInteger(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a size: ${shown(v)} (write e.g. 4GiB, 512MiB, 1048576)` });
   return n;
 });
-const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+const duration = z.union([z.number(), z.nan(), z.string()]).transform((v, ctx) => {
   const n = parseDuration(v);
   if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${Number.isFinite(n) ? 'not a positive duration' : 'not a duration'}: ${shown(v)} (write e.g. 90s, 5m, 1h)` });
   else if (n > MAX_DURATION_MS) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${shown(v)} is longer than 366d, the longest duration taken` });
   return n;
 });
-const rate = z.union([z.number(), z.string()]).transform((v, ctx) => {
+const rate = z.union([z.number(), z.nan(), z.string()]).transform((v, ctx) => {
   const n = parseRate(v);
   if (!Number.isFinite(n) || n <= 0) ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a rate: ${shown(v)} (write e.g. 20MB/s, 100Mbit/s)` });
   return n;

@@ -54,6 +54,28 @@ describe('the dashboard event journal', () => {
     expect(w.seen).toEqual(["the dashboard's saved event list cannot be read: it starts empty"]);
     await writeFile(path, JSON.stringify([lost(1), { type: 'link-connected' }, 7, null, { type: 'snapshot', time: 2 }, lost(3)]));
     expect((await EventJournal.open(path, silentLogger())).events().map((e) => e.time)).toEqual([1, 3]);
+    // Parseable but damaged: a time no date holds (the page's whole list stopped at "Invalid
+    // time value"), a kind it does not know, fields missing or of another type (shown as
+    // "undefined → undefined: link lost (undefined: undefined)"): each is dropped, the rest kept.
+    const started: FeedEvent = { type: 'node-started', time: 5, node: 'site-a' };
+    const promoted: FeedEvent = { type: 'promoted', time: 6, volume: 'db', epoch: 2, n: null };
+    await writeFile(
+      path,
+      JSON.stringify([
+        lost(1),
+        { ...lost(2), time: 1e300 },
+        { ...lost(2), time: 1796679000000e4 },
+        { type: 'link-disconnected', time: 2 },
+        { type: 'snapshot-acked', time: 2, volume: 'db' },
+        { type: 'unknown-kind', time: 2 },
+        { type: 'promoted', time: 2, volume: 7, epoch: 2, n: 1 },
+        { type: 'error', time: 2 },
+        lost(3),
+        started,
+        promoted,
+      ]),
+    );
+    expect((await EventJournal.open(path, silentLogger())).events()).toEqual([lost(1), lost(3), started, promoted]);
   });
 
   it('says when it cannot save, and saves at the next chance', async () => {

@@ -21,6 +21,40 @@ export function eventJournalPath(dataDir: string): string {
   return join(dataDir, 'dashboard-events.json');
 }
 
+/** The latest time a Date holds (ms): a time past it cannot be shown (the page's list stopped at "Invalid time value"). */
+const MAX_DATE_MS = 8.64e15;
+const str = 'string';
+const num = 'number';
+/** The fields each kind of event the journal keeps must have, and their types ('null' allows null too). */
+const FIELDS: Record<string, Record<string, readonly string[]>> = {
+  'snapshot-closed': { volume: [str], n: [num] },
+  'snapshot-acked': { volume: [str], sink: [str], n: [num], lagMs: [num], sentBytes: [num], minimalBytes: [num] },
+  'snapshot-committed': { volume: [str], n: [num] },
+  'link-error': { volume: [str], sink: [str], code: [str], message: [str] },
+  'presend-stopped': { volume: [str], sink: [str], n: [num], limit: [num] },
+  'presend-limited': { volume: [str], n: [num], limit: [num] },
+  'link-connected': { volume: [str], sink: [str] },
+  'link-disconnected': { volume: [str], sink: [str], code: [str], message: [str] },
+  promoted: { volume: [str], epoch: [num], n: [num, 'null'] },
+  demoted: { volume: [str], epoch: [num] },
+  error: { volume: [str, 'null'], code: [str], message: [str] },
+  'node-started': { node: [str] },
+};
+
+/**
+ * Whether a saved entry is an event the page can show: a kind it keeps, a time a date can
+ * hold, and that kind's fields. A damaged entry is dropped, not shown as garbage
+ * ("undefined → undefined: link lost") nor left to stop the page's list.
+ */
+function isSavedEvent(e: unknown): e is FeedEvent {
+  if (typeof e !== 'object' || e === null) return false;
+  const o = e as Record<string, unknown>;
+  if (typeof o.type !== 'string' || typeof o.time !== 'number' || !Number.isFinite(o.time) || Math.abs(o.time) > MAX_DATE_MS) return false;
+  const fields = Object.hasOwn(FIELDS, o.type) ? FIELDS[o.type] : undefined;
+  if (fields === undefined) return false;
+  return Object.entries(fields).every(([k, types]) => types.includes(o[k] === null ? 'null' : typeof o[k]) && (typeof o[k] !== 'number' || Number.isFinite(o[k])));
+}
+
 export class EventJournal {
   private timer: NodeJS.Timeout | null = null;
   private saving: Promise<void> = Promise.resolve();
@@ -38,7 +72,7 @@ export class EventJournal {
       const parsed: unknown = JSON.parse(await readFile(path, 'utf8'));
       if (!Array.isArray(parsed)) throw new Error('not a list of events');
       // Only what looks like an event: a damaged entry is dropped, not shown as garbage.
-      list = parsed.filter((e): e is FeedEvent => typeof e === 'object' && e !== null && typeof e.type === 'string' && typeof e.time === 'number' && e.type !== 'status' && e.type !== 'snapshot').slice(-JOURNAL_EVENTS);
+      list = parsed.filter(isSavedEvent).slice(-JOURNAL_EVENTS);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, path }, 'the dashboard\'s saved event list cannot be read: it starts empty');
     }

@@ -23,7 +23,7 @@
  * The same `sinks` list serves both directions: while a volume is primary it ships to those
  * peers; while it is a replica it accepts their links.
  */
-import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
@@ -247,45 +247,89 @@ export interface ExportedImage {
   readonly path: string;
 }
 
-/** Copies a volume's content into a sparse raw image: written to a temp file, synced, renamed. */
-async function writeImage(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<void> {
+/** What fails on an output file is the output's problem (no such directory, no room), not the volume's disk: EXPORT_OUTPUT, naming the file. */
+async function onOutput<T>(out: string, what: string, op: Promise<T>): Promise<T> {
+  try {
+    return await op;
+  } catch (err) {
+    throw new HeadstartError('EXPORT_OUTPUT', `cannot ${what} ${out}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+  }
+}
+
+/**
+ * Copies a volume's content into a sparse raw image beside `out` (a temp file, synced) and
+ * resolves its path; placeImages puts it in place. A failed read of the volume stays its own error.
+ */
+async function writeTemp(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<string> {
   if (!overwrite && (await stat(out).then(() => true, () => false))) {
     throw new HeadstartError('EXPORT_EXISTS', `${out} exists; choose another path or pass --force`);
   }
   const tmp = `${out}.partial-${process.pid}`;
-  // What fails on the output file is the output's problem (no such directory, no room), not
-  // the volume's disk: EXPORT_OUTPUT, naming the file; a failed read of the volume stays its own.
-  const onOutput = async <T>(what: string, op: Promise<T>): Promise<T> => {
-    try {
-      return await op;
-    } catch (err) {
-      throw new HeadstartError('EXPORT_OUTPUT', `cannot ${what} ${out}: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-    }
-  };
-  const fh = await onOutput('create', open(tmp, 'w'));
+  const fh = await onOutput(out, 'create', open(tmp, 'w'));
   try {
-    await onOutput('size', fh.truncate(v.size));
+    await onOutput(out, 'size', fh.truncate(v.size));
     const per = Math.max(1, Math.floor((1 << 20) / v.blockSize));
     const zero = Buffer.alloc(per * v.blockSize);
     for (let first = 0; first < v.blockCount; first += per) {
       const count = Math.min(per, v.blockCount - first);
       const data = await read(first, count);
       if (data.equals(zero.subarray(0, data.length))) continue; // stays a hole
-      await onOutput('write', fh.write(data, 0, data.length, first * v.blockSize));
+      await onOutput(out, 'write', fh.write(data, 0, data.length, first * v.blockSize));
     }
-    await onOutput('sync', fh.datasync());
+    await onOutput(out, 'sync', fh.datasync());
+    await onOutput(out, 'close', fh.close());
   } catch (err) {
     await fh.close().catch(() => {});
     await rm(tmp, { force: true });
     throw err;
   }
+  return tmp;
+}
+
+/**
+ * Renames every written image into place, all or none: a group's images are one point only
+ * together, so a failure (a file that cannot be replaced) leaves every target as it was. A
+ * file replaced is first linked aside, and put back if a later one fails.
+ */
+async function placeImages(images: readonly { tmp: string; out: string }[]): Promise<void> {
+  const aside: (string | null)[] = [];
+  const placed: number[] = [];
   try {
-    await onOutput('close', fh.close());
-    await onOutput('rename into place', rename(tmp, out));
+    for (const { out } of images) {
+      const exists = await stat(out).then(() => true, () => false);
+      const keep = `${out}.replaced-${process.pid}`;
+      if (exists) {
+        await rm(keep, { force: true });
+        await onOutput(out, 'replace', link(out, keep));
+      }
+      aside.push(exists ? keep : null);
+    }
+    for (const [i, { tmp, out }] of images.entries()) {
+      await onOutput(out, 'rename into place', rename(tmp, out));
+      placed.push(i);
+    }
   } catch (err) {
-    await rm(tmp, { force: true });
+    for (const i of placed.reverse()) {
+      const keep = aside[i];
+      await (keep !== null ? rename(keep, images[i].out) : rm(images[i].out, { force: true })).catch(() => {});
+    }
+    for (const { tmp } of images) await rm(tmp, { force: true });
+    for (const keep of aside) if (keep !== null) await rm(keep, { force: true });
     throw err;
   }
+  for (const keep of aside) if (keep !== null) await rm(keep, { force: true });
+}
+
+/** Writes each image of `unit` to a temp file, then puts them all in place (placeImages); a failure leaves no temp file. */
+async function writeImages(jobs: readonly { v: Volume; out: string; read: (first: number, count: number) => Promise<Buffer> }[], overwrite: boolean): Promise<void> {
+  const written: { tmp: string; out: string }[] = [];
+  try {
+    for (const j of jobs) written.push({ tmp: await writeTemp(j.v, j.out, j.read, overwrite), out: j.out });
+  } catch (err) {
+    for (const { tmp } of written) await rm(tmp, { force: true });
+    throw err;
+  }
+  await placeImages(written);
 }
 
 export interface HeadstartNode {
@@ -1238,9 +1282,10 @@ class Node implements HeadstartNode {
         // A member whose close failed (closePoints logged it) has no point of this cut.
         const missing = unit.filter((x) => !points.has(x));
         if (missing.length > 0) throw new HeadstartError('NODE_GROUP_TORN', `the point for the export could not be closed on ${missing.map((x) => x.config.name).join(', ')} (see the node log); nothing was written`);
+        // Every image is written before any is put in place: a failure leaves none of this point.
+        await writeImages(unit.map((x, i) => ({ v: x.volume, out: outs[i], read: (first: number, count: number) => x.volume.readBlocksAt(points.get(x)!.n, first, count) })), overwrite);
         for (const [i, x] of unit.entries()) {
           const point = points.get(x)!;
-          await writeImage(x.volume, outs[i], (first, count) => x.volume.readBlocksAt(point.n, first, count), overwrite);
           images.push({ volume: x.config.name, n: point.n, scheduledAt: point.scheduledAt, bytes: x.volume.size, path: outs[i] });
         }
         return images;
@@ -1262,10 +1307,8 @@ class Node implements HeadstartNode {
       if (new Set(points.map((p) => p.scheduledAt)).size > 1) {
         throw new HeadstartError('NODE_GROUP_TORN', `the volumes of group ${unit[0].config.group} do not hold the same point: ${points.map((p) => `${p.volume} at point ${p.n} (${new Date(p.scheduledAt).toISOString()})`).join(', ')}; export them one by one, or after the next point commits`);
       }
-      for (const [i, x] of unit.entries()) {
-        await writeImage(x.volume, outs[i], (first, count) => x.volume.read(first * x.volume.blockSize, count * x.volume.blockSize), overwrite);
-        images.push({ ...points[i], bytes: x.volume.size, path: outs[i] });
-      }
+      await writeImages(unit.map((x, i) => ({ v: x.volume, out: outs[i], read: (first: number, count: number) => x.volume.read(first * x.volume.blockSize, count * x.volume.blockSize) })), overwrite);
+      for (const [i] of unit.entries()) images.push({ ...points[i], bytes: unit[i].volume.size, path: outs[i] });
       return images;
     } finally {
       for (const x of detached) await this.replicaServer?.attach(this.targetConfig(x));

@@ -12,7 +12,9 @@ describe('a repeated failure', () => {
     // Another cause is said at once; another link is its own.
     expect(r.failed('db\0site-b', 'REPL_EPOCH_FENCED fenced', 310_000)).toEqual({ log: true, count: 1, since: 310_000 });
     expect(r.failed('wal\0site-b', down, 311_000).log).toBe(true);
-    expect(r.ended('db\0site-b', 320_000)).toEqual({ count: 1, forMs: 10_000 });
+    // Its end counts the whole outage, from the first failure of any kind (a site that was
+    // away, then came back fenced: 'up' after 5 min 20 s, not "down for 10 s").
+    expect(r.ended('db\0site-b', 320_000)).toEqual({ count: 63, forMs: 320_000 });
     expect(r.ended('db\0site-b', 321_000)).toBeNull();
     // After it ended, the next failure is said again.
     expect(r.failed('db\0site-b', down, 330_000).log).toBe(true);

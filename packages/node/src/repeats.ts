@@ -12,6 +12,10 @@ interface Open {
   readonly since: number;
   count: number;
   told: number;
+  /** When the failure began, whatever its kind since (a peer refused, then fenced): the outage ended() reports. */
+  readonly downSince: number;
+  /** Failures since downSince, of every kind. */
+  failures: number;
 }
 
 export class Repeats {
@@ -26,20 +30,22 @@ export class Repeats {
   failed(key: string, what: string, now: number): { log: boolean; count: number; since: number } {
     const o = this.open.get(key);
     if (o === undefined || o.what !== what) {
-      this.open.set(key, { what, since: now, count: 1, told: now });
+      // Another kind is said at once, but the outage goes on: it began at the first failure.
+      this.open.set(key, { what, since: now, count: 1, told: now, downSince: o?.downSince ?? now, failures: (o?.failures ?? 0) + 1 });
       return { log: true, count: 1, since: now };
     }
     o.count++;
+    o.failures++;
     const remind = now - o.told >= this.remindMs;
     if (remind) o.told = now;
     return { log: remind, count: o.count, since: o.since };
   }
 
-  /** `key` works again: how long and how many times it had failed (null if it had not). */
+  /** `key` works again: how long and how many times it had failed, of any kind, since its first failure (null if it had not). */
   ended(key: string, now: number): { count: number; forMs: number } | null {
     const o = this.open.get(key);
     if (o === undefined) return null;
     this.open.delete(key);
-    return { count: o.count, forMs: now - o.since };
+    return { count: o.failures, forMs: now - o.downSince };
   }
 }
