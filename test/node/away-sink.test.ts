@@ -63,14 +63,17 @@ describe("a promoted volume's sink for the lost site", () => {
     expect(here[3 * MiB]).toBe(1);
   }, 90_000);
 
-  it('a new sink whose first copy was cut off half-way by a restart takes it again from the latest point, and ends equal', async () => {
+  it("a promoted volume's new sink whose first copy a restart cut off half-way takes it again from the latest point, and ends equal", async () => {
     const dir = await mkdtemp(join(tmpdir(), 'hs-away-sink-'));
     cleanup.push(() => rm(dir, { recursive: true, force: true }));
     const [aPeers, bPeers] = [await freePort(), await freePort()];
     const siteB = () => startNode(validateConfig({ node: { name: 'site-b', dataDir: join(dir, 'b'), secret: SECRET }, listen: { peers: `127.0.0.1:${bPeers}` }, peers: [{ name: 'site-a', url: `ws://127.0.0.1:${aPeers}` }], volumes: [{ name: 'vol', size: 16 * MiB, role: 'replica', schedule: { every: '1h' }, sinks: ['site-a'] }] }), silentLogger());
-    // A slow link (4 MB/s): the first copy of 12 MiB takes about 3 s.
-    const siteA = () => startNode(validateConfig({ node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET }, listen: { peers: `127.0.0.1:${aPeers}` }, peers: [{ name: 'site-b', url: `ws://127.0.0.1:${bPeers}`, rateLimit: '4MB/s' }], volumes: [{ name: 'vol', size: 16 * MiB, role: 'primary', schedule: { every: '1h' }, sinks: ['site-b'] }] }), silentLogger());
-    let a = await siteA();
+    // A slow link (4 MB/s): the first copy of 12 MiB takes about 3 s. site-a's volume was
+    // promoted (made a replica, then promoted with nothing committed): only a promoted
+    // volume keeps no points for a sink that holds nothing.
+    const siteA = (role: 'primary' | 'replica' = 'primary') => startNode(validateConfig({ node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET }, listen: { peers: `127.0.0.1:${aPeers}` }, peers: [{ name: 'site-b', url: `ws://127.0.0.1:${bPeers}`, rateLimit: '4MB/s' }], volumes: [{ name: 'vol', size: 16 * MiB, role, schedule: { every: '1h' }, sinks: ['site-b'] }] }), silentLogger());
+    let a = await siteA('replica');
+    await a.promote('vol', { force: true });
     await a.volume('vol').write(0, randomBytes(12 * MiB));
     await a.snapshotNow('vol');
     let b = await siteB();

@@ -1026,12 +1026,16 @@ class Node implements HeadstartNode {
   }
 
   /**
-   * A sink that holds nothing of the volume yet and is away (the old primary's site after a
-   * failover; a new site not reachable yet) takes its full copy from the point just closed,
-   * not from its older baseline, so the points between are not kept for it
-   * (Volume.rebaseSink). A group's volumes all move or none do, so their copies start at one cut.
+   * On a volume promoted over another history (epoch above 1), a sink that holds nothing of
+   * it yet and is away (the old primary's site after a failover) takes its full copy from the
+   * point just closed, not from its older baseline, so the points between are not kept for it
+   * (Volume.rebaseSink). That copy is a checksum compare in any case: the old site's history
+   * is another. On a volume never promoted the points stay kept for a new sink, so that a new
+   * site seeded from the archive gets only what came after its point (docs/operations.md).
+   * A group's volumes all move or none do, so their copies start at one cut.
    */
   private followLatest(unit: readonly Managed[]): void {
+    if (!unit.every((x) => x.volume.info.epoch > 1)) return;
     const names = new Set(unit.flatMap((x) => [...x.sources.keys()]));
     for (const sink of names) {
       const links = unit.map((x) => x.sources.get(sink));
