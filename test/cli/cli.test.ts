@@ -39,6 +39,20 @@ describe('headstart CLI', () => {
     expect(y.stderr).toContain('not valid YAML');
   });
 
+  it('init node takes --data from where it runs, like any path on a command line', async () => {
+    // `init node -c a/a.yaml --data a/data` wrote dataDir: a/data, which the configuration
+    // resolves beside itself: a/a/data.
+    const dir = tempDir();
+    const r = await runCli(['init', 'node', 'site-a', '-c', 'a/a.yaml', '--data', 'a/data', '--no-tls'], { cwd: dir });
+    expect(r.code, r.stderr).toBe(0);
+    const node = (file: string) => (parseYaml(readFileSync(join(dir, file), 'utf8')) as { node: { dataDir: string } }).node;
+    expect(node('a/a.yaml').dataDir).toBe('./data');
+    expect((await runCli(['init', 'node', 'site-b', '-c', 'b/b.yaml', '--no-tls'], { cwd: dir })).code).toBe(0);
+    expect(node('b/b.yaml').dataDir).toBe('./data'); // the default: beside the configuration
+    expect((await runCli(['init', 'node', 'site-c', '-c', 'c/c.yaml', '--data', 'elsewhere', '--no-tls'], { cwd: dir })).code).toBe(0);
+    expect(node('c/c.yaml').dataDir).toBe(join(dir, 'elsewhere'));
+  });
+
   it('refuses a rate that is not one in the operator\'s words, before reaching the node', async () => {
     const dir = tempDir();
     const config = join(dir, 'a.yaml');
@@ -80,6 +94,7 @@ describe('headstart CLI', () => {
     const ta2 = (await runCli(['pair', 'token', '-c', cfg('a')])).stdout.trim();
     const onC = (await runCli(['pair', 'accept', ta2, '-c', cfg('c')])).stdout;
     expect(onC).toContain('paired with site-a; if site-a does not list site-c as a peer yet, run on site-a:');
+    expect(onC).toContain('a running node reads its peers when it starts: restart `headstart serve` on each site that is running');
     expect((await runCli(['pair', 'accept', /pair accept (\S+)/.exec(onC)![1], '-c', cfg('a')])).code).toBe(0);
     const peersOf = (n: string) => [...readFileSync(cfg(n), 'utf8').matchAll(/name: (site-\w)/g)].map((m) => m[1]).filter((x) => x !== `site-${n}`).sort();
     expect([peersOf('a'), peersOf('b'), peersOf('c')]).toEqual([['site-b', 'site-c'], ['site-a', 'site-c'], ['site-a', 'site-b']]);

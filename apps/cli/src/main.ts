@@ -195,14 +195,14 @@ export async function main(argv: string[]): Promise<number> {
     .command('node <name>')
     .description('Write a new node configuration (and a data directory) for this site')
     .addOption(configOption())
-    .option('--data <dir>', 'data directory', './data')
+    .option('--data <dir>', 'data directory (default: data, beside the configuration file)')
     .option('--nbd <addr>', 'NBD listen address', '127.0.0.1:10809')
     .option('--peers <addr>', 'replication listen address', '127.0.0.1:7800')
     .option('--dashboard <addr>', 'dashboard listen address', '127.0.0.1:7900')
     .option('--metrics <addr>', 'metrics listen address', '127.0.0.1:9400')
     .option('--admin <addr>', 'admin API listen address (loopback)', '127.0.0.1:7901')
     .option('--no-tls', 'replicate over plain ws:// (default: a self-signed certificate, pinned by pairing)')
-    .action(async (name: string, o: { config: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string; tls: boolean }) => {
+    .action(async (name: string, o: { config: string; data?: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string; tls: boolean }) => {
       await (await setup()).initNode(o.config, { name, ...o });
       process.stdout.write(`wrote ${o.config}; next: headstart init volume NAME --size 10GiB, then headstart pair\n`);
     });
@@ -240,11 +240,13 @@ export async function main(argv: string[]): Promise<number> {
     .action(async (token: string, o: { config: string; url?: string }) => {
       const r = await (await setup()).pairAccept(o.config, token, o.url);
       process.stdout.write(
-        r.reply === null
+        (r.reply === null
           ? `paired with ${r.peer}\n`
           : r.sameSecret
           ? `paired with ${r.peer}; if ${r.peer} does not list ${r.self} as a peer yet, run on ${r.peer}:\n  headstart pair accept ${r.reply}\n`
-          : `paired with ${r.peer}; now run on ${r.peer}:\n  headstart pair accept ${r.reply}\n`,
+          : `paired with ${r.peer}; now run on ${r.peer}:\n  headstart pair accept ${r.reply}\n`) +
+          // A helper re-paired two running sites and waited for links that could not come up.
+          `a running node reads its peers when it starts: restart \`headstart serve\` on each site that is running\n`,
       );
     });
 

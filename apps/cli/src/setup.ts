@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { X509Certificate, randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile, rename, rm } from 'node:fs/promises';
 import { isIP } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { parseDocument, stringify, type Document } from 'yaml';
 import { HeadstartError } from '@headstart/errors';
 import { PEER_URL, validateConfig } from '@headstart/node';
@@ -53,15 +53,25 @@ async function makeCertificate(dir: string, name: string, peersAddress: string):
   return { cert: `./${cert}`, key: `./${key}` };
 }
 
-export async function initNode(path: string, o: { name: string; data: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string; tls: boolean }): Promise<void> {
+/** `data` (relative to the working directory) as the configuration in `configDir` names it. */
+function dataDirFor(configDir: string, data: string): string {
+  if (isAbsolute(data)) return data;
+  const rel = relative(configDir, resolve(data));
+  return rel.startsWith('..') ? resolve(data) : `./${rel}`;
+}
+
+export async function initNode(path: string, o: { name: string; data?: string; nbd: string; peers: string; dashboard: string; metrics: string; admin: string; tls: boolean }): Promise<void> {
   const exists = await readFile(path).then(
     () => true,
     () => false,
   );
   if (exists) throw new HeadstartError('CONFIG_INVALID', `${path} already exists; edit it or choose another --config`);
   const dir = dirname(resolve(path));
+  // The configuration's paths are relative to its file; --data, like any path on a command
+  // line, to where the command runs (`init node -c a/a.yaml --data a/data` meant a/a/data).
+  const data = o.data === undefined ? './data' : dataDirFor(dir, o.data);
   const config = {
-    node: { name: o.name, dataDir: o.data, secret: randomBytes(24).toString('hex') },
+    node: { name: o.name, dataDir: data, secret: randomBytes(24).toString('hex') },
     listen: { nbd: o.nbd, peers: o.peers, dashboard: o.dashboard, metrics: o.metrics, admin: o.admin },
     peers: [],
     volumes: [],
