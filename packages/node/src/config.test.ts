@@ -84,6 +84,8 @@ describe('configuration', () => {
     // A YAML number past any schedule (1e300 s is beyond a date's range) or .inf (JSON shows it as null).
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: 1e300 } }] })).toContain('volumes[0].schedule.every: 1e+300 is longer than 366d, the longest duration taken');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: '400d' } }] })).toContain('volumes[0].schedule.every: "400d" is longer than 366d');
+    // Said once, at its key: not again as an rpoTarget "not more than the interval (Infinity s)".
+    for (const every of ['400d', Infinity]) expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every }, rpoTarget: '10m' }] })).not.toContain('rpoTarget');
     expect(problem({ ...base, volumes: [{ name: 'v', size: 4096, schedule: { every: Infinity } }] })).toContain('volumes[0].schedule.every: not a duration: Infinity');
     expect(problem({ ...base, volumes: [{ name: 'v', size: Infinity }] })).toContain('volumes[0].size: not a size: Infinity');
     // YAML's .nan: the key's own message, not zod's bare "Invalid input".

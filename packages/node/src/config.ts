@@ -343,7 +343,8 @@ export const configSchema = z
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'schedule'], message: 'a primary volume with sinks needs a snapshot schedule' });
       }
       // The RPO age reaches the interval before every point: a target below it is missed at every point.
-      const intervals = [v.schedule?.every, ...(v.schedule?.windows ?? []).map((w) => w.every)].filter((x): x is number => typeof x === 'number');
+      // Intervals refused at their own key (not a duration, over 366d) are not judged again here.
+      const intervals = [v.schedule?.every, ...(v.schedule?.windows ?? []).map((w) => w.every)].filter((x): x is number => typeof x === 'number' && x > 0 && x <= MAX_DURATION_MS);
       const longest = intervals.length > 0 ? Math.max(...intervals) : undefined;
       if (v.rpoTarget !== undefined && longest !== undefined && v.rpoTarget <= longest) {
         ctx.addIssue({ code: z.ZodIssueCode.custom, path: ['volumes', i, 'rpoTarget'], message: `${v.rpoTarget / 1000} s is not more than the schedule's interval (${longest / 1000} s): the recovery point reaches that age before every point, so the target would be missed all the time; give it the interval plus the time a point takes to ship` });
