@@ -93,6 +93,10 @@ describe('export --group', () => {
       await expect(replica.exportGroup('db', rout)).rejects.toMatchObject({ code: 'EXPORT_EXISTS', message: `${join(rout, 'wal.raw')} exists; choose another path or pass --force` });
       expect((await readdir(rout)).sort()).toEqual(['db.raw', 'wal.raw']);
       await expect(primary.exportGroup('solo', out)).rejects.toMatchObject({ code: 'CONFIG_INVALID', message: 'volume solo is in no consistency group: export it alone (without --group)' });
+      // A directory that is not there: refused before the primary closes a point for it.
+      const closed = primary.volume('db').latestClosed!.n;
+      await expect(primary.exportGroup('db', join(dir, 'no-such-dir'))).rejects.toMatchObject({ code: 'EXPORT_OUTPUT', message: expect.stringContaining(`cannot create ${join(dir, 'no-such-dir', 'wal.raw')}: ENOENT`) });
+      expect(primary.volume('db').latestClosed!.n).toBe(closed);
     } finally {
       stopped = true;
       await workload;

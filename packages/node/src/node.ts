@@ -23,8 +23,9 @@
  * The same `sinks` list serves both directions: while a volume is primary it ships to those
  * peers; while it is a replica it accepts their links.
  */
-import { link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants as fsConstants } from 'node:fs';
+import { access, link, mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { HeadstartError, isHeadstartError } from '@headstart/errors';
 import { startNbdServer, type ExportOptions, type NbdServer, type WriteRecorder } from '@headstart/nbd';
 import { TraceRecorder } from '@headstart/traces';
@@ -1271,6 +1272,13 @@ class Node implements HeadstartNode {
     // Every image's name is checked before any is written: none of a group's is left alone.
     if (!overwrite) {
       for (const out of outs) if (await stat(out).then(() => true, () => false)) throw new HeadstartError('EXPORT_EXISTS', `${out} exists; choose another path or pass --force`);
+    }
+    // And where they go, before a primary closes a point for them (a missing or unwritable
+    // directory closed a point that nothing was then written from).
+    for (const out of outs) {
+      await onOutput(out, 'create', access(dirname(out), fsConstants.W_OK).then(() => stat(dirname(out))).then((st) => {
+        if (!st.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, ${dirname(out)}`), { code: 'ENOTDIR' });
+      }));
     }
     const images: ExportedImage[] = [];
     if (!unit[0].volume.readOnly) {
