@@ -271,11 +271,23 @@ async function writeTemp(v: Volume, out: string, read: (first: number, count: nu
     await onOutput(out, 'size', fh.truncate(v.size));
     const per = Math.max(1, Math.floor((1 << 20) / v.blockSize));
     const zero = Buffer.alloc(per * v.blockSize);
+    const bs = v.blockSize;
     for (let first = 0; first < v.blockCount; first += per) {
       const count = Math.min(per, v.blockCount - first);
       const data = await read(first, count);
       if (data.equals(zero.subarray(0, data.length))) continue; // stays a hole
-      await onOutput(out, 'write', fh.write(data, 0, data.length, first * v.blockSize));
+      // Only the runs of blocks that are not zero: the others stay holes too (per 1 MiB, an
+      // image of scattered 4 KiB blocks took its whole size on disk).
+      for (let b = 0; b < count; ) {
+        if (data.subarray(b * bs, (b + 1) * bs).equals(zero.subarray(0, bs))) {
+          b++;
+          continue;
+        }
+        let e = b + 1;
+        while (e < count && !data.subarray(e * bs, (e + 1) * bs).equals(zero.subarray(0, bs))) e++;
+        await onOutput(out, 'write', fh.write(data, b * bs, (e - b) * bs, (first + b) * bs));
+        b = e;
+      }
     }
     await onOutput(out, 'sync', fh.datasync());
     await onOutput(out, 'close', fh.close());
