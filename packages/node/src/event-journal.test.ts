@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -52,6 +52,10 @@ describe('the dashboard event journal', () => {
     const w = warnings();
     expect((await EventJournal.open(path, w.log)).events()).toEqual([]);
     expect(w.seen).toEqual(["the dashboard's saved event list cannot be read: it starts empty"]);
+    // Kept aside for whoever wants to read it, not overwritten by the next save.
+    const aside = (await readdir(dir)).filter((f) => f.startsWith('dashboard-events.json.damaged-'));
+    expect(aside.length).toBe(1);
+    expect(await readFile(join(dir, aside[0]), 'utf8')).toBe('{"not": "a list"');
     await writeFile(path, JSON.stringify([lost(1), { type: 'link-connected' }, 7, null, { type: 'snapshot', time: 2 }, lost(3)]));
     expect((await EventJournal.open(path, silentLogger())).events().map((e) => e.time)).toEqual([1, 3]);
     // Parseable but damaged: a time no date holds (the page's whole list stopped at "Invalid

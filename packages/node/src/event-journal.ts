@@ -7,7 +7,7 @@
  * missing, unreadable or damaged file means an empty list and a warning, never a failed
  * start, and a failed save (a full disk) is logged and tried again at the next change.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { FeedEvent } from '@headstart/protocol';
 import type { Logger } from './logger';
@@ -74,7 +74,12 @@ export class EventJournal {
       // Only what looks like an event: a damaged entry is dropped, not shown as garbage.
       list = parsed.filter(isSavedEvent).slice(-JOURNAL_EVENTS);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn({ err, path }, 'the dashboard\'s saved event list cannot be read: it starts empty');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        // Kept aside, not overwritten by the next save: what it held may matter after a crash.
+        const aside = `${path}.damaged-${Date.now()}`;
+        const kept = await rename(path, aside).then(() => aside, () => null);
+        log.warn({ err, path, keptAs: kept }, 'the dashboard\'s saved event list cannot be read: it starts empty');
+      }
     }
     return new EventJournal(path, list, log);
   }
