@@ -261,10 +261,7 @@ async function onOutput<T>(out: string, what: string, op: Promise<T>): Promise<T
  * Copies a volume's content into a sparse raw image beside `out` (a temp file, synced) and
  * resolves its path; placeImages puts it in place. A failed read of the volume stays its own error.
  */
-async function writeTemp(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>, overwrite: boolean): Promise<string> {
-  if (!overwrite && (await stat(out).then(() => true, () => false))) {
-    throw new HeadstartError('EXPORT_EXISTS', `${out} exists; choose another path or pass --force`);
-  }
+async function writeTemp(v: Volume, out: string, read: (first: number, count: number) => Promise<Buffer>): Promise<string> {
   const tmp = `${out}.partial-${process.pid}`;
   const fh = await onOutput(out, 'create', open(tmp, 'w'));
   try {
@@ -272,6 +269,8 @@ async function writeTemp(v: Volume, out: string, read: (first: number, count: nu
     const per = Math.max(1, Math.floor((1 << 20) / v.blockSize));
     const zero = Buffer.alloc(per * v.blockSize);
     const bs = v.blockSize;
+    const zeroBlock = zero.subarray(0, bs);
+    const isZero = (data: Buffer, b: number) => data.subarray(b * bs, (b + 1) * bs).equals(zeroBlock);
     for (let first = 0; first < v.blockCount; first += per) {
       const count = Math.min(per, v.blockCount - first);
       const data = await read(first, count);
@@ -279,12 +278,12 @@ async function writeTemp(v: Volume, out: string, read: (first: number, count: nu
       // Only the runs of blocks that are not zero: the others stay holes too (per 1 MiB, an
       // image of scattered 4 KiB blocks took its whole size on disk).
       for (let b = 0; b < count; ) {
-        if (data.subarray(b * bs, (b + 1) * bs).equals(zero.subarray(0, bs))) {
+        if (isZero(data, b)) {
           b++;
           continue;
         }
         let e = b + 1;
-        while (e < count && !data.subarray(e * bs, (e + 1) * bs).equals(zero.subarray(0, bs))) e++;
+        while (e < count && !isZero(data, e)) e++;
         await onOutput(out, 'write', fh.write(data, b * bs, (e - b) * bs, (first + b) * bs));
         b = e;
       }
@@ -333,11 +332,14 @@ async function placeImages(images: readonly { tmp: string; out: string }[]): Pro
   for (const keep of aside) if (keep !== null) await rm(keep, { force: true });
 }
 
-/** Writes each image of `unit` to a temp file, then puts them all in place (placeImages); a failure leaves no temp file. */
-async function writeImages(jobs: readonly { v: Volume; out: string; read: (first: number, count: number) => Promise<Buffer> }[], overwrite: boolean): Promise<void> {
+/**
+ * Writes each image to a temp file, then puts them all in place (placeImages); a failure
+ * leaves no temp file. The caller checked the names (exportUnit: EXPORT_EXISTS, the directories).
+ */
+async function writeImages(jobs: readonly { v: Volume; out: string; read: (first: number, count: number) => Promise<Buffer> }[]): Promise<void> {
   const written: { tmp: string; out: string }[] = [];
   try {
-    for (const j of jobs) written.push({ tmp: await writeTemp(j.v, j.out, j.read, overwrite), out: j.out });
+    for (const j of jobs) written.push({ tmp: await writeTemp(j.v, j.out, j.read), out: j.out });
   } catch (err) {
     for (const { tmp } of written) await rm(tmp, { force: true });
     throw err;
@@ -1307,7 +1309,7 @@ class Node implements HeadstartNode {
         const missing = unit.filter((x) => !points.has(x));
         if (missing.length > 0) throw new HeadstartError('NODE_GROUP_TORN', `the point for the export could not be closed on ${missing.map((x) => x.config.name).join(', ')} (see the node log); nothing was written`);
         // Every image is written before any is put in place: a failure leaves none of this point.
-        await writeImages(unit.map((x, i) => ({ v: x.volume, out: outs[i], read: (first: number, count: number) => x.volume.readBlocksAt(points.get(x)!.n, first, count) })), overwrite);
+        await writeImages(unit.map((x, i) => ({ v: x.volume, out: outs[i], read: (first: number, count: number) => x.volume.readBlocksAt(points.get(x)!.n, first, count) })));
         for (const [i, x] of unit.entries()) {
           const point = points.get(x)!;
           images.push({ volume: x.config.name, n: point.n, scheduledAt: point.scheduledAt, bytes: x.volume.size, path: outs[i] });
@@ -1331,7 +1333,7 @@ class Node implements HeadstartNode {
       if (new Set(points.map((p) => p.scheduledAt)).size > 1) {
         throw new HeadstartError('NODE_GROUP_TORN', `the volumes of group ${unit[0].config.group} do not hold the same point: ${points.map((p) => `${p.volume} at point ${p.n} (${new Date(p.scheduledAt).toISOString()})`).join(', ')}; export them one by one, or after the next point commits`);
       }
-      await writeImages(unit.map((x, i) => ({ v: x.volume, out: outs[i], read: (first: number, count: number) => x.volume.read(first * x.volume.blockSize, count * x.volume.blockSize) })), overwrite);
+      await writeImages(unit.map((x, i) => ({ v: x.volume, out: outs[i], read: (first: number, count: number) => x.volume.read(first * x.volume.blockSize, count * x.volume.blockSize) })));
       for (const [i] of unit.entries()) images.push({ ...points[i], bytes: unit[i].volume.size, path: outs[i] });
       return images;
     } finally {
