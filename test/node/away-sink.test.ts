@@ -1,4 +1,10 @@
 /**
+ * A sink that is away is not kept every point for (Node.followLatest, Volume.rebaseSink).
+ *
+ * A replica site that has points and goes away catches up when it returns: one delta from
+ * its last point straight to the latest, each block written between sent once; meanwhile the
+ * primary keeps only the numbers of the blocks written, not their old content per point.
+ *
  * After a failover with the old primary's site gone, the promoted volume's sink for that
  * site holds nothing of its history yet: its first copy will be a full one, by checksum.
  * Points are not kept for it meanwhile: before, every point from the promotion on was (the
@@ -8,7 +14,7 @@
  * point and follows on from there, equal to the new primary.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -100,5 +106,52 @@ describe("a promoted volume's sink for the lost site", () => {
     await a.waitAcked('vol', last.n, 60_000);
     expect(b.volume('vol').committed?.n).toBe(last.n);
     expect((await b.volume('vol').read(0, 16 * MiB)).equals(await v().read(0, 16 * MiB))).toBe(true);
+  }, 120_000);
+});
+
+describe('a replica site that has points and goes away', () => {
+  it('is kept no old content per point meanwhile, and catches up in one delta to the latest when it returns', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'hs-away-sink-'));
+    cleanup.push(() => rm(dir, { recursive: true, force: true }));
+    const [aPeers, bPeers] = [await freePort(), await freePort()];
+    const siteB = () => startNode(validateConfig({ node: { name: 'site-b', dataDir: join(dir, 'b'), secret: SECRET }, listen: { peers: `127.0.0.1:${bPeers}` }, peers: [{ name: 'site-a', url: `ws://127.0.0.1:${aPeers}` }], volumes: [{ name: 'vol', size: 32 * MiB, role: 'replica', schedule: { every: '1h' }, sinks: ['site-a'] }] }), silentLogger());
+    const a = await startNode(validateConfig({ node: { name: 'site-a', dataDir: join(dir, 'a'), secret: SECRET }, listen: { peers: `127.0.0.1:${aPeers}` }, peers: [{ name: 'site-b', url: `ws://127.0.0.1:${bPeers}` }], volumes: [{ name: 'vol', size: 32 * MiB, role: 'primary', schedule: { every: '1h' }, sinks: ['site-b'] }] }), silentLogger());
+    cleanup.push(() => a.stop());
+    let b = await siteB();
+    const v = a.volume('vol');
+    await v.write(0, randomBytes(4 * MiB));
+    const p = await a.snapshotNow('vol');
+    await a.waitAcked('vol', p.n, 30_000);
+    await b.stop(); // the replica site goes away
+
+    // Twenty points, each rewriting the same 4 MiB (and 4 KiB of its own): kept per point, 80 MiB of old content.
+    for (let i = 0; i < 20; i++) {
+      await v.write(0, Buffer.alloc(4 * MiB, 10 + i));
+      await v.write(8 * MiB + i * 4096, Buffer.alloc(4096, 10 + i));
+      await a.snapshotNow('vol');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // A close falls between the link's tries now and then: the sink catches up to the latest.
+    for (let i = 0; i < 50 && v.sink('site-b').catchUpTo !== v.latestClosed!.n; i++) {
+      await a.snapshotNow('vol');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(v.sink('site-b')).toMatchObject({ acked: p.n, catchUpTo: v.latestClosed!.n });
+    expect(v.isReadable(p.n + 1)).toBe(false);
+    // The metadata store held about one point's old content at most (LMDB takes two 4 KiB pages per block).
+    const meta = (await stat(join(dir, 'a', 'volumes', 'vol', 'meta.lmdb'))).size;
+    expect(meta).toBeLessThan(40 * MiB); // measured 17.0 MB; 160.6 MB when every point was kept for it
+    expect(a.status().volumes[0].sinks.find((s) => s.name === 'site-b')?.catchUpTo).toBe(v.latestClosed!.n);
+
+    // The site returns: one delta, 4 MiB and 20 blocks, and it is byte-equal.
+    const sent = a.status().volumes[0].sinks.find((s) => s.name === 'site-b')!.payloadBytesSent;
+    b = await siteB();
+    cleanup.push(() => b.stop());
+    const last = v.latestClosed!.n;
+    await a.waitAcked('vol', last, 60_000);
+    expect(b.volume('vol').committed?.n).toBe(last);
+    expect((await b.volume('vol').read(0, 32 * MiB)).equals(await v.read(0, 32 * MiB))).toBe(true);
+    expect(a.status().volumes[0].sinks.find((s) => s.name === 'site-b')!.payloadBytesSent - sent).toBe(4 * MiB + 20 * 4096);
+    expect(v.sink('site-b').catchUpTo).toBeUndefined();
   }, 120_000);
 });

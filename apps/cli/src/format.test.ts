@@ -40,6 +40,16 @@ describe('headstart status', () => {
     expect(formatStatus(status(volume({ latestClosed: 40, sinks: [sink('site-b', 'disconnected', 12)] })))).not.toContain('are kept for sink');
   });
 
+  it('says a sink catches up, and counts only the points it still reads as kept for it', () => {
+    const sink = (catchUpTo: number) => ({ name: 'site-b', state: 'disconnected', acked: 12, catchUpTo, lastLagMs: null, lastCommitMs: null, rpoAgeMs: null, throughput: 0, notConverging: false, lastError: null }) as unknown as VolumeView['sinks'][number];
+    const low = { freeBytes: 3 << 20, reserveBytes: 1 << 20, warnBytes: 4 << 20 };
+    const atLatest = formatStatus(status(volume({ latestClosed: 40, disk: low, sinks: [sink(40)] })));
+    expect(atLatest).toContain('sink site-b: link disconnected, last committed 12 (catching up: next point 40, straight from 12), lag');
+    expect(atLatest).not.toContain('are kept for sink');
+    // A catch-up begun (to 30) is not moved: the points after it are kept as usual.
+    expect(formatStatus(status(volume({ latestClosed: 40, disk: low, sinks: [sink(30)] })))).toContain('11 point(s) are kept for sink site-b');
+  });
+
   it('says when scheduled verifications wait for a sink that is behind', () => {
     expect(formatStatus(status(volume({ verifyDeferred: 3 })))).toContain('verification: the last 3 scheduled one(s) deferred: a sink has not committed the latest point yet (a backlog)');
     expect(formatStatus(status(volume({})))).not.toContain('deferred');

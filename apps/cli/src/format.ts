@@ -52,11 +52,18 @@ function clockSkew(p: VolumeView['primaryLink']): string {
   return `; CLOCKS DIFFER: this node's clock is ${seconds(Math.abs(ahead))} ${ahead > 0 ? 'ahead of' : 'behind'} ${p?.clockOf ?? 'the primary'}'s (RPO age on ${p?.clockOf ?? 'the primary'}'s clock; fix NTP)`;
 }
 
-/** The sink not connected that the most points are kept for (its last committed one on), if any: what fills a primary's disk while a site is away. */
+/**
+ * The sink not connected that the most points are kept for (from the point it reads next on),
+ * if any: what fills a primary's disk while a site is away. A sink that catches up
+ * (catchUpTo) reads only that point of the ones between.
+ */
 function keptFor(v: VolumeView): { name: string; state: string; acked: number; points: number } | null {
   if (v.role !== 'primary' || v.latestClosed === null) return null;
-  const away = v.sinks.filter((k) => k.state !== 'connected' && k.acked !== null && k.acked < v.latestClosed!).sort((a, b) => a.acked! - b.acked!)[0];
-  return away === undefined ? null : { name: away.name, state: away.state, acked: away.acked!, points: v.latestClosed - away.acked! };
+  const latest = v.latestClosed;
+  // The first point whose content is kept for it: the one after its last, or its catch-up's.
+  const first = (k: VolumeView['sinks'][number]) => k.catchUpTo ?? k.acked! + 1;
+  const away = v.sinks.filter((k) => k.state !== 'connected' && k.acked !== null && k.acked < latest && k.catchUpTo !== latest).sort((a, b) => first(a) - first(b))[0];
+  return away === undefined ? null : { name: away.name, state: away.state, acked: away.acked!, points: latest - first(away) + 1 };
 }
 
 export function formatStatus(s: NodeStatus): string {
@@ -113,7 +120,8 @@ export function formatStatus(s: NodeStatus): string {
       // A group member's commit on the replica includes its wait for the rest of the group
       // (GROUP WAIT there): then a long one is another member's link, not this replica's disk.
       const commit = k.lastCommitMs === null || k.lastCommitMs === undefined ? '' : ` (its commit ${seconds(k.lastCommitMs)}${v.group ? `, with its wait for group ${v.group}` : ''})`;
-      lines.push(`  sink ${k.name}: ${link}, last committed ${k.acked ?? '-'}, lag ${seconds(k.lastLagMs)}${commit}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${converging}${k.lastError ? `, last error: ${k.lastError}` : ''}`);
+      const catchUp = k.catchUpTo != null ? ` (catching up: next point ${k.catchUpTo}, straight from ${k.acked})` : '';
+      lines.push(`  sink ${k.name}: ${link}, last committed ${k.acked ?? '-'}${catchUp}, lag ${seconds(k.lastLagMs)}${commit}, RPO age ${rpo}${target}, B ${(k.throughput / 1e6).toFixed(2)} MB/s${converging}${k.lastError ? `, last error: ${k.lastError}` : ''}`);
     }
   }
   return lines.join('\n');

@@ -1041,22 +1041,39 @@ class Node implements HeadstartNode {
   }
 
   /**
-   * On a volume promoted over another history (epoch above 1), a sink that holds nothing of
-   * it yet and is away (the old primary's site after a failover) takes its full copy from the
-   * point just closed, not from its older baseline, so the points between are not kept for it
-   * (Volume.rebaseSink). That copy is a checksum compare in any case: the old site's history
-   * is another. On a volume never promoted the points stay kept for a new sink, so that a new
-   * site seeded from the archive gets only what came after its point (docs/operations.md).
-   * A group's volumes all move or none do, so their copies start at one cut.
+   * A sink that is away goes to the point just closed when it returns, so the old content of
+   * the points before is not kept for it (Volume.rebaseSink). Without this a site away for
+   * days kept every point's overwritten blocks, growing the metadata store with every point.
+   *   - A sink that has points catches up: its next delta goes from its last point straight to
+   *     the latest, each block written between sent once (as a replica, it skips the points
+   *     between: it is byte-equal to one point before the delta and to the latest after).
+   *   - A sink that holds nothing yet takes its full copy from the latest point, but only on a
+   *     volume promoted over another history (epoch above 1: the old primary's site after a
+   *     failover), where that copy is a checksum compare in any case. On a volume never
+   *     promoted the points stay kept for a new sink, so that a new site seeded from the
+   *     archive gets only what came after its point (docs/operations.md).
+   * A group's volumes all move or none do, so they go to one cut.
    */
   private followLatest(unit: readonly Managed[]): void {
-    if (!unit.every((x) => x.volume.info.epoch > 1)) return;
+    const promoted = unit.every((x) => x.volume.info.epoch > 1);
     const names = new Set(unit.flatMap((x) => [...x.sources.keys()]));
     for (const sink of names) {
       const links = unit.map((x) => x.sources.get(sink));
       if (!links.every((l) => l?.mayFollowLatest === true)) continue;
+      const states = unit.map((x) => x.volume.sink(sink));
+      if (!promoted && states.some((s) => s.acked === null)) continue;
       for (const [i, l] of links.entries()) {
-        void l!.followLatest().catch((err: unknown) => this.log.warn({ err, volume: unit[i].config.name, sink }, 'could not move the full copy of an away sink to the latest point (the points before stay kept for it)'));
+        const was = states[i];
+        const volume = unit[i].config.name;
+        void l!.followLatest().then(
+          (to) => {
+            // Said once per absence: the first move of a catch-up (later ones only move its end).
+            if (to !== null && was.acked !== null && was.catchUpTo === undefined) {
+              this.log.info({ volume, sink, from: was.acked, to }, 'sink away: it will catch up from its last point straight to the latest, and the points between are no longer kept for it');
+            }
+          },
+          (err: unknown) => this.log.warn({ err, volume, sink }, 'could not move the next copy of an away sink to the latest point (the points before stay kept for it)'),
+        );
       }
     }
   }

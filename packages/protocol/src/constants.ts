@@ -6,7 +6,10 @@
 /** Protocol versions this build speaks; the handshake picks the highest both share. */
 /** 2: the replica proves the secret after the source (in RESUME, not CHALLENGE): auth.ts. */
 export const PROTOCOL_VERSION_MIN = 2;
-export const PROTOCOL_VERSION_MAX = 2;
+/** 3: BEGIN may carry `from`: a delta that skips points (a sink catching up after an absence). */
+export const PROTOCOL_VERSION_MAX = 3;
+/** The first protocol version with BEGIN's `from`. */
+export const PROTOCOL_CATCH_UP = 3;
 
 /** Bytes of block payload in one BLOCKS frame: 1 MiB keeps ws frames cheap to buffer
  * while amortising per-frame costs (measured: 1 MiB messages reach ~320 MB/s on loopback). */

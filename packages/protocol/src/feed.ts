@@ -21,6 +21,11 @@ export interface SinkStatus {
   readonly lastError: string | null;
   /** The point this link is shipping now and how much of it the sink has staged; null when idle or not known. */
   readonly staging: FeedStaging | null;
+  /**
+   * A sink that was away catches up: its next point is this one, straight from `acked`
+   * (the points between are skipped, not kept for it). Null or absent: the one after `acked`.
+   */
+  readonly catchUpTo?: number | null;
 }
 
 export interface VolumeStatus {

@@ -223,8 +223,13 @@ function decodeBody(type: MessageType, o: Readonly<Record<string, unknown>>): Me
       }
       return { type, proof: bytes(o.proof, 'RESUME.proof', { len: PROOF_BYTES }), epoch: uint(o.epoch, 'RESUME.epoch'), committed: o.committed === null ? null : point(o.committed, 'RESUME.committed'), haveCopy: bool(o.haveCopy, 'RESUME.haveCopy'), staged };
     }
-    case 'BEGIN':
-      return { type, n: uint(o.n, 'BEGIN.n'), kind: oneOf(o.kind, 'BEGIN.kind', ['full', 'delta'] as const) };
+    case 'BEGIN': {
+      const begin = { type, n: uint(o.n, 'BEGIN.n'), kind: oneOf(o.kind, 'BEGIN.kind', ['full', 'delta'] as const) };
+      if (o.from === undefined || o.from === null) return begin;
+      const from = uint(o.from, 'BEGIN.from');
+      if (begin.kind !== 'delta' || from >= begin.n) throw malformed(`BEGIN.from (${from}) belongs to a delta and comes before BEGIN.n (${begin.n})`);
+      return { ...begin, from };
+    }
     case 'BLOCKS': {
       const blocks: WireBlock[] = [];
       for (const [i, e] of list(o.blocks, 'BLOCKS.blocks', MAX_BLOCKS_PER_FRAME).entries()) {

@@ -4,7 +4,8 @@
  *
  * Handshake   C HELLO -> S CHALLENGE -> C AUTH -> S RESUME   (mutual HMAC, see auth.ts)
  * Initial     C CHECKSUM_REQ* <-> S CHECKSUM_REPLY*           (only when the replica holds a copy)
- * Stream      C BEGIN(n) BLOCKS(n)* CLOSE(n)  BEGIN(n+1) ...  (in order, one snapshot at a time)
+ * Stream      C BEGIN(n) BLOCKS(n)* CLOSE(n)  BEGIN(n+1) ...  (in order, one snapshot at a time;
+ *             a catch-up's BEGIN(m, from n) skips from n to m, protocol 3)
  * Credit      S STAGED(batch) per BLOCKS, once staged durably  (flow control + throughput)
  * Commit      S ACK(n) after n is committed, or NACK(n) (digest mismatch: n is sent again)
  * Any time    PING/PONG; ERROR then close (code + wsClose from @headstart/errors)
@@ -78,6 +79,11 @@ export interface BeginMsg {
   readonly n: number;
   /** 'full': a whole copy of point n (initial sync); 'delta': the dirty set of n over n-1. */
   readonly kind: 'full' | 'delta';
+  /**
+   * A delta over this earlier point instead of n-1 (protocol 3): a sink that was away catches
+   * up, every block written after `from` up to n, as of n; the points between are skipped.
+   */
+  readonly from?: number;
 }
 export interface WireBlock {
   readonly block: number;

@@ -47,7 +47,7 @@ export class ReplicaInbound {
       case 'BEGIN':
         if (this.open) throw outOfOrder(m, `before CLOSE of snapshot ${this.open.n}`);
         if (this.lastClosed !== null && m.n <= this.lastClosed) throw outOfOrder(m, `for snapshot ${m.n} after snapshot ${this.lastClosed} was closed`);
-        if (m.kind === 'delta' && this.lastClosed !== null && m.n !== this.lastClosed + 1) throw outOfOrder(m, `(delta ${m.n} does not follow ${this.lastClosed})`);
+        if (m.kind === 'delta' && this.lastClosed !== null && (m.from ?? m.n - 1) !== this.lastClosed) throw outOfOrder(m, `(delta ${m.n} over ${m.from ?? m.n - 1} does not follow ${this.lastClosed})`);
         this.open = { n: m.n, kind: m.kind };
         return;
       case 'BLOCKS':

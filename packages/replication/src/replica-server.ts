@@ -268,7 +268,7 @@ class ReplicaSession {
       case 'AUTH':
         return this.authenticated(m.proof);
       case 'BEGIN':
-        return this.begin(m.n, m.kind);
+        return this.begin(m.n, m.kind, m.from);
       case 'BLOCKS':
         return this.blocks(m.n, m.batch, m.blocks);
       case 'CLOSE':
@@ -337,12 +337,13 @@ class ReplicaSession {
     this.link.send({ ...(await target.resume()), epoch: epochBefore, proof: computeProof(this.options.secret, 'replica', this.proofInput()) });
   }
 
-  private begin(n: number, kind: 'full' | 'delta'): void {
+  /** `from`: a catch-up's delta goes from that point to n (the points between skipped), not from n - 1. */
+  private begin(n: number, kind: 'full' | 'delta', from: number | undefined): void {
     const t = this.target!;
     const c = t.volume.committed?.n ?? null;
     const base = t.acceptedUpTo ?? c;
-    if (kind === 'delta' && (base === null || n !== base + 1)) {
-      throw new HeadstartError('LINK_OUT_OF_ORDER', `delta ${n} does not follow the replica's point ${base ?? 'none'}`);
+    if (kind === 'delta' && (base === null || (from ?? n - 1) !== base)) {
+      throw new HeadstartError('LINK_OUT_OF_ORDER', `delta ${n}${from === undefined ? '' : ` over ${from}`} does not follow the replica's point ${base ?? 'none'}`);
     }
     if (kind === 'full' && base !== null && n <= base) {
       throw new HeadstartError('LINK_OUT_OF_ORDER', `full copy of ${n} is not newer than the replica's point ${base}`);

@@ -177,6 +177,20 @@ export class ReplicaTarget implements GroupMember {
   async resume(): Promise<Omit<ResumeMsg, 'proof'>> {
     await this.commitChain.catch(() => undefined);
     this.commitChain = Promise.resolve(); // a new session starts over from what is committed
+    // A commit stopped half-way is finished first (or, in a group that did not decide it, its
+    // journal dropped: recover). Its source need not send that point again: a sink that was
+    // away catches up past it (BEGIN with `from`), and the blocks of the point it goes to
+    // would wait for ever behind that journal (staging holds writes while one is pending).
+    // If it still fails (a full disk), so does this session, and the source retries.
+    if (this.staging.journal() !== null) {
+      try {
+        await this.recover();
+        this.recoveryFailed = null;
+      } catch (err) {
+        this.recoveryFailed = err;
+        throw err;
+      }
+    }
     await this.dropCommitted();
     this.acceptedUpTo = this.volume.committed?.n ?? null;
     // RESUME lists at most MAX_RESUME_STAGED points: the next ones to commit. Any beyond

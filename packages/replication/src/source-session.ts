@@ -22,11 +22,11 @@
  */
 import { HeadstartError } from '@headstart/errors';
 import {
-  MAX_BLOCKS_PAYLOAD, MAX_BLOCKS_PER_FRAME, MAX_POINTS_AHEAD, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SnapshotDigest, SourceInbound,
+  MAX_BLOCKS_PAYLOAD, MAX_BLOCKS_PER_FRAME, MAX_POINTS_AHEAD, PROTOCOL_CATCH_UP, PROTOCOL_VERSION_MAX, PROTOCOL_VERSION_MIN, SnapshotDigest, SourceInbound,
   blockHash, bytesToU64, computeProof, freshNonce, isZero, rangeHash, verifyProof, zeroBlockHash,
   type FeedStaging, type Message, type ProofInput, type ResumeMsg, type WireBlock, type WireVolume,
 } from '@headstart/protocol';
-import type { Volume } from '@headstart/volume';
+import type { BlockSet, Volume } from '@headstart/volume';
 import type WebSocket from 'ws';
 import { CHECKSUM_RANGES_PER_REQUEST, CHECKSUM_RANGE_BLOCKS, KEEPALIVE_MS, KEEPALIVE_TIMEOUT_MS, KNOWN_MAX_BLOCKS, PRESEND_MAX_BLOCKS, PRESEND_TICK_MS, READ_AHEAD, READ_MERGE_GAP_BYTES, READ_RUN_BYTES, WIRE_RATIO_MAX, WIRE_RATIO_MIN, WIRE_RATIO_SAMPLE_BYTES } from './constants';
 
@@ -74,6 +74,8 @@ export interface SessionContext {
   readonly onPresendStopped?: (n: number, limit: number) => void;
   /** The replica does not hold the point it acknowledged (why): its sink starts afresh and it is resynchronised. */
   readonly onResync?: (why: string) => void;
+  /** BEGIN of a catch-up (a delta from `from` straight to n: Volume.rebaseSink) went out: the sink's target must not move now. */
+  readonly onCatchUpBegun?: (from: number, n: number) => void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -265,8 +267,11 @@ export class SourceSession {
     return this.link.done;
   }
 
-  /** Brings the volume's sink record in line with what the replica reports; returns where to start. */
-  private async reconcile(r: ResumeMsg): Promise<{ n: number; kind: 'full' | 'delta'; haveCopy: boolean }> {
+  /**
+   * Brings the volume's sink record in line with what the replica reports; returns where to
+   * start (`from`: a catch-up's delta, from that point straight to n).
+   */
+  private async reconcile(r: ResumeMsg): Promise<{ n: number; kind: 'full' | 'delta'; haveCopy: boolean; from?: number }> {
     const v = this.ctx.volume;
     const name = this.ctx.sink;
     let s = v.sink(name);
@@ -298,6 +303,16 @@ export class SourceSession {
         s = await v.addSink(name);
         this.ctx.onResync?.(`replica ${why}: resynchronising it from point ${s.baseline}`);
       } else if (c! > s.acked) await this.ackLost(c!);
+      s = v.sink(name);
+      const version = this.proofIn?.version ?? PROTOCOL_VERSION_MIN;
+      if (s.acked !== null && s.catchUpTo !== undefined && version < PROTOCOL_CATCH_UP) {
+        // The old content of the points it skips is gone; a replica of an older build cannot
+        // take a delta that skips them. A checksum compare brings it to the latest point.
+        const { acked, catchUpTo } = s;
+        await v.removeSink(name);
+        s = await v.addSink(name);
+        this.ctx.onResync?.(`replica speaks link protocol ${version}, which cannot take a catch-up from point ${acked} straight to point ${catchUpTo} (the points between are no longer kept for it; upgrade it): resynchronising it by checksum from point ${s.baseline}`);
+      }
     }
     if (s.acked === null) {
       if (c !== null) {
@@ -331,7 +346,9 @@ export class SourceSession {
     }
     const after = v.sink(name);
     if (after.acked === null && fullAt !== null) return { n: Math.max(after.baseline, fullAt), kind: 'full', haveCopy: true };
-    return after.acked === null ? { n: after.baseline, kind: 'full', haveCopy } : { n: after.acked + 1, kind: 'delta', haveCopy: false };
+    if (after.acked === null) return { n: after.baseline, kind: 'full', haveCopy };
+    if (after.catchUpTo !== undefined) return { n: after.catchUpTo, kind: 'delta', haveCopy: false, from: after.acked };
+    return { n: after.acked + 1, kind: 'delta', haveCopy: false };
   }
 
   /** Point c was committed but its ACK was lost in a cut: acknowledge it now and tell the
@@ -344,14 +361,16 @@ export class SourceSession {
   }
 
   private async ship(r: ResumeMsg): Promise<void> {
-    let { n, kind, haveCopy } = await this.reconcile(r);
+    let { n, kind, haveCopy, from } = await this.reconcile(r);
     let begun = -1;
     const v = this.ctx.volume;
     for (;;) {
       this.check();
-      // At most MAX_POINTS_AHEAD points begun and not acknowledged (see the constant).
-      const acked = v.sink(this.ctx.sink).acked;
-      if (acked !== null && n - acked > MAX_POINTS_AHEAD) {
+      // At most MAX_POINTS_AHEAD points begun and not acknowledged (see the constant). A
+      // catch-up's skipped points are none of them.
+      const s = v.sink(this.ctx.sink);
+      const base = s.acked === null ? null : Math.max(s.acked, (s.catchUpTo ?? 0) - 1);
+      if (base !== null && n - base > MAX_POINTS_AHEAD) {
         await this.nap(PRESEND_TICK_MS);
         continue;
       }
@@ -370,12 +389,18 @@ export class SourceSession {
         await this.presend(n);
         continue;
       }
-      if (begun !== n) this.link.send({ type: 'BEGIN', n, kind });
-      this.current = { n, total: this.totalOf(n, kind, haveCopy) };
-      await this.shipClosed(n, kind, haveCopy);
+      // A catch-up (from: Volume.rebaseSink) sends every block written after `from`, as of n.
+      const blocks = from === undefined ? undefined : v.changedSince(from, n);
+      if (begun !== n) {
+        this.link.send(from === undefined ? { type: 'BEGIN', n, kind } : { type: 'BEGIN', n, kind, from });
+        if (from !== undefined) this.ctx.onCatchUpBegun?.(from, n);
+      }
+      this.current = { n, total: blocks === undefined ? this.totalOf(n, kind, haveCopy) : () => blocks.size };
+      await this.shipClosed(n, kind, haveCopy, blocks);
       n++;
       kind = 'delta';
       haveCopy = false;
+      from = undefined;
     }
   }
 
@@ -580,8 +605,11 @@ export class SourceSession {
     return reply;
   }
 
-  /** Ships closed point n: every block of it, exactly as of n, then CLOSE(n). */
-  private async shipClosed(n: number, kind: 'full' | 'delta', haveCopy: boolean): Promise<void> {
+  /**
+   * Ships closed point n: every block of it, exactly as of n, then CLOSE(n). `blocks`: a
+   * delta's blocks when they are not n's dirty set (a catch-up's, from an earlier point).
+   */
+  private async shipClosed(n: number, kind: 'full' | 'delta', haveCopy: boolean, blocks?: BlockSet): Promise<void> {
     const v = this.ctx.volume;
     const bs = v.blockSize;
     const point = v.snapshots().find((p) => p.n === n);
@@ -639,7 +667,7 @@ export class SourceSession {
       }
     };
     if (kind === 'delta') {
-      await pipeline(readSpans(v.dirtyBlocks(n).runs(runBlocks), runBlocks, Math.floor(READ_MERGE_GAP_BYTES / bs)), false);
+      await pipeline(readSpans((blocks ?? v.dirtyBlocks(n)).runs(runBlocks), runBlocks, Math.floor(READ_MERGE_GAP_BYTES / bs)), false);
     } else if (!haveCopy && v.isZeroPoint(n)) {
       // The point is the empty image the volume was created as: nothing to read or send.
     } else if (!haveCopy) {

@@ -110,13 +110,20 @@ export interface SourceLink {
   /** Drops the current connection (it reconnects and resumes): for tests and operators. */
   reconnect(): void;
   /**
-   * Whether the sink's full copy may start from the latest closed point instead of its
-   * baseline (followLatest): it holds nothing of the volume yet, no session is under way, and
-   * none reached the replica since this link started (its copy may have begun there).
+   * Whether the sink's next copy may go to the latest closed point (followLatest): no session
+   * is under way, and
+   *   - for a sink that holds nothing yet, none reached the replica since this link started
+   *     (its full copy may have begun there);
+   *   - for a sink that has points, no session began a catch-up to the point it goes to now
+   *     (moving it would drop what the replica staged for it).
    */
   readonly mayFollowLatest: boolean;
-  /** Moves the sink's full copy to the latest closed point (Volume.rebaseSink), holding the next session back meanwhile; nothing unless mayFollowLatest. */
-  followLatest(): Promise<void>;
+  /**
+   * Moves the sink's next copy to the latest closed point (Volume.rebaseSink: a full copy, or
+   * a catch-up delta), holding the next session back meanwhile; nothing unless
+   * mayFollowLatest. Resolves with the point it now goes to, or null if it did not move.
+   */
+  followLatest(): Promise<number | null>;
 }
 
 export interface LinkStats {
@@ -197,6 +204,8 @@ class Source implements SourceLink {
   private reached = false;
   /** A followLatest under way: the next session waits for it (it reads the sink's baseline). */
   private rebasing: Promise<void> | null = null;
+  /** The catch-up point a session has sent BEGIN for (this process): it is not moved again. */
+  private catchUpBegun: number | null = null;
 
   constructor(
     private readonly options: SourceOptions,
@@ -212,13 +221,14 @@ class Source implements SourceLink {
   }
 
   get mayFollowLatest(): boolean {
-    if (this.reached || this.stopped || this.session !== null || this.rebasing !== null) return false;
-    const v = this.options.volume;
-    return v.sinks().some((s) => s.name === this.options.sink && s.acked === null);
+    if (this.stopped || this.session !== null || this.rebasing !== null) return false;
+    const s = this.options.volume.sinks().find((k) => k.name === this.options.sink);
+    if (s === undefined) return false;
+    return s.acked === null ? !this.reached : s.catchUpTo === undefined || s.catchUpTo !== this.catchUpBegun;
   }
 
-  followLatest(): Promise<void> {
-    if (!this.mayFollowLatest) return Promise.resolve();
+  followLatest(): Promise<number | null> {
+    if (!this.mayFollowLatest) return Promise.resolve(null);
     const p = this.options.volume.rebaseSink(this.options.sink);
     // Set before any await: a session about to start sees it and waits.
     const held: Promise<void> = p.then(
@@ -270,6 +280,7 @@ class Source implements SourceLink {
         },
         onPresendStopped: (n, limit) => o.onEvent?.({ type: 'presend-stopped', sink: o.sink, n, limit }),
         onResync: (message) => o.onEvent?.({ type: 'resync', sink: o.sink, message }),
+        onCatchUpBegun: (_from, n) => (this.catchUpBegun = n),
         onAcked: (n, shipped) => {
           // The backoff starts over once the replica commits something, not at each
           // handshake: a replica that accepts the link and fails every session (its disk is
@@ -335,6 +346,7 @@ class Source implements SourceLink {
       rateLimit: this.limits.limit,
       lastError: this.lastError,
       staging: this.session?.staging() ?? null,
+      catchUpTo: s.catchUpTo ?? null,
     };
   }
 

@@ -95,12 +95,15 @@ export function decodeReplicaPoint(value: unknown): SnapshotPoint {
 }
 
 export function encodeSink(s: SinkState): unknown[] {
-  return [s.acked, s.baseline];
+  return s.catchUpTo === undefined ? [s.acked, s.baseline] : [s.acked, s.baseline, s.catchUpTo];
 }
 
+/** [acked, baseline] or, for a sink catching up (SinkState.catchUpTo), [acked, baseline, catchUpTo]. */
 export function decodeSink(name: unknown, value: unknown): SinkState {
-  if (typeof name !== 'string' || !Array.isArray(value) || value.length !== 2) throw corrupt(`sinks[${safeJson(name)}]`, value);
-  const [acked, baseline] = value as unknown[];
+  if (typeof name !== 'string' || !Array.isArray(value) || (value.length !== 2 && value.length !== 3)) throw corrupt(`sinks[${safeJson(name)}]`, value);
+  const [acked, baseline, catchUpTo] = value as unknown[];
   if (!(acked === null || isNonNegInt(acked)) || !isNonNegInt(baseline)) throw corrupt(`sinks[${name}]`, value);
-  return { name, acked, baseline };
+  if (value.length === 2) return { name, acked, baseline };
+  if (acked === null || !isNonNegInt(catchUpTo) || catchUpTo <= acked) throw corrupt(`sinks[${name}]`, value);
+  return { name, acked, baseline, catchUpTo };
 }

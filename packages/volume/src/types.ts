@@ -50,6 +50,12 @@ export interface SinkState {
   readonly acked: number | null;
   /** For a sink without any point yet: the snapshot its full copy is made of. */
   readonly baseline: number;
+  /**
+   * For a sink that has points and was away (Volume.rebaseSink): its next delta goes straight
+   * from `acked` to this point, covering every point between, whose old content is no
+   * longer kept for it. Absent when its next point is simply the one after `acked`.
+   */
+  readonly catchUpTo?: number;
 }
 
 export interface WriteOptions {
