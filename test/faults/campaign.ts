@@ -81,6 +81,8 @@ export interface CampaignResult {
   group: boolean;
   /** Replica restarts after which both volumes held a point closed for both (each checked to be the same one). */
   group_restarts_checked: number;
+  /** Times the source's link, away at a close, was set to catch up to the latest point (skipping those between). */
+  catch_ups: number;
   duration_s: number;
   /** Whether the disk faults ran (they need to mount a tmpfs). */
   disk_faults: boolean;
@@ -399,6 +401,7 @@ export async function runCampaign(options: { faults: number; seed: number; polic
     policy,
     group: options.group === true,
     group_restarts_checked: groupRecoveries,
+    catch_ups: sourceEvents.filter((e) => e.event === 'catch-up').length,
     duration_s: Math.round((Date.now() - started) / 100) / 10,
     problems,
   };
@@ -436,7 +439,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   if (!json) {
     process.stdout.write(`fault campaign, seed ${r.seed}, policy ${r.policy}${r.group ? `, a consistency group of two volumes (${r.group_restarts_checked} replica restarts checked for one common point)` : ''}: ${r.faults} faults in ${r.duration_s} s\n`);
     for (const [k, c] of Object.entries(r.by_kind)) process.stdout.write(`  ${k.padEnd(20)} ${c}\n`);
-    process.stdout.write(`points checked ${r.points_checked}, writes acknowledged ${r.writes_acked}, refused ${r.writes_refused}${r.disk_faults ? '' : ' (no disk faults: --no-disk-faults, or mounting a tmpfs needs root)'}\n`);
+    process.stdout.write(`points checked ${r.points_checked}, catch-ups ${r.catch_ups}, writes acknowledged ${r.writes_acked}, refused ${r.writes_refused}${r.disk_faults ? '' : ' (no disk faults: --no-disk-faults, or mounting a tmpfs needs root)'}\n`);
     process.stdout.write(`violations ${r.violations}, bytes lost ${r.bytes_lost}\n`);
     for (const p of r.problems) process.stdout.write(`  ${p}\n`);
   }

@@ -5,6 +5,9 @@
  * A second sink 'hold' that never acknowledges keeps every point readable, so the hash of
  * any point can still be computed after a restart.
  *
+ * As the node does at each close (node.ts followLatest), a link that is away (no session
+ * under way) catches up: its next point becomes the latest, all the links or none.
+ *
  * With `members`, it runs a consistency group instead: one volume per id in `dir/<id>`, each
  * exported over NBD under its id and shipped with its group, all closed in one synchronous
  * step at one scheduled time, as the node does (node.ts closePoints). Events name the volume.
@@ -134,6 +137,15 @@ async function closer(): Promise<void> {
       s.predictive?.schedule(nextCloseAt);
       s.predictive?.onClose(p.n, p.closedAt, nextCloseAt);
       emit({ event: 'closed', volume: s.id, n: p.n, scheduledAt: p.scheduledAt, hash: await pointHash(s.volume, p.n) });
+    }
+    if (shipped.every((s) => s.link.mayFollowLatest)) {
+      for (const s of shipped) {
+        const from = s.volume.sink('r1').acked;
+        s.link.followLatest().then(
+          (to) => to !== null && emit({ event: 'catch-up', volume: s.id, from, to }),
+          (err: Error) => emit({ event: 'catch-up-failed', volume: s.id, message: err.message }),
+        );
+      }
     }
   }
 }
