@@ -143,7 +143,7 @@ describe('a replica process refuses hostile peers', () => {
     expectRefused(replay, 'LINK_AUTH_FAILED');
   });
 
-  it('after authentication: a corrupt block, a block outside the volume, a wrong digest', async () => {
+  it('after authentication: a corrupt block, a block outside the volume, a wrong digest, a catch-up from a point it does not hold', async () => {
     /** Runs the real handshake, then `then` with the link ready. */
     const authed = (then: (ws: WebSocket, next: () => Promise<Message>) => void) =>
       session(async (ws, _r, next) => {
@@ -174,6 +174,8 @@ describe('a replica process refuses hostile peers', () => {
     });
     expect(wrongDigest.received.some((m) => m.type === 'NACK')).toBe(true);
     expectRefused(wrongDigest, 'REPL_DIGEST_MISMATCH');
+    // A catch-up from a point the replica does not hold (it holds none).
+    expectRefused(await authed((ws) => ws.send(encodeFrame({ type: 'BEGIN', n: 9, kind: 'delta', from: 4 }))), 'LINK_OUT_OF_ORDER');
   });
 
   it('stays up and untouched: nothing was committed', async () => {

@@ -20,6 +20,7 @@ const samples = (): Message[] => {
     { type: 'RESUME', proof: Buffer.alloc(32, 1), epoch: 1, committed: { n: 3, scheduledAt: 10, closedAt: 11, lastSeq: 99 }, haveCopy: false, staged: [{ n: 4, entries: Buffer.alloc(32, 9) }] },
     { type: 'RESUME', proof: Buffer.alloc(32, 4), epoch: 1, committed: null, haveCopy: true, staged: [] },
     { type: 'BEGIN', n: 4, kind: 'delta' },
+    { type: 'BEGIN', n: 9, kind: 'delta', from: 4 },
     { type: 'BLOCKS', n: 4, batch: 1, blocks: [{ block: 7, hash: blockHash(data), data }, { block: 9, hash: 0xffff_ffff_ffff_ffffn, data: Buffer.alloc(0) }] },
     { type: 'CLOSE', point: { n: 4, scheduledAt: 1, closedAt: 2, lastSeq: 3 }, count: 2, digest: 123456789012345678n },
     { type: 'STAGED', batch: 1, bytes: 4096 },
@@ -97,6 +98,7 @@ describe('frames', () => {
     const bad: [number, unknown][] = [
       [9, {}], [9, { n: -1 }], [9, { n: 1.5 }], [9, { n: '1' }], [9, { n: 2 ** 60 }], [9, [1]], [9, null],
       [5, { n: 1, kind: 'sideways' }],
+      [5, { n: 4, kind: 'delta', from: 4 }], [5, { n: 4, kind: 'delta', from: -1 }], [5, { n: 4, kind: 'full', from: 1 }], [5, { n: 4, kind: 'delta', from: '1' }],
       [6, { n: 1, batch: 1, blocks: [[1, Buffer.alloc(7), Buffer.alloc(0)]] }],
       [6, { n: 1, batch: 1, blocks: [[1, Buffer.alloc(8)]] }],
       [6, { n: 1, batch: 1, blocks: { 0: 1 } }],

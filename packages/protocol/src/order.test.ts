@@ -58,6 +58,18 @@ describe('replica inbound order', () => {
     r.accept(begin(4));
     expect(r.current).toBe(4);
   });
+
+  it("takes a catch-up's delta over an earlier point only where that point is the last closed", () => {
+    const r = new ReplicaInbound();
+    r.accept(hello);
+    r.accept(auth);
+    r.accept({ type: 'BEGIN', n: 9, kind: 'delta', from: 4 }); // the session's first point: the replica checks `from` against what it holds
+    r.accept(blocks(9));
+    r.accept(close(9));
+    expect(rejects(r, { type: 'BEGIN', n: 12, kind: 'delta', from: 8 })).toBe(true);
+    r.accept({ type: 'BEGIN', n: 12, kind: 'delta', from: 9 });
+    expect(r.current).toBe(12);
+  });
   it('refuses replica-to-source messages', () => {
     const r = new ReplicaInbound();
     r.accept(hello);
