@@ -164,7 +164,7 @@ describe('a consistency group', () => {
     const siteA2 = startServe(a);
     await waitServing(siteA2, a);
     // Both volumes, each with its own epoch (a volume added to a group later counts its own).
-    expect(await ok(['demote', 'wal', '-c', a])).toContain('wal (epoch 1), db (epoch 1) are replicas; the primary will resynchronise them by checksum');
+    expect(await ok(['demote', 'wal', '-c', a])).toMatch(/wal \(epoch 1, at its point (\d+)\), db \(epoch 1, at its point \d+\) are replicas; the primary will resynchronise them by checksum/);
     await ok(['snapshot', 'db', '--wait', '-c', b]);
     for (const name of ['db', 'wal']) {
       const v = JSON.parse(await ok(['verify', name, '--json', '-c', b, '--replica', `nbd://127.0.0.1:${ports.aNbd}/${name}`])) as { equal: boolean };

@@ -134,10 +134,12 @@ export async function main(argv: string[]): Promise<number> {
     .addOption(configOption())
     .option('--json', 'print JSON')
     .action(async (volume: string, o: { config: string; json?: boolean }) => {
-      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number; volumes?: { name: string; epoch: number }[] };
+      const r = (await admin(o.config, 'POST', `/v1/volumes/${encodeURIComponent(volume)}/demote`)) as { epoch: number; volumes?: { name: string; epoch: number; point?: number | null }[] };
       const vs = r.volumes ?? [{ name: volume, epoch: r.epoch }];
       // A group's volumes each have their own epoch (one added later counts from 1): each is said.
-      const each = vs.length > 1 ? `${vs.map((v) => `${v.name} (epoch ${v.epoch})`).join(', ')} are replicas` : `${vs[0].name} is a replica (epoch ${vs[0].epoch})`;
+      // The point each image holds (an older node does not say): what a promotion back would keep.
+      const at = (v: (typeof vs)[number]) => (v.point == null ? '' : `, at its point ${v.point}`);
+      const each = vs.length > 1 ? `${vs.map((v) => `${v.name} (epoch ${v.epoch}${at(v)})`).join(', ')} are replicas` : `${vs[0].name} is a replica (epoch ${vs[0].epoch}${at(vs[0])})`;
       print(o.json, r, () => `${each}; the primary will resynchronise ${vs.length > 1 ? 'them' : 'it'} by checksum`);
     });
 

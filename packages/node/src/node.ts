@@ -399,8 +399,8 @@ export interface HeadstartNode {
    * hold (refused, NODE_GROUP_TORN, if they do not hold the same one).
    */
   exportGroup(name: string, dir: string, options?: { overwrite?: boolean }): Promise<{ group: string; scheduledAt: number; volumes: ExportedImage[] }>;
-  /** Demotes a primary (with its consistency group). */
-  demote(name: string): Promise<{ epoch: number; volumes: { name: string; epoch: number }[] }>;
+  /** Demotes a primary (with its consistency group); `point`: the point its image is left at (a last one is closed first if anything was written since), null if none. */
+  demote(name: string): Promise<{ epoch: number; point: number | null; volumes: { name: string; epoch: number; point: number | null }[] }>;
   subscribe(listener: (e: FeedEvent | NodeEvent) => void): () => void;
   stop(): Promise<void>;
 }
@@ -1442,7 +1442,8 @@ class Node implements HeadstartNode {
       }
       // Nothing committed: no point of any primary is here, so the "promoted" data would be
       // whatever the image holds (zeroes, for a replica that never synced). Only on purpose.
-      if (!options.force && m.volume.committed === null) {
+      // A primary demoted (by mistake, say) and not written into since holds its own point.
+      if (!options.force && m.volume.committed === null && m.volume.demotedPoint === null) {
         throw new HeadstartError('SNAPSHOT_UNKNOWN', `replica ${m.config.name} has not committed any point from a primary yet: promoted, it would hold no data of its primary (zeroes if it never synced); use --force if that is what you want`);
       }
     }
@@ -1501,7 +1502,7 @@ class Node implements HeadstartNode {
   }
 
   /** Demotes a primary, or every volume of its consistency group. */
-  async demote(name: string): Promise<{ epoch: number; volumes: { name: string; epoch: number }[] }> {
+  async demote(name: string): Promise<{ epoch: number; point: number | null; volumes: { name: string; epoch: number; point: number | null }[] }> {
     const first = this.get(name);
     if (first.volume.readOnly) throw new HeadstartError('NODE_ALREADY_REPLICA', `volume ${name} is already a replica here`);
     const unit = this.groupOf(first).filter((x) => !x.volume.readOnly);
@@ -1510,18 +1511,28 @@ class Node implements HeadstartNode {
       m.timer = null;
       m.nextCloseAt = null;
     }
-    const volumes: { name: string; epoch: number }[] = [];
+    // No writes from here on, then a last point if anything was written since the latest:
+    // each volume's image then is exactly that point (Volume.demotedPoint), so a demote on
+    // the wrong site can be undone by promoting it back, at that point. One cut for the group.
+    for (const m of unit) {
+      if (m.verifyHold !== null) await this.endVerify(m.config.name);
+      this.nbd && (await this.nbd.removeExport(m.config.name));
+    }
+    if (unit.some((m) => m.volume.dirtyBlocks(m.volume.openSnapshot).size > 0)) {
+      await this.closePoints(unit, Date.now()).catch((err: unknown) =>
+        this.log.warn({ err, volume: name, group: first.config.group }, 'could not close a last point before the demotion (its writes since the latest are in its image, which is then no point: promoting it back needs --force)'),
+      );
+    }
+    const volumes: { name: string; epoch: number; point: number | null }[] = [];
     for (const m of unit) {
       const vname = m.config.name;
-      if (m.verifyHold !== null) await this.endVerify(vname);
-      if (m.timer) clearTimeout(m.timer); // endVerify re-armed the group's schedule
+      if (m.timer) clearTimeout(m.timer); // endVerify and the last close re-armed the group's schedule
       m.timer = null;
       await Promise.all([...m.sources.values()].map((s) => s.stop()));
       m.sources.clear();
       await m.archiver?.stop();
       m.archiver = null;
       await this.saveLearnt(m, true);
-      this.nbd && (await this.nbd.removeExport(vname));
       // The epoch stays: the new primary's is higher, and its links are accepted; ours never
       // ship again until promoted. Our writes since the last common point are rolled back by
       // the checksum comparison the new primary starts with.
@@ -1530,14 +1541,16 @@ class Node implements HeadstartNode {
       await m.volume.setRole('replica', epoch);
       this.nbd?.addExport(vname, m.volume, this.exportOptions(m));
       await this.replicaServer?.attach(this.targetConfig(m));
-      this.log.warn({ volume: vname, epoch, group: m.config.group }, 'volume demoted to replica');
+      const point = m.volume.demotedPoint?.n ?? null;
+      this.log.warn({ volume: vname, epoch, point, group: m.config.group }, 'volume demoted to replica');
       this.emit({ type: 'demoted', time: Date.now(), volume: vname, epoch });
-      volumes.push({ name: vname, epoch });
+      volumes.push({ name: vname, epoch, point });
       m.levelOffsetMs = null;
       m.schedule = m.config.schedule === undefined ? null : scheduleFrom(m.config.schedule);
     }
     this.levelSchedules('roles');
-    return { epoch: volumes.find((v) => v.name === name)!.epoch, volumes };
+    const mine = volumes.find((v) => v.name === name)!;
+    return { epoch: mine.epoch, point: mine.point, volumes };
   }
 
   // ------------------------------------------------------------------ status

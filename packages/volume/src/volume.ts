@@ -210,6 +210,12 @@ export class Volume implements BlockDevice {
   private readonly dirty = new Map<number, BlockSet>();
   private sinkStates = new Map<string, SinkState>();
   private replicaPoint: SnapshotPoint | null = null;
+  /**
+   * A demoted primary's own latest point, which its image holds exactly (nothing was written
+   * after it), until it begins to apply another primary's point: promoted back, it goes on
+   * from it (a demote on the wrong site is undone without --force). Null otherwise.
+   */
+  private ownPoint: SnapshotPoint | null = null;
   /** The epoch of the primary whose point the replica committed last (null: not recorded, older volumes). */
   private replicaPointEpoch: number | null = null;
   private osCrashed = false;
@@ -267,6 +273,8 @@ export class Volume implements BlockDevice {
     }
     const rawReplica = this.meta.get('replica');
     this.replicaPoint = rawReplica === undefined ? null : decodeReplicaPoint(rawReplica);
+    const rawOwn = this.meta.get('ownPoint');
+    this.ownPoint = rawOwn === undefined ? null : decodeReplicaPoint(rawOwn);
     const rawEpoch = this.meta.get('replicaEpoch');
     this.replicaPointEpoch = typeof rawEpoch === 'number' && Number.isSafeInteger(rawEpoch) ? rawEpoch : null;
     this.closed = [];
@@ -389,8 +397,20 @@ export class Volume implements BlockDevice {
   private readsInFlight = 0;
   private readsDrained: (() => void) | null = null;
 
+  /** A demoted primary's own point, which its image holds exactly (see ownPoint), or null. */
+  get demotedPoint(): SnapshotPoint | null {
+    return this.ownPoint;
+  }
+
   /** A replica's commit of point n starts writing its image (see `applying`); resolves once no read is under way. */
   async beginApply(n: number): Promise<void> {
+    if (this.ownPoint !== null) {
+      // Its image stops being its own point now, durably before the first write.
+      this.space.forMetadata(`recording that volume ${this.record.name} takes another primary's point`);
+      await this.meta.remove('ownPoint');
+      await this.syncMeta();
+      this.ownPoint = null;
+    }
     if (this.applying === null) {
       let release!: () => void;
       const done = new Promise<void>((resolve) => (release = resolve));
@@ -1022,14 +1042,28 @@ export class Volume implements BlockDevice {
     const next: VolumeRecord = { ...this.record, role, epoch, pristine: false };
     const wasReplica = this.record.role === 'replica';
     await this.locks.drain();
+    await this.closing;
+    // Demoted: its image is its own latest point if nothing was written since (see ownPoint),
+    // and it holds no other primary's point (the one it committed as a replica before it was
+    // promoted, long ago, is not what its image holds).
+    const latest = this.latestClosed;
+    const demotedAt = role === 'replica' && !wasReplica ? (latest !== null && this.isReadable(latest.n) && this.dirty.get(this.openN)?.size === 0 ? latest : null) : undefined;
     this.space.forMetadata(`changing volume ${this.record.name}'s role`);
     await this.root.transaction(() => {
       this.meta.put('volume', { ...next });
       // Once primary, its data is its own history: the epoch of the point it last committed as a replica no longer says it.
       if (role === 'primary') this.meta.remove('replicaEpoch');
+      if (demotedAt !== undefined) {
+        this.meta.remove('replica');
+        this.meta.remove('replicaEpoch');
+        if (demotedAt === null) this.meta.remove('ownPoint');
+        else this.meta.put('ownPoint', encodeReplicaPoint(demotedAt));
+      }
       if (role === 'primary' && wasReplica) {
-        // The committed point becomes the new primary's latest closed point.
-        const base = this.replicaPoint ?? { n: 0, scheduledAt: this.record.createdAt, closedAt: this.record.createdAt, lastSeq: 0 };
+        // The committed point becomes the new primary's latest closed point; promoted back
+        // before it committed any, a demoted primary goes on from its own.
+        this.meta.remove('ownPoint');
+        const base = this.replicaPoint ?? this.ownPoint ?? { n: 0, scheduledAt: this.record.createdAt, closedAt: this.record.createdAt, lastSeq: 0 };
         const point = { ...base, lastSeq: this.seq };
         for (const key of this.snapshotDb.getKeys()) this.snapshotDb.remove(key);
         for (const key of this.log.getKeys()) this.log.remove(key);
@@ -1041,6 +1075,12 @@ export class Volume implements BlockDevice {
     await this.syncMeta();
     this.record = next;
     if (role === 'primary') this.replicaPointEpoch = null;
+    if (demotedAt !== undefined) {
+      this.replicaPoint = null;
+      this.replicaPointEpoch = null;
+      this.ownPoint = demotedAt;
+    }
+    if (role === 'primary') this.ownPoint = null;
     if (role === 'primary' && wasReplica) {
       this.sinkStates.clear();
       this.dirty.clear();
