@@ -186,7 +186,7 @@ describe('dashboard in chromium over real replication', () => {
     await screenshot(page, 'healthy');
   });
 
-  it('shows a cut link as broken within 2 s, and recovers when the replica returns', async () => {
+  it('shows a cut link as broken within 2 s, catching up while it is away, and recovers when the replica returns', async () => {
     const t0 = Date.now();
     const closing = server!.close();
     server = null;
@@ -203,7 +203,13 @@ describe('dashboard in chromium over real replication', () => {
     await expect.poll(() => page.locator('#event-list li[data-type="link-disconnected"]').count(), { timeout: 3000 }).toBeGreaterThan(0);
     await screenshot(page, 'broken');
 
-    await new Promise((r) => setTimeout(r, 1500)); // let it stay down a moment, as a real outage would
+    // It stays down while points close: orders-db's link, away, is set to catch up (as the
+    // node does at each close), and its cell says so, the points it skips in its title.
+    await expect.poll(async () => {
+      await links[0].followLatest();
+      return cell('orders-db', 'link');
+    }, { timeout: 10_000, interval: 300 }).toMatch(/^(disconnected|connecting|error) · catching up$/);
+    expect(await page.locator(`${row('orders-db')} [data-col="link"]`).getAttribute('title')).toMatch(/^catching up: its next point is #\d+, straight from #\d+ \(the points between are skipped\)/);
     server = await replicaServer(port);
     for (const v of VOLS) await page.locator(`${row(v.name)}[data-health="healthy"]`).waitFor({ timeout: 30_000 });
     expect(await cell('orders-db', 'link')).toBe('connected');

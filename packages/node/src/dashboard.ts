@@ -131,6 +131,7 @@ function toFeedVolume(v: VolumeView, now: number, caps: readonly LinkCapView[]):
       presentBytes: planner?.presentBytes ?? null,
       collidedBytes: planner?.collidedBytes ?? null,
       staging: s.staging,
+      catchUpTo: s.catchUpTo ?? null,
       notConverging: s.notConverging,
       capReason: capReason(caps, s.name),
     };

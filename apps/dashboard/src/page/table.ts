@@ -195,8 +195,10 @@ export class SinkTable {
       this.set(v, 'rpo', age === null ? '—' : target === null ? formatDuration(age) : `${formatDuration(age)} / ${formatTarget(target)}`, age !== null && target !== null && age > target ? 'over' : '');
       return;
     }
-    this.set(v, 'link', s.state, `link-${s.state}`);
-    v.cells.link.title = s.lastError ?? '';
+    // A sink that was away catches up: its next point skips those between (docs/operations.md).
+    const catchUp = s.catchUpTo == null ? null : `catching up: its next point is #${s.catchUpTo}, straight from #${s.acked} (the points between are skipped)`;
+    this.set(v, 'link', catchUp === null ? s.state : `${s.state} · catching up`, `link-${s.state}`);
+    v.cells.link.title = [catchUp, s.lastError].filter((x) => x !== null && x !== '').join('; ');
     // A fenced link ships nothing (the two sites disagree on which is primary): no lag grows, none will end.
     const lag = s.lagMs === null || s.state === 'fenced' ? null : s.lagMs + (lagIsGrowing(vol, s) ? since : 0);
     this.set(v, 'lag', formatDuration(lag));
