@@ -181,10 +181,14 @@ export class ReplicaTarget implements GroupMember {
     // journal dropped: recover). Its source need not send that point again: a sink that was
     // away catches up past it (BEGIN with `from`), and the blocks of the point it goes to
     // would wait for ever behind that journal (staging holds writes while one is pending).
-    // If it still fails (a full disk), so does this session, and the source retries.
+    // If it still fails (a full disk), so does this session, and the source retries. In the
+    // commit chain: a session that replaces this one (its source timed out waiting for a
+    // large point's redo) waits for that redo, never runs a second one beside it.
     if (this.staging.journal() !== null) {
+      const redo = this.commitChain.then(() => (this.staging.journal() === null ? undefined : this.recover()));
+      this.commitChain = redo;
       try {
-        await this.recover();
+        await redo;
         this.recoveryFailed = null;
       } catch (err) {
         this.recoveryFailed = err;
