@@ -212,7 +212,8 @@ describe('dashboard in chromium over real replication', () => {
     expect(await page.locator(`${row('orders-db')} [data-col="link"]`).getAttribute('title')).toMatch(/^catching up: its next point is #\d+, straight from #\d+ \(the points between are skipped\)/);
     server = await replicaServer(port);
     for (const v of VOLS) await page.locator(`${row(v.name)}[data-health="healthy"]`).waitFor({ timeout: 30_000 });
-    expect(await cell('orders-db', 'link')).toBe('connected');
+    // 'connected · catching up' until the catch-up's point is acknowledged (a CI run saw it still shipping).
+    await expect.poll(() => cell('orders-db', 'link'), { timeout: 15_000 }).toBe('connected');
     await expect.poll(() => page.locator('#event-list li[data-type="link-connected"]').count(), { timeout: 3000 }).toBeGreaterThan(0);
     await screenshot(page, 'recovered');
   });
