@@ -1518,7 +1518,7 @@ class Node implements HeadstartNode {
       if (m.verifyHold !== null) await this.endVerify(m.config.name);
       this.nbd && (await this.nbd.removeExport(m.config.name));
     }
-    if (unit.some((m) => m.volume.dirtyBlocks(m.volume.openSnapshot).size > 0)) {
+    if (unit.some((m) => m.volume.writtenSinceLatest)) {
       await this.closePoints(unit, Date.now()).catch((err: unknown) =>
         this.log.warn({ err, volume: name, group: first.config.group }, 'could not close a last point before the demotion (its writes since the latest are in its image, which is then no point: promoting it back needs --force)'),
       );

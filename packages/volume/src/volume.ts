@@ -215,7 +215,7 @@ export class Volume implements BlockDevice {
    * after it), until it begins to apply another primary's point: promoted back, it goes on
    * from it (a demote on the wrong site is undone without --force). Null otherwise.
    */
-  private ownPoint: SnapshotPoint | null = null;
+  private demoted: SnapshotPoint | null = null;
   /** The epoch of the primary whose point the replica committed last (null: not recorded, older volumes). */
   private replicaPointEpoch: number | null = null;
   private osCrashed = false;
@@ -274,7 +274,7 @@ export class Volume implements BlockDevice {
     const rawReplica = this.meta.get('replica');
     this.replicaPoint = rawReplica === undefined ? null : decodeReplicaPoint(rawReplica);
     const rawOwn = this.meta.get('ownPoint');
-    this.ownPoint = rawOwn === undefined ? null : decodeReplicaPoint(rawOwn);
+    this.demoted = rawOwn === undefined ? null : decodeReplicaPoint(rawOwn);
     const rawEpoch = this.meta.get('replicaEpoch');
     this.replicaPointEpoch = typeof rawEpoch === 'number' && Number.isSafeInteger(rawEpoch) ? rawEpoch : null;
     this.closed = [];
@@ -397,19 +397,19 @@ export class Volume implements BlockDevice {
   private readsInFlight = 0;
   private readsDrained: (() => void) | null = null;
 
-  /** A demoted primary's own point, which its image holds exactly (see ownPoint), or null. */
+  /** A demoted primary's own point, which its image holds exactly (see `demoted`), or null. */
   get demotedPoint(): SnapshotPoint | null {
-    return this.ownPoint;
+    return this.demoted;
   }
 
   /** A replica's commit of point n starts writing its image (see `applying`); resolves once no read is under way. */
   async beginApply(n: number): Promise<void> {
-    if (this.ownPoint !== null) {
+    if (this.demoted !== null) {
       // Its image stops being its own point now, durably before the first write.
       this.space.forMetadata(`recording that volume ${this.record.name} takes another primary's point`);
       await this.meta.remove('ownPoint');
       await this.syncMeta();
-      this.ownPoint = null;
+      this.demoted = null;
     }
     if (this.applying === null) {
       let release!: () => void;
@@ -804,10 +804,7 @@ export class Volume implements BlockDevice {
    * closed point counts as delivered.
    */
   get floor(): number {
-    if (this.sinkStates.size === 0) return this.latestClosed?.n ?? this.openN - 1;
-    let floor = Infinity;
-    for (const s of this.sinkStates.values()) floor = Math.min(floor, s.acked ?? s.baseline - 1);
-    return floor;
+    return this.lowestOverSinks((s) => s.acked ?? s.baseline - 1);
   }
 
   /**
@@ -816,10 +813,20 @@ export class Volume implements BlockDevice {
    * nothing at or below it. The floor, or higher while a sink catches up (rebaseSink).
    */
   get readFloor(): number {
-    if (this.sinkStates.size === 0) return this.floor;
-    let floor = Infinity;
-    for (const s of this.sinkStates.values()) floor = Math.min(floor, s.catchUpTo !== undefined ? s.catchUpTo - 1 : (s.acked ?? s.baseline - 1));
-    return floor;
+    return this.lowestOverSinks((s) => (s.catchUpTo !== undefined ? s.catchUpTo - 1 : (s.acked ?? s.baseline - 1)));
+  }
+
+  /** The lowest of `point` over the sinks; with none, the latest closed point (everything counts as delivered). */
+  private lowestOverSinks(point: (s: SinkState) => number): number {
+    if (this.sinkStates.size === 0) return this.latestClosed?.n ?? this.openN - 1;
+    let lowest = Infinity;
+    for (const s of this.sinkStates.values()) lowest = Math.min(lowest, point(s));
+    return lowest;
+  }
+
+  /** Whether a block was written since the latest closed point: if not, the image is that point exactly. */
+  get writtenSinceLatest(): boolean {
+    return (this.dirty.get(this.openN)?.size ?? 0) > 0;
   }
 
   sinks(): SinkState[] {
@@ -1043,11 +1050,11 @@ export class Volume implements BlockDevice {
     const wasReplica = this.record.role === 'replica';
     await this.locks.drain();
     await this.closing;
-    // Demoted: its image is its own latest point if nothing was written since (see ownPoint),
+    // Demoted: its image is its own latest point if nothing was written since (see `demoted`),
     // and it holds no other primary's point (the one it committed as a replica before it was
     // promoted, long ago, is not what its image holds).
     const latest = this.latestClosed;
-    const demotedAt = role === 'replica' && !wasReplica ? (latest !== null && this.isReadable(latest.n) && this.dirty.get(this.openN)?.size === 0 ? latest : null) : undefined;
+    const demotedAt = role === 'replica' && !wasReplica ? (latest !== null && !this.writtenSinceLatest ? latest : null) : undefined;
     this.space.forMetadata(`changing volume ${this.record.name}'s role`);
     await this.root.transaction(() => {
       this.meta.put('volume', { ...next });
@@ -1063,7 +1070,7 @@ export class Volume implements BlockDevice {
         // The committed point becomes the new primary's latest closed point; promoted back
         // before it committed any, a demoted primary goes on from its own.
         this.meta.remove('ownPoint');
-        const base = this.replicaPoint ?? this.ownPoint ?? { n: 0, scheduledAt: this.record.createdAt, closedAt: this.record.createdAt, lastSeq: 0 };
+        const base = this.replicaPoint ?? this.demoted ?? { n: 0, scheduledAt: this.record.createdAt, closedAt: this.record.createdAt, lastSeq: 0 };
         const point = { ...base, lastSeq: this.seq };
         for (const key of this.snapshotDb.getKeys()) this.snapshotDb.remove(key);
         for (const key of this.log.getKeys()) this.log.remove(key);
@@ -1078,9 +1085,9 @@ export class Volume implements BlockDevice {
     if (demotedAt !== undefined) {
       this.replicaPoint = null;
       this.replicaPointEpoch = null;
-      this.ownPoint = demotedAt;
+      this.demoted = demotedAt;
     }
-    if (role === 'primary') this.ownPoint = null;
+    if (role === 'primary') this.demoted = null;
     if (role === 'primary' && wasReplica) {
       this.sinkStates.clear();
       this.dirty.clear();
